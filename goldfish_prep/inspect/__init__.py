@@ -1,0 +1,1 @@
+"""Look inside masked shards: statistics, rendering, verification and repeated passages."""

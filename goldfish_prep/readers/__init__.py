@@ -1,0 +1,1 @@
+"""Input readers: files, folders, globs and datasets in, ``Record`` objects out, in a stable order."""

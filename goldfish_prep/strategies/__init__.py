@@ -1,0 +1,1 @@
+"""One module per mask strategy; each exposes a pure ``drop_flat`` over a batch of documents."""

@@ -1,0 +1,1 @@
+"""Tokenizer adapters: one small interface over tiktoken, HF tokenizers and SentencePiece."""

@@ -1,0 +1,1 @@
+"""The bundled minimal trainer and the memorisation measurement (needs the ``train`` extra: torch)."""
