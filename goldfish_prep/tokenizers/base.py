@@ -33,6 +33,11 @@ class Tokenizer(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    def token_pieces(self, ids: Sequence[int]) -> list[str]:
+        """The text of each token, one string per id, so that ``"".join(pieces)`` is
+        ``decode(ids)`` wherever tokens fall on character boundaries (used by ``show``)."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """Identity for the manifest: spec, kind, name, vocab_size, bos_id, eos_id, fingerprint."""
         ...
