@@ -93,3 +93,21 @@ def _clear_document_heads(drop: npt.NDArray[np.bool_], starts: npt.NDArray[np.in
     """Positions 0..width-1 of every document are never dropped (their window would leave the document)."""
     heads = (starts[:, None] + np.arange(width, dtype=np.int64)[None, :]).ravel()
     drop[heads[heads < len(drop)]] = False
+
+
+def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[np.int64]:
+    """How many positions of each document the strategy *could* drop (the denominator of a mask rate).
+
+    Hash strategies: positions ``t >= context_width``; static: the positions of
+    its every-k-th grid; none: 0.
+
+    >>> eligible_counts([5, 20], MaskConfig(k=4, context_width=13)).tolist()
+    [0, 7]
+    """
+    n = np.asarray(lengths, dtype=np.int64)
+    if config.strategy == "none":
+        return np.zeros_like(n)
+    if config.strategy == "static":
+        first = 1 + config.seed % config.k
+        return np.where(n > first, (n - first + config.k - 1) // config.k, 0)
+    return np.maximum(n - config.context_width, 0)

@@ -70,6 +70,8 @@ def window_products(ids: npt.NDArray[np.integer], context_width: int) -> npt.NDA
 
 def drop_flat(ids: npt.NDArray[np.integer], context_width: int, k: int) -> npt.NDArray[np.bool_]:
     """Drop decisions for every position of a flat array, before the per-document eligibility rule."""
+    if len(ids) <= context_width:  # no position has a full window
+        return np.zeros(len(ids), dtype=np.bool_)
     products = window_products(ids, context_width)
     index = np.mod(products, TABLE_SIZE)  # numpy's mod on int64 is floor-mod, as Python's %
     drop = reference_table()[index] < np.float32(1.0 / k)

@@ -1,0 +1,97 @@
+"""``goldfish-prep mask``: parse options, run ``goldfish_prep.pipeline.run_mask``, print the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from goldfish_prep.config import STRATEGIES, MaskConfig
+from goldfish_prep.errors import ConfigError
+from goldfish_prep.pipeline import MaskJob, run_mask
+from goldfish_prep.readers import ReaderOptions
+from goldfish_prep_cli.options import ByteSize
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (must be new or empty unless --overwrite/--resume).")
+@click.option("--tokenizer", metavar="SPEC", default=None, help="tiktoken encoding name or .tiktoken file, HF tokenizer.json or folder, SentencePiece .model, or hub id.  [default: cl100k_base, offline]")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="goldfish", show_default=True, help="goldfish: seeded content hash (spec in docs/mask-spec.md); hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.")
+@click.option("--k", type=click.IntRange(min=2), default=4, show_default=True, help="Drop about 1 token in k from the loss.")
+@click.option("--context-width", type=click.IntRange(min=1), default=13, show_default=True, help="Ids (ending at the token) hashed to decide a drop; the paper's h.")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Selects an independent goldfish hash (static: the start offset).")
+@click.option("--text-field", default="text", show_default=True, help="JSON/Parquet/Arrow field holding the text.")
+@click.option("--id-field", default=None, help="Field holding a document id (default: the document's file and line).")
+@click.option("--text-per-line", is_flag=True, help="For .txt files: one document per non-empty line (default: one per file).")
+@click.option("--split", "hub_split", default="train", show_default=True, help="Split of an HF hub dataset.")
+@click.option("--bos/--no-bos", "add_bos", default=None, help="Prepend BOS to each text document.  [default: if the tokenizer uses one, e.g. Llama SentencePiece]")
+@click.option("--eos/--no-eos", "add_eos", default=None, help="Append EOS to each text document.  [default: if the tokenizer has one]")
+@click.option("--pack", type=click.IntRange(min=2), default=None, metavar="SEQ_LEN", help="Concatenate documents into rows of SEQ_LEN ids, each token keeping its per-document label.")
+@click.option("--shard-size", type=ByteSize(), default="256MB", show_default=True, help="Input bytes per output shard (outputs are about 2x this: int32 ids and labels).")
+@click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes; the output is byte-identical for every value.")
+@click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop", show_default=True, help="stop at the first bad record, or skip and count bad records (listed in the manifest).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing goldfish-prep output folder.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted run: keep its complete shards, redo the rest.")
+@click.option("--num-tasks", type=click.IntRange(min=1), default=1, show_default=True, help="Split the work into independent tasks (e.g. a Slurm array); then run `finalize`.")
+@click.option("--task-index", type=click.IntRange(min=0), default=0, show_default=True, help="Which task this is, 0-based.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
+    """Tokenize INPUTS and write goldfish label masks into a sharded Arrow dataset.
+
+    INPUTS are files, folders and globs: .jsonl/.json (plain, .gz, .zst), .txt,
+    .parquet, .arrow, folders written by datasets.save_to_disk, or an HF hub
+    dataset name (online only). A record with an `input_ids` list and no text
+    field is taken as pre-tokenized and masked as it is.
+
+    The output loads with datasets.load_from_disk(OUT): one row per document
+    with `input_ids` and `labels` (-100 where the token is dropped from the
+    loss), plus goldfish_manifest.json with the config and every count.
+
+    \b
+    Examples:
+      goldfish-prep mask corpus/ -o shards/
+      goldfish-prep mask 'data/*.jsonl.gz' -o shards/ --k 4 --context-width 13 --num-proc 8
+      goldfish-prep mask books.parquet -o shards/ --tokenizer tokenizer.json --pack 2048
+      goldfish-prep mask corpus/ -o control/ --strategy none     # the standard-loss control
+    """
+    if options["overwrite"] and options["resume"]:
+        raise ConfigError("--overwrite and --resume exclude each other; --resume keeps finished shards, --overwrite deletes them")
+    job = MaskJob(
+        inputs=inputs,
+        output=output,
+        mask=MaskConfig(strategy=options["strategy"], k=options["k"], context_width=options["context_width"], seed=options["seed"]),
+        tokenizer=options["tokenizer"],
+        reader=ReaderOptions(text_field=options["text_field"], id_field=options["id_field"], text_per_line=options["text_per_line"], hub_split=options["hub_split"]),
+        add_bos=options["add_bos"],
+        add_eos=options["add_eos"],
+        pack=options["pack"],
+        shard_size=options["shard_size"],
+        num_proc=options["num_proc"],
+        on_error=options["on_error"],
+        existing="overwrite" if options["overwrite"] else "resume" if options["resume"] else "refuse",
+        num_tasks=options["num_tasks"],
+        task_index=options["task_index"],
+        progress=not options["quiet"],
+    )
+    result = run_mask(job)
+    if "counts" not in result:
+        click.echo(f"Task {result['task_index']} of {result['num_tasks']} done; run `goldfish-prep finalize {output}` once every task has finished.")
+        return
+    click.echo(summary_text(result, output))
+
+
+def summary_text(manifest: dict[str, Any], output: Path) -> str:
+    """The few lines a user reads after a run."""
+    counts = manifest["counts"]
+    lines = [
+        f"Wrote {counts['documents_written']:,} documents, {counts['tokens']:,} tokens, into {len(manifest['shards'])} shard(s) in {output}",
+        f"Dropped {counts['dropped_tokens']:,} of {counts['eligible_tokens']:,} eligible tokens: "
+        f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {manifest['mask']['strategy']})",
+    ]
+    if counts["documents_skipped"]:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in counts["skipped_by_reason"].items())
+        lines.append(f"Skipped {counts['documents_skipped']:,} bad records ({reasons}); locations in goldfish_manifest.json")
+    lines.append(f"Load with: datasets.load_from_disk({str(output)!r})")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""Crash-safe file writes: write to a temporary name, fsync, rename into place.
+
+A reader (or ``--resume``) then sees either nothing or a complete file, never a
+torn one (the pattern of HF datasets' ``save_to_disk`` and pypa/build).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from goldfish_prep.naming import partial_path
+
+
+def fsync_and_rename(temporary: Path, final: Path) -> None:
+    """Make ``temporary`` durable, then atomically give it the name ``final``."""
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as stable, human-readable JSON (sorted keys: byte-identical reruns), atomically."""
+    # the pid keeps concurrent --num-tasks jobs writing the same (identical) file from colliding
+    temporary = partial_path(path).with_suffix(f".{os.getpid()}.partial")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fsync_and_rename(temporary, path)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,106 @@
+"""Tokenize and mask one batch of records: the work a pipeline worker does.
+
+A batch is a list of ``Record`` objects and the ``InputError`` items a reader
+yielded in their place. The result keeps the errors beside the documents so the
+main process can stop at, or skip and count, every bad record, whichever worker
+found it. Documents are masked as one flat array (``mask_documents``): the
+vectorised hashes are only fast on long arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from goldfish_prep.config import MaskConfig
+from goldfish_prep.errors import InputError
+from goldfish_prep.mask import mask_documents
+from goldfish_prep.records import Record
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchContext:
+    """What a worker needs besides the records; small and picklable."""
+
+    tokenizer_spec: str
+    add_bos: bool
+    add_eos: bool
+    mask: MaskConfig
+    #: ids of pre-tokenized records must lie below this; None when the user named no tokenizer
+    vocab_size: int | None = None
+
+
+@dataclasses.dataclass
+class MaskedBatch:
+    """Documents end to end (``ids``, ``drop``), where each starts, and the errors met on the way."""
+
+    ids: npt.NDArray[np.int32]
+    starts: npt.NDArray[np.int64]
+    drop: npt.NDArray[np.bool_]
+    doc_ids: list[str]
+    sources: list[str]
+    errors: list[InputError]
+
+    @property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        return np.diff(np.append(self.starts, len(self.ids)))
+
+
+def mask_batch(items: Sequence[Record | InputError], context: BatchContext) -> MaskedBatch:
+    """Tokenize the text records (one ``encode_batch`` call), add special tokens, check ids, mask."""
+    errors = [item for item in items if isinstance(item, InputError)]
+    records = [item for item in items if isinstance(item, Record)]
+    encoded = iter(_encode_texts([r.text for r in records if r.text is not None], context))
+    pieces: list[npt.NDArray[np.int32]] = []
+    kept: list[Record] = []
+    for record in records:
+        if record.text is not None:
+            pieces.append(next(encoded))
+        else:
+            problem = _check_ids(record, context.vocab_size)
+            if problem is not None:
+                errors.append(problem)
+                continue
+            pieces.append(np.asarray(record.input_ids, dtype=np.int32))
+        kept.append(record)
+    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+    starts = np.zeros(len(pieces), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    drop = mask_documents(ids, starts, context.mask)
+    return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors)
+
+
+def _encode_texts(texts: list[str], context: BatchContext) -> list[npt.NDArray[np.int32]]:
+    """Token ids of each text with the special-token policy applied (BOS first, EOS last)."""
+    if not texts:
+        return []
+    from goldfish_prep.tokenizers import load_tokenizer  # cached per process
+
+    tokenizer = load_tokenizer(context.tokenizer_spec)
+    encoded = tokenizer.encode_batch(texts)
+    head = [tokenizer.bos_id] if context.add_bos and tokenizer.bos_id is not None else []
+    tail = [tokenizer.eos_id] if context.add_eos and tokenizer.eos_id is not None else []
+    if not head and not tail:
+        return [np.asarray(ids, dtype=np.int32) for ids in encoded]
+    prefix = np.array(head, dtype=np.int32)
+    suffix = np.array(tail, dtype=np.int32)
+    return [np.concatenate([prefix, np.asarray(ids, dtype=np.int32), suffix]) for ids in encoded]
+
+
+def _check_ids(record: Record, vocab_size: int | None) -> InputError | None:
+    """Pre-tokenized ids beyond the tokenizer's vocabulary would index past its embedding table."""
+    if vocab_size is None or not record.input_ids:
+        return None
+    largest = max(record.input_ids)
+    if largest < vocab_size:
+        return None
+    return InputError(
+        record.location,
+        f"token id {largest} is outside the tokenizer's vocabulary of {vocab_size} ids",
+        "Pass the --tokenizer these ids were made with, or fix the ids",
+        "id-beyond-vocab",
+    )

@@ -1,0 +1,96 @@
+"""Builds the manifest and the ``datasets`` metadata from the per-shard completion records.
+
+Finishing is a pure function of ``.goldfish/run.json`` and the shard records, so
+one process, N worker processes or N independent ``--num-tasks`` jobs followed
+by ``finalize`` all end with the same bytes. The manifest is written last: its
+presence is what marks a folder complete.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from goldfish_prep.atomic import write_json
+from goldfish_prep.dataset import FORMAT_VERSION, IGNORE_INDEX
+from goldfish_prep.errors import OutputError
+from goldfish_prep.naming import DATASET_INFO, MANIFEST, PROGRESS_DIR, RUN_FILE, STATE, shard_record_path
+from goldfish_prep.schema import features_dict
+
+#: the manifest lists this many skipped records by location; counts always cover all of them
+MAX_LISTED_SKIPS = 1000
+
+
+def finalize_output(folder: Path, num_shards: int) -> dict[str, Any]:
+    """Check that shards 0..num_shards-1 are complete, then write state.json, dataset_info.json and the manifest."""
+    run = json.loads((folder / PROGRESS_DIR / RUN_FILE).read_text(encoding="utf-8"))
+    records = []
+    missing = []
+    for index in range(num_shards):
+        path = shard_record_path(folder, index)
+        if not path.is_file():
+            missing.append(index)
+            continue
+        records.append(json.loads(path.read_text(encoding="utf-8")))
+    if missing:
+        raise OutputError(
+            f"{folder} is missing {len(missing)} of {num_shards} shards (first: {missing[0]}); "
+            "run the unfinished tasks (or rerun with --resume) before finalizing"
+        )
+    manifest = build_manifest(run, records)
+    packed = run["layout"]["pack"] is not None
+    filenames = [shard["filename"] for shard in manifest["shards"]]
+    write_json(folder / STATE, _state(filenames, manifest))
+    write_json(folder / DATASET_INFO, {"citation": "", "description": "", "features": features_dict(packed), "homepage": "", "license": ""})
+    write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest (docs/format.md) from the run description and the shard records, in shard order."""
+    records = sorted(records, key=lambda record: int(record["index"]))
+    reasons: collections.Counter[str] = collections.Counter()
+    skipped: list[dict[str, str]] = []
+    for record in records:
+        reasons.update(record["skipped_by_reason"])
+        skipped.extend(record["skipped"][: MAX_LISTED_SKIPS - len(skipped)])
+    total = {key: sum(int(record[key]) for record in records) for key in ("documents_read", "documents_written", "documents_skipped", "tokens", "eligible_tokens", "dropped_tokens")}
+    mask = run["mask"]
+    counts = {
+        **total,
+        "skipped_by_reason": dict(sorted(reasons.items())),
+        "drop_rate": total["dropped_tokens"] / total["eligible_tokens"] if total["eligible_tokens"] else 0.0,
+        "expected_drop_rate": 0.0 if mask["strategy"] == "none" else 1.0 / mask["k"],
+    }
+    shard_keys = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256")
+    return {
+        "format": "goldfish-prep",
+        "format_version": FORMAT_VERSION,
+        "tool": run["tool"],
+        "mask": {**mask, "ignore_index": IGNORE_INDEX},
+        "tokenizer": run["tokenizer"],
+        "reader": run["reader"],
+        "inputs": run["inputs"],
+        "layout": run["layout"],
+        "shards": [{key: record[key] for key in shard_keys} for record in records],
+        "counts": counts,
+        "skipped": skipped,
+    }
+
+
+def _state(filenames: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
+    """``state.json`` as ``datasets.save_to_disk`` writes it, with a fingerprint derived from the shard checksums."""
+    fingerprint = xxhash.xxh64_hexdigest("".join(shard["sha256"] for shard in manifest["shards"]))
+    return {
+        "_data_files": [{"filename": name} for name in filenames],
+        "_fingerprint": fingerprint,
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }

@@ -1,0 +1,197 @@
+"""``goldfish-prep mask`` as a library call: read, tokenize, mask, write, account.
+
+The flow a document takes, each step in its own module:
+``readers`` (Record) -> ``sharding`` (batches at deterministic places) ->
+``batch`` in worker processes (tokenize + ``mask`` core) -> ``shard`` (Arrow rows,
+optional ``packing``) -> ``manifest`` (written last). Everything that decides
+the output bytes is fixed before any worker starts, so the result is identical
+for every ``num_proc`` and every split into ``num_tasks``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import xxhash
+from tqdm import tqdm
+
+from goldfish_prep import __version__
+from goldfish_prep.batch import BatchContext, MaskedBatch, mask_batch
+from goldfish_prep.config import MaskConfig
+from goldfish_prep.errors import ConfigError, InputError, OutputError
+from goldfish_prep.manifest import finalize_output
+from goldfish_prep.naming import PROGRESS_DIR
+from goldfish_prep.output import prepare_output, write_shard_record
+from goldfish_prep.atomic import write_json
+from goldfish_prep.parallel import ordered_map
+from goldfish_prep.readers import InputSource, ReaderOptions, iter_records, resolve_inputs
+from goldfish_prep.shard import ShardBuilder
+from goldfish_prep.sharding import Batch, plan_batches
+from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, load_tokenizer, resolve_special_tokens
+
+ON_ERROR = ("stop", "skip")
+EXISTING = ("refuse", "overwrite", "resume")
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskJob:
+    """Everything ``mask`` needs. ``shard_size`` is in input bytes per shard (see ``sharding``)."""
+
+    inputs: tuple[str, ...]
+    output: Path
+    mask: MaskConfig = MaskConfig()
+    tokenizer: str | None = None
+    reader: ReaderOptions = ReaderOptions()
+    add_bos: bool | None = None
+    add_eos: bool | None = None
+    pack: int | None = None
+    shard_size: int = 256 << 20
+    num_proc: int = 1
+    on_error: str = "stop"
+    existing: str = "refuse"
+    num_tasks: int = 1
+    task_index: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ConfigError("no inputs given; name at least one file, folder, glob or dataset")
+        if self.on_error not in ON_ERROR:
+            raise ConfigError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        if self.existing not in EXISTING:
+            raise ConfigError(f"existing must be one of {EXISTING}, got {self.existing!r}")
+        if self.pack is not None and self.pack < 2:
+            raise ConfigError(f"--pack must be at least 2 tokens, got {self.pack}")
+        if self.shard_size < 1 or self.num_proc < 1:
+            raise ConfigError("--shard-size and --num-proc must be positive")
+        if not 0 <= self.task_index < self.num_tasks:
+            raise ConfigError(f"--task-index must be in [0, {self.num_tasks}), got {self.task_index}")
+
+
+def run_mask(job: MaskJob) -> dict[str, Any]:
+    """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
+    resolved = resolve_inputs(job.inputs)
+    output = job.output.resolve()
+    _check_output_outside_inputs(output, resolved.sources)
+    spec = job.tokenizer or DEFAULT_TOKENIZER
+    tokenizer = load_tokenizer(spec)
+    add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
+    context = BatchContext(spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None)
+    run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
+    existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
+    completed = prepare_output(output, run, existing)
+    pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+    num_shards = _write_shards(job, output, context, resolved.sources, completed, pad_id)
+    if job.num_tasks == 1:
+        return finalize_output(output, num_shards)
+    summary = {"task_index": job.task_index, "num_tasks": job.num_tasks, "num_shards": num_shards}
+    write_json(output / PROGRESS_DIR / f"task-{job.task_index:05d}-of-{job.num_tasks:05d}.json", summary)
+    return summary
+
+
+def _write_shards(
+    job: MaskJob,
+    output: Path,
+    context: BatchContext,
+    sources: list[InputSource],
+    completed: dict[int, dict[str, Any]],
+    pad_id: int,
+) -> int:
+    """Process this task's unfinished shards in input order; return the total number of shards."""
+    plan = _Plan(plan_batches(iter_records(sources, job.reader), job.shard_size))
+    todo = (
+        (batch, batch.items)
+        for batch in plan
+        if batch.shard % job.num_tasks == job.task_index and batch.shard not in completed
+    )
+    builders: dict[int, ShardBuilder] = {}
+    bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
+    started, tokens = time.perf_counter(), 0
+    try:
+        for batch, result in ordered_map(mask_batch, todo, context, job.num_proc):
+            if result.errors and job.on_error == "stop":
+                raise _with_skip_hint(result.errors[0])
+            builder = builders.get(batch.shard) or builders.setdefault(
+                batch.shard, ShardBuilder(output, batch.shard, job.mask, job.pack, pad_id)
+            )
+            builder.add(result)
+            if batch.closes_shard:
+                write_shard_record(output, builders.pop(batch.shard).close())
+            tokens += len(result.ids)
+            bar.update(len(result.doc_ids))
+            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9) / 1e6:.2f}M tok/s", refresh=False)
+        if plan.num_shards == 0 and job.task_index == 0 and 0 not in completed:
+            write_shard_record(output, ShardBuilder(output, 0, job.mask, job.pack, pad_id).close())
+    except BaseException:
+        for builder in builders.values():
+            builder.abort()
+        raise
+    finally:
+        bar.close()
+    return max(plan.num_shards, 1)
+
+
+class _Plan:
+    """Passes batches through and remembers how many shards the input made."""
+
+    def __init__(self, batches: Iterator[Batch]) -> None:
+        self._batches = batches
+        self.num_shards = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        for batch in self._batches:
+            self.num_shards = batch.shard + 1
+            yield batch
+
+
+def _with_skip_hint(error: InputError) -> InputError:
+    fix = f"{error.fix}, or pass --on-error skip to skip and count bad records" if error.fix else "Pass --on-error skip to skip and count bad records"
+    return InputError(error.location, error.cause, fix, error.reason)
+
+
+def _check_output_outside_inputs(output: Path, sources: list[InputSource]) -> None:
+    for source in sources:
+        if not source.local:
+            continue
+        path = Path(source.path).resolve()
+        if output == path or path.is_relative_to(output):
+            raise OutputError(
+                f"output folder {output} contains the input {source.path}; choose an output folder outside the inputs"
+            )
+
+
+def _describe_run(job: MaskJob, sources: list[InputSource], tokenizer: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides the output bytes; ``--resume`` and ``finalize`` compare and reuse it."""
+    return {
+        "tool": {"name": "goldfish-prep", "version": __version__},
+        "mask": job.mask.to_dict(),
+        "tokenizer": {**tokenizer, "explicit": job.tokenizer is not None},
+        "reader": dataclasses.asdict(job.reader),
+        "inputs": [_describe_input(source) for source in sources],
+        "layout": {"pack": job.pack, "shard_size": job.shard_size},
+        "on_error": job.on_error,
+    }
+
+
+def _describe_input(source: InputSource) -> dict[str, Any]:
+    """Size and xxh3-128 of a local input (a folder: over its files in order), so a changed input is noticed."""
+    if not source.local:
+        return {"path": source.path, "kind": source.kind}
+    path = Path(source.path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = xxhash.xxh3_128()
+    size = 0
+    for file in files:
+        try:
+            with open(file, "rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+                    size += len(block)
+        except OSError as exc:  # the reader reports it as a bad record; the manifest notes it here
+            return {"path": source.path, "kind": source.kind, "unreadable": exc.strerror or str(exc)}
+    return {"path": source.path, "kind": source.kind, "size": size, "xxh3_128": digest.hexdigest()}

@@ -1,0 +1,109 @@
+"""Assembles one output shard from masked batches and keeps its accounting.
+
+Each shard counts what it read, wrote and skipped (with reasons and locations),
+so the manifest's ``read = written + skipped`` holds shard by shard, and a
+resumed or multi-task run sums the same records as a single run.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from goldfish_prep.batch import MaskedBatch
+from goldfish_prep.config import MaskConfig
+from goldfish_prep.errors import InputError
+from goldfish_prep.mask import eligible_counts
+from goldfish_prep.naming import shard_filename
+from goldfish_prep.packing import Packer, PackedRows
+from goldfish_prep.schema import shard_schema
+from goldfish_prep.writer import ShardWriter, labels_from, list_array
+
+
+class ShardBuilder:
+    """Writes batches to shard ``index`` in document rows, or in packed rows of ``pack`` ids."""
+
+    def __init__(self, folder: Path, index: int, mask: MaskConfig, pack: int | None, pad_id: int) -> None:
+        self.index = index
+        self.mask = mask
+        self.filename = shard_filename(index)
+        self._writer = ShardWriter(folder / self.filename, shard_schema(pack is not None))
+        self._packer = Packer(pack, pad_id) if pack is not None else None
+        self.counts = collections.Counter({"documents_read": 0, "documents_written": 0, "tokens": 0, "eligible_tokens": 0, "dropped_tokens": 0})
+        self.reasons: collections.Counter[str] = collections.Counter()
+        self.skipped: list[dict[str, str]] = []
+
+    def add(self, batch: MaskedBatch) -> None:
+        """Account for a batch's errors (already allowed to be skipped) and write its documents."""
+        for error in batch.errors:
+            self.skip(error)
+        n_docs = len(batch.doc_ids)
+        self.counts["documents_read"] += n_docs
+        self.counts["documents_written"] += n_docs
+        if n_docs == 0:
+            return
+        lengths = batch.lengths
+        labels = labels_from(batch.ids, batch.drop)
+        self.counts["tokens"] += len(batch.ids)
+        self.counts["eligible_tokens"] += int(eligible_counts(lengths, self.mask).sum())
+        self.counts["dropped_tokens"] += int(batch.drop.sum())
+        if self._packer is not None:
+            self._write_packed(self._packer.add(batch.ids, labels, batch.starts))
+            return
+        offsets = np.append(batch.starts, len(batch.ids))
+        dropped_per_doc = np.add.reduceat(batch.drop.astype(np.int32), batch.starts) if len(batch.ids) else np.zeros(n_docs, np.int32)
+        dropped_per_doc = np.where(lengths > 0, dropped_per_doc, 0)  # reduceat repeats a value for empty segments
+        self._writer.write({
+            "id": pa.array(batch.doc_ids, type=pa.string()),
+            "source": pa.array(batch.sources, type=pa.string()),
+            "input_ids": list_array(batch.ids, offsets),
+            "labels": list_array(labels, offsets),
+            "num_tokens": pa.array(lengths.astype(np.int32)),
+            "num_dropped": pa.array(dropped_per_doc.astype(np.int32)),
+        })
+
+    def skip(self, error: InputError) -> None:
+        self.counts["documents_read"] += 1
+        self.reasons[error.reason] += 1
+        self.skipped.append({"location": error.location, "reason": error.reason, "cause": error.cause})
+
+    def close(self) -> dict[str, Any]:
+        """Finish the shard file (renamed into place) and return its completion record."""
+        if self._packer is not None:
+            self._write_packed(self._packer.finish())
+        sha256 = self._writer.close()
+        read, written = self.counts["documents_read"], self.counts["documents_written"]
+        return {
+            "index": self.index,
+            "filename": self.filename,
+            "sha256": sha256,
+            "num_rows": self._writer.num_rows,
+            "num_documents": written,
+            "num_tokens": self.counts["tokens"],
+            "num_dropped": self.counts["dropped_tokens"],
+            **dict(self.counts),
+            "documents_skipped": read - written,
+            "skipped_by_reason": dict(sorted(self.reasons.items())),
+            "skipped": self.skipped,
+        }
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+    def _write_packed(self, rows: PackedRows | None) -> None:
+        if rows is None:
+            return
+        n_rows = len(rows.num_tokens)
+        seq_len = len(rows.ids) // n_rows
+        row_offsets = np.arange(n_rows + 1, dtype=np.int64) * seq_len
+        self._writer.write({
+            "input_ids": list_array(rows.ids, row_offsets),
+            "labels": list_array(rows.labels, row_offsets),
+            "num_tokens": pa.array(rows.num_tokens),
+            "num_dropped": pa.array(rows.num_dropped),
+            "doc_starts": list_array(rows.doc_starts, rows.doc_start_offsets),
+        })
