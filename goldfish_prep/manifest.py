@@ -84,7 +84,7 @@ def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
 
 def _state(filenames: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
     """``state.json`` as ``datasets.save_to_disk`` writes it, with a fingerprint derived from the shard checksums."""
-    fingerprint = xxhash.xxh64_hexdigest("".join(shard["sha256"] for shard in manifest["shards"]))
+    fingerprint = xxhash.xxh64_hexdigest("".join(shard["sha256"] for shard in manifest["shards"]).encode())
     return {
         "_data_files": [{"filename": name} for name in filenames],
         "_fingerprint": fingerprint,
