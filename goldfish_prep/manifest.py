@@ -75,6 +75,7 @@ def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
         "tokenizer": run["tokenizer"],
         "reader": run["reader"],
         "inputs": run["inputs"],
+        "ignored_inputs": run.get("ignored_inputs", []),
         "layout": run["layout"],
         "shards": [{key: record[key] for key in shard_keys} for record in records],
         "counts": counts,

@@ -83,6 +83,10 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
     context = BatchContext(spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None)
     run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
+    run["ignored_inputs"] = resolved.ignored
+    if resolved.ignored and job.progress:
+        shown = ", ".join(resolved.ignored[:3]) + (", ..." if len(resolved.ignored) > 3 else "")
+        print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
     completed = prepare_output(output, run, existing)
     pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0

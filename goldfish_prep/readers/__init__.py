@@ -1,1 +1,66 @@
-"""Input readers: files, folders, globs and datasets in, ``Record`` objects out, in a stable order."""
+"""Input readers: files, folders, globs and datasets in, ``Record`` objects out, in a stable order.
+
+``resolve_inputs`` turns what the user typed into ordered ``InputSource``
+objects (and fails at once on what can never work); ``iter_records`` reads
+them one after another. One module per format: ``jsonl``, ``json_array``,
+``text``, ``columnar`` (Parquet, Arrow, ``save_to_disk`` folders), ``hub``.
+
+``iter_records`` never raises for bad data: each bad record becomes an
+``InputError`` item in its place, and a file that cannot be read to its end
+becomes one ``InputError`` after the records read before the failure. The
+pipeline then stops at, or skips and counts, every one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import pyarrow as pa
+
+from goldfish_prep.errors import InputError
+from goldfish_prep.readers.columnar import read_arrow, read_parquet, read_saved_dataset
+from goldfish_prep.readers.failures import file_failure
+from goldfish_prep.readers.hub import read_hub
+from goldfish_prep.readers.json_array import read_json_array
+from goldfish_prep.readers.jsonl import read_jsonl
+from goldfish_prep.readers.options import KINDS, InputSource, ReaderOptions
+from goldfish_prep.readers.resolve import ResolvedInputs, resolve_inputs
+from goldfish_prep.readers.text import read_text
+from goldfish_prep.records import Record
+
+__all__ = ["KINDS", "InputSource", "ReaderOptions", "ResolvedInputs", "iter_records", "resolve_inputs"]
+
+Reader = Callable[[InputSource, ReaderOptions], Iterator[Record | InputError]]
+
+_READERS: dict[str, Reader] = {
+    "jsonl": read_jsonl,
+    "json-array": read_json_array,
+    "text": read_text,
+    "parquet": read_parquet,
+    "arrow": read_arrow,
+    "hf-disk": read_saved_dataset,
+    "hub": read_hub,
+}
+# What reading a file can raise when the file, not the program, is at fault.
+_FILE_FAILURES = (OSError, ValueError, EOFError, pa.ArrowException)
+
+
+def iter_records(sources: Sequence[InputSource], options: ReaderOptions) -> Iterator[Record | InputError]:
+    """Every document of ``sources`` in order, each a ``Record`` or the ``InputError`` saying why not.
+
+    >>> list(iter_records([], ReaderOptions()))
+    []
+    """
+    for source in sources:
+        yield from _read_source(source, options)
+
+
+def _read_source(source: InputSource, options: ReaderOptions) -> Iterator[Record | InputError]:
+    read = _READERS[source.kind]
+    count = 0
+    try:
+        for item in read(source, options):
+            yield item
+            count += 1
+    except _FILE_FAILURES as exc:
+        yield file_failure(source.path, exc, count)
