@@ -25,6 +25,7 @@ from goldfish_prep_cli.options import ByteSize
 @click.option("--text-field", default="text", show_default=True, help="JSON/Parquet/Arrow field holding the text.")
 @click.option("--id-field", default=None, help="Field holding a document id (default: the document's file and line).")
 @click.option("--text-per-line", is_flag=True, help="For .txt files: one document per non-empty line (default: one per file).")
+@click.option("--assume-format", type=click.Choice(["text", "jsonl"]), default=None, help="Read files whose name does not tell their format (LICENSE, copyright) as text or JSON lines.")
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of an HF hub dataset.")
 @click.option("--bos/--no-bos", "add_bos", default=None, help="Prepend BOS to each text document.  [default: if the tokenizer uses one, e.g. Llama SentencePiece]")
 @click.option("--eos/--no-eos", "add_eos", default=None, help="Append EOS to each text document.  [default: if the tokenizer has one]")
@@ -63,6 +64,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         output=output,
         mask=MaskConfig(strategy=options["strategy"], k=options["k"], context_width=options["context_width"], seed=options["seed"]),
         tokenizer=options["tokenizer"],
+        assume_format=options["assume_format"],
         reader=ReaderOptions(text_field=options["text_field"], id_field=options["id_field"], text_per_line=options["text_per_line"], hub_split=options["hub_split"]),
         add_bos=options["add_bos"],
         add_eos=options["add_eos"],

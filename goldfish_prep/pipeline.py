@@ -45,6 +45,7 @@ class MaskJob:
     inputs: tuple[str, ...]
     output: Path
     mask: MaskConfig = MaskConfig()
+    assume_format: str | None = None
     tokenizer: str | None = None
     reader: ReaderOptions = ReaderOptions()
     add_bos: bool | None = None
@@ -75,7 +76,7 @@ class MaskJob:
 
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
-    resolved = resolve_inputs(job.inputs)
+    resolved = resolve_inputs(job.inputs, job.assume_format)
     output = job.output.resolve()
     _check_output_outside_inputs(output, resolved.sources)
     spec = job.tokenizer or DEFAULT_TOKENIZER
@@ -177,6 +178,7 @@ def _describe_run(job: MaskJob, sources: list[InputSource], tokenizer: dict[str,
         "tokenizer": {**tokenizer, "explicit": job.tokenizer is not None},
         "reader": dataclasses.asdict(job.reader),
         "inputs": [_describe_input(source) for source in sources],
+        "assume_format": job.assume_format,
         "layout": {"pack": job.pack, "shard_size": job.shard_size},
         "on_error": job.on_error,
     }

@@ -45,15 +45,19 @@ class ResolvedInputs:
     ignored: list[str]
 
 
-def resolve_inputs(specs: Sequence[str]) -> ResolvedInputs:
+def resolve_inputs(specs: Sequence[str], assume_format: str | None = None) -> ResolvedInputs:
     """Files, folders, globs and hub ids, in the order given, as ``InputSource`` objects.
+
+    ``assume_format`` ("text" or "jsonl") is the format of files whose name does
+    not tell it (``LICENSE``, ``copyright``); by default such files are an error
+    when named, and ignored (and listed) inside folders.
 
     >>> resolve_inputs(["no/such/file.jsonl"])
     Traceback (most recent call last):
     ...
     goldfish_prep.errors.InputError: no/such/file.jsonl: no such file or folder. Check the path (relative paths start in the current folder)
     """
-    collector = _Collector()
+    collector = _Collector(assume_format)
     for spec in specs:
         collector.add_spec(spec)
     return ResolvedInputs(collector.sources, collector.ignored)
@@ -85,7 +89,8 @@ def is_saved_dataset(folder: str) -> bool:
 class _Collector:
     """Accumulates sources in order, each file once."""
 
-    def __init__(self) -> None:
+    def __init__(self, assume_format: str | None = None) -> None:
+        self.assume_format = assume_format
         self.sources: list[InputSource] = []
         self.ignored: list[str] = []
         self._seen: set[str] = set()
@@ -135,9 +140,12 @@ class _Collector:
         return self._add_file(path, explicit)
 
     def _add_file(self, path: str, explicit: bool) -> int:
+        if kind_from_name(os.path.basename(path)) is None and self.assume_format is not None:
+            self._add(InputSource(path, self.assume_format), os.path.realpath(path))
+            return 1
         if kind_from_name(os.path.basename(path)) is None:
             if explicit:
-                raise InputError(path, "cannot tell the file's format from its name", f"Supported: {SUPPORTED}; rename the file to match its format", "unknown-format")
+                raise InputError(path, "cannot tell the file's format from its name", f"Supported: {SUPPORTED}; rename the file, or pass --assume-format text (or jsonl)", "unknown-format")
             self.ignored.append(path)
             return 0
         self._add(InputSource(path, _kind_of(path)), os.path.realpath(path))
@@ -154,7 +162,7 @@ class _Collector:
         if explicit and not found:
             passed_over = self.ignored[ignored_before:]
             shown = f" (it holds only {_preview(passed_over)})" if passed_over else ""
-            raise InputError(folder, f"the folder holds no input files{shown}", f"Supported: {SUPPORTED}", "missing-input")
+            raise InputError(folder, f"the folder holds no input files{shown}", f"Supported: {SUPPORTED}; for files without such a suffix pass --assume-format text (or jsonl)", "missing-input")
         return found
 
     def _walk(self, folder: str, ancestors: frozenset[tuple[int, int]]) -> int:
