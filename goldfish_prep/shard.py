@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from goldfish_prep.batch import MaskedBatch
 from goldfish_prep.config import MaskConfig
@@ -21,7 +20,7 @@ from goldfish_prep.mask import eligible_counts
 from goldfish_prep.naming import shard_filename
 from goldfish_prep.packing import Packer, PackedRows
 from goldfish_prep.schema import shard_schema
-from goldfish_prep.writer import ShardWriter, labels_from, list_array
+from goldfish_prep.writer import ShardWriter, int32_array, labels_from, list_array, string_array
 
 
 class ShardBuilder:
@@ -58,12 +57,12 @@ class ShardBuilder:
         dropped_per_doc = np.add.reduceat(batch.drop.astype(np.int32), batch.starts) if len(batch.ids) else np.zeros(n_docs, np.int32)
         dropped_per_doc = np.where(lengths > 0, dropped_per_doc, 0)  # reduceat repeats a value for empty segments
         self._writer.write({
-            "id": pa.array(batch.doc_ids, type=pa.string()),
-            "source": pa.array(batch.sources, type=pa.string()),
+            "id": string_array(batch.doc_ids),
+            "source": string_array(batch.sources),
             "input_ids": list_array(batch.ids, offsets),
             "labels": list_array(labels, offsets),
-            "num_tokens": pa.array(lengths.astype(np.int32)),
-            "num_dropped": pa.array(dropped_per_doc.astype(np.int32)),
+            "num_tokens": int32_array(lengths),
+            "num_dropped": int32_array(dropped_per_doc),
         })
 
     def skip(self, error: InputError) -> None:
@@ -103,7 +102,7 @@ class ShardBuilder:
         self._writer.write({
             "input_ids": list_array(rows.ids, row_offsets),
             "labels": list_array(rows.labels, row_offsets),
-            "num_tokens": pa.array(rows.num_tokens),
-            "num_dropped": pa.array(rows.num_dropped),
+            "num_tokens": int32_array(rows.num_tokens),
+            "num_dropped": int32_array(rows.num_dropped),
             "doc_starts": list_array(rows.doc_starts, rows.doc_start_offsets),
         })

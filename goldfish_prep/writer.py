@@ -24,9 +24,28 @@ def labels_from(ids: npt.NDArray[np.int32], drop: npt.NDArray[np.bool_]) -> npt.
     return np.where(drop, np.int32(IGNORE_INDEX), ids).astype(np.int32, copy=False)
 
 
-def list_array(values: npt.NDArray[np.int32], offsets: npt.NDArray[np.int64]) -> pa.ListArray:
-    """A list<int32> column from flat values and row offsets (zero-copy for the values)."""
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values, type=pa.int32()))
+# Columns are built from buffers, never with ``pa.array``: that call imports pandas
+# (about 0.5 s per process) to check for pandas inputs, a real share of a small job.
+
+
+def int32_array(values: npt.ArrayLike) -> pa.Array:
+    """An int32 column from a numpy array (zero-copy when it is already contiguous int32)."""
+    array = np.ascontiguousarray(values, dtype=np.int32)
+    return pa.Array.from_buffers(pa.int32(), len(array), [None, pa.py_buffer(array)])
+
+
+def list_array(values: npt.NDArray[np.int32], offsets: npt.NDArray[np.int64]) -> pa.Array:
+    """A list<int32> column from flat values and row offsets (``len(offsets) == rows + 1``)."""
+    row_offsets = np.ascontiguousarray(offsets, dtype=np.int32)  # a batch holds far fewer than 2**31 ids
+    return pa.Array.from_buffers(pa.list_(pa.int32()), len(row_offsets) - 1, [None, pa.py_buffer(row_offsets)], children=[int32_array(values)])
+
+
+def string_array(strings: list[str]) -> pa.Array:
+    """A string column; characters UTF-8 cannot hold (lone surrogates) become U+FFFD."""
+    encoded = [text.encode("utf-8", "replace") for text in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(data) for data in encoded], out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
 class ShardWriter:
