@@ -10,7 +10,7 @@ import click
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
-class ByteSize(click.ParamType):
+class ByteSize(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """A size such as ``256MB``, ``1GiB`` or ``500000`` (bytes)."""
 
     name = "SIZE"

@@ -32,7 +32,7 @@ class PackedRows:
         rows = len(self.num_tokens)
         dropped = (self.labels == IGNORE_INDEX).reshape(rows, -1).sum(axis=1)
         padding = self.labels.reshape(rows, -1).shape[1] - self.num_tokens
-        return (dropped - padding).astype(np.int32)
+        return np.asarray(dropped - padding, dtype=np.int32)
 
 
 class Packer:

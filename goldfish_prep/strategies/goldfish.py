@@ -96,6 +96,6 @@ def window_hashes(ids: npt.NDArray[np.integer], context_width: int, seed: int) -
 def drop_flat(ids: npt.NDArray[np.integer], context_width: int, k: int, seed: int) -> npt.NDArray[np.bool_]:
     """Drop decisions for every position of a flat array, before the per-document eligibility rule."""
     threshold = np.uint64((1 << 64) // k)
-    drop = window_hashes(ids, context_width, seed) < threshold
+    drop: npt.NDArray[np.bool_] = window_hashes(ids, context_width, seed) < threshold
     drop[: min(context_width, len(ids))] = False
     return drop

@@ -31,7 +31,7 @@ def reference_table() -> npt.NDArray[np.float32]:
     bit_generator = np.random.MT19937(0)
     bit_generator._legacy_seeding(TABLE_SEED)  # init_genrand(seed), as torch's CPU generator
     raw = bit_generator.random_raw(TABLE_SIZE)  # uint64 holding consecutive 32-bit outputs
-    table = (raw & 0xFFFFFF).astype(np.float32) / np.float32(1 << 24)
+    table: npt.NDArray[np.float32] = (raw & 0xFFFFFF).astype(np.float32) / np.float32(1 << 24)
     table.flags.writeable = False
     return table
 
@@ -74,6 +74,6 @@ def drop_flat(ids: npt.NDArray[np.integer], context_width: int, k: int) -> npt.N
         return np.zeros(len(ids), dtype=np.bool_)
     products = window_products(ids, context_width)
     index = np.mod(products, TABLE_SIZE)  # numpy's mod on int64 is floor-mod, as Python's %
-    drop = reference_table()[index] < np.float32(1.0 / k)
+    drop: npt.NDArray[np.bool_] = reference_table()[index] < np.float32(1.0 / k)
     drop[: min(context_width, len(ids))] = False
     return drop

@@ -15,4 +15,5 @@ import numpy.typing as npt
 def drop_local(local_positions: npt.NDArray[np.int64], k: int, start: int) -> npt.NDArray[np.bool_]:
     """Drop decisions from each token's position within its document."""
     shifted = local_positions - (1 + start)
-    return (shifted >= 0) & (shifted % k == 0)
+    drop: npt.NDArray[np.bool_] = (shifted >= 0) & (shifted % k == 0)
+    return drop
