@@ -98,8 +98,9 @@ def _clear_document_heads(drop: npt.NDArray[np.bool_], starts: npt.NDArray[np.in
 def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[np.int64]:
     """How many positions of each document the strategy *could* drop (the denominator of a mask rate).
 
-    Hash strategies: positions ``t >= context_width``; static: the positions of
-    its every-k-th grid; none: 0.
+    Hash strategies: positions ``t >= context_width``; static: positions
+    ``t >= 1 + start``, of which it drops every k-th; none: 0. So the expected
+    rate is 1/k for every strategy but ``none``.
 
     >>> eligible_counts([5, 20], MaskConfig(k=4, context_width=13)).tolist()
     [0, 7]
@@ -109,5 +110,5 @@ def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[n
         return np.zeros_like(n)
     if config.strategy == "static":
         first = 1 + config.seed % config.k
-        return np.where(n > first, (n - first + config.k - 1) // config.k, 0)
+        return np.maximum(n - first, 0)
     return np.maximum(n - config.context_width, 0)

@@ -1,0 +1,137 @@
+"""One document (or packed row) with its mask, ready to be shown: what ``show`` renders.
+
+Finding a document by id reads only the ``id`` column of each shard (memory
+mapped), so it is quick even in large outputs. The text of each token comes
+from the tokenizer recorded in the manifest; when that tokenizer cannot be
+loaded here (a local file that moved, a missing optional package) the view
+carries the ids and says why, rather than failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow.compute as pc
+
+from goldfish_prep.config import MaskConfig
+from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
+from goldfish_prep.errors import ConfigError, GoldfishError, InputError
+from goldfish_prep.inspect.columns import Int32s, Int64s, list_values
+from goldfish_prep.mask import eligible_counts
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentView:
+    """A row's tokens and drop flags. ``eligible`` is None for packed rows (it depends on earlier rows)."""
+
+    folder: str
+    shard: str
+    row: int
+    name: str
+    source: str | None
+    ids: Int32s
+    dropped: npt.NDArray[np.bool_]
+    eligible: int | None
+    doc_starts: Int64s
+    padding: int
+    config: MaskConfig
+    pieces: list[str] | None
+    note: str | None
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_dropped(self) -> int:
+        return int(self.dropped.sum())
+
+
+def load_document(
+    folder: str | Path,
+    doc_id: str | None = None,
+    row: int | None = None,
+    tokenizer: str | None = None,
+) -> DocumentView:
+    """The document with id ``doc_id``, or global row ``row`` (0-based over all shards in order).
+
+    ``tokenizer`` overrides the spec recorded in the manifest (e.g. a tokenizer file that moved).
+    """
+    if (doc_id is None) == (row is None):
+        raise ConfigError("name exactly one document: an id or a row number")
+    manifest = load_manifest(folder)
+    packed = manifest.get("layout", {}).get("pack") is not None
+    if doc_id is not None:
+        if packed:
+            raise InputError(str(folder), "packed outputs have no document ids (rows mix documents)", "Pick a row with --row N", "no-ids")
+        path, shard_row, row = _find_id(folder, manifest, doc_id)
+    else:
+        assert row is not None
+        path, shard_row = _find_row(folder, manifest, row)
+    table = read_shard(path).slice(shard_row, 1)
+    view = _view(folder, manifest, path, table, row, packed)
+    spec = tokenizer or manifest.get("tokenizer", {}).get("spec")
+    pieces, note = token_pieces(spec, view.ids)
+    return dataclasses.replace(view, pieces=pieces, note=note)
+
+
+def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, row: int, packed: bool) -> DocumentView:
+    config = MaskConfig.from_dict(manifest["mask"])
+    ids, _ = list_values(table, "input_ids", path)
+    labels, _ = list_values(table, "labels", path)
+    if packed:
+        used = int(table.column("num_tokens")[0].as_py())
+        starts, _ = list_values(table, "doc_starts", path)
+        name, source, eligible, padding = f"row {row}", None, None, len(ids) - used
+        ids, labels, doc_starts = ids[:used], labels[:used], starts.astype(np.int64)
+    else:
+        name, source = table.column("id")[0].as_py(), table.column("source")[0].as_py()
+        eligible, padding, doc_starts = int(eligible_counts([len(ids)], config)[0]), 0, np.zeros(1, np.int64)
+    return DocumentView(str(folder), path.name, row, name, source, ids, labels == IGNORE_INDEX, eligible, doc_starts, padding, config, None, None)
+
+
+def _find_id(folder: str | Path, manifest: dict[str, Any], doc_id: str) -> tuple[Path, int, int]:
+    before = 0
+    first: list[str] = []
+    for path in shard_paths(folder, manifest):
+        ids = read_shard(path, ["id"]).column("id")
+        where = pc.index(ids, doc_id).as_py()
+        if where >= 0:
+            return path, where, before + where
+        if len(first) < 3:
+            first.extend(ids.slice(0, 3 - len(first)).to_pylist())
+        before += len(ids)
+    raise InputError(
+        str(folder),
+        f"no document has id {doc_id!r} ({before} documents; ids look like {', '.join(map(repr, first))})",
+        "Check the id (see `goldfish-prep stats --json`), or pick a row with --row N",
+        "unknown-id",
+    )
+
+
+def _find_row(folder: str | Path, manifest: dict[str, Any], row: int) -> tuple[Path, int]:
+    before = 0
+    for path, record in zip(shard_paths(folder, manifest), manifest["shards"]):
+        if row < before + int(record["num_rows"]):
+            return path, row - before
+        before += int(record["num_rows"])
+    if not before:
+        raise InputError(str(folder), "the output has no rows (every input record was skipped or empty)", "See `skipped` in its goldfish_manifest.json", "unknown-row")
+    raise InputError(str(folder), f"row {row} does not exist (the output has {before} rows, numbered from 0)", f"Pick a row in 0..{before - 1}", "unknown-row")
+
+
+def token_pieces(spec: str | None, ids: Int32s) -> tuple[list[str] | None, str | None]:
+    """(text of each token, None), or (None, why) when the tokenizer cannot be loaded here."""
+    if not spec:
+        return None, "the manifest names no tokenizer; showing token ids"
+    try:
+        from goldfish_prep.tokenizers import load_tokenizer
+
+        pieces: list[str] = load_tokenizer(spec).token_pieces(ids.tolist())
+    except (GoldfishError, ImportError, OSError, ValueError) as exc:
+        return None, f"cannot load tokenizer {spec!r} here ({exc}); showing token ids. Pass --tokenizer to name it"
+    return pieces, None

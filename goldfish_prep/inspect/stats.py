@@ -1,0 +1,179 @@
+"""Mask rates of an output folder: overall, per document, and the documents that stray from 1/k.
+
+Everything is computed from the ``labels`` lists themselves (not from the
+``num_dropped`` column, which is only compared), whole shards at a time: one
+comparison and one cumulative sum over each shard's flat labels, then per-row
+differences at the list offsets. A rate is dropped / eligible, where eligible
+positions are those the strategy could drop (``mask.eligible_counts``), so
+short documents are not mistaken for under-masked ones.
+
+Packed outputs have no document rows: their figures are per packed row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from goldfish_prep.config import MaskConfig
+from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
+from goldfish_prep.inspect.binomial import band_limits, outside_band
+from goldfish_prep.inspect.columns import Int64s, TokenStream, int_column, shard_stream
+from goldfish_prep.inspect.packed import eligible_per_row
+from goldfish_prep.mask import eligible_counts
+
+PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+
+
+def expected_rate(config: MaskConfig) -> float:
+    """The probability that one eligible position is dropped.
+
+    1/k for every strategy (static drops every k-th of its eligible positions), 0 for ``none``.
+    """
+    return 0.0 if config.strategy == "none" else 1.0 / config.k
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskStats:
+    """Per-unit figures (documents, or packed rows) and what follows from them."""
+
+    folder: str
+    manifest: dict[str, Any]
+    config: MaskConfig
+    packed: bool
+    names: list[str]
+    tokens: Int64s
+    eligible: Int64s
+    dropped: Int64s
+    band_level: float
+    flagged: Int64s
+    #: rows whose num_tokens / num_dropped columns disagree with their lists (run verify)
+    column_disagreements: int
+
+    @property
+    def unit(self) -> str:
+        return "row" if self.packed else "document"
+
+    @property
+    def expected_rate(self) -> float:
+        return expected_rate(self.config)
+
+    @property
+    def overall_rate(self) -> float:
+        total = int(self.eligible.sum())
+        return int(self.dropped.sum()) / total if total else 0.0
+
+    @property
+    def rates(self) -> npt.NDArray[np.float64]:
+        """Rate of every unit with at least one eligible position (others have no rate)."""
+        has = self.eligible > 0
+        return self.dropped[has] / self.eligible[has]
+
+    def overall_band(self) -> tuple[float, float]:
+        """The ``band_level`` band of the overall rate, if all decisions were independent."""
+        total = int(self.eligible.sum())
+        low, high = band_limits([total], self.expected_rate, self.band_level)
+        return (int(low[0]) / total, int(high[0]) / total) if total else (0.0, 0.0)
+
+    def percentiles(self) -> dict[str, float]:
+        rates = self.rates
+        if not len(rates):
+            return {}
+        return {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(rates, PERCENTILES))}
+
+    def histogram(self, bins: int = 20) -> tuple[npt.NDArray[np.float64], Int64s, int, int]:
+        """(edges, counts, below, above): equal bins over the central 98% of rates (widened to hold 1/k).
+
+        Very short documents have extreme rates (0 or 1 of a handful of
+        positions); counting them in ``below``/``above`` keeps the bins readable.
+        """
+        rates = self.rates
+        if not len(rates):
+            return np.zeros(0), np.zeros(0, np.int64), 0, 0
+        low = min(float(np.percentile(rates, 1)), self.expected_rate)
+        high = max(float(np.percentile(rates, 99)), self.expected_rate)
+        if high - low < 1e-9:
+            low, high = low - 0.01, high + 0.01
+        counts, edges = np.histogram(rates, bins=bins, range=(low, high))
+        return edges, counts.astype(np.int64), int((rates < low).sum()), int((rates > high).sum())
+
+    def to_dict(self, per_unit: bool = True) -> dict[str, Any]:
+        """Everything, JSON-ready; ``per_unit`` adds one entry per document (or row)."""
+        low, high = self.overall_band()
+        result: dict[str, Any] = {
+            "folder": self.folder,
+            "mask": self.config.to_dict(),
+            "unit": self.unit,
+            "units": len(self.tokens),
+            "counts": {key: self.manifest.get("counts", {}).get(key) for key in ("documents_read", "documents_written", "documents_skipped")},
+            "tokens": int(self.tokens.sum()),
+            "eligible": int(self.eligible.sum()),
+            "dropped": int(self.dropped.sum()),
+            "rate": self.overall_rate,
+            "expected_rate": self.expected_rate,
+            "rate_band": [low, high],
+            "band_level": self.band_level,
+            "percentiles": self.percentiles(),
+            "flagged": [self._entry(int(i)) for i in self.flagged],
+            "column_disagreements": self.column_disagreements,
+        }
+        if per_unit:
+            result[f"{self.unit}s"] = [self._entry(i) for i in range(len(self.tokens))]
+        return result
+
+    def _entry(self, i: int) -> dict[str, Any]:
+        eligible = int(self.eligible[i])
+        return {
+            "id": self.names[i],
+            "tokens": int(self.tokens[i]),
+            "eligible": eligible,
+            "dropped": int(self.dropped[i]),
+            "rate": int(self.dropped[i]) / eligible if eligible else None,
+        }
+
+
+def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
+    """Read every shard once and gather per-unit tokens, eligible positions and dropped tokens.
+
+    For example, ``compute_stats("shards/").overall_rate`` is about 0.25 for k=4,
+    and ``.flagged`` indexes ``.names`` of the documents outside the band.
+    """
+    manifest = load_manifest(folder)
+    config = MaskConfig.from_dict(manifest["mask"])
+    packed = manifest.get("layout", {}).get("pack") is not None
+    names: list[str] = []
+    parts: list[tuple[Int64s, Int64s, Int64s]] = []
+    disagreements, lead = 0, 0
+    for path in shard_paths(folder, manifest):
+        table = read_shard(path)
+        stream = shard_stream(table, path, packed)
+        tokens = np.diff(stream.row_starts)
+        dropped = _dropped_per_row(stream)
+        if packed:
+            eligible, lead = eligible_per_row(stream, lead, config)
+            first_row = len(names)
+            names.extend(f"row {first_row + r}" for r in range(stream.num_rows))
+        else:
+            eligible = eligible_counts(tokens, config)
+            names.extend(table.column("id").to_pylist() if "id" in table.column_names else [str(path)] * stream.num_rows)
+        disagreements += _column_disagreements(table, path, tokens, dropped)
+        parts.append((tokens, eligible, dropped))
+    tokens, eligible, dropped = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
+    flagged = np.flatnonzero(outside_band(eligible, dropped, expected_rate(config), band_level))
+    return MaskStats(str(folder), manifest, config, packed, names, tokens, eligible, dropped, band_level, flagged, disagreements)
+
+
+def _dropped_per_row(stream: TokenStream) -> Int64s:
+    """-100 labels per row: a running count over the flat labels, read at the row boundaries."""
+    running = np.zeros(len(stream.labels) + 1, dtype=np.int64)
+    np.cumsum(stream.labels == IGNORE_INDEX, out=running[1:])
+    return running[stream.row_starts[1:]] - running[stream.row_starts[:-1]]
+
+
+def _column_disagreements(table: Any, path: Path, tokens: Int64s, dropped: Int64s) -> int:
+    columns = [int_column(table, name, path) for name in ("num_tokens", "num_dropped")]
+    return int(np.count_nonzero((columns[0] != tokens) | (columns[1] != dropped)))

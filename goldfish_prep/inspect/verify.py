@@ -1,0 +1,116 @@
+"""``verify``: prove that an output folder is intact and that its masks are the ones its config makes.
+
+Shards are checked independently (``shard_check``), in worker processes when
+asked, and their measurements are then reconciled with the manifest's totals
+and with ``state.json``, the file list ``datasets.load_from_disk`` follows. The
+result is a report; the CLI decides how to show it and which exit code to use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from goldfish_prep.config import MaskConfig
+from goldfish_prep.dataset import MANIFEST_NAME, load_manifest, shard_paths
+from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
+from goldfish_prep.parallel import ordered_map
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    folder: str
+    config: MaskConfig
+    packed: bool
+    shards: tuple[ShardCheck, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def total(self, field: str) -> int:
+        return sum(int(getattr(shard, field)) for shard in self.shards)
+
+
+def verify_folder(
+    folder: str | Path,
+    num_proc: int = 1,
+    on_shard: Callable[[ShardCheck], None] | None = None,
+) -> VerifyReport:
+    """Check every shard and every count of ``folder``; ``on_shard`` hears about each finished shard.
+
+    ``report.ok`` is True when all holds; otherwise ``report.problems`` lists
+    what does not, first the shards' (in order), e.g. ``data-00003.arrow row 17
+    position 230: label -100, expected 1820: the recomputed mask keeps this token``.
+    """
+    manifest = load_manifest(folder)
+    config = MaskConfig.from_dict(manifest["mask"])
+    context = _context(folder, manifest, config)
+    shards: list[ShardCheck] = []
+    for _, check in ordered_map(check_shard, ((i, i) for i in range(len(context.paths))), context, num_proc):
+        shards.append(check)
+        if on_shard is not None:
+            on_shard(check)
+    problems = [problem for shard in shards for problem in shard.problems]
+    problems.extend(_state_problems(Path(folder), manifest))
+    problems.extend(_count_problems(manifest, shards, config))
+    return VerifyReport(str(folder), config, context.pack is not None, tuple(shards), tuple(problems))
+
+
+def _context(folder: str | Path, manifest: dict[str, Any], config: MaskConfig) -> VerifyContext:
+    tokenizer = manifest.get("tokenizer", {})
+    eos = tokenizer.get("eos_id")
+    return VerifyContext(
+        paths=tuple(shard_paths(folder, manifest)),
+        records=tuple(manifest["shards"]),
+        config=config,
+        pack=manifest.get("layout", {}).get("pack"),
+        pad_id=int(eos) if eos is not None else 0,  # what `mask --pack` pads with
+        vocab_size=tokenizer.get("vocab_size"),
+    )
+
+
+def _state_problems(folder: Path, manifest: dict[str, Any]) -> list[Problem]:
+    """``load_from_disk`` reads the files state.json lists: they must be the manifest's shards, in order."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        listed = [entry["filename"] for entry in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [Problem("state.json", f"unreadable ({exc}); datasets.load_from_disk needs it")]
+    expected = [shard["filename"] for shard in manifest["shards"]]
+    if listed != expected:
+        return [Problem("state.json", f"lists {listed[:4]}, the manifest {expected[:4]}: datasets would load other files")]
+    return []
+
+
+def _count_problems(manifest: dict[str, Any], shards: list[ShardCheck], config: MaskConfig) -> list[Problem]:
+    """The manifest's totals against the shards' measurements, and against each other."""
+    counts = manifest.get("counts", {})
+    measured = {
+        "documents_written": sum(s.documents for s in shards),
+        "tokens": sum(s.tokens for s in shards),
+        "eligible_tokens": sum(s.eligible for s in shards),
+        "dropped_tokens": sum(s.dropped for s in shards),
+    }
+    where = f"{MANIFEST_NAME} counts"
+    complete = all(s.measured for s in shards)  # an unreadable shard is reported already; its counts are unknown
+    problems = [
+        Problem(where, f"{key} is {counts.get(key)}, the shards hold {value}")
+        for key, value in measured.items()
+        if complete and counts.get(key) != value
+    ]
+    read, written, skipped = (counts.get(key) for key in ("documents_read", "documents_written", "documents_skipped"))
+    if not (isinstance(read, int) and isinstance(written, int) and isinstance(skipped, int) and read == written + skipped):
+        problems.append(Problem(where, f"documents_read {read} != documents_written {written} + documents_skipped {skipped}"))
+    by_reason = sum(counts.get("skipped_by_reason", {}).values())
+    if by_reason != skipped:
+        problems.append(Problem(where, f"skipped_by_reason adds up to {by_reason}, documents_skipped is {skipped}"))
+    eligible, dropped = (counts.get(key) for key in ("eligible_tokens", "dropped_tokens"))
+    rate = dropped / eligible if isinstance(eligible, int) and isinstance(dropped, int) and eligible else 0.0
+    if not isinstance(counts.get("drop_rate"), (int, float)) or abs(counts["drop_rate"] - rate) > 1e-9:
+        problems.append(Problem(where, f"drop_rate is {counts.get('drop_rate')}, but dropped_tokens / eligible_tokens is {rate}"))
+    return problems
