@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from goldfish_prep.errors import OutputError
 from goldfish_prep.naming import partial_path
 
 
@@ -31,8 +32,21 @@ def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as stable, human-readable JSON (sorted keys: byte-identical reruns), atomically."""
     # the pid keeps concurrent --num-tasks jobs writing the same (identical) file from colliding
     temporary = partial_path(path).with_suffix(f".{os.getpid()}.partial")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    fsync_and_rename(temporary, path)
+    try:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        fsync_and_rename(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise write_failure(path, exc) from exc
+
+
+def write_failure(path: Path, exc: OSError) -> OutputError:
+    """The one-line error for a failed write (full disk, file size limit, permissions)."""
+    cause = exc.strerror or str(exc).splitlines()[0]
+    return OutputError(
+        f"cannot write {path} ({cause}); completed shards are kept: free space or fix the location, "
+        "then rerun with --resume"
+    )
 
 
 def file_sha256(path: Path) -> str:

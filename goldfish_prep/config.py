@@ -42,10 +42,10 @@ class MaskConfig:
             raise ConfigError(
                 f"unknown mask strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
             )
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
-            raise ConfigError(f"k must be an integer >= 2 (about 1 in k tokens is dropped), got {self.k!r}")
-        if isinstance(self.context_width, bool) or not isinstance(self.context_width, int) or self.context_width < 1:
-            raise ConfigError(f"context_width must be an integer >= 1, got {self.context_width!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 2 <= self.k < 2**31:
+            raise ConfigError(f"k must be an integer >= 2 and below 2**31 (about 1 in k tokens is dropped), got {self.k!r}")
+        if isinstance(self.context_width, bool) or not isinstance(self.context_width, int) or not 1 <= self.context_width < 2**31:
+            raise ConfigError(f"context_width must be an integer >= 1 and below 2**31, got {self.context_width!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
             raise ConfigError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
 

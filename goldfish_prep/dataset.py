@@ -26,10 +26,10 @@ def load_manifest(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST_NAME
     if not Path(folder).is_dir():
         raise InputError(str(folder), "no such folder", "Pass the output folder of `goldfish-prep mask`", "missing")
-    if not path.is_file():
+    if not path.is_file() or not (Path(folder) / "state.json").is_file():
         raise InputError(
             str(folder),
-            f"no {MANIFEST_NAME}: not a goldfish-prep output, or an interrupted run",
+            f"no {MANIFEST_NAME} and state.json: not a goldfish-prep output, or an interrupted run",
             "Rerun `goldfish-prep mask ... --resume` to finish it",
             "incomplete-output",
         )

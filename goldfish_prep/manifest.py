@@ -2,8 +2,9 @@
 
 Finishing is a pure function of ``.goldfish/run.json`` and the shard records, so
 one process, N worker processes or N independent ``--num-tasks`` jobs followed
-by ``finalize`` all end with the same bytes. The manifest is written last: its
-presence is what marks a folder complete.
+by ``finalize`` all end with the same bytes. ``state.json`` is written last:
+``datasets`` cannot open the folder without it, and goldfish-prep requires both
+it and the manifest, so nothing ever opens a half-finished folder.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def finalize_output(folder: Path, num_shards: int) -> dict[str, Any]:
     manifest = build_manifest(run, records)
     packed = run["layout"]["pack"] is not None
     filenames = [shard["filename"] for shard in manifest["shards"]]
-    write_json(folder / STATE, _state(filenames, manifest))
     write_json(folder / DATASET_INFO, {"citation": "", "description": "", "features": features_dict(packed), "homepage": "", "license": ""})
     write_json(folder / MANIFEST, manifest)
+    # last: without state.json datasets.load_from_disk refuses the folder, so a folder it opens is complete
+    write_json(folder / STATE, _state(filenames, manifest))
     return manifest
 
 

@@ -41,7 +41,10 @@ def goldfish_mask(
 
 def as_token_array(token_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Validate ids as a 1-D array of non-negative integers below 2**32."""
-    ids = np.asarray(token_ids)
+    try:
+        ids = np.asarray(token_ids)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot hold
+        raise ConfigError(f"token_ids must be a flat sequence of integers ({exc})") from exc
     if ids.ndim != 1:
         raise ConfigError(f"token_ids must be one-dimensional, got shape {ids.shape}")
     if ids.size == 0:
@@ -91,6 +94,7 @@ def local_positions(starts: npt.NDArray[np.integer], n: int) -> npt.NDArray[np.i
 
 def _clear_document_heads(drop: npt.NDArray[np.bool_], starts: npt.NDArray[np.int64], width: int) -> None:
     """Positions 0..width-1 of every document are never dropped (their window would leave the document)."""
+    width = min(width, len(drop))  # a window wider than the batch: every position is a head
     heads = (starts[:, None] + np.arange(width, dtype=np.int64)[None, :]).ravel()
     drop[heads[heads < len(drop)]] = False
 

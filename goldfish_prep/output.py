@@ -3,12 +3,15 @@
 ``run.json`` (in ``.goldfish/``) records everything that decides the bytes of
 the output. ``--resume`` accepts a folder only if it was started with the same
 run, and keeps exactly the shards whose completion record and checksum match;
-everything else is redone.
+everything else is redone. One of several ``--num-tasks`` tasks sharing the
+folder, perhaps running at the same time, only ever keeps, redoes or deletes
+its own shards (index % num_tasks == task_index) and its own task file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,16 +21,21 @@ from goldfish_prep.errors import OutputError
 from goldfish_prep.naming import MANIFEST, PARTIAL_SUFFIX, PROGRESS_DIR, RUN_FILE, shard_record_path
 
 _OURS = {MANIFEST, "state.json", "dataset_info.json", PROGRESS_DIR}
+_FINISHING = (MANIFEST, "state.json", "dataset_info.json")
+_INDEX = re.compile(r"(?:data|shard)-(\d+)\.")
+_TEMPORARY = re.compile(r"(\.\d+)?" + re.escape(PARTIAL_SUFFIX) + "$")  # write_json adds the pid
 
 
 def _is_ours(name: str) -> bool:
-    return name in _OURS or (name.startswith("data-") and (name.endswith(".arrow") or name.endswith(PARTIAL_SUFFIX)))
+    name = _TEMPORARY.sub("", name)
+    return name in _OURS or (name.startswith("data-") and name.endswith(".arrow"))
 
 
-def prepare_output(folder: Path, run: dict[str, Any], existing: str) -> dict[int, dict[str, Any]]:
+def prepare_output(folder: Path, run: dict[str, Any], existing: str, task: tuple[int, int] = (0, 1)) -> dict[int, dict[str, Any]]:
     """Make ``folder`` ready for ``run``; return the completed shards' records when resuming.
 
-    ``existing`` is ``"refuse"``, ``"overwrite"`` or ``"resume"``.
+    ``existing`` is ``"refuse"``, ``"overwrite"`` or ``"resume"``; ``task`` is
+    ``(task_index, num_tasks)``: a task touches only its own shards.
     """
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output {folder} exists and is not a folder; choose a folder path with -o")
@@ -45,11 +53,11 @@ def prepare_output(folder: Path, run: dict[str, Any], existing: str) -> dict[int
                 f"output folder {folder} holds files goldfish-prep did not write ({', '.join(foreign[:3])}); "
                 "refusing to touch them. Choose a new or empty folder"
             )
-        if existing == "overwrite":
+        if existing == "overwrite" and task[1] == 1:
             _remove_ours(folder, entries)
         else:
-            completed = _completed_shards(folder, run)
-            _remove_stale(folder, completed)
+            completed = {} if existing == "overwrite" else _completed_shards(folder, run, task)
+            _remove_stale(folder, completed, task)
     try:
         (folder / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
         write_json(folder / PROGRESS_DIR / RUN_FILE, run)
@@ -67,8 +75,18 @@ def _remove_ours(folder: Path, entries: list[str]) -> None:
             path.unlink()
 
 
-def _completed_shards(folder: Path, run: dict[str, Any]) -> dict[int, dict[str, Any]]:
+def _owns(task: tuple[int, int], name: str) -> bool:
+    """Whether a shard file or record (or its temporary) is this task's; other names belong to a single run."""
+    match = _INDEX.match(name)
+    return int(match.group(1)) % task[1] == task[0] if match else task[1] == 1
+
+
+def _completed_shards(folder: Path, run: dict[str, Any], task: tuple[int, int]) -> dict[int, dict[str, Any]]:
     run_path = folder / PROGRESS_DIR / RUN_FILE
+    if not run_path.exists() and not any((folder / PROGRESS_DIR).glob("shard-*.json")):
+        # killed before the run was described (or, with tasks, another task just started):
+        # no shard was completed, so there is nothing to keep and resuming is starting afresh
+        return {}
     try:
         previous = json.loads(run_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -81,6 +99,8 @@ def _completed_shards(folder: Path, run: dict[str, Any]) -> dict[int, dict[str, 
         )
     completed: dict[int, dict[str, Any]] = {}
     for record_path in sorted((folder / PROGRESS_DIR).glob("shard-*.json")):
+        if not _owns(task, record_path.name):
+            continue
         try:
             record = json.loads(record_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -91,21 +111,31 @@ def _completed_shards(folder: Path, run: dict[str, Any]) -> dict[int, dict[str, 
     return completed
 
 
-def _remove_stale(folder: Path, completed: dict[int, dict[str, Any]]) -> None:
-    """Delete partial files, unfinished shards and the finishing files; keep completed shards."""
+def _remove_stale(folder: Path, completed: dict[int, dict[str, Any]], task: tuple[int, int]) -> None:
+    """Delete this task's partial files and unfinished shards, and the finishing files; keep completed shards.
+
+    ``missing_ok``: tasks starting together may both delete the same finishing or stale task file.
+    """
     keep = {record["filename"] for record in completed.values()}
     for path in folder.iterdir():
-        if path.name.startswith("data-") and path.name not in keep:
-            path.unlink()
-        elif path.name in (MANIFEST, "state.json", "dataset_info.json"):
-            path.unlink()
+        if path.name.startswith("data-") and path.name not in keep and _owns(task, path.name):
+            path.unlink(missing_ok=True)
+        elif _TEMPORARY.sub("", path.name) in _FINISHING:
+            path.unlink(missing_ok=True)
+    own_task_file = f"task-{task[0]:05d}-of-{task[1]:05d}.json"
     for record_path in (folder / PROGRESS_DIR).glob("*"):
-        if record_path.name.startswith("shard-"):
-            index = int(record_path.stem.split("-")[1])
-            if index not in completed:
-                record_path.unlink()
-        elif record_path.name.endswith(PARTIAL_SUFFIX) or record_path.name.startswith("task-"):
-            record_path.unlink()
+        name = record_path.name
+        if name.startswith("shard-"):
+            match = _INDEX.match(name)
+            unfinished = match is None or int(match.group(1)) not in completed or name.endswith(PARTIAL_SUFFIX)
+            if unfinished and _owns(task, name):
+                record_path.unlink(missing_ok=True)
+        elif name.startswith("task-"):
+            # this task's own file, and those of an earlier split into another number of tasks
+            if name.startswith(own_task_file) or not _TEMPORARY.sub("", name).endswith(f"-of-{task[1]:05d}.json"):
+                record_path.unlink(missing_ok=True)
+        elif name.endswith(PARTIAL_SUFFIX) and task[1] == 1:
+            record_path.unlink(missing_ok=True)
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.pool import AsyncResult
 from typing import Any, TypeVar
@@ -25,6 +26,9 @@ _context: Any = None
 
 def _initialize(context: Any) -> None:
     global _context
+    # Ctrl-C reaches the whole process group; only the parent reacts (and terminates the
+    # pool), so workers print no tracebacks and terminate() cannot hang on a dying worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _context = context
 
 

@@ -35,6 +35,8 @@ from goldfish_prep.sharding import Batch, plan_batches
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")
+#: reasons that stop a run even under --on-error skip
+FATAL_REASONS = frozenset({"hub-unavailable"})
 EXISTING = ("refuse", "overwrite", "resume")
 
 
@@ -76,8 +78,9 @@ class MaskJob:
 
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
-    resolved = resolve_inputs(job.inputs, job.assume_format)
     output = job.output.resolve()
+    _check_output_not_in_input_folder(output, job.inputs)
+    resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
     spec = job.tokenizer or DEFAULT_TOKENIZER
     tokenizer = load_tokenizer(spec)
@@ -89,7 +92,7 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
         shown = ", ".join(resolved.ignored[:3]) + (", ..." if len(resolved.ignored) > 3 else "")
         print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
-    completed = prepare_output(output, run, existing)
+    completed = prepare_output(output, run, existing, (job.task_index, job.num_tasks))
     pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
     num_shards = _write_shards(job, output, context, resolved.sources, completed, pad_id)
     if job.num_tasks == 1:
@@ -121,6 +124,9 @@ def _write_shards(
         for batch, result in ordered_map(mask_batch, todo, context, job.num_proc):
             if result.errors and job.on_error == "stop":
                 raise _with_skip_hint(result.errors[0])
+            fatal = [error for error in result.errors if error.reason in FATAL_REASONS]
+            if fatal:  # skipping cannot help: the whole source is out of reach
+                raise fatal[0]
             builder = builders.get(batch.shard) or builders.setdefault(
                 batch.shard, ShardBuilder(output, batch.shard, job.mask, job.pack, pad_id)
             )
@@ -157,6 +163,14 @@ class _Plan:
 def _with_skip_hint(error: InputError) -> InputError:
     fix = f"{error.fix}, or pass --on-error skip to skip and count bad records" if error.fix else "Pass --on-error skip to skip and count bad records"
     return InputError(error.location, error.cause, fix, error.reason)
+
+
+def _check_output_not_in_input_folder(output: Path, inputs: tuple[str, ...]) -> None:
+    """An output inside an input folder would be read back as input by the next run (--resume included)."""
+    for spec in inputs:
+        folder = Path(spec)
+        if folder.is_dir() and output.is_relative_to(folder.resolve()):
+            raise OutputError(f"output folder {output} is inside the input folder {spec}; choose an output folder outside the inputs")
 
 
 def _check_output_outside_inputs(output: Path, sources: list[InputSource]) -> None:

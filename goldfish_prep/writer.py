@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from goldfish_prep.atomic import file_sha256, fsync_and_rename
+from goldfish_prep.atomic import file_sha256, fsync_and_rename, write_failure
 from goldfish_prep.dataset import IGNORE_INDEX
 from goldfish_prep.naming import partial_path
 
@@ -55,27 +55,41 @@ class ShardWriter:
         self.final = final
         self.schema = schema
         self._temporary = partial_path(final)
-        self._sink = pa.OSFile(str(self._temporary), "wb")
-        self._writer = pa.ipc.new_stream(self._sink, schema)
+        try:
+            self._sink = pa.OSFile(str(self._temporary), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, schema)
+        except OSError as exc:
+            raise write_failure(self._temporary, exc) from exc
         self.num_rows = 0
 
     def write(self, columns: dict[str, pa.Array]) -> None:
         batch = pa.RecordBatch.from_arrays([columns[field.name] for field in self.schema], schema=self.schema)
-        self._writer.write_batch(batch)
+        try:
+            self._writer.write_batch(batch)
+        except OSError as exc:  # full disk, RLIMIT_FSIZE, a vanished folder
+            raise write_failure(self._temporary, exc) from exc
         self.num_rows += batch.num_rows
 
     def close(self) -> str:
         """Finish the stream, make it durable under its final name, and return its sha256."""
-        self._writer.close()
-        self._sink.close()
-        digest = file_sha256(self._temporary)
-        fsync_and_rename(self._temporary, self.final)
-        return digest
-
-    def abort(self) -> None:
-        """Drop the unfinished temporary file (the final name is never touched)."""
         try:
             self._writer.close()
             self._sink.close()
-        finally:
-            self._temporary.unlink(missing_ok=True)
+            digest = file_sha256(self._temporary)
+            fsync_and_rename(self._temporary, self.final)
+        except OSError as exc:
+            raise write_failure(self._temporary, exc) from exc
+        return digest
+
+    def abort(self) -> None:
+        """Drop the unfinished temporary file (the final name is never touched).
+
+        Closing may fail again (the disk is still full): that is not news, the
+        original error is what the user needs to see.
+        """
+        for close in (self._writer.close, self._sink.close):
+            try:
+                close()
+            except (OSError, pa.ArrowException):
+                pass
+        self._temporary.unlink(missing_ok=True)

@@ -228,7 +228,7 @@ def test_always_fatal_inputs_raise_with_what_to_do(here: Path) -> None:
     cases = {
         "missing.jsonl": ("missing-input", "missing.jsonl: no such file or folder. Check the path (relative paths start in the current folder)"),
         "nothing/*.jsonl": ("missing-input", "nothing/*.jsonl: the pattern matches no file or folder. Check the pattern and the current folder"),
-        "notes.md": ("unknown-format", "notes.md: cannot tell the file's format from its name. Supported: .jsonl, .json, .txt (each plain, .gz or .zst), .parquet, .arrow, a datasets.save_to_disk folder; rename the file to match its format"),
+        "notes.md": ("unknown-format", "notes.md: cannot tell the file's format from its name. Supported: .jsonl, .json, .txt (each plain, .gz or .zst), .parquet, .arrow, a datasets.save_to_disk folder; rename the file, or pass --assume-format text (or jsonl)"),
         "only-md": ("missing-input", "only-md: the folder holds no input files (it holds only only-md/readme.md). Supported:"),
         "*.md": ("missing-input", "*.md: the pattern matches no input of a known format (only notes.md). Supported:"),
         "loop": ("symlink-loop", "loop/inner/up: symbolic link loop: loop/inner/up leads back into a folder that contains it"),
@@ -286,7 +286,7 @@ def test_each_bad_record_kind_has_its_reason_and_names_the_line() -> None:
     assert records(items)[1].input_ids == [0, 2**31 - 1]
     assert [(e.location, e.reason) for e in errors(items)] == [(f"{path} line {n}", reason) for n, reason in expected.items()]
     by_line = {int(e.location.rsplit(" ", 1)[1]): str(e) for e in errors(items)}
-    assert by_line[3] == f"{path} line 3: invalid JSON: Unterminated string starting at at column 10. Each line must be one complete JSON object"
+    assert by_line[3] == f"{path} line 3: invalid JSON: Unterminated string starting at: column 10. Each line must be one complete JSON object"
     assert by_line[5].endswith("Is --text-field correct? Available keys: ['body', 'id']")
     assert "is a number (2.0), not an integer token id" in by_line[11] and "(True)" in by_line[12]
 

@@ -208,7 +208,7 @@ def test_folder_without_manifest(tmp_path: Path) -> None:
     result = run("stats", tmp_path)
     assert result.exit_code == 1
     assert result.stderr == (
-        f"Error: {tmp_path}: no goldfish_manifest.json: not a goldfish-prep output, or an interrupted run. "
+        f"Error: {tmp_path}: no goldfish_manifest.json and state.json: not a goldfish-prep output, or an interrupted run. "
         "Rerun `goldfish-prep mask ... --resume` to finish it\n"
     )
 

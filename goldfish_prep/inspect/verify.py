@@ -70,7 +70,8 @@ def _context(folder: str | Path, manifest: dict[str, Any], config: MaskConfig) -
         config=config,
         pack=manifest.get("layout", {}).get("pack"),
         pad_id=int(eos) if eos is not None else 0,  # what `mask --pack` pads with
-        vocab_size=tokenizer.get("vocab_size"),
+        # pre-tokenized ids are checked against the vocabulary only when the user named the tokenizer
+        vocab_size=tokenizer.get("vocab_size") if tokenizer.get("explicit", True) else None,
     )
 
 

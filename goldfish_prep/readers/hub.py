@@ -55,8 +55,13 @@ def read_hub(source: InputSource, options: ReaderOptions) -> Iterator[Record | I
     """Rows of the ``options.hub_split`` split, named ``name record I`` (0-based)."""
     name = source.path
     try:
+        import logging
+
         import datasets
 
+        # retries and warnings would bury the one line that matters; errors still surface below
+        for logger in ("datasets", "huggingface_hub"):
+            logging.getLogger(logger).setLevel(logging.ERROR)
         dataset = datasets.load_dataset(name, split=options.hub_split, streaming=True)
     except Exception as exc:  # datasets raises many types: network, not found, bad split, bad config
         yield InputError(

@@ -24,12 +24,16 @@ _BOM = b"\xef\xbb\xbf"
 def read_jsonl(source: InputSource, options: ReaderOptions) -> Iterator[Record | InputError]:
     """Records of a JSON lines file, in line order."""
     path = source.path
+    empty = True
     for number, line in enumerate(iter_lines(iter_text_chunks(path)), start=1):
         if number == 1 and line.startswith(_BOM):
             line = line[len(_BOM) :]
         if line.isspace() or not line:
             continue
+        empty = False
         yield parse_line(line, f"{path} line {number}", options)
+    if empty:  # an empty input is almost always a mistake (a failed export, a wrong path): say so
+        yield InputError(path, "the file is empty: it holds no JSON lines", "Check that it was written completely, or leave it out", "empty-file")
 
 
 def parse_line(line: bytes, location: str, options: ReaderOptions) -> Record | InputError:
@@ -52,7 +56,7 @@ def parse_line(line: bytes, location: str, options: ReaderOptions) -> Record | I
     try:
         obj = json.loads(decoded)
     except json.JSONDecodeError as exc:
-        return InputError(location, f"invalid JSON: {exc.msg} at column {exc.colno}", "Each line must be one complete JSON object", "invalid-json")
+        return InputError(location, f"invalid JSON: {exc.msg}: column {exc.colno}", "Each line must be one complete JSON object", "invalid-json")
     except (ValueError, RecursionError) as exc:  # e.g. an integer of 5000 digits, or [[[[... nested too deep
         return InputError(location, f"invalid JSON: {exc}", "Each line must be one complete JSON object", "invalid-json")
     record = record_from_object(obj, location, options, weight=len(line))
