@@ -18,7 +18,9 @@ PARTIAL_SUFFIX = ".partial"
 
 
 def shard_filename(index: int) -> str:
-    """>>> shard_filename(3)
+    """The file name of shard ``index``.
+
+    >>> shard_filename(3)
     'data-00003.arrow'
     """
     return f"data-{index:05d}.arrow"

@@ -25,7 +25,7 @@ from goldfish_prep.batch import BatchContext, MaskedBatch, mask_batch
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
 from goldfish_prep.manifest import finalize_output
-from goldfish_prep.naming import PROGRESS_DIR
+from goldfish_prep.naming import PARTIAL_SUFFIX, PROGRESS_DIR
 from goldfish_prep.output import prepare_output, write_shard_record
 from goldfish_prep.atomic import write_json
 from goldfish_prep.parallel import ordered_map
@@ -141,6 +141,10 @@ def _write_shards(
     except BaseException:
         for builder in builders.values():
             builder.abort()
+        # an interrupt can land while a builder is being made or closed, before the dict knows it
+        for partial in output.glob(f"data-*.arrow{PARTIAL_SUFFIX}"):
+            if int(partial.name.split("-")[1].split(".")[0]) % job.num_tasks == job.task_index:
+                partial.unlink(missing_ok=True)
         raise
     finally:
         bar.close()
