@@ -37,6 +37,8 @@ from goldfish_prep_cli.options import ByteSize
 @click.option("--resume", is_flag=True, help="Finish an interrupted run: keep its complete shards, redo the rest.")
 @click.option("--num-tasks", type=click.IntRange(min=1), default=1, show_default=True, help="Split the work into independent tasks (e.g. a Slurm array); then run `finalize`.")
 @click.option("--task-index", type=click.IntRange(min=0), default=0, show_default=True, help="Which task this is, 0-based.")
+@click.option("--ray-address", metavar="ADDRESS", default=None, help="Run as Ray tasks: local (start Ray here), auto (join this machine's cluster) or ray://HOST:10001. Needs goldfish-prep[ray] and, across machines, a shared file system.")
+@click.option("--ray-tasks", type=click.IntRange(min=1), default=None, help="Ray tasks to split the work into.  [default: the cluster's CPUs / --num-proc]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     """Tokenize INPUTS and write goldfish label masks into a sharded Arrow dataset.
@@ -56,6 +58,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
       goldfish-prep mask 'data/*.jsonl.gz' -o shards/ --k 4 --context-width 13 --num-proc 8
       goldfish-prep mask books.parquet -o shards/ --tokenizer tokenizer.json --pack 2048
       goldfish-prep mask corpus/ -o control/ --strategy none     # the standard-loss control
+      goldfish-prep mask /shared/corpus/ -o /shared/shards/ --ray-address auto   # on a Ray cluster
     """
     if options["overwrite"] and options["resume"]:
         raise ConfigError("--overwrite and --resume exclude each other; --resume keeps finished shards, --overwrite deletes them")
@@ -77,7 +80,14 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         task_index=options["task_index"],
         progress=not options["quiet"],
     )
-    result = run_mask(job)
+    if options["ray_tasks"] and not options["ray_address"]:
+        raise ConfigError("--ray-tasks needs --ray-address; without Ray, split the work with --num-tasks")
+    if options["ray_address"]:
+        from goldfish_prep.ray_backend import run_mask_on_ray
+
+        result = run_mask_on_ray(job, options["ray_address"], options["ray_tasks"])
+    else:
+        result = run_mask(job)
     if "counts" not in result:
         click.echo(f"Task {result['task_index']} of {result['num_tasks']} done; run `goldfish-prep finalize {output}` once every task has finished.")
         return

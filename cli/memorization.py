@@ -1,0 +1,89 @@
+"""``goldfish-prep memorization``: parse options, run ``measure_memorization``, print a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from goldfish_prep.train import require_torch
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--suffix-length", type=click.IntRange(min=1), default=50, show_default=True, help="Ids at the end of each document the model must reproduce.")
+@click.option("--num-beams", type=click.IntRange(min=1), default=1, show_default=True, help="1: greedy decoding; more: beam-search extraction attack (the paper used 30).")
+@click.option("--max-documents", type=click.IntRange(min=1), default=None, help="Measure only the first N documents.")
+@click.option("--tokenizer", metavar="SPEC", default=None, help="Tokenizer for text-level Rouge-L.  [default: the one in DATA_DIR's manifest]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report (every document) as JSON.")
+@click.option("--per-document", is_flag=True, help="Add a line per document to the table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: bool, quiet: bool, **options: Any) -> None:
+    """Measure verbatim memorisation of the documents in DATA_DIR, as the paper does.
+
+    MODEL_DIR is a `goldfish-prep train` run folder or a local Hugging Face
+    causal-LM folder (config.json + weights). For each document the last
+    --suffix-length ids are the suffix; the model continues the ids before it
+    (cut to fit its context) and the continuation is compared with the suffix:
+    exact match (all ids), token match (share of positions), Rouge-L over ids
+    and over the decoded words.
+
+    \b
+    Examples:
+      goldfish-prep memorization runs/gf4 shards/
+      goldfish-prep memorization runs/std control/ --num-beams 30 --json > std.json
+      goldfish-prep memorization ./my-hf-model shards/ --max-documents 100
+    """
+    require_torch("memorization")
+    from goldfish_prep.train.causal_lm import load_causal_lm
+    from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization, text_decoder
+
+    config = MemorizationConfig(options["suffix_length"], options["num_beams"], options["max_documents"])
+    decode, note = text_decoder(data_dir, options["tokenizer"])
+    model = load_causal_lm(model_dir, options["device"])
+    bar = tqdm(unit=" docs", disable=quiet or as_json, file=sys.stderr, desc="memorization")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = measure_memorization(model, data_dir, config, decode, progress)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "note": note}, indent=2))
+        return
+    click.echo(render_table(report.summary(), config.num_beams, config.suffix_length))
+    if per_document:
+        for doc in report.documents:
+            text = f"{doc.text_rouge_l:.3f}" if doc.text_rouge_l is not None else "-"
+            click.echo(f"  {'EXACT' if doc.exact_match else '     '} token {doc.token_match:.2f} rouge-L {doc.rouge_l:.3f} text {text}  {doc.doc_id}")
+    if note:
+        click.echo(f"Note: text-level Rouge-L left out: {note}", err=True)
+
+
+def render_table(summary: dict[str, Any], num_beams: int, suffix_length: int) -> str:
+    """The aggregate figures as a small aligned table."""
+    decoding = "greedy" if num_beams == 1 else f"beam search, {num_beams} beams"
+    if not summary["documents"]:
+        return f"No document longer than {suffix_length} ids: nothing to measure ({summary['skipped_short']} too short)"
+
+    def cell(value: float | None, percent: bool = False) -> str:
+        return "-" if value is None else (f"{value:.1%}" if percent else f"{value:.3f}")
+
+    rows = [
+        ("documents", f"{summary['documents']:,} ({summary['skipped_short']:,} too short, skipped)"),
+        (f"exact match ({suffix_length}-id suffix)", f"{cell(summary['exact_match_rate'], True)} ({summary['exact_matches']:,})"),
+        ("token match", cell(summary["token_match"], True)),
+        ("Rouge-L, ids", cell(summary["rouge_l"])),
+        ("Rouge-L, text", cell(summary["text_rouge_l"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join([f"Memorisation ({decoding})"] + [f"  {name:<{width}}  {value}" for name, value in rows])

@@ -1,0 +1,229 @@
+"""Training rows from goldfish-prep shards, read only through their documented format.
+
+The shards hold ``input_ids`` and *unshifted* ``labels`` (-100 where a token is
+dropped from the loss). The trainer needs rows of ``block_size`` inputs and the
+``block_size`` labels that follow them, so this module:
+
+1. reads every shard (memory-mapped) into *units*: documents in document mode,
+   rows without their padding in packed mode;
+2. each epoch, orders the units by a permutation seeded with ``(seed, epoch)``
+   and reads them end to end as one stream of ids and labels;
+3. cuts that stream into rows: row ``r`` has inputs ``ids[rT : rT+T]`` and
+   targets ``labels[rT+1 : rT+T+1]``, so every label but the stream's first is
+   used exactly once per epoch and keeps the value the shards gave it. The last
+   row is padded with targets -100.
+
+Row ``i`` of the whole run is a pure function of ``(seed, i)``: resuming at a
+step needs no sampler state, and each DDP rank takes its own rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest
+from goldfish_prep.errors import InputError
+
+Int32Array = npt.NDArray[np.int32]
+
+
+@dataclasses.dataclass
+class ShardData:
+    """All ids and labels of a folder, flat, plus where each unit (document or packed row) lies."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    ids: Int32Array
+    labels: Int32Array
+    unit_starts: npt.NDArray[np.int64]
+    unit_lengths: npt.NDArray[np.int64]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.unit_lengths.sum())
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["tokenizer"]["vocab_size"])
+
+
+def _flat_column(table: pa.Table, name: str) -> tuple[Int32Array, npt.NDArray[np.int64]]:
+    """The values of a list<int32> column and its row offsets, without copying where Arrow allows."""
+    column = table.column(name).combine_chunks()
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    offsets = column.offsets.to_numpy().astype(np.int64) - int(column.offsets[0].as_py())
+    return values, offsets
+
+
+def load_shards(folder: str | Path) -> ShardData:
+    """Read a complete goldfish-prep folder (document or packed mode) for training.
+
+    Packed rows keep only their ``num_tokens`` leading ids: the padding of the last
+    row is not training data.
+    """
+    manifest = load_manifest(folder)
+    ids_parts: list[Int32Array] = []
+    label_parts: list[Int32Array] = []
+    lengths: list[npt.NDArray[np.int64]] = []
+    for path, table in iter_shards(folder, ["input_ids", "labels", "num_tokens"]):
+        ids, row_offsets = _flat_column(table, "input_ids")
+        labels, label_offsets = _flat_column(table, "labels")
+        if not np.array_equal(row_offsets, label_offsets):
+            raise InputError(str(path), "input_ids and labels differ in length in some row", "Recreate the folder with `goldfish-prep mask`", "bad-shard")
+        used = table.column("num_tokens").to_numpy().astype(np.int64)
+        real = _leading(row_offsets, used)
+        ids_parts.append(ids[real])
+        label_parts.append(labels[real])
+        lengths.append(used)
+    unit_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    if int(unit_lengths.sum()) == 0:
+        raise InputError(str(folder), "the shards hold no tokens", "Check the inputs given to `goldfish-prep mask`", "empty")
+    return ShardData(
+        folder=Path(folder),
+        manifest=manifest,
+        ids=np.concatenate(ids_parts),
+        labels=np.concatenate(label_parts),
+        unit_starts=np.concatenate(([0], np.cumsum(unit_lengths)[:-1])).astype(np.int64),
+        unit_lengths=unit_lengths,
+    )
+
+
+def _leading(offsets: npt.NDArray[np.int64], used: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Over a flat list column: True for the first ``used[r]`` values of each row r (drops packed padding)."""
+    lengths = np.diff(offsets)
+    local = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    mask: npt.NDArray[np.bool_] = local < np.repeat(used, lengths)
+    return mask
+
+
+def check_vocabulary(data: ShardData, vocab_size: int) -> None:
+    """Refuse ids the embedding cannot hold (a tokenizer mismatch), naming the folder and the fix."""
+    largest = int(data.ids.max())
+    if largest >= vocab_size:
+        raise InputError(
+            str(data.folder),
+            f"token id {largest} does not fit a vocabulary of {vocab_size} (the manifest's tokenizer.vocab_size)",
+            "Pass --vocab-size larger than the largest id, or recreate the shards with the right --tokenizer",
+            "vocab-mismatch",
+        )
+
+
+class RowSampler:
+    """Rows of ``block_size`` inputs and targets over shuffled epochs (see the module docstring)."""
+
+    def __init__(self, data: ShardData, block_size: int, seed: int, shuffle: bool = True) -> None:
+        self.data = data
+        self.block_size = block_size
+        self.seed = seed
+        self.shuffle = shuffle
+        # rows per epoch: targets are stream positions 1..N-1, block_size per row
+        self.rows_per_epoch = max(1, -(-(data.num_tokens - 1) // block_size))
+        self._epoch = -1
+        self._order_starts = np.zeros(0, dtype=np.int64)
+        self._order_lengths = np.zeros(0, dtype=np.int64)
+        self._order_offsets = np.zeros(0, dtype=np.int64)
+
+    def _use_epoch(self, epoch: int) -> None:
+        if epoch == self._epoch:
+            return
+        count = len(self.data.unit_starts)
+        order = np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
+        self._order_starts = self.data.unit_starts[order]
+        self._order_lengths = self.data.unit_lengths[order]
+        self._order_offsets = np.concatenate(([0], np.cumsum(self._order_lengths)))
+        self._epoch = epoch
+
+    def _stream(self, begin: int, end: int) -> tuple[Int32Array, Int32Array]:
+        """ids and labels of positions [begin, end) of the current epoch's stream, padded past its end."""
+        ids = np.zeros(end - begin, dtype=np.int32)
+        labels = np.full(end - begin, IGNORE_INDEX, dtype=np.int32)
+        first = int(np.searchsorted(self._order_offsets, begin, side="right")) - 1
+        position = begin
+        for unit in range(first, len(self._order_lengths)):
+            if position >= end:
+                break
+            unit_begin = int(self._order_offsets[unit])
+            take = min(end, int(self._order_offsets[unit + 1])) - position
+            source = int(self._order_starts[unit]) + position - unit_begin
+            ids[position - begin : position - begin + take] = self.data.ids[source : source + take]
+            labels[position - begin : position - begin + take] = self.data.labels[source : source + take]
+            position += take
+        return ids, labels
+
+    def row(self, index: int) -> tuple[Int32Array, Int32Array]:
+        """Inputs (block_size,) and targets (block_size,) of global row ``index``."""
+        epoch, row = divmod(index, self.rows_per_epoch)
+        self._use_epoch(epoch)
+        begin = row * self.block_size
+        ids, labels = self._stream(begin, begin + self.block_size + 1)
+        return ids[:-1], labels[1:]
+
+    def batch(self, indices: Sequence[int]) -> tuple[Int32Array, Int32Array]:
+        """Inputs and targets of several rows, each (len(indices), block_size) int32."""
+        rows = [self.row(index) for index in indices]
+        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+    def supervised_per_epoch(self) -> int:
+        """Targets that count in the loss over one epoch: labels != -100, less the stream's first label
+        (exact in document mode, where every document's first label is kept; used to plan the schedule)."""
+        return int(np.count_nonzero(self.data.labels != IGNORE_INDEX)) - int(self.data.labels[0] != IGNORE_INDEX)
+
+
+def evaluation_rows(data: ShardData, block_size: int) -> list[tuple[Int32Array, Int32Array]]:
+    """Held-out rows for validation loss: every document's tokens as targets, *no goldfish mask*.
+
+    Validation loss measures the language model, so, as in the paper's code, dropped
+    positions count here too; only padding is left out. Units are cut one by one
+    (no packing), in order.
+    """
+    rows = []
+    for start, length in zip(data.unit_starts.tolist(), data.unit_lengths.tolist()):
+        ids = data.ids[start : start + length]
+        for begin in range(0, max(length - 1, 0), block_size):
+            piece = ids[begin : begin + block_size + 1]
+            inputs = np.zeros(block_size, dtype=np.int32)
+            targets = np.full(block_size, IGNORE_INDEX, dtype=np.int32)
+            inputs[: len(piece) - 1] = piece[:-1]
+            targets[: len(piece) - 1] = piece[1:]
+            rows.append((inputs, targets))
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    doc_id: str
+    ids: Int32Array
+
+
+def load_documents(folder: str | Path) -> list[Document]:
+    """The documents of a folder, whole, in order: rows in document mode; in packed mode
+    the rows' non-padding ids joined end to end and split at ``doc_starts``."""
+    manifest = load_manifest(folder)
+    packed = manifest.get("layout", {}).get("pack") is not None
+    columns = ["input_ids", "num_tokens", "doc_starts"] if packed else ["input_ids", "id"]
+    documents: list[Document] = []
+    pieces: list[Int32Array] = []
+    boundaries: list[int] = []
+    offset = 0
+    for _, table in iter_shards(folder, columns):
+        ids, offsets = _flat_column(table, "input_ids")
+        if not packed:
+            names = table.column("id").to_pylist()
+            documents.extend(Document(str(name), ids[offsets[i] : offsets[i + 1]]) for i, name in enumerate(names))
+            continue
+        for row, (used, starts) in enumerate(zip(table.column("num_tokens").to_pylist(), table.column("doc_starts").to_pylist())):
+            pieces.append(ids[offsets[row] : offsets[row] + used])
+            boundaries.extend(offset + start for start in starts)
+            offset += used
+    if packed:
+        stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+        edges = sorted(set([0, *boundaries])) + [len(stream)]
+        documents = [Document(f"document {i}", stream[a:b]) for i, (a, b) in enumerate(zip(edges, edges[1:])) if b > a]
+    return documents

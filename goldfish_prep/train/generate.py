@@ -1,0 +1,57 @@
+"""Decoding for the memorisation test: greedy, and beam search (the paper's extraction attack).
+
+Both work on any ``CausalLM`` (the bundled model or a Hugging Face one) through
+one call, ``next_token_logprobs(ids) -> (B, V)``, and always produce exactly
+``length`` tokens: end-of-text is an ordinary token here, since the true suffix
+may contain it and stopping early would only shorten the comparison.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from goldfish_prep.errors import ConfigError
+from goldfish_prep.train.causal_lm import CausalLM
+
+
+def _check_room(model: CausalLM, prefix: list[int], length: int) -> None:
+    if not prefix:
+        raise ConfigError("an empty prefix: decoding needs at least one id to start from")
+    if len(prefix) + length - 1 > model.context_length:
+        raise ConfigError(f"a prefix of {len(prefix)} ids and {length} new ones exceed the model's context of {model.context_length}")
+
+
+@torch.no_grad()
+def greedy(model: CausalLM, prefix: list[int], length: int) -> list[int]:
+    """``length`` ids, each the argmax continuation (ties: the lowest id, as torch.argmax)."""
+    _check_room(model, prefix, length)
+    cache, logprobs = model.prefill(torch.tensor([prefix], dtype=torch.long, device=model.device))
+    rows = torch.zeros(1, dtype=torch.long, device=model.device)
+    generated: list[int] = []
+    while True:
+        token = logprobs.argmax(dim=-1)
+        generated.append(int(token.item()))
+        if len(generated) == length:
+            return generated
+        cache, logprobs = model.extend(cache, rows, token)
+
+
+@torch.no_grad()
+def beam_search(model: CausalLM, prefix: list[int], length: int, num_beams: int) -> list[int]:
+    """The most likely ``length``-id continuation found with ``num_beams`` beams (sum of log-probabilities).
+
+    Each step extends every beam by every token and keeps the ``num_beams`` best
+    sequences overall; with one beam it is greedy decoding.
+    """
+    _check_room(model, prefix, length)
+    cache, logprobs = model.prefill(torch.tensor([prefix], dtype=torch.long, device=model.device))
+    scores = torch.zeros(1, dtype=torch.float64, device=model.device)
+    sequences = torch.zeros(1, 0, dtype=torch.long, device=model.device)
+    for position in range(length):
+        candidates = (scores[:, None] + logprobs.double()).reshape(-1)
+        scores, flat = candidates.topk(min(num_beams, candidates.numel()))
+        beams, tokens = flat // logprobs.shape[-1], flat % logprobs.shape[-1]
+        sequences = torch.cat([sequences[beams], tokens[:, None]], dim=1)
+        if position + 1 < length:
+            cache, logprobs = model.extend(cache, beams, tokens)
+    return [int(t) for t in sequences[0].tolist()]  # topk sorts: row 0 scores best

@@ -1,0 +1,179 @@
+"""The paper's memorisation measurement.
+
+For each document: the last ``suffix_length`` ids (50 in the paper) are the
+suffix, the ids before it the prefix, cut from the left so that prefix and
+suffix fit the model's context together. The model continues the prefix by
+``suffix_length`` ids, greedily or by beam search (the extraction attack), and
+the continuation is scored against the true suffix:
+
+- exact match: all ids equal (the paper's headline rate, over documents);
+- token match: the fraction of positions where the ids agree;
+- Rouge-L over ids, and over the decoded texts' words when a tokenizer is at hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from goldfish_prep.errors import ConfigError, InputError
+from goldfish_prep.train.causal_lm import CausalLM
+from goldfish_prep.train.data import Document, load_documents
+from goldfish_prep.train.generate import beam_search, greedy
+from goldfish_prep.train.rouge import rouge_l, text_rouge_l
+
+Decoder = Callable[[Sequence[int]], str]
+
+
+@dataclasses.dataclass(frozen=True)
+class MemorizationConfig:
+    suffix_length: int = 50
+    num_beams: int = 1
+    max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.suffix_length < 1 or self.num_beams < 1:
+            raise ConfigError(f"--suffix-length and --num-beams must be at least 1, got {self.suffix_length} and {self.num_beams}")
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ConfigError(f"--max-documents must be at least 1, got {self.max_documents}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentScore:
+    doc_id: str
+    prefix_length: int
+    exact_match: bool
+    token_match: float
+    rouge_l: float
+    text_rouge_l: float | None
+    generated: list[int]
+    suffix: list[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class MemorizationReport:
+    config: MemorizationConfig
+    model: dict[str, Any]
+    data: str
+    documents: list[DocumentScore]
+    #: documents too short to hold a suffix and one prefix id
+    skipped_short: int
+
+    def _mean(self, values: Sequence[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    def summary(self) -> dict[str, Any]:
+        """The aggregate figures (the table ``memorization`` prints)."""
+        texts = [d.text_rouge_l for d in self.documents if d.text_rouge_l is not None]
+        return {
+            "documents": len(self.documents),
+            "skipped_short": self.skipped_short,
+            "exact_match_rate": self._mean([float(d.exact_match) for d in self.documents]),
+            "exact_matches": sum(d.exact_match for d in self.documents),
+            "token_match": self._mean([d.token_match for d in self.documents]),
+            "rouge_l": self._mean([d.rouge_l for d in self.documents]),
+            "text_rouge_l": self._mean(texts) if len(texts) == len(self.documents) else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "model": self.model,
+            "data": self.data,
+            "summary": self.summary(),
+            "documents": [dataclasses.asdict(d) for d in self.documents],
+        }
+
+
+def score(generated: Sequence[int], suffix: Sequence[int], decode: Decoder | None = None) -> dict[str, Any]:
+    """The per-document metrics of one continuation.
+
+    >>> s = score([1, 2, 3, 9], [1, 2, 3, 4])
+    >>> s["exact_match"], s["token_match"], s["rouge_l"]
+    (False, 0.75, 0.75)
+    """
+    matches = sum(a == b for a, b in zip(generated, suffix))
+    return {
+        "exact_match": list(generated) == list(suffix),
+        "token_match": matches / len(suffix) if suffix else 0.0,
+        "rouge_l": rouge_l(list(generated), list(suffix)).fmeasure,
+        "text_rouge_l": text_rouge_l(decode(generated), decode(suffix)).fmeasure if decode is not None else None,
+    }
+
+
+def split_document(ids: Sequence[int], suffix_length: int, context_length: int) -> tuple[list[int], list[int]]:
+    """(prefix, suffix): the suffix is the last ``suffix_length`` ids; the prefix keeps at most
+    ``context_length - suffix_length`` ids, its last ones, so that the whole generation fits the context.
+
+    >>> split_document(list(range(10)), 3, 6)
+    ([4, 5, 6], [7, 8, 9])
+    """
+    values = [int(i) for i in ids]
+    budget = max(context_length - suffix_length, 1)
+    return values[:-suffix_length][-budget:], values[-suffix_length:]
+
+
+def measure_memorization(
+    model: CausalLM,
+    data_dir: str | Path,
+    config: MemorizationConfig = MemorizationConfig(),
+    decode: Decoder | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MemorizationReport:
+    """Run the protocol over every document of ``data_dir`` (or the first ``max_documents``)."""
+    if config.suffix_length >= model.context_length:
+        raise ConfigError(f"--suffix-length {config.suffix_length} leaves no room for a prefix in the model's context of {model.context_length}")
+    documents = load_documents(data_dir)
+    eligible = [d for d in documents if len(d.ids) > config.suffix_length]
+    chosen = eligible[: config.max_documents] if config.max_documents else eligible
+    _check_vocabulary(model, chosen, data_dir)
+    scores = []
+    for index, document in enumerate(chosen):
+        scores.append(_score_document(model, document, config, decode))
+        if progress is not None:
+            progress(index + 1, len(chosen))
+    return MemorizationReport(config, model.description, str(data_dir), scores, len(documents) - len(eligible))
+
+
+def _score_document(model: CausalLM, document: Document, config: MemorizationConfig, decode: Decoder | None) -> DocumentScore:
+    prefix, suffix = split_document(document.ids.tolist(), config.suffix_length, model.context_length)
+    if config.num_beams > 1:
+        generated = beam_search(model, prefix, len(suffix), config.num_beams)
+    else:
+        generated = greedy(model, prefix, len(suffix))
+    return DocumentScore(document.doc_id, len(prefix), generated=generated, suffix=suffix, **score(generated, suffix, decode))
+
+
+def _check_vocabulary(model: CausalLM, documents: list[Document], data_dir: str | Path) -> None:
+    largest = max((int(d.ids.max()) for d in documents if len(d.ids)), default=-1)
+    if largest >= model.vocab_size:
+        raise InputError(
+            str(data_dir),
+            f"token id {largest} is outside the model's vocabulary of {model.vocab_size}: the shards were made with another tokenizer",
+            "Measure the model on shards prepared with its own tokenizer",
+            "vocab-mismatch",
+        )
+
+
+def text_decoder(data_dir: str | Path, spec: str | None = None) -> tuple[Decoder | None, str | None]:
+    """The decoder of the shards' tokenizer (or of ``spec``) for text-level Rouge-L, and why not if none.
+
+    A tokenizer named explicitly must load; the one recorded in the manifest may be
+    gone (a relative path, a hub id seen offline), and text Rouge-L is then left
+    out with the reason rather than failing the whole measurement.
+    """
+    from goldfish_prep.dataset import load_manifest
+    from goldfish_prep.errors import TokenizerError
+    from goldfish_prep.tokenizers import load_tokenizer
+
+    if spec is not None:
+        return load_tokenizer(spec).decode, None
+    recorded = load_manifest(data_dir)["tokenizer"].get("spec")
+    if not recorded:
+        return None, "the manifest names no tokenizer; pass --tokenizer"
+    try:
+        return load_tokenizer(str(recorded)).decode, None
+    except TokenizerError as exc:
+        return None, f"the manifest's tokenizer {recorded!r} did not load ({exc}); pass --tokenizer"

@@ -1,0 +1,216 @@
+"""The memorisation measurement: metrics on hand-made cases, decoding, and models that did or did not memorise."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from goldfish_prep_cli.main import cli
+from goldfish_prep.train.causal_lm import BundledLM, load_causal_lm
+from goldfish_prep.train.config import TrainConfig
+from goldfish_prep.train.data import load_documents
+from goldfish_prep.train.generate import beam_search, greedy
+from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization, score, split_document
+from goldfish_prep.train.model import GPT, preset_config
+from goldfish_prep.train.rouge import lcs_length, rouge_l, text_rouge_l, words
+from goldfish_prep.train.runtime import select_runtime
+from goldfish_prep.train.trainer import train
+
+LICENSES = Path("/usr/share/common-licenses")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """The test models are tiny: intra-op threads only add synchronisation, which is slow on a shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def train_bpe(folder: Path, vocab_size: int = 512) -> Path:
+    """A real byte-level BPE tokenizer.json, trained on the machine's licence texts in a tenth of a second."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([p.read_text(encoding="utf-8") for p in sorted(LICENSES.iterdir())[:6]], trainer)
+    path = folder / "bpe.json"
+    tokenizer.save(str(path))
+    return path
+
+
+def mask_texts(folder: Path, name: str, texts: list[str], *options: str) -> Path:
+    """Shards made by the real `goldfish-prep mask` command."""
+    source = folder / f"{name}.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(folder / name), "-q", *options])
+    assert result.exit_code == 0, result.output
+    return folder / name
+
+
+def paragraphs(count: int, low: int = 300, high: int = 700) -> list[str]:
+    """Distinct real paragraphs of the Apache licence."""
+    text = (LICENSES / "Apache-2.0").read_text(encoding="utf-8")
+    found = [p.strip() for p in re.split(r"\n\s*\n", text) if low <= len(p.strip()) <= high]
+    assert len(found) >= count
+    return found[:count]
+
+
+# --- metrics on hand-made cases -------------------------------------------------------------
+
+
+def test_lcs_known_values() -> None:
+    assert lcs_length("ABCBDAB", "BDCABA") == 4
+    assert lcs_length([], [1, 2]) == 0
+    assert lcs_length([1, 2, 3], [1, 2, 3]) == 3
+    assert lcs_length([1, 2, 3], [3, 2, 1]) == 1
+
+
+def test_rouge_l_f_measure_known_values() -> None:
+    # LCS of [1,3,4]: precision 3/4, recall 3/5, F = 2PR/(P+R) = 2/3
+    result = rouge_l([1, 2, 3, 4], [1, 3, 4, 5, 6])
+    assert (result.precision, result.recall) == (0.75, 0.6)
+    assert result.fmeasure == pytest.approx(2 / 3)
+    assert rouge_l([7, 8], [7, 8]).fmeasure == 1.0
+    assert rouge_l([1, 2], [3, 4]).fmeasure == 0.0
+    assert rouge_l([], [1]).fmeasure == 0.0
+
+
+def test_text_rouge_l_counts_words_case_and_punctuation_free() -> None:
+    assert words("The Software, AS IS.") == ["the", "software", "as", "is"]
+    # 4 of 6 reference words in order, all 4 candidate words right: P 1, R 2/3, F 0.8
+    assert text_rouge_l("the software as is", "The Software is provided AS IS").fmeasure == pytest.approx(0.8)
+
+
+def test_score_exact_match_needs_every_id() -> None:
+    assert score([1, 2, 3], [1, 2, 3]) == {"exact_match": True, "token_match": 1.0, "rouge_l": 1.0, "text_rouge_l": None}
+    almost = score([1, 2, 3, 4, 9], [1, 2, 3, 4, 5])
+    assert almost["exact_match"] is False and almost["token_match"] == 0.8 and almost["rouge_l"] == pytest.approx(0.8)
+    shifted = score([0, 1, 2, 3, 4], [1, 2, 3, 4, 5])  # one id late: no position matches, the LCS still sees 4
+    assert shifted["token_match"] == 0.0 and shifted["rouge_l"] == pytest.approx(0.8)
+
+
+def test_split_document_keeps_the_prefix_end_that_fits_the_context() -> None:
+    assert split_document(list(range(100)), 50, 1024) == (list(range(50)), list(range(50, 100)))
+    prefix, suffix = split_document(list(range(100)), 50, 64)
+    assert prefix == list(range(36, 50)) and suffix == list(range(50, 100))
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_lm() -> BundledLM:
+    torch.manual_seed(0)
+    return BundledLM(GPT(preset_config("tiny", 97, block_size=64, n_layer=2)), select_runtime("cpu"), {})
+
+
+def test_cached_greedy_equals_recomputing_every_step(random_lm: BundledLM) -> None:
+    prefix = [3, 14, 15, 92, 65, 35]
+    ids = torch.tensor([prefix])
+    expected = []
+    for _ in range(30):
+        token = random_lm.model(ids)[:, -1].argmax(dim=-1)
+        expected.append(int(token))
+        ids = torch.cat([ids, token[:, None]], dim=1)
+    assert greedy(random_lm, prefix, 30) == expected
+
+
+def sequence_logprob(lm: BundledLM, prefix: list[int], continuation: list[int]) -> float:
+    ids = torch.tensor([prefix + continuation])
+    with torch.no_grad():
+        logprobs = lm.model(ids)[0, :-1].log_softmax(dim=-1)
+    positions = range(len(prefix) - 1, len(prefix) + len(continuation) - 1)
+    return float(sum(logprobs[p, ids[0, p + 1]] for p in positions))
+
+
+def test_beam_search_one_beam_is_greedy_and_more_beams_score_no_worse(random_lm: BundledLM) -> None:
+    prefix = [1, 2, 3, 4, 5]
+    greedy_ids = greedy(random_lm, prefix, 12)
+    assert beam_search(random_lm, prefix, 12, 1) == greedy_ids
+    beamed = beam_search(random_lm, prefix, 12, 8)
+    assert len(beamed) == 12
+    assert sequence_logprob(random_lm, prefix, beamed) >= sequence_logprob(random_lm, prefix, greedy_ids) - 1e-4
+
+
+# --- a model that memorised two documents, and one that never saw them --------------------------
+
+
+@pytest.fixture(scope="module")
+def overfit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(run folder of a model trained 160 epochs on two documents, those shards, a fresh model's run).
+
+    Two documents of about 95 ids, a 2-layer 64-wide model: memorised after about 60 steps (a few seconds).
+    """
+    folder = tmp_path_factory.mktemp("memorised")
+    tokenizer = train_bpe(folder)
+    shards = mask_texts(folder, "docs", paragraphs(2, 200, 450), "--tokenizer", str(tokenizer), "--strategy", "none")
+    small = dict(data=shards, block_size=128, batch_size=4, n_layer=2, n_embd=64, n_head=2, warmup_steps=5, device="cpu")
+    train(TrainConfig(run_dir=folder / "run", max_steps=80, learning_rate=1e-2, **small))  # type: ignore[arg-type]
+    train(TrainConfig(run_dir=folder / "fresh", max_steps=1, learning_rate=1e-9, **small))  # type: ignore[arg-type]
+    return folder / "run", shards, folder / "fresh"
+
+
+def test_a_model_that_overfit_two_documents_is_measured_as_memorised(overfit: tuple[Path, Path, Path]) -> None:
+    run, shards, _ = overfit
+    report = measure_memorization(load_causal_lm(run, "cpu"), shards)
+    assert len(report.documents) == 2 and report.skipped_short == 0
+    assert report.summary()["exact_match_rate"] == 1.0
+    assert all(len(d.suffix) == 50 and d.generated == d.suffix for d in report.documents)
+
+
+def test_a_fresh_model_is_not(overfit: tuple[Path, Path, Path]) -> None:
+    _, shards, fresh = overfit
+    summary = measure_memorization(load_causal_lm(fresh, "cpu"), shards).summary()
+    assert summary["exact_match_rate"] == 0.0
+    assert summary["token_match"] < 0.2
+
+
+def test_cli_prints_the_table_and_json(overfit: tuple[Path, Path, Path]) -> None:
+    run, shards, _ = overfit
+    table = CliRunner().invoke(cli, ["memorization", str(run), str(shards), "-q"])
+    assert table.exit_code == 0, table.output
+    assert "exact match (50-id suffix)  100.0% (2)" in table.output
+    assert re.search(r"Rouge-L, text\s+1\.000", table.output)
+    as_json = CliRunner().invoke(cli, ["memorization", str(run), str(shards), "--json", "--suffix-length", "20", "--num-beams", "3"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    assert report["config"] == {"suffix_length": 20, "num_beams": 3, "max_documents": None}
+    assert report["summary"]["exact_matches"] == 2
+    assert [len(d["suffix"]) for d in report["documents"]] == [20, 20]
+
+
+def test_documents_too_short_for_the_suffix_are_skipped_and_counted(overfit: tuple[Path, Path, Path]) -> None:
+    run, shards, _ = overfit
+    lengths = sorted(len(d.ids) for d in load_documents(shards))
+    suffix_length = lengths[-1] - 1  # only the longest document keeps a one-id prefix
+    report = measure_memorization(load_causal_lm(run, "cpu"), shards, MemorizationConfig(suffix_length=suffix_length))
+    assert len(report.documents) == sum(n > suffix_length for n in lengths)
+    assert report.skipped_short == sum(n <= suffix_length for n in lengths)
+    assert all(len(d.suffix) == suffix_length and d.prefix_length == 1 for d in report.documents)
+
+
+def test_packed_shards_give_back_the_same_documents(tmp_path: Path) -> None:
+    tokenizer = train_bpe(tmp_path)
+    texts = paragraphs(3)
+    plain = mask_texts(tmp_path, "plain", texts, "--tokenizer", str(tokenizer))
+    packed = mask_texts(tmp_path, "packed", texts, "--tokenizer", str(tokenizer), "--pack", "64")
+    assert [d.ids.tolist() for d in load_documents(packed)] == [d.ids.tolist() for d in load_documents(plain)]
+
+
+def test_cli_errors_name_the_folder_and_the_fix(tmp_path: Path) -> None:
+    tokenizer = train_bpe(tmp_path)
+    shards = mask_texts(tmp_path, "docs", paragraphs(1), "--tokenizer", str(tokenizer))
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["memorization", str(tmp_path / "empty"), str(shards)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {tmp_path / 'empty'}: neither checkpoint.pt")
