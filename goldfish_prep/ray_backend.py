@@ -110,11 +110,11 @@ def _get(ray: Any, refs: list[Any], progress: bool = False) -> list[Any]:
             done, pending = ray.wait(pending, num_returns=1)
             ray.get(done)  # raises the task's error at once, not after the slowest task
             bar.update(1)
-    except ray.exceptions.RayTaskError as exc:
+    except BaseException as exc:  # an error in a task, or Ctrl-C here: stop the tasks still running
         for ref in pending:
             ray.cancel(ref)
         cause = getattr(exc, "cause", None)
-        if isinstance(cause, GoldfishError):
+        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, GoldfishError):
             raise cause from None
         raise
     finally:
