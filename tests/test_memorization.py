@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from goldfish_prep_cli.main import cli
+from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 from goldfish_prep.train.causal_lm import BundledLM, load_causal_lm
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import load_documents
@@ -22,39 +22,6 @@ from goldfish_prep.train.rouge import lcs_length, rouge_l, text_rouge_l, words
 from goldfish_prep.train.runtime import select_runtime
 from goldfish_prep.train.trainer import train
 
-LICENSES = Path("/usr/share/common-licenses")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The test models are tiny: intra-op threads only add synchronisation, which is slow on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def train_bpe(folder: Path, vocab_size: int = 512) -> Path:
-    """A real byte-level BPE tokenizer.json, trained on the machine's licence texts in a tenth of a second."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator([p.read_text(encoding="utf-8") for p in sorted(LICENSES.iterdir())[:6]], trainer)
-    path = folder / "bpe.json"
-    tokenizer.save(str(path))
-    return path
-
-
-def mask_texts(folder: Path, name: str, texts: list[str], *options: str) -> Path:
-    """Shards made by the real `goldfish-prep mask` command."""
-    source = folder / f"{name}.jsonl"
-    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(folder / name), "-q", *options])
-    assert result.exit_code == 0, result.output
-    return folder / name
 
 
 def paragraphs(count: int, low: int = 300, high: int = 700) -> list[str]:

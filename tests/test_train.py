@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from goldfish_prep_cli.main import cli
+from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 from goldfish_prep.dataset import IGNORE_INDEX
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.train.config import TrainConfig
@@ -27,40 +27,7 @@ from goldfish_prep.train.model import GPT, preset_config
 from goldfish_prep.train.schedule import learning_rate
 from goldfish_prep.train.trainer import train
 
-LICENSES = Path("/usr/share/common-licenses")
 SMALL = {"block_size": 64, "n_layer": 2, "n_embd": 64, "n_head": 2, "batch_size": 4, "device": "cpu"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The test models are tiny: intra-op threads only add synchronisation, which is slow on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def train_bpe(folder: Path, vocab_size: int = 512) -> Path:
-    """A real byte-level BPE tokenizer.json, trained on the machine's licence texts in a tenth of a second."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator([p.read_text(encoding="utf-8") for p in sorted(LICENSES.iterdir())[:6]], trainer)
-    path = folder / "bpe.json"
-    tokenizer.save(str(path))
-    return path
-
-
-def mask_texts(folder: Path, name: str, texts: list[str], *options: str) -> Path:
-    """Shards made by the real `goldfish-prep mask` command."""
-    source = folder / f"{name}.jsonl"
-    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(folder / name), "-q", *options])
-    assert result.exit_code == 0, result.output
-    return folder / name
 
 
 def paragraphs(name: str) -> list[str]:
