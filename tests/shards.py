@@ -1,13 +1,14 @@
-"""Shared by the training-side tests: a real tiny tokenizer and shards made by the real `mask` command."""
+"""Shared test helpers: a real tiny tokenizer, and shards made by the real `mask` command."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from goldfish_prep_cli.main import cli
 
@@ -46,3 +47,19 @@ def mask_texts(folder: Path, name: str, texts: list[str], *options: str) -> Path
     result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(folder / name), "-q", *options])
     assert result.exit_code == 0, result.output
     return folder / name
+
+
+def run(*args: Any) -> Result:
+    """A goldfish-prep command in-process; arguments may be paths or numbers."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def mask_documents_with_ids(folder: Path, texts: list[str], *options: Any) -> Path:
+    """A real output of `goldfish-prep mask` over ``texts`` (ids: doc-0, doc-1, ...)."""
+    folder.mkdir(parents=True)
+    source = folder / "corpus.jsonl"
+    source.write_text("".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    out = folder / "out"
+    result = run("mask", source, "-o", out, "-q", "--id-field", "id", *options)
+    assert result.exit_code == 0, result.output
+    return out

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,23 +18,9 @@ from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import merge_windows, passages_hold
 from goldfish_prep.inspect.repeats import find_repeats, locate_passages, mask_agreement
 from goldfish_prep.inspect.windows import confirm
-from goldfish_prep_cli.main import cli
+from tests.shards import mask_documents_with_ids as mask, run
 
 N = 50
-
-
-def run(*args: Any) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def mask(folder: Path, texts: list[str], *options: Any) -> Path:
-    folder.mkdir(parents=True)
-    source = folder / "corpus.jsonl"
-    source.write_text("".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
-    out = folder / "out"
-    result = run("mask", source, "-o", out, "-q", "--id-field", "id", *options)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 @pytest.fixture(scope="module")

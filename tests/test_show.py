@@ -9,30 +9,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import read_shard
 from goldfish_prep.inspect.document import DocumentView, load_document
 from goldfish_prep.tokenizers import load_tokenizer
-from goldfish_prep_cli.main import cli
+from tests.shards import mask_documents_with_ids as mask, run
 from goldfish_prep_cli.show import BOUNDARY, CLOSE, OPEN, body
 
 MARKED = re.compile(f"{OPEN}(.*?){CLOSE}", re.DOTALL)
-
-
-def run(*args: Any) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def mask(folder: Path, texts: list[str], *options: Any) -> Path:
-    folder.mkdir(parents=True)
-    source = folder / "corpus.jsonl"
-    source.write_text("".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
-    out = folder / "out"
-    result = run("mask", source, "-o", out, "-q", "--id-field", "id", *options)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 @pytest.fixture(scope="module")

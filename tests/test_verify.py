@@ -12,31 +12,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from click.testing import CliRunner, Result
 
 from goldfish_prep.dataset import read_shard
 from goldfish_prep.inspect.columns import list_values
 from goldfish_prep.inspect.stats import compute_stats
 from goldfish_prep.inspect.verify import verify_folder
-from goldfish_prep_cli.main import cli
+from tests.shards import mask_documents_with_ids as mask, run
 
 PACK = 1024
 FIX = "Recreate it: rerun the `goldfish-prep mask` command that made it with --resume (it redoes every shard whose checksum fails) or with --overwrite"
-
-
-def run(*args: Any) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def mask(folder: Path, texts: list[str], *options: Any) -> Path:
-    """A real output of `goldfish-prep mask` over ``texts`` (ids: doc-0, doc-1, ...)."""
-    folder.mkdir(parents=True)
-    source = folder / "corpus.jsonl"
-    source.write_text("".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
-    out = folder / "out"
-    result = run("mask", source, "-o", out, "-q", "--id-field", "id", *options)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 @pytest.fixture(scope="module")
