@@ -12,9 +12,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.mask import local_positions
 
 MANIFEST_NAME = "goldfish_manifest.json"
 FORMAT_VERSION = 1
@@ -62,6 +65,21 @@ def read_shard(path: str | Path, columns: Sequence[str] | None = None) -> pa.Tab
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(str(path), f"unreadable shard ({exc})", "Run `goldfish-prep verify` on the folder, or recreate it", "bad-shard") from exc
     return table.select(list(columns)) if columns is not None else table
+
+
+def real_token_mask(offsets: npt.ArrayLike, num_tokens: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Over a flat list column: True for the first ``num_tokens[r]`` values of each row r.
+
+    Packed rows end in padding past ``num_tokens`` (docs/format.md); document
+    rows have none, so for them every value is True.
+
+    >>> real_token_mask([0, 3, 5], [2, 2]).tolist()
+    [True, True, False, True, True]
+    """
+    bounds = np.asarray(offsets, dtype=np.int64)
+    local = local_positions(bounds[:-1] - bounds[0], int(bounds[-1] - bounds[0]))
+    mask: npt.NDArray[np.bool_] = local < np.repeat(np.asarray(num_tokens, dtype=np.int64), np.diff(bounds))
+    return mask
 
 
 def iter_shards(folder: str | Path, columns: Sequence[str] | None = None) -> Iterator[tuple[Path, pa.Table]]:

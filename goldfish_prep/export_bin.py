@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest
+from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest, real_token_mask
 from goldfish_prep.errors import InputError, OutputError
 
 
@@ -107,12 +107,9 @@ def _real_tokens(table: pa.Table) -> tuple[npt.NDArray[np.int64], npt.NDArray[np
     """A shard's ids and labels, flat, without the padding of packed rows (positions past ``num_tokens``)."""
     ids_column = table.column("input_ids").combine_chunks()
     labels_column = table.column("labels").combine_chunks()
-    offsets = ids_column.offsets.to_numpy().astype(np.int64)
     ids = ids_column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     labels = labels_column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    lengths = np.diff(offsets)
-    local = np.arange(len(ids), dtype=np.int64) - np.repeat(offsets[:-1] - offsets[0], lengths)
-    real = local < np.repeat(table.column("num_tokens").to_numpy().astype(np.int64), lengths)
+    real = real_token_mask(ids_column.offsets.to_numpy(), table.column("num_tokens").to_numpy())
     return ids[real], labels[real]
 
 

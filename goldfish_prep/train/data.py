@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest
+from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest, real_token_mask
 from goldfish_prep.errors import InputError
 
 Int32Array = npt.NDArray[np.int32]
@@ -78,7 +78,7 @@ def load_shards(folder: str | Path) -> ShardData:
         if not np.array_equal(row_offsets, label_offsets):
             raise InputError(str(path), "input_ids and labels differ in length in some row", "Recreate the folder with `goldfish-prep mask`", "bad-shard")
         used = table.column("num_tokens").to_numpy().astype(np.int64)
-        real = _leading(row_offsets, used)
+        real = real_token_mask(row_offsets, used)
         ids_parts.append(ids[real])
         label_parts.append(labels[real])
         lengths.append(used)
@@ -93,14 +93,6 @@ def load_shards(folder: str | Path) -> ShardData:
         unit_starts=np.concatenate(([0], np.cumsum(unit_lengths)[:-1])).astype(np.int64),
         unit_lengths=unit_lengths,
     )
-
-
-def _leading(offsets: npt.NDArray[np.int64], used: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Over a flat list column: True for the first ``used[r]`` values of each row r (drops packed padding)."""
-    lengths = np.diff(offsets)
-    local = np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-    mask: npt.NDArray[np.bool_] = local < np.repeat(used, lengths)
-    return mask
 
 
 def check_vocabulary(data: ShardData, vocab_size: int) -> None:
