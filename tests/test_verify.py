@@ -313,3 +313,14 @@ def test_not_an_output_folder(tmp_path: Path) -> None:
 def test_help_teaches() -> None:
     result = run("verify", "--help")
     assert result.exit_code == 0 and "Examples:" in result.output and "--num-proc" in result.output
+
+
+def test_masks_of_an_unknown_spec_version_are_refused(outputs: dict[str, Path], copy: Any) -> None:
+    """docs/mask-spec.md: verify refuses masks of a goldfish spec version it does not implement."""
+    folder = copy(outputs["documents"])
+    manifest = manifest_of(folder)
+    manifest["mask"]["spec_version"] = 99
+    (folder / "goldfish_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    result = run("verify", folder, "-q")
+    assert result.exit_code == 1
+    assert "these masks use goldfish spec version 99, this goldfish-prep implements version 1" in result.stderr
