@@ -4,8 +4,12 @@ Goals (issue 5): ``--num-proc 2`` at least 1.8x ``--num-proc 1`` on 2 cores, and
 memory at most 20% higher when the corpus grows 10x. Every run is a separate
 ``goldfish-prep mask`` process on the same 2 cores (``--cores``), on the real
 corpus of ``peers.py`` (Debian copyright files and licences, about 18 MB as JSON
-lines) and on 10 copies of it. Runs are interleaved over ``--rounds`` and
-medians reported, so a noisy neighbour hurts both sides alike.
+lines) and on 10 copies of it. Runs are interleaved over ``--rounds``, the order
+of the runs within a round alternating from round to round; a speed-up is the
+median over rounds of that round's ``num-proc 1`` time over the other run's, so
+a neighbour that comes and goes hurts both sides of a ratio alike. Every run
+uses ``--shard-size`` (default 16MB, 11 shards for x10) so that ``--num-tasks 2``
+has shards to share out.
 
 Memory is the peak of the summed PSS of the process tree (main process and
 workers; sampled every 0.25 s) and the largest single-process peak RSS.
@@ -42,9 +46,9 @@ from peers import WORK, build_corpus, load_average, measure
 MODES = {1: "num-proc 1", 2: "num-proc 2", -2: "2 tasks", 0: "ray local"}
 
 
-def mask_command(corpus: Path, out: Path, mode: int) -> list[str]:
+def mask_command(corpus: Path, out: Path, mode: int, shard_size: str) -> list[str]:
     """mode 1, 2: --num-proc; -2: two --num-tasks processes at once, then finalize; 0: --ray-address local."""
-    mask = [sys.executable, "-m", "goldfish_prep_cli", "mask", str(corpus), "-o", str(out), "-q"]
+    mask = [sys.executable, "-m", "goldfish_prep_cli", "mask", str(corpus), "-o", str(out), "-q", "--shard-size", shard_size]
     if mode > 0:
         return [*mask, "--num-proc", str(mode)]
     if mode == 0:
@@ -73,14 +77,14 @@ def control(corpus: Path, cores: int, work: Path) -> float:
     return 2 * alone / together
 
 
-def one_run(corpus: Path, mode: int, cores: int, work: Path) -> dict[str, Any]:
+def one_run(corpus: Path, mode: int, cores: int, work: Path, shard_size: str) -> dict[str, Any]:
     name = f"scaling-{corpus.name}-{MODES[mode].replace(' ', '')}"
     out = work / "out" / name
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     load = load_average()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    measured = measure(mask_command(corpus, out, mode), cores, work / f"{name}.log", env)
+    measured = measure(mask_command(corpus, out, mode, shard_size), cores, work / f"{name}.log", env)
     if measured.returncode != 0 or not (out / "goldfish_manifest.json").is_file():
         raise SystemExit(f"goldfish-prep ({MODES[mode]}) failed on {corpus} (exit {measured.returncode}); see {work / name}.log")
     tokens = json.loads((out / "goldfish_manifest.json").read_text())["counts"]["tokens"]
@@ -98,17 +102,18 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float:
 
 def report(results: dict[tuple[int, int], list[dict[str, Any]]], scales: list[int]) -> str:
     lines = [
-        "| corpus | tokens | run | wall s | M tokens/s | speed-up vs num-proc 1 | CPU s | peak tree PSS MB | max RSS MB |",
+        "| corpus | tokens | run | wall s | M tokens/s | speed-up vs num-proc 1 (median of rounds; min to max) | CPU s | peak tree PSS MB | max RSS MB |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for scale in scales:
-        base = median_of(results[(scale, 1)], "seconds")
+        base = results[(scale, 1)]
         for mode in [m for m in MODES if (scale, m) in results]:
             runs = results[(scale, mode)]
             seconds = median_of(runs, "seconds")
+            ratios = [one["seconds"] / other["seconds"] for one, other in zip(base, runs)]
             lines.append(
                 f"| x{scale} | {runs[0]['tokens']:,} | {MODES[mode]} | {seconds:.1f} | {runs[0]['tokens'] / seconds / 1e6:.2f} "
-                f"| {base / seconds:.2f} | {median_of(runs, 'cpu_seconds'):.1f} "
+                f"| {statistics.median(ratios):.2f} ({min(ratios):.2f} to {max(ratios):.2f}) | {median_of(runs, 'cpu_seconds'):.1f} "
                 f"| {max(r['peak_tree_pss_mb'] for r in runs):.0f} | {max(r['max_rss_mb'] for r in runs):.0f} |"
             )
     small, large = scales[0], scales[-1]
@@ -126,6 +131,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2, help="cores every run may use")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--ray", action="store_true", help="also --ray-address local on the largest corpus")
+    parser.add_argument("--shard-size", default="16MB", help="--shard-size of every run")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
@@ -137,8 +143,8 @@ def main() -> None:
     for index in range(args.rounds):
         print(f"round {index + 1} of {args.rounds}", file=sys.stderr)
         controls.append(control(corpora[scales[0]], args.cores, args.work))
-        for scale, mode in plan:
-            results[(scale, mode)].append(one_run(corpora[scale], mode, args.cores, args.work))
+        for scale, mode in plan if index % 2 == 0 else plan[::-1]:
+            results[(scale, mode)].append(one_run(corpora[scale], mode, args.cores, args.work, args.shard_size))
     print(report(results, scales))
     print(f"\ncontrol (best 2-process speed-up of a pure tokenizer loop on these cores), per round: "
           + ", ".join(f"{c:.2f}" for c in controls))

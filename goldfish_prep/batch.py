@@ -1,7 +1,7 @@
 """Tokenize and mask one batch of records: the work a pipeline worker does.
 
-A batch is a list of ``Record`` objects and the ``InputError`` items a reader
-yielded in their place. The result keeps the errors beside the documents so the
+A batch is a list of ``Record`` objects (or JSON lines still to parse into
+one, ``JsonLine``) and the ``InputError`` items a reader yielded in their place. The result keeps the errors beside the documents so the
 main process can stop at, or skip and count, every bad record, whichever worker
 found it. Documents are masked as one flat array (``mask_documents``): the
 vectorised hashes are only fast on long arrays.
@@ -18,7 +18,9 @@ import numpy.typing as npt
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.mask import mask_documents
-from goldfish_prep.records import Record
+from goldfish_prep.readers.jsonl import parse_line
+from goldfish_prep.readers.options import ReaderOptions
+from goldfish_prep.records import JsonLine, Record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,8 @@ class BatchContext:
     mask: MaskConfig
     #: ids of pre-tokenized records must lie below this; None when the user named no tokenizer
     vocab_size: int | None = None
+    #: how to parse ``JsonLine`` items
+    reader: ReaderOptions = ReaderOptions()
 
 
 @dataclasses.dataclass
@@ -49,8 +53,9 @@ class MaskedBatch:
         return np.diff(np.append(self.starts, len(self.ids)))
 
 
-def mask_batch(items: Sequence[Record | InputError], context: BatchContext) -> MaskedBatch:
-    """Tokenize the text records (one ``encode_batch`` call), add special tokens, check ids, mask."""
+def mask_batch(batch: Sequence[Record | JsonLine | InputError], context: BatchContext) -> MaskedBatch:
+    """Parse JSON lines, tokenize the text records (one ``encode_batch`` call), add special tokens, check ids, mask."""
+    items = [parse_line(item.line, item.location, context.reader) if isinstance(item, JsonLine) else item for item in batch]
     errors = [item for item in items if isinstance(item, InputError)]
     records = [item for item in items if isinstance(item, Record)]
     encoded = iter(_encode_texts([r.text for r in records if r.text is not None], context))

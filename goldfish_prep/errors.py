@@ -50,3 +50,7 @@ class OutputError(GoldfishError, OSError):
 
 class VerifyError(GoldfishError, ValueError):
     """Shards do not match their manifest or their recorded mask config."""
+
+
+class WorkerError(GoldfishError, RuntimeError):
+    """A worker process died (killed, most often for lack of memory) before it returned its result."""

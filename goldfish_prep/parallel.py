@@ -1,39 +1,210 @@
-"""An ordered, bounded ``map`` over worker processes.
+"""Worker processes and an ordered, bounded ``map`` over them.
 
-``multiprocessing.Pool.imap`` would read the whole input ahead of the workers
-(its feeder thread drains the iterator), so memory would grow with the corpus.
-Here at most ``2 * num_proc`` batches are in flight; results come back in input
-order, which is what makes the output byte-identical for every ``num_proc``.
-Workers are *spawned*, not forked: tokenizer libraries with thread pools of
-their own (Rayon, tiktoken) are not fork-safe.
+Why not ``multiprocessing.Pool``: its ``imap`` reads the whole input ahead of
+the workers (memory grows with the corpus), and when a worker dies (the
+out-of-memory killer is the usual cause on big jobs) the task it held is lost
+and ``get()`` waits forever. Here each worker has its own pipes; at most
+``2 * num_proc`` tasks are in flight, each sent to the worker with the fewest;
+results are read back in input order (which is what makes the output
+byte-identical for every ``num_proc``), and a worker that dies ends the map
+with a ``WorkerError`` that says so. The main process runs no helper threads.
+
+How workers start (``start_method``): *fork* where that is safe, *spawn*
+elsewhere. A forked worker inherits the tokenizer the main process already
+loaded, at no cost and in shared pages; a spawned one pays a fresh interpreter
+and its own tokenizer load (about 0.45 s of CPU for cl100k). Forking is safe
+when the process runs no other Python thread: none can hold a lock the child
+would inherit locked. The native thread pools that exist by then (OpenBLAS's)
+re-initialise themselves after a fork, and the tokenizers run none
+(``TOKENIZERS_PARALLELISM=false`` is set for HF ones). So workers fork only on
+Linux and only from a single-threaded process, such as ``mask`` started by the
+CLI; inside a Ray worker, or a notebook with threads running, they spawn.
+``warm_up(argument)`` runs in each worker as it starts, so spawned workers load
+the tokenizer while the main process is still busy with its own start-up.
 """
 
 from __future__ import annotations
 
 import collections
 import multiprocessing
+import queue
 import signal
+import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from multiprocessing.pool import AsyncResult
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from types import TracebackType
 from typing import Any, TypeVar
+
+from goldfish_prep.errors import WorkerError
 
 Meta = TypeVar("Meta")
 Payload = TypeVar("Payload")
 Result = TypeVar("Result")
 
-_context: Any = None
+
+def safe_start_method() -> str:
+    """``"fork"`` on Linux from a process with no other Python thread, else ``"spawn"``."""
+    return "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
 
 
-def _initialize(context: Any) -> None:
-    global _context
+def _serve(tasks: Connection, results: Connection, warm_up: Callable[[Any], object] | None, argument: Any) -> None:
+    """A worker's life: run each ``(function, payload, context)`` it is sent; reply ``(ok, value)`` in order."""
     # Ctrl-C reaches the whole process group; only the parent reacts (and terminates the
-    # pool), so workers print no tracebacks and terminate() cannot hang on a dying worker.
+    # workers), so workers print no tracebacks and cannot hang a dying run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _context = context
+    if warm_up is not None:
+        try:
+            warm_up(argument)
+        except Exception:  # noqa: BLE001 - the same call fails again inside the first task, which reports it
+            pass
+    # A thread keeps reading tasks while this one works, so the parent's send never waits
+    # on a worker that is itself waiting for the parent to read its result.
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def receive() -> None:
+        while True:
+            try:
+                inbox.put(tasks.recv())
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+
+    threading.Thread(target=receive, daemon=True).start()
+    while (task := inbox.get()) is not None:
+        function, payload, context = task
+        try:
+            reply = (True, function(payload, context))
+        except Exception as exc:  # noqa: BLE001 - re-raised in the parent, where it belongs
+            reply = (False, exc)
+        try:
+            results.send(reply)
+        except Exception as exc:  # noqa: BLE001 - an exception that does not pickle
+            results.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
-def _call(function: Callable[[Any, Any], Any], payload: Any) -> Any:
-    return function(payload, _context)
+class _Worker:
+    def __init__(self, context: Any, number: int, warm_up: Callable[[Any], object] | None, argument: Any) -> None:
+        self.number = number
+        task_reader, self.tasks = context.Pipe(duplex=False)
+        self.results, result_writer = context.Pipe(duplex=False)
+        self.process: BaseProcess = context.Process(
+            target=_serve, args=(task_reader, result_writer, warm_up, argument), name=f"goldfish-worker-{number}", daemon=True
+        )
+        self.process.start()
+        task_reader.close()  # the child holds its own copies; closing ours lets EOF reach each side
+        result_writer.close()
+        self.pending = 0
+
+    def send(self, task: tuple[Any, Any, Any]) -> None:
+        try:
+            self.tasks.send(task)
+        except OSError:  # the worker is gone: its pipe is broken
+            raise self._died() from None
+        self.pending += 1
+
+    def receive(self) -> Any:
+        if not self.results.poll():
+            wait([self.results, self.process.sentinel])
+        try:
+            ok, value = self.results.recv()
+        except (EOFError, OSError):
+            raise self._died() from None
+        self.pending -= 1
+        if not ok:
+            raise value
+        return value
+
+    def _died(self) -> WorkerError:
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        how = f"it exited with code {code}"
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else "unknown"
+            how = f"it was killed by signal {-code} ({name})"
+            if -code == signal.SIGKILL:
+                how += ", most often the kernel's out-of-memory killer"
+        return WorkerError(
+            f"worker process {self.number} (pid {self.process.pid}) died before returning its result: {how}. "
+            "Free memory or use a lower --num-proc, then rerun (for mask, add --resume to keep the completed shards)"
+        )
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.tasks.close()
+        self.results.close()
+
+
+class WorkerPool:
+    """``num_proc`` worker processes (none for 1: tasks then run in this process).
+
+    Use as a context manager; leaving it terminates the workers, also on errors
+    and Ctrl-C. ``warm_up(argument)`` runs once in each worker as it starts.
+    ``start_method``: ``"fork"``, ``"spawn"``, or None for ``safe_start_method()``.
+    """
+
+    def __init__(
+        self,
+        num_proc: int,
+        warm_up: Callable[[Any], object] | None = None,
+        argument: Any = None,
+        start_method: str | None = None,
+    ) -> None:
+        self.num_proc = num_proc
+        self.start_method = start_method or safe_start_method()
+        self._workers: list[_Worker] = []
+        if num_proc <= 1:
+            return
+        context = multiprocessing.get_context(self.start_method)
+        try:
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns on any fork while native threads (OpenBLAS's idle pool)
+                # exist; safe_start_method() has ruled out the Python threads that make it unsafe
+                warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
+                for number in range(1, num_proc + 1):
+                    self._workers.append(_Worker(context, number, warm_up, argument))
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Terminate the workers (every result has been read, or the run is being abandoned)."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+
+    def ordered_map(
+        self,
+        function: Callable[[Payload, Any], Result],
+        tasks: Iterable[tuple[Meta, Payload]],
+        context: Any,
+    ) -> Iterator[tuple[Meta, Result]]:
+        """Yield ``(meta, function(payload, context))`` in input order; ``function`` must be importable (picklable)."""
+        if not self._workers:
+            for meta, payload in tasks:
+                yield meta, function(payload, context)
+            return
+        pending: collections.deque[tuple[Meta, _Worker]] = collections.deque()
+        for meta, payload in tasks:
+            worker = min(self._workers, key=lambda w: w.pending)
+            worker.send((function, payload, context))
+            pending.append((meta, worker))
+            if len(pending) >= 2 * len(self._workers):
+                done, owner = pending.popleft()
+                yield done, owner.receive()
+        while pending:
+            done, owner = pending.popleft()
+            yield done, owner.receive()
 
 
 def ordered_map(
@@ -42,23 +213,6 @@ def ordered_map(
     context: Any,
     num_proc: int,
 ) -> Iterator[tuple[Meta, Result]]:
-    """Yield ``(meta, function(payload, context))`` in input order; ``function`` must be importable (picklable)."""
-    if num_proc <= 1:
-        for meta, payload in tasks:
-            yield meta, function(payload, context)
-        return
-    pool = multiprocessing.get_context("spawn").Pool(num_proc, initializer=_initialize, initargs=(context,))
-    try:
-        pending: collections.deque[tuple[Meta, AsyncResult[Result]]] = collections.deque()
-        for meta, payload in tasks:
-            pending.append((meta, pool.apply_async(_call, (function, payload))))
-            if len(pending) >= 2 * num_proc:
-                done_meta, result = pending.popleft()
-                yield done_meta, result.get()
-        while pending:
-            done_meta, result = pending.popleft()
-            yield done_meta, result.get()
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+    """``WorkerPool(num_proc).ordered_map(...)`` for a single map: the workers end with it."""
+    with WorkerPool(num_proc) as pool:
+        yield from pool.ordered_map(function, tasks, context)

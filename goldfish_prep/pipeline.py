@@ -28,11 +28,11 @@ from goldfish_prep.manifest import finalize_output
 from goldfish_prep.naming import PARTIAL_SUFFIX, PROGRESS_DIR
 from goldfish_prep.output import prepare_output, write_shard_record
 from goldfish_prep.atomic import write_json
-from goldfish_prep.parallel import ordered_map
-from goldfish_prep.readers import InputSource, ReaderOptions, iter_records, resolve_inputs
+from goldfish_prep.parallel import WorkerPool
+from goldfish_prep.readers import InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
 from goldfish_prep.shard import ShardBuilder
 from goldfish_prep.sharding import Batch, plan_batches
-from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, load_tokenizer, resolve_special_tokens
+from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")
 #: reasons that stop a run even under --on-error skip
@@ -61,6 +61,10 @@ class MaskJob:
     task_index: int = 0
     progress: bool = True
 
+    @property
+    def tokenizer_spec(self) -> str:
+        return self.tokenizer or DEFAULT_TOKENIZER
+
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("no inputs given; name at least one file, folder, glob or dataset")
@@ -82,10 +86,16 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     _check_output_not_in_input_folder(output, job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
-    spec = job.tokenizer or DEFAULT_TOKENIZER
-    tokenizer = load_tokenizer(spec)
+    tokenizer = load_tokenizer(job.tokenizer_spec)
+    # workers start now: forked ones inherit the tokenizer, spawned ones load it
+    # while this process hashes the inputs and prepares the output folder
+    with WorkerPool(job.num_proc, warm_up=load_tokenizer, argument=job.tokenizer_spec) as pool:
+        return _run(job, output, resolved, tokenizer, pool)
+
+
+def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
     add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
-    context = BatchContext(spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None)
+    context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None, job.reader)
     run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
     run["ignored_inputs"] = resolved.ignored
     if resolved.ignored and job.progress:
@@ -94,7 +104,7 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
     completed = prepare_output(output, run, existing, (job.task_index, job.num_tasks))
     pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
-    num_shards = _write_shards(job, output, context, resolved.sources, completed, pad_id)
+    num_shards = _write_shards(job, output, context, resolved.sources, completed, pad_id, pool)
     if job.num_tasks == 1:
         return finalize_output(output, num_shards)
     summary = {"task_index": job.task_index, "num_tasks": job.num_tasks, "num_shards": num_shards}
@@ -109,9 +119,10 @@ def _write_shards(
     sources: list[InputSource],
     completed: dict[int, dict[str, Any]],
     pad_id: int,
+    pool: WorkerPool,
 ) -> int:
     """Process this task's unfinished shards in input order; return the total number of shards."""
-    plan = _Plan(plan_batches(iter_records(sources, job.reader), job.shard_size))
+    plan = _Plan(plan_batches(iter_records(sources, job.reader, parse=False), job.shard_size))
     todo = (
         (batch, batch.items)
         for batch in plan
@@ -121,7 +132,7 @@ def _write_shards(
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
     started, tokens = time.perf_counter(), 0
     try:
-        for batch, result in ordered_map(mask_batch, todo, context, job.num_proc):
+        for batch, result in pool.ordered_map(mask_batch, todo, context):
             if result.errors and job.on_error == "stop":
                 raise _with_skip_hint(result.errors[0])
             fatal = [error for error in result.errors if error.reason in FATAL_REASONS]

@@ -13,9 +13,9 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.records import Record
+from goldfish_prep.records import JsonLine, Record
 
-Item = Record | InputError
+Item = Record | JsonLine | InputError
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ def plan_batches(
     current_weight = 0
     held: Batch | None = None  # one batch of look-ahead: the last batch must learn it closes its shard
     for item in items:
-        weight = item.weight if isinstance(item, Record) else 0
+        weight = 0 if isinstance(item, InputError) else item.weight
         current.items.append(item)
         current_weight += weight
         shard_weight += weight

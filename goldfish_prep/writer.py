@@ -8,13 +8,15 @@ masks themselves.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from goldfish_prep.atomic import file_sha256, fsync_and_rename, write_failure
+from goldfish_prep.atomic import fsync_and_rename, write_failure
 from goldfish_prep.dataset import IGNORE_INDEX
 from goldfish_prep.naming import partial_path
 
@@ -48,6 +50,33 @@ def string_array(strings: list[str]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
+class _HashingFile:
+    """A write-only file that feeds every byte it writes to a sha256 as well.
+
+    Hashing on the way out, rather than reading the finished shard back, keeps
+    the checksum off the end of the run: there, with ``--num-proc``, the
+    workers would sit idle while the main process re-reads the last shard.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+
 class ShardWriter:
     """Streams record batches into ``final``'s temporary name; ``close`` renames and returns the sha256."""
 
@@ -56,7 +85,8 @@ class ShardWriter:
         self.schema = schema
         self._temporary = partial_path(final)
         try:
-            self._sink = pa.OSFile(str(self._temporary), "wb")
+            self._file = _HashingFile(open(self._temporary, "wb", buffering=0))
+            self._sink = pa.PythonFile(self._file, mode="w")
             self._writer = pa.ipc.new_stream(self._sink, schema)
         except OSError as exc:
             raise write_failure(self._temporary, exc) from exc
@@ -75,11 +105,10 @@ class ShardWriter:
         try:
             self._writer.close()
             self._sink.close()
-            digest = file_sha256(self._temporary)
             fsync_and_rename(self._temporary, self.final)
         except OSError as exc:
             raise write_failure(self._temporary, exc) from exc
-        return digest
+        return self._file.sha256.hexdigest()
 
     def abort(self) -> None:
         """Drop the unfinished temporary file (the final name is never touched).

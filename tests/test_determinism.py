@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from goldfish_prep import parallel
 from goldfish_prep_cli.main import cli
 
 OPTIONS = ("--shard-size", "48KB", "--on-error", "skip")
@@ -79,6 +80,16 @@ def test_num_proc_does_not_change_a_byte(tmp_path: Path, corpus: list[Path], lay
     one = mask(corpus, tmp_path / "one", *layout)
     three = mask(corpus, tmp_path / "three", *layout, "--num-proc", "3")
     assert one == three
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"] if sys.platform == "linux" else ["spawn"])
+def test_forked_and_spawned_workers_write_the_same_bytes(
+    tmp_path: Path, corpus: list[Path], start_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers fork from a single-threaded ``mask`` and spawn elsewhere (``parallel.safe_start_method``)."""
+    one = mask(corpus, tmp_path / "one")
+    monkeypatch.setattr(parallel, "safe_start_method", lambda: start_method)
+    assert mask(corpus, tmp_path / "two", "--num-proc", "2") == one
 
 
 @pytest.mark.parametrize(

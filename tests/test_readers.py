@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records, resolve_inputs
 from goldfish_prep.readers import streams
-from goldfish_prep.records import Record
+from goldfish_prep.readers.jsonl import parse_line
+from goldfish_prep.records import JsonLine, Record
 
 DATA = Path(__file__).parent / "data" / "readers"
 Item = Record | InputError
@@ -289,6 +290,22 @@ def test_each_bad_record_kind_has_its_reason_and_names_the_line() -> None:
     assert by_line[3] == f"{path} line 3: invalid JSON: Unterminated string starting at: column 10. Each line must be one complete JSON object"
     assert by_line[5].endswith("Is --text-field correct? Available keys: ['body', 'id']")
     assert "is a number (2.0), not an integer token id" in by_line[11] and "(True)" in by_line[12]
+
+
+@pytest.mark.parametrize("fixture", ["bad-records.jsonl", "bad-truncated.jsonl.gz"])
+def test_lines_left_unparsed_for_the_workers_parse_to_the_same_items(fixture: str) -> None:
+    """``mask`` reads JSON lines with ``parse=False`` and its workers parse them: same records, same errors, same order."""
+    source = [InputSource(str(DATA / fixture), "jsonl")]
+    options = ReaderOptions(id_field=None)
+    eager = list(iter_records(source, options))
+    lazy = list(iter_records(source, options, parse=False))
+    assert any(isinstance(item, JsonLine) for item in lazy)
+    parsed = [parse_line(item.line, item.location, options) if isinstance(item, JsonLine) else item for item in lazy]
+    assert [(type(i), str(i) if isinstance(i, InputError) else i) for i in parsed] == [
+        (type(i), str(i) if isinstance(i, InputError) else i) for i in eager
+    ]
+    # shards are cut by weight before parsing: a line's weight is its parsed record's weight
+    assert all(line.weight == record.weight for line, record in zip(lazy, parsed) if isinstance(record, Record))
 
 
 def test_missing_id_field_lists_the_keys(here: Path) -> None:

@@ -26,11 +26,11 @@ from goldfish_prep.readers.jsonl import read_jsonl
 from goldfish_prep.readers.options import KINDS, InputSource, ReaderOptions
 from goldfish_prep.readers.resolve import ResolvedInputs, resolve_inputs
 from goldfish_prep.readers.text import read_text
-from goldfish_prep.records import Record
+from goldfish_prep.records import JsonLine, Record
 
 __all__ = ["KINDS", "InputSource", "ReaderOptions", "ResolvedInputs", "iter_records", "resolve_inputs"]
 
-Reader = Callable[[InputSource, ReaderOptions], Iterator[Record | InputError]]
+Reader = Callable[[InputSource, ReaderOptions], Iterator[Record | JsonLine | InputError]]
 
 _READERS: dict[str, Reader] = {
     "jsonl": read_jsonl,
@@ -45,21 +45,24 @@ _READERS: dict[str, Reader] = {
 _FILE_FAILURES = (OSError, ValueError, EOFError, pa.ArrowException)
 
 
-def iter_records(sources: Sequence[InputSource], options: ReaderOptions) -> Iterator[Record | InputError]:
+def iter_records(sources: Sequence[InputSource], options: ReaderOptions, parse: bool = True) -> Iterator[Record | JsonLine | InputError]:
     """Every document of ``sources`` in order, each a ``Record`` or the ``InputError`` saying why not.
+
+    ``parse=False`` leaves JSON lines unparsed (``JsonLine``, turned into the
+    same ``Record`` or ``InputError`` later by ``jsonl.parse_line``).
 
     >>> list(iter_records([], ReaderOptions()))
     []
     """
     for source in sources:
-        yield from _read_source(source, options)
+        yield from _read_source(source, options, parse)
 
 
-def _read_source(source: InputSource, options: ReaderOptions) -> Iterator[Record | InputError]:
-    read = _READERS[source.kind]
+def _read_source(source: InputSource, options: ReaderOptions, parse: bool) -> Iterator[Record | JsonLine | InputError]:
+    items = read_jsonl(source, options, parse) if source.kind == "jsonl" else _READERS[source.kind](source, options)
     count = 0
     try:
-        for item in read(source, options):
+        for item in items:
             yield item
             count += 1
     except _FILE_FAILURES as exc:

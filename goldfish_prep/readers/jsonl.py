@@ -16,13 +16,13 @@ from goldfish_prep.errors import InputError
 from goldfish_prep.readers.document import record_from_object, surrogate_problem
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.streams import iter_lines, iter_text_chunks
-from goldfish_prep.records import Record
+from goldfish_prep.records import JsonLine, Record
 
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_jsonl(source: InputSource, options: ReaderOptions) -> Iterator[Record | InputError]:
-    """Records of a JSON lines file, in line order."""
+def read_jsonl(source: InputSource, options: ReaderOptions, parse: bool = True) -> Iterator[Record | JsonLine | InputError]:
+    """Records of a JSON lines file, in line order; with ``parse=False``, the lines unparsed (``JsonLine``)."""
     path = source.path
     empty = True
     for number, line in enumerate(iter_lines(iter_text_chunks(path)), start=1):
@@ -31,7 +31,7 @@ def read_jsonl(source: InputSource, options: ReaderOptions) -> Iterator[Record |
         if line.isspace() or not line:
             continue
         empty = False
-        yield parse_line(line, f"{path} line {number}", options)
+        yield parse_line(line, f"{path} line {number}", options) if parse else JsonLine(line, f"{path} line {number}")
     if empty:  # an empty input is almost always a mistake (a failed export, a wrong path): say so
         yield InputError(path, "the file is empty: it holds no JSON lines", "Check that it was written completely, or leave it out", "empty-file")
 
