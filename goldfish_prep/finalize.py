@@ -20,6 +20,7 @@ from typing import Any
 from goldfish_prep.errors import OutputError
 from goldfish_prep.manifest import finalize_output
 from goldfish_prep.naming import MANIFEST, PROGRESS_DIR, RUN_FILE
+from goldfish_prep.output import run_digest
 
 _TASK_FILE = re.compile(r"task-(\d{5,})-of-(\d{5,})\.json")
 
@@ -44,6 +45,7 @@ def finalize_tasks(folder: Path) -> dict[str, Any]:
             "`goldfish-prep mask ... --num-tasks N --task-index I` to its end, then finalize again"
         )
     num_tasks = _complete_split(folder, tasks)
+    _check_one_run(folder, {index: summary for (n, index), summary in tasks.items() if n == num_tasks})
     shard_counts = {summary["num_shards"] for (n, _), summary in tasks.items() if n == num_tasks}
     if len(shard_counts) != 1:
         raise OutputError(
@@ -51,6 +53,19 @@ def finalize_tasks(folder: Path) -> dict[str, Any]:
             "different inputs or options. Rerun every task with the same inputs and options (--overwrite)"
         )
     return finalize_output(folder, shard_counts.pop())
+
+
+def _check_one_run(folder: Path, tasks: dict[int, dict[str, Any]]) -> None:
+    """Every task must have made its shards under the run in ``run.json`` (the latest task's run)."""
+    latest = run_digest(json.loads((folder / PROGRESS_DIR / RUN_FILE).read_text(encoding="utf-8")))
+    others = sorted(index for index, summary in tasks.items() if summary.get("run_sha256") != latest)
+    if others:
+        listed = ", ".join(str(i) for i in others[:10]) + (", ..." if len(others) > 10 else "")
+        raise OutputError(
+            f"the tasks of {folder} were not all run with the same inputs and options: --task-index {listed} "
+            f"made shards under other settings than the latest task ({PROGRESS_DIR}/{RUN_FILE}). Rerun every task "
+            "with the same inputs and options (--overwrite), then finalize again"
+        )
 
 
 def _read_task_files(progress: Path) -> dict[tuple[int, int], dict[str, Any]]:

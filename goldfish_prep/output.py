@@ -10,6 +10,7 @@ its own shards (index % num_tasks == task_index) and its own task file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -147,6 +148,17 @@ def _first_difference(old: Any, new: Any, path: str = "") -> str:
                 return found
         return ""
     return "" if old == new else f"{path}: {old!r} then, {new!r} now"
+
+
+def run_digest(run: dict[str, Any]) -> str:
+    """sha256 of a run description, independent of key order and layout.
+
+    Each ``--num-tasks`` task records the digest of the run it made its shards
+    under. ``run.json`` holds only the latest task's run, so this is how
+    ``finalize`` notices tasks that were started with other options (each
+    under ``--overwrite``, which skips the comparison ``--resume`` makes).
+    """
+    return hashlib.sha256(json.dumps(run, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def write_shard_record(folder: Path, record: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
 from goldfish_prep.manifest import finalize_output
 from goldfish_prep.naming import PARTIAL_SUFFIX, PROGRESS_DIR
-from goldfish_prep.output import prepare_output, write_shard_record
+from goldfish_prep.output import prepare_output, run_digest, write_shard_record
 from goldfish_prep.atomic import write_json
 from goldfish_prep.parallel import WorkerPool
 from goldfish_prep.readers import InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
@@ -107,7 +107,7 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
     num_shards = _write_shards(job, output, context, resolved.sources, completed, pad_id, pool)
     if job.num_tasks == 1:
         return finalize_output(output, num_shards)
-    summary = {"task_index": job.task_index, "num_tasks": job.num_tasks, "num_shards": num_shards}
+    summary = {"task_index": job.task_index, "num_tasks": job.num_tasks, "num_shards": num_shards, "run_sha256": run_digest(run)}
     write_json(output / PROGRESS_DIR / f"task-{job.task_index:05d}-of-{job.num_tasks:05d}.json", summary)
     return summary
 

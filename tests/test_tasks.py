@@ -91,6 +91,19 @@ def test_finalize_refuses_while_a_task_is_missing(tmp_path: Path, corpus: Path, 
     assert tree_bytes(out) == single
 
 
+def test_finalize_refuses_tasks_run_with_different_options(tmp_path: Path, corpus: Path) -> None:
+    """Each task under --overwrite skips the settings check --resume makes; finalize must catch the mix."""
+    out = tmp_path / "out"
+    assert run_task(corpus, out, 2, 0, "--k", "4", "--overwrite").exit_code == 0
+    assert run_task(corpus, out, 2, 1, "--k", "3", "--overwrite").exit_code == 0
+    result = CliRunner().invoke(cli, ["finalize", str(out)])
+    assert result.exit_code == 1 and not (out / "goldfish_manifest.json").exists()
+    assert result.output.startswith(f"Error: the tasks of {out} were not all run with the same inputs and options: --task-index 0 made shards")
+    assert "Rerun every task with the same inputs and options (--overwrite), then finalize again" in result.output
+    assert run_task(corpus, out, 2, 0, "--k", "3", "--overwrite").exit_code == 0
+    assert CliRunner().invoke(cli, ["finalize", str(out)]).exit_code == 0
+
+
 def test_finalize_names_a_folder_that_no_task_wrote(tmp_path: Path) -> None:
     result = run("finalize", tmp_path)
     assert result.exit_code == 1
