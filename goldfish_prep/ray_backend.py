@@ -91,9 +91,14 @@ def _connected(ray: Any, address: str) -> Iterator[None]:
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
+        hint = ""
+        if address.startswith("ray://") and "timeout" in str(exc).lower():
+            # Ray >= 2.59 turns token authentication on for clusters started by `ray start`; a client
+            # without the token is not refused, its connection just times out
+            hint = " If the cluster uses token authentication, set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN unless the token is in ~/.ray/auth_token) for this command."
         raise ConfigError(
             f"cannot connect to Ray at {address!r} ({exc}); pass --ray-address local to start Ray on this "
-            "machine, auto to join a running cluster (`ray start --head` first), or ray://HOST:10001"
+            f"machine, auto to join a running cluster (`ray start --head` first), or ray://HOST:10001.{hint}"
         ) from exc
     try:
         yield
