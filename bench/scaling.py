@@ -12,7 +12,7 @@ uses ``--shard-size`` (default 16MB, 11 shards for x10) so that ``--num-tasks 2`
 has shards to share out.
 
 Memory is the peak of the summed PSS of the process tree (main process and
-workers; sampled every 0.25 s) and the largest single-process peak RSS.
+workers; sampled every 0.05 s for 3 s, then every 0.25 s) and the largest single-process peak RSS.
 
 A control shows what the 2 cores give at best, whatever the software: the
 same pure tokenizer loop (tiktoken over the corpus, no goldfish-prep) run once
