@@ -37,7 +37,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 MASK = [sys.executable, "-m", "goldfish_prep_cli", "mask"]
 PROGRESS_DIR = ".goldfish"

@@ -40,7 +40,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from peers import WORK, build_corpus, load_average, measure
+from measure import load_average, measure
+from peers import WORK, build_corpus
 
 
 MODES = {1: "num-proc 1", 2: "num-proc 2", -2: "2 tasks", 0: "ray local"}
@@ -146,7 +147,7 @@ def main() -> None:
         for scale, mode in plan if index % 2 == 0 else plan[::-1]:
             results[(scale, mode)].append(one_run(corpora[scale], mode, args.cores, args.work, args.shard_size))
     print(report(results, scales))
-    print(f"\ncontrol (best 2-process speed-up of a pure tokenizer loop on these cores), per round: "
+    print("\ncontrol (best 2-process speed-up of a pure tokenizer loop on these cores), per round: "
           + ", ".join(f"{c:.2f}" for c in controls))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

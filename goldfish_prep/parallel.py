@@ -142,6 +142,7 @@ class _Worker:
         try:
             channel.send(self.tasks, task, self.slots[0] if self.slots else None, ticket)
         except OSError:  # the worker is gone: its pipe is broken
+            self.dead = True
             raise self._died() from None
         self.queue.append(sequence)
 
@@ -247,16 +248,22 @@ class WorkerPool:
         exhausted = False
         while True:
             while not exhausted and sent - yielded < READ_AHEAD * len(self._workers):
-                idle = min((w for w in self._workers if not w.dead), key=lambda w: len(w.queue))
-                if len(idle.queue) >= IN_FLIGHT:
+                alive = [w for w in self._workers if not w.dead]
+                idle = min(alive, key=lambda w: len(w.queue)) if alive else None
+                if idle is None or len(idle.queue) >= IN_FLIGHT:
                     break
                 try:
                     meta, payload = next(source)
                 except StopIteration:
                     exhausted = True
                     break
-                idle.send(sent, (function, payload, context))
                 metas[sent] = meta
+                try:
+                    idle.send(sent, (function, payload, context))
+                except WorkerError as error:
+                    # it died after its last result was read: this task is lost, but the
+                    # results before it still arrive, and the error waits for its turn
+                    outcomes[sent] = (False, error)
                 sent += 1
             if yielded in outcomes:
                 ok, value = outcomes.pop(yielded)
@@ -271,11 +278,17 @@ class WorkerPool:
                 self._collect_ready(outcomes)
 
     def _collect_ready(self, outcomes: dict[int, tuple[bool, Any]]) -> None:
-        """Wait until some worker has a result (or has died), and read one from each such worker."""
+        """Wait until some worker has a result (or has died), and read one from each such worker.
+
+        A dead worker is still read: the results it sent before dying come first, then
+        a ``WorkerError`` for each task it lost.
+        """
         handles: dict[Any, _Worker] = {}
         for worker in self._workers:
-            if worker.queue and not worker.dead:
+            if worker.queue:
                 handles[worker.results] = handles[worker.process.sentinel] = worker
+        # every task not yet yielded has an outcome or sits in some worker's queue
+        assert handles, "no worker holds the next result"
         ready = {handles[handle] for handle in wait(list(handles))}
         for worker in ready:
             sequence, outcome = worker.collect()

@@ -122,23 +122,27 @@ def test_an_exception_in_a_task_is_raised_in_the_parent() -> None:
 
 
 def test_a_killed_worker_ends_the_map_with_an_error_not_a_hang() -> None:
+    """Ten times over: whether the pool learns of the death by reading the worker's pipe or by
+    sending it the next task (a race that a single run loses about one time in eight), the
+    results before the lost task still arrive, in order, and then the error."""
     script = textwrap.dedent(
         """
         from goldfish_prep.errors import WorkerError
         from tests.test_parallel import kill_self_on_three
         from goldfish_prep.parallel import ordered_map
-        got = []
-        try:
-            for meta, value in ordered_map(kill_self_on_three, ((i, i) for i in range(10)), None, 2):
-                got.append(value)
-        except WorkerError as exc:
-            print("got", got)
-            print(exc)
+        for attempt in range(10):
+            got = []
+            try:
+                for meta, value in ordered_map(kill_self_on_three, ((i, i) for i in range(10)), None, 2):
+                    got.append(value)
+            except WorkerError as exc:
+                print("got", got)
+                print(exc)
         """
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("got [0, 1, 2]\n")  # every result before the lost task still arrives, in order
+    assert run.stdout.count("got [0, 1, 2]\n") == 10, run.stdout  # every result before the lost task, in order
     assert "died before returning its result: it was killed by signal 9 (SIGKILL), most often the kernel's out-of-memory killer" in run.stdout
     assert "then rerun (for mask, add --resume" in run.stdout
 
