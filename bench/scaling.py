@@ -149,6 +149,10 @@ def main() -> None:
     print(report(results, scales))
     print("\ncontrol (best 2-process speed-up of a pure tokenizer loop on these cores), per round: "
           + ", ".join(f"{c:.2f}" for c in controls))
+    large = scales[-1]
+    share = [one["seconds"] / two["seconds"] / best for one, two, best in zip(results[(large, 1)], results[(large, 2)], controls)]
+    print(f"num-proc 2 on x{large}, speed-up over the round's control, per round: " + ", ".join(f"{r:.2f}" for r in share)
+          + " (1.00 = all that the cores gave a 2-process program)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({f"x{s}-{MODES[m]}": runs for (s, m), runs in results.items()}, indent=2))
