@@ -64,6 +64,8 @@ _TRUE = ("1", "on", "yes", "true")
 class HFTokenizer(AdapterIdentity):
     """A ``tokenizers.Tokenizer`` behind the ``Tokenizer`` protocol."""
 
+    engine = "hf-tokenizers"
+
     def __init__(
         self,
         spec: str,
@@ -97,12 +99,27 @@ class HFTokenizer(AdapterIdentity):
     def token_pieces(self, ids: Sequence[int]) -> list[str]:
         return pieces_by_decoding(self.decode, check_ids(ids, self.vocab_size, self.name))
 
+    @property
+    def backend(self) -> Any:
+        """The ``tokenizers.Tokenizer`` (special-token text encoded as text)."""
+        return self._backend
+
+    @property
+    def files(self) -> list[Path]:
+        """The files this tokenizer was read from (none for a hub id)."""
+        return list(self._files)
+
     def vocabulary_parts(self) -> Iterable[bytes]:
         if not self._files:  # from the hub: the cached files are not at hand, the loaded tokenizer is
             yield str(self._backend.to_str()).encode()
-        for path in self._files:
-            yield path.name.encode()
-            yield path.read_bytes()
+        yield from file_parts(self._files)
+
+
+def file_parts(files: Iterable[Path]) -> Iterable[bytes]:
+    """Name and bytes of each tokenizer file, in order: what a file-based fingerprint hashes."""
+    for path in files:
+        yield path.name.encode()
+        yield path.read_bytes()
 
 
 def load_hf_file(spec: str, path: Path) -> HFTokenizer:

@@ -52,6 +52,8 @@ _RANK_LINE = re.compile(rb"[A-Za-z0-9+/]+={0,2} [0-9]+\r?")
 class TiktokenTokenizer(AdapterIdentity):
     """A ``tiktoken.Encoding`` behind the ``Tokenizer`` protocol; no BOS, EOS = ``<|endoftext|>``."""
 
+    engine = "tiktoken"
+
     def __init__(self, spec: str, name: str, encoding: tiktoken.Encoding) -> None:
         eos = encoding.encode_single_token(ENDOFTEXT) if ENDOFTEXT in encoding.special_tokens_set else None
         super().__init__(spec, "tiktoken", name, encoding.max_token_value + 1, None, eos, False)
