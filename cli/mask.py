@@ -18,6 +18,7 @@ from goldfish_prep_cli.options import ByteSize
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (must be new or empty unless --overwrite/--resume).")
 @click.option("--tokenizer", metavar="SPEC", default=None, help="tiktoken encoding name or .tiktoken file, HF tokenizer.json or folder, SentencePiece .model, or hub id.  [default: cl100k_base, offline]")
+@click.option("--tokenizer-backend", type=click.Choice(["auto", "hf", "fast"]), default="auto", show_default=True, help="Engine that encodes; ids are identical for each. auto: the fastest proven exact (tiktoken for byte-level BPE tokenizer.json that maps exactly), else the reference; hf: the format's reference library; fast: fail if no exact fast engine.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="goldfish", show_default=True, help="goldfish: seeded content hash (spec in docs/mask-spec.md); hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.")
 @click.option("--k", type=click.IntRange(min=2), default=4, show_default=True, help="Drop about 1 token in k from the loss.")
 @click.option("--context-width", type=click.IntRange(min=1), default=13, show_default=True, help="Ids (ending at the token) hashed to decide a drop; the paper's h.")
@@ -67,6 +68,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         output=output,
         mask=MaskConfig(strategy=options["strategy"], k=options["k"], context_width=options["context_width"], seed=options["seed"]),
         tokenizer=options["tokenizer"],
+        tokenizer_backend=options["tokenizer_backend"],
         assume_format=options["assume_format"],
         reader=ReaderOptions(text_field=options["text_field"], id_field=options["id_field"], text_per_line=options["text_per_line"], hub_split=options["hub_split"]),
         add_bos=options["add_bos"],

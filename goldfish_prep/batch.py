@@ -35,6 +35,8 @@ class BatchContext:
     vocab_size: int | None = None
     #: how to parse ``JsonLine`` items
     reader: ReaderOptions = ReaderOptions()
+    #: ``--tokenizer-backend``: which engine encodes (the ids are the same for every choice)
+    tokenizer_backend: str = "auto"
 
 
 @dataclasses.dataclass
@@ -85,7 +87,7 @@ def _encode_texts(texts: list[str], context: BatchContext) -> list[npt.NDArray[n
         return []
     from goldfish_prep.tokenizers import load_tokenizer  # cached per process
 
-    tokenizer = load_tokenizer(context.tokenizer_spec)
+    tokenizer = load_tokenizer(context.tokenizer_spec, context.tokenizer_backend)
     encoded = tokenizer.encode_batch(texts)
     head = [tokenizer.bos_id] if context.add_bos and tokenizer.bos_id is not None else []
     tail = [tokenizer.eos_id] if context.add_eos and tokenizer.eos_id is not None else []

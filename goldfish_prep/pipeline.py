@@ -11,6 +11,7 @@ for every ``num_proc`` and every split into ``num_tasks``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ class MaskJob:
     mask: MaskConfig = MaskConfig()
     assume_format: str | None = None
     tokenizer: str | None = None
+    #: engine choice (``auto``, ``hf``, ``fast``; see ``tokenizers.load``): never changes the ids
+    tokenizer_backend: str = "auto"
     reader: ReaderOptions = ReaderOptions()
     add_bos: bool | None = None
     add_eos: bool | None = None
@@ -86,16 +89,17 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     _check_output_not_in_input_folder(output, job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
-    tokenizer = load_tokenizer(job.tokenizer_spec)
+    tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
     # workers start now: forked ones inherit the tokenizer, spawned ones load it
     # while this process hashes the inputs and prepares the output folder
-    with WorkerPool(job.num_proc, warm_up=load_tokenizer, argument=job.tokenizer_spec) as pool:
+    warm_up = functools.partial(load_tokenizer, backend=job.tokenizer_backend)
+    with WorkerPool(job.num_proc, warm_up=warm_up, argument=job.tokenizer_spec) as pool:
         return _run(job, output, resolved, tokenizer, pool)
 
 
 def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
     add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
-    context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None, job.reader)
+    context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None, job.reader, job.tokenizer_backend)
     run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
     run["ignored_inputs"] = resolved.ignored
     if resolved.ignored and job.progress:

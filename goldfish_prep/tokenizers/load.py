@@ -26,7 +26,8 @@ does not depend on it:
 
 - ``auto`` (the default): the fastest engine proven exact for this tokenizer:
   tiktoken for a byte-level BPE ``tokenizer.json`` that maps exactly onto it
-  (``fast_hf``), else HF ``tokenizers``; tiktoken for tiktoken encodings;
+  (``fast_hf``), else HF ``tokenizers``; bpe-openai for cl100k_base when it is
+  installed with the same ranks (``bpe_openai_engine``), else tiktoken;
   sentencepiece for ``.model`` files (faster than HF's conversion, measured in
   ``docs/performance.md``);
 - ``hf``: the reference engine of the format, as before the fast paths
@@ -79,7 +80,7 @@ def _load(spec: str, backend: str) -> Tokenizer:
     if not spec.strip():
         raise TokenizerError(f"empty tokenizer spec. Fix: pass e.g. --tokenizer {DEFAULT_TOKENIZER}")
     if is_tiktoken_name(spec):
-        return load_tiktoken_encoding(spec)
+        return load_tiktoken_encoding(spec, backend)
     path = Path(spec).expanduser()
     if path.is_file():
         return _load_file(spec, path, backend)

@@ -190,33 +190,42 @@ class _Parser:
         raise AssertionError
 
     def _case_insensitive_group(self) -> Translated:
-        """``(?i:...)`` holding only alternatives of ASCII literals, none of which one character can fold to.
+        """``(?i:...)`` whose alternatives are ASCII literals or one class of ASCII letters (``[sdmt]``).
 
         Oniguruma folds case fully (``ß`` matches ``ss``), fancy-regex simply;
-        for single ASCII letters both give the same set (``s``: s, S, ſ).
+        for single ASCII letters both give the same set (``s``: s, S, ſ), so a
+        literal that one character could match by a multi-character fold is refused.
         """
         self.pos += len("(?i:")
-        branches: list[str] = []
-        current = ""
-        while not self._peek(")"):
-            if self.pos >= len(self.pattern):
-                self._refuse("an unclosed group")
+        branches = [self._folded_branch()]
+        while self._peek("|"):
+            self.pos += 1
+            branches.append(self._folded_branch())
+        if not self._peek(")"):
+            self._refuse("a case-insensitive group that is not a list of ASCII literals")
+        self.pos += 1
+        return Translated("(?i:" + "|".join(branches) + ")", False)
+
+    def _folded_branch(self) -> str:
+        if self._peek("["):
+            end = self.pattern.find("]", self.pos)
+            letters = self.pattern[self.pos + 1 : end] if end > 0 else ""
+            if not letters or not all(c.isascii() and c.isalpha() for c in letters):
+                self._refuse("a case-insensitive class other than a list of ASCII letters")
+            self.pos = end + 1
+            return "[" + "".join(map(_literal, letters)) + "]"
+        literal = ""
+        while self.pos < len(self.pattern) and not self._peek("|") and not self._peek(")"):
             char = self.pattern[self.pos]
-            if char == "|":
-                branches.append(current)
-                current, self.pos = "", self.pos + 1
-                continue
             if char == "\\" and self.pos + 1 < len(self.pattern) and not self.pattern[self.pos + 1].isalnum():
                 char, self.pos = self.pattern[self.pos + 1], self.pos + 1
             elif char in _META or not char.isascii() or not char.isprintable():
                 self._refuse("a case-insensitive group that is not a list of ASCII literals")
-            current += char
+            literal += char
             self.pos += 1
-        self.pos += 1
-        branches.append(current)
-        if any(not branch or fold in branch.lower() for branch in branches for fold in _MULTI_FOLDS):
+        if not literal or any(fold in literal.lower() for fold in _MULTI_FOLDS):
             self._refuse("a case-insensitive literal that is empty or that one character can match by full case folding")
-        return Translated("(?i:" + "|".join("".join(map(_literal, b)) for b in branches) + ")", False)
+        return "".join(map(_literal, literal))
 
     def _class(self) -> Translated:
         self.pos += 1
