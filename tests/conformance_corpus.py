@@ -18,8 +18,8 @@ import sysconfig
 from pathlib import Path
 
 #: documents are cut to about this many characters, so the corpus stays a few MB
-CHUNK = 700
-GENERATED = 2500
+CHUNK = 350
+GENERATED = 3000
 MIN_DOCUMENTS = 10_000
 
 _WHITESPACE = [" ", "  ", "\t", "\n", "\r\n", "\r", "\x0b", "\x0c", "\x85", "\u00a0", "\u2003", "\u3000", "\u2028", "\u200b", " \n ", "\n\n\n"]
@@ -57,11 +57,11 @@ def _licence_documents() -> list[str]:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        documents += _chunks(text, "\n\n")[:8]
+        documents += _chunks(text, "\n\n")[:6]
     return documents
 
 
-def _python_documents(limit: int = 5000) -> list[str]:
+def _python_documents(limit: int = 6000) -> list[str]:
     root = Path(sysconfig.get_paths()["stdlib"])
     documents: list[str] = []
     for path in sorted(root.rglob("*.py")):

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from goldfish_prep.errors import TokenizerError
 from goldfish_prep.tokenizers import load_tokenizer
+from goldfish_prep.tokenizers.load import load_tokenizer_uncached
 from goldfish_prep.tokenizers.bytelevel_bpe import GPT2_PATTERN, NotExact, byte_alphabet, plan_tiktoken
 from goldfish_prep.tokenizers.split_regex import UnsupportedPattern, translate_split_pattern
 from tests.conformance_corpus import MIN_DOCUMENTS, build_corpus
@@ -223,8 +224,9 @@ def test_llama3_tokenizer_json_runs_on_tiktoken_with_identical_ids(corpus: list[
     assert _differences(corpus, fast.encode_batch, _hf_reference(path)) == []
     assert fast.describe()["fingerprint"] == reference.describe()["fingerprint"]
     assert (fast.vocab_size, fast.bos_id, fast.eos_id, fast.default_add_bos) == (reference.vocab_size, reference.bos_id, reference.eos_id, reference.default_add_bos)
-    ids = fast.encode_batch(corpus[-50:])
+    ids = fast.encode_batch(corpus[-50:])  # decoding for `show` is HF's own
     assert [fast.decode(i.tolist()) for i in ids] == [reference.decode(i.tolist()) for i in ids]
+    assert [fast.token_pieces(i.tolist()) for i in ids[:5]] == [reference.token_pieces(i.tolist()) for i in ids[:5]]
 
 
 @pytest.mark.slow
@@ -233,9 +235,6 @@ def test_qwen_ranks_run_on_tiktoken_with_identical_ids(corpus: list[str], qwen: 
     fast = load_tokenizer(str(path), "fast")
     assert fast.describe()["engine"] == "tiktoken"
     assert _differences(corpus, fast.encode_batch, lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
-    # and the built tokenizer.json itself agrees with the tiktoken reference under HF (Oniguruma)
-    sample = corpus[::10]
-    assert _differences(sample, _hf_reference(path), lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
 
 
 def test_cl100k_bpe_openai_matches_tiktoken(corpus: list[str]) -> None:
@@ -254,12 +253,14 @@ def test_deepseek_falls_back_to_hf_and_keeps_its_ids(corpus: list[str]) -> None:
     assert tok.describe()["engine"] == "hf-tokenizers"  # three chained Split regexes: no single tiktoken pattern
     with pytest.raises(TokenizerError, match="pre-tokenizer"):
         load_tokenizer(str(path), "fast")
-    assert _differences(corpus[::4], tok.encode_batch, _hf_reference(path)) == []
+    assert _differences(corpus[::8], tok.encode_batch, _hf_reference(path)) == []
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version", ["tokenizer.model.v1", "mistral_instruct_tokenizer_240323.model.v3"])
-def test_mistral_sentencepiece_engine_is_sentencepiece_with_its_ids(corpus: list[str], version: str) -> None:
+@pytest.mark.parametrize(("version", "step"), [("tokenizer.model.v1", 1), ("mistral_instruct_tokenizer_240323.model.v3", 3)])
+def test_mistral_sentencepiece_engine_is_sentencepiece_with_its_ids(corpus: list[str], version: str, step: int) -> None:
+    """sentencepiece is both the reference and the fastest engine measured for .model files (HF's
+    conversion is slower: docs/performance.md), so every backend must pick it and pass its ids through."""
     import sentencepiece
 
     path = _package_file("mistral_common", "data", version)
@@ -267,13 +268,13 @@ def test_mistral_sentencepiece_engine_is_sentencepiece_with_its_ids(corpus: list
     for backend in ("auto", "fast", "hf"):
         assert load_tokenizer(str(path), backend).describe()["engine"] == "sentencepiece"
     tok = load_tokenizer(str(path), "auto")
-    assert _differences(corpus, tok.encode_batch, lambda texts: processor.encode(list(texts), out_type=int)) == []
+    assert _differences(corpus[::step], tok.encode_batch, lambda texts: processor.encode(list(texts), out_type=int)) == []
 
 
 # --- the BPE merge order -----------------------------------------------------------------------------
 
 
-def _bpe_disagreements(path: Path, words_per_case: int = 2, random_words: int = 60_000) -> list[str]:
+def _bpe_disagreements(path: Path, words_per_case: int = 1, random_words: int = 10_000) -> list[str]:
     """Words (byte-level strings) on which HF's merge-priority BPE and tiktoken's rank BPE differ.
 
     Covers every overlapping-merge case (p+q = q+r = a token: the one step where
@@ -307,7 +308,7 @@ def test_llama3_merge_order_agrees_on_every_overlapping_case() -> None:
 
 @pytest.mark.slow
 def test_qwen_merge_order_agrees_on_every_overlapping_case(qwen: tuple[Path, tiktoken.Encoding]) -> None:
-    assert _bpe_disagreements(qwen[0], words_per_case=1, random_words=30_000) == []
+    assert _bpe_disagreements(qwen[0]) == []
 
 
 # --- Hypothesis strings --------------------------------------------------------------------------------
@@ -412,11 +413,11 @@ def test_the_plan_is_cached_by_content(small_exact: dict[str, Any], tmp_path: Pa
     cache = tmp_path / "cache"
     monkeypatch.setenv("GOLDFISH_PREP_CACHE", str(cache))
     path = _variant(small_exact, tmp_path, lambda c: None)
-    first = load_tokenizer.__wrapped__(str(path), "auto")
+    first = load_tokenizer_uncached(str(path), "auto")
     assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".ranks"]
-    second = load_tokenizer.__wrapped__(str(path), "auto")  # from the cache: HF is not loaded
+    second = load_tokenizer_uncached(str(path), "auto")  # from the cache: HF is not loaded
     assert second.describe() == first.describe()
     assert getattr(second, "_reference") is None
     # a changed file is a different key, never a stale answer
     _variant(small_exact, tmp_path, lambda c: c.update(normalizer={"type": "NFC"}))
-    assert load_tokenizer.__wrapped__(str(path), "auto").describe()["engine"] == "hf-tokenizers"
+    assert load_tokenizer_uncached(str(path), "auto").describe()["engine"] == "hf-tokenizers"

@@ -59,7 +59,6 @@ TOKENIZER_SUFFIXES = (".json", ".model", ".tiktoken")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
-@functools.cache
 def load_tokenizer(spec: str, backend: str = "auto") -> Tokenizer:
     """The tokenizer ``spec`` names, encoding with ``backend`` (see the module docstring), cached per process.
 
@@ -69,6 +68,17 @@ def load_tokenizer(spec: str, backend: str = "auto") -> Tokenizer:
     >>> tok.encode_batch(["Hello world"])[0].tolist()
     [9906, 1917]
     """
+    return _load_cached(spec, backend)
+
+
+@functools.cache
+def _load_cached(spec: str, backend: str) -> Tokenizer:
+    # positional arguments only: load_tokenizer(s) and load_tokenizer(s, "auto") share one entry
+    return load_tokenizer_uncached(spec, backend)
+
+
+def load_tokenizer_uncached(spec: str, backend: str = "auto") -> Tokenizer:
+    """``load_tokenizer`` without the per-process cache (a fresh load every call)."""
     if backend not in BACKENDS:
         raise TokenizerError(f"unknown tokenizer backend {backend!r}. Fix: use one of {', '.join(BACKENDS)}")
     tokenizer = _load(spec, backend)
