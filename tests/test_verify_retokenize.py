@@ -11,7 +11,8 @@ import pytest
 
 from goldfish_prep.dataset import read_shard
 from goldfish_prep.inspect.retokenize import retokenize_sample
-from tests.shards import mask_documents_with_ids as mask, run
+from tests.shards import mask_documents_with_ids as mask
+from tests.shards import run
 
 TEXTS = [f"Document {i}: naïve café, 中文 {i * 7919} 🐟\r\n  indented 'S text\t end" for i in range(40)]
 
@@ -51,7 +52,7 @@ def test_verify_retokenize_passes_on_a_fast_engine_run(tmp_path: Path) -> None:
 
 def test_verify_retokenize_reports_a_difference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = mask(tmp_path / "run", TEXTS)
-    import goldfish_prep.tokenizers as tokenizers
+    from goldfish_prep import tokenizers
 
     real = tokenizers.load_tokenizer("cl100k_base", "hf")
 

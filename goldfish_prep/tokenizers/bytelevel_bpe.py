@@ -175,9 +175,8 @@ def _check_merges(vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
     for token in vocab:
         for cut in range(1, len(token)):
             left, right = token[:cut], token[cut:]
-            if left in vocab and right in vocab:
-                if (left, right) not in index:
-                    raise NotExact(f"the tokens {left!r} + {right!r} make the token {token!r} but are not a merge")
+            if left in vocab and right in vocab and (left, right) not in index:
+                raise NotExact(f"the tokens {left!r} + {right!r} make the token {token!r} but are not a merge")
 
 
 def _check_words_reach_themselves(vocab: dict[str, int], encode_words: Callable[[list[str]], list[list[int]]] | None) -> None:
