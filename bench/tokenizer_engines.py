@@ -5,7 +5,8 @@
     python bench/tokenizer_engines.py hf-encode CORPUS TOKENIZER_JSON
         # the baseline process for whole-command ratios: read CORPUS, HF `tokenizers`
         # encode_batch over every text (one thread), nothing else
-    python bench/tokenizer_engines.py start SPEC          # start-up of `mask` on one tiny document
+    python bench/tokenizer_engines.py hf-encode-fast CORPUS TOKENIZER_JSON   # the same with encode_batch_fast
+    python bench/tokenizer_engines.py start SPEC [BACKEND]   # start-up of `mask` on one tiny document
 
 The corpus is every Debian copyright file and common licence, one document each (about 15 MB),
 the text `goldfish-prep mask` reads in the other benchmarks. In-process figures are tokens per
@@ -119,14 +120,15 @@ def _hf_sentencepiece(model: str) -> Callable[[list[str]], Sequence[Any]]:
     return lambda d: [e.ids for e in backend.encode_batch_fast(d, add_special_tokens=False)]
 
 
-def hf_encode(corpus: str, tokenizer: str) -> None:
+def hf_encode(corpus: str, tokenizer: str, fast: bool = False) -> None:
     import tokenizers
 
     with open(corpus, encoding="utf-8") as lines:
         docs = [json.loads(line)["text"] for line in lines]
     backend = tokenizers.Tokenizer.from_file(tokenizer)
     backend.encode_special_tokens = True
-    total = sum(len(e.ids) for e in backend.encode_batch(docs, add_special_tokens=False))
+    encode = backend.encode_batch_fast if fast else backend.encode_batch  # _fast: no offsets (what mask uses)
+    total = sum(len(e.ids) for e in encode(docs, add_special_tokens=False))
     print(total)
 
 
@@ -148,8 +150,8 @@ if __name__ == "__main__":
         engines()
     elif command == "corpus":
         print(write_corpus())
-    elif command == "hf-encode":
-        hf_encode(sys.argv[2], sys.argv[3])
+    elif command in ("hf-encode", "hf-encode-fast"):
+        hf_encode(sys.argv[2], sys.argv[3], fast=command.endswith("fast"))
     elif command == "start":
         start(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "auto")
     else:
