@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from goldfish_prep_cli.main import cli
 from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
-from goldfish_prep.dataset import IGNORE_INDEX
+from goldfish_prep.format import IGNORE_INDEX
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import RowSampler, evaluation_rows, load_shards
