@@ -39,7 +39,7 @@ class MaskConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.strategy not in REGISTRY:
+        if not isinstance(self.strategy, str) or self.strategy not in REGISTRY:
             raise ConfigError(
                 f"unknown mask strategy {self.strategy!r}; choose one of {', '.join(REGISTRY)}"
             )
