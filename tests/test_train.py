@@ -165,6 +165,13 @@ def test_resume_continues_with_the_identical_next_step(corpus: dict[str, Path], 
     assert [(m["step"], m["loss"], m["supervised_tokens"]) for m in resumed if "loss" in m] == expected
 
 
+def test_resume_of_a_finished_run_reports_its_last_loss(corpus: dict[str, Path], tmp_path: Path) -> None:
+    first = train(run_config(corpus["goldfish"], tmp_path / "run", max_steps=2))
+    again = train(run_config(corpus["goldfish"], tmp_path / "run", max_steps=2, resume=True))
+    assert again.steps == first.steps == 2
+    assert again.train_loss == first.train_loss  # not nan: the checkpoint records it
+
+
 def test_resume_refuses_other_settings_or_other_data(corpus: dict[str, Path], tmp_path: Path) -> None:
     train(run_config(corpus["goldfish"], tmp_path / "run", max_steps=1))
     with pytest.raises(ConfigError, match="differ from the saved run: learning_rate"):
