@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from goldfish_prep.dataset import read_shard
+from goldfish_prep.format import read_shard
 from goldfish_prep.inspect.retokenize import retokenize_sample
 from tests.shards import mask_documents_with_ids as mask
 from tests.shards import run

@@ -180,6 +180,8 @@ def _previewer(corpus: Corpus) -> Callable[[list[int]], str]:
     try:
         from goldfish_prep.tokenizers import load_tokenizer
 
+        if not isinstance(spec, str):
+            raise TypeError("the manifest names no tokenizer spec")
         tokenizer = load_tokenizer(spec)
     except (GoldfishError, ImportError, OSError, ValueError, TypeError):
         return lambda ids: "ids " + " ".join(map(str, ids[:12])) + " ..."

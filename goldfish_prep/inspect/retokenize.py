@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.dataset import load_manifest, read_shard, shard_paths
+from goldfish_prep.format import Manifest, load_manifest, read_shard
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 #: documents encoded per call of the tokenizer
 _BATCH = 256
@@ -64,16 +64,16 @@ def retokenize_sample(folder: str | Path, n: int, seed: int = 0) -> RetokenizeRe
     """Re-encode ``n`` sampled documents of ``folder`` from their sources and compare their ids."""
     manifest = load_manifest(folder)
     empty = RetokenizeReport(0, 0, 0, (), (), "none")
-    if manifest.get("layout", {}).get("pack") is not None:
+    if manifest.packed:
         return dataclasses.replace(empty, unavailable="packed rows mix documents; retokenize the unpacked output")
-    changed = _changed_inputs(manifest)
+    changed = _changed_inputs(manifest.raw)
     if changed:
         return dataclasses.replace(empty, unavailable=f"the inputs are not as recorded ({changed}); nothing to compare")
     wanted = _sample_rows(folder, manifest, n, seed)
-    texts, pretokenized, found = _find_texts(manifest, wanted)
+    texts, pretokenized, found = _find_texts(manifest.raw, wanted)
     from goldfish_prep.tokenizers import load_tokenizer
 
-    spec_info = manifest["tokenizer"]
+    spec_info = dict(manifest.tokenizer)
     tokenizer = load_tokenizer(spec_info["spec"], "hf")
     identity = tokenizer.describe()
     if identity["fingerprint"] != spec_info.get("fingerprint"):
@@ -85,7 +85,7 @@ def retokenize_sample(folder: str | Path, n: int, seed: int = 0) -> RetokenizeRe
 
 
 def _changed_inputs(manifest: dict[str, Any]) -> str:
-    from goldfish_prep.pipeline import _describe_input  # the very function that recorded them
+    from goldfish_prep.pipeline.job import _describe_input  # the very function that recorded them
 
     for recorded in manifest.get("inputs", []):
         if "xxh3_128" not in recorded:
@@ -96,14 +96,14 @@ def _changed_inputs(manifest: dict[str, Any]) -> str:
     return ""
 
 
-def _sample_rows(folder: str | Path, manifest: dict[str, Any], n: int, seed: int) -> dict[str, npt.NDArray[Any]]:
+def _sample_rows(folder: str | Path, manifest: Manifest, n: int, seed: int) -> dict[str, npt.NDArray[Any]]:
     """doc id -> stored ids of a deterministic sample of ``n`` rows (all rows if fewer)."""
-    total = sum(int(shard["num_rows"]) for shard in manifest["shards"])
+    total = sum(shard.num_rows for shard in manifest.shards)
     chosen = set(random.Random(seed).sample(range(total), min(n, total)))
     wanted: dict[str, npt.NDArray[Any]] = {}
     start = 0
-    for path in shard_paths(folder, manifest):
-        table = read_shard(path, ["id", "input_ids"])
+    for shard in manifest.shards:
+        table = read_shard(Path(folder) / shard.filename, ["id", "input_ids"])
         for row in (r for r in sorted(chosen) if start <= r < start + table.num_rows):
             doc_id = str(table.column("id")[row - start].as_py())
             wanted[doc_id] = table.column("input_ids")[row - start].values.to_numpy(zero_copy_only=False)
