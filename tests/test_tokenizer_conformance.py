@@ -430,3 +430,14 @@ def test_the_plan_is_cached_by_content(small_exact: dict[str, Any], tmp_path: Pa
     # a changed file is a different key, never a stale answer
     _variant(small_exact, tmp_path, lambda c: c.update(normalizer={"type": "NFC"}))
     assert load_tokenizer_uncached(str(path), "auto").describe()["engine"] == "hf-tokenizers"
+
+
+def test_a_model_folder_takes_the_fast_path_too(small_exact: dict[str, Any], tmp_path: Path, corpus: list[str]) -> None:
+    """A folder loads through transformers; the fast path inspects the tokenizer transformers built."""
+    _variant(small_exact, tmp_path, lambda c: None)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"}), encoding="utf-8")
+    fast = load_tokenizer(str(tmp_path), "fast")
+    reference = load_tokenizer(str(tmp_path), "hf")
+    assert (fast.describe()["engine"], reference.describe()["engine"]) == ("tiktoken", "hf-tokenizers")
+    assert fast.describe()["fingerprint"] == reference.describe()["fingerprint"] and fast.eos_id == reference.eos_id == 3000
+    assert _differences(corpus[::20], fast.encode_batch, reference.encode_batch) == []

@@ -106,7 +106,8 @@ def load_hf_file_fast(spec: str, path: Path, required: bool) -> Tokenizer:
 def with_fast_path(reference: HFTokenizer, required: bool, key: str | None = None) -> Tokenizer:
     """``reference`` encoded by tiktoken when that is exact, else ``reference`` itself."""
     if key is None and reference.files:
-        key = _key(b"loaded", reference.files)
+        # a folder goes through transformers, whose version can change the tokenizer it builds
+        key = _key(b"loaded " + _transformers_version().encode(), reference.files)
     cached = read_entry(key) if key is not None else None
     if cached is None:
         facts, plan = _analyse(reference, key)
@@ -160,6 +161,14 @@ def _key(kind: bytes, files: Sequence[Path]) -> str:
 
     versions = f"{__version__} tokenizers {tokenizers.__version__} tiktoken {tiktoken.__version__}".encode()
     return content_key([kind, versions, *file_parts(files)])
+
+
+def _transformers_version() -> str:
+    try:
+        import transformers
+    except ImportError:
+        return "none"
+    return str(transformers.__version__)
 
 
 def _encoding(spec: str, pattern: str, ranks: dict[bytes, int]) -> tiktoken.Encoding:
