@@ -87,3 +87,16 @@ def test_sampling_is_deterministic(tmp_path: Path) -> None:
     out = mask(tmp_path / "run", TEXTS)
     first, second = retokenize_sample(out, 7), retokenize_sample(out, 7)
     assert first == second and first.compared == first.sampled == 7 and first.ok
+
+
+def test_a_run_resumes_and_finalizes_under_another_engine(tmp_path: Path) -> None:
+    """The engine is recorded, not compared: the ids (and shards) are the same whichever ran."""
+    out = mask(tmp_path / "run", TEXTS, "--tokenizer", _llama3(), "--tokenizer-backend", "hf")
+    source = tmp_path / "run" / "corpus.jsonl"
+    result = run("mask", source, "-o", out, "-q", "--id-field", "id", "--tokenizer", _llama3(), "--resume")
+    assert result.exit_code == 0, result.output
+    tasks = tmp_path / "tasks"
+    for index, backend in enumerate(["auto", "hf"]):
+        result = run("mask", source, "-o", tasks, "-q", "--id-field", "id", "--tokenizer", _llama3(), "--num-tasks", 2, "--task-index", index, "--tokenizer-backend", backend, "--shard-size", "1KB")
+        assert result.exit_code == 0, result.output
+    assert run("finalize", tasks).exit_code == 0
