@@ -427,6 +427,11 @@ def test_the_plan_is_cached_by_content(small_exact: dict[str, Any], tmp_path: Pa
     second = load_tokenizer_uncached(str(path), "auto")  # from the cache: HF is not loaded
     assert second.describe() == first.describe()
     assert second._reference is None
+    # the same bytes elsewhere hit the cache but are named after their own path
+    elsewhere = tmp_path / "other-model" / "tokenizer.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(path.read_bytes())
+    assert load_tokenizer_uncached(str(elsewhere), "auto").describe()["name"] == "other-model"
     # a changed file is a different key, never a stale answer
     _variant(small_exact, tmp_path, lambda c: c.update(normalizer={"type": "NFC"}))
     assert load_tokenizer_uncached(str(path), "auto").describe()["engine"] == "hf-tokenizers"

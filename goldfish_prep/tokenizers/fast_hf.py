@@ -99,6 +99,8 @@ def load_hf_file_fast(spec: str, path: Path, required: bool) -> Tokenizer:
             _refuse_or_pass(spec, facts["not_exact"], required)
             return load_hf_file(spec, path)
         encoding = _encoding(spec, facts["pattern"], ranks)
+        # the key is the content: the same files elsewhere hit it, so the name comes from this path
+        facts = {**facts, "name": name_for(path)}
         return TiktokenEncodedHF(spec, facts, encoding, files, lambda: load_hf_file(spec, path))
     return with_fast_path(load_hf_file(spec, path), required, key)
 
@@ -112,7 +114,7 @@ def with_fast_path(reference: HFTokenizer, required: bool, key: str | None = Non
     if cached is None:
         facts, plan = _analyse(reference, key)
     else:
-        facts, ranks = cached
+        facts, ranks = {**cached[0], "name": reference.name}, cached[1]
         plan = TiktokenPlan(facts["pattern"], ranks) if ranks is not None else None
     if plan is None:
         _refuse_or_pass(reference.spec, facts["not_exact"], required)
