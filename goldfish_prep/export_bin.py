@@ -26,11 +26,11 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from goldfish_prep.errors import InputError, OutputError
 from goldfish_prep.format.columns import real_token_mask
 from goldfish_prep.format.manifest import load_manifest
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import iter_shards
-from goldfish_prep.errors import InputError, OutputError
 
 
 @dataclasses.dataclass(frozen=True)
