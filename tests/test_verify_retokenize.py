@@ -97,6 +97,24 @@ def test_a_run_resumes_and_finalizes_under_another_engine(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     tasks = tmp_path / "tasks"
     for index, backend in enumerate(["auto", "hf"]):
-        result = run("mask", source, "-o", tasks, "-q", "--id-field", "id", "--tokenizer", _llama3(), "--num-tasks", 2, "--task-index", index, "--tokenizer-backend", backend, "--shard-size", "1KB")
+        result = run(
+            "mask",
+            source,
+            "-o",
+            tasks,
+            "-q",
+            "--id-field",
+            "id",
+            "--tokenizer",
+            _llama3(),
+            "--num-tasks",
+            2,
+            "--task-index",
+            index,
+            "--tokenizer-backend",
+            backend,
+            "--shard-size",
+            "1KB",
+        )
         assert result.exit_code == 0, result.output
     assert run("finalize", tasks).exit_code == 0

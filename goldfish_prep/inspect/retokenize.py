@@ -153,5 +153,7 @@ def _first_difference(doc_id: str, stored: npt.NDArray[np.int64], expected: npt.
         i = int(unequal[0])
         return Difference(doc_id, i, int(stored[i]), int(expected[i]))
     if len(stored) != len(expected):
-        return Difference(doc_id, common, int(stored[common]) if common < len(stored) else None, int(expected[common]) if common < len(expected) else None)
+        return Difference(
+            doc_id, common, int(stored[common]) if common < len(stored) else None, int(expected[common]) if common < len(expected) else None
+        )
     return None

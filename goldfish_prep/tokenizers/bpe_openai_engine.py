@@ -55,7 +55,16 @@ def bpe_openai_encoder(name: str, ranks: dict[bytes, int]) -> Callable[[str], li
         engine = bindings.tokenizer_for_encoding(name)
     except (OSError, ImportError, AttributeError, ValueError):
         return None
-    key = content_key([b"bpe-openai", name.encode(), version.encode(), __version__.encode(), hashlib.sha256(data).digest(), f"{stat.st_size}:{stat.st_mtime_ns}".encode()])
+    key = content_key(
+        [
+            b"bpe-openai",
+            name.encode(),
+            version.encode(),
+            __version__.encode(),
+            hashlib.sha256(data).digest(),
+            f"{stat.st_size}:{stat.st_mtime_ns}".encode(),
+        ]
+    )
     cached = read_entry(key)
     if cached is not None:
         same = bool(cached[0].get("same_ranks"))

@@ -49,9 +49,7 @@ class TiktokenEncodedHF(AdapterIdentity):
         files: Sequence[Path],
         reference: Callable[[], HFTokenizer],
     ) -> None:
-        super().__init__(
-            spec, "hf", facts["name"], facts["vocab_size"], facts["bos_id"], facts["eos_id"], facts["default_add_bos"]
-        )
+        super().__init__(spec, "hf", facts["name"], facts["vocab_size"], facts["bos_id"], facts["eos_id"], facts["default_add_bos"])
         self._encoding = encoding
         self._files = list(files)
         self._load_reference = reference
@@ -177,7 +175,9 @@ def _encoding(spec: str, pattern: str, ranks: dict[bytes, int]) -> tiktoken.Enco
     try:
         return tiktoken.Encoding(name=f"exact:{name_for(Path(spec))}", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
     except Exception as error:  # the Rust core raises several types for a pattern it cannot compile
-        raise TokenizerError(f"tokenizer {spec!r}: tiktoken rejected the translated tokenizer ({error}). Fix: use --tokenizer-backend hf") from error
+        raise TokenizerError(
+            f"tokenizer {spec!r}: tiktoken rejected the translated tokenizer ({error}). Fix: use --tokenizer-backend hf"
+        ) from error
 
 
 def _bpe_runner(reference: HFTokenizer) -> Callable[[list[str]], list[list[int]]]:

@@ -121,15 +121,12 @@ class _Parser:
     def _group(self) -> Translated:
         if self._peek("(?i:"):
             return self._case_insensitive_group()
-        for opener, emitted, lookaround in (("(?:", "(?:", False), ("(?=", "(?=", True), ("(?!", "(?!", True)):
-            if self._peek(opener):
-                self.pos += len(opener)
-                break
-        else:
-            if self._peek("(?"):
-                self._refuse("unsupported group kind")
-            self.pos += 1  # a capturing group: Split uses whole matches only
-            opener, emitted, lookaround = "(", "(?:", False
+        opener = next((o for o in ("(?:", "(?=", "(?!") if self._peek(o)), None)
+        if opener is None and self._peek("(?"):
+            self._refuse("unsupported group kind")
+        # a capturing group is written non-capturing: Split uses whole matches only
+        emitted, lookaround = (opener, opener != "(?:") if opener is not None else ("(?:", False)
+        self.pos += len(opener) if opener is not None else 1
         inner = self._alternation()
         if not self._peek(")"):
             self._refuse("unclosed group")
