@@ -1,0 +1,90 @@
+"""Parquet: exactly ``input_ids``, ``attention_mask`` and ``labels``, for axolotl and any Parquet reader.
+
+axolotl uses a dataset as already tokenized when its config gives no ``type:``
+and the columns are exactly these three; Hugging Face ``datasets`` and plain
+pyarrow read it as it is. Rows are the shards' rows: one document per row, or
+one packed row of ``SEQ_LEN`` ids whose padding has ``attention_mask`` 0 (its
+label is already -100). ``labels`` are the shards' labels, copied: unshifted,
+-100 where the goldfish mask drops a token, as a causal-LM loss expects.
+
+One ``part-NNNNN.parquet`` per shard; each row group holds at most
+``ROW_GROUP_TOKENS`` tokens (and at least one row), so a streaming reader holds
+a few MiB at a time whatever the document sizes. zstd-compressed, no
+timestamps: the same shards give the same bytes with the same pyarrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from goldfish_prep.dataset import IGNORE_INDEX, read_shard, real_token_mask
+from goldfish_prep.errors import ConfigError
+from goldfish_prep.export.record import Counts, ExportResult, export_record
+from goldfish_prep.export.source import Source
+from goldfish_prep.export.staging import RECORD_NAME, staged_folder
+from goldfish_prep.inspect.columns import Int64s, int_column, list_values
+
+ROW_GROUP_TOKENS = 1 << 20  # about 8 MiB of ids and labels before compression
+SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("attention_mask", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
+
+
+def part_name(index: int) -> str:
+    """The file name of the part made from shard ``index``.
+
+    >>> part_name(0)
+    'part-00000.parquet'
+    """
+    return f"part-{index:05d}.parquet"
+
+
+def export_parquet(source: Source, out: Path, overwrite: bool = False, dtype_name: str | None = None, row_group_tokens: int = ROW_GROUP_TOKENS) -> ExportResult:
+    """Write the Parquet folder described in the module docstring."""
+    if dtype_name is not None:
+        raise ConfigError("--dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out")
+    counts = Counts()
+    names: list[str] = []
+    with staged_folder(out, overwrite) as stage:
+        for index, path in enumerate(source.shards):
+            table, row_lengths = _shard_rows(path, source.packed, counts)
+            names.append(part_name(index))
+            with pq.ParquetWriter(stage.path(names[-1]), SCHEMA, compression="zstd") as writer:
+                for begin, end in _row_groups(row_lengths, row_group_tokens):
+                    writer.write_table(table.slice(begin, end - begin))
+            stage.commit(names[-1])
+        layout = {"files": "*.parquet", "parts": names, "columns": SCHEMA.names, "row_group_tokens": row_group_tokens}
+        stage.write_record(export_record(source, "parquet", "int32", counts, layout))
+    return ExportResult("parquet", out, out / RECORD_NAME, tuple(out / n for n in names), "int32", counts)
+
+
+def _shard_rows(path: Path, packed: bool, counts: Counts) -> tuple[pa.Table, Int64s]:
+    """The shard's rows with the three columns (padding of packed rows gets attention 0), and each row's length."""
+    table = read_shard(path, ["input_ids", "labels", "num_tokens", "doc_starts"] if packed else ["input_ids", "labels"])
+    ids, offsets = list_values(table, "input_ids", path)
+    labels, _ = list_values(table, "labels", path)
+    used = int_column(table, "num_tokens", path) if packed else np.diff(offsets)
+    attention = real_token_mask(offsets, used).astype(np.int32)  # (tokens,): 1 real, 0 padding
+    documents = len(list_values(table, "doc_starts", path)[0]) if packed else table.num_rows
+    counts.add(documents, int(used.sum()), int((labels != IGNORE_INDEX).sum()))
+    arrow_offsets = pa.array(offsets.astype(np.int32))
+    columns = [pa.ListArray.from_arrays(arrow_offsets, pa.array(values)) for values in (ids, attention, labels)]
+    return pa.Table.from_arrays(columns, schema=SCHEMA), np.diff(offsets)
+
+
+def _row_groups(lengths: Int64s, budget: int) -> Iterator[tuple[int, int]]:
+    """(begin, end) row ranges of at most ``budget`` tokens each (a longer row gets a group of its own).
+
+    >>> list(_row_groups(np.array([3, 3, 5, 1]), 6))
+    [(0, 2), (2, 4)]
+    """
+    begin, total = 0, 0
+    for row, length in enumerate(lengths.tolist()):
+        if row > begin and total + length > budget:
+            yield begin, row
+            begin, total = row, 0
+        total += length
+    if begin < len(lengths):
+        yield begin, len(lengths)

@@ -1,0 +1,113 @@
+"""The shards an export reads, one shard at a time, as whole documents with their keep flags.
+
+Every export format wants the same thing from a goldfish output: token ids end
+to end, one keep flag per token (``label != -100``: labels are unshifted, at the
+same positions as the ids) and where each document ends. Reading goes through
+the format's shard reader (``goldfish_prep.dataset`` and
+``goldfish_prep.inspect.columns``), never around it.
+
+Memory stays bounded by one shard: ``iter_documents`` opens a shard, yields its
+documents and drops it before opening the next. In packed outputs a document can
+run from one shard into the next, so the tokens after the shard's last document
+start are held back (at most one document) and yielded with the next shard:
+every ``DocumentChunk`` holds whole documents only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from goldfish_prep.atomic import file_sha256
+from goldfish_prep.dataset import IGNORE_INDEX, MANIFEST_NAME, load_manifest, read_shard, shard_paths
+from goldfish_prep.errors import InputError
+from goldfish_prep.inspect.columns import shard_stream
+
+Int32s = npt.NDArray[np.int32]
+Int64s = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A complete goldfish output folder, checked, with what every export records about it."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def packed(self) -> bool:
+        return self.manifest.get("layout", {}).get("pack") is not None
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.manifest["tokenizer"]["vocab_size"])
+
+    @property
+    def shards(self) -> list[Path]:
+        return shard_paths(self.folder, self.manifest)
+
+
+def open_source(folder: str | Path) -> Source:
+    """The output folder of `goldfish-prep mask` at ``folder``; a one-line error for anything else."""
+    manifest = load_manifest(folder)
+    return Source(Path(folder), manifest, file_sha256(Path(folder) / MANIFEST_NAME))
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentChunk:
+    """Whole documents end to end: ``ids`` (int32) and ``keep`` (bool), one per token; ``lengths`` per document.
+
+    ``shard`` names the shard that completed the chunk, for error messages.
+    """
+
+    shard: Path
+    ids: Int32s
+    keep: Bools
+    lengths: Int64s
+
+
+def iter_documents(source: Source) -> Iterator[DocumentChunk]:
+    """One chunk per shard (padding of packed rows left out), documents in shard order.
+
+    A shard that completes no document (one long document spanning it) yields nothing.
+    """
+    carry_ids: Int32s = np.zeros(0, np.int32)
+    carry_keep: Bools = np.zeros(0, np.bool_)
+    path: Path | None = None
+    for path in source.shards:
+        stream = shard_stream(read_shard(path, _COLUMNS[source.packed]), path, source.packed)
+        ids = np.concatenate([carry_ids, stream.ids]) if len(carry_ids) else stream.ids
+        keep = np.concatenate([carry_keep, stream.labels != IGNORE_INDEX])
+        starts = stream.doc_starts + len(carry_ids)
+        if len(ids) and (not len(starts) or starts[0] != 0):
+            if not len(carry_ids):
+                raise InputError(str(path), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
+            starts = np.concatenate([[0], starts])
+        # in a packed output the last document may go on in the next shard: hold it back
+        end = int(starts[-1]) if source.packed and len(starts) else len(ids)
+        carry_ids, carry_keep = ids[end:].copy(), keep[end:].copy()
+        if end:  # views into this shard's memory map: the next shard opens only after they are written
+            bounds = np.append(starts[starts < end], end).astype(np.int64)
+            yield DocumentChunk(path, ids[:end], keep[:end], np.diff(bounds))
+    if len(carry_ids) and path is not None:
+        yield DocumentChunk(path, carry_ids, carry_keep, np.array([len(carry_ids)], np.int64))
+
+
+_COLUMNS = {False: ["input_ids", "labels"], True: ["input_ids", "labels", "num_tokens", "doc_starts"]}
+
+
+def check_ids_fit(chunk: DocumentChunk, dtype: np.dtype[Any], fix: str) -> None:
+    """A one-line error when an id does not fit ``dtype`` (the manifest's vocab_size was too small)."""
+    if not len(chunk.ids):
+        return
+    low, high = int(chunk.ids.min()), int(chunk.ids.max())
+    if low < 0 or high > np.iinfo(dtype).max:
+        bad = low if low < 0 else high
+        raise InputError(str(chunk.shard), f"token id {bad} does not fit {dtype} (the manifest's vocab_size is too small)", fix, "vocab-mismatch")
