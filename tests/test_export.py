@@ -97,3 +97,14 @@ def test_cli_names_an_incomplete_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["export", str(tmp_path / "half"), "-o", str(tmp_path / "train")])
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {tmp_path / 'half'}: no goldfish_manifest.json")
+
+
+def test_cli_refuses_a_folder_as_the_nanogpt_prefix(tmp_path: Path, texts: list[str], tokenizer: str) -> None:
+    shards = mask_texts(tmp_path, "shards", texts[:3], "--tokenizer", tokenizer)
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(cli, ["export", str(shards), "-o", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: {tmp_path / 'data'} is a folder; nanogpt exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): "
+        f"pass -o {tmp_path / 'data' / 'train'}, say"
+    )
