@@ -80,8 +80,8 @@ def iter_documents(source: Source) -> Iterator[DocumentChunk]:
     """
     carry_ids: Int32s = np.zeros(0, np.int32)
     carry_keep: Bools = np.zeros(0, np.bool_)
-    path: Path | None = None
-    for path in source.shards:
+    paths = source.shards
+    for number, path in enumerate(paths, start=1):
         stream = shard_stream(read_shard(path, _COLUMNS[source.packed]), path, source.packed)
         ids = np.concatenate([carry_ids, stream.ids]) if len(carry_ids) else stream.ids
         keep = np.concatenate([carry_keep, stream.labels != IGNORE_INDEX])
@@ -90,14 +90,12 @@ def iter_documents(source: Source) -> Iterator[DocumentChunk]:
             if not len(carry_ids):
                 raise InputError(str(path), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
             starts = np.concatenate([[0], starts])
-        # in a packed output the last document may go on in the next shard: hold it back
-        end = int(starts[-1]) if source.packed and len(starts) else len(ids)
+        # in a packed output the last document may go on in the next shard: hold it back, unless none follows
+        end = int(starts[-1]) if source.packed and len(starts) and number < len(paths) else len(ids)
         carry_ids, carry_keep = ids[end:].copy(), keep[end:].copy()
         if end:  # views into this shard's memory map: the next shard opens only after they are written
             bounds = np.append(starts[starts < end], end).astype(np.int64)
             yield DocumentChunk(path, ids[:end], keep[:end], np.diff(bounds))
-    if len(carry_ids) and path is not None:
-        yield DocumentChunk(path, carry_ids, carry_keep, np.array([len(carry_ids)], np.int64))
 
 
 _COLUMNS = {False: ["input_ids", "labels"], True: ["input_ids", "labels", "num_tokens", "doc_starts"]}
