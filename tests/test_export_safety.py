@@ -30,6 +30,14 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_corpora(tmp_path_factory.mktemp("safety"))
 
 
+@pytest.fixture(scope="module")
+def many_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every licence on the machine, paragraph by paragraph (881 documents, 135k tokens), in about 70 packed shards."""
+    folder = tmp_path_factory.mktemp("many")
+    texts = [p.strip() for f in sorted(LICENSES.iterdir()) if f.is_file() for p in re.split(r"\n\s*\n", f.read_text(encoding="utf-8", errors="replace")) if len(p.strip()) > 40]
+    return mask_texts(folder, "shards", texts, "--tokenizer", str(train_bpe(folder)), "--shard-size", "4KB", "--pack", "256")
+
+
 def record_of(out: Path, format_name: str) -> dict[str, object]:
     path = out.with_name(out.name + ".json") if format_name == "nanogpt" else out / "goldfish_export.json"
     record: dict[str, object] = json.loads(path.read_text())
@@ -115,7 +123,7 @@ def test_a_killed_export_leaves_no_file_that_loads_and_a_rerun_completes(format_
 
 
 @pytest.mark.parametrize("format_name", list(FORMATS))
-def test_memory_does_not_grow_with_the_corpus(format_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_does_not_grow_with_the_corpus(format_name: str, many_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The numpy memory in use whenever a shard is opened stays at about one shard, over 70 shards.
 
     Holding what was read would cost at least one byte per token (the keep
@@ -125,8 +133,7 @@ def test_memory_does_not_grow_with_the_corpus(format_name: str, tmp_path: Path, 
     import goldfish_prep.export.parquet as parquet_module
     import goldfish_prep.export.source as source_module
 
-    texts = [p.strip() for f in sorted(LICENSES.iterdir()) if f.is_file() for p in re.split(r"\n\s*\n", f.read_text(encoding="utf-8", errors="replace")) if len(p.strip()) > 40]
-    shards = mask_texts(tmp_path, "shards", texts, "--tokenizer", str(train_bpe(tmp_path)), "--shard-size", "4KB", "--pack", "256")
+    shards = many_shards
     export(shards, tmp_path / "warm-up", format_name)  # imports and first-call caches are not the export's memory
     in_use: list[int] = []
     real_read = source_module.read_shard
