@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from goldfish_prep_cli.main import cli
 from tests.shards import LICENSES, mask_texts, train_bpe
-from goldfish_prep.dataset import IGNORE_INDEX, iter_shards
 from goldfish_prep.export import export
+from goldfish_prep.format import IGNORE_INDEX, iter_shards
 
 
 @pytest.fixture(scope="module")

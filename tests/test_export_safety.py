@@ -64,8 +64,7 @@ def test_same_bytes_twice_and_the_manifest_hash_recorded(format_name: str, corpo
 
 @pytest.mark.parametrize("format_name", list(FORMATS))
 def test_a_failure_mid_export_leaves_nothing_behind(format_name: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import goldfish_prep.export.parquet as parquet_module
-    import goldfish_prep.export.source as source_module
+    import goldfish_prep.format.reader as reader_module
 
     calls = []
 
@@ -75,9 +74,8 @@ def test_a_failure_mid_export_leaves_nothing_behind(format_name: str, corpora: d
             raise InputError(str(path), "injected failure")
         return real_read(path, columns)
 
-    real_read = source_module.read_shard
-    monkeypatch.setattr(source_module, "read_shard", failing_read)
-    monkeypatch.setattr(parquet_module, "read_shard", failing_read)
+    real_read = reader_module.read_shard
+    monkeypatch.setattr(reader_module, "read_shard", failing_read)
     with pytest.raises(InputError, match="injected failure"):
         export(corpora["packed"], tmp_path / "out", format_name)
     assert leftovers(tmp_path, set()) == []
@@ -86,11 +84,10 @@ def test_a_failure_mid_export_leaves_nothing_behind(format_name: str, corpora: d
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    import goldfish_prep.export.parquet as parquet_module
-    import goldfish_prep.export.source as source_module
+    import goldfish_prep.format.reader as reader_module
     from goldfish_prep.export import export
 
-    real_read, calls = source_module.read_shard, []
+    real_read, calls = reader_module.read_shard, []
 
     def read_then_die(path, columns=None):
         calls.append(path)
@@ -98,7 +95,7 @@ KILL_SCRIPT = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return real_read(path, columns)
 
-    source_module.read_shard = parquet_module.read_shard = read_then_die
+    reader_module.read_shard = read_then_die  # the format's one shard reader
     export(sys.argv[1], sys.argv[2], sys.argv[3])
     """
 )
@@ -130,21 +127,19 @@ def test_memory_does_not_grow_with_the_corpus(format_name: str, many_shards: Pat
     flags) and two to four more for the ids; streaming holds one shard (plus
     the one packed document that runs on into the next shard).
     """
-    import goldfish_prep.export.parquet as parquet_module
-    import goldfish_prep.export.source as source_module
+    import goldfish_prep.format.reader as reader_module
 
     shards = many_shards
     export(shards, tmp_path / "warm-up", format_name)  # imports and first-call caches are not the export's memory
     in_use: list[int] = []
-    real_read = source_module.read_shard
+    real_read = reader_module.read_shard
 
     def measured_read(path: Path, columns: object = None) -> object:
         numpy_arrays = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
         in_use.append(sum(trace.size for trace in numpy_arrays.traces))
         return real_read(path, columns)
 
-    monkeypatch.setattr(source_module, "read_shard", measured_read)
-    monkeypatch.setattr(parquet_module, "read_shard", measured_read)
+    monkeypatch.setattr(reader_module, "read_shard", measured_read)
     tracemalloc.start()
     try:
         tokens = export(shards, tmp_path / "out", format_name).counts.tokens

@@ -30,7 +30,7 @@ from goldfish_prep.errors import OutputError
 from goldfish_prep.export.dtypes import token_dtype
 from goldfish_prep.export.record import Counts, ExportResult
 from goldfish_prep.export.source import Source, check_ids_fit, iter_documents
-from goldfish_prep.naming import partial_path
+from goldfish_prep.format.names import partial_path
 
 DTYPES = ("uint16", "uint32")
 

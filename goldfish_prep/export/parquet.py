@@ -21,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from goldfish_prep.dataset import IGNORE_INDEX, read_shard, real_token_mask
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.export.record import Counts, ExportResult, export_record
-from goldfish_prep.export.source import Source
+from goldfish_prep.export.source import Int64s, Source
 from goldfish_prep.export.staging import RECORD_NAME, staged_folder
-from goldfish_prep.inspect.columns import Int64s, int_column, list_values
+from goldfish_prep.format import IGNORE_INDEX, ShardBatch
+from goldfish_prep.format.columns import real_token_mask
 
 ROW_GROUP_TOKENS = 1 << 20  # about 8 MiB of ids and labels before compression
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("attention_mask", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
@@ -48,8 +48,9 @@ def export_parquet(source: Source, out: Path, overwrite: bool = False, dtype_nam
     counts = Counts()
     names: list[str] = []
     with staged_folder(out, overwrite) as stage:
-        for index, path in enumerate(source.shards):
-            table, row_lengths = _shard_rows(path, source.packed, counts)
+        for batch in source.shards.batches():
+            table, row_lengths = _rows(batch, counts)
+            index = batch.index
             names.append(part_name(index))
             # no dictionary encoding: for token ids it costs twice the time and gives larger files than zstd alone
             with pq.ParquetWriter(stage.path(names[-1]), SCHEMA, compression="zstd", use_dictionary=False) as writer:
@@ -61,18 +62,24 @@ def export_parquet(source: Source, out: Path, overwrite: bool = False, dtype_nam
     return ExportResult("parquet", out, out / RECORD_NAME, tuple(out / n for n in names), "int32", counts)
 
 
-def _shard_rows(path: Path, packed: bool, counts: Counts) -> tuple[pa.Table, Int64s]:
-    """The shard's rows with the three columns (padding of packed rows gets attention 0), and each row's length."""
-    table = read_shard(path, ["input_ids", "labels", "num_tokens", "doc_starts"] if packed else ["input_ids", "labels"])
-    ids, offsets = list_values(table, "input_ids", path)
-    labels, _ = list_values(table, "labels", path)
-    used = int_column(table, "num_tokens", path) if packed else np.diff(offsets)
-    attention = real_token_mask(offsets, used).astype(np.int32) if packed else np.ones(len(ids), np.int32)  # (tokens,): 1 real, 0 padding
-    documents = len(list_values(table, "doc_starts", path)[0]) if packed else table.num_rows
-    counts.add(documents, int(used.sum()), int((labels != IGNORE_INDEX).sum()))
-    arrow_offsets = pa.array(offsets.astype(np.int32))
-    columns = [pa.ListArray.from_arrays(arrow_offsets, pa.array(values)) for values in (ids, attention, labels)]
-    return pa.Table.from_arrays(columns, schema=SCHEMA), np.diff(offsets)
+def _rows(batch: ShardBatch, counts: Counts) -> tuple[pa.Table, Int64s]:
+    """The shard's rows with the three columns, and each row's length; ``counts`` gains the shard's.
+
+    ``input_ids`` and ``labels`` are the shard's own Arrow columns (no copy); the
+    attention mask is 1 on each row's first ``num_tokens`` ids, 0 on the padding
+    of packed rows.
+    """
+    stream = batch.stream
+    used = np.diff(stream.row_starts)  # (rows,) ids that are not padding
+    attention = real_token_mask(stream.raw_offsets, used).astype(np.int32)  # (slots,) 1 real, 0 padding
+    counts.add(len(batch.doc_starts), len(stream.ids), int((stream.labels != IGNORE_INDEX).sum()))
+    offsets = pa.array((stream.raw_offsets - stream.raw_offsets[0]).astype(np.int32))
+    columns = [
+        batch.column("input_ids").cast(SCHEMA.field("input_ids").type),
+        pa.ListArray.from_arrays(offsets, pa.array(attention)),
+        batch.column("labels").cast(SCHEMA.field("labels").type),
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA), np.diff(stream.raw_offsets)
 
 
 def _row_groups(lengths: Int64s, budget: int) -> Iterator[tuple[int, int]]:

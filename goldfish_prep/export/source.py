@@ -2,15 +2,15 @@
 
 Every export format wants the same thing from a goldfish output: token ids end
 to end, one keep flag per token (``label != -100``: labels are unshifted, at the
-same positions as the ids) and where each document ends. Reading goes through
-the format's shard reader (``goldfish_prep.dataset`` and
-``goldfish_prep.inspect.columns``), never around it.
+same positions as the ids) and where each document ends. The shards are read
+only through the format's one reader (``goldfish_prep.format.open_shards``).
 
-Memory stays bounded by one shard: ``iter_documents`` opens a shard, yields its
-documents and drops it before opening the next. In packed outputs a document can
-run from one shard into the next, so the tokens after the shard's last document
-start are held back (at most one document) and yielded with the next shard:
-every ``DocumentChunk`` holds whole documents only.
+Memory stays bounded by one shard: ``iter_documents`` takes one
+``ShardBatch`` at a time, yields its documents and lets it go before the next.
+In packed outputs a document may run from one shard into the next (the format
+allows it), so the tokens after the shard's last document start are held back
+(at most one document) and yielded with the next shard: every
+``DocumentChunk`` holds whole documents only.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.atomic import file_sha256
-from goldfish_prep.dataset import IGNORE_INDEX, MANIFEST_NAME, load_manifest, read_shard, shard_paths
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.columns import shard_stream
+from goldfish_prep.format import IGNORE_INDEX, MANIFEST, Manifest, ShardSet, open_shards
 
 Int32s = npt.NDArray[np.int32]
 Int64s = npt.NDArray[np.int64]
@@ -35,29 +34,35 @@ Bools = npt.NDArray[np.bool_]
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """A complete goldfish output folder, checked, with what every export records about it."""
+    """A complete goldfish output folder, opened, with what every export records about it."""
 
-    folder: Path
-    manifest: dict[str, Any]
+    shards: ShardSet
     manifest_sha256: str
 
     @property
+    def folder(self) -> Path:
+        return self.shards.folder
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.shards.manifest
+
+    @property
     def packed(self) -> bool:
-        return self.manifest.get("layout", {}).get("pack") is not None
+        return self.shards.packed
 
     @property
     def vocab_size(self) -> int:
-        return int(self.manifest["tokenizer"]["vocab_size"])
-
-    @property
-    def shards(self) -> list[Path]:
-        return shard_paths(self.folder, self.manifest)
+        size = self.manifest.vocab_size
+        if size is None:
+            raise InputError(str(self.folder / MANIFEST), "the tokenizer section records no vocab_size, so no token dtype can be chosen", "Recreate the output with `goldfish-prep mask`", "bad-manifest")
+        return size
 
 
 def open_source(folder: str | Path) -> Source:
     """The output folder of `goldfish-prep mask` at ``folder``; a one-line error for anything else."""
-    manifest = load_manifest(folder)
-    return Source(Path(folder), manifest, file_sha256(Path(folder) / MANIFEST_NAME))
+    shards = open_shards(folder)
+    return Source(shards, file_sha256(Path(folder) / MANIFEST))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,25 +85,21 @@ def iter_documents(source: Source) -> Iterator[DocumentChunk]:
     """
     carry_ids: Int32s = np.zeros(0, np.int32)
     carry_keep: Bools = np.zeros(0, np.bool_)
-    paths = source.shards
-    for number, path in enumerate(paths, start=1):
-        stream = shard_stream(read_shard(path, _COLUMNS[source.packed]), path, source.packed)
-        ids = np.concatenate([carry_ids, stream.ids]) if len(carry_ids) else stream.ids
-        keep = np.concatenate([carry_keep, stream.labels != IGNORE_INDEX])
-        starts = stream.doc_starts + len(carry_ids)
+    for batch in source.shards.batches():
+        ids = np.concatenate([carry_ids, batch.ids]) if len(carry_ids) else batch.ids
+        keep = np.concatenate([carry_keep, batch.labels != IGNORE_INDEX])
+        starts = batch.doc_starts + len(carry_ids)
         if len(ids) and (not len(starts) or starts[0] != 0):
             if not len(carry_ids):
-                raise InputError(str(path), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
+                raise InputError(str(batch.path), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
             starts = np.concatenate([[0], starts])
         # in a packed output the last document may go on in the next shard: hold it back, unless none follows
-        end = int(starts[-1]) if source.packed and len(starts) and number < len(paths) else len(ids)
+        last = batch.index == len(source.shards) - 1
+        end = int(starts[-1]) if source.packed and len(starts) and not last else len(ids)
         carry_ids, carry_keep = ids[end:].copy(), keep[end:].copy()
         if end:  # views into this shard's memory map: the next shard opens only after they are written
             bounds = np.append(starts[starts < end], end).astype(np.int64)
-            yield DocumentChunk(path, ids[:end], keep[:end], np.diff(bounds))
-
-
-_COLUMNS = {False: ["input_ids", "labels"], True: ["input_ids", "labels", "num_tokens", "doc_starts"]}
+            yield DocumentChunk(batch.path, ids[:end], keep[:end], np.diff(bounds))
 
 
 def check_ids_fit(chunk: DocumentChunk, dtype: np.dtype[Any], fix: str) -> None:

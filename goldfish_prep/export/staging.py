@@ -20,7 +20,7 @@ from typing import Any
 
 from goldfish_prep.atomic import fsync_and_rename
 from goldfish_prep.errors import OutputError
-from goldfish_prep.naming import partial_path
+from goldfish_prep.format.names import partial_path
 
 RECORD_NAME = "goldfish_export.json"
 _TAG = ".goldfish-export-staging"
