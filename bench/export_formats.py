@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import load_average, measure  # noqa: E402
-from peers import WORK, build_corpus  # noqa: E402
+from measure import load_average, measure
+from peers import WORK, build_corpus
 
 FORMATS = ["nanogpt", "olmo", "megatron", "parquet"]
 

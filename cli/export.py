@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from goldfish_prep.export import DEFAULT_FORMAT, FORMATS, ExportResult, export as run_export
+from goldfish_prep.export import DEFAULT_FORMAT, FORMATS, ExportResult
+from goldfish_prep.export import export as run_export
 
 
 @click.command(context_settings={"max_content_width": 100})

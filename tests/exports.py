@@ -7,6 +7,7 @@ is checked against the documented format, not against its own reader.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -54,7 +55,7 @@ def shard_documents(folder: Path) -> list[Document]:
         ids.extend(row["input_ids"][:used])
         labels.extend(row["labels"][:used])
     bounds = [*starts, len(ids)]
-    return [(np.array(ids[a:b], np.int64), np.array(labels[a:b], np.int64)) for a, b in zip(bounds, bounds[1:])]
+    return [(np.array(ids[a:b], np.int64), np.array(labels[a:b], np.int64)) for a, b in itertools.pairwise(bounds)]
 
 
 def keep_of(labels: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:

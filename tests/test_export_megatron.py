@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -75,10 +76,10 @@ def test_large_vocabularies_export_as_int32(tmp_path: Path) -> None:
 
 def goldfish_gpt_dataset() -> type:
     """The class docs/training.md tells a Megatron user to add, executed from the docs themselves."""
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
     (code,) = [b for b in blocks if "class GoldfishGPTDataset" in b]
     namespace: dict[str, object] = {}
-    exec(compile(code, str(DOCS), "exec"), namespace)
+    exec(compile(code, str(DOCS), "exec"), namespace)  # noqa: S102  # our own docs, run as a user would paste them
     cls = namespace["GoldfishGPTDataset"]
     assert isinstance(cls, type)
     return cls
@@ -105,7 +106,7 @@ def test_the_documented_gpt_dataset_puts_the_mask_into_loss_mask(extra_token: bo
 
     class Tokenizer:  # the attributes GPTDataset reads
         eod, pad, vocab_size = 0, -1, 512
-        unique_identifiers = {"class": "Tokenizer"}
+        unique_identifiers: ClassVar[dict[str, str]] = {"class": "Tokenizer"}
 
     config = GPTDatasetConfig(random_seed=7, sequence_length=64, tokenizer=Tokenizer(), reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, add_extra_token_to_sequence=extra_token)
     text = IndexedDataset(str(tmp_path / "mg" / "text_document"))

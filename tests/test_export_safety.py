@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from goldfish_prep_cli.main import cli
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.export import FORMATS, export
-from goldfish_prep_cli.main import cli
-from tests.exports import make_corpora, tree_bytes
+from tests.exports import make_corpora, shard_documents, tree_bytes
 from tests.shards import LICENSES, mask_texts, train_bpe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ KILL_SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("format_name", list(FORMATS))
 def test_a_killed_export_leaves_no_file_that_loads_and_a_rerun_completes(format_name: str, corpora: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(corpora["packed"]), str(out), format_name], cwd=REPO, capture_output=True, text=True, timeout=120)
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(corpora["packed"]), str(out), format_name], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     left = leftovers(tmp_path, set())
     assert left, "the kill should have struck mid-export"
@@ -187,3 +188,56 @@ def test_a_folder_that_is_not_a_goldfish_output_is_named(format_name: str, tmp_p
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {tmp_path / 'half'}: no goldfish_manifest.json and state.json: not a goldfish-prep output")
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def split_first_shard(packed: Path, folder: Path) -> Path:
+    """A copy of a packed output whose first shard is cut, at a row that opens mid-document, into two shards.
+
+    The format allows a document to run on into the next shard (``mask`` never writes one): the
+    exports must then still write it whole.
+    """
+    import pyarrow as pa
+
+    from goldfish_prep.format import read_shard
+
+    shutil.copytree(packed, folder)
+    manifest = json.loads((folder / "goldfish_manifest.json").read_text())
+    first = manifest["shards"][0]
+    table = read_shard(packed / first["filename"])
+    starts = table.column("doc_starts").to_pylist()
+    cut = next(i for i in range(1, len(starts)) if starts[i] and starts[i][0] != 0)
+    records = []
+    for name, part in (("data-split-a.arrow", table.slice(0, cut)), ("data-split-b.arrow", table.slice(cut))):
+        with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_stream(sink, part.schema) as writer:
+            writer.write_table(part)
+        records.append({**first, "filename": name, "num_rows": part.num_rows})
+    manifest["shards"] = records + manifest["shards"][1:]
+    (folder / "goldfish_manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # megatron-core warns that Apex/TE are absent
+def test_a_document_running_across_shards_is_exported_whole(corpora: dict[str, Path], tmp_path: Path) -> None:
+    import gzip
+
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    split = split_first_shard(corpora["packed"], tmp_path / "split")
+    documents = shard_documents(corpora["packed"])  # the unsplit folder, read with `datasets`
+    export(split, tmp_path / "mg", "megatron")
+    text = IndexedDataset(str(tmp_path / "mg" / "text_document"))
+    mask = IndexedDataset(str(tmp_path / "mg" / "loss_mask_document"))
+    assert len(text) == len(documents)
+    for index, (ids, labels) in enumerate(documents):
+        assert np.array_equal(text[index], ids) and np.array_equal(mask[index], (labels != -100).astype(np.uint8))
+    export(split, tmp_path / "olmo", "olmo")
+    lengths = []
+    for part in sorted((tmp_path / "olmo" / "token_ids").glob("*.csv.gz")):
+        with gzip.open(part, "rt") as rows:
+            lengths.extend(int(end) - int(start) for start, end in (line.split(",") for line in rows))
+    assert lengths == [len(ids) for ids, _ in documents]  # every part holds whole documents
+    export(split, tmp_path / "flat", "nanogpt")
+    export(corpora["packed"], tmp_path / "flat-unsplit", "nanogpt")
+    for suffix in (".bin", ".mask.bin"):
+        assert (tmp_path / f"flat{suffix}").read_bytes() == (tmp_path / f"flat-unsplit{suffix}").read_bytes()

@@ -84,8 +84,7 @@ def _write_index(stage: Staging, prefix: str, item: np.dtype[Any], lengths_path:
         out.write(INDEX_MAGIC + struct.pack("<Q", 1) + struct.pack("<B", DTYPE_CODES[str(item)]))
         out.write(struct.pack("<Q", count) + struct.pack("<Q", count + 1))
         lengths = np.memmap(lengths_path, dtype="<i4", mode="r") if count else np.zeros(0, "<i4")
-        for begin in range(0, count, _BLOCK):
-            out.write(lengths[begin : begin + _BLOCK].tobytes())
+        out.writelines(lengths[begin : begin + _BLOCK].tobytes() for begin in range(0, count, _BLOCK))
         offset = 0
         for begin in range(0, count, _BLOCK):  # byte offsets: exclusive running sum of length * itemsize
             block = lengths[begin : begin + _BLOCK].astype(np.int64) * item.itemsize
