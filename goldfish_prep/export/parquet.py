@@ -27,7 +27,6 @@ from goldfish_prep.export.record import Counts, ExportResult, export_record
 from goldfish_prep.export.source import Int64s, Source
 from goldfish_prep.export.staging import RECORD_NAME, staged_folder
 from goldfish_prep.format import IGNORE_INDEX, ShardBatch
-from goldfish_prep.format.columns import real_token_mask
 
 ROW_GROUP_TOKENS = 1 << 20  # about 8 MiB of ids and labels before compression
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("attention_mask", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
@@ -49,15 +48,15 @@ def export_parquet(source: Source, out: Path, overwrite: bool = False, dtype_nam
     counts = Counts()
     names: list[str] = []
     with staged_folder(out, overwrite) as stage:
-        for batch in source.shards.batches():
-            table, row_lengths = _rows(batch, counts)
-            index = batch.index
+        for index in range(len(source.shards)):
+            table, row_lengths = _rows(source.shards.batch(index), counts)
             names.append(part_name(index))
             # no dictionary encoding: for token ids it costs twice the time and gives larger files than zstd alone
             with pq.ParquetWriter(stage.path(names[-1]), SCHEMA, compression="zstd", use_dictionary=False) as writer:
                 for begin, end in _row_groups(row_lengths, row_group_tokens):
                     writer.write_table(table.slice(begin, end - begin))
             stage.commit(names[-1])
+            del table  # one shard mapped at a time
         layout = {"files": "*.parquet", "parts": names, "columns": SCHEMA.names, "row_group_tokens": row_group_tokens}
         stage.write_record(export_record(source, "parquet", "int32", counts, layout))
     return ExportResult("parquet", out, out / RECORD_NAME, tuple(out / n for n in names), "int32", counts)
@@ -71,8 +70,8 @@ def _rows(batch: ShardBatch, counts: Counts) -> tuple[pa.Table, Int64s]:
     of packed rows.
     """
     stream = batch.stream
-    used = np.diff(stream.row_starts)  # (rows,) ids that are not padding
-    attention = real_token_mask(stream.raw_offsets, used).astype(np.int32)  # (slots,) 1 real, 0 padding
+    attention = np.ones(int(stream.raw_offsets[-1]), np.int32)  # (slots,) 1 real, 0 padding
+    attention[stream.padding] = 0  # flat indices of packed rows' padding (none in document shards)
     counts.add(len(batch.doc_starts), len(stream.ids), int((stream.labels != IGNORE_INDEX).sum()))
     offsets = pa.array((stream.raw_offsets - stream.raw_offsets[0]).astype(np.int32))
     columns = [

@@ -6,7 +6,7 @@ same positions as the ids) and where each document ends. The shards are read
 only through the format's one reader (``goldfish_prep.format.open_shards``).
 
 Memory stays bounded by one shard: ``iter_documents`` takes one
-``ShardBatch`` at a time, yields its documents and lets it go before the next.
+``ShardBatch`` at a time, yields its documents and drops it before the next is opened.
 In packed outputs a document may run from one shard into the next (the format
 allows it), so the tokens after the shard's last document start are held back
 (at most one document) and yielded with the next shard: every
@@ -85,7 +85,8 @@ def iter_documents(source: Source) -> Iterator[DocumentChunk]:
     """
     carry_ids: Int32s = np.zeros(0, np.int32)
     carry_keep: Bools = np.zeros(0, np.bool_)
-    for batch in source.shards.batches():
+    for index in range(len(source.shards)):
+        batch = source.shards.batch(index)  # not .batches(): its frame would keep the previous shard mapped while reading the next
         ids = np.concatenate([carry_ids, batch.ids]) if len(carry_ids) else batch.ids
         keep = np.concatenate([carry_keep, batch.labels != IGNORE_INDEX])
         starts = batch.doc_starts + len(carry_ids)
@@ -94,12 +95,13 @@ def iter_documents(source: Source) -> Iterator[DocumentChunk]:
                 raise InputError(str(batch.path), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
             starts = np.concatenate([[0], starts])
         # in a packed output the last document may go on in the next shard: hold it back, unless none follows
-        last = batch.index == len(source.shards) - 1
+        last = index == len(source.shards) - 1
         end = int(starts[-1]) if source.packed and len(starts) and not last else len(ids)
         carry_ids, carry_keep = ids[end:].copy(), keep[end:].copy()
         if end:  # views into this shard's memory map: the next shard opens only after they are written
             bounds = np.append(starts[starts < end], end).astype(np.int64)
             yield DocumentChunk(batch.path, ids[:end], keep[:end], np.diff(bounds))
+        del batch, ids, keep, starts  # the shard's memory map goes before the next shard is opened
 
 
 def check_ids_fit(chunk: DocumentChunk, dtype: np.dtype[Any], fix: str) -> None:
