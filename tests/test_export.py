@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from goldfish_prep_cli.main import cli
 
 from goldfish_prep.export import export
 from goldfish_prep.format import IGNORE_INDEX, iter_shards
+from goldfish_prep_cli.main import cli
 from tests.shards import LICENSES, mask_texts, train_bpe
 
 

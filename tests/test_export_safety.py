@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from goldfish_prep_cli.main import cli
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.export import FORMATS, export
+from goldfish_prep_cli.main import cli
 from tests.exports import make_corpora, shard_documents, tree_bytes
 from tests.shards import LICENSES, mask_texts, train_bpe
 
