@@ -9,10 +9,12 @@ tokenize=True)`` does, so the ids are equal (``tests/test_chat_render.py``).
 The assistant's part, in characters of the rendered text:
 
 - with ``{% generation %}`` blocks: what the blocks cover;
-- without: each assistant message's content, found in order in the text (or,
-  if the template trims it, its stripped form), plus the end-of-turn marker
-  right after it: optional whitespace, then the tokenizer's longest special
-  token there, else a ``<...>`` marker such as ``<|im_end|>`` or ``</s>``.
+- without: each assistant message's content (or, if the template trims it, its
+  stripped form), plus the end-of-turn marker right after it: optional
+  whitespace, then the tokenizer's longest special token there, else a
+  ``<...>`` marker such as ``<|im_end|>`` or ``</s>``. The content is placed
+  by a second render with a sentinel in its stead (``content_spans``), so the
+  same words in the prompt or the markup are never taken for it.
 
 Characters to tokens, the rule at a span's edge: a token is the assistant's
 iff its character offsets overlap a span (``end > span_start and start <
@@ -106,7 +108,12 @@ class ChatRenderer:
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return InputError(record.location, f"the chat template failed on this conversation: {cause}", "Fix the record or the template (--chat-template)", "template-error")
         if not self._template.has_generation:
-            found = content_spans(text, record.messages or [], self._special_texts)
+            messages = record.messages or []
+            try:
+                probe, _ = self._template.render({**variables, "messages": probe_messages(messages)})
+            except Exception:  # a template that reads the answer's words: no way to place them
+                probe = ""
+            found = content_spans(text, probe, messages, self._special_texts)
             if isinstance(found, str):
                 return InputError(record.location, found, "Add a {% generation %} block around the assistant's part in the template (--chat-template)", "template-error")
             spans = found
@@ -137,33 +144,49 @@ def tokens_in_spans(offsets: npt.NDArray[np.int64], spans: Sequence[tuple[int, i
     return inside
 
 
-def content_spans(text: str, messages: Sequence[dict[str, Any]], special_texts: Sequence[str]) -> list[tuple[int, int]] | str:
-    """Assistant spans without a generation block (module docstring), or why they cannot be found."""
+def content_spans(
+    text: str, probe: str, messages: Sequence[dict[str, Any]], special_texts: Sequence[str]
+) -> list[tuple[int, int]] | str:
+    """Assistant spans without a generation block (module docstring), or why they cannot be found.
+
+    ``probe`` is the same conversation rendered with each assistant content
+    replaced by ``sentinel(j)``: the text before an answer does not depend on
+    the answer, so the sentinel's place (shifted by the lengths of the answers
+    before it) is where the answer starts, wherever else the same words occur.
+    """
     spans = []
-    cursor = 0
-    for message in messages:
-        content = message["content"]
-        start, found = _find(text, content, cursor)
-        if start < 0:
-            if message["role"] == "assistant":
-                return f"the assistant's text {_preview(content)} does not appear in the rendered conversation, so its tokens cannot be found"
-            continue  # a template may leave a turn out (a system prompt it replaces, say)
-        end = start + len(found)
-        cursor = end
-        if message["role"] == "assistant":
-            end = _after_marker(text, end, special_texts)
-            spans.append((start, end))
-            cursor = end
+    shift = 0
+    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    for index, content in enumerate(answers):
+        mark = sentinel(index)
+        found = probe.find(mark)
+        if found < 0:
+            return f"answer {index} does not appear in the rendered conversation, so its tokens cannot be found"
+        start = found + shift
+        length = next((len(form) for form in (content, content.strip()) if text.startswith(form, start)), -1)
+        if length < 0:
+            return f"the template changes answer {index} ({_preview(content)}) while rendering it, so its tokens cannot be found"
+        end = _after_marker(text, start + length, special_texts)
+        spans.append((start, end))
+        shift += length - len(mark)
     return spans
 
 
-def _find(text: str, content: str, cursor: int) -> tuple[int, str]:
-    for candidate in (content, content.strip()):
-        if candidate:
-            position = text.find(candidate, cursor)
-            if position >= 0:
-                return position, candidate
-    return (cursor, "") if not content.strip() else (-1, "")
+def sentinel(index: int) -> str:
+    """A stand-in for answer ``index`` in the probe render: private-use characters no tokenizer merges with the markup."""
+    return f"\ue000{index}\ue001"
+
+
+def probe_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with each assistant content replaced by its sentinel."""
+    probe = []
+    index = 0
+    for message in messages:
+        if message["role"] == "assistant":
+            message = {**message, "content": sentinel(index)}
+            index += 1
+        probe.append(message)
+    return probe
 
 
 def _after_marker(text: str, end: int, special_texts: Sequence[str]) -> int:
