@@ -15,12 +15,11 @@ from typing import Any
 
 import datasets
 import numpy as np
-import pytest
 from click.testing import CliRunner
+from goldfish_prep_cli.main import cli
 
 from goldfish_prep.strategies.answer_local import answer_drops
 from goldfish_prep.strategies.goldfish import drop_flat
-from goldfish_prep_cli.main import cli
 from tests.chat_data import template_text, tokenizer_folder
 from tests.reference_answer_local import answer_dropped
 
@@ -133,3 +132,31 @@ def test_real_answers_drop_one_in_k_also_when_short(tmp_path: Path, real_texts: 
     assert short_eligible > 10_000
     low, high = _band(short_dropped, short_eligible, k)
     assert low <= short_dropped / short_eligible <= high, (short_dropped, short_eligible)
+
+
+def test_repeats_reports_that_repeated_answers_carry_one_mask(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from goldfish_prep.inspect.answers import answer_agreement
+
+    answer = "Use ls -la to list every file in the folder, hidden ones included, with sizes and dates."
+    records = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": answer if i % 2 else f"Unique answer {i}."}]} for i in range(10)]
+    ds, _ = _mask(tmp_path, records, "--k", "2")
+    agreement = answer_agreement(tmp_path / "out")
+    assert agreement is not None
+    assert (agreement.answers, agreement.distinct, agreement.repeated, agreement.copies, agreement.differing) == (10, 6, 1, 5, 0)
+    assert agreement.dropped_tokens == sum(label == -100 for ids, labels in _answers(ds[1]) for label in labels) > 0
+    result = CliRunner().invoke(cli, ["repeats", str(tmp_path / "out"), "--min-length", "5"])
+    assert "every copy of every repeated answer carries the same mask" in result.output, result.output
+    # a copy whose mask was changed is noticed
+    shard = tmp_path / "out" / "data-00000.arrow"
+    table = pa.ipc.open_stream(shard.read_bytes()).read_all()
+    labels = table.column("labels").to_pylist()
+    row = labels[3]
+    position = ds[3]["assistant_masks"].index(1)
+    row[position] = -100 if row[position] != -100 else ds[3]["input_ids"][position]
+    table = table.set_column(table.schema.get_field_index("labels"), "labels", pa.array(labels, type=pa.list_(pa.int32())))
+    with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    changed = answer_agreement(tmp_path / "out")
+    assert changed is not None and changed.differing == 1

@@ -104,14 +104,14 @@ class ChatRenderer:
         variables = {**self._variables, "messages": record.messages, "tools": None, "documents": None, "add_generation_prompt": False}
         try:
             text, spans = self._template.render(variables)
-        except Exception as exc:  # a template raises what its code raises: raise_exception, TypeError, UndefinedError...
+        except Exception as exc:  # noqa: BLE001 -- a template raises what its code raises: raise_exception, TypeError, UndefinedError...
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return InputError(record.location, f"the chat template failed on this conversation: {cause}", "Fix the record or the template (--chat-template)", "template-error")
         if not self._template.has_generation:
             messages = record.messages or []
             try:
                 probe, _ = self._template.render({**variables, "messages": probe_messages(messages)})
-            except Exception:  # a template that reads the answer's words: no way to place them
+            except Exception:  # noqa: BLE001 -- a template that reads the answer's words: no way to place them
                 probe = ""
             found = content_spans(text, probe, messages, self._special_texts)
             if isinstance(found, str):
