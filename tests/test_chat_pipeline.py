@@ -193,6 +193,8 @@ def test_a_tokenizer_without_a_template_is_refused_with_the_fix(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "goldfish_manifest.json").read_text())
     assert manifest["chat"]["template_source"] == str(template)
+    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(tmp_path / "o2"), "--chat-template", str(template), "-q"])
+    assert result.exit_code != 0 and "is a tiktoken tokenizer" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_document_strategies_are_refused_for_chat(tmp_path: Path, folder: Path) -> None:
