@@ -33,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,9 +79,11 @@ def run_peer(work: Path, out: Path, num_proc: int) -> None:
         labels = [[t if m else -100 for t, m in zip(ids, mask)] for ids, mask in zip(encoded["input_ids"], encoded["assistant_masks"])]
         return {"input_ids": encoded["input_ids"], "assistant_masks": encoded["assistant_masks"], "labels": labels}
 
-    data = datasets.load_dataset("json", data_files=str(work / "chat.jsonl"), split="train")
-    data = data.map(render, batched=True, num_proc=num_proc, remove_columns=data.column_names)
-    data.save_to_disk(str(out), num_proc=num_proc)
+    # a fresh cache for every run: a rerun would otherwise load the previous run's map result from the cache
+    with tempfile.TemporaryDirectory(prefix="chat-peer-cache-") as cache:
+        data = datasets.load_dataset("json", data_files=str(work / "chat.jsonl"), split="train", cache_dir=cache)
+        data = data.map(render, batched=True, num_proc=num_proc, remove_columns=data.column_names)
+        data.save_to_disk(str(out), num_proc=num_proc)
 
 
 def run_ours(work: Path, out: Path, num_proc: int) -> None:
