@@ -15,7 +15,7 @@ Each command is a whole process (imports included: what a user waits for), run i
 ``--rounds`` rounds; the ratio is taken per round. After the first round the two outputs are
 compared: the same input_ids and assistant masks in every row.
 
-    python bench/chat_peer.py --conversations 20000 --rounds 3
+    python bench/chat_peer.py compare /tmp/chatbench --conversations 10000 --rounds 3
     python bench/chat_peer.py prepare DIR        # just write the data and the tokenizer folder
     python bench/chat_peer.py peer DIR OUT       # run one side alone (for an outside timer)
     python bench/chat_peer.py ours DIR OUT
