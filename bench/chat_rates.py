@@ -30,7 +30,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from chat_peer import prepare  # noqa: E402  (the tokenizer folder with the template)
+from chat_peer import prepare
 
 
 def main() -> None:
@@ -48,8 +48,7 @@ def main() -> None:
     answers = sorted(set(sentences[:5000]) | set(phrases))
     source = args.work / "answers.jsonl"
     with open(source, "w", encoding="utf-8") as out:
-        for i, answer in enumerate(answers):
-            out.write(json.dumps({"prompt": f"Question {i}?", "completion": answer}, ensure_ascii=False) + "\n")
+        out.writelines(json.dumps({"prompt": f"Question {i}?", "completion": answer}, ensure_ascii=False) + "\n" for i, answer in enumerate(answers))
     output = args.work / "out"
     command = [str(Path(sys.executable).with_name("goldfish-prep")), "mask", str(source), "-o", str(output), "--tokenizer", str(args.work / "tokenizer"), "--k", str(args.k), "--num-proc", "2", "--overwrite", "-q"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -14,7 +14,11 @@ from typing import Any
 
 from goldfish_prep.chat.masking import ChatSetup
 from goldfish_prep.chat.records import ROLE_MAP
-from goldfish_prep.chat.template import ChatTemplate, compile_template, find_chat_template
+from goldfish_prep.chat.template import (
+    ChatTemplate,
+    compile_template,
+    find_chat_template,
+)
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records
