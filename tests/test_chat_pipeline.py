@@ -70,8 +70,10 @@ def test_every_format_gives_the_same_contract_rows(tmp_path: Path, folder: Path)
     with pa.OSFile(str(tmp_path / "chat.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     datasets.Dataset.from_list(records).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "chat.json").write_text(json.dumps(records), encoding="utf-8")
+    sources = {"jsonl": jsonl, "json-array": tmp_path / "chat.json", "parquet": tmp_path / "chat.parquet", "arrow": tmp_path / "chat.arrow", "saved": tmp_path / "saved"}
     outputs = {}
-    for name, source in {"jsonl": jsonl, "parquet": tmp_path / "chat.parquet", "arrow": tmp_path / "chat.arrow", "saved": tmp_path / "saved"}.items():
+    for name, source in sources.items():
         ds, manifest = mask(source, tmp_path / f"out-{name}", folder)
         assert ds.column_names == ["id", "source", "input_ids", "labels", "num_tokens", "num_dropped", "assistant_masks"]
         assert ds.features["assistant_masks"].feature.dtype == "int8"
@@ -84,7 +86,7 @@ def test_every_format_gives_the_same_contract_rows(tmp_path: Path, folder: Path)
         assert counts["dropped_tokens"] == sum(r["num_dropped"] for r in ds) > 0
         assert manifest["chat"]["mask_rule"] == "answer-local v1" and manifest["chat"]["generation_block"] is True
         assert manifest["k_field"] is None
-    assert outputs["jsonl"] == outputs["parquet"] == outputs["arrow"] == outputs["saved"]
+    assert outputs["jsonl"] == outputs["json-array"] == outputs["parquet"] == outputs["arrow"] == outputs["saved"]
 
 
 def test_prompt_completion_and_sharegpt_equal_messages(tmp_path: Path, folder: Path) -> None:
