@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import xxhash
 
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
+from goldfish_prep.format import IGNORE_INDEX, iter_shards, load_manifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,14 +38,13 @@ class AnswerAgreement:
 def answer_agreement(folder: str | Path) -> AnswerAgreement | None:
     """The agreement of repeated answers, or None for outputs without chat rows or with packed rows."""
     manifest = load_manifest(folder)
-    if manifest.get("chat") is None or manifest.get("layout", {}).get("pack") is not None:
+    if manifest.get("chat") is None or manifest.packed:
         return None
     masks: dict[bytes, bytes] = {}
     counts: dict[bytes, int] = {}
     differing: set[bytes] = set()
     dropped: dict[bytes, int] = {}
-    for path in shard_paths(folder, manifest):
-        table = read_shard(path, ["input_ids", "labels", "assistant_masks"])
+    for _, table in iter_shards(folder, ["input_ids", "labels", "assistant_masks"]):
         for ids, drop in _answers(table):
             key = xxhash.xxh3_128_digest(ids.tobytes())
             mask = np.packbits(drop).tobytes()

@@ -21,7 +21,7 @@ import numpy as np
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError
-from goldfish_prep.inspect.columns import Int64s
+from goldfish_prep.format.columns import Int64s
 from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import Passages, merge_windows, passages_hold, spans
 from goldfish_prep.inspect.windows import candidate_windows, confirm
@@ -176,7 +176,7 @@ def _describe(corpus: Corpus, passages: Passages, p: int, differing: Int64s, eve
 
 def _previewer(corpus: Corpus) -> Callable[[list[int]], str]:
     """Decode with the manifest's tokenizer when it loads here; otherwise show the ids."""
-    spec = corpus.manifest.get("tokenizer", {}).get("spec")
+    spec = corpus.manifest.tokenizer.get("spec")
     try:
         from goldfish_prep.tokenizers import load_tokenizer
 
