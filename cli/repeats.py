@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 
+from goldfish_prep.inspect.answers import AnswerAgreement, answer_agreement
 from goldfish_prep.inspect.repeats import RepeatedPassage, RepeatsReport, find_repeats
 
 #: occurrences named per passage in the text report
@@ -41,7 +43,27 @@ def repeats(folder: Path, min_length: int, top: int, as_json: bool) -> None:
       goldfish-prep repeats shards/ --json > repeats.json
     """
     report = find_repeats(folder, min_length=min_length, top=top)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
+    agreement = answer_agreement(folder)
+    if as_json:
+        result = report.to_dict()
+        if agreement is not None:
+            result["answers"] = dataclasses.asdict(agreement)
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(render(report) + ("" if agreement is None else "\n" + render_answers(agreement)))
+
+
+def render_answers(agreement: AnswerAgreement) -> str:
+    """The chat line: repeated answers and whether their copies carry one mask."""
+    head = (
+        f"Answers: {agreement.answers:,} in all, {agreement.distinct:,} distinct; {agreement.repeated:,} occur more than once "
+        f"({agreement.copies:,} copies)"
+    )
+    if not agreement.repeated:
+        return head
+    if not agreement.differing:
+        return f"{head}\n  every copy of every repeated answer carries the same mask, from its first token ({agreement.dropped_tokens:,} tokens dropped in all copies)"
+    return f"{head}\n  {agreement.differing:,} repeated answers have copies whose masks differ (run `goldfish-prep verify`)"
 
 
 def render(report: RepeatsReport) -> str:
