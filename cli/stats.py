@@ -75,6 +75,7 @@ def render(result: MaskStats) -> str:
     if not low <= result.overall_rate <= high and result.config.strategy in ("goldfish", "hash-table"):
         lines.append("             (the band assumes independent decisions: duplicated text repeats its decisions,")
         lines.append("             so a corpus with much of it strays further; see `goldfish-prep repeats`)")
+    lines += _chat_lines(result)
     if result.column_disagreements:
         lines.append(f"  warning: {result.column_disagreements} rows' num_tokens/num_dropped columns disagree with their lists; run `goldfish-prep verify`")
     rated = len(result.rates)
@@ -88,8 +89,32 @@ def render(result: MaskStats) -> str:
     return "\n".join(lines)
 
 
+def _chat_lines(result: MaskStats) -> list[str]:
+    """Chat outputs: the assistant share, the rate per k (a --k-field run) and the short answers' rate."""
+    if result.chat is None:
+        return []
+    assistant = int(result.chat.assistant.sum())
+    lines = [f"  assistant  {assistant:>14,}   {_share(assistant, result.tokens.sum())} of all tokens; the rest (prompt, markup) is -100 and not rated"]
+    for group in result.chat.by_k(result.eligible, result.dropped, result.band_level):
+        label = f"k={group['k']}" if group["k"] else "k=0 (standard loss)"
+        if result.chat.per_row_k:
+            rate = "-" if group["rate"] is None else f"{group['rate']:.2%}"
+            band = "" if group["rate_band"] is None else f", band {group['rate_band'][0]:.2%} to {group['rate_band'][1]:.2%}"
+            lines.append(f"  {label:<20} {group['units']:>7,} {result.unit}s  {group['dropped']:>10,} of {group['eligible']:>10,} eligible: {rate} (expected {group['expected_rate']:.2%}{band})")
+        short = group.get("short_answers")
+        if short:
+            lines.append(
+                f"  short answers ({short['lengths'][0]}-{short['lengths'][1]} tokens{', ' + label if result.chat.per_row_k else ''}): "
+                f"{short['answers']:,} answers, {short['dropped']:,} of {short['eligible']:,} eligible dropped: {short['rate']:.2%} "
+                f"(band {short['rate_band'][0]:.2%} to {short['rate_band'][1]:.2%})"
+            )
+    return lines
+
+
 def _eligible_rule(result: MaskStats) -> str:
     config = result.config
+    if result.chat is not None:
+        return "assistant tokens, less special tokens and --keep-ids"
     if config.strategy == "none":
         return "none: strategy none drops nothing"
     if config.strategy == "static":

@@ -5,6 +5,10 @@ mapped), so it is quick even in large outputs. The text of each token comes
 from the tokenizer recorded in the manifest; when that tokenizer cannot be
 loaded here (a local file that moved, a missing optional package) the view
 carries the ids and says why, rather than failing.
+
+In chat outputs a -100 label is either the prompt (not the assistant's part)
+or a goldfish drop inside an answer; the view keeps the two apart through the
+``assistant_masks`` column, so ``show`` can mark them differently.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pyarrow.compute as pc
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError
+from goldfish_prep.inspect.answers import never_dropped_ids
 from goldfish_prep.inspect.columns import Int32s, Int64s, list_values
 from goldfish_prep.mask import eligible_counts
 
@@ -41,6 +46,16 @@ class DocumentView:
     config: MaskConfig
     pieces: list[str] | None
     note: str | None
+    #: chat outputs: True on the assistant's tokens (the rest is prompt: -100, but not dropped); None otherwise
+    assistant: npt.NDArray[np.bool_] | None = None
+
+    @property
+    def is_packed(self) -> bool:
+        return self.eligible is None
+
+    @property
+    def num_prompt(self) -> int:
+        return 0 if self.assistant is None else int((~self.assistant).sum())
 
     @property
     def num_tokens(self) -> int:
@@ -91,7 +106,19 @@ def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, 
     else:
         name, source = table.column("id")[0].as_py(), table.column("source")[0].as_py()
         eligible, padding, doc_starts = int(eligible_counts([len(ids)], config)[0]), 0, np.zeros(1, np.int64)
-    return DocumentView(str(folder), path.name, row, name, source, ids, labels == IGNORE_INDEX, eligible, doc_starts, padding, config, None, None)
+    assistant = None
+    if "assistant_masks" in table.column_names:
+        flags, _ = list_values(table, "assistant_masks", path)
+        assistant = flags[: len(ids)] != 0
+        never = never_dropped_ids(manifest)
+        eligible = None if packed else int((assistant & ~np.isin(ids, never)).sum()) if _row_k(table) != 0 else 0
+    dropped = labels == IGNORE_INDEX if assistant is None else (labels == IGNORE_INDEX) & assistant
+    return DocumentView(str(folder), path.name, row, name, source, ids, dropped, eligible, doc_starts, padding, config, None, None, assistant)
+
+
+def _row_k(table: Any) -> int | None:
+    """The row's own k (``--k-field`` outputs), or None."""
+    return int(table.column("k")[0].as_py()) if "k" in table.column_names else None
 
 
 def _find_id(folder: str | Path, manifest: dict[str, Any], doc_id: str) -> tuple[Path, int, int]:
