@@ -15,6 +15,11 @@ dropped from the loss). The trainer needs rows of ``block_size`` inputs and the
 
 Row ``i`` of the whole run is a pure function of ``(seed, i)``: resuming at a
 step needs no sampler state, and each DDP rank takes its own rows.
+
+Chat outputs train the same way (their prompt is -100 in ``labels`` already);
+their ``assistant_masks`` column is kept so that validation loss counts the
+assistant's tokens only and memorisation can find each conversation's final
+answer.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pyarrow as pa
 
 from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest, real_token_mask
 from goldfish_prep.errors import InputError
+from goldfish_prep.inspect.answers import ASSISTANT_COLUMN, answer_spans, is_chat
 
 Int32Array = npt.NDArray[np.int32]
 
@@ -44,6 +50,8 @@ class ShardData:
     labels: Int32Array
     unit_starts: npt.NDArray[np.int64]
     unit_lengths: npt.NDArray[np.int64]
+    #: chat outputs: True on the assistant's tokens, one flag per id; None for text outputs
+    assistant: npt.NDArray[np.bool_] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -69,18 +77,23 @@ def load_shards(folder: str | Path) -> ShardData:
     row is not training data.
     """
     manifest = load_manifest(folder)
+    chat = is_chat(manifest)
     ids_parts: list[Int32Array] = []
     label_parts: list[Int32Array] = []
+    assistant_parts: list[Int32Array] = []
     lengths: list[npt.NDArray[np.int64]] = []
-    for path, table in iter_shards(folder, ["input_ids", "labels", "num_tokens"]):
+    for path, table in iter_shards(folder, ["input_ids", "labels", "num_tokens", *([ASSISTANT_COLUMN] if chat else [])]):
         ids, row_offsets = _flat_column(table, "input_ids")
         labels, label_offsets = _flat_column(table, "labels")
-        if not np.array_equal(row_offsets, label_offsets):
-            raise InputError(str(path), "input_ids and labels differ in length in some row", "Recreate the folder with `goldfish-prep mask`", "bad-shard")
+        columns = [(labels, label_offsets)] + ([_flat_column(table, ASSISTANT_COLUMN)] if chat else [])
+        if any(not np.array_equal(row_offsets, offsets) for _, offsets in columns):
+            raise InputError(str(path), "input_ids and labels (or assistant_masks) differ in length in some row", "Recreate the folder with `goldfish-prep mask`", "bad-shard")
         used = table.column("num_tokens").to_numpy().astype(np.int64)
         real = real_token_mask(row_offsets, used)
         ids_parts.append(ids[real])
         label_parts.append(labels[real])
+        if chat:
+            assistant_parts.append(columns[1][0][real])
         lengths.append(used)
     unit_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     if int(unit_lengths.sum()) == 0:
@@ -92,6 +105,7 @@ def load_shards(folder: str | Path) -> ShardData:
         labels=np.concatenate(label_parts),
         unit_starts=np.concatenate(([0], np.cumsum(unit_lengths)[:-1])).astype(np.int64),
         unit_lengths=unit_lengths,
+        assistant=np.concatenate(assistant_parts) != 0 if chat else None,
     )
 
 
@@ -172,26 +186,36 @@ def evaluation_rows(data: ShardData, block_size: int) -> list[tuple[Int32Array, 
     """Held-out rows for validation loss: every document's tokens as targets, *no goldfish mask*.
 
     Validation loss measures the language model, so, as in the paper's code, dropped
-    positions count here too; only padding is left out. Units are cut one by one
-    (no packing), in order.
+    positions count here too; only padding is left out (and, in chat outputs, the
+    prompt: the model is fine-tuned to answer, not to write users' turns). Units
+    are cut one by one (no packing), in order.
     """
     rows = []
     for start, length in zip(data.unit_starts.tolist(), data.unit_lengths.tolist()):
         ids = data.ids[start : start + length]
+        scored = data.assistant[start : start + length] if data.assistant is not None else np.ones(length, np.bool_)
         for begin in range(0, max(length - 1, 0), block_size):
             piece = ids[begin : begin + block_size + 1]
             inputs = np.zeros(block_size, dtype=np.int32)
             targets = np.full(block_size, IGNORE_INDEX, dtype=np.int32)
             inputs[: len(piece) - 1] = piece[:-1]
-            targets[: len(piece) - 1] = piece[1:]
+            targets[: len(piece) - 1] = np.where(scored[begin + 1 : begin + len(piece)], piece[1:], IGNORE_INDEX)
             rows.append((inputs, targets))
     return rows
 
 
 @dataclasses.dataclass(frozen=True)
 class Document:
+    """A document's ids. Chat outputs: the conversation up to the end of its final answer,
+    which begins at ``answer_start`` (``len(ids)`` when it has none); None for text outputs."""
+
     doc_id: str
     ids: Int32Array
+    answer_start: int | None = None
+
+    @property
+    def answer_length(self) -> int | None:
+        return None if self.answer_start is None else len(self.ids) - self.answer_start
 
 
 def load_documents(folder: str | Path) -> list[Document]:
@@ -199,23 +223,53 @@ def load_documents(folder: str | Path) -> list[Document]:
     the rows' non-padding ids joined end to end and split at ``doc_starts``."""
     manifest = load_manifest(folder)
     packed = manifest.get("layout", {}).get("pack") is not None
+    chat = is_chat(manifest)
     columns = ["input_ids", "num_tokens", "doc_starts"] if packed else ["input_ids", "id"]
-    documents: list[Document] = []
     pieces: list[Int32Array] = []
+    flags: list[Int32Array] = []
+    names: list[str] = []
     boundaries: list[int] = []
     offset = 0
-    for _, table in iter_shards(folder, columns):
+    for _, table in iter_shards(folder, columns + ([ASSISTANT_COLUMN] if chat else [])):
         ids, offsets = _flat_column(table, "input_ids")
-        if not packed:
-            names = table.column("id").to_pylist()
-            documents.extend(Document(str(name), ids[offsets[i] : offsets[i + 1]]) for i, name in enumerate(names))
+        used = table.column("num_tokens").to_numpy().astype(np.int64) if packed else np.diff(offsets)
+        real = real_token_mask(offsets, used)
+        pieces.append(ids[real])
+        if chat:
+            flags.append(_flat_column(table, ASSISTANT_COLUMN)[0][real])
+        row_starts = offset + np.concatenate(([0], np.cumsum(used)[:-1])).astype(np.int64)
+        if packed:
+            starts, start_offsets = _flat_column(table, "doc_starts")
+            boundaries.extend((np.repeat(row_starts, np.diff(start_offsets)) + starts).tolist())
+        else:
+            boundaries.extend(row_starts.tolist())
+            names.extend(str(name) for name in table.column("id").to_pylist())
+        offset += int(used.sum())
+    stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    # document mode: one edge per row (an empty row stays a document); packed: where documents begin
+    edges = np.array((sorted(set([0, *boundaries])) if packed else boundaries) + [len(stream)], dtype=np.int64)
+    assistant = np.concatenate(flags) != 0 if chat else None
+    return _split_documents(stream, edges, names if not packed else None, assistant)
+
+
+def _split_documents(stream: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_] | None) -> list[Document]:
+    """Documents between consecutive ``edges``; chat documents end with their final answer."""
+    answer_ends: dict[int, tuple[int, int]] = {}
+    if assistant is not None:
+        starts, ends = answer_spans(assistant, edges[:-1])
+        owner = np.searchsorted(edges, starts, side="right") - 1
+        for document, start, end in zip(owner.tolist(), starts.tolist(), ends.tolist()):
+            answer_ends[document] = (start, end)  # later answers overwrite earlier ones: the final answer stays
+    documents = []
+    for i, (a, b) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
+        if b <= a and names is None:  # packed: a stream that ends where a document would begin
             continue
-        for row, (used, starts) in enumerate(zip(table.column("num_tokens").to_pylist(), table.column("doc_starts").to_pylist())):
-            pieces.append(ids[offsets[row] : offsets[row] + used])
-            boundaries.extend(offset + start for start in starts)
-            offset += used
-    if packed:
-        stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-        edges = sorted(set([0, *boundaries])) + [len(stream)]
-        documents = [Document(f"document {i}", stream[a:b]) for i, (a, b) in enumerate(zip(edges, edges[1:])) if b > a]
+        name = names[i] if names is not None else f"document {i}"
+        if assistant is None:
+            documents.append(Document(name, stream[a:b]))
+        elif i in answer_ends:
+            start, end = answer_ends[i]
+            documents.append(Document(name, stream[a:end], start - a))
+        else:  # a conversation without an assistant token: no answer to measure (answer length 0)
+            documents.append(Document(name, stream[a:b], b - a))
     return documents
