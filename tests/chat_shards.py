@@ -97,10 +97,26 @@ def write_chat_output(
 ) -> Path:
     """A complete chat output folder (shard, dataset_info.json, manifest, state.json) in document or packed mode."""
     never = {tokenizer.token_to_id(t) for t in ("<|endoftext|>", IM_START, IM_END)}
-    ks = list(row_k) if row_k is not None else [k] * len(conversations)
+    rendered = [render(tokenizer, messages) for messages in conversations]
+    spec = {"spec": str(folder.parent / "chat-bpe.json"), "kind": "hf", "vocab_size": 600, "eos_id": tokenizer.token_to_id("<|endoftext|>")}
+    return write_rendered_output(folder, rendered, never, spec, k=k, context_width=context_width, row_k=row_k, pack=pack)
+
+
+def write_rendered_output(
+    folder: Path,
+    rendered: Sequence[tuple[list[int], list[int]]],
+    never: set[int],
+    tokenizer_spec: dict[str, Any],
+    *,
+    k: int = 4,
+    context_width: int = 13,
+    row_k: Sequence[int] | None = None,
+    pack: int | None = None,
+) -> Path:
+    """Like ``write_chat_output``, from (ids, assistant flags) rendered elsewhere (e.g. by transformers)."""
+    ks = list(row_k) if row_k is not None else [k] * len(rendered)
     rows = []
-    for i, (messages, row_of_k) in enumerate(zip(conversations, ks)):
-        ids, flags = render(tokenizer, messages)
+    for i, ((ids, flags), row_of_k) in enumerate(zip(rendered, ks)):
         labels = labels_of(ids, flags, row_of_k, context_width, never)
         rows.append({"id": f"chat-{i}", "source": f"chats.jsonl line {i + 1}", "input_ids": ids, "labels": labels,
                      "num_tokens": len(ids), "num_dropped": sum(l == -100 and f == 1 for l, f in zip(labels, flags)),
@@ -108,12 +124,12 @@ def write_chat_output(
     fields = [("id", pa.string()), ("source", pa.string()), ("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
               ("num_tokens", pa.int32()), ("num_dropped", pa.int32()), ("assistant_masks", pa.list_(pa.int8()))]  # fmt: skip
     if pack is not None:
-        rows = _packed(rows, pack, tokenizer.token_to_id("<|endoftext|>"))
+        rows = _packed(rows, pack, int(tokenizer_spec["eos_id"]))
         fields = [f for f in fields if f[0] not in ("id", "source")]
         fields.insert(4, ("doc_starts", pa.list_(pa.int32())))
     if row_k is not None and pack is None:
         fields.append(("k", pa.int32()))
-    return _write(folder, rows, fields, k, context_width, never, pack, row_k is not None)
+    return _write(folder, rows, fields, k, context_width, never, pack, row_k is not None, tokenizer_spec)
 
 
 def _packed(rows: list[dict[str, Any]], size: int, eos: int) -> list[dict[str, Any]]:
@@ -139,7 +155,8 @@ def _feature(arrow_type: pa.DataType) -> dict[str, Any]:
     return {"dtype": str(arrow_type), "_type": "Value"}
 
 
-def _write(folder: Path, rows: list[dict[str, Any]], fields: list[tuple[str, pa.DataType]], k: int, h: int, never: set[int], pack: int | None, has_k: bool) -> Path:
+def _write(folder: Path, rows: list[dict[str, Any]], fields: list[tuple[str, pa.DataType]], k: int, h: int, never: set[int], pack: int | None, has_k: bool,
+           tokenizer_spec: dict[str, Any]) -> Path:  # fmt: skip
     folder.mkdir(parents=True)
     features = {name: _feature(kind) for name, kind in fields}
     schema = pa.schema(fields, metadata={"huggingface": json.dumps({"info": {"features": features}})})
@@ -151,7 +168,7 @@ def _write(folder: Path, rows: list[dict[str, Any]], fields: list[tuple[str, pa.
     manifest = {
         "format": "goldfish-prep", "format_version": 1, "tool": {"name": "goldfish-prep", "version": "0.1.0"},
         "mask": {"strategy": "goldfish", "k": k, "context_width": h, "seed": 0, "spec_version": 1, "ignore_index": -100},
-        "tokenizer": {"spec": str(folder.parent / "chat-bpe.json"), "kind": "hf", "vocab_size": 600, "eos_id": min(never)},
+        "tokenizer": tokenizer_spec,
         "reader": {}, "inputs": [], "ignored_inputs": [], "layout": {"pack": pack, "shard_size": 268435456},
         "chat": {"template_sha256": "stand-in", "template_source": "tests/chat_shards.py", "messages_field": "messages", "role_map": {},
                  "train_on_prompt": False, "keep_ids": [], "special_ids": sorted(never), "mask_rule": "answer-local v1"},

