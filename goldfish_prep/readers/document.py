@@ -57,6 +57,10 @@ def record_from_object(obj: object, location: str, options: ReaderOptions, weigh
             f'Write one JSON object per record, with the text under "{options.text_field}"',
             "not-an-object",
         )
+    if options.chat:
+        from goldfish_prep.chat.records import chat_record_from_object
+
+        return chat_record_from_object(obj, location, options, weight)
     doc_id = doc_id_of(obj, location, options)
     if isinstance(doc_id, InputError):
         return doc_id
