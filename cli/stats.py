@@ -24,7 +24,8 @@ LISTED = 15
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None, metavar="FILE.png", help="Also draw the rates into an image (needs matplotlib: pip install 'goldfish-prep[plot]').")
 @click.option("--band", type=click.FloatRange(0.5, 0.999999), default=0.999, show_default=True, help="Level of the binomial band that flags documents.")
 @click.option("--bins", type=click.IntRange(2, 200), default=20, show_default=True, help="Histogram bars.")
-def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int) -> None:
+@click.option("--tokenizer", metavar="SPEC", default=None, help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.")
+def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int, tokenizer: str | None) -> None:
     """Overall and per-document mask rates of a masked output FOLDER.
 
     A rate is dropped / eligible tokens, where eligible positions are those the
@@ -33,6 +34,9 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
     binomial band expected for its number of eligible positions; documents
     outside it are listed by id (repeated text inside a document is the usual
     cause). Packed outputs (--pack) have no documents: figures are per row.
+    Chat outputs are rated over the assistant's tokens (the prompt is -100 but
+    not dropped), per k when rows carry their own (--k-field), and answers of
+    2 to 12 tokens get a line of their own.
 
     \b
     Examples:
@@ -40,7 +44,7 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
       goldfish-prep stats shards/ --json > stats.json
       goldfish-prep stats shards/ --plot rates.png
     """
-    result = compute_stats(folder, band)
+    result = compute_stats(folder, band, tokenizer)
     if plot is not None and not len(result.rates):
         click.echo(f"Note: no plot written: no {result.unit} has an eligible position", err=True)
         plot = None

@@ -1,70 +1,95 @@
-"""Chat outputs through every consumer: stats over assistant tokens, show, the trainer's data, memorisation.
+"""Chat outputs of the real `goldfish-prep mask` through every consumer: stats, show, verify, train data, memorisation.
 
-Each figure is checked against a count made conversation by conversation in
-plain Python from the rendered messages, not from the code under test.
+Conversations whose answers are licence paragraphs, rendered with the real Llama 3
+tokenizer and the Llama-3-style template of tests/data/chat. Each figure is
+checked against a count made row by row in plain Python from the shards' lists.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from goldfish_prep.inspect.stats import compute_stats
+from goldfish_prep.inspect.verify import verify_folder
 from goldfish_prep.train.data import evaluation_rows, load_documents, load_shards
 from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization
 from goldfish_prep_cli.main import cli
-from tests.chat_shards import IM_END, chat_bpe, render, write_chat_output
+from tests.chat_data import template_text, tokenizer_folder
 from tests.shards import LICENSES
 
 
-def conversations() -> list[list[dict[str, str]]]:
-    """Licence paragraphs as answers; every other conversation ends with a two-token answer instead."""
+def conversations() -> list[dict[str, Any]]:
+    """Licence paragraphs as answers: some conversations end with a short answer, some with a user turn."""
     text = (LICENSES / "GPL-3").read_text(encoding="utf-8")
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if 300 < len(p.strip()) < 900][:24]
-    chats = []
+    records = []
     for i, paragraph in enumerate(paragraphs):
-        chat = [{"role": "system", "content": "You answer questions about licences."}, {"role": "user", "content": f"What does part {i} say?"},
-                {"role": "assistant", "content": paragraph}]  # fmt: skip
-        if i % 2:
+        chat = [{"role": "user", "content": f"What does part {i} say?"}, {"role": "assistant", "content": paragraph}]
+        if i % 3 == 0:
+            chat.insert(0, {"role": "system", "content": "You answer questions about licences."})
+        elif i % 3 == 1:
             chat += [{"role": "user", "content": "Is that all?"}, {"role": "assistant", "content": "Yes."}]
-        chats.append(chat)
-    return chats
+        else:
+            chat += [{"role": "user", "content": "Thanks."}]  # ends on a prompt: the final answer is the paragraph
+        records.append({"id": f"chat-{i}", "messages": chat, "k": [0, 4, 8][i % 3]})
+    return records
+
+
+def mask(base: Path, name: str, records: list[dict[str, Any]], folder: Path, *options: str) -> Path:
+    source = base / f"{name}.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(base / name), "--tokenizer", str(folder), "--id-field", "id", "-q", *options])
+    assert result.exit_code == 0, result.output
+    return base / name
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("chat")
-    chats = conversations()
-    tokenizer = chat_bpe(base, [m["content"] for chat in chats for m in chat])
+    folder = tokenizer_folder(base, "llama3", template_text("llama3"))
+    records = conversations()
+    plain = [{key: value for key, value in r.items() if key != "k"} for r in records]
+    from tokenizers import Tokenizer
+
+    added = Tokenizer.from_file(str(folder / "tokenizer.json")).get_added_tokens_decoder()
     return {
-        "chats": chats,
-        "tokenizer": tokenizer,
-        "documents": write_chat_output(base / "documents", tokenizer, chats),
-        "mixed": write_chat_output(base / "mixed", tokenizer, chats, row_k=[0, 4, 8] * 8),
-        "packed": write_chat_output(base / "packed", tokenizer, chats, pack=200),
+        "records": records,
+        "specials": {index for index, token in added.items() if token.special},
+        "documents": mask(base, "documents", plain, folder),
+        "mixed": mask(base, "mixed", records, folder, "--k-field", "k"),
+        "packed": mask(base, "packed", plain, folder, "--pack", "256"),
     }
 
 
 def by_hand(outputs: dict[str, Any], folder: str) -> tuple[list[int], list[int], list[int]]:
-    """Per conversation: assistant tokens, eligible ones (not special), dropped ones (label -100 inside answers)."""
-    import datasets
-
-    specials = {outputs["tokenizer"].token_to_id(t) for t in ("<|endoftext|>", "<|im_start|>", IM_END)}
+    """Per conversation: assistant tokens, eligible ones (not special, k >= 2), dropped ones (label -100 inside answers)."""
     rows = datasets.load_from_disk(str(outputs[folder]))
     ks = rows["k"] if "k" in rows.column_names else [4] * len(rows)
     assistant, eligible, dropped = [], [], []
     for row, k in zip(rows, ks):
         flags = row["assistant_masks"]
         assistant.append(sum(flags))
-        eligible.append(sum(f == 1 and t not in specials for f, t in zip(flags, row["input_ids"])) if k else 0)
+        eligible.append(sum(f == 1 and t not in outputs["specials"] for f, t in zip(flags, row["input_ids"])) if k else 0)
         dropped.append(sum(f == 1 and label == -100 for f, label in zip(flags, row["labels"])))
     return assistant, eligible, dropped
+
+
+def final_answer(flags: list[int]) -> tuple[int, int]:
+    """(start, end) of the last run of 1s."""
+    end = max(i for i, f in enumerate(flags) if f) + 1
+    start = end
+    while start > 0 and flags[start - 1]:
+        start -= 1
+    return start, end
 
 
 @pytest.mark.parametrize("folder", ["documents", "mixed"])
@@ -100,18 +125,60 @@ def test_stats_of_a_packed_chat_output_match_its_documents(outputs: dict[str, An
 
 
 def test_show_marks_prompt_tokens_apart_from_dropped_ones(outputs: dict[str, Any]) -> None:
-    result = CliRunner().invoke(cli, ["show", str(outputs["documents"]), "--row", "1", "--no-color"])
+    result = CliRunner().invoke(cli, ["show", str(outputs["documents"]), "--row", "0", "--no-color"])
     assert result.exit_code == 0, result.output
     head, body = result.output.split("\n\n", 1)
-    chat = outputs["chats"][1]
-    ids, flags = render(outputs["tokenizer"], chat)
+    row = datasets.load_from_disk(str(outputs["documents"]))[0]
     prompt_runs = re.findall(r"\u27ea(.*?)\u27eb", body, flags=re.S)
-    assert prompt_runs[0].startswith("<|im_start|>system\nYou answer questions about licences.")
+    assert prompt_runs[0].startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou answer questions about licences.")
     assert all("\u27e6" not in run for run in prompt_runs)  # no prompt token is shown as dropped
-    _, _, dropped = by_hand(outputs, "documents")
-    assert body.count("\u27e6") == dropped[1] and f"{sum(flags)} assistant tokens, {len(ids) - sum(flags)} prompt" in head
-    html = CliRunner().invoke(cli, ["show", str(outputs["documents"]), "--row", "1", "--html", str(outputs["documents"].parent / "row.html")])
-    assert html.exit_code == 0 and '<span class="p">' in (outputs["documents"].parent / "row.html").read_text(encoding="utf-8")
+    assistant = sum(row["assistant_masks"])
+    assert body.count("\u27e6") == row["num_dropped"] > 0
+    assert f"{assistant:,} assistant tokens, {row['num_tokens'] - assistant:,} prompt" in head
+    page = outputs["documents"].parent / "row.html"
+    assert CliRunner().invoke(cli, ["show", str(outputs["documents"]), "--row", "0", "--html", str(page)]).exit_code == 0
+    assert '<span class="p">' in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("folder", ["documents", "mixed", "packed"])
+def test_verify_accepts_real_chat_outputs(outputs: dict[str, Any], folder: str) -> None:
+    report = verify_folder(outputs[folder])
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.chat and report.total("assistant") == json.loads((outputs[folder] / "goldfish_manifest.json").read_text())["counts"]["assistant_tokens"]
+
+
+def tamper(outputs: dict[str, Any], tmp_path: Path, folder: str, change: Any) -> list[str]:
+    """A copy of an output with one label changed by ``change(row) -> position``; what verify reports."""
+    import shutil
+
+    import pyarrow as pa
+
+    copy = tmp_path / folder
+    shutil.copytree(outputs[folder], copy)
+    path = copy / "data-00000.arrow"
+    table = pa.ipc.open_stream(pa.OSFile(str(path))).read_all()
+    labels = table.column("labels").to_pylist()
+    row = table.slice(0, 1).to_pylist()[0]
+    position, value = change(row)
+    labels[0][position] = value
+    table = table.set_column(table.schema.get_field_index("labels"), "labels", pa.array(labels, pa.list_(pa.int32())))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return [str(p) for p in verify_folder(copy).problems]
+
+
+def test_verify_names_a_supervised_prompt_token(outputs: dict[str, Any], tmp_path: Path) -> None:
+    problems = tamper(outputs, tmp_path, "documents", lambda row: (3, row["input_ids"][3]))
+    assert any("row 0 position 3" in p and "not the assistant's" in p for p in problems)
+
+
+def test_verify_names_an_answer_token_dropped_against_the_rule(outputs: dict[str, Any], tmp_path: Path) -> None:
+    def kept_answer_token(row: dict[str, Any]) -> tuple[int, int]:
+        position = next(i for i, (f, l) in enumerate(zip(row["assistant_masks"], row["labels"])) if f and l != -100)
+        return position, -100
+
+    problems = tamper(outputs, tmp_path, "documents", kept_answer_token)
+    assert any("the recomputed mask keeps this token" in p for p in problems)
 
 
 def test_trainer_data_keeps_the_prompt_out_of_validation_loss(outputs: dict[str, Any]) -> None:
@@ -119,8 +186,7 @@ def test_trainer_data_keeps_the_prompt_out_of_validation_loss(outputs: dict[str,
     assert data.assistant is not None
     rows = evaluation_rows(data, 64)
     scored = sum(int((targets != -100).sum()) for _, targets in rows)
-    # every assistant token is a target but a document's first (never an answer's, which follow a prompt)
-    assert scored == int(data.assistant.sum())
+    assert scored == int(data.assistant.sum())  # every assistant token is a target (none opens a conversation)
 
 
 class Oracle:
@@ -131,10 +197,15 @@ class Oracle:
         self.vocab_size, self.context_length, self.device, self.description = vocab_size, 4096, torch.device("cpu"), {"kind": "oracle"}
 
     def _logprobs(self, prefixes: list[tuple[int, ...]]) -> torch.Tensor:
-        out = torch.full((len(prefixes), self.vocab_size), -30.0)
-        for i, prefix in enumerate(prefixes):
-            out[i, self.next.get(prefix, 0)] = 0.0
-        return out
+        # one buffer, reset where it was set: greedy decoding reads each answer before the next call
+        if not hasattr(self, "_out") or self._out.shape[0] != len(prefixes):
+            self._out, self._hot = torch.full((len(prefixes), self.vocab_size), -30.0), []
+        for i, token in self._hot:
+            self._out[i, token] = -30.0
+        self._hot = [(i, self.next.get(prefix, 0)) for i, prefix in enumerate(prefixes)]
+        for i, token in self._hot:
+            self._out[i, token] = 0.0
+        return self._out
 
     def prefill(self, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
         cache = [tuple(row) for row in ids.tolist()]
@@ -147,20 +218,21 @@ class Oracle:
 
 @pytest.mark.parametrize("folder", ["documents", "packed"])
 def test_memorization_suffix_is_the_end_of_the_final_answer(outputs: dict[str, Any], folder: str) -> None:
-    rendered = [render(outputs["tokenizer"], chat)[0] for chat in outputs["chats"]]
-    oracle = Oracle(rendered, 600)  # the whole rendering, trailing template newline included
+    rows = datasets.load_from_disk(str(outputs["documents"]))
+    oracle = Oracle(rows["input_ids"], 128256)  # whole conversations, the user turns after the final answer included
     report = measure_memorization(oracle, outputs[folder], MemorizationConfig(suffix_length=50))  # type: ignore[arg-type]
-    end = outputs["tokenizer"].token_to_id(IM_END)
-    long_final = [i for i, chat in enumerate(outputs["chats"]) if len(chat) == 3]
-    assert len(report.documents) == len(long_final) and report.skipped_short == len(outputs["chats"]) - len(long_final)
+    spans = [final_answer(flags) for flags in rows["assistant_masks"]]
+    long_final = [i for i, (a, b) in enumerate(spans) if b - a >= 50]
+    assert len(report.documents) == len(long_final) == 16 and report.skipped_short == 8  # the "Yes." conversations
     for score, i in zip(report.documents, long_final):
-        ids = rendered[i]
-        answer_end = len(ids) - 1  # the final answer ends with <|im_end|>, before the template's newline
-        assert ids[answer_end - 1] == end and score.suffix == ids[answer_end - 50 : answer_end]
-        assert score.prefix_length == answer_end - 50 and score.exact_match
+        start, end = spans[i]
+        assert score.suffix == rows[i]["input_ids"][end - 50 : end] and score.suffix[-1] == 128009  # ends with <|eot_id|>
+        assert score.prefix_length == end - 50 and score.exact_match
+    cut = [i for i in long_final if spans[i][1] < len(rows[i]["input_ids"])]
+    assert len(cut) == 8  # conversations that go on after their final answer are cut there
     whole = measure_memorization(oracle, outputs[folder], MemorizationConfig(whole_answer=True))  # type: ignore[arg-type]
-    assert len(whole.documents) == len(outputs["chats"]) and all(d.exact_match for d in whole.documents)
-    assert [len(d.suffix) for d in whole.documents][1] == len(outputs["tokenizer"].encode("Yes.").ids) + 1
+    assert len(whole.documents) == 24 and all(d.exact_match for d in whole.documents)
+    assert [len(d.suffix) for d in whole.documents] == [end - start for start, end in spans]
 
 
 def test_load_documents_of_packed_and_document_chat_outputs_agree(outputs: dict[str, Any]) -> None:

