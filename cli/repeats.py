@@ -27,7 +27,10 @@ def repeats(folder: Path, min_length: int, top: int, as_json: bool) -> None:
     the mask of the first from its context-width-th token on (earlier tokens
     see text before the passage), and counts the tokens dropped in every copy,
     which are never supervised in that context. With --strategy static the
-    masks follow positions, not content, and the report says so.
+    masks follow positions, not content, and the report says so. In chat
+    outputs passages are searched in the assistant's answers only, and whole
+    answers said more than once are checked to carry one mask from their
+    first token on (the answer-local rule).
 
     Passages are found by hashing every window of N tokens and sorting the
     hashes (no pairwise comparison; memory grows with the number of windows,
@@ -53,6 +56,8 @@ def render(report: RepeatsReport) -> str:
         f"{report.total_tokens:,} tokens ({report.covered_tokens / max(report.total_tokens, 1):.2%}) lie in a repeated passage",
         "  " + _verdict(report),
     ]
+    if report.answers is not None:
+        lines += _answers(report)
     if report.collisions:
         lines.append("  (a hash collision was found and resolved by comparing tokens; the figures are exact)")
     if not report.top:
@@ -62,6 +67,22 @@ def render(report: RepeatsReport) -> str:
     for rank, passage in enumerate(report.top, 1):
         lines += _passage(rank, passage, report.config.context_width)
     return "\n".join(lines)
+
+
+def _answers(report: RepeatsReport) -> list[str]:
+    answers = report.answers
+    assert answers is not None
+    lines = [
+        f"  chat output: passages are searched in the {answers.answers:,} answers only (the prompt is never supervised)",
+        f"  repeated answers: {answers.repeated:,} answers said more than once ({answers.copies:,} copies); "
+        f"{answers.differing:,} have a copy with another mask" + (": every copy carries the same mask from its first token on" if not answers.differing else " (run `goldfish-prep verify`)"),
+        f"  of them {answers.short_repeated:,} of 2 to 12 tokens ({answers.short_copies:,} copies), {answers.short_differing:,} with a differing copy",
+    ]
+    for answer in answers.top[:NAMED * 2]:
+        preview = answer.preview if len(answer.preview) <= 70 else answer.preview[:67] + "..."
+        masks = "same masks" if not answer.differing else f"{answer.differing} copies differ"
+        lines.append(f"    {answer.count:>5,} x {answer.length:>4,} tokens (k={answer.k}), {answer.dropped} dropped, {masks}: \"{preview}\"")
+    return lines
 
 
 def _verdict(report: RepeatsReport) -> str:

@@ -41,6 +41,10 @@ def conversations() -> list[dict[str, Any]]:
         else:
             chat += [{"role": "user", "content": "Thanks."}]  # ends on a prompt: the final answer is the paragraph
         records.append({"id": f"chat-{i}", "messages": chat, "k": [0, 4, 8][i % 3]})
+    # the first answer again, after other prompts and at a later turn: it must carry the same mask
+    again = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Repeat part 0."}]
+    records.append({"id": "again-0", "messages": [*again, {"role": "assistant", "content": paragraphs[0]}], "k": 4})
+    records.append({"id": "again-1", "messages": [{"role": "user", "content": "Part zero, please."}, {"role": "assistant", "content": paragraphs[0]}], "k": 4})
     return records
 
 
@@ -181,6 +185,35 @@ def test_verify_names_an_answer_token_dropped_against_the_rule(outputs: dict[str
     assert any("the recomputed mask keeps this token" in p for p in problems)
 
 
+def test_repeats_finds_repeated_answers_with_one_mask(outputs: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli, ["repeats", str(outputs["documents"]), "--json"])
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.output)["answers"]
+    rows = datasets.load_from_disk(str(outputs["documents"]))
+    # by hand: every answer (run of assistant tokens) with its drops, grouped by ids
+    seen: dict[tuple[int, ...], list[tuple[bool, ...]]] = {}
+    for row in rows:
+        flags, ids, labels = row["assistant_masks"], row["input_ids"], row["labels"]
+        t = 0
+        while t < len(ids):
+            if flags[t]:
+                end = t
+                while end < len(ids) and flags[end]:
+                    end += 1
+                seen.setdefault(tuple(ids[t:end]), []).append(tuple(label == -100 for label in labels[t:end]))
+                t = end
+            else:
+                t += 1
+    repeated = {ids: masks for ids, masks in seen.items() if len(masks) > 1}
+    assert answers["answers"] == sum(len(m) for m in seen.values())
+    assert answers["repeated"] == len(repeated) == 2 and answers["copies"] == sum(len(m) for m in repeated.values()) == 11  # "Yes." x 8, paragraph 0 x 3
+    assert all(len(set(masks)) == 1 for masks in repeated.values()) and answers["differing"] == 0
+    assert answers["short_repeated"] == 1 and answers["short_copies"] == 8
+    assert any(a["count"] == 3 and a["dropped"] > 0 for a in answers["top"])
+    text = CliRunner().invoke(cli, ["repeats", str(outputs["documents"])]).output
+    assert "every copy carries the same mask from its first token on" in text
+
+
 def test_trainer_data_keeps_the_prompt_out_of_validation_loss(outputs: dict[str, Any]) -> None:
     data = load_shards(outputs["documents"])
     assert data.assistant is not None
@@ -223,7 +256,7 @@ def test_memorization_suffix_is_the_end_of_the_final_answer(outputs: dict[str, A
     report = measure_memorization(oracle, outputs[folder], MemorizationConfig(suffix_length=50))  # type: ignore[arg-type]
     spans = [final_answer(flags) for flags in rows["assistant_masks"]]
     long_final = [i for i, (a, b) in enumerate(spans) if b - a >= 50]
-    assert len(report.documents) == len(long_final) == 16 and report.skipped_short == 8  # the "Yes." conversations
+    assert len(report.documents) == len(long_final) == 18 and report.skipped_short == 8  # the "Yes." conversations
     for score, i in zip(report.documents, long_final):
         start, end = spans[i]
         assert score.suffix == rows[i]["input_ids"][end - 50 : end] and score.suffix[-1] == 128009  # ends with <|eot_id|>
@@ -231,7 +264,7 @@ def test_memorization_suffix_is_the_end_of_the_final_answer(outputs: dict[str, A
     cut = [i for i in long_final if spans[i][1] < len(rows[i]["input_ids"])]
     assert len(cut) == 8  # conversations that go on after their final answer are cut there
     whole = measure_memorization(oracle, outputs[folder], MemorizationConfig(whole_answer=True))  # type: ignore[arg-type]
-    assert len(whole.documents) == 24 and all(d.exact_match for d in whole.documents)
+    assert len(whole.documents) == 26 and all(d.exact_match for d in whole.documents)
     assert [len(d.suffix) for d in whole.documents] == [end - start for start, end in spans]
 
 
