@@ -222,6 +222,19 @@ def test_trainer_data_keeps_the_prompt_out_of_validation_loss(outputs: dict[str,
     assert scored == int(data.assistant.sum())  # every assistant token is a target (none opens a conversation)
 
 
+def test_train_and_memorization_commands_run_on_chat_shards(outputs: dict[str, Any]) -> None:
+    run = outputs["documents"].parent / "run"
+    trained = CliRunner().invoke(cli, ["train", str(outputs["documents"]), "-o", str(run), "--n-layer", "1", "--n-embd", "16", "--n-head", "1",
+                                       "--block-size", "320", "--batch-size", "2", "--max-steps", "2", "--eval-data", str(outputs["documents"]), "--device", "cpu", "-q"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    measured = CliRunner().invoke(cli, ["memorization", str(run), str(outputs["documents"]), "--whole-answer", "--max-documents", "3", "--json", "-q"])
+    assert measured.exit_code == 0, measured.output
+    report = json.loads(measured.output)
+    rows = datasets.load_from_disk(str(outputs["documents"]))
+    lengths = [end - start for start, end in (final_answer(flags) for flags in rows["assistant_masks"][:3])]
+    assert [len(d["suffix"]) for d in report["documents"]] == [len(d["generated"]) for d in report["documents"]] == lengths
+
+
 class Oracle:
     """A 'model' that has memorised every conversation whole: it continues any of their prefixes exactly."""
 
@@ -258,7 +271,7 @@ def test_memorization_suffix_is_the_end_of_the_final_answer(outputs: dict[str, A
     long_final = [i for i, (a, b) in enumerate(spans) if b - a >= 50]
     assert len(report.documents) == len(long_final) == 18 and report.skipped_short == 8  # the "Yes." conversations
     for score, i in zip(report.documents, long_final):
-        start, end = spans[i]
+        end = spans[i][1]
         assert score.suffix == rows[i]["input_ids"][end - 50 : end] and score.suffix[-1] == 128009  # ends with <|eot_id|>
         assert score.prefix_length == end - 50 and score.exact_match
     cut = [i for i in long_final if spans[i][1] < len(rows[i]["input_ids"])]

@@ -15,8 +15,8 @@ with the prompt).
 
 from __future__ import annotations
 
+import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,7 +113,7 @@ def test_packed_sft_trainer_receives_the_shards_labels_per_document(setup: dict[
         assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch  # padding-free: one row per batch
         ids, labels, positions = batch["input_ids"][0], batch["labels"][0], batch["position_ids"][0]
         starts = (positions == 0).nonzero().flatten().tolist() + [len(ids)]
-        for a, b in zip(starts, starts[1:]):
+        for a, b in itertools.pairwise(starts):
             key = tuple(ids[a:b].tolist())
             assert key in expected, "a packed segment is not one whole shard document"
             assert labels[a] == -100 and labels[a + 1 : b].tolist() == expected[key][1:]
