@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from goldfish_prep_cli.options import ByteSize, IdList
 
+from goldfish_prep.chat.options import ChatOptions
 from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.pipeline import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
-from goldfish_prep.chat.options import ChatOptions
-from goldfish_prep_cli.options import ByteSize, IdList
 
 
 @click.command(context_settings={"max_content_width": 100})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 
+from goldfish_prep.inspect.answers import AnswerAgreement, answer_agreement
 from goldfish_prep.inspect.repeats import RepeatedPassage, RepeatsReport, find_repeats
 
 #: occurrences named per passage in the text report
@@ -44,7 +46,27 @@ def repeats(folder: Path, min_length: int, top: int, as_json: bool) -> None:
       goldfish-prep repeats shards/ --json > repeats.json
     """
     report = find_repeats(folder, min_length=min_length, top=top)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
+    agreement = answer_agreement(folder)
+    if as_json:
+        result = report.to_dict()
+        if agreement is not None:
+            result["answers"] = dataclasses.asdict(agreement)
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(render(report) + ("" if agreement is None else "\n" + render_answers(agreement)))
+
+
+def render_answers(agreement: AnswerAgreement) -> str:
+    """The chat line: repeated answers and whether their copies carry one mask."""
+    head = (
+        f"Answers: {agreement.answers:,} in all, {agreement.distinct:,} distinct; {agreement.repeated:,} occur more than once "
+        f"({agreement.copies:,} copies)"
+    )
+    if not agreement.repeated:
+        return head
+    if not agreement.differing:
+        return f"{head}\n  every copy of every repeated answer carries the same mask, from its first token ({agreement.dropped_tokens:,} tokens dropped in all copies)"
+    return f"{head}\n  {agreement.differing:,} repeated answers have copies whose masks differ (run `goldfish-prep verify`)"
 
 
 def render(report: RepeatsReport) -> str:
@@ -70,19 +92,7 @@ def render(report: RepeatsReport) -> str:
 
 
 def _answers(report: RepeatsReport) -> list[str]:
-    answers = report.answers
-    assert answers is not None
-    lines = [
-        f"  chat output: passages are searched in the {answers.answers:,} answers only (the prompt is never supervised)",
-        f"  repeated answers: {answers.repeated:,} answers said more than once ({answers.copies:,} copies); "
-        f"{answers.differing:,} have a copy with another mask" + (": every copy carries the same mask from its first token on" if not answers.differing else " (run `goldfish-prep verify`)"),
-        f"  of them {answers.short_repeated:,} of 2 to 12 tokens ({answers.short_copies:,} copies), {answers.short_differing:,} with a differing copy",
-    ]
-    for answer in answers.top[:NAMED * 2]:
-        preview = answer.preview if len(answer.preview) <= 70 else answer.preview[:67] + "..."
-        masks = "same masks" if not answer.differing else f"{answer.differing} copies differ"
-        lines.append(f"    {answer.count:>5,} x {answer.length:>4,} tokens (k={answer.k}), {answer.dropped} dropped, {masks}: \"{preview}\"")
-    return lines
+    return [f"  chat output: passages are searched in the {report.answers:,} answers only (the prompt is never supervised)"]
 
 
 def _verdict(report: RepeatsReport) -> str:

@@ -99,7 +99,7 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
 
 def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
     add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
-    setup, template = chat_setup(job.chat, job.tokenizer_spec, job.mask) if job.reader.chat else (None, None)
+    setup, template = chat_setup(job.chat, tokenizer, job.mask) if job.reader.chat else (None, None)
     context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None, job.reader, setup)
     run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
     if setup is not None and template is not None:  # chat: the template, label options and rule decide the bytes too

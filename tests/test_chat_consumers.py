@@ -185,10 +185,10 @@ def test_verify_names_an_answer_token_dropped_against_the_rule(outputs: dict[str
     assert any("the recomputed mask keeps this token" in p for p in problems)
 
 
-def test_repeats_finds_repeated_answers_with_one_mask(outputs: dict[str, Any]) -> None:
-    result = CliRunner().invoke(cli, ["repeats", str(outputs["documents"]), "--json"])
+def test_repeats_searches_answers_and_finds_repeated_answers_with_one_mask(outputs: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli, ["repeats", str(outputs["documents"]), "--json", "--min-length", "20"])
     assert result.exit_code == 0, result.output
-    answers = json.loads(result.output)["answers"]
+    report = json.loads(result.output)
     rows = datasets.load_from_disk(str(outputs["documents"]))
     # by hand: every answer (run of assistant tokens) with its drops, grouped by ids
     seen: dict[tuple[int, ...], list[tuple[bool, ...]]] = {}
@@ -205,13 +205,14 @@ def test_repeats_finds_repeated_answers_with_one_mask(outputs: dict[str, Any]) -
             else:
                 t += 1
     repeated = {ids: masks for ids, masks in seen.items() if len(masks) > 1}
-    assert answers["answers"] == sum(len(m) for m in seen.values())
-    assert answers["repeated"] == len(repeated) == 2 and answers["copies"] == sum(len(m) for m in repeated.values()) == 11  # "Yes." x 8, paragraph 0 x 3
-    assert all(len(set(masks)) == 1 for masks in repeated.values()) and answers["differing"] == 0
-    assert answers["short_repeated"] == 1 and answers["short_copies"] == 8
-    assert any(a["count"] == 3 and a["dropped"] > 0 for a in answers["top"])
-    text = CliRunner().invoke(cli, ["repeats", str(outputs["documents"])]).output
-    assert "every copy carries the same mask from its first token on" in text
+    assert report["searched_answers"] == report["answers"]["answers"] == sum(len(m) for m in seen.values())
+    assert report["total_tokens"] == sum(len(ids) * len(m) for ids, m in seen.items())  # passages: in answers only
+    assert report["passages"] >= 1 and report["passages_differing"] == 0  # paragraph 0, said three times
+    assert report["answers"]["repeated"] == len(repeated) == 2 and report["answers"]["copies"] == 11  # "Yes." x 8, paragraph 0 x 3
+    assert all(len(set(masks)) == 1 for masks in repeated.values()) and report["answers"]["differing"] == 0
+    # with --k-field, paragraph 0 is said under k = 0 once and k = 4 twice: copies are compared within one k
+    mixed = json.loads(CliRunner().invoke(cli, ["repeats", str(outputs["mixed"]), "--json"]).output)["answers"]
+    assert (mixed["repeated"], mixed["copies"], mixed["differing"]) == (2, 10, 0)
 
 
 def test_trainer_data_keeps_the_prompt_out_of_validation_loss(outputs: dict[str, Any]) -> None:

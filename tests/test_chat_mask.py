@@ -15,12 +15,11 @@ from typing import Any
 
 import datasets
 import numpy as np
-import pytest
 from click.testing import CliRunner
+from goldfish_prep_cli.main import cli
 
 from goldfish_prep.strategies.answer_local import answer_drops
 from goldfish_prep.strategies.goldfish import drop_flat
-from goldfish_prep_cli.main import cli
 from tests.chat_data import template_text, tokenizer_folder
 from tests.reference_answer_local import answer_dropped
 
@@ -105,14 +104,16 @@ def test_the_same_answer_gets_the_same_drops_wherever_it_appears(tmp_path: Path)
     assert manifest["chat"]["mask_rule"] == "answer-local v1"
 
 
-def _band(dropped: int, eligible: int, k: int) -> tuple[float, float]:
+def _band(eligible: int, k: int) -> tuple[float, float]:
     p = 1 / k
     sigma = math.sqrt(p * (1 - p) / eligible)
     return p - 3.29 * sigma, p + 3.29 * sigma  # two-sided 99.9%
 
 
 def test_real_answers_drop_one_in_k_also_when_short(tmp_path: Path, real_texts: list[str]) -> None:
-    """Answers are real licence sentences (long) and phrases of 2-12 tokens; each distinct, so decisions are independent."""
+    """Answers are real licence sentences and phrases of 2-12 tokens. Decisions are per distinct window
+    (content addressing: the same window, the same decision), so the binomial band applies to the
+    distinct windows, over all answers and over the short ones alone."""
     sentences = sorted({s.strip() for text in real_texts[:300] for s in re.split(r"(?<=[.!?])\s+", text) if 40 < len(s.strip()) < 400})
     words = " ".join(sentences).split()
     rng = random.Random(11)
@@ -120,16 +121,47 @@ def test_real_answers_drop_one_in_k_also_when_short(tmp_path: Path, real_texts: 
     records = [{"prompt": f"Question {i}?", "completion": answer} for i, answer in enumerate(sentences[:1500] + phrases)]
     k = 4
     ds, manifest = _mask(tmp_path, records, "--k", str(k), "--num-proc", "2")
-    counts = manifest["counts"]
-    low, high = _band(counts["dropped_tokens"], counts["eligible_tokens"], k)
-    assert low <= counts["drop_rate"] <= high, counts
-    short_dropped = short_eligible = 0
+    windows: dict[tuple[int, ...], bool] = {}
+    short: dict[tuple[int, ...], bool] = {}
     for row in ds:
         for ids, labels in _answers(row):
-            eligible = len(ids) - 1  # the answer's text tokens; its last token is <|eot_id|>
-            if 2 <= eligible <= 12:
-                short_eligible += eligible
-                short_dropped += sum(label == -100 for label in labels)
-    assert short_eligible > 10_000
-    low, high = _band(short_dropped, short_eligible, k)
-    assert low <= short_dropped / short_eligible <= high, (short_dropped, short_eligible)
+            text_tokens = len(ids) - 1  # the answer's last token is <|eot_id|>, never dropped
+            assert labels[-1] == ids[-1] == 128009
+            for t in range(text_tokens):
+                window = tuple(ids[max(0, t - 12) : t + 1])
+                windows[window] = labels[t] == -100
+                if 2 <= text_tokens <= 12:
+                    short[window] = windows[window]
+    assert manifest["counts"]["eligible_tokens"] == sum(len(ids) - 1 for row in ds for ids, _ in _answers(row))
+    assert len(short) > 10_000
+    for decisions in (windows, short):
+        low, high = _band(len(decisions), k)
+        assert low <= sum(decisions.values()) / len(decisions) <= high, (sum(decisions.values()), len(decisions))
+
+
+def test_repeats_reports_that_repeated_answers_carry_one_mask(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from goldfish_prep.inspect.answers import answer_agreement
+
+    answer = "Use ls -la to list every file in the folder, hidden ones included, with sizes and dates."
+    records = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": answer if i % 2 else f"Unique answer {i}."}]} for i in range(10)]
+    ds, _ = _mask(tmp_path, records, "--k", "2")
+    agreement = answer_agreement(tmp_path / "out")
+    assert agreement is not None
+    assert (agreement.answers, agreement.distinct, agreement.repeated, agreement.copies, agreement.differing) == (10, 6, 1, 5, 0)
+    assert agreement.dropped_tokens == sum(label == -100 for ids, labels in _answers(ds[1]) for label in labels) > 0
+    result = CliRunner().invoke(cli, ["repeats", str(tmp_path / "out"), "--min-length", "5"])
+    assert "every copy of every repeated answer carries the same mask" in result.output, result.output
+    # a copy whose mask was changed is noticed
+    shard = tmp_path / "out" / "data-00000.arrow"
+    table = pa.ipc.open_stream(shard.read_bytes()).read_all()
+    labels = table.column("labels").to_pylist()
+    row = labels[3]
+    position = ds[3]["assistant_masks"].index(1)
+    row[position] = -100 if row[position] != -100 else ds[3]["input_ids"][position]
+    table = table.set_column(table.schema.get_field_index("labels"), "labels", pa.array(labels, type=pa.list_(pa.int32())))
+    with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    changed = answer_agreement(tmp_path / "out")
+    assert changed is not None and changed.differing == 1

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
-
 from goldfish_prep_cli.main import cli
+
 from tests.chat_data import template_text, tokenizer_folder
 
 EOT = 128009
@@ -70,8 +70,10 @@ def test_every_format_gives_the_same_contract_rows(tmp_path: Path, folder: Path)
     with pa.OSFile(str(tmp_path / "chat.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     datasets.Dataset.from_list(records).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "chat.json").write_text(json.dumps(records), encoding="utf-8")
+    sources = {"jsonl": jsonl, "json-array": tmp_path / "chat.json", "parquet": tmp_path / "chat.parquet", "arrow": tmp_path / "chat.arrow", "saved": tmp_path / "saved"}
     outputs = {}
-    for name, source in {"jsonl": jsonl, "parquet": tmp_path / "chat.parquet", "arrow": tmp_path / "chat.arrow", "saved": tmp_path / "saved"}.items():
+    for name, source in sources.items():
         ds, manifest = mask(source, tmp_path / f"out-{name}", folder)
         assert ds.column_names == ["id", "source", "input_ids", "labels", "num_tokens", "num_dropped", "assistant_masks"]
         assert ds.features["assistant_masks"].feature.dtype == "int8"
@@ -84,7 +86,7 @@ def test_every_format_gives_the_same_contract_rows(tmp_path: Path, folder: Path)
         assert counts["dropped_tokens"] == sum(r["num_dropped"] for r in ds) > 0
         assert manifest["chat"]["mask_rule"] == "answer-local v1" and manifest["chat"]["generation_block"] is True
         assert manifest["k_field"] is None
-    assert outputs["jsonl"] == outputs["parquet"] == outputs["arrow"] == outputs["saved"]
+    assert outputs["jsonl"] == outputs["json-array"] == outputs["parquet"] == outputs["arrow"] == outputs["saved"]
 
 
 def test_prompt_completion_and_sharegpt_equal_messages(tmp_path: Path, folder: Path) -> None:
@@ -113,7 +115,7 @@ def test_packed_rows_keep_assistant_masks(tmp_path: Path, folder: Path) -> None:
     source = write_jsonl(tmp_path / "chat.jsonl", [{"messages": m} for m in CONVERSATIONS])
     documents, _ = mask(source, tmp_path / "docs", folder)
     packed, _ = mask(source, tmp_path / "packed", folder, "--pack", 128)
-    flat = lambda ds, col: [v for row in ds for v in row[col]]  # noqa: E731
+    flat = lambda ds, col: [v for row in ds for v in row[col]]
     n = len(flat(documents, "input_ids"))
     assert flat(packed, "input_ids")[:n] == flat(documents, "input_ids")
     assert flat(packed, "labels")[:n] == flat(documents, "labels")
@@ -193,6 +195,8 @@ def test_a_tokenizer_without_a_template_is_refused_with_the_fix(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "goldfish_manifest.json").read_text())
     assert manifest["chat"]["template_source"] == str(template)
+    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(tmp_path / "o2"), "--chat-template", str(template), "-q"])
+    assert result.exit_code != 0 and "is a tiktoken tokenizer" in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_document_strategies_are_refused_for_chat(tmp_path: Path, folder: Path) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goldfish_prep.chat.render import ChatRenderer, tokens_in_spans
 from goldfish_prep.chat.records import check_message
+from goldfish_prep.chat.render import ChatRenderer, tokens_in_spans
 from goldfish_prep.records import Record
 from tests.chat_data import conversation, template_text, tokenizer_folder
 
@@ -90,3 +90,18 @@ def test_straddling_token_counts_as_the_assistants() -> None:
     assert tokens_in_spans(offsets, [(5, 8)]).tolist() == [False, True, True, False]
     assert tokens_in_spans(offsets, [(3, 7), (9, 12)]).tolist() == [False, True, False, True]
     assert tokens_in_spans(offsets, []).tolist() == [False] * 4
+
+
+def test_both_encoding_paths_are_exercised(folders: dict[tuple[str, str], Path]) -> None:
+    """Llama 3 (byte-level BPE, no normalizer) takes the byte-length path, DeepSeek (a normalizer) the offsets path;
+    the comparison with transformers above covers both."""
+    from goldfish_prep.chat.encode import ChatEncoder
+    from goldfish_prep.tokenizers import load_tokenizer
+
+    llama = ChatEncoder(load_tokenizer(str(folders["llama3", "llama3"])).chat_backend())  # type: ignore[attr-defined]
+    deepseek = ChatEncoder(load_tokenizer(str(folders["deepseek", "llama3"])).chat_backend())  # type: ignore[attr-defined]
+    assert llama._token_bytes is not None and deepseek._token_bytes is None
+    text = "<|begin_of_text|>héllo 中文 👍🏽<|eot_id|>"
+    ids, offsets, spans = llama.encode([text], [[(17, 29)]])[0]
+    assert offsets[-1, 1] == len(text.encode()) and spans == [(17, len(text[:29].encode()))]
+    assert ids[0] == 128000 and ids[-1] == 128009

@@ -14,12 +14,17 @@ from typing import Any
 
 from goldfish_prep.chat.masking import ChatSetup
 from goldfish_prep.chat.records import ROLE_MAP
-from goldfish_prep.chat.template import ChatTemplate, find_chat_template
+from goldfish_prep.chat.template import (
+    ChatTemplate,
+    compile_template,
+    find_chat_template,
+)
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records
 from goldfish_prep.records import Record
 from goldfish_prep.strategies.answer_local import RULE
+from goldfish_prep.tokenizers import Tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +59,21 @@ def reads_chat(options: ChatOptions, reader: ReaderOptions, sources: list[InputS
     return getattr(text_view, "reason", "") == "missing-text-field" and getattr(chat_view, "reason", "no-messages") != "no-messages"
 
 
-def chat_setup(options: ChatOptions, tokenizer_spec: str, mask: MaskConfig) -> tuple[ChatSetup, ChatTemplate]:
-    """The worker's setup and the template, after checking the options fit chat records."""
+def chat_setup(options: ChatOptions, tokenizer: Tokenizer, mask: MaskConfig) -> tuple[ChatSetup, ChatTemplate]:
+    """The worker's setup and the template, after checking the options and the tokenizer fit chat records."""
+    tokenizer_spec = tokenizer.spec
     if mask.strategy not in ("goldfish", "none"):
         raise ConfigError(
             f"--strategy {mask.strategy} is a rule for whole documents; chat records are masked answer by answer "
             "with the goldfish hash (docs/mask-spec.md, answer-local). Fix: use --strategy goldfish or none"
         )
     template = find_chat_template(tokenizer_spec, options.template_file)
+    if not hasattr(tokenizer, "chat_backend"):
+        raise ConfigError(
+            f"tokenizer {tokenizer_spec!r} is a {tokenizer.kind} tokenizer; chat records need the model's Hugging Face "
+            "tokenizer (a folder or tokenizer.json), whose offsets map the assistant's text to tokens. Fix: pass it with --tokenizer"
+        )
+    compile_template(template.text)  # a template that does not compile stops the run here, not in a worker
     return ChatSetup(template.text, options.train_on_prompt, tuple(sorted(set(options.keep_ids)))), template
 
 

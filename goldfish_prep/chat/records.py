@@ -20,7 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.readers.document import doc_id_of, json_type, surrogate_problem, utf8_size
+from goldfish_prep.readers.document import (
+    doc_id_of,
+    json_type,
+    surrogate_problem,
+    utf8_size,
+)
 from goldfish_prep.readers.options import ReaderOptions
 from goldfish_prep.records import Record
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from goldfish_prep.chat.encode import ChatEncoder
 from goldfish_prep.chat.template import compile_template
 from goldfish_prep.errors import ConfigError, InputError
 from goldfish_prep.records import Record
@@ -63,10 +64,11 @@ class ChatRenderer:
                 f"tokenizer {tokenizer_spec!r} is a {tokenizer.kind} tokenizer; chat records need the model's Hugging Face "
                 "tokenizer (a folder or tokenizer.json), whose offsets map the assistant's text to tokens. Fix: pass it with --tokenizer"
             )
-        self._backend = tokenizer.chat_backend()
+        backend = tokenizer.chat_backend()
+        self._encoder = ChatEncoder(backend)
         self._variables: dict[str, Any] = dict(getattr(tokenizer, "special_tokens_map", {}))
         self._template = compile_template(template_text)
-        added = self._backend.get_added_tokens_decoder()
+        added = backend.get_added_tokens_decoder()
         special = sorted(index for index, token in added.items() if token.special)
         self._protected_ids = np.array(sorted({*special, *keep_ids}), dtype=np.int64)
         # longest first, so <|eot_id|> wins over a shorter token it starts with
@@ -85,33 +87,33 @@ class ChatRenderer:
             texts.append(rendered[0])
             spans.append(rendered[1])
             results.append(None)
-        encodings = iter(self._backend.encode_batch(texts, add_special_tokens=False) if texts else [])
-        span_lists = iter(spans)
+        encoded = self._encoder.encode(texts, spans)
+        # one isin over the batch: per conversation it costs more than the rest of the bookkeeping
+        flat = np.concatenate([ids for ids, _, _ in encoded]) if encoded else np.zeros(0, np.int32)
+        protected = iter(np.split(np.isin(flat, self._protected_ids), np.cumsum([len(ids) for ids, _, _ in encoded])[:-1]))
+        chats = iter(encoded)
         out: list[RenderedChat | InputError] = []
         for result in results:
             if result is not None:
                 out.append(result)
                 continue
-            encoding = next(encodings)
-            ids = np.asarray(encoding.ids, dtype=np.int32)
-            offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-            assistant = np.ones(len(ids), np.bool_) if train_on_prompt else tokens_in_spans(offsets, next(span_lists))
-            protected = np.isin(ids, self._protected_ids)
-            out.append(RenderedChat(ids, assistant, protected))
+            ids, offsets, token_spans = next(chats)
+            assistant = np.ones(len(ids), np.bool_) if train_on_prompt else tokens_in_spans(offsets, token_spans)
+            out.append(RenderedChat(ids, assistant, next(protected)))
         return out
 
     def _render(self, record: Record) -> tuple[str, list[tuple[int, int]]] | InputError:
         variables = {**self._variables, "messages": record.messages, "tools": None, "documents": None, "add_generation_prompt": False}
         try:
             text, spans = self._template.render(variables)
-        except Exception as exc:  # a template raises what its code raises: raise_exception, TypeError, UndefinedError...
+        except Exception as exc:  # noqa: BLE001 -- a template raises what its code raises: raise_exception, TypeError, UndefinedError...
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return InputError(record.location, f"the chat template failed on this conversation: {cause}", "Fix the record or the template (--chat-template)", "template-error")
         if not self._template.has_generation:
             messages = record.messages or []
             try:
                 probe, _ = self._template.render({**variables, "messages": probe_messages(messages)})
-            except Exception:  # a template that reads the answer's words: no way to place them
+            except Exception:  # noqa: BLE001 -- a template that reads the answer's words: no way to place them
                 probe = ""
             found = content_spans(text, probe, messages, self._special_texts)
             if isinstance(found, str):

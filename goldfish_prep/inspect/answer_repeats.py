@@ -1,20 +1,17 @@
-"""Repeated answers in chat outputs, and whether every copy carries the same mask.
+"""The answers of a chat output as a corpus of their own: what ``repeats`` searches for passages.
 
 In a chat output the goldfish mask lives in the answers only (answer-local
-rule: each answer masked as a sequence of its own, docs/mask-spec.md), so what
-``repeats`` searches is the answers end to end, each its own document: a
-passage the assistant says in several conversations must lose the same tokens
-wherever it is said. Whole answers said more than once ("Sure, here is the
-command:", a support macro) are reported apart: the rule promises them the
-identical mask from their first token on, whatever prompt came before.
-Answers are compared within one k: rows of a ``--k-field`` run with another k
-are masked differently by design.
+rule: each answer masked as a sequence of its own, docs/mask-spec.md), and the
+prompt is never supervised, so repeated passages are searched in the answers
+end to end, each answer its own document: a passage the assistant says in
+several conversations must lose the same tokens wherever it is said, from its
+``context_width``-th token on. (Whole answers said more than once are
+``answers.answer_agreement``'s.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +21,9 @@ import pyarrow as pa
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
-from goldfish_prep.inspect.answers import answer_spans, assistant_flags, row_k
-from goldfish_prep.inspect.chat_stats import SHORT_ANSWERS
+from goldfish_prep.inspect.chat_columns import answer_spans, assistant_flags, row_k
 from goldfish_prep.inspect.columns import Int32s, Int64s, shard_stream
 from goldfish_prep.inspect.corpus import Corpus
-
-#: repeated answers listed in a report
-LISTED = 10
-
 
 @dataclasses.dataclass(frozen=True)
 class AnswerCorpus:
@@ -77,67 +69,3 @@ def load_answer_corpus(folder: str | Path) -> AnswerCorpus:
         doc_ids=pa.array(names, pa.string()), row_starts=np.zeros(1, np.int64),
     )  # fmt: skip
     return AnswerCorpus(corpus, np.concatenate(ks) if ks else np.zeros(0, np.int64))
-
-
-@dataclasses.dataclass(frozen=True)
-class RepeatedAnswer:
-    """One answer said ``count`` times (with one k): how many copies' masks differ from the first's."""
-
-    length: int
-    count: int
-    k: int
-    dropped: int
-    differing: int
-    preview: str
-    occurrences: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class AnswerRepeats:
-    """Answers said more than once, and whether their copies carry one mask."""
-
-    answers: int
-    repeated: int
-    copies: int
-    differing: int
-    #: the same for answers of 2 to 12 tokens (their mask comes from partial windows only)
-    short_repeated: int
-    short_copies: int
-    short_differing: int
-    top: tuple[RepeatedAnswer, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**{key: value for key, value in dataclasses.asdict(self).items() if key != "top"},
-                "short_lengths": list(SHORT_ANSWERS), "top": [dataclasses.asdict(a) for a in self.top]}  # fmt: skip
-
-
-def repeated_answers(answers: AnswerCorpus, preview: Any, listed: int = LISTED) -> AnswerRepeats:
-    """Group the answers by (k, ids) and compare each copy's drop flags with the first copy's."""
-    corpus = answers.corpus
-    bounds = np.append(corpus.starts, len(corpus.ids))
-    groups: dict[tuple[int, bytes], list[int]] = defaultdict(list)
-    for index, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
-        groups[(int(answers.k[index]), corpus.ids[a:b].tobytes())].append(index)
-    figures = {"repeated": 0, "copies": 0, "differing": 0, "short_repeated": 0, "short_copies": 0, "short_differing": 0}
-    found: list[RepeatedAnswer] = []
-    for (k, _), members in groups.items():
-        if len(members) < 2:
-            continue
-        first = corpus.drop[bounds[members[0]] : bounds[members[0] + 1]]
-        differing = sum(not np.array_equal(first, corpus.drop[bounds[m] : bounds[m + 1]]) for m in members[1:])
-        length = int(bounds[members[0] + 1] - bounds[members[0]])
-        short = SHORT_ANSWERS[0] <= length <= SHORT_ANSWERS[1]
-        for prefix in ("", "short_") if short else ("",):
-            figures[prefix + "repeated"] += 1
-            figures[prefix + "copies"] += len(members)
-            figures[prefix + "differing"] += int(differing > 0)
-        found.append(RepeatedAnswer(length, len(members), k, int(first.sum()), differing, "", tuple(str(m) for m in members[:3])))
-    found.sort(key=lambda a: (-a.count, -a.length))
-    top = tuple(_named(corpus, bounds, a, preview) for a in found[:listed])
-    return AnswerRepeats(answers=len(corpus.starts), top=top, **figures)
-
-
-def _named(corpus: Corpus, bounds: Int64s, answer: RepeatedAnswer, preview: Any) -> RepeatedAnswer:
-    first = int(answer.occurrences[0])
-    text = preview(corpus.ids[bounds[first] : bounds[first] + min(answer.length, 40)].tolist())
-    return dataclasses.replace(answer, preview=text, occurrences=tuple(corpus.name(int(m)) for m in answer.occurrences))

@@ -1,115 +1,87 @@
-"""Chat shards: which tokens are the assistant's, and where each answer lies.
+"""Repeated answers in chat shards: does every copy of an answer carry the same mask?
 
-A chat output (docs/format.md, "Chat columns") carries ``assistant_masks``
-(int8, 1 on the assistant's part of each turn) next to ``input_ids`` and
-``labels``, and optionally a per-row ``k`` (``--k-field``, 0 = standard loss).
-The goldfish mask is applied to each *answer*, a maximal run of assistant
-tokens, as a sequence of its own; so every consumer (stats, show, verify,
-repeats, memorisation) needs the same two things: the assistant flags as a
-flat array, and the answers as (start, end) pairs that never cross a document.
-They are computed here, on whole shards, with no Python loop over tokens.
+Answer-local masks (docs/mask-spec.md) depend only on an answer's own ids, so
+every copy of an answer, after any prompt, should lose exactly the same
+tokens, from its first token on. This module groups the answers of a chat
+output (maximal runs of ``assistant_masks == 1`` within a row) by their ids
+and counts the groups whose copies' masks differ. Document outputs only: in
+packed rows an answer can be cut by a row boundary. In a ``--k-field`` output
+answers are grouped by (ids, k): under another k an answer is masked
+differently by design.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import xxhash
 
-from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.columns import Int64s, TokenStream, int_column, list_values
-
-ASSISTANT_COLUMN = "assistant_masks"
-K_COLUMN = "k"
-Bools = npt.NDArray[np.bool_]
-
-_RECREATE = "Run `goldfish-prep verify` on the folder, or recreate it with `goldfish-prep mask`"
+from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
 
 
-def is_chat(manifest: dict[str, Any]) -> bool:
-    """True for the output of `mask` over conversations (the manifest has a ``chat`` object)."""
-    return isinstance(manifest.get("chat"), dict)
+@dataclasses.dataclass(frozen=True)
+class AnswerAgreement:
+    """``answers`` in all; ``distinct`` different ones; ``repeated`` of those occur 2+ times, in ``copies`` copies."""
+
+    answers: int
+    distinct: int
+    repeated: int
+    copies: int
+    #: repeated answers whose copies do not all carry the same mask
+    differing: int
+    #: tokens of repeated answers dropped in every copy (the same as in any one copy when masks agree)
+    dropped_tokens: int
 
 
-def never_dropped_ids(manifest: dict[str, Any], tokenizer: str | None = None) -> npt.NDArray[np.int64]:
-    """Ids the answer-local rule never drops: ``--keep-ids`` and the tokenizer's special tokens.
-
-    ``keep_ids`` are in the manifest's ``chat`` object; the special ids are
-    taken from ``chat.special_ids`` where a run recorded them, else from the
-    tokenizer the manifest names (or ``tokenizer``, when it moved): its added
-    tokens marked special, as ``mask`` protects them (docs/mask-spec.md).
-    """
-    chat = manifest.get("chat") or {}
-    special = chat.get("special_ids")
-    if special is None:
-        special = _special_ids(tokenizer or manifest.get("tokenizer", {}).get("spec"))
-    return np.unique(np.asarray([*chat.get("keep_ids", []), *special], dtype=np.int64))
-
-
-def _special_ids(spec: str | None) -> list[int]:
-    from goldfish_prep.errors import TokenizerError
-    from goldfish_prep.tokenizers import load_tokenizer
-
-    fix = "Pass --tokenizer with the tokenizer the output was made with (its special tokens are never dropped)"
-    if not spec:
-        raise InputError("goldfish_manifest.json", "the manifest names no tokenizer, so the special tokens of this chat output are unknown", fix, "no-tokenizer")
-    try:
-        backend = load_tokenizer(spec).chat_backend()  # type: ignore[attr-defined]
-    except (TokenizerError, AttributeError, OSError) as exc:
-        raise InputError(str(spec), f"cannot load the chat output's tokenizer here ({exc})", fix, "no-tokenizer") from exc
-    return sorted(int(index) for index, token in backend.get_added_tokens_decoder().items() if token.special)
-
-
-def assistant_flags(table: Any, path: Path, stream: TokenStream) -> Bools:
-    """The ``assistant_masks`` column as one flag per token of ``stream`` (padding left out, like the stream)."""
-    values, offsets = list_values(table, ASSISTANT_COLUMN, path)
-    if not np.array_equal(offsets, stream.raw_offsets):
-        row = int(np.flatnonzero(np.diff(offsets) != np.diff(stream.raw_offsets))[0]) if len(offsets) == len(stream.raw_offsets) else 0
-        raise InputError(f"{path} row {row}", "assistant_masks and input_ids differ in length", _RECREATE, "bad-shard")
-    bad = np.flatnonzero((values != 0) & (values != 1))
-    if len(bad):
-        raise InputError(f"{path}", f"assistant_masks holds {int(values[bad[0]])}; its values are 0 and 1", _RECREATE, "bad-shard")
-    flags: Bools = values.astype(np.bool_)
-    if len(stream.padding):
-        flags = np.delete(flags, stream.padding)
-    return flags
-
-
-def row_k(table: Any, path: Path) -> Int64s | None:
-    """Each row's own k (``--k-field``; 0: standard loss for that row), or None when rows carry none."""
-    if K_COLUMN not in table.column_names:
+def answer_agreement(folder: str | Path) -> AnswerAgreement | None:
+    """The agreement of repeated answers, or None for outputs without chat rows or with packed rows."""
+    manifest = load_manifest(folder)
+    if manifest.get("chat") is None or manifest.get("layout", {}).get("pack") is not None:
         return None
-    return int_column(table, K_COLUMN, path)
+    masks: dict[bytes, bytes] = {}
+    counts: dict[bytes, int] = {}
+    differing: set[bytes] = set()
+    dropped: dict[bytes, int] = {}
+    for path in shard_paths(folder, manifest):
+        k_field = manifest.get("k_field") is not None
+        table = read_shard(path, ["input_ids", "labels", "assistant_masks", *(["k"] if k_field else [])])
+        row_k = table.column("k").to_pylist() if k_field else None
+        for ids, drop, row in _answers(table):
+            key = xxhash.xxh3_128_digest(ids.tobytes() + (b"" if row_k is None else int(row_k[row]).to_bytes(4, "little")))
+            mask = np.packbits(drop).tobytes()
+            if masks.setdefault(key, mask) != mask:
+                differing.add(key)
+            counts[key] = counts.get(key, 0) + 1
+            dropped.setdefault(key, int(drop.sum()))
+    repeated = [key for key, n in counts.items() if n > 1]
+    return AnswerAgreement(
+        answers=sum(counts.values()),
+        distinct=len(counts),
+        repeated=len(repeated),
+        copies=sum(counts[key] for key in repeated),
+        differing=len(differing),
+        dropped_tokens=sum(dropped[key] for key in repeated if key not in differing),
+    )
 
 
-def answer_spans(assistant: Bools, doc_starts: Int64s) -> tuple[Int64s, Int64s]:
-    """(starts, ends) of the answers: maximal runs of assistant tokens, cut where a document begins.
-
-    >>> s, e = answer_spans(np.array([0, 1, 1, 0, 1, 1, 1], bool), np.array([0, 5]))
-    >>> s.tolist(), e.tolist()
-    ([1, 4, 5], [3, 5, 7])
-    """
-    n = len(assistant)
-    flags = assistant.astype(np.int8)
-    edges = np.diff(np.concatenate([[0], flags, [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    cuts = np.asarray(doc_starts, dtype=np.int64)
-    cuts = cuts[(cuts > 0) & (cuts < n)]
-    inside = cuts[assistant[cuts] & assistant[cuts - 1]]  # a document begins inside a run: split it there
-    all_starts = np.sort(np.concatenate([starts, inside])).astype(np.int64)
-    all_ends = np.sort(np.concatenate([ends, inside])).astype(np.int64)
-    return all_starts, all_ends
-
-
-def answer_positions(starts: Int64s, ends: Int64s, n: int) -> tuple[Int64s, Int64s]:
-    """(answer index, position inside the answer) of every token; -1 for tokens outside answers."""
-    index = np.full(n, -1, dtype=np.int64)
-    local = np.full(n, -1, dtype=np.int64)
-    lengths = ends - starts
-    covered = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
-    where = np.repeat(starts, lengths) + (np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    index[where] = covered
-    local[where] = where - starts[covered]
-    return index, local
+def _answers(table: pa.Table) -> list[tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_], int]]:
+    """(ids, dropped, row) of every answer in a shard's rows."""
+    ids_column = table.column("input_ids").combine_chunks()
+    offsets = np.asarray(ids_column.offsets, dtype=np.int64)
+    ids = np.asarray(ids_column.values, dtype=np.int32)[offsets[0] : offsets[-1]]
+    labels = np.asarray(table.column("labels").combine_chunks().values, dtype=np.int32)[offsets[0] : offsets[-1]]
+    assistant = np.asarray(table.column("assistant_masks").combine_chunks().values, dtype=np.int8)[offsets[0] : offsets[-1]] == 1
+    offsets = offsets - offsets[0]
+    head = np.zeros(len(ids), np.bool_)
+    head[offsets[:-1][offsets[:-1] < len(ids)]] = True
+    previous = np.concatenate([[False], assistant[:-1]])
+    starts = np.flatnonzero(assistant & (head | ~previous))
+    following = np.concatenate([assistant[1:], [False]]) & ~np.concatenate([head[1:], [True]])
+    ends = np.flatnonzero(assistant & ~following) + 1
+    drop = labels == IGNORE_INDEX
+    rows = np.searchsorted(offsets, starts, side="right") - 1
+    return [(ids[a:b], drop[a:b], int(r)) for a, b, r in zip(starts.tolist(), ends.tolist(), rows.tolist())]

@@ -24,7 +24,7 @@ from goldfish_prep.chat.masking import ChatTokens, mask_answers
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import IGNORE_INDEX
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.answers import Bools, assistant_flags, row_k
+from goldfish_prep.inspect.chat_columns import Bools, assistant_flags, row_k
 from goldfish_prep.inspect.columns import Int32s, TokenStream
 
 

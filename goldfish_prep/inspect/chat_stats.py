@@ -24,7 +24,7 @@ import numpy as np
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import IGNORE_INDEX
-from goldfish_prep.inspect.answers import Bools, answer_spans, assistant_flags, row_k
+from goldfish_prep.inspect.chat_columns import Bools, answer_spans, assistant_flags, row_k
 from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.inspect.columns import Int64s, TokenStream
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError
-from goldfish_prep.inspect.answers import never_dropped_ids
+from goldfish_prep.inspect.chat_columns import never_dropped_ids
 from goldfish_prep.inspect.columns import Int32s, Int64s, list_values
 from goldfish_prep.mask import eligible_counts
 

@@ -22,8 +22,8 @@ import numpy as np
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.dataset import load_manifest
-from goldfish_prep.inspect.answer_repeats import AnswerRepeats, load_answer_corpus, repeated_answers
-from goldfish_prep.inspect.answers import is_chat
+from goldfish_prep.inspect.answer_repeats import load_answer_corpus
+from goldfish_prep.inspect.chat_columns import is_chat
 from goldfish_prep.inspect.columns import Int64s
 from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import Passages, merge_windows, passages_hold, spans
@@ -72,15 +72,14 @@ class RepeatsReport:
     passages_differing: int
     collisions: bool
     top: tuple[RepeatedPassage, ...]
-    #: chat outputs: whole answers said more than once (passages are then searched in answers only)
-    answers: AnswerRepeats | None = None
+    #: chat outputs: passages are searched in the answers only; how many answers there are
+    answers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         result = {key: value for key, value in dataclasses.asdict(self).items() if key not in ("config", "top", "answers")}
+        result["searched_answers"] = self.answers
         result["mask"] = self.config.to_dict()
         result["top"] = [{**dataclasses.asdict(p), "supervised": p.supervised} for p in self.top]
-        if self.answers is not None:
-            result["answers"] = self.answers.to_dict()
         return result
 
 
@@ -93,7 +92,7 @@ def find_repeats(folder: str | Path, min_length: int = 50, top: int = 20) -> Rep
     passages, collisions = locate_passages(corpus, min_length)
     differing, dropped_everywhere = mask_agreement(corpus, passages)
     preview = _previewer(corpus)
-    answers = repeated_answers(answer_corpus, preview) if answer_corpus is not None else None
+    answers = len(answer_corpus.corpus.starts) if answer_corpus is not None else None
     chosen = tuple(_describe(corpus, passages, p, differing, dropped_everywhere, preview) for p in _most_repeated(passages, top))
     return RepeatsReport(
         folder=str(folder),

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
-from goldfish_prep.inspect.answers import is_chat, never_dropped_ids
+from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
 from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.inspect.chat_stats import ChatFigures, ChatPart, combine, flag_units, shard_part
 from goldfish_prep.inspect.columns import Int64s, TokenStream, int_column, shard_stream

@@ -16,7 +16,7 @@ from typing import Any
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import MANIFEST_NAME, load_manifest, shard_paths
-from goldfish_prep.inspect.answers import is_chat, never_dropped_ids
+from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
 from goldfish_prep.parallel import ordered_map
 

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest, real_token_mask
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.answers import ASSISTANT_COLUMN, answer_spans, is_chat
+from goldfish_prep.inspect.chat_columns import ASSISTANT_COLUMN, answer_spans, is_chat
 
 Int32Array = npt.NDArray[np.int32]
 
