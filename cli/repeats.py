@@ -97,11 +97,12 @@ def _answers(report: RepeatsReport) -> list[str]:
 
 def _verdict(report: RepeatsReport) -> str:
     width = report.config.context_width
-    if report.config.strategy == "none":
-        return "strategy none: no token is dropped, every repeated token is supervised in every copy"
+    strategy = report.config.strategy_object
+    if strategy.expected_rate(report.config) == 0.0:
+        return f"strategy {strategy.name}: no token is dropped, every repeated token is supervised in every copy"
     if not report.passages_differing:
         return f"every occurrence of every passage carries the same mask after its first {width} tokens: copies add no exposure"
-    note = " (static masks follow positions, not content)" if report.config.strategy == "static" else " (run `goldfish-prep verify`)"
+    note = f" ({strategy.name} masks follow positions, not content)" if not strategy.content_addressed else " (run `goldfish-prep verify`)"
     return (
         f"{report.passages_differing:,} of {report.passages:,} passages have copies whose masks differ{note}:\n"
         "  together the copies supervise tokens that one copy drops"

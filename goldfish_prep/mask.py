@@ -4,7 +4,9 @@ Nothing here reads files, imports torch, pyarrow or click, or keeps state
 between calls, so a trainer or another tool can import it cheaply and a test
 can hold that line. ``mask_documents`` works on a *flat batch* (many documents
 concatenated, with their start offsets) because the vectorised hashes are only
-fast on long arrays; ``goldfish_mask`` is the one-document convenience.
+fast on long arrays; ``goldfish_mask`` is the one-document convenience. What
+each strategy decides lives in ``strategies/``; this module only validates and
+dispatches.
 
 Masks are always per document: position ``t`` of a document counts from that
 document's first id, so a passage gets the same mask wherever it appears.
@@ -17,7 +19,10 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
-from goldfish_prep.strategies import goldfish, hash_table, static
+from goldfish_prep.strategies import Extras
+from goldfish_prep.strategies.base import local_positions
+
+__all__ = ["as_token_array", "eligible_counts", "goldfish_mask", "local_positions", "mask_documents"]
 
 
 def goldfish_mask(
@@ -61,42 +66,27 @@ def mask_documents(
     ids: npt.NDArray[np.integer],
     starts: npt.NDArray[np.integer],
     config: MaskConfig,
+    extras: Extras | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Drop decisions for a flat batch: ``ids`` of all documents end to end, ``starts[i]`` where document i begins.
 
     ``starts`` must begin with 0 and increase; the last document runs to the end.
     Ids must be non-negative (callers validate; see ``as_token_array``).
+    ``extras``: per-document inputs for strategies that need more than ids
+    (``Strategy.requires`` names them).
 
     >>> ids = np.array([5, 6, 7, 5, 6, 7])
     >>> mask_documents(ids, np.array([0, 3]), MaskConfig(k=2, context_width=1)).reshape(2, 3)[0].tolist() == \\
     ...     mask_documents(ids, np.array([0, 3]), MaskConfig(k=2, context_width=1)).reshape(2, 3)[1].tolist()
     True
     """
-    n = len(ids)
-    if config.strategy == "none" or n == 0:
-        return np.zeros(n, dtype=np.bool_)
-    if config.strategy == "static":
-        return static.drop_local(local_positions(starts, n), config.k, config.seed % config.k)
-    if config.strategy == "goldfish":
-        drop = goldfish.drop_flat(ids, config.context_width, config.k, config.seed)
-    else:
-        drop = hash_table.drop_flat(ids, config.context_width, config.k)
-    _clear_document_heads(drop, np.asarray(starts, dtype=np.int64), config.context_width)
-    return drop
-
-
-def local_positions(starts: npt.NDArray[np.integer], n: int) -> npt.NDArray[np.int64]:
-    """Each position's index within its own document (int64, shape (n,))."""
-    starts = np.asarray(starts, dtype=np.int64)
-    lengths = np.diff(np.append(starts, n))
-    return np.arange(n, dtype=np.int64) - np.repeat(starts, lengths)
-
-
-def _clear_document_heads(drop: npt.NDArray[np.bool_], starts: npt.NDArray[np.int64], width: int) -> None:
-    """Positions 0..width-1 of every document are never dropped (their window would leave the document)."""
-    width = min(width, len(drop))  # a window wider than the batch: every position is a head
-    heads = (starts[:, None] + np.arange(width, dtype=np.int64)[None, :]).ravel()
-    drop[heads[heads < len(drop)]] = False
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.bool_)
+    strategy = config.strategy_object
+    missing = strategy.requires - set(extras or {})
+    if missing:
+        raise ConfigError(f"strategy {strategy.name!r} needs per-document {', '.join(sorted(missing))}, which the caller did not pass")
+    return strategy.drop(ids, np.asarray(starts, dtype=np.int64), config, extras)
 
 
 def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[np.int64]:
@@ -109,10 +99,9 @@ def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[n
     >>> eligible_counts([5, 20], MaskConfig(k=4, context_width=13)).tolist()
     [0, 7]
     """
-    n = np.asarray(lengths, dtype=np.int64)
-    if config.strategy == "none":
-        return np.zeros_like(n)
-    if config.strategy == "static":
-        first = 1 + config.seed % config.k
-        return np.maximum(n - first, 0)
-    return np.maximum(n - config.context_width, 0)
+    return config.strategy_object.eligible_counts(np.asarray(lengths, dtype=np.int64), config)
+
+
+def expected_rate(config: MaskConfig) -> float:
+    """The probability that one eligible position is dropped (1/k; 0 for ``none``)."""
+    return config.strategy_object.expected_rate(config)

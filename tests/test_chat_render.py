@@ -18,7 +18,7 @@ import pytest
 
 from goldfish_prep.chat.records import check_message
 from goldfish_prep.chat.render import ChatRenderer, tokens_in_spans
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 from tests.chat_data import conversation, template_text, tokenizer_folder
 
 transformers = pytest.importorskip("transformers")

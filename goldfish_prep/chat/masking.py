@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 from goldfish_prep.strategies.answer_local import answer_drops
 
 

@@ -22,7 +22,7 @@ from goldfish_prep.chat.template import (
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 from goldfish_prep.strategies.answer_local import RULE
 from goldfish_prep.tokenizers import Tokenizer
 

@@ -27,7 +27,7 @@ from goldfish_prep.readers.document import (
     utf8_size,
 )
 from goldfish_prep.readers.options import ReaderOptions
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 ROLES = ("system", "user", "assistant", "tool")
 #: ShareGPT's ``from`` values and the role each becomes (also accepted: the four roles themselves)

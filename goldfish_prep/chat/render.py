@@ -37,7 +37,7 @@ import numpy.typing as npt
 from goldfish_prep.chat.encode import ChatEncoder
 from goldfish_prep.chat.template import compile_template
 from goldfish_prep.errors import ConfigError, InputError
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 _MARKER = re.compile(r"\s*<[^<>\s]{1,64}>")
 _SPACE = re.compile(r"\s*")

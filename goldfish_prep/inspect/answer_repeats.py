@@ -20,9 +20,11 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
+from goldfish_prep.format.manifest import load_manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import read_shard
 from goldfish_prep.inspect.chat_columns import answer_spans, assistant_flags, row_k
-from goldfish_prep.inspect.columns import Int32s, Int64s, shard_stream
+from goldfish_prep.format.columns import Int32s, Int64s, shard_stream
 from goldfish_prep.inspect.corpus import Corpus
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +38,8 @@ class AnswerCorpus:
 def load_answer_corpus(folder: str | Path) -> AnswerCorpus:
     """Every answer of every conversation, in order, with its drop flags (label -100 inside the answer)."""
     manifest = load_manifest(folder)
-    packed = manifest.get("layout", {}).get("pack") is not None
-    config = MaskConfig.from_dict(manifest["mask"])
+    packed = manifest.packed
+    config = manifest.mask
     default_k = 0 if config.strategy == "none" else config.k
     ids: list[Int32s] = []
     drop: list[npt.NDArray[np.bool_]] = []
@@ -45,7 +47,7 @@ def load_answer_corpus(folder: str | Path) -> AnswerCorpus:
     lengths: list[Int64s] = []
     names: list[str] = []
     documents_before = 0
-    for path in shard_paths(folder, manifest):
+    for path in manifest.shard_paths():
         table = read_shard(path)
         stream = shard_stream(table, path, packed)
         starts, ends = answer_spans(assistant_flags(table, path, stream), stream.doc_starts)

@@ -20,7 +20,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import xxhash
 
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
+from goldfish_prep.format.manifest import load_manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import read_shard
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +42,13 @@ class AnswerAgreement:
 def answer_agreement(folder: str | Path) -> AnswerAgreement | None:
     """The agreement of repeated answers, or None for outputs without chat rows or with packed rows."""
     manifest = load_manifest(folder)
-    if manifest.get("chat") is None or manifest.get("layout", {}).get("pack") is not None:
+    if manifest.get("chat") is None or manifest.packed:
         return None
     masks: dict[bytes, bytes] = {}
     counts: dict[bytes, int] = {}
     differing: set[bytes] = set()
     dropped: dict[bytes, int] = {}
-    for path in shard_paths(folder, manifest):
+    for path in manifest.shard_paths():
         k_field = manifest.get("k_field") is not None
         table = read_shard(path, ["input_ids", "labels", "assistant_masks", *(["k"] if k_field else [])])
         row_k = table.column("k").to_pylist() if k_field else None

@@ -19,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.columns import Int64s, TokenStream, int_column, list_values
+from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.columns import Int64s, TokenStream, int_column, list_values
 
 ASSISTANT_COLUMN = "assistant_masks"
 K_COLUMN = "k"
@@ -28,12 +29,12 @@ Bools = npt.NDArray[np.bool_]
 _RECREATE = "Run `goldfish-prep verify` on the folder, or recreate it with `goldfish-prep mask`"
 
 
-def is_chat(manifest: dict[str, Any]) -> bool:
+def is_chat(manifest: Manifest) -> bool:
     """True for the output of `mask` over conversations (the manifest has a ``chat`` object)."""
     return isinstance(manifest.get("chat"), dict)
 
 
-def never_dropped_ids(manifest: dict[str, Any], tokenizer: str | None = None) -> npt.NDArray[np.int64]:
+def never_dropped_ids(manifest: Manifest, tokenizer: str | None = None) -> npt.NDArray[np.int64]:
     """Ids the answer-local rule never drops: ``--keep-ids`` and the tokenizer's special tokens.
 
     ``keep_ids`` are in the manifest's ``chat`` object; the special ids are
@@ -44,7 +45,7 @@ def never_dropped_ids(manifest: dict[str, Any], tokenizer: str | None = None) ->
     chat = manifest.get("chat") or {}
     special = chat.get("special_ids")
     if special is None:
-        special = _special_ids(tokenizer or manifest.get("tokenizer", {}).get("spec"))
+        special = _special_ids(tokenizer or manifest.tokenizer.get("spec"))
     return np.unique(np.asarray([*chat.get("keep_ids", []), *special], dtype=np.int64))
 
 

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError
+from goldfish_prep.format.columns import Int32s, Int64s, list_values
+from goldfish_prep.format.manifest import Manifest, load_manifest
+from goldfish_prep.format.names import IGNORE_INDEX, MANIFEST
+from goldfish_prep.format.reader import read_shard
 from goldfish_prep.inspect.chat_columns import never_dropped_ids
-from goldfish_prep.inspect.columns import Int32s, Int64s, list_values
 from goldfish_prep.mask import eligible_counts
 
 
@@ -80,7 +81,7 @@ def load_document(
     if (doc_id is None) == (row is None):
         raise ConfigError("name exactly one document: an id or a row number")
     manifest = load_manifest(folder)
-    packed = manifest.get("layout", {}).get("pack") is not None
+    packed = manifest.packed
     if doc_id is not None:
         if packed:
             raise InputError(str(folder), "packed outputs have no document ids (rows mix documents)", "Pick a row with --row N", "no-ids")
@@ -90,13 +91,13 @@ def load_document(
         path, shard_row = _find_row(folder, manifest, row)
     table = read_shard(path).slice(shard_row, 1)
     view = _view(folder, manifest, path, table, row, packed, tokenizer)
-    spec = tokenizer or manifest.get("tokenizer", {}).get("spec")
+    spec = tokenizer or manifest.tokenizer.get("spec")
     pieces, note = token_pieces(spec, view.ids)
     return dataclasses.replace(view, pieces=pieces, note=note)
 
 
-def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, row: int, packed: bool, tokenizer: str | None = None) -> DocumentView:
-    config = MaskConfig.from_dict(manifest["mask"])
+def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool, tokenizer: str | None = None) -> DocumentView:
+    config = manifest.mask
     ids, _ = list_values(table, "input_ids", path)
     labels, _ = list_values(table, "labels", path)
     if packed:
@@ -116,7 +117,7 @@ def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, 
     return DocumentView(str(folder), path.name, row, name, source, ids, dropped, eligible, doc_starts, padding, config, None, None, assistant, packed)
 
 
-def _eligible_answer_tokens(manifest: dict[str, Any], ids: Int32s, assistant: npt.NDArray[np.bool_], tokenizer: str | None) -> int | None:
+def _eligible_answer_tokens(manifest: Manifest, ids: Int32s, assistant: npt.NDArray[np.bool_], tokenizer: str | None) -> int | None:
     """Assistant tokens the rule could drop, or None when the tokenizer (its special tokens) cannot be loaded here."""
     try:
         never = never_dropped_ids(manifest, tokenizer)
@@ -125,15 +126,15 @@ def _eligible_answer_tokens(manifest: dict[str, Any], ids: Int32s, assistant: np
     return int((assistant & ~np.isin(ids, never)).sum())
 
 
-def _row_k(table: Any) -> int | None:
+def _row_k(table: pa.Table) -> int | None:
     """The row's own k (``--k-field`` outputs), or None."""
     return int(table.column("k")[0].as_py()) if "k" in table.column_names else None
 
 
-def _find_id(folder: str | Path, manifest: dict[str, Any], doc_id: str) -> tuple[Path, int, int]:
+def _find_id(folder: str | Path, manifest: Manifest, doc_id: str) -> tuple[Path, int, int]:
     before = 0
     first: list[str] = []
-    for path in shard_paths(folder, manifest):
+    for path in manifest.shard_paths():
         ids = read_shard(path, ["id"]).column("id")
         where = pc.index(ids, doc_id).as_py()
         if where >= 0:
@@ -149,14 +150,14 @@ def _find_id(folder: str | Path, manifest: dict[str, Any], doc_id: str) -> tuple
     )
 
 
-def _find_row(folder: str | Path, manifest: dict[str, Any], row: int) -> tuple[Path, int]:
+def _find_row(folder: str | Path, manifest: Manifest, row: int) -> tuple[Path, int]:
     before = 0
-    for path, record in zip(shard_paths(folder, manifest), manifest["shards"]):
-        if row < before + int(record["num_rows"]):
+    for path, record in zip(manifest.shard_paths(), manifest.shards):
+        if row < before + record.num_rows:
             return path, row - before
-        before += int(record["num_rows"])
+        before += record.num_rows
     if not before:
-        raise InputError(str(folder), "the output has no rows (every input record was skipped or empty)", "See `skipped` in its goldfish_manifest.json", "unknown-row")
+        raise InputError(str(folder), "the output has no rows (every input record was skipped or empty)", f"See `skipped` in its {MANIFEST}", "unknown-row")
     raise InputError(str(folder), f"row {row} does not exist (the output has {before} rows, numbered from 0)", f"Pick a row in 0..{before - 1}", "unknown-row")
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import read_shard
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.columns import Int32s, Int64s, TokenStream, packed_stream
+from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, packed_stream
+from goldfish_prep.format.reader import read_shard
 from goldfish_prep.mask import eligible_counts, mask_documents
 
 

@@ -21,23 +21,17 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
-from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
+from goldfish_prep.format.columns import Int64s, TokenStream, int_column, per_row_counts
+from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import open_shards
 from goldfish_prep.inspect.binomial import band_limits, outside_band
+from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
 from goldfish_prep.inspect.chat_stats import ChatFigures, ChatPart, combine, flag_units, shard_part
-from goldfish_prep.inspect.columns import Int64s, TokenStream, int_column, shard_stream
 from goldfish_prep.inspect.packed import eligible_per_row
-from goldfish_prep.mask import eligible_counts
+from goldfish_prep.mask import eligible_counts, expected_rate
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
-
-
-def expected_rate(config: MaskConfig) -> float:
-    """The probability that one eligible position is dropped.
-
-    1/k for every strategy (static drops every k-th of its eligible positions), 0 for ``none``.
-    """
-    return 0.0 if config.strategy == "none" else 1.0 / config.k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +39,7 @@ class MaskStats:
     """Per-unit figures (documents, or packed rows) and what follows from them."""
 
     folder: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     config: MaskConfig
     packed: bool
     names: list[str]
@@ -122,7 +116,7 @@ class MaskStats:
             "mask": self.config.to_dict(),
             "unit": self.unit,
             "units": len(self.tokens),
-            "counts": {key: self.manifest.get("counts", {}).get(key) for key in ("documents_read", "documents_written", "documents_skipped")},
+            "counts": {key: self.manifest.counts.get(key) for key in ("documents_read", "documents_written", "documents_skipped")},
             "tokens": int(self.tokens.sum()),
             "eligible": int(self.eligible.sum()),
             "dropped": int(self.dropped.sum()),
@@ -163,17 +157,15 @@ def compute_stats(folder: str | Path, band_level: float = 0.999, tokenizer: str 
     For example, ``compute_stats("shards/").overall_rate`` is about 0.25 for k=4,
     and ``.flagged`` indexes ``.names`` of the documents outside the band.
     """
-    manifest = load_manifest(folder)
-    config = MaskConfig.from_dict(manifest["mask"])
-    packed = manifest.get("layout", {}).get("pack") is not None
+    shards = open_shards(folder)
+    manifest, config, packed = shards.manifest, shards.manifest.mask, shards.packed
     names: list[str] = []
     parts: list[tuple[Int64s, Int64s, Int64s]] = []
     chat_parts: list[ChatPart] = []
     never = never_dropped_ids(manifest, tokenizer) if is_chat(manifest) else np.zeros(0, np.int64)
     disagreements, lead = 0, 0
-    for path in shard_paths(folder, manifest):
-        table = read_shard(path)
-        stream = shard_stream(table, path, packed)
+    for batch in shards.batches():
+        table, stream, path = batch.table, batch.stream, batch.path
         tokens = np.diff(stream.row_starts)
         dropped = _dropped_per_row(stream)
         if is_chat(manifest):
@@ -208,10 +200,8 @@ def _names(table: Any, path: Path, stream: TokenStream, packed: bool, before: in
 
 
 def _dropped_per_row(stream: TokenStream) -> Int64s:
-    """-100 labels per row: a running count over the flat labels, read at the row boundaries."""
-    running = np.zeros(len(stream.labels) + 1, dtype=np.int64)
-    np.cumsum(stream.labels == IGNORE_INDEX, out=running[1:])
-    return running[stream.row_starts[1:]] - running[stream.row_starts[:-1]]
+    """-100 labels per row."""
+    return per_row_counts(stream.labels == IGNORE_INDEX, stream.row_starts)
 
 
 def _column_disagreements(table: Any, path: Path, tokens: Int64s, dropped: Int64s) -> int:

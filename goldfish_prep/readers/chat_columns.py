@@ -16,7 +16,7 @@ import pyarrow as pa
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.document import missing_id_field
 from goldfish_prep.readers.options import ReaderOptions
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 Item = Record | InputError
 _ROWS = 256

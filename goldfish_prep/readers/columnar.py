@@ -25,7 +25,7 @@ from goldfish_prep.readers.document import IDS_FIELD, ids_problem, missing_id_fi
 from goldfish_prep.readers.chat_columns import chat_columns, chat_rows
 from goldfish_prep.readers.failures import file_failure
 from goldfish_prep.readers.options import InputSource, ReaderOptions
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 Item = Record | InputError
 _ROWS = 256

@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
-from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest, real_token_mask
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.chat_columns import ASSISTANT_COLUMN, answer_spans, is_chat
+from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import ShardSet, open_shards
+from goldfish_prep.inspect.chat_columns import ASSISTANT_COLUMN, answer_spans, assistant_flags, is_chat
 
 Int32Array = npt.NDArray[np.int32]
 
@@ -45,7 +46,7 @@ class ShardData:
     """All ids and labels of a folder, flat, plus where each unit (document or packed row) lies."""
 
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     ids: Int32Array
     labels: Int32Array
     unit_starts: npt.NDArray[np.int64]
@@ -59,15 +60,7 @@ class ShardData:
 
     @property
     def vocab_size(self) -> int:
-        return int(self.manifest["tokenizer"]["vocab_size"])
-
-
-def _flat_column(table: pa.Table, name: str) -> tuple[Int32Array, npt.NDArray[np.int64]]:
-    """The values of a list<int32> column and its row offsets, without copying where Arrow allows."""
-    column = table.column(name).combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    offsets = column.offsets.to_numpy().astype(np.int64) - int(column.offsets[0].as_py())
-    return values, offsets
+        return int(self.manifest.tokenizer["vocab_size"])
 
 
 def load_shards(folder: str | Path) -> ShardData:
@@ -76,31 +69,24 @@ def load_shards(folder: str | Path) -> ShardData:
     Packed rows keep only their ``num_tokens`` leading ids: the padding of the last
     row is not training data.
     """
-    manifest = load_manifest(folder)
-    chat = is_chat(manifest)
+    shards = open_shards(folder)
+    chat = is_chat(shards.manifest)
     ids_parts: list[Int32Array] = []
     label_parts: list[Int32Array] = []
-    assistant_parts: list[Int32Array] = []
+    assistant_parts: list[npt.NDArray[np.bool_]] = []
     lengths: list[npt.NDArray[np.int64]] = []
-    for path, table in iter_shards(folder, ["input_ids", "labels", "num_tokens", *([ASSISTANT_COLUMN] if chat else [])]):
-        ids, row_offsets = _flat_column(table, "input_ids")
-        labels, label_offsets = _flat_column(table, "labels")
-        columns = [(labels, label_offsets)] + ([_flat_column(table, ASSISTANT_COLUMN)] if chat else [])
-        if any(not np.array_equal(row_offsets, offsets) for _, offsets in columns):
-            raise InputError(str(path), "input_ids and labels (or assistant_masks) differ in length in some row", "Recreate the folder with `goldfish-prep mask`", "bad-shard")
-        used = table.column("num_tokens").to_numpy().astype(np.int64)
-        real = real_token_mask(row_offsets, used)
-        ids_parts.append(ids[real])
-        label_parts.append(labels[real])
+    for batch in shards.batches([ASSISTANT_COLUMN] if chat else None):
+        ids_parts.append(batch.ids)
+        label_parts.append(batch.labels)
+        lengths.append(np.diff(batch.row_starts))
         if chat:
-            assistant_parts.append(columns[1][0][real])
-        lengths.append(used)
+            assistant_parts.append(assistant_flags(batch.table, batch.path, batch.stream))
     unit_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     if int(unit_lengths.sum()) == 0:
         raise InputError(str(folder), "the shards hold no tokens", "Check the inputs given to `goldfish-prep mask`", "empty")
     return ShardData(
         folder=Path(folder),
-        manifest=manifest,
+        manifest=shards.manifest,
         ids=np.concatenate(ids_parts),
         labels=np.concatenate(label_parts),
         unit_starts=np.concatenate(([0], np.cumsum(unit_lengths)[:-1])).astype(np.int64),
@@ -219,55 +205,46 @@ class Document:
 
 
 def load_documents(folder: str | Path) -> list[Document]:
-    """The documents of a folder, whole, in order: rows in document mode; in packed mode
-    the rows' non-padding ids joined end to end and split at ``doc_starts``."""
-    manifest = load_manifest(folder)
-    packed = manifest.get("layout", {}).get("pack") is not None
-    chat = is_chat(manifest)
-    columns = ["input_ids", "num_tokens", "doc_starts"] if packed else ["input_ids", "id"]
+    """The documents of a folder, whole, in order (packed rows are joined back into documents by the shard
+    reader); packed outputs keep no ids, so their documents are named by number. Chat documents end
+    with their final answer (see ``Document``)."""
+    shards = open_shards(folder)
+    if is_chat(shards.manifest):
+        return _chat_documents(shards)
+    return [Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids) for doc in shards.documents()]
+
+
+def _chat_documents(shards: ShardSet) -> list[Document]:
+    """Conversations from the reader's flat batches, with their assistant flags, cut after their final answer."""
     pieces: list[Int32Array] = []
-    flags: list[Int32Array] = []
+    flags: list[npt.NDArray[np.bool_]] = []
+    starts: list[npt.NDArray[np.int64]] = []
     names: list[str] = []
-    boundaries: list[int] = []
     offset = 0
-    for _, table in iter_shards(folder, columns + ([ASSISTANT_COLUMN] if chat else [])):
-        ids, offsets = _flat_column(table, "input_ids")
-        used = table.column("num_tokens").to_numpy().astype(np.int64) if packed else np.diff(offsets)
-        real = real_token_mask(offsets, used)
-        pieces.append(ids[real])
-        if chat:
-            flags.append(_flat_column(table, ASSISTANT_COLUMN)[0][real])
-        row_starts = offset + np.concatenate(([0], np.cumsum(used)[:-1])).astype(np.int64)
-        if packed:
-            starts, start_offsets = _flat_column(table, "doc_starts")
-            boundaries.extend((np.repeat(row_starts, np.diff(start_offsets)) + starts).tolist())
-        else:
-            boundaries.extend(row_starts.tolist())
-            names.extend(str(name) for name in table.column("id").to_pylist())
-        offset += int(used.sum())
+    for batch in shards.batches([ASSISTANT_COLUMN] + ([] if shards.packed else ["id"])):
+        pieces.append(batch.ids)
+        flags.append(assistant_flags(batch.table, batch.path, batch.stream))
+        starts.append(batch.doc_starts + offset)
+        if not shards.packed:
+            names.extend(str(name) for name in batch.column("id").to_pylist())
+        offset += len(batch.ids)
     stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-    # document mode: one edge per row (an empty row stays a document); packed: where documents begin
-    edges = np.array((sorted(set([0, *boundaries])) if packed else boundaries) + [len(stream)], dtype=np.int64)
-    assistant = np.concatenate(flags) != 0 if chat else None
-    return _split_documents(stream, edges, names if not packed else None, assistant)
+    edges = np.append(np.concatenate(starts) if starts else np.zeros(0, np.int64), len(stream)).astype(np.int64)
+    assistant = np.concatenate(flags) if flags else np.zeros(0, np.bool_)
+    return _split_documents(stream, edges, None if shards.packed else names, assistant)
 
 
-def _split_documents(stream: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_] | None) -> list[Document]:
-    """Documents between consecutive ``edges``; chat documents end with their final answer."""
+def _split_documents(stream: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_]) -> list[Document]:
+    """Documents between consecutive ``edges``, each ending with its final answer."""
     answer_ends: dict[int, tuple[int, int]] = {}
-    if assistant is not None:
-        starts, ends = answer_spans(assistant, edges[:-1])
-        owner = np.searchsorted(edges, starts, side="right") - 1
-        for document, start, end in zip(owner.tolist(), starts.tolist(), ends.tolist()):
-            answer_ends[document] = (start, end)  # later answers overwrite earlier ones: the final answer stays
+    starts, ends = answer_spans(assistant, edges[:-1])
+    owner = np.searchsorted(edges, starts, side="right") - 1
+    for document, start, end in zip(owner.tolist(), starts.tolist(), ends.tolist()):
+        answer_ends[document] = (start, end)  # later answers overwrite earlier ones: the final answer stays
     documents = []
     for i, (a, b) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
-        if b <= a and names is None:  # packed: a stream that ends where a document would begin
-            continue
         name = names[i] if names is not None else f"document {i}"
-        if assistant is None:
-            documents.append(Document(name, stream[a:b]))
-        elif i in answer_ends:
+        if i in answer_ends:
             start, end = answer_ends[i]
             documents.append(Document(name, stream[a:end], start - a))
         else:  # a conversation without an assistant token: no answer to measure (answer length 0)

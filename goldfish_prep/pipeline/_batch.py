@@ -21,7 +21,7 @@ from goldfish_prep.errors import InputError
 from goldfish_prep.mask import mask_documents
 from goldfish_prep.readers.jsonl import parse_line
 from goldfish_prep.readers.options import ReaderOptions
-from goldfish_prep.records import JsonLine, Record
+from goldfish_prep.readers.records import JsonLine, Record
 
 
 @dataclasses.dataclass(frozen=True)
