@@ -52,7 +52,7 @@ def tokenize_chats(records: Sequence[Record], tokenizer_spec: str, setup: ChatSe
     protected: list[npt.NDArray[np.bool_]] = []
     kept: list[Record] = []
     ks: list[int] = []
-    default_k = 0 if mask.strategy == "none" else mask.k
+    default_k = mask.k if mask.strategy_object.expected_rate(mask) > 0 else 0  # --strategy none: nothing dropped
     for record, rendered in zip(records, renderer.render_batch(records, setup.train_on_prompt)):
         if isinstance(rendered, InputError):
             errors.append(rendered)
@@ -61,7 +61,7 @@ def tokenize_chats(records: Sequence[Record], tokenizer_spec: str, setup: ChatSe
         assistant.append(rendered.assistant)
         protected.append(rendered.protected)
         kept.append(record)
-        ks.append(default_k if record.k is None or mask.strategy == "none" else record.k)
+        ks.append(default_k if record.k is None or default_k == 0 else record.k)
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     starts = np.zeros(len(pieces), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])

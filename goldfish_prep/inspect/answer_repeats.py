@@ -23,7 +23,7 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.manifest import load_manifest
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import read_shard
-from goldfish_prep.inspect.chat_columns import answer_spans, assistant_flags, row_k
+from goldfish_prep.inspect.chat_columns import answer_spans, assistant_flags, row_k, run_k
 from goldfish_prep.format.columns import Int32s, Int64s, shard_stream
 from goldfish_prep.inspect.corpus import Corpus
 
@@ -40,7 +40,7 @@ def load_answer_corpus(folder: str | Path) -> AnswerCorpus:
     manifest = load_manifest(folder)
     packed = manifest.packed
     config = manifest.mask
-    default_k = 0 if config.strategy == "none" else config.k
+    default_k = run_k(config)
     ids: list[Int32s] = []
     drop: list[npt.NDArray[np.bool_]] = []
     ks: list[Int64s] = []

@@ -24,7 +24,7 @@ from goldfish_prep.chat.masking import ChatTokens, mask_answers
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.chat_columns import Bools, assistant_flags, row_k
+from goldfish_prep.inspect.chat_columns import Bools, assistant_flags, row_k, run_k
 from goldfish_prep.format.columns import Int32s, TokenStream
 
 
@@ -44,7 +44,7 @@ def chat_expectation(table: Any, stream: TokenStream, protected: npt.NDArray[np.
     assistant = assistant_flags(table, path, stream)
     if len(stream.ids) and (not len(stream.doc_starts) or stream.doc_starts[0] != 0):
         raise InputError(str(path), "the shard opens inside a conversation carried over from the previous shard", "Recreate the output with `goldfish-prep mask`", "bad-shard")
-    default_k = 0 if config.strategy == "none" else config.k
+    default_k = run_k(config)
     recorded = row_k(table, path)
     known = not (k_field and recorded is None)  # packed --k-field rows carry no k
     doc_k = recorded if recorded is not None else np.full(len(stream.doc_starts), default_k, np.int64)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.columns import Int64s, TokenStream, int_column, list_values
@@ -76,6 +77,11 @@ def assistant_flags(table: Any, path: Path, stream: TokenStream) -> Bools:
     if len(stream.padding):
         flags = np.delete(flags, stream.padding)
     return flags
+
+
+def run_k(config: MaskConfig) -> int:
+    """The k of rows that carry none: the run's ``--k``, or 0 (nothing dropped) for a strategy that drops nothing."""
+    return config.k if config.strategy_object.expected_rate(config) > 0 else 0
 
 
 def row_k(table: Any, path: Path) -> Int64s | None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.names import IGNORE_INDEX
-from goldfish_prep.inspect.chat_columns import Bools, answer_spans, assistant_flags, row_k
+from goldfish_prep.inspect.chat_columns import Bools, answer_spans, assistant_flags, row_k, run_k
 from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.format.columns import Int64s, TokenStream
 
@@ -49,7 +49,7 @@ def shard_part(table: Any, path: Path, stream: TokenStream, never: Int64s, confi
     assistant = assistant_flags(table, path, stream)
     units = stream.num_rows
     recorded = row_k(table, path)
-    k = recorded if recorded is not None else np.full(units, 0 if config.strategy == "none" else config.k, np.int64)
+    k = recorded if recorded is not None else np.full(units, run_k(config), np.int64)
     token_k = np.repeat(k, np.diff(stream.row_starts))
     eligible = assistant & ~np.isin(stream.ids, never) & (token_k > 0)
     dropped = assistant & (stream.labels == IGNORE_INDEX)
