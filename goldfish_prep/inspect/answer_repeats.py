@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from goldfish_prep.config import MaskConfig
-from goldfish_prep.format.manifest import load_manifest
+from goldfish_prep.format.columns import Int32s, Int64s
 from goldfish_prep.format.names import IGNORE_INDEX
-from goldfish_prep.format.reader import read_shard
+from goldfish_prep.format.reader import open_shards
 from goldfish_prep.inspect.chat_columns import answer_spans, assistant_flags, row_k, run_k
-from goldfish_prep.format.columns import Int32s, Int64s, shard_stream
 from goldfish_prep.inspect.corpus import Corpus
+
 
 @dataclasses.dataclass(frozen=True)
 class AnswerCorpus:
@@ -37,19 +35,16 @@ class AnswerCorpus:
 
 def load_answer_corpus(folder: str | Path) -> AnswerCorpus:
     """Every answer of every conversation, in order, with its drop flags (label -100 inside the answer)."""
-    manifest = load_manifest(folder)
-    packed = manifest.packed
-    config = manifest.mask
+    shards = open_shards(folder)
+    manifest, config, packed = shards.manifest, shards.manifest.mask, shards.packed
     default_k = run_k(config)
     ids: list[Int32s] = []
     drop: list[npt.NDArray[np.bool_]] = []
     ks: list[Int64s] = []
     lengths: list[Int64s] = []
     names: list[str] = []
-    documents_before = 0
-    for path in manifest.shard_paths():
-        table = read_shard(path)
-        stream = shard_stream(table, path, packed)
+    for batch in shards.batches():
+        table, stream, path = batch.table, batch.stream, batch.path
         starts, ends = answer_spans(assistant_flags(table, path, stream), stream.doc_starts)
         owner = np.searchsorted(stream.doc_starts, starts, side="right") - 1
         recorded = row_k(table, path)
@@ -58,10 +53,9 @@ def load_answer_corpus(folder: str | Path) -> AnswerCorpus:
         ids.append(stream.ids[take])
         drop.append(stream.labels[take] == IGNORE_INDEX)
         lengths.append(ends - starts)
-        documents = table.column("id").to_pylist() if not packed else [f"document {documents_before + d}" for d in range(len(stream.doc_starts))]
+        documents = table.column("id").to_pylist() if not packed else [f"document {batch.documents_before + d}" for d in range(len(stream.doc_starts))]
         turn = np.arange(len(owner)) - np.searchsorted(owner, owner, side="left")  # the answer's number within its conversation
         names.extend(f"{documents[d]} answer {t}" for d, t in zip(owner.tolist(), turn.tolist()))
-        documents_before += len(stream.doc_starts)
     flat_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
     corpus = Corpus(
         folder=str(folder), manifest=manifest, config=config,
