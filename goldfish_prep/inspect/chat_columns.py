@@ -12,6 +12,7 @@ They are computed here, on whole shards, with no Python loop over tokens.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def never_dropped_ids(manifest: Manifest, tokenizer: str | None = None) -> npt.N
     return np.unique(np.asarray([*chat.get("keep_ids", []), *special], dtype=np.int64))
 
 
-def _special_ids(spec: str | None) -> list[int]:
+@functools.lru_cache(maxsize=8)
+def _special_ids(spec: str | None) -> tuple[int, ...]:
+    """The tokenizer's added tokens marked special (cached: loading a large tokenizer takes seconds)."""
     from goldfish_prep.errors import TokenizerError
     from goldfish_prep.tokenizers import load_tokenizer
 
@@ -61,7 +64,7 @@ def _special_ids(spec: str | None) -> list[int]:
         backend = load_tokenizer(spec).chat_backend()  # type: ignore[attr-defined]
     except (TokenizerError, AttributeError, OSError) as exc:
         raise InputError(str(spec), f"cannot load the chat output's tokenizer here ({exc})", fix, "no-tokenizer") from exc
-    return sorted(int(index) for index, token in backend.get_added_tokens_decoder().items() if token.special)
+    return tuple(sorted(int(index) for index, token in backend.get_added_tokens_decoder().items() if token.special))
 
 
 def assistant_flags(table: Any, path: Path, stream: TokenStream) -> Bools:
