@@ -226,13 +226,13 @@ def test_trainer_data_keeps_the_prompt_out_of_validation_loss(outputs: dict[str,
 def test_train_and_memorization_commands_run_on_chat_shards(outputs: dict[str, Any]) -> None:
     run = outputs["documents"].parent / "run"
     trained = CliRunner().invoke(cli, ["train", str(outputs["documents"]), "-o", str(run), "--n-layer", "1", "--n-embd", "16", "--n-head", "1",
-                                       "--block-size", "320", "--batch-size", "2", "--max-steps", "2", "--eval-data", str(outputs["documents"]), "--device", "cpu", "-q"])  # fmt: skip
+                                       "--block-size", "320", "--batch-size", "1", "--max-steps", "1", "--device", "cpu", "-q"])  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    measured = CliRunner().invoke(cli, ["memorization", str(run), str(outputs["documents"]), "--whole-answer", "--max-documents", "3", "--json", "-q"])
+    measured = CliRunner().invoke(cli, ["memorization", str(run), str(outputs["documents"]), "--whole-answer", "--max-documents", "2", "--json", "-q"])
     assert measured.exit_code == 0, measured.output
     report = json.loads(measured.output)
     rows = datasets.load_from_disk(str(outputs["documents"]))
-    lengths = [end - start for start, end in (final_answer(flags) for flags in rows["assistant_masks"][:3])]
+    lengths = [end - start for start, end in (final_answer(flags) for flags in rows["assistant_masks"][:2])]
     assert [len(d["suffix"]) for d in report["documents"]] == [len(d["generated"]) for d in report["documents"]] == lengths
 
 

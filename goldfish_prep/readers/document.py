@@ -46,7 +46,7 @@ def record_from_object(obj: object, location: str, options: ReaderOptions, weigh
     (UTF-8 bytes of the text, 4 bytes per id).
 
     >>> record_from_object({"text": "hi", "id": 7}, "a.jsonl line 1", ReaderOptions(id_field="id"), 20)
-    Record(doc_id='7', location='a.jsonl line 1', text='hi', input_ids=None, weight=20)
+    Record(doc_id='7', location='a.jsonl line 1', text='hi', input_ids=None, weight=20, messages=None, k=None)
     >>> record_from_object({"body": "hi"}, "a.jsonl line 2", ReaderOptions()).reason
     'missing-text-field'
     """
