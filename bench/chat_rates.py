@@ -30,7 +30,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from chat_peer import prepare
+from chat_peer import prepare  # noqa: E402 -- bench scripts import their neighbours by path
 
 
 def main() -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from goldfish_prep_cli.options import ByteSize, IdList
 
 from goldfish_prep.chat.options import ChatOptions
 from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
+from goldfish_prep_cli.options import ByteSize, IdList
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -125,6 +125,8 @@ def summary_text(manifest: dict[str, Any], output: Path) -> str:
         f"Dropped {counts['dropped_tokens']:,} of {counts['eligible_tokens']:,} eligible tokens: "
         f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {manifest['mask']['strategy']})",
     ]
+    if "assistant_tokens" in counts:  # chat: the rest of the tokens are out of the loss as the prompt
+        lines.insert(1, f"Conversations: {counts['assistant_tokens']:,} of {counts['tokens']:,} tokens are the assistant's (labels -100 elsewhere); drops fall only on those")
     if counts["documents_skipped"]:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in counts["skipped_by_reason"].items())
         lines.append(f"Skipped {counts['documents_skipped']:,} bad records ({reasons}); locations in goldfish_manifest.json")

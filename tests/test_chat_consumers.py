@@ -178,7 +178,7 @@ def test_verify_names_a_supervised_prompt_token(outputs: dict[str, Any], tmp_pat
 
 def test_verify_names_an_answer_token_dropped_against_the_rule(outputs: dict[str, Any], tmp_path: Path) -> None:
     def kept_answer_token(row: dict[str, Any]) -> tuple[int, int]:
-        position = next(i for i, (f, l) in enumerate(zip(row["assistant_masks"], row["labels"])) if f and l != -100)
+        position = next(i for i, (flag, label) in enumerate(zip(row["assistant_masks"], row["labels"])) if flag and label != -100)
         return position, -100
 
     problems = tamper(outputs, tmp_path, "documents", kept_answer_token)

@@ -16,10 +16,10 @@ from typing import Any
 import datasets
 import numpy as np
 from click.testing import CliRunner
-from goldfish_prep_cli.main import cli
 
 from goldfish_prep.strategies.answer_local import answer_drops
 from goldfish_prep.strategies.goldfish import drop_flat
+from goldfish_prep_cli.main import cli
 from tests.chat_data import template_text, tokenizer_folder
 from tests.reference_answer_local import answer_dropped
 
@@ -96,7 +96,7 @@ def test_the_same_answer_gets_the_same_drops_wherever_it_appears(tmp_path: Path)
     for ids, labels in runs:
         by_ids.setdefault(tuple(ids), set()).add(tuple(labels))
     assert len(runs) == 7 and len(by_ids) == 2  # 4 times the long answer, 3 times the short one
-    for ids, label_sets in by_ids.items():
+    for label_sets in by_ids.values():
         assert len(label_sets) == 1, "a repeated answer must carry one mask"
         (labels,) = label_sets
         assert labels[-1] == 128009  # <|eot_id|> is never dropped

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
-from goldfish_prep_cli.main import cli
 
+from goldfish_prep_cli.main import cli
 from tests.chat_data import template_text, tokenizer_folder
 
 EOT = 128009
@@ -115,7 +115,10 @@ def test_packed_rows_keep_assistant_masks(tmp_path: Path, folder: Path) -> None:
     source = write_jsonl(tmp_path / "chat.jsonl", [{"messages": m} for m in CONVERSATIONS])
     documents, _ = mask(source, tmp_path / "docs", folder)
     packed, _ = mask(source, tmp_path / "packed", folder, "--pack", 128)
-    flat = lambda ds, col: [v for row in ds for v in row[col]]
+
+    def flat(ds: datasets.Dataset, col: str) -> list[int]:
+        return [v for row in ds for v in row[col]]
+
     n = len(flat(documents, "input_ids"))
     assert flat(packed, "input_ids")[:n] == flat(documents, "input_ids")
     assert flat(packed, "labels")[:n] == flat(documents, "labels")

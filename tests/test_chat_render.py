@@ -105,3 +105,21 @@ def test_both_encoding_paths_are_exercised(folders: dict[tuple[str, str], Path])
     ids, offsets, spans = llama.encode([text], [[(17, 29)]])[0]
     assert offsets[-1, 1] == len(text.encode()) and spans == [(17, len(text[:29].encode()))]
     assert ids[0] == 128000 and ids[-1] == 128009
+
+
+def test_reasoning_and_null_keys_reach_the_template_as_in_transformers(folders: dict[tuple[str, str], Path]) -> None:
+    template = (
+        "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
+        "{% if m.reasoning_content is defined %}<think>{{ m.reasoning_content }}|{{ m.thinking }}</think>{% endif %}"
+        "{% if m.name is defined %}({{ m.name }}){% endif %}"
+        "{% if m.role == 'assistant' %}{% generation %}{{ m.content }}<|eot_id|>{% endgeneration %}{% else %}{{ m.content }}<|eot_id|>{% endif %}"
+        "{% endfor %}"
+    )
+    folder = tokenizer_folder(folders["llama3", "llama3"].parent, "llama3", template)
+    messages = [{"role": "user", "content": "Why?", "name": None}, {"role": "assistant", "content": "Because.", "reasoning": "think first"}]
+    checked = [check_message(m, "test") for m in messages]
+    record = Record("x", "x", messages=checked)  # type: ignore[arg-type]
+    mine = ChatRenderer(str(folder), template).render_batch([record], False)[0]
+    expected = transformers.AutoTokenizer.from_pretrained(str(folder)).apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert not isinstance(mine, Exception)
+    assert mine.ids.tolist() == expected["input_ids"] and mine.assistant.astype(int).tolist() == expected["assistant_masks"]

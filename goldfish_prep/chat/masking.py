@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.config import MaskConfig
+from goldfish_prep.config import GOLDFISH_SPEC_VERSION, MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.records import Record
 from goldfish_prep.strategies.answer_local import answer_drops
@@ -42,6 +42,16 @@ class ChatTokens:
     kept: list[Record]
 
 
+def drops_nothing(mask: MaskConfig) -> bool:
+    """The standard-loss control (``--strategy none``): answers keep every token."""
+    return mask.strategy_object.expected_rate(mask) == 0.0
+
+
+def masks_answers(mask: MaskConfig) -> bool:
+    """Whether answer-local masking implements ``mask``: its hash is the goldfish spec's (or nothing is dropped)."""
+    return mask.strategy_object.spec_version == GOLDFISH_SPEC_VERSION or drops_nothing(mask)
+
+
 def tokenize_chats(records: Sequence[Record], tokenizer_spec: str, setup: ChatSetup, mask: MaskConfig, errors: list[InputError]) -> ChatTokens:
     """Render and tokenize ``records``; records the template fails on are appended to ``errors``."""
     from goldfish_prep.chat.render import chat_renderer
@@ -52,7 +62,7 @@ def tokenize_chats(records: Sequence[Record], tokenizer_spec: str, setup: ChatSe
     protected: list[npt.NDArray[np.bool_]] = []
     kept: list[Record] = []
     ks: list[int] = []
-    default_k = mask.k if mask.strategy_object.expected_rate(mask) > 0 else 0  # --strategy none: nothing dropped
+    default_k = 0 if drops_nothing(mask) else mask.k
     for record, rendered in zip(records, renderer.render_batch(records, setup.train_on_prompt)):
         if isinstance(rendered, InputError):
             errors.append(rendered)
@@ -61,7 +71,7 @@ def tokenize_chats(records: Sequence[Record], tokenizer_spec: str, setup: ChatSe
         assistant.append(rendered.assistant)
         protected.append(rendered.protected)
         kept.append(record)
-        ks.append(default_k if record.k is None or default_k == 0 else record.k)
+        ks.append(default_k if record.k is None or drops_nothing(mask) else record.k)
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     starts = np.zeros(len(pieces), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from goldfish_prep.chat.masking import ChatSetup
+from goldfish_prep.chat.masking import ChatSetup, masks_answers
 from goldfish_prep.chat.records import ROLE_MAP
 from goldfish_prep.chat.template import (
     ChatTemplate,
@@ -62,7 +62,7 @@ def reads_chat(options: ChatOptions, reader: ReaderOptions, sources: list[InputS
 def chat_setup(options: ChatOptions, tokenizer: Tokenizer, mask: MaskConfig) -> tuple[ChatSetup, ChatTemplate]:
     """The worker's setup and the template, after checking the options and the tokenizer fit chat records."""
     tokenizer_spec = tokenizer.spec
-    if mask.strategy_object.expected_rate(mask) > 0 and mask.spec_version is None:  # not the goldfish hash, and drops something
+    if not masks_answers(mask):
         raise ConfigError(
             f"--strategy {mask.strategy} is a rule for whole documents; chat records are masked answer by answer "
             "with the goldfish hash (docs/mask-spec.md, answer-local). Fix: use --strategy goldfish or none"

@@ -33,6 +33,8 @@ ROLES = ("system", "user", "assistant", "tool")
 #: ShareGPT's ``from`` values and the role each becomes (also accepted: the four roles themselves)
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant", "observation": "tool", "function": "tool"}
 ROLE_MAP = {**{role: role for role in ROLES}, **SHAREGPT_ROLES}
+#: names a message's reasoning comes under; transformers fills the first two from whichever is there
+_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
 def chat_record_from_object(obj: dict[str, Any], location: str, options: ReaderOptions, weight: int | None = None) -> Record | InputError:
@@ -121,6 +123,9 @@ def check_message(message: object, location: str) -> dict[str, Any] | InputError
         if problem is not None:
             return problem
     message["role"] = ROLE_MAP[role]
+    reasoning = next((message[key] for key in _REASONING_FIELDS if key in message), None)
+    if reasoning is not None:  # as transformers does: templates read "reasoning_content" (gpt-oss ones "thinking")
+        message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
     return message
 
 

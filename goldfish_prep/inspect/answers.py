@@ -20,9 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import xxhash
 
-from goldfish_prep.format.manifest import load_manifest
-from goldfish_prep.format.names import IGNORE_INDEX
-from goldfish_prep.format.reader import read_shard
+from goldfish_prep.format import IGNORE_INDEX, iter_shards, load_manifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +46,8 @@ def answer_agreement(folder: str | Path) -> AnswerAgreement | None:
     counts: dict[bytes, int] = {}
     differing: set[bytes] = set()
     dropped: dict[bytes, int] = {}
-    for path in manifest.shard_paths():
-        k_field = manifest.get("k_field") is not None
-        table = read_shard(path, ["input_ids", "labels", "assistant_masks", *(["k"] if k_field else [])])
+    k_field = manifest.get("k_field") is not None
+    for _, table in iter_shards(folder, ["input_ids", "labels", "assistant_masks", *(["k"] if k_field else [])]):
         row_k = table.column("k").to_pylist() if k_field else None
         for ids, drop, row in _answers(table):
             key = xxhash.xxh3_128_digest(ids.tobytes() + (b"" if row_k is None else int(row_k[row]).to_bytes(4, "little")))

@@ -21,8 +21,8 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
-from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.columns import Int64s, TokenStream, int_column, list_values
+from goldfish_prep.format.manifest import Manifest
 
 ASSISTANT_COLUMN = "assistant_masks"
 K_COLUMN = "k"

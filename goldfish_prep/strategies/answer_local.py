@@ -19,6 +19,10 @@ the same ids. ``(h - L) * D`` separates the lengths of partial windows.
 Ineligible tokens (special tokens, ``--keep-ids``) are never dropped but stay
 in the windows of the tokens after them: the decision for any token depends
 only on the answer's own ids.
+
+Not a ``Strategy`` in ``REGISTRY``: it is how the ``goldfish`` strategy (spec
+v1, whose hash it extends) masks the answers of chat records
+(``chat.masking``); ``--strategy none`` drops nothing there either.
 """
 
 from __future__ import annotations
