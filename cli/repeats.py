@@ -29,7 +29,10 @@ def repeats(folder: Path, min_length: int, top: int, as_json: bool) -> None:
     the mask of the first from its context-width-th token on (earlier tokens
     see text before the passage), and counts the tokens dropped in every copy,
     which are never supervised in that context. With --strategy static the
-    masks follow positions, not content, and the report says so.
+    masks follow positions, not content, and the report says so. In chat
+    outputs passages are searched in the assistant's answers only, and whole
+    answers said more than once are checked to carry one mask from their
+    first token on (the answer-local rule).
 
     Passages are found by hashing every window of N tokens and sorting the
     hashes (no pairwise comparison; memory grows with the number of windows,
@@ -75,6 +78,8 @@ def render(report: RepeatsReport) -> str:
         f"{report.total_tokens:,} tokens ({report.covered_tokens / max(report.total_tokens, 1):.2%}) lie in a repeated passage",
         "  " + _verdict(report),
     ]
+    if report.answers is not None:
+        lines += _answers(report)
     if report.collisions:
         lines.append("  (a hash collision was found and resolved by comparing tokens; the figures are exact)")
     if not report.top:
@@ -84,6 +89,10 @@ def render(report: RepeatsReport) -> str:
     for rank, passage in enumerate(report.top, 1):
         lines += _passage(rank, passage, report.config.context_width)
     return "\n".join(lines)
+
+
+def _answers(report: RepeatsReport) -> list[str]:
+    return [f"  chat output: passages are searched in the {report.answers:,} answers only (the prompt is never supervised)"]
 
 
 def _verdict(report: RepeatsReport) -> str:

@@ -5,7 +5,9 @@ every copy of an answer, after any prompt, should lose exactly the same
 tokens, from its first token on. This module groups the answers of a chat
 output (maximal runs of ``assistant_masks == 1`` within a row) by their ids
 and counts the groups whose copies' masks differ. Document outputs only: in
-packed rows an answer can be cut by a row boundary.
+packed rows an answer can be cut by a row boundary. In a ``--k-field`` output
+answers are grouped by (ids, k): under another k an answer is masked
+differently by design.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ def answer_agreement(folder: str | Path) -> AnswerAgreement | None:
     counts: dict[bytes, int] = {}
     differing: set[bytes] = set()
     dropped: dict[bytes, int] = {}
-    for _, table in iter_shards(folder, ["input_ids", "labels", "assistant_masks"]):
-        for ids, drop in _answers(table):
-            key = xxhash.xxh3_128_digest(ids.tobytes())
+    k_field = manifest.get("k_field") is not None
+    for _, table in iter_shards(folder, ["input_ids", "labels", "assistant_masks", *(["k"] if k_field else [])]):
+        row_k = table.column("k").to_pylist() if k_field else None
+        for ids, drop, row in _answers(table):
+            key = xxhash.xxh3_128_digest(ids.tobytes() + (b"" if row_k is None else int(row_k[row]).to_bytes(4, "little")))
             mask = np.packbits(drop).tobytes()
             if masks.setdefault(key, mask) != mask:
                 differing.add(key)
@@ -63,8 +67,8 @@ def answer_agreement(folder: str | Path) -> AnswerAgreement | None:
     )
 
 
-def _answers(table: pa.Table) -> list[tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]]:
-    """(ids, dropped) of every answer in a shard's rows."""
+def _answers(table: pa.Table) -> list[tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_], int]]:
+    """(ids, dropped, row) of every answer in a shard's rows."""
     ids_column = table.column("input_ids").combine_chunks()
     offsets = np.asarray(ids_column.offsets, dtype=np.int64)
     ids = np.asarray(ids_column.values, dtype=np.int32)[offsets[0] : offsets[-1]]
@@ -78,4 +82,5 @@ def _answers(table: pa.Table) -> list[tuple[npt.NDArray[np.int32], npt.NDArray[n
     following = np.concatenate([assistant[1:], [False]]) & ~np.concatenate([head[1:], [True]])
     ends = np.flatnonzero(assistant & ~following) + 1
     drop = labels == IGNORE_INDEX
-    return [(ids[a:b], drop[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
+    rows = np.searchsorted(offsets, starts, side="right") - 1
+    return [(ids[a:b], drop[a:b], int(r)) for a, b, r in zip(starts.tolist(), ends.tolist(), rows.tolist())]
