@@ -21,7 +21,8 @@ LISTED = 20
 @click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes (one shard each at a time).")
 @click.option("--retokenize", type=click.IntRange(min=0), default=0, metavar="N", help="Also re-encode a sample of N documents from the recorded inputs (if unchanged) with the tokenizer's reference engine and compare the ids.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only problems, or one line when all holds.")
-def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int) -> None:
+@click.option("--tokenizer", metavar="SPEC", default=None, help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.")
+def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int, tokenizer: str | None) -> None:
     """Prove that FOLDER is intact and its masks are the ones its config makes.
 
     Recomputes every mask from input_ids with the config recorded in the
@@ -30,7 +31,9 @@ def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int) -> None:
     sha256, row and token counts against the manifest, and that the manifest's
     counts add up (documents read = written + skipped). Exit code 0 when all
     holds; otherwise 1, with the shard, row and position of the first
-    mismatches.
+    mismatches. In chat outputs a label must be -100 off the assistant's
+    tokens (assistant_masks 0) and the answer-local mask is recomputed answer
+    by answer.
 
     \b
     Examples:
@@ -44,7 +47,7 @@ def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int) -> None:
         def advance(check: ShardCheck) -> None:
             bar.update(check.tokens)
 
-        report = verify_folder(folder, num_proc=num_proc, on_shard=advance)
+        report = verify_folder(folder, num_proc=num_proc, on_shard=advance, tokenizer=tokenizer)
     if report.ok:
         click.echo(summary(report))
         if retokenize:
@@ -84,6 +87,13 @@ def check_retokenized(folder: Path, n: int) -> None:
 def summary(report: VerifyReport) -> str:
     config = report.config
     layout = "packed rows" if report.packed else "documents"
+    if report.chat:
+        return (
+            f"OK: {report.folder}: {len(report.shards)} shard(s), {report.total('documents'):,} conversations in "
+            f"{report.total('rows'):,} rows ({layout}), {report.total('tokens'):,} tokens, {report.total('assistant'):,} the assistant's, "
+            f"{report.total('dropped'):,} dropped.\nChecksums, counts and every label match assistant_masks and the answer-local "
+            f"masks (k={config.k}{', or each row k' if report.k_field else ''}, context width {config.context_width}, seed {config.seed}) recomputed from input_ids."
+        )
     return (
         f"OK: {report.folder}: {len(report.shards)} shard(s), {report.total('documents'):,} documents in "
         f"{report.total('rows'):,} rows ({layout}), {report.total('tokens'):,} tokens, {report.total('dropped'):,} dropped.\n"

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from goldfish_prep.chat.masking import ChatSetup, mask_answers, tokenize_chats
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.mask import mask_documents
@@ -37,6 +38,8 @@ class BatchContext:
     reader: ReaderOptions = ReaderOptions()
     #: ``--tokenizer-backend``: which engine encodes (the ids are the same for every choice)
     tokenizer_backend: str = "auto"
+    #: chat records: the template and label options (None for text records)
+    chat: ChatSetup | None = None
 
 
 @dataclasses.dataclass
@@ -49,6 +52,10 @@ class MaskedBatch:
     doc_ids: list[str]
     sources: list[str]
     errors: list[InputError]
+    #: chat batches: the assistant's tokens, per-document k (``--k-field``), and how many tokens could be dropped
+    assistant: npt.NDArray[np.bool_] | None = None
+    k: npt.NDArray[np.int32] | None = None
+    eligible: int | None = None
 
     @property
     def lengths(self) -> npt.NDArray[np.int64]:
@@ -60,6 +67,8 @@ def mask_batch(batch: Sequence[Record | JsonLine | InputError], context: BatchCo
     items = [parse_line(item.line, item.location, context.reader) if isinstance(item, JsonLine) else item for item in batch]
     errors = [item for item in items if isinstance(item, InputError)]
     records = [item for item in items if isinstance(item, Record)]
+    if context.chat is not None:
+        return _mask_chats(records, errors, context, context.chat)
     encoded = iter(_encode_texts([r.text for r in records if r.text is not None], context))
     pieces: list[npt.NDArray[np.int32]] = []
     kept: list[Record] = []
@@ -79,6 +88,16 @@ def mask_batch(batch: Sequence[Record | JsonLine | InputError], context: BatchCo
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
     drop = mask_documents(ids, starts, context.mask)
     return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors)
+
+
+def _mask_chats(records: list[Record], errors: list[InputError], context: BatchContext, setup: ChatSetup) -> MaskedBatch:
+    """Conversations: rendered by the chat template, masked answer by answer (``chat.masking``)."""
+    tokens = tokenize_chats(records, context.tokenizer_spec, setup, context.mask, errors)
+    drop = mask_answers(tokens, context.mask)
+    kept = tokens.kept
+    k = tokens.k if context.reader.k_field is not None else None
+    eligible = int((tokens.eligible & (np.repeat(tokens.k, np.diff(np.append(tokens.starts, len(tokens.ids)))) >= 2)).sum())
+    return MaskedBatch(tokens.ids, tokens.starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, tokens.assistant, k, eligible)
 
 
 def _encode_texts(texts: list[str], context: BatchContext) -> list[npt.NDArray[np.int32]]:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from goldfish_prep import __version__
 from goldfish_prep.atomic import write_json
+from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
 from goldfish_prep.format.names import PARTIAL_SUFFIX, PROGRESS_DIR, task_filename
@@ -63,6 +64,7 @@ class MaskJob:
     num_tasks: int = 1
     task_index: int = 0
     progress: bool = True
+    chat: ChatOptions = ChatOptions()
 
     @property
     def tokenizer_spec(self) -> str:
@@ -89,6 +91,8 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     _check_output_not_in_input_folder(output, job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
+    if not job.reader.chat and reads_chat(job.chat, job.reader, resolved.sources):
+        job = dataclasses.replace(job, reader=dataclasses.replace(job.reader, chat=True))
     tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
     # workers start now: forked ones inherit the tokenizer, spawned ones load it
     # while this process hashes the inputs and prepares the output folder
@@ -99,8 +103,13 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
 
 def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
     add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
-    context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None, job.reader, job.tokenizer_backend)
+    setup, template = chat_setup(job.chat, tokenizer, job.mask) if job.reader.chat else (None, None)
+    vocab_size = tokenizer.vocab_size if job.tokenizer else None
+    context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, vocab_size, job.reader, job.tokenizer_backend, setup)
     run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
+    if setup is not None and template is not None:  # chat: the template, label options and rule decide the bytes too
+        run["chat"] = describe_chat(setup, template, job.reader)
+        run["k_field"] = job.reader.k_field
     run["ignored_inputs"] = resolved.ignored
     if resolved.ignored and job.progress:
         shown = ", ".join(resolved.ignored[:3]) + (", ..." if len(resolved.ignored) > 3 else "")
@@ -133,6 +142,7 @@ def _write_shards(
         if batch.shard % job.num_tasks == job.task_index and batch.shard not in completed
     )
     builders: dict[int, ShardBuilder] = {}
+    columns = {"chat": context.chat is not None, "k": job.reader.k_field is not None}
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
     started, tokens = time.perf_counter(), 0
     try:
@@ -143,7 +153,7 @@ def _write_shards(
             if fatal:  # skipping cannot help: the whole source is out of reach
                 raise fatal[0]
             builder = builders.get(batch.shard) or builders.setdefault(
-                batch.shard, ShardBuilder(output, batch.shard, job.mask, job.pack, pad_id)
+                batch.shard, ShardBuilder(output, batch.shard, job.mask, job.pack, pad_id, **columns)
             )
             builder.add(result)
             if batch.closes_shard:
@@ -152,7 +162,7 @@ def _write_shards(
             bar.update(len(result.doc_ids))
             bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9) / 1e6:.2f}M tok/s", refresh=False)
         if plan.num_shards == 0 and job.task_index == 0 and 0 not in completed:
-            write_shard_record(output, ShardBuilder(output, 0, job.mask, job.pack, pad_id).close())
+            write_shard_record(output, ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
     except BaseException:
         for builder in builders.values():
             builder.abort()

@@ -73,6 +73,15 @@ class TiktokenEncodedHF(AdapterIdentity):
             encoded.append(ids.astype(np.int32))  # uint32 -> int32: ids < vocab_size <= 2**31
         return encoded
 
+    def chat_backend(self) -> Any:
+        """The HF tokenizer's backend: chat rendering needs its offsets and its parsing of special-token text."""
+        return self.reference().chat_backend()
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """The named special tokens a chat template sees, as the HF tokenizer has them."""
+        return self.reference().special_tokens_map
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.reference().decode(ids)
 
