@@ -11,11 +11,13 @@ from typing import Any
 
 from goldfish_prep.errors import ConfigError
 
-STRATEGIES = ("goldfish", "hash-table", "static", "none")
+STRATEGIES = ("goldfish", "robust", "hash-table", "static", "none")
 
 #: Version of the ``goldfish`` hash specification (docs/mask-spec.md). Bump it
 #: whenever a change would alter any mask; the manifest records it.
 GOLDFISH_SPEC_VERSION = 1
+#: Version of the ``robust`` specification (docs/mask-spec.md); same rule.
+ROBUST_SPEC_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +53,8 @@ class MaskConfig:
 
     @property
     def spec_version(self) -> int | None:
-        """The goldfish hash spec version, or None for strategies it does not govern."""
-        return GOLDFISH_SPEC_VERSION if self.strategy == "goldfish" else None
+        """The goldfish (or robust) spec version, or None for strategies no spec version governs."""
+        return {"goldfish": GOLDFISH_SPEC_VERSION, "robust": ROBUST_SPEC_VERSION}.get(self.strategy)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "spec_version": self.spec_version}
@@ -65,7 +67,7 @@ class MaskConfig:
         recorded = data.get("spec_version")
         if recorded is not None and recorded != config.spec_version:
             raise ConfigError(
-                f"these masks use goldfish spec version {recorded}, this goldfish-prep implements "
+                f"these masks use {config.strategy} spec version {recorded}, this goldfish-prep implements "
                 f"version {config.spec_version}; install the goldfish-prep version recorded in the manifest"
             )
         return config

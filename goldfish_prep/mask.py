@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
-from goldfish_prep.strategies import goldfish, hash_table, static
+from goldfish_prep.strategies import goldfish, hash_table, robust, static
+from goldfish_prep.strategies.robust import TokenBytes
 
 
 def goldfish_mask(
@@ -27,8 +28,12 @@ def goldfish_mask(
     context_width: int = 13,
     strategy: str = "goldfish",
     seed: int = 0,
+    token_bytes: TokenBytes | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Return a bool array, True where the token is dropped from the loss.
+
+    ``strategy="robust"`` also needs ``token_bytes``, the bytes each id spells
+    (``goldfish_prep.tokenizers.token_bytes.token_bytes(tokenizer)``).
 
     >>> mask = goldfish_mask(list(range(100)), k=4, context_width=13)
     >>> mask.shape, bool(mask[:13].any())
@@ -36,7 +41,7 @@ def goldfish_mask(
     """
     config = MaskConfig(strategy=strategy, k=k, context_width=context_width, seed=seed)
     ids = as_token_array(token_ids)
-    return mask_documents(ids, np.zeros(1, dtype=np.int64), config)
+    return mask_documents(ids, np.zeros(1, dtype=np.int64), config, token_bytes)
 
 
 def as_token_array(token_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -61,6 +66,7 @@ def mask_documents(
     ids: npt.NDArray[np.integer],
     starts: npt.NDArray[np.integer],
     config: MaskConfig,
+    token_bytes: TokenBytes | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Drop decisions for a flat batch: ``ids`` of all documents end to end, ``starts[i]`` where document i begins.
 
@@ -75,6 +81,8 @@ def mask_documents(
     n = len(ids)
     if config.strategy == "none" or n == 0:
         return np.zeros(n, dtype=np.bool_)
+    if config.strategy == "robust":
+        return robust_decisions(ids, starts, config, token_bytes)[0]
     if config.strategy == "static":
         return static.drop_local(local_positions(starts, n), config.k, config.seed % config.k)
     if config.strategy == "goldfish":
@@ -83,6 +91,17 @@ def mask_documents(
         drop = hash_table.drop_flat(ids, config.context_width, config.k)
     _clear_document_heads(drop, np.asarray(starts, dtype=np.int64), config.context_width)
     return drop
+
+
+def robust_decisions(
+    ids: npt.NDArray[np.integer], starts: npt.NDArray[np.integer], config: MaskConfig, token_bytes: TokenBytes | None
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(dropped, eligible) of the ``robust`` strategy: its eligible positions depend on the text, not only on lengths."""
+    if token_bytes is None:
+        raise ConfigError("the robust strategy needs the tokenizer's bytes per id (token_bytes=...) to read the text the ids spell")
+    if len(ids) and int(np.max(ids)) >= token_bytes.vocab_size:
+        raise ConfigError(f"token id {int(np.max(ids))} is outside the tokenizer's {token_bytes.vocab_size} ids; pass the tokenizer the ids were made with")
+    return robust.decide(ids, starts, token_bytes, config.context_width, config.k, config.seed)
 
 
 def local_positions(starts: npt.NDArray[np.integer], n: int) -> npt.NDArray[np.int64]:
@@ -110,6 +129,8 @@ def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[n
     [0, 7]
     """
     n = np.asarray(lengths, dtype=np.int64)
+    if config.strategy == "robust":  # an internal misuse, not a user error
+        raise ValueError("robust eligible positions depend on the text: use robust_decisions")
     if config.strategy == "none":
         return np.zeros_like(n)
     if config.strategy == "static":

@@ -48,7 +48,8 @@ class ShardBuilder:
         lengths = batch.lengths
         labels = labels_from(batch.ids, batch.drop)
         self.counts["tokens"] += len(batch.ids)
-        self.counts["eligible_tokens"] += int(eligible_counts(lengths, self.mask).sum())
+        eligible = batch.num_eligible if batch.num_eligible is not None else int(eligible_counts(lengths, self.mask).sum())
+        self.counts["eligible_tokens"] += eligible
         self.counts["dropped_tokens"] += int(batch.drop.sum())
         if self._packer is not None:
             self._write_packed(self._packer.add(batch.ids, labels, batch.starts))

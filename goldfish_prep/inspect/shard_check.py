@@ -22,7 +22,9 @@ from goldfish_prep.dataset import IGNORE_INDEX, read_shard
 from goldfish_prep.errors import InputError
 from goldfish_prep.inspect.columns import Int32s, Int64s, TokenStream, int_column, list_values, row_of, shard_stream
 from goldfish_prep.inspect.packed import carried_context, eligible_per_row, recompute_drop
+from goldfish_prep.inspect.robust_masks import robust_recompute
 from goldfish_prep.mask import eligible_counts
+from goldfish_prep.strategies.robust import TokenBytes
 from goldfish_prep.schema import DOCUMENT_FIELDS, PACKED_FIELDS
 
 #: mismatching positions named per shard; the count covers all of them
@@ -50,6 +52,8 @@ class VerifyContext:
     pack: int | None
     pad_id: int
     vocab_size: int | None
+    #: the recorded tokenizer's bytes per id; only robust masks need it
+    token_bytes: TokenBytes | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +99,10 @@ def _measure(table: Any, stream: TokenStream, index: int, context: VerifyContext
     name = stream.path.name
     tokens = np.diff(stream.row_starts)
     prefix, lead = _prefix(stream, index, context)
-    drop = recompute_drop(stream, prefix, context.config)
+    if context.token_bytes is not None:
+        drop, robust_eligible = robust_recompute(stream, prefix, context.config, context.token_bytes)
+    else:
+        drop, robust_eligible = recompute_drop(stream, prefix, context.config), None
     expected = np.where(drop, np.int32(IGNORE_INDEX), stream.ids)
     wrong = np.flatnonzero(stream.labels != expected)
     at = _Locator(name, sum(int(record["num_rows"]) for record in context.records[:index]), stream.row_starts)
@@ -103,11 +110,15 @@ def _measure(table: Any, stream: TokenStream, index: int, context: VerifyContext
     problems.extend(_id_problems(at, stream, context.vocab_size))
     dropped = _per_row(stream.labels == IGNORE_INDEX, stream.row_starts)
     problems.extend(_column_problems(table, stream.path, tokens, dropped))
-    if context.pack is None:
+    if robust_eligible is not None:
+        eligible = int(robust_eligible.sum())
+    elif context.pack is None:
         eligible = int(eligible_counts(tokens, context.config).sum())
-        documents = stream.num_rows
     else:
         eligible = int(eligible_per_row(stream, lead, context.config)[0].sum())
+    if context.pack is None:
+        documents = stream.num_rows
+    else:
         documents = len(stream.doc_starts)
         problems.extend(_padding_problems(table, stream, context))
     return ShardCheck(name, stream.num_rows, documents, int(tokens.sum()), eligible, int(dropped.sum()), len(wrong))

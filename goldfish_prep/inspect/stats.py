@@ -24,6 +24,8 @@ from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard
 from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.inspect.columns import Int64s, TokenStream, int_column, shard_stream
 from goldfish_prep.inspect.packed import eligible_per_row
+from goldfish_prep.inspect.robust_masks import robust_recompute
+from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
 from goldfish_prep.mask import eligible_counts
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -148,12 +150,16 @@ def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
     names: list[str] = []
     parts: list[tuple[Int64s, Int64s, Int64s]] = []
     disagreements, lead = 0, 0
+    table_bytes = recorded_token_bytes(manifest.get("tokenizer", {})) if config.strategy == "robust" else None
     for path in shard_paths(folder, manifest):
         table = read_shard(path)
         stream = shard_stream(table, path, packed)
         tokens = np.diff(stream.row_starts)
         dropped = _dropped_per_row(stream)
-        if packed:
+        if table_bytes is not None:  # robust: eligible positions depend on the text
+            eligible = robust_recompute(stream, np.zeros(0, np.int32), config, table_bytes)[1]
+            names.extend(_row_names(table, stream, path, len(names), packed))
+        elif packed:
             eligible, lead = eligible_per_row(stream, lead, config)
             first_row = len(names)
             names.extend(f"row {first_row + r}" for r in range(stream.num_rows))
@@ -165,6 +171,12 @@ def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
     tokens, eligible, dropped = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
     flagged = np.flatnonzero(outside_band(eligible, dropped, expected_rate(config), band_level))
     return MaskStats(str(folder), manifest, config, packed, names, tokens, eligible, dropped, band_level, flagged, disagreements)
+
+
+def _row_names(table: Any, stream: TokenStream, path: Path, first_row: int, packed: bool) -> list[str]:
+    if packed:
+        return [f"row {first_row + r}" for r in range(stream.num_rows)]
+    return table.column("id").to_pylist() if "id" in table.column_names else [str(path)] * stream.num_rows
 
 
 def _dropped_per_row(stream: TokenStream) -> Int64s:

@@ -18,6 +18,7 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.dataset import MANIFEST_NAME, load_manifest, shard_paths
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
 from goldfish_prep.parallel import ordered_map
+from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,7 @@ def _context(folder: str | Path, manifest: dict[str, Any], config: MaskConfig) -
         pad_id=int(eos) if eos is not None else 0,  # what `mask --pack` pads with
         # pre-tokenized ids are checked against the vocabulary only when the user named the tokenizer
         vocab_size=tokenizer.get("vocab_size") if tokenizer.get("explicit", True) else None,
+        token_bytes=recorded_token_bytes(tokenizer) if config.strategy == "robust" else None,
     )
 
 

@@ -1,0 +1,223 @@
+"""``robust``: goldfish decisions taken on normalised text, so near-copies drop alike (spec v1).
+
+Goldfish hashes the h token ids ending at a token. A passage copied with a case
+change, a double space, a re-wrapped line or curly quotes has other ids after
+the edit, so its copies drop different tokens and together supervise them all.
+``robust`` decides each token from the *normalised text* it ends in
+(``normalize``: NFKD, case-folded, whitespace runs and dashes collapsed, quotes
+unified), so copies that differ only by such edits drop the tokens that end at
+the same place of their shared text, whatever ids spelled it.
+
+Spec (docs/mask-spec.md, all arithmetic mod 2**64)::
+
+    bytes  = concatenation of the tokens' bytes (special tokens: none)
+    chars  = bytes decoded as UTF-8, each invalid byte one U+DC80+b (surrogateescape)
+    S      = normalised chars; e_t = normalised end of token t (chars it completes)
+    token t is eligible  iff  e_t > e_{t-1}  and  S[:e_t] holds >= h-1 spaces
+    window = S[s .. e_t - 1], s = start of the word h-1 words before the one holding e_t - 1
+    w      = sum_{q=s}^{e_t-1} (S[q] + A) * B**(e_t-1-q);  H = (w ^ (w >> 32)) * M
+    drop t iff eligible and H < 2**64 // k
+
+with A, B, M from xxh64 of ``goldfish-prep/robust-v1/{offset,base,mix}``.
+A word is a maximal run of non-space characters of S with the space that ends
+it. The decision needs only the token ids and the tokenizer's bytes per id
+(``TokenBytes``), so ``verify`` recomputes it from a shard alone.
+
+Vectorised: one decode per batch (per document only where a document starts
+inside a UTF-8 sequence), the ``normalize`` passes, and the polynomial hash as
+prefix sums over S evaluated at the eligible tokens, like goldfish's kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from goldfish_prep.strategies.normalize import SPACE, normalise
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenBytes:
+    """The bytes each token id spells: ``flat[offsets[i]:offsets[i+1]]`` for id i (special ids: empty)."""
+
+    flat: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]  # shape (vocab_size + 1,)
+
+    @classmethod
+    def from_list(cls, pieces: list[bytes]) -> "TokenBytes":
+        """Build the table from one bytes object per id.
+
+        >>> TokenBytes.from_list([b"a", b"", b"bc"]).offsets.tolist()
+        [0, 1, 1, 3]
+        """
+        lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        return cls(np.frombuffer(b"".join(pieces), dtype=np.uint8).copy(), offsets)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.offsets) - 1
+
+
+@functools.lru_cache(maxsize=64)
+def hash_constants(seed: int) -> tuple[int, int, int]:
+    """(A, B, M) of robust spec v1 for a seed; B and M odd."""
+    offset = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/offset", seed=seed)
+    base = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/base", seed=seed) | 1
+    mix = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/mix", seed=seed) | 1
+    return offset, base, mix
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalisedTokens:
+    """A flat batch's normalised text and where each token sits in it (all positions index ``norm``).
+
+    ``token_end[t]``: normalised characters completed by tokens up to t (exclusive end);
+    ``nonempty[t]``: token t completes at least one; ``window_start[t]``: start of its
+    window of h words; ``enough[t]``: its document has h words up to it;
+    ``doc_start[d]``: where document d's normalised text begins.
+    """
+
+    norm: npt.NDArray[np.uint32]
+    doc_start: npt.NDArray[np.int64]
+    token_end: npt.NDArray[np.int64]
+    nonempty: npt.NDArray[np.bool_]
+    window_start: npt.NDArray[np.int64]
+    enough: npt.NDArray[np.bool_]
+
+    @property
+    def eligible(self) -> npt.NDArray[np.bool_]:
+        return self.nonempty & self.enough
+
+
+def normalised_tokens(
+    ids: npt.NDArray[np.integer], starts: npt.NDArray[np.integer], table: TokenBytes, context_width: int
+) -> NormalisedTokens:
+    """Everything of the spec but the hash: the view ``decide`` hashes and ``repeats`` aligns copies by."""
+    flat = np.asarray(ids, dtype=np.int64)
+    n = len(flat)
+    doc_starts = np.asarray(starts, dtype=np.int64)
+    norm, token_end, doc_norm_start = _token_ends(flat, doc_starts, table)
+    doc_of_token = np.repeat(np.arange(len(doc_starts)), np.diff(np.append(doc_starts, n)))
+    previous = np.empty(n, dtype=np.int64)
+    previous[1:] = token_end[:-1]
+    inside = doc_starts < n
+    previous[doc_starts[inside]] = doc_norm_start[inside]
+    window_start, enough = _window_starts(norm, token_end, doc_norm_start[doc_of_token], context_width)
+    return NormalisedTokens(norm, doc_norm_start, token_end, token_end > previous, window_start, enough)
+
+
+def decide(
+    ids: npt.NDArray[np.integer],
+    starts: npt.NDArray[np.integer],
+    table: TokenBytes,
+    context_width: int,
+    k: int,
+    seed: int,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(dropped, eligible) for every token of a flat batch; ``starts[d]`` is where document d begins.
+
+    >>> table = TokenBytes.from_list([b"Hello", b" world", b"\\n", b"world"])
+    >>> dropped, eligible = decide(np.array([0, 1, 0, 2, 3]), np.array([0, 2]), table, 1, 2, 0)
+    >>> dropped[[1]].tolist() == dropped[[4]].tolist(), eligible.tolist()
+    (True, [True, True, True, True, True])
+    """
+    n = len(ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.bool_), np.zeros(0, dtype=np.bool_)
+    view = normalised_tokens(ids, starts, table, context_width)
+    eligible = view.eligible
+    dropped = np.zeros(n, dtype=np.bool_)
+    where = np.flatnonzero(eligible)
+    if len(where):
+        hashes = _window_hashes(view.norm, view.window_start[where], view.token_end[where], seed)
+        dropped[where] = hashes < np.uint64((1 << 64) // k)
+    return dropped, eligible
+
+
+def _token_ends(
+    ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], table: TokenBytes
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Normalised text of the batch, each token's normalised end, each document's normalised start."""
+    if len(ids) and (ids.min() < 0 or ids.max() >= table.vocab_size):
+        raise ValueError(f"token id outside the tokenizer's {table.vocab_size} ids")
+    lengths = table.offsets[ids + 1] - table.offsets[ids]  # bytes per token, int64 (n,)
+    byte_end = np.cumsum(lengths)
+    total = int(byte_end[-1]) if len(byte_end) else 0
+    within = np.arange(total, dtype=np.int64) - np.repeat(byte_end - lengths, lengths)
+    data = table.flat[np.repeat(table.offsets[ids], lengths) + within]  # uint8 (total,)
+    doc_byte_start = np.concatenate(([0], byte_end))[starts]
+    code_points = _decode(data, doc_byte_start)
+    # bytes per character: UTF-8 length, 1 for an escaped invalid byte (U+DC80..U+DCFF)
+    escaped = (code_points >= 0xDC80) & (code_points <= 0xDCFF)
+    char_bytes = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
+    char_byte_end = np.cumsum(np.where(escaped, 1, char_bytes))
+    chars_done = np.searchsorted(char_byte_end, byte_end, side="right")  # chars completed by each token
+    char_starts = np.searchsorted(char_byte_end, doc_byte_start, side="right")
+    norm, char_norm_end = normalise(code_points, char_starts)
+    prefix = np.concatenate(([0], char_norm_end))
+    return norm, prefix[chars_done], prefix[char_starts]
+
+
+def _decode(data: npt.NDArray[np.uint8], doc_byte_start: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
+    """Code points of each document's bytes, documents end to end (uint32).
+
+    One decode for the batch is the same as one per document unless a document
+    begins with a UTF-8 continuation byte (0x80..0xBF), which could complete the
+    previous document's last character; then each document is decoded alone.
+    """
+    raw = data.tobytes()
+    inner = doc_byte_start[(doc_byte_start > 0) & (doc_byte_start < len(raw))]
+    if len(inner) == 0 or not ((data[inner] >= 0x80) & (data[inner] < 0xC0)).any():
+        pieces = [raw]
+    else:
+        bounds = np.append(doc_byte_start, len(raw)).tolist()
+        pieces = [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    text = "".join(p.decode("utf-8", "surrogateescape") for p in pieces)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint32)
+
+
+def _window_starts(
+    norm: npt.NDArray[np.uint32], token_end: npt.NDArray[np.int64], doc_start: npt.NDArray[np.int64], h: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Start of each token's window of h words, and whether the document has h words up to the token."""
+    is_space = norm == SPACE
+    spaces_before = np.concatenate(([0], np.cumsum(is_space))).astype(np.int64)  # spaces in norm[:p]
+    space_at = np.flatnonzero(is_space)
+    last = np.maximum(token_end - 1, doc_start)  # the token's last normalised character
+    word = spaces_before[last] - spaces_before[doc_start]  # which word of its document holds it
+    first_word = word - (h - 1)
+    enough = first_word >= 0
+    # start of word j >= 1 of a document: just after its j-th space
+    index = spaces_before[doc_start] + np.maximum(first_word, 1) - 1
+    after_space = space_at[np.clip(index, 0, max(len(space_at) - 1, 0))] + 1 if len(space_at) else doc_start
+    window_start = np.where(first_word <= 0, doc_start, after_space)
+    return window_start.astype(np.int64), enough
+
+
+def _window_hashes(
+    norm: npt.NDArray[np.uint32], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], seed: int
+) -> npt.NDArray[np.uint64]:
+    """H of the spec for windows ``norm[start:end]`` (end exclusive, all non-empty)."""
+    offset, base, mix = hash_constants(seed)
+    m = len(norm)
+    inverse = pow(base, -1, 1 << 64)
+    inverse_powers = _powers(inverse, m)  # B**-q, uint64 (m,)
+    prefix = np.zeros(m + 1, dtype=np.uint64)  # prefix[q] = sum_{j<q} (S[j] + A) * B**-j
+    terms = norm.astype(np.uint64) + np.uint64(offset)
+    np.cumsum(terms * inverse_powers, out=prefix[1:])
+    window = (prefix[end] - prefix[start]) * _powers(base, m)[end - 1]
+    hashed: npt.NDArray[np.uint64] = (window ^ (window >> np.uint64(32))) * np.uint64(mix)
+    return hashed
+
+
+def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
+    """[value**0, value**1, ...] mod 2**64 (uint64 cumprod wraps, which is exactly mod 2**64)."""
+    factors = np.full(length, value, dtype=np.uint64)
+    if length:
+        factors[0] = 1
+    return np.cumprod(factors, dtype=np.uint64)
