@@ -90,8 +90,19 @@ def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, 
         ids, labels, doc_starts = ids[:used], labels[:used], starts.astype(np.int64)
     else:
         name, source = table.column("id")[0].as_py(), table.column("source")[0].as_py()
-        eligible, padding, doc_starts = int(eligible_counts([len(ids)], config)[0]), 0, np.zeros(1, np.int64)
+        eligible, padding, doc_starts = _eligible(manifest, config, ids), 0, np.zeros(1, np.int64)
     return DocumentView(str(folder), path.name, row, name, source, ids, labels == IGNORE_INDEX, eligible, doc_starts, padding, config, None, None)
+
+
+def _eligible(manifest: dict[str, Any], config: MaskConfig, ids: Any) -> int:
+    """Eligible positions of one document: from its length, or (robust) from the text its ids spell."""
+    if config.strategy != "robust":
+        return int(eligible_counts([len(ids)], config)[0])
+    from goldfish_prep.mask import robust_decisions
+    from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
+
+    table = recorded_token_bytes(manifest.get("tokenizer", {}))
+    return int(robust_decisions(ids, np.zeros(1, np.int64), config, table)[1].sum())
 
 
 def _find_id(folder: str | Path, manifest: dict[str, Any], doc_id: str) -> tuple[Path, int, int]:
