@@ -25,6 +25,7 @@ from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_token
 from goldfish_prep.tokenizers import load_tokenizer
 from goldfish_prep.tokenizers.token_bytes import token_bytes
 from goldfish_prep_cli.main import cli
+from tests.near_copies import edit
 from tests.reference_robust import normalise_one, reference_robust
 
 VECTORS = Path(__file__).parent / "data" / "robust_spec_v1_vectors.json"
@@ -42,22 +43,6 @@ def flat(docs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lengths = [len(d) for d in docs]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if docs else np.zeros(0, np.int64)
     return (np.concatenate(docs) if docs else np.zeros(0, np.int64)), starts
-
-
-def edit(text: str, rng: random.Random) -> str:
-    """A near-copy: case, doubled spaces, re-wrapped lines, curly quotes, dashes, a ligature, NBSP."""
-    words = text.split(" ")
-    out = []
-    for word in words:
-        roll = rng.random()
-        if roll < 0.1:
-            word = word.upper()
-        elif roll < 0.2:
-            word = word.capitalize()
-        out.append(word)
-        out.append(rng.choice([" ", " ", " ", "  ", "\n", " \n  ", "\u00a0"]))
-    copy = "".join(out[:-1])
-    return copy.replace('"', "\u201c", 1).replace("'", "\u2019").replace("--", "\u2014").replace("fi", "\ufb01", 1)
 
 
 # -- the kernel against the spec -------------------------------------------------------------------
