@@ -85,6 +85,19 @@ def _ascii_table() -> npt.NDArray[np.uint32]:
 _ASCII = _ascii_table()
 
 
+@functools.lru_cache(maxsize=1)
+def _bmp_tables() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+    """N(c) for every c < 0x10000 where it is one character, and len(N(c)) (capped at 255); built once, ~0.2 s."""
+    single = np.zeros(0x10000, dtype=np.uint32)
+    lengths = np.zeros(0x10000, dtype=np.uint8)
+    for code_point in range(0x10000):
+        mapped = normalise_char.__wrapped__(code_point) if code_point >= 128 else (int(_ASCII[code_point]),)
+        lengths[code_point] = min(len(mapped), 255)
+        if len(mapped) == 1:
+            single[code_point] = mapped[0]
+    return single, lengths
+
+
 def normalise(code_points: npt.NDArray[np.uint32], char_starts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
     """Normalise a flat batch of documents' code points.
 
@@ -94,7 +107,7 @@ def normalise(code_points: npt.NDArray[np.uint32], char_starts: npt.NDArray[np.i
     by it and all characters before it (int64, shape (n,)), so a token that ends
     after character i ends at normalised position ``ends[i]``.
 
-    >>> cps = np.frombuffer("A  b\u2014".encode("utf-32-le"), dtype=np.uint32)
+    >>> cps = np.frombuffer("A  b—".encode("utf-32-le"), dtype=np.uint32)
     >>> norm, ends = normalise(cps, np.zeros(1, np.int64))
     >>> "".join(map(chr, norm)), ends.tolist()
     ('a b-', [1, 2, 2, 3, 4])
@@ -102,40 +115,54 @@ def normalise(code_points: npt.NDArray[np.uint32], char_starts: npt.NDArray[np.i
     n = len(code_points)
     if n == 0:
         return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
-    sequence, owner, lengths = _map_chars(code_points)
+    sequence, lengths = _map_chars(code_points)
     duplicate = np.zeros(len(sequence), dtype=np.bool_)
     collapsing = (sequence == SPACE) | (sequence == HYPHEN)
     duplicate[1:] = collapsing[1:] & (sequence[1:] == sequence[:-1])
+    out_end = np.cumsum(lengths) if lengths is not None else np.arange(1, n + 1, dtype=np.int64)
     # a document's first normalised character never collapses into the previous document
-    first = np.concatenate(([0], np.cumsum(lengths)))[np.asarray(char_starts, dtype=np.int64)]
+    first = np.concatenate(([0], out_end))[np.asarray(char_starts, dtype=np.int64)]
     duplicate[first[first < len(sequence)]] = False
     keep = ~duplicate
-    ends = np.cumsum(np.bincount(owner[keep], minlength=n)).astype(np.int64)
-    return sequence[keep], ends
+    if lengths is None:  # one output per character: the kept count is a running sum
+        return sequence[keep], np.cumsum(keep, dtype=np.int64)
+    owner = np.searchsorted(out_end, np.flatnonzero(duplicate), side="right")  # character that made each removed output
+    removed = np.cumsum(np.bincount(owner, minlength=n)[:n])
+    return sequence[keep], (out_end - removed).astype(np.int64)
 
 
-def _map_chars(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Concatenated N(c) of every character, the index of the character owning each output, and len(N(c))."""
+def _map_chars(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64] | None]:
+    """Concatenated N(c) of every character, and len(N(c)) per character (None when all are 1)."""
     n = len(code_points)
     is_ascii = code_points < 128
-    if is_ascii.all():  # the common case: one output per character
-        return _ASCII[code_points], np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
+    if is_ascii.all():  # the common case
+        return _ASCII[code_points], None
+    if int(code_points.max()) < 0x10000:  # the BMP: two gathers from the dense table
+        bmp_single, bmp_lengths = _bmp_tables()
+        if (bmp_lengths[code_points] == 1).all():
+            return bmp_single[code_points], None
     others = np.flatnonzero(~is_ascii)
     distinct, which = np.unique(code_points[others], return_inverse=True)
     mapped = [normalise_char(int(c)) for c in distinct]
     mapped_lengths = np.array([len(m) for m in mapped], dtype=np.int64)
-    mapped_flat = np.array([c for m in mapped for c in m], dtype=np.uint32)
-    mapped_starts = np.cumsum(mapped_lengths) - mapped_lengths
+    single = np.zeros(n, dtype=np.uint32)  # N(c) where it is one character
+    single[is_ascii] = _ASCII[code_points[is_ascii]]
+    single[others] = np.array([m[0] if len(m) == 1 else 0 for m in mapped], dtype=np.uint32)[which]
+    if (mapped_lengths == 1).all():
+        return single, None
     lengths = np.ones(n, dtype=np.int64)
     lengths[others] = mapped_lengths[which]
-    owner = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    # offset of each output within its character's N(c)
-    within = np.arange(len(owner), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    sequence = np.empty(len(owner), dtype=np.uint32)
-    from_ascii = is_ascii[owner]
-    sequence[from_ascii] = _ASCII[code_points[owner[from_ascii]]]
-    slot = np.full(n, -1, dtype=np.int64)
-    slot[others] = which
-    rest = ~from_ascii
-    sequence[rest] = mapped_flat[mapped_starts[slot[owner[rest]]] + within[rest]]
-    return sequence, owner, lengths
+    out_end = np.cumsum(lengths)
+    sequence = np.empty(int(out_end[-1]), dtype=np.uint32)
+    ones = lengths == 1
+    sequence[(out_end - 1)[ones]] = single[ones]
+    multi = np.flatnonzero(lengths > 1)  # few: ligatures, decomposed accents, compatibility spellings
+    if len(multi):
+        mapped_flat = np.array([c for m in mapped for c in m], dtype=np.uint32)
+        mapped_starts = np.cumsum(mapped_lengths) - mapped_lengths
+        slot = np.full(n, -1, dtype=np.int64)
+        slot[others] = which
+        reps = lengths[multi]
+        within = np.arange(int(reps.sum()), dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
+        sequence[np.repeat(out_end[multi] - reps, reps) + within] = mapped_flat[np.repeat(mapped_starts[slot[multi]], reps) + within]
+    return sequence, lengths

@@ -62,6 +62,21 @@ class TokenBytes:
     def vocab_size(self) -> int:
         return len(self.offsets) - 1
 
+    @functools.cached_property
+    def pieces(self) -> list[bytes]:
+        """One bytes object per id: ``b"".join`` over them is the fastest gather of a document's bytes."""
+        raw = self.flat.tobytes()
+        bounds = self.offsets.tolist()
+        return [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @functools.cached_property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        return np.diff(self.offsets)
+
+
+#: tokens masked per block (whole documents): about 1 MB per uint64 temporary of the normalised text
+_BLOCK = 1 << 15
+
 
 @functools.lru_cache(maxsize=64)
 def hash_constants(seed: int) -> tuple[int, int, int]:
@@ -126,16 +141,27 @@ def decide(
     >>> dropped[[1]].tolist() == dropped[[4]].tolist(), eligible.tolist()
     (True, [True, True, True, True, True])
     """
-    n = len(ids)
-    if n == 0:
-        return np.zeros(0, dtype=np.bool_), np.zeros(0, dtype=np.bool_)
-    view = normalised_tokens(ids, starts, table, context_width)
-    eligible = view.eligible
+    flat = np.asarray(ids, dtype=np.int64)
+    n = len(flat)
     dropped = np.zeros(n, dtype=np.bool_)
-    where = np.flatnonzero(eligible)
-    if len(where):
-        hashes = _window_hashes(view.norm, view.window_start[where], view.token_end[where], seed)
-        dropped[where] = hashes < np.uint64((1 << 64) // k)
+    eligible = np.zeros(n, dtype=np.bool_)
+    if n and (flat.min() < 0 or flat.max() >= table.vocab_size):
+        raise ValueError(f"token id outside the tokenizer's {table.vocab_size} ids")
+    doc_starts = np.asarray(starts, dtype=np.int64)
+    # whole documents in blocks of about _BLOCK tokens keep the temporaries in cache (decisions are per document)
+    bounds = np.append(doc_starts, n)
+    a = 0
+    while a < n:
+        b = int(bounds[np.searchsorted(bounds, a + _BLOCK, side="right") - 1])
+        b = b if b > a else int(bounds[np.searchsorted(bounds, a, side="right")])
+        inside = doc_starts[(doc_starts >= a) & (doc_starts < b)] - a
+        view = normalised_tokens(flat[a:b], inside, table, context_width)
+        eligible[a:b] = view.eligible
+        where = np.flatnonzero(view.eligible)
+        if len(where):
+            hashes = _window_hashes(view.norm, view.window_start[where], view.token_end[where], seed)
+            dropped[a + where] = hashes < np.uint64((1 << 64) // k)
+        a = b
     return dropped, eligible
 
 
@@ -143,41 +169,53 @@ def _token_ends(
     ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], table: TokenBytes
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Normalised text of the batch, each token's normalised end, each document's normalised start."""
-    if len(ids) and (ids.min() < 0 or ids.max() >= table.vocab_size):
-        raise ValueError(f"token id outside the tokenizer's {table.vocab_size} ids")
-    lengths = table.offsets[ids + 1] - table.offsets[ids]  # bytes per token, int64 (n,)
-    byte_end = np.cumsum(lengths)
-    total = int(byte_end[-1]) if len(byte_end) else 0
-    within = np.arange(total, dtype=np.int64) - np.repeat(byte_end - lengths, lengths)
-    data = table.flat[np.repeat(table.offsets[ids], lengths) + within]  # uint8 (total,)
+    byte_end = np.cumsum(table.lengths[ids])  # int64 (n,)
     doc_byte_start = np.concatenate(([0], byte_end))[starts]
-    code_points = _decode(data, doc_byte_start)
-    # bytes per character: UTF-8 length, 1 for an escaped invalid byte (U+DC80..U+DCFF)
-    escaped = (code_points >= 0xDC80) & (code_points <= 0xDCFF)
-    char_bytes = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
-    char_byte_end = np.cumsum(np.where(escaped, 1, char_bytes))
-    chars_done = np.searchsorted(char_byte_end, byte_end, side="right")  # chars completed by each token
-    char_starts = np.searchsorted(char_byte_end, doc_byte_start, side="right")
+    raw = b"".join(map(table.pieces.__getitem__, ids.tolist()))
+    code_points, chars_before = _decode(raw, doc_byte_start)
+    chars_done = chars_before[byte_end]  # characters completed by each token
+    char_starts = chars_before[doc_byte_start]
     norm, char_norm_end = normalise(code_points, char_starts)
     prefix = np.concatenate(([0], char_norm_end))
     return norm, prefix[chars_done], prefix[char_starts]
 
 
-def _decode(data: npt.NDArray[np.uint8], doc_byte_start: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
-    """Code points of each document's bytes, documents end to end (uint32).
+def _decode(raw: bytes, doc_byte_start: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+    """Code points of each document's bytes end to end, and for every byte offset the characters completed before it.
 
     One decode for the batch is the same as one per document unless a document
     begins with a UTF-8 continuation byte (0x80..0xBF), which could complete the
     previous document's last character; then each document is decoded alone.
     """
-    raw = data.tobytes()
+    data = np.frombuffer(raw, dtype=np.uint8)
     inner = doc_byte_start[(doc_byte_start > 0) & (doc_byte_start < len(raw))]
-    if len(inner) == 0 or not ((data[inner] >= 0x80) & (data[inner] < 0xC0)).any():
+    whole = len(inner) == 0 or not ((data[inner] & 0xC0) == 0x80).any()
+    if whole:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and len(text) == len(raw):  # ASCII: one character per byte
+            return data.astype(np.uint32), np.arange(len(raw) + 1, dtype=np.int64)
+        if text is not None:  # valid UTF-8: a byte ends a character unless a continuation byte follows
+            ends_char = np.ones(len(data), dtype=np.bool_)
+            ends_char[:-1] = (data[1:] & 0xC0) != 0x80
+            chars_before = np.concatenate(([0], np.cumsum(ends_char)))
+            return _code_points(text), chars_before
         pieces = [raw]
     else:
         bounds = np.append(doc_byte_start, len(raw)).tolist()
         pieces = [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    text = "".join(p.decode("utf-8", "surrogateescape") for p in pieces)
+    code_points = _code_points("".join(p.decode("utf-8", "surrogateescape") for p in pieces))
+    # bytes per character: UTF-8 length, 1 for an escaped invalid byte (U+DC80..U+DCFF)
+    escaped = (code_points >= 0xDC80) & (code_points <= 0xDCFF)
+    char_bytes = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
+    char_byte_end = np.cumsum(np.where(escaped, 1, char_bytes))
+    chars_before = np.searchsorted(char_byte_end, np.arange(len(raw) + 1), side="right").astype(np.int64)
+    return code_points, chars_before
+
+
+def _code_points(text: str) -> npt.NDArray[np.uint32]:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint32)
 
 
@@ -205,19 +243,30 @@ def _window_hashes(
     """H of the spec for windows ``norm[start:end]`` (end exclusive, all non-empty)."""
     offset, base, mix = hash_constants(seed)
     m = len(norm)
-    inverse = pow(base, -1, 1 << 64)
-    inverse_powers = _powers(inverse, m)  # B**-q, uint64 (m,)
+    inverse_powers = _powers(pow(base, -1, 1 << 64), m)  # B**-q, uint64 (m,)
     prefix = np.zeros(m + 1, dtype=np.uint64)  # prefix[q] = sum_{j<q} (S[j] + A) * B**-j
-    terms = norm.astype(np.uint64) + np.uint64(offset)
-    np.cumsum(terms * inverse_powers, out=prefix[1:])
+    terms = norm.astype(np.uint64)
+    terms += np.uint64(offset)
+    terms *= inverse_powers
+    np.cumsum(terms, out=prefix[1:])
     window = (prefix[end] - prefix[start]) * _powers(base, m)[end - 1]
     hashed: npt.NDArray[np.uint64] = (window ^ (window >> np.uint64(32))) * np.uint64(mix)
     return hashed
 
 
 def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
-    """[value**0, value**1, ...] mod 2**64 (uint64 cumprod wraps, which is exactly mod 2**64)."""
-    factors = np.full(length, value, dtype=np.uint64)
-    if length:
+    """[value**0, value**1, ...] mod 2**64, at least ``length`` of them (cached; uint64 cumprod wraps, exactly mod 2**64)."""
+    cached = _POWERS.get(value)
+    if cached is None or len(cached) < length:
+        size = max(length, 2 * len(cached) if cached is not None else 1 << 18)
+        factors = np.full(size, value, dtype=np.uint64)
         factors[0] = 1
-    return np.cumprod(factors, dtype=np.uint64)
+        cached = np.cumprod(factors, dtype=np.uint64)
+        cached.flags.writeable = False
+        if len(_POWERS) > 8:
+            _POWERS.clear()
+        _POWERS[value] = cached
+    return cached[:length]
+
+
+_POWERS: dict[int, npt.NDArray[np.uint64]] = {}
