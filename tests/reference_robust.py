@@ -63,18 +63,19 @@ def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: 
     a = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/offset", seed=seed)
     b = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/base", seed=seed) | 1
     m = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/mix", seed=seed) | 1
+    # where units begin: every non-space character but a word character right after one
+    def word(c: str) -> bool:
+        return ord(c) < 0x2E80 and (c.isalnum() or unicodedata.category(c).startswith("M"))
+
+    begins = [p for p, c in enumerate(norm) if c != " " and not (p > 0 and word(c) and word(norm[p - 1]))]
     dropped = []
     previous = 0
     for end in ends:
         decision = False
         if end > previous:
-            last = end - 1
-            word = norm[:last].count(" ")
-            first = word - (h - 1)
-            if first >= 0:
-                start = 0
-                if first > 0:  # just after the first-th space
-                    start = [p for p, c in enumerate(norm) if c == " "][first - 1] + 1
+            begun = [p for p in begins if p < end]
+            if len(begun) >= h:
+                start = begun[-h]
                 w = 0
                 for c in norm[start:end]:
                     w = (w * b + ord(c) + a) & MASK64

@@ -45,6 +45,9 @@ SPACE = 0x20
 HYPHEN = 0x2D
 #: normalised characters whose runs collapse to one
 COLLAPSING = (SPACE, HYPHEN)
+#: word characters (letters, digits, combining marks) join into one unit only below this code point;
+#: CJK and other scripts written without spaces start at U+2E80, where every character is a unit
+WORD_LIMIT = 0x2E80
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -71,6 +74,39 @@ def normalise_char(code_point: int) -> tuple[int, ...]:
         elif unicodedata.category(c) != "Cf":
             out.append(ord(c))
     return tuple(out)
+
+
+def is_word_char(code_point: int) -> bool:
+    """True for letters, digits and combining marks below ``WORD_LIMIT``: runs of them form one unit.
+
+    >>> is_word_char(ord("a")), is_word_char(ord("_")), is_word_char(0x301), is_word_char(ord("中"))
+    (True, False, True, False)
+    """
+    char = chr(code_point)
+    return code_point < WORD_LIMIT and (char.isalnum() or unicodedata.category(char).startswith("M"))
+
+
+@functools.lru_cache(maxsize=1)
+def _word_table() -> npt.NDArray[np.bool_]:
+    return np.array([is_word_char(c) for c in range(WORD_LIMIT)], dtype=np.bool_)
+
+
+def unit_starts(norm: npt.NDArray[np.uint32], doc_starts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Where a unit of the normalised text begins: at every non-space character, except a word
+    character right after a word character of the same document.
+
+    >>> text = "see lib/a_b.c x"
+    >>> "".join("^" if u else "." for u in unit_starts(np.array([ord(c) for c in text], np.uint32), np.zeros(1, np.int64)))
+    '^...^..^^^^^^.^'
+    """
+    word = np.zeros(len(norm), dtype=np.bool_)
+    small = norm < WORD_LIMIT
+    word[small] = _word_table()[norm[small]]
+    starts = norm != SPACE
+    starts[1:] &= ~(word[1:] & word[:-1])
+    inside = doc_starts[doc_starts < len(norm)]
+    starts[inside] = norm[inside] != SPACE
+    return starts
 
 
 def _ascii_table() -> npt.NDArray[np.uint32]:

@@ -13,14 +13,17 @@ Spec (docs/mask-spec.md, all arithmetic mod 2**64)::
     bytes  = concatenation of the tokens' bytes (special tokens: none)
     chars  = bytes decoded as UTF-8, each invalid byte one U+DC80+b (surrogateescape)
     S      = normalised chars; e_t = normalised end of token t (chars it completes)
-    token t is eligible  iff  e_t > e_{t-1}  and  S[:e_t] holds >= h-1 spaces
-    window = S[s .. e_t - 1], s = start of the word h-1 words before the one holding e_t - 1
+    token t is eligible  iff  e_t > e_{t-1}  and  at least h units begin in S[:e_t]
+    window = S[s .. e_t - 1], s = where the h-th last unit begun in S[:e_t] begins
     w      = sum_{q=s}^{e_t-1} (S[q] + A) * B**(e_t-1-q);  H = (w ^ (w >> 32)) * M
     drop t iff eligible and H < 2**64 // k
 
 with A, B, M from xxh64 of ``goldfish-prep/robust-v1/{offset,base,mix}``.
-A word is a maximal run of non-space characters of S with the space that ends
-it. The decision needs only the token ids and the tokenizer's bytes per id
+A unit begins at every non-space character of S except a word character
+(letter, digit or combining mark below U+2E80) right after another: a run of
+word characters, or any other single character (punctuation, a CJK ideograph),
+so paths and code have as many units as prose has words and punctuation.
+The decision needs only the token ids and the tokenizer's bytes per id
 (``TokenBytes``), so ``verify`` recomputes it from a shard alone.
 
 Vectorised: one decode per batch (per document only where a document starts
@@ -37,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from goldfish_prep.strategies.normalize import SPACE, normalise
+from goldfish_prep.strategies.normalize import normalise, unit_starts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +96,7 @@ class NormalisedTokens:
 
     ``token_end[t]``: normalised characters completed by tokens up to t (exclusive end);
     ``nonempty[t]``: token t completes at least one; ``window_start[t]``: start of its
-    window of h words; ``enough[t]``: its document has h words up to it;
+    window of h units; ``enough[t]``: its document has h units up to it;
     ``doc_start[d]``: where document d's normalised text begins.
     """
 
@@ -122,7 +125,7 @@ def normalised_tokens(
     previous[1:] = token_end[:-1]
     inside = doc_starts < n
     previous[doc_starts[inside]] = doc_norm_start[inside]
-    window_start, enough = _window_starts(norm, token_end, doc_norm_start[doc_of_token], context_width)
+    window_start, enough = _window_starts(norm, token_end, doc_norm_start[doc_of_token], context_width, doc_norm_start)
     return NormalisedTokens(norm, doc_norm_start, token_end, token_end > previous, window_start, enough)
 
 
@@ -220,21 +223,21 @@ def _code_points(text: str) -> npt.NDArray[np.uint32]:
 
 
 def _window_starts(
-    norm: npt.NDArray[np.uint32], token_end: npt.NDArray[np.int64], doc_start: npt.NDArray[np.int64], h: int
+    norm: npt.NDArray[np.uint32], token_end: npt.NDArray[np.int64], doc_start: npt.NDArray[np.int64], h: int, doc_starts: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Start of each token's window of h words, and whether the document has h words up to the token."""
-    is_space = norm == SPACE
-    spaces_before = np.concatenate(([0], np.cumsum(is_space))).astype(np.int64)  # spaces in norm[:p]
-    space_at = np.flatnonzero(is_space)
+    """Start of each token's window of h units, and whether its document has h units up to the token.
+
+    ``doc_start`` is each token's document start, ``doc_starts`` every document's.
+    """
+    starts = unit_starts(norm, doc_starts)
+    through = np.concatenate(([0], np.cumsum(starts))).astype(np.int64)  # units begun in norm[:p]
+    begin_at = np.flatnonzero(starts)
     last = np.maximum(token_end - 1, doc_start)  # the token's last normalised character
-    word = spaces_before[last] - spaces_before[doc_start]  # which word of its document holds it
-    first_word = word - (h - 1)
-    enough = first_word >= 0
-    # start of word j >= 1 of a document: just after its j-th space
-    index = spaces_before[doc_start] + np.maximum(first_word, 1) - 1
-    after_space = space_at[np.clip(index, 0, max(len(space_at) - 1, 0))] + 1 if len(space_at) else doc_start
-    window_start = np.where(first_word <= 0, doc_start, after_space)
-    return window_start.astype(np.int64), enough
+    units = through[np.minimum(last + 1, len(norm))] - through[doc_start]  # units begun in its document up to it
+    enough = units >= h
+    first = through[doc_start] + units - h  # global index of the window's first unit
+    window_start = begin_at[np.clip(first, 0, max(len(begin_at) - 1, 0))] if len(begin_at) else doc_start
+    return np.where(enough, window_start, doc_start).astype(np.int64), enough
 
 
 def _window_hashes(
