@@ -2,11 +2,11 @@
 
 A forked child sends ``--messages`` results shaped like ``mask``'s (int32 ids and
 a bool mask of ``--tokens`` tokens each, about 1.25 MB for the default 250,000:
-the size of one batch of ``sharding.plan_batches``) and the parent receives them:
+the size of one batch of ``pipeline._plan.plan_batches``) and the parent receives them:
 
   pickle     Connection.send / recv of the tuple (what multiprocessing does by default)
-  pipe       goldfish_prep.channel without slots: protocol-5 pickle, buffers as raw pipe bytes
-  slots      goldfish_prep.channel with shared slots (what ``mask --num-proc`` uses when forked)
+  pipe       goldfish_prep.pipeline._channel without slots: protocol-5 pickle, buffers as raw pipe bytes
+  slots      goldfish_prep.pipeline._channel with shared slots (what ``mask --num-proc`` uses when forked)
 
 CPU seconds are the child's plus the parent's, for the transfer alone; ratios are
 against ``pickle`` in the same run.
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from goldfish_prep import channel
-from goldfish_prep.channel import Slots
+from goldfish_prep.pipeline import _channel as channel
+from goldfish_prep.pipeline._channel import Slots
 
 MODES = ("pickle", "pipe", "slots")
 

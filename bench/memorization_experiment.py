@@ -189,7 +189,7 @@ def measure(run_dir: Path, shards: Path, device: str) -> dict[str, Any]:
 def divergence(documents: list[Any], shards: Path) -> dict[str, int]:
     """How many generations leave the suffix first at a dropped position, and at the first one
     (the paper: goldfish generations diverge at or right after the first dropped token)."""
-    from goldfish_prep.dataset import iter_shards
+    from goldfish_prep.format import iter_shards
 
     labels = {}
     for _, table in iter_shards(shards, ["id", "labels"]):

@@ -1,4 +1,4 @@
-"""``goldfish-prep finalize``: parse the folder, run ``goldfish_prep.finalize.finalize_tasks``, print the summary."""
+"""``goldfish-prep finalize``: parse the folder, run ``goldfish_prep.pipeline.tasks.finalize_tasks``, print the summary."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from goldfish_prep.finalize import finalize_tasks
+from goldfish_prep.pipeline.tasks import finalize_tasks
 from goldfish_prep_cli.mask import summary_text
 
 

@@ -9,7 +9,7 @@ import click
 
 from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
-from goldfish_prep.pipeline import MaskJob, run_mask
+from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
 from goldfish_prep_cli.options import ByteSize
 
@@ -83,7 +83,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     if options["ray_tasks"] and not options["ray_address"]:
         raise ConfigError("--ray-tasks needs --ray-address; without Ray, split the work with --num-tasks")
     if options["ray_address"]:
-        from goldfish_prep.ray_backend import run_mask_on_ray
+        from goldfish_prep.pipeline.ray_backend import run_mask_on_ray
 
         result = run_mask_on_ray(job, options["ray_address"], options["ray_tasks"])
     else:

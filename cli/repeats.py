@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from goldfish_prep.inspect.near_repeats import NearRepeatsReport, find_near_repeats
+from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
 from goldfish_prep.inspect.repeats import RepeatedPassage, RepeatsReport, find_repeats
 
 #: occurrences named per passage in the text report
@@ -74,12 +75,13 @@ def render(report: RepeatsReport) -> str:
 
 def _verdict(report: RepeatsReport) -> str:
     width = report.config.context_width
-    if report.config.strategy == "none":
-        return "strategy none: no token is dropped, every repeated token is supervised in every copy"
+    strategy = report.config.strategy_object
+    if strategy.expected_rate(report.config) == 0.0:
+        return f"strategy {strategy.name}: no token is dropped, every repeated token is supervised in every copy"
     if not report.passages_differing:
-        where = f"once its window of {width} words lies inside the passage" if report.config.strategy == "robust" else f"after its first {width} tokens"
+        where = f"once its window of {width} normalised units lies inside the passage" if needs_token_bytes(report.config) else f"after its first {width} tokens"
         return f"every occurrence of every passage carries the same mask {where}: copies add no exposure"
-    note = " (static masks follow positions, not content)" if report.config.strategy == "static" else " (run `goldfish-prep verify`)"
+    note = f" ({strategy.name} masks follow positions, not content)" if not strategy.content_addressed else " (run `goldfish-prep verify`)"
     return (
         f"{report.passages_differing:,} of {report.passages:,} passages have copies whose masks differ{note}:\n"
         "  together the copies supervise tokens that one copy drops"

@@ -57,13 +57,13 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
 def render(result: MaskStats) -> str:
     """The text report: summary, percentiles, histogram, flagged units."""
     config, unit = result.config, result.unit
-    counts = result.manifest.get("counts", {})
+    counts = result.manifest.counts
     low, high = result.overall_band()
     lines = [
         f"{result.folder}: strategy {config.strategy}, k={config.k}, context width {config.context_width}, seed {config.seed}",
     ]
     if result.packed:
-        lines.append(f"packed output (rows of {result.manifest['layout']['pack']} ids): figures below are per packed row, not per document")
+        lines.append(f"packed output (rows of {result.manifest.pack} ids): figures below are per packed row, not per document")
     lines += [
         f"  documents  {counts.get('documents_written', 0):>14,}   ({counts.get('documents_read', 0):,} read, {counts.get('documents_skipped', 0):,} skipped)",
         f"  tokens     {int(result.tokens.sum()):>14,}",
@@ -72,7 +72,7 @@ def render(result: MaskStats) -> str:
         f"  drop rate  {result.overall_rate:>14.2%}   of eligible; expected {result.expected_rate:.2%}, "
         f"{result.band_level:.1%} band {low:.2%} to {high:.2%}: {'inside' if low <= result.overall_rate <= high else 'OUTSIDE'}",
     ]
-    if not low <= result.overall_rate <= high and result.config.strategy in ("goldfish", "hash-table"):
+    if not low <= result.overall_rate <= high and result.config.strategy_object.random_draws:
         lines.append("             (the band assumes independent decisions: duplicated text repeats its decisions,")
         lines.append("             so a corpus with much of it strays further; see `goldfish-prep repeats`)")
     if result.column_disagreements:
@@ -89,12 +89,7 @@ def render(result: MaskStats) -> str:
 
 
 def _eligible_rule(result: MaskStats) -> str:
-    config = result.config
-    if config.strategy == "none":
-        return "none: strategy none drops nothing"
-    if config.strategy == "static":
-        return f"every {config.k}th position from t = {1 + config.seed % config.k} (all of them are dropped)"
-    return f"positions t >= {config.context_width} of each document"
+    return result.config.strategy_object.eligible_rule(result.config)
 
 
 def _share(part: int, whole: int) -> str:

@@ -9,11 +9,30 @@ ending at each token, so a repeated passage always loses the same tokens.
 [False, False, False]
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from goldfish_prep.config import GOLDFISH_SPEC_VERSION, STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError, OutputError, TokenizerError
 from goldfish_prep.mask import goldfish_mask, mask_documents
 
+if TYPE_CHECKING:
+    from goldfish_prep.format.reader import ShardSet
+
 __version__ = "0.1.0"
+
+
+def open_shards(folder: str | Path) -> ShardSet:
+    """Open a goldfish-prep output folder: ``.manifest``, ``.documents()`` and per-shard ``.batches()``.
+
+    Imported on first use, so ``import goldfish_prep`` stays free of pyarrow
+    for trainers that only want the masking core.
+    """
+    from goldfish_prep.format.reader import open_shards as _open
+
+    return _open(folder)
 
 __all__ = [
     "GOLDFISH_SPEC_VERSION",
@@ -27,4 +46,5 @@ __all__ = [
     "__version__",
     "goldfish_mask",
     "mask_documents",
+    "open_shards",
 ]

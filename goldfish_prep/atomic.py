@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from goldfish_prep.errors import OutputError
-from goldfish_prep.naming import partial_path
+from goldfish_prep.format.names import partial_path
 
 
 def fsync_and_rename(temporary: Path, final: Path) -> None:

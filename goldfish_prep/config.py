@@ -10,14 +10,13 @@ import dataclasses
 from typing import Any
 
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.strategies import REGISTRY, STRATEGY_NAMES, Strategy, get_strategy
+from goldfish_prep.strategies.goldfish import GOLDFISH_SPEC_VERSION
 
-STRATEGIES = ("goldfish", "robust", "hash-table", "static", "none")
+#: the strategy names, in the order the CLI lists them
+STRATEGIES = STRATEGY_NAMES
 
-#: Version of the ``goldfish`` hash specification (docs/mask-spec.md). Bump it
-#: whenever a change would alter any mask; the manifest records it.
-GOLDFISH_SPEC_VERSION = 1
-#: Version of the ``robust`` specification (docs/mask-spec.md); same rule.
-ROBUST_SPEC_VERSION = 1
+__all__ = ["GOLDFISH_SPEC_VERSION", "STRATEGIES", "MaskConfig"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +39,9 @@ class MaskConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
+        if not isinstance(self.strategy, str) or self.strategy not in REGISTRY:
             raise ConfigError(
-                f"unknown mask strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
+                f"unknown mask strategy {self.strategy!r}; choose one of {', '.join(REGISTRY)}"
             )
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 2 <= self.k < 2**31:
             raise ConfigError(f"k must be an integer >= 2 and below 2**31 (about 1 in k tokens is dropped), got {self.k!r}")
@@ -52,9 +51,14 @@ class MaskConfig:
             raise ConfigError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
 
     @property
+    def strategy_object(self) -> Strategy:
+        """What the named strategy does (drop decisions, eligible positions, expected rate)."""
+        return get_strategy(self.strategy)
+
+    @property
     def spec_version(self) -> int | None:
-        """The goldfish (or robust) spec version, or None for strategies no spec version governs."""
-        return {"goldfish": GOLDFISH_SPEC_VERSION, "robust": ROBUST_SPEC_VERSION}.get(self.strategy)
+        """The version of the spec that fixes this strategy's masks, or None where no versioned spec governs it."""
+        return self.strategy_object.spec_version
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "spec_version": self.spec_version}
@@ -67,7 +71,7 @@ class MaskConfig:
         recorded = data.get("spec_version")
         if recorded is not None and recorded != config.spec_version:
             raise ConfigError(
-                f"these masks use {config.strategy} spec version {recorded}, this goldfish-prep implements "
+                f"these masks use goldfish spec version {recorded}, this goldfish-prep implements "
                 f"version {config.spec_version}; install the goldfish-prep version recorded in the manifest"
             )
         return config

@@ -26,7 +26,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest, real_token_mask
+from goldfish_prep.format.columns import real_token_mask
+from goldfish_prep.format.manifest import load_manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import iter_shards
 from goldfish_prep.errors import InputError, OutputError
 
 
@@ -61,7 +64,7 @@ def token_dtype(vocab_size: int) -> np.dtype[Any]:
 
 def export_bin(folder: str | Path, out_prefix: str | Path, overwrite: bool = False) -> BinExport:
     """Write ``OUT.bin``, ``OUT.mask.bin`` and ``OUT.json`` for the shards in ``folder`` (see module docstring)."""
-    manifest = load_manifest(folder)
+    manifest = load_manifest(folder).raw
     tokens_path, mask_path, meta_path = export_paths(out_prefix)
     existing = [p for p in (tokens_path, mask_path, meta_path) if p.exists()]
     if existing and not overwrite:

@@ -4,7 +4,9 @@ Nothing here reads files, imports torch, pyarrow or click, or keeps state
 between calls, so a trainer or another tool can import it cheaply and a test
 can hold that line. ``mask_documents`` works on a *flat batch* (many documents
 concatenated, with their start offsets) because the vectorised hashes are only
-fast on long arrays; ``goldfish_mask`` is the one-document convenience.
+fast on long arrays; ``goldfish_mask`` is the one-document convenience. What
+each strategy decides lives in ``strategies/``; this module only validates and
+dispatches.
 
 Masks are always per document: position ``t`` of a document counts from that
 document's first id, so a passage gets the same mask wherever it appears.
@@ -17,8 +19,11 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
-from goldfish_prep.strategies import goldfish, hash_table, robust, static
-from goldfish_prep.strategies.robust import TokenBytes
+from goldfish_prep.strategies import Extras
+from goldfish_prep.strategies.base import local_positions
+from goldfish_prep.strategies.robust import TOKEN_BYTES, TokenBytes
+
+__all__ = ["as_token_array", "eligible_counts", "goldfish_mask", "local_positions", "mask_and_eligible", "mask_documents"]
 
 
 def goldfish_mask(
@@ -41,7 +46,8 @@ def goldfish_mask(
     """
     config = MaskConfig(strategy=strategy, k=k, context_width=context_width, seed=seed)
     ids = as_token_array(token_ids)
-    return mask_documents(ids, np.zeros(1, dtype=np.int64), config, token_bytes)
+    extras = {TOKEN_BYTES: [token_bytes]} if token_bytes is not None else None
+    return mask_documents(ids, np.zeros(1, dtype=np.int64), config, extras)
 
 
 def as_token_array(token_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -66,56 +72,42 @@ def mask_documents(
     ids: npt.NDArray[np.integer],
     starts: npt.NDArray[np.integer],
     config: MaskConfig,
-    token_bytes: TokenBytes | None = None,
+    extras: Extras | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Drop decisions for a flat batch: ``ids`` of all documents end to end, ``starts[i]`` where document i begins.
 
     ``starts`` must begin with 0 and increase; the last document runs to the end.
     Ids must be non-negative (callers validate; see ``as_token_array``).
+    ``extras``: per-document inputs for strategies that need more than ids
+    (``Strategy.requires`` names them).
 
     >>> ids = np.array([5, 6, 7, 5, 6, 7])
     >>> mask_documents(ids, np.array([0, 3]), MaskConfig(k=2, context_width=1)).reshape(2, 3)[0].tolist() == \\
     ...     mask_documents(ids, np.array([0, 3]), MaskConfig(k=2, context_width=1)).reshape(2, 3)[1].tolist()
     True
     """
-    n = len(ids)
-    if config.strategy == "none" or n == 0:
-        return np.zeros(n, dtype=np.bool_)
-    if config.strategy == "robust":
-        return robust_decisions(ids, starts, config, token_bytes)[0]
-    if config.strategy == "static":
-        return static.drop_local(local_positions(starts, n), config.k, config.seed % config.k)
-    if config.strategy == "goldfish":
-        drop = goldfish.drop_flat(ids, config.context_width, config.k, config.seed)
-    else:
-        drop = hash_table.drop_flat(ids, config.context_width, config.k)
-    _clear_document_heads(drop, np.asarray(starts, dtype=np.int64), config.context_width)
-    return drop
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.bool_)
+    _check_extras(config, extras)
+    return config.strategy_object.drop(ids, np.asarray(starts, dtype=np.int64), config, extras)
 
 
-def robust_decisions(
-    ids: npt.NDArray[np.integer], starts: npt.NDArray[np.integer], config: MaskConfig, token_bytes: TokenBytes | None
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """(dropped, eligible) of the ``robust`` strategy: its eligible positions depend on the text, not only on lengths."""
-    if token_bytes is None:
-        raise ConfigError("the robust strategy needs the tokenizer's bytes per id (token_bytes=...) to read the text the ids spell")
-    if len(ids) and int(np.max(ids)) >= token_bytes.vocab_size:
-        raise ConfigError(f"token id {int(np.max(ids))} is outside the tokenizer's {token_bytes.vocab_size} ids; pass the tokenizer the ids were made with")
-    return robust.decide(ids, starts, token_bytes, config.context_width, config.k, config.seed)
+def mask_and_eligible(
+    ids: npt.NDArray[np.integer], starts: npt.NDArray[np.integer], config: MaskConfig, extras: Extras | None = None
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """``mask_documents`` and the eligible positions of each document, from one pass (robust needs the tokens for both)."""
+    offsets = np.asarray(starts, dtype=np.int64)
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.bool_), np.zeros(len(offsets), dtype=np.int64)
+    _check_extras(config, extras)
+    return config.strategy_object.drop_and_eligible(ids, offsets, config, extras)
 
 
-def local_positions(starts: npt.NDArray[np.integer], n: int) -> npt.NDArray[np.int64]:
-    """Each position's index within its own document (int64, shape (n,))."""
-    starts = np.asarray(starts, dtype=np.int64)
-    lengths = np.diff(np.append(starts, n))
-    return np.arange(n, dtype=np.int64) - np.repeat(starts, lengths)
-
-
-def _clear_document_heads(drop: npt.NDArray[np.bool_], starts: npt.NDArray[np.int64], width: int) -> None:
-    """Positions 0..width-1 of every document are never dropped (their window would leave the document)."""
-    width = min(width, len(drop))  # a window wider than the batch: every position is a head
-    heads = (starts[:, None] + np.arange(width, dtype=np.int64)[None, :]).ravel()
-    drop[heads[heads < len(drop)]] = False
+def _check_extras(config: MaskConfig, extras: Extras | None) -> None:
+    strategy = config.strategy_object
+    missing = strategy.requires - set(extras or {})
+    if missing:
+        raise ConfigError(f"strategy {strategy.name!r} needs per-document {', '.join(sorted(missing))}, which the caller did not pass")
 
 
 def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[np.int64]:
@@ -128,12 +120,9 @@ def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[n
     >>> eligible_counts([5, 20], MaskConfig(k=4, context_width=13)).tolist()
     [0, 7]
     """
-    n = np.asarray(lengths, dtype=np.int64)
-    if config.strategy == "robust":  # an internal misuse, not a user error
-        raise ValueError("robust eligible positions depend on the text: use robust_decisions")
-    if config.strategy == "none":
-        return np.zeros_like(n)
-    if config.strategy == "static":
-        first = 1 + config.seed % config.k
-        return np.maximum(n - first, 0)
-    return np.maximum(n - config.context_width, 0)
+    return config.strategy_object.eligible_counts(np.asarray(lengths, dtype=np.int64), config)
+
+
+def expected_rate(config: MaskConfig) -> float:
+    """The probability that one eligible position is dropped (1/k; 0 for ``none``)."""
+    return config.strategy_object.expected_rate(config)

@@ -11,8 +11,8 @@ from multiprocessing.connection import Connection
 import numpy as np
 import pytest
 
-from goldfish_prep import channel
-from goldfish_prep.channel import Slots
+from goldfish_prep.pipeline import _channel as channel
+from goldfish_prep.pipeline._channel import Slots
 from goldfish_prep.errors import InputError
 
 

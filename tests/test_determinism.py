@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from goldfish_prep import parallel
+from goldfish_prep.pipeline import pool as parallel
 from goldfish_prep_cli.main import cli
 
 OPTIONS = ("--shard-size", "48KB", "--on-error", "skip")

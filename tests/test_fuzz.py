@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from goldfish_prep import ConfigError, GoldfishError, MaskConfig, goldfish_mask
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers import ReaderOptions, iter_records, resolve_inputs
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 from goldfish_prep_cli.main import cli
 
 READER_NAMES = ["x.jsonl", "x.json", "x.txt", "x.ndjson", "x.jsonl.gz", "x.json.zst", "x.txt.gz", "x.parquet", "x.arrow"]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from goldfish_prep.errors import WorkerError
-from goldfish_prep.parallel import READ_AHEAD, WorkerPool, ordered_map, safe_start_method
+from goldfish_prep.pipeline.pool import READ_AHEAD, WorkerPool, ordered_map, safe_start_method
 
 METHODS = ["fork", "spawn"] if sys.platform == "linux" else ["spawn"]
 
@@ -129,7 +129,7 @@ def test_a_killed_worker_ends_the_map_with_an_error_not_a_hang() -> None:
         """
         from goldfish_prep.errors import WorkerError
         from tests.test_parallel import kill_self_on_three
-        from goldfish_prep.parallel import ordered_map
+        from goldfish_prep.pipeline.pool import ordered_map
         for attempt in range(10):
             got = []
             try:
@@ -161,7 +161,7 @@ def test_workers_fork_only_from_a_single_threaded_process_on_linux() -> None:
     script = textwrap.dedent(
         """
         import threading, time
-        from goldfish_prep.parallel import safe_start_method
+        from goldfish_prep.pipeline.pool import safe_start_method
         alone = safe_start_method()
         threading.Thread(target=time.sleep, args=(2,), daemon=True).start()
         print(alone, safe_start_method())

@@ -26,7 +26,7 @@ from goldfish_prep.errors import InputError
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records, resolve_inputs
 from goldfish_prep.readers import streams
 from goldfish_prep.readers.jsonl import parse_line
-from goldfish_prep.records import JsonLine, Record
+from goldfish_prep.readers.records import JsonLine, Record
 
 DATA = Path(__file__).parent / "data" / "readers"
 Item = Record | InputError

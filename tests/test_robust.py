@@ -175,7 +175,7 @@ def test_special_tokens_and_half_characters_are_never_dropped(cl100k: tuple[obje
 
 
 def test_goldfish_mask_names_what_robust_needs() -> None:
-    with pytest.raises(ConfigError, match="bytes per id"):
+    with pytest.raises(ConfigError, match="needs per-document token_bytes"):
         goldfish_mask([1, 2, 3], strategy="robust")
     assert MaskConfig(strategy="robust").spec_version == 1
 

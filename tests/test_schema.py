@@ -6,7 +6,7 @@ import datasets
 import pyarrow as pa
 import pytest
 
-from goldfish_prep.schema import DOCUMENT_FIELDS, PACKED_FIELDS, features_dict
+from goldfish_prep.format.schema import DOCUMENT_FIELDS, PACKED_FIELDS, features_dict
 
 
 @pytest.mark.parametrize("packed, fields", [(False, DOCUMENT_FIELDS), (True, PACKED_FIELDS)])

@@ -188,7 +188,7 @@ PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib
 
 #: pickles only messages between ``mask`` and the workers it forked, through pipes and memory
 #: that only they hold (what ``multiprocessing`` itself does); it opens no file
-IPC_ONLY = {"goldfish_prep/channel.py"}
+IPC_ONLY = {"goldfish_prep/pipeline/_channel.py"}
 
 
 def test_no_pickle_for_data() -> None:

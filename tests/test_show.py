@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import read_shard
+from goldfish_prep.format import read_shard
 from goldfish_prep.inspect.document import DocumentView, load_document
 from goldfish_prep.tokenizers import load_tokenizer
 from tests.shards import mask_documents_with_ids as mask, run

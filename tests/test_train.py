@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from goldfish_prep_cli.main import cli
 from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
-from goldfish_prep.dataset import IGNORE_INDEX
+from goldfish_prep.format import IGNORE_INDEX
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import RowSampler, evaluation_rows, load_shards
@@ -163,6 +163,13 @@ def test_resume_continues_with_the_identical_next_step(corpus: dict[str, Path], 
     train(run_config(corpus["goldfish"], tmp_path / "resumed", max_steps=6, checkpoint_interval=1, resume=True), resumed.append)
     expected = [(m["step"], m["loss"], m["supervised_tokens"]) for m in straight if "loss" in m][2:]
     assert [(m["step"], m["loss"], m["supervised_tokens"]) for m in resumed if "loss" in m] == expected
+
+
+def test_resume_of_a_finished_run_reports_its_last_loss(corpus: dict[str, Path], tmp_path: Path) -> None:
+    first = train(run_config(corpus["goldfish"], tmp_path / "run", max_steps=2))
+    again = train(run_config(corpus["goldfish"], tmp_path / "run", max_steps=2, resume=True))
+    assert again.steps == first.steps == 2
+    assert again.train_loss == first.train_loss  # not nan: the checkpoint records it
 
 
 def test_resume_refuses_other_settings_or_other_data(corpus: dict[str, Path], tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from goldfish_prep.dataset import read_shard
-from goldfish_prep.inspect.columns import list_values
+from goldfish_prep.format import read_shard
+from goldfish_prep.format.columns import list_values
 from goldfish_prep.inspect.stats import compute_stats
 from goldfish_prep.inspect.verify import verify_folder
 from tests.shards import mask_documents_with_ids as mask, run

@@ -1,9 +1,8 @@
 """A whole output folder as documents end to end: what ``repeats`` searches.
 
-Document outputs concatenate their ``input_ids`` lists; packed outputs
-concatenate the non-padding part of every row and split at ``doc_starts``
-(docs/format.md), so both give back the masked documents exactly as they were
-masked. Only ids (int32) and drop flags (one byte) are kept per token; document
+The shard reader's flat batches (``format.reader``) already give both layouts
+one shape, the tokens end to end without padding plus where each document
+begins, so the documents come back exactly as they were masked. Only ids (int32) and drop flags (one byte) are kept per token; document
 names are looked up lazily, for the few documents a report names.
 """
 
@@ -18,9 +17,11 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.columns import Int32s, Int64s, row_of, shard_stream
+from goldfish_prep.format.columns import Int32s, Int64s, row_of
+from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import open_shards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Corpus:
     """``ids`` and ``drop`` of all documents end to end; ``starts[i]``: where document i begins."""
 
     folder: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     config: MaskConfig
     ids: Int32s
     drop: npt.NDArray[np.bool_]
@@ -54,31 +55,30 @@ class Corpus:
 
 def load_corpus(folder: str | Path) -> Corpus:
     """Read every shard once into flat arrays (about 5 bytes per token)."""
-    manifest = load_manifest(folder)
-    packed = manifest.get("layout", {}).get("pack") is not None
+    shards = open_shards(folder)
+    packed = shards.packed
     ids: list[Int32s] = []
     drop: list[npt.NDArray[np.bool_]] = []
     starts: list[Int64s] = []
     rows: list[Int64s] = [np.zeros(1, np.int64)]
     names: list[Any] = []
     offset = 0
-    for path in shard_paths(folder, manifest):
-        table = read_shard(path)
-        stream = shard_stream(table, path, packed)
+    for batch in shards.batches():
+        stream = batch.stream
         ids.append(stream.ids)
         drop.append(stream.labels == IGNORE_INDEX)
         starts.append(stream.doc_starts + offset)
         rows.append(stream.row_starts[1:] + offset)
         if not packed:
-            names.extend(table.column("id").chunks)
+            names.extend(batch.column("id").chunks)
         offset += len(stream.ids)
     flat_starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
     if offset and (not len(flat_starts) or flat_starts[0] != 0):
         raise InputError(str(folder), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
     return Corpus(
         folder=str(folder),
-        manifest=manifest,
-        config=MaskConfig.from_dict(manifest["mask"]),
+        manifest=shards.manifest,
+        config=shards.manifest.mask,
         ids=np.concatenate(ids) if ids else np.zeros(0, np.int32),
         drop=np.concatenate(drop) if drop else np.zeros(0, np.bool_),
         starts=flat_starts.astype(np.int64),

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError
-from goldfish_prep.inspect.columns import Int32s, Int64s, list_values
+from goldfish_prep.format.columns import Int32s, Int64s, list_values
+from goldfish_prep.format.manifest import Manifest, load_manifest
+from goldfish_prep.format.names import IGNORE_INDEX, MANIFEST
+from goldfish_prep.format.reader import read_shard
 from goldfish_prep.mask import eligible_counts
 
 
@@ -64,7 +65,7 @@ def load_document(
     if (doc_id is None) == (row is None):
         raise ConfigError("name exactly one document: an id or a row number")
     manifest = load_manifest(folder)
-    packed = manifest.get("layout", {}).get("pack") is not None
+    packed = manifest.packed
     if doc_id is not None:
         if packed:
             raise InputError(str(folder), "packed outputs have no document ids (rows mix documents)", "Pick a row with --row N", "no-ids")
@@ -74,13 +75,25 @@ def load_document(
         path, shard_row = _find_row(folder, manifest, row)
     table = read_shard(path).slice(shard_row, 1)
     view = _view(folder, manifest, path, table, row, packed)
-    spec = tokenizer or manifest.get("tokenizer", {}).get("spec")
+    spec = tokenizer or manifest.tokenizer.get("spec")
     pieces, note = token_pieces(spec, view.ids)
     return dataclasses.replace(view, pieces=pieces, note=note)
 
 
-def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, row: int, packed: bool) -> DocumentView:
-    config = MaskConfig.from_dict(manifest["mask"])
+def _eligible(manifest: Manifest, ids: Int32s) -> int:
+    """Eligible positions of one document: from its length, or (robust) from the text its ids spell."""
+    from goldfish_prep.mask import mask_and_eligible
+    from goldfish_prep.tokenizers.token_bytes import extras_for, recorded_table
+
+    config = manifest.mask
+    table = recorded_table(config, manifest.tokenizer)
+    if table is None:
+        return int(eligible_counts([len(ids)], config)[0])
+    return int(mask_and_eligible(ids, np.zeros(1, np.int64), config, extras_for(config, table, 1))[1].sum())
+
+
+def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool) -> DocumentView:
+    config = manifest.mask
     ids, _ = list_values(table, "input_ids", path)
     labels, _ = list_values(table, "labels", path)
     if packed:
@@ -90,25 +103,14 @@ def _view(folder: str | Path, manifest: dict[str, Any], path: Path, table: Any, 
         ids, labels, doc_starts = ids[:used], labels[:used], starts.astype(np.int64)
     else:
         name, source = table.column("id")[0].as_py(), table.column("source")[0].as_py()
-        eligible, padding, doc_starts = _eligible(manifest, config, ids), 0, np.zeros(1, np.int64)
+        eligible, padding, doc_starts = _eligible(manifest, ids), 0, np.zeros(1, np.int64)
     return DocumentView(str(folder), path.name, row, name, source, ids, labels == IGNORE_INDEX, eligible, doc_starts, padding, config, None, None)
 
 
-def _eligible(manifest: dict[str, Any], config: MaskConfig, ids: Any) -> int:
-    """Eligible positions of one document: from its length, or (robust) from the text its ids spell."""
-    if config.strategy != "robust":
-        return int(eligible_counts([len(ids)], config)[0])
-    from goldfish_prep.mask import robust_decisions
-    from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
-
-    table = recorded_token_bytes(manifest.get("tokenizer", {}))
-    return int(robust_decisions(ids, np.zeros(1, np.int64), config, table)[1].sum())
-
-
-def _find_id(folder: str | Path, manifest: dict[str, Any], doc_id: str) -> tuple[Path, int, int]:
+def _find_id(folder: str | Path, manifest: Manifest, doc_id: str) -> tuple[Path, int, int]:
     before = 0
     first: list[str] = []
-    for path in shard_paths(folder, manifest):
+    for path in manifest.shard_paths():
         ids = read_shard(path, ["id"]).column("id")
         where = pc.index(ids, doc_id).as_py()
         if where >= 0:
@@ -124,14 +126,14 @@ def _find_id(folder: str | Path, manifest: dict[str, Any], doc_id: str) -> tuple
     )
 
 
-def _find_row(folder: str | Path, manifest: dict[str, Any], row: int) -> tuple[Path, int]:
+def _find_row(folder: str | Path, manifest: Manifest, row: int) -> tuple[Path, int]:
     before = 0
-    for path, record in zip(shard_paths(folder, manifest), manifest["shards"]):
-        if row < before + int(record["num_rows"]):
+    for path, record in zip(manifest.shard_paths(), manifest.shards):
+        if row < before + record.num_rows:
             return path, row - before
-        before += int(record["num_rows"])
+        before += record.num_rows
     if not before:
-        raise InputError(str(folder), "the output has no rows (every input record was skipped or empty)", "See `skipped` in its goldfish_manifest.json", "unknown-row")
+        raise InputError(str(folder), "the output has no rows (every input record was skipped or empty)", f"See `skipped` in its {MANIFEST}", "unknown-row")
     raise InputError(str(folder), f"row {row} does not exist (the output has {before} rows, numbered from 0)", f"Pick a row in 0..{before - 1}", "unknown-row")
 
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
-from goldfish_prep.inspect.columns import Int64s
+from goldfish_prep.format.columns import Int64s
 from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import Passages, merge_windows, passages_hold
 from goldfish_prep.inspect.windows import candidate_windows, confirm
@@ -78,7 +78,7 @@ def find_near_repeats(folder: str | Path, min_chars: int = 200, top: int = 20) -
     if min_chars < 2 or top < 0:
         raise ConfigError(f"min_chars must be >= 2 and top >= 0, got {min_chars} and {top}")
     corpus = load_corpus(folder)
-    table = recorded_token_bytes(corpus.manifest.get("tokenizer", {}))
+    table = recorded_token_bytes(corpus.manifest.tokenizer)
     view = normalised_tokens(corpus.ids, corpus.starts, table, corpus.config.context_width)
     text = view.norm.astype(np.int32)  # code points < 0x110000 fit int32
     starts, groups = candidate_windows(text, view.doc_start, min_chars)

@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import read_shard
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.columns import Int32s, Int64s, TokenStream, packed_stream
+from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, packed_stream
+from goldfish_prep.format.reader import read_shard
+from goldfish_prep.strategies.robust import TOKEN_BYTES
 from goldfish_prep.mask import eligible_counts, mask_documents
 
 
@@ -70,8 +71,8 @@ def carried_context(paths: Sequence[Path], index: int, config: MaskConfig) -> tu
     keeping the length congruent mod k, give every later position the same
     decision as the whole document would, without holding all of it.
     """
-    # robust windows reach back h words, not a fixed number of ids: carry the whole open document
-    keep = None if config.strategy == "robust" else config.context_width + 2 * config.k
+    # robust windows reach back h units of text, not a fixed number of ids: carry the whole open document
+    keep = None if TOKEN_BYTES in config.strategy_object.requires else config.context_width + 2 * config.k
     pieces: list[Int32s] = []
     length = 0
     for previous in range(index - 1, -1, -1):

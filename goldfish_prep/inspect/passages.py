@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.inspect.columns import Int32s, Int64s
+from goldfish_prep.format.columns import Int32s, Int64s
 
 #: tokens gathered at once when walking passage occurrences
 _GATHER = 1 << 20

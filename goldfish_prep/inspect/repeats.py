@@ -21,7 +21,7 @@ import numpy as np
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError
-from goldfish_prep.inspect.columns import Int64s
+from goldfish_prep.format.columns import Int64s
 from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import Passages, merge_windows, passages_hold, spans
 from goldfish_prep.inspect.windows import candidate_windows, confirm
@@ -141,15 +141,16 @@ def mask_agreement(corpus: Corpus, passages: Passages, context: Int64s | None = 
 
 
 def _robust_context(corpus: Corpus) -> Int64s | None:
-    """For robust masks: the first token of each token's window of h normalised words (else None)."""
-    if corpus.config.strategy != "robust":
-        return None
+    """For masks decided on normalised text (robust): the first token of each token's window of h units (else None)."""
     from goldfish_prep.strategies.robust import normalised_tokens
-    from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
+    from goldfish_prep.tokenizers.token_bytes import recorded_table
 
-    view = normalised_tokens(corpus.ids, corpus.starts, recorded_token_bytes(corpus.manifest.get("tokenizer", {})), corpus.config.context_width)
+    table = recorded_table(corpus.config, corpus.manifest.tokenizer)
+    if table is None:
+        return None
+    view = normalised_tokens(corpus.ids, corpus.starts, table, corpus.config.context_width)
     first = np.searchsorted(view.token_end, view.window_start, side="right").astype(np.int64)
-    # a token without h words before it in its document is never dropped, where a copy further into
+    # a token without h units before it in its document is never dropped, where a copy further into
     # another document may be: its context is the whole document before it, so it is never compared
     return np.where(view.enough, first, -1)
 
@@ -200,7 +201,7 @@ def _describe(corpus: Corpus, passages: Passages, p: int, differing: Int64s, eve
 
 def _previewer(corpus: Corpus) -> Callable[[list[int]], str]:
     """Decode with the manifest's tokenizer when it loads here; otherwise show the ids."""
-    spec = corpus.manifest.get("tokenizer", {}).get("spec")
+    spec = corpus.manifest.tokenizer.get("spec")
     try:
         from goldfish_prep.tokenizers import load_tokenizer
 

@@ -18,14 +18,16 @@ import numpy as np
 
 from goldfish_prep.atomic import file_sha256
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import IGNORE_INDEX, read_shard
 from goldfish_prep.errors import InputError
-from goldfish_prep.inspect.columns import Int32s, Int64s, TokenStream, int_column, list_values, row_of, shard_stream
+from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, int_column, list_values, per_row_counts, row_of, shard_stream
+from goldfish_prep.format.manifest import ShardEntry
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import read_shard
+from goldfish_prep.format.schema import DOCUMENT_FIELDS, PACKED_FIELDS
 from goldfish_prep.inspect.packed import carried_context, eligible_per_row, recompute_drop
 from goldfish_prep.inspect.robust_masks import robust_recompute
 from goldfish_prep.mask import eligible_counts
 from goldfish_prep.strategies.robust import TokenBytes
-from goldfish_prep.schema import DOCUMENT_FIELDS, PACKED_FIELDS
 
 #: mismatching positions named per shard; the count covers all of them
 SHOWN = 3
@@ -47,12 +49,12 @@ class VerifyContext:
     """What every shard check needs; small and picklable for worker processes."""
 
     paths: tuple[Path, ...]
-    records: tuple[dict[str, Any], ...]
+    records: tuple[ShardEntry, ...]
     config: MaskConfig
     pack: int | None
     pad_id: int
     vocab_size: int | None
-    #: the recorded tokenizer's bytes per id; only robust masks need it
+    #: the recorded tokenizer's bytes per id, for strategies that read the text the ids spell (robust)
     token_bytes: TokenBytes | None = None
 
 
@@ -80,8 +82,8 @@ def check_shard(index: int, context: VerifyContext) -> ShardCheck:
         return ShardCheck(name, problems=(Problem(name, "missing: the manifest lists it but the folder lacks it"),), measured=False)
     problems: list[Problem] = []
     digest = file_sha256(path)
-    if digest != record.get("sha256"):
-        problems.append(Problem(name, f"sha256 {digest[:12]}... differs from the manifest's {str(record.get('sha256'))[:12]}...: the file changed after it was written"))
+    if digest != record.sha256:
+        problems.append(Problem(name, f"sha256 {digest[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written"))
     try:
         table = read_shard(path)
         problems.extend(_schema_problems(table, name, context.pack is not None))
@@ -105,10 +107,10 @@ def _measure(table: Any, stream: TokenStream, index: int, context: VerifyContext
         drop, robust_eligible = recompute_drop(stream, prefix, context.config), None
     expected = np.where(drop, np.int32(IGNORE_INDEX), stream.ids)
     wrong = np.flatnonzero(stream.labels != expected)
-    at = _Locator(name, sum(int(record["num_rows"]) for record in context.records[:index]), stream.row_starts)
+    at = _Locator(name, sum(record.num_rows for record in context.records[:index]), stream.row_starts)
     problems.extend(_label_problems(at, stream, expected, wrong))
     problems.extend(_id_problems(at, stream, context.vocab_size))
-    dropped = _per_row(stream.labels == IGNORE_INDEX, stream.row_starts)
+    dropped = per_row_counts(stream.labels == IGNORE_INDEX, stream.row_starts)
     problems.extend(_column_problems(table, stream.path, tokens, dropped))
     if robust_eligible is not None:
         eligible = int(robust_eligible.sum())
@@ -129,12 +131,6 @@ def _prefix(stream: TokenStream, index: int, context: VerifyContext) -> tuple[In
     if context.pack is None or (len(stream.doc_starts) and stream.doc_starts[0] == 0) or len(stream.ids) == 0:
         return np.zeros(0, np.int32), 0
     return carried_context(context.paths, index, context.config)
-
-
-def _per_row(flags: Any, row_starts: Int64s) -> Int64s:
-    running = np.zeros(len(flags) + 1, dtype=np.int64)
-    np.cumsum(flags, out=running[1:])
-    return running[row_starts[1:]] - running[row_starts[:-1]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,10 +216,10 @@ def _schema_problems(table: Any, name: str, packed: bool) -> list[Problem]:
     return [Problem(name, f"columns {found} differ from the format's {wanted}")]
 
 
-def _record_problems(name: str, record: dict[str, Any], measured: ShardCheck) -> list[Problem]:
+def _record_problems(name: str, record: ShardEntry, measured: ShardCheck) -> list[Problem]:
     """The shard's line in the manifest against what the shard holds."""
     problems = []
     for key, value in (("num_rows", measured.rows), ("num_documents", measured.documents), ("num_tokens", measured.tokens), ("num_dropped", measured.dropped)):
-        if record.get(key) != value:
-            problems.append(Problem(name, f"the manifest records {key} {record.get(key)}, the shard holds {value}"))
+        if getattr(record, key) != value:
+            problems.append(Problem(name, f"the manifest records {key} {getattr(record, key)}, the shard holds {value}"))
     return problems

@@ -20,23 +20,17 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import IGNORE_INDEX, load_manifest, read_shard, shard_paths
+from goldfish_prep.format.columns import Int64s, TokenStream, int_column, per_row_counts
+from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import open_shards
 from goldfish_prep.inspect.binomial import band_limits, outside_band
-from goldfish_prep.inspect.columns import Int64s, TokenStream, int_column, shard_stream
 from goldfish_prep.inspect.packed import eligible_per_row
 from goldfish_prep.inspect.robust_masks import robust_recompute
-from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
-from goldfish_prep.mask import eligible_counts
+from goldfish_prep.tokenizers.token_bytes import recorded_table
+from goldfish_prep.mask import eligible_counts, expected_rate
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
-
-
-def expected_rate(config: MaskConfig) -> float:
-    """The probability that one eligible position is dropped.
-
-    1/k for every strategy (static drops every k-th of its eligible positions), 0 for ``none``.
-    """
-    return 0.0 if config.strategy == "none" else 1.0 / config.k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +38,7 @@ class MaskStats:
     """Per-unit figures (documents, or packed rows) and what follows from them."""
 
     folder: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     config: MaskConfig
     packed: bool
     names: list[str]
@@ -111,7 +105,7 @@ class MaskStats:
             "mask": self.config.to_dict(),
             "unit": self.unit,
             "units": len(self.tokens),
-            "counts": {key: self.manifest.get("counts", {}).get(key) for key in ("documents_read", "documents_written", "documents_skipped")},
+            "counts": {key: self.manifest.counts.get(key) for key in ("documents_read", "documents_written", "documents_skipped")},
             "tokens": int(self.tokens.sum()),
             "eligible": int(self.eligible.sum()),
             "dropped": int(self.dropped.sum()),
@@ -144,21 +138,20 @@ def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
     For example, ``compute_stats("shards/").overall_rate`` is about 0.25 for k=4,
     and ``.flagged`` indexes ``.names`` of the documents outside the band.
     """
-    manifest = load_manifest(folder)
-    config = MaskConfig.from_dict(manifest["mask"])
-    packed = manifest.get("layout", {}).get("pack") is not None
+    shards = open_shards(folder)
+    manifest, config, packed = shards.manifest, shards.manifest.mask, shards.packed
     names: list[str] = []
     parts: list[tuple[Int64s, Int64s, Int64s]] = []
     disagreements, lead = 0, 0
-    table_bytes = recorded_token_bytes(manifest.get("tokenizer", {})) if config.strategy == "robust" else None
-    for path in shard_paths(folder, manifest):
-        table = read_shard(path)
-        stream = shard_stream(table, path, packed)
+    token_table = recorded_table(config, manifest.tokenizer)
+    for batch in shards.batches():
+        table, stream, path = batch.table, batch.stream, batch.path
         tokens = np.diff(stream.row_starts)
         dropped = _dropped_per_row(stream)
-        if table_bytes is not None:  # robust: eligible positions depend on the text
-            eligible = robust_recompute(stream, np.zeros(0, np.int32), config, table_bytes)[1]
-            names.extend(_row_names(table, stream, path, len(names), packed))
+        if token_table is not None:  # robust: eligible positions depend on the text (mask's packed shards carry nothing over)
+            eligible = robust_recompute(stream, np.zeros(0, np.int32), config, token_table)[1]
+            first_row = len(names)
+            names.extend([f"row {first_row + r}" for r in range(stream.num_rows)] if packed else table.column("id").to_pylist())
         elif packed:
             eligible, lead = eligible_per_row(stream, lead, config)
             first_row = len(names)
@@ -173,17 +166,9 @@ def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
     return MaskStats(str(folder), manifest, config, packed, names, tokens, eligible, dropped, band_level, flagged, disagreements)
 
 
-def _row_names(table: Any, stream: TokenStream, path: Path, first_row: int, packed: bool) -> list[str]:
-    if packed:
-        return [f"row {first_row + r}" for r in range(stream.num_rows)]
-    return table.column("id").to_pylist() if "id" in table.column_names else [str(path)] * stream.num_rows
-
-
 def _dropped_per_row(stream: TokenStream) -> Int64s:
-    """-100 labels per row: a running count over the flat labels, read at the row boundaries."""
-    running = np.zeros(len(stream.labels) + 1, dtype=np.int64)
-    np.cumsum(stream.labels == IGNORE_INDEX, out=running[1:])
-    return running[stream.row_starts[1:]] - running[stream.row_starts[:-1]]
+    """-100 labels per row."""
+    return per_row_counts(stream.labels == IGNORE_INDEX, stream.row_starts)
 
 
 def _column_disagreements(table: Any, path: Path, tokens: Int64s, dropped: Int64s) -> int:

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.dataset import MANIFEST_NAME, load_manifest, shard_paths
+from goldfish_prep.format.manifest import Manifest, load_manifest
+from goldfish_prep.format.names import MANIFEST, STATE
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
-from goldfish_prep.parallel import ordered_map
-from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
+from goldfish_prep.pipeline.pool import ordered_map
+from goldfish_prep.tokenizers.token_bytes import recorded_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +50,8 @@ def verify_folder(
     position 230: label -100, expected 1820: the recomputed mask keeps this token``.
     """
     manifest = load_manifest(folder)
-    config = MaskConfig.from_dict(manifest["mask"])
-    context = _context(folder, manifest, config)
+    config = manifest.mask
+    context = _context(manifest)
     shards: list[ShardCheck] = []
     for _, check in ordered_map(check_shard, ((i, i) for i in range(len(context.paths))), context, num_proc):
         shards.append(check)
@@ -62,44 +63,44 @@ def verify_folder(
     return VerifyReport(str(folder), config, context.pack is not None, tuple(shards), tuple(problems))
 
 
-def _context(folder: str | Path, manifest: dict[str, Any], config: MaskConfig) -> VerifyContext:
-    tokenizer = manifest.get("tokenizer", {})
+def _context(manifest: Manifest) -> VerifyContext:
+    tokenizer = manifest.tokenizer
     eos = tokenizer.get("eos_id")
     return VerifyContext(
-        paths=tuple(shard_paths(folder, manifest)),
-        records=tuple(manifest["shards"]),
-        config=config,
-        pack=manifest.get("layout", {}).get("pack"),
+        paths=tuple(manifest.shard_paths()),
+        records=manifest.shards,
+        config=manifest.mask,
+        pack=manifest.pack,
         pad_id=int(eos) if eos is not None else 0,  # what `mask --pack` pads with
         # pre-tokenized ids are checked against the vocabulary only when the user named the tokenizer
         vocab_size=tokenizer.get("vocab_size") if tokenizer.get("explicit", True) else None,
-        token_bytes=recorded_token_bytes(tokenizer) if config.strategy == "robust" else None,
+        token_bytes=recorded_table(manifest.mask, tokenizer),
     )
 
 
-def _state_problems(folder: Path, manifest: dict[str, Any]) -> list[Problem]:
+def _state_problems(folder: Path, manifest: Manifest) -> list[Problem]:
     """``load_from_disk`` reads the files state.json lists: they must be the manifest's shards, in order."""
     try:
-        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
         listed = [entry["filename"] for entry in state["_data_files"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return [Problem("state.json", f"unreadable ({exc}); datasets.load_from_disk needs it")]
-    expected = [shard["filename"] for shard in manifest["shards"]]
+        return [Problem(STATE, f"unreadable ({exc}); datasets.load_from_disk needs it")]
+    expected = [shard.filename for shard in manifest.shards]
     if listed != expected:
-        return [Problem("state.json", f"lists {listed[:4]}, the manifest {expected[:4]}: datasets would load other files")]
+        return [Problem(STATE, f"lists {listed[:4]}, the manifest {expected[:4]}: datasets would load other files")]
     return []
 
 
-def _count_problems(manifest: dict[str, Any], shards: list[ShardCheck], config: MaskConfig) -> list[Problem]:
+def _count_problems(manifest: Manifest, shards: list[ShardCheck], config: MaskConfig) -> list[Problem]:
     """The manifest's totals against the shards' measurements, and against each other."""
-    counts = manifest.get("counts", {})
+    counts = manifest.counts
     measured = {
         "documents_written": sum(s.documents for s in shards),
         "tokens": sum(s.tokens for s in shards),
         "eligible_tokens": sum(s.eligible for s in shards),
         "dropped_tokens": sum(s.dropped for s in shards),
     }
-    where = f"{MANIFEST_NAME} counts"
+    where = f"{MANIFEST} counts"
     complete = all(s.measured for s in shards)  # an unreadable shard is reported already; its counts are unknown
     problems = [
         Problem(where, f"{key} is {counts.get(key)}, the shards hold {value}")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.inspect.columns import Int32s, Int64s
+from goldfish_prep.format.columns import Int32s, Int64s
 from goldfish_prep.strategies.goldfish import window_hashes
 
 Uint64s = npt.NDArray[np.uint64]

@@ -24,7 +24,7 @@ from goldfish_prep.errors import InputError
 from goldfish_prep.readers.document import IDS_FIELD, ids_problem, missing_id_field, missing_text_field, text_problem
 from goldfish_prep.readers.failures import file_failure
 from goldfish_prep.readers.options import InputSource, ReaderOptions
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 Item = Record | InputError
 _ROWS = 256

@@ -13,7 +13,7 @@ from typing import Any
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.options import ReaderOptions
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 #: The field a pre-tokenized record keeps its ids in.
 IDS_FIELD = "input_ids"

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.document import IDS_FIELD, missing_text_field, record_from_object
 from goldfish_prep.readers.options import InputSource, ReaderOptions
-from goldfish_prep.records import Record
+from goldfish_prep.readers.records import Record
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
 _TRUE = {"1", "ON", "YES", "TRUE"}

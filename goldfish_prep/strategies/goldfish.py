@@ -22,10 +22,20 @@ probability of 1/k to within 2**-64, with no float rounding.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import xxhash
+
+from goldfish_prep.strategies.base import Bools, WindowHashStrategy
+
+if TYPE_CHECKING:
+    from goldfish_prep.config import MaskConfig
+
+#: Version of the ``goldfish`` hash specification (docs/mask-spec.md). Bump it
+#: whenever a change would alter any mask; the manifest records it.
+GOLDFISH_SPEC_VERSION = 1
 
 _MASK64 = (1 << 64) - 1
 # Windows are hashed in blocks so the uint64 temporaries stay in cache; 2**15
@@ -99,3 +109,13 @@ def drop_flat(ids: npt.NDArray[np.integer], context_width: int, k: int, seed: in
     drop: npt.NDArray[np.bool_] = window_hashes(ids, context_width, seed) < threshold
     drop[: min(context_width, len(ids))] = False
     return drop
+
+
+class GoldfishStrategy(WindowHashStrategy):
+    """The default: seeded, order-sensitive and versioned (the spec above)."""
+
+    name = "goldfish"
+    spec_version = GOLDFISH_SPEC_VERSION
+
+    def drop_flat(self, ids: npt.NDArray[np.integer], config: MaskConfig) -> Bools:
+        return drop_flat(ids, config.context_width, config.k, config.seed)

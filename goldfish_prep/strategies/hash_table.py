@@ -15,9 +15,15 @@ it is not the default.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+from goldfish_prep.strategies.base import Bools, WindowHashStrategy
+
+if TYPE_CHECKING:
+    from goldfish_prep.config import MaskConfig
 
 TABLE_SIZE = 1_000_003
 TABLE_SEED = 2971215073
@@ -77,3 +83,12 @@ def drop_flat(ids: npt.NDArray[np.integer], context_width: int, k: int) -> npt.N
     drop: npt.NDArray[np.bool_] = reference_table()[index] < np.float32(1.0 / k)
     drop[: min(context_width, len(ids))] = False
     return drop
+
+
+class HashTableStrategy(WindowHashStrategy):
+    """The reference implementation's table lookup; it has no seed and no versioned spec of ours."""
+
+    name = "hash-table"
+
+    def drop_flat(self, ids: npt.NDArray[np.integer], config: MaskConfig) -> Bools:
+        return drop_flat(ids, config.context_width, config.k)

@@ -88,7 +88,8 @@ def is_word_char(code_point: int) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _word_table() -> npt.NDArray[np.bool_]:
-    return np.array([is_word_char(c) for c in range(WORD_LIMIT)], dtype=np.bool_)
+    table: npt.NDArray[np.bool_] = np.array([is_word_char(c) for c in range(WORD_LIMIT)], dtype=np.bool_)
+    return table
 
 
 def unit_starts(norm: npt.NDArray[np.uint32], doc_starts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
@@ -106,7 +107,8 @@ def unit_starts(norm: npt.NDArray[np.uint32], doc_starts: npt.NDArray[np.int64])
     starts[1:] &= ~(word[1:] & word[:-1])
     inside = doc_starts[doc_starts < len(norm)]
     starts[inside] = norm[inside] != SPACE
-    return starts
+    result: npt.NDArray[np.bool_] = starts
+    return result
 
 
 def _ascii_table() -> npt.NDArray[np.uint32]:

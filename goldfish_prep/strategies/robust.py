@@ -35,12 +35,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import xxhash
 
+from goldfish_prep.errors import ConfigError
+from goldfish_prep.strategies.base import Bools, Extras, Int64s, Strategy
 from goldfish_prep.strategies.normalize import normalise, unit_starts
+
+if TYPE_CHECKING:
+    from goldfish_prep.config import MaskConfig
+
+#: Version of the ``robust`` specification (docs/mask-spec.md); any change that alters one mask bit bumps it
+ROBUST_SPEC_VERSION = 1
+#: the ``extras`` key robust needs: the tokenizer's ``TokenBytes`` (the same table for every document)
+TOKEN_BYTES = "token_bytes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,3 +284,40 @@ def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
 
 
 _POWERS: dict[int, npt.NDArray[np.uint64]] = {}
+
+
+class RobustStrategy(Strategy):
+    """Goldfish decisions on the normalised text the tokens spell (the spec above)."""
+
+    name = "robust"
+    spec_version = ROBUST_SPEC_VERSION
+    content_addressed = True
+    random_draws = True
+    requires = frozenset({TOKEN_BYTES})
+
+    def drop(self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None) -> Bools:
+        return self.drop_and_eligible(ids, starts, config, extras)[0]
+
+    def drop_and_eligible(
+        self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None
+    ) -> tuple[Bools, Int64s]:
+        table = _table(extras)
+        if len(ids) and int(np.max(ids)) >= table.vocab_size:
+            raise ConfigError(f"token id {int(np.max(ids))} is outside the tokenizer's {table.vocab_size} ids; pass the tokenizer the ids were made with")
+        starts = np.asarray(starts, dtype=np.int64)
+        dropped, eligible = decide(ids, starts, table, config.context_width, config.k, config.seed)
+        running = np.concatenate(([0], np.cumsum(eligible)))
+        return dropped, running[np.append(starts[1:], len(ids))] - running[starts]
+
+    def eligible_counts(self, lengths: Int64s, config: MaskConfig) -> Int64s:
+        raise ConfigError("robust's eligible positions depend on the text the ids spell: ask drop_and_eligible")
+
+    def eligible_rule(self, config: MaskConfig) -> str:
+        return f"tokens that complete normalised text, from the {config.context_width}th unit of each document on"
+
+
+def _table(extras: Extras | None) -> TokenBytes:
+    tables = (extras or {}).get(TOKEN_BYTES)
+    if not tables or not isinstance(tables[0], TokenBytes):
+        raise ConfigError("the robust strategy needs the tokenizer's bytes per id (extras token_bytes) to read the text the ids spell")
+    return tables[0]

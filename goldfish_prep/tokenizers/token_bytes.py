@@ -19,10 +19,13 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import TokenizerError
-from goldfish_prep.strategies.robust import TokenBytes
+from goldfish_prep.strategies import Extras
+from goldfish_prep.strategies.robust import TOKEN_BYTES, TokenBytes
 from goldfish_prep.tokenizers.base import Tokenizer
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -68,7 +71,24 @@ def _build(tokenizer: Tokenizer) -> TokenBytes:
     return TokenBytes.from_list(pieces)
 
 
-def recorded_token_bytes(recorded: dict[str, Any]) -> TokenBytes:
+def needs_token_bytes(config: MaskConfig) -> bool:
+    """Whether the configured strategy reads the text the ids spell (``robust``)."""
+    return TOKEN_BYTES in config.strategy_object.requires
+
+
+def extras_for(config: MaskConfig, table: TokenBytes | None, num_documents: int) -> Extras | None:
+    """The ``extras`` a strategy needs for a batch of ``num_documents`` documents (None when it needs none)."""
+    if table is None or not needs_token_bytes(config):
+        return None
+    return {TOKEN_BYTES: [table] * max(num_documents, 1)}
+
+
+def recorded_table(config: MaskConfig, recorded: Mapping[str, Any]) -> TokenBytes | None:
+    """The recorded tokenizer's table when the manifest's strategy needs it (``verify``, ``stats``, ``show``, ``repeats``)."""
+    return recorded_token_bytes(recorded) if needs_token_bytes(config) else None
+
+
+def recorded_token_bytes(recorded: Mapping[str, Any]) -> TokenBytes:
     """The table of the tokenizer a manifest records (``manifest["tokenizer"]``), checked by fingerprint.
 
     ``verify``, ``stats`` and ``repeats`` recompute robust masks with it; a

@@ -26,10 +26,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
-from goldfish_prep.dataset import IGNORE_INDEX, iter_shards, load_manifest, real_token_mask
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.names import IGNORE_INDEX
+from goldfish_prep.format.reader import open_shards
 
 Int32Array = npt.NDArray[np.int32]
 
@@ -39,7 +40,7 @@ class ShardData:
     """All ids and labels of a folder, flat, plus where each unit (document or packed row) lies."""
 
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     ids: Int32Array
     labels: Int32Array
     unit_starts: npt.NDArray[np.int64]
@@ -51,15 +52,7 @@ class ShardData:
 
     @property
     def vocab_size(self) -> int:
-        return int(self.manifest["tokenizer"]["vocab_size"])
-
-
-def _flat_column(table: pa.Table, name: str) -> tuple[Int32Array, npt.NDArray[np.int64]]:
-    """The values of a list<int32> column and its row offsets, without copying where Arrow allows."""
-    column = table.column(name).combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    offsets = column.offsets.to_numpy().astype(np.int64) - int(column.offsets[0].as_py())
-    return values, offsets
+        return int(self.manifest.tokenizer["vocab_size"])
 
 
 def load_shards(folder: str | Path) -> ShardData:
@@ -68,26 +61,20 @@ def load_shards(folder: str | Path) -> ShardData:
     Packed rows keep only their ``num_tokens`` leading ids: the padding of the last
     row is not training data.
     """
-    manifest = load_manifest(folder)
+    shards = open_shards(folder)
     ids_parts: list[Int32Array] = []
     label_parts: list[Int32Array] = []
     lengths: list[npt.NDArray[np.int64]] = []
-    for path, table in iter_shards(folder, ["input_ids", "labels", "num_tokens"]):
-        ids, row_offsets = _flat_column(table, "input_ids")
-        labels, label_offsets = _flat_column(table, "labels")
-        if not np.array_equal(row_offsets, label_offsets):
-            raise InputError(str(path), "input_ids and labels differ in length in some row", "Recreate the folder with `goldfish-prep mask`", "bad-shard")
-        used = table.column("num_tokens").to_numpy().astype(np.int64)
-        real = real_token_mask(row_offsets, used)
-        ids_parts.append(ids[real])
-        label_parts.append(labels[real])
-        lengths.append(used)
+    for batch in shards.batches():
+        ids_parts.append(batch.ids)
+        label_parts.append(batch.labels)
+        lengths.append(np.diff(batch.row_starts))
     unit_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     if int(unit_lengths.sum()) == 0:
         raise InputError(str(folder), "the shards hold no tokens", "Check the inputs given to `goldfish-prep mask`", "empty")
     return ShardData(
         folder=Path(folder),
-        manifest=manifest,
+        manifest=shards.manifest,
         ids=np.concatenate(ids_parts),
         labels=np.concatenate(label_parts),
         unit_starts=np.concatenate(([0], np.cumsum(unit_lengths)[:-1])).astype(np.int64),
@@ -195,27 +182,6 @@ class Document:
 
 
 def load_documents(folder: str | Path) -> list[Document]:
-    """The documents of a folder, whole, in order: rows in document mode; in packed mode
-    the rows' non-padding ids joined end to end and split at ``doc_starts``."""
-    manifest = load_manifest(folder)
-    packed = manifest.get("layout", {}).get("pack") is not None
-    columns = ["input_ids", "num_tokens", "doc_starts"] if packed else ["input_ids", "id"]
-    documents: list[Document] = []
-    pieces: list[Int32Array] = []
-    boundaries: list[int] = []
-    offset = 0
-    for _, table in iter_shards(folder, columns):
-        ids, offsets = _flat_column(table, "input_ids")
-        if not packed:
-            names = table.column("id").to_pylist()
-            documents.extend(Document(str(name), ids[offsets[i] : offsets[i + 1]]) for i, name in enumerate(names))
-            continue
-        for row, (used, starts) in enumerate(zip(table.column("num_tokens").to_pylist(), table.column("doc_starts").to_pylist())):
-            pieces.append(ids[offsets[row] : offsets[row] + used])
-            boundaries.extend(offset + start for start in starts)
-            offset += used
-    if packed:
-        stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-        edges = sorted(set([0, *boundaries])) + [len(stream)]
-        documents = [Document(f"document {i}", stream[a:b]) for i, (a, b) in enumerate(zip(edges, edges[1:])) if b > a]
-    return documents
+    """The documents of a folder, whole, in order (packed rows are joined back into documents by the shard
+    reader); packed outputs keep no ids, so their documents are named by number."""
+    return [Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids) for doc in open_shards(folder).documents()]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from goldfish_prep.dataset import IGNORE_INDEX
+from goldfish_prep.format.names import IGNORE_INDEX
 
 
 def summed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

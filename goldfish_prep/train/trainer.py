@@ -64,6 +64,8 @@ class _Run:
     step: int = 0
     tokens: int = 0
     supervised: int = 0
+    #: the last step's loss, kept in checkpoints so a resumed run that has nothing left reports it
+    loss: float = float("nan")
 
 
 def train(config: TrainConfig, log: LogFn | None = None) -> TrainResult:
@@ -152,6 +154,7 @@ def _restore(run: _Run) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
     run.step, run.tokens, run.supervised = state["step"], state["tokens"], state["supervised_tokens"]
+    run.loss = state.get("loss", float("nan"))  # absent from checkpoints written before it was recorded
 
 
 def _save(run: _Run) -> None:
@@ -166,6 +169,7 @@ def _save(run: _Run) -> None:
         "step": run.step,
         "tokens": run.tokens,
         "supervised_tokens": run.supervised,
+        "loss": run.loss,
         "rng": torch.get_rng_state(),
     })
 
@@ -184,22 +188,21 @@ def _finished(run: _Run) -> bool:
 def _loop(run: _Run, log: LogFn) -> TrainResult:
     eval_data = _load_eval_data(run)
     started, window_start, window_tokens = time.perf_counter(), time.perf_counter(), 0
-    loss = float("nan")
     while not _finished(run):
         if eval_data is not None and run.config.eval_interval and run.step % run.config.eval_interval == 0 and run.step:
             _log(run, log, {"step": run.step, "eval_loss": evaluate(run.model, eval_data, run.runtime, run.config.batch_size)})
-        loss, step_tokens = _train_step(run)
+        run.loss, step_tokens = _train_step(run)
         window_tokens += step_tokens
         if run.step % run.config.log_interval == 0 or _finished(run):
             elapsed = time.perf_counter() - window_start
-            _log(run, log, _step_metrics(run, loss, window_tokens / max(elapsed, 1e-9)))
+            _log(run, log, _step_metrics(run, run.loss, window_tokens / max(elapsed, 1e-9)))
             window_start, window_tokens = time.perf_counter(), 0
         if run.config.checkpoint_interval and run.step % run.config.checkpoint_interval == 0:
             _save(run)
     eval_loss = evaluate(run.model, eval_data, run.runtime, run.config.batch_size) if eval_data is not None else None
     _save(run)
     seconds = time.perf_counter() - started
-    result = TrainResult(run.config.run_dir, run.step, run.tokens, run.supervised, loss, eval_loss, seconds, run.model.num_parameters())
+    result = TrainResult(run.config.run_dir, run.step, run.tokens, run.supervised, run.loss, eval_loss, seconds, run.model.num_parameters())
     _log(run, log, {"event": "done", **{k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}})
     return result
 

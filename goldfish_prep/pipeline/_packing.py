@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.dataset import IGNORE_INDEX
+from goldfish_prep.format.names import IGNORE_INDEX
 
 
 @dataclasses.dataclass

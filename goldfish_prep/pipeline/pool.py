@@ -8,16 +8,16 @@ most two tasks (``IN_FLIGHT``), so it always has the next one at hand; results
 are read as soon as any worker has one, and yielded in input order (which is
 what makes the output byte-identical for every ``num_proc``). A long task holds
 back only the yielding: the other workers go on, up to ``READ_AHEAD`` tasks per
-worker past the oldest unyielded one, which bounds memory. (Reading results in
-order only, as a first version did, left a worker idle behind every long
-document: 0.3 s of 6.4 s on the 43 M-token benchmark corpus.) A worker that
+worker past the oldest unyielded one, which bounds memory (reading results
+in order only leaves a worker idle behind every long document; figures in
+docs/performance.md). A worker that
 dies ends the map with a ``WorkerError`` that says so. The main process runs
 no helper threads.
 
 How workers start (``start_method``): *fork* where that is safe, *spawn*
 elsewhere. A forked worker inherits the tokenizer the main process already
 loaded, at no cost and in shared pages; a spawned one pays a fresh interpreter
-and its own tokenizer load (about 0.45 s of CPU for cl100k). Forking is safe
+and its own tokenizer load. Forking is safe
 when the process runs no other Python thread: none can hold a lock the child
 would inherit locked. The native thread pools that exist by then (OpenBLAS's)
 re-initialise themselves after a fork, and the tokenizers run none
@@ -27,7 +27,7 @@ CLI; inside a Ray worker, or a notebook with threads running, they spawn.
 ``warm_up(argument)`` runs in each worker as it starts, so spawned workers load
 the tokenizer while the main process is still busy with its own start-up.
 
-Tasks and results travel through ``channel``: forked workers share two slots of
+Tasks and results travel through ``_channel``: forked workers share two slots of
 memory each way with the main process, so a batch's lines and its token ids
 are copied once instead of pickled through the pipe (spawned workers, which
 cannot share an anonymous mapping, use the pipe).
@@ -48,8 +48,8 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, TypeVar
 
-from goldfish_prep import channel
-from goldfish_prep.channel import Slots
+from goldfish_prep.pipeline import _channel as channel
+from goldfish_prep.pipeline._channel import Slots
 from goldfish_prep.errors import WorkerError
 
 Meta = TypeVar("Meta")

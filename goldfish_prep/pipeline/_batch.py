@@ -17,10 +17,11 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError
-from goldfish_prep.mask import mask_documents, robust_decisions
+from goldfish_prep.mask import mask_and_eligible
+from goldfish_prep.strategies import Extras
 from goldfish_prep.readers.jsonl import parse_line
 from goldfish_prep.readers.options import ReaderOptions
-from goldfish_prep.records import JsonLine, Record
+from goldfish_prep.readers.records import JsonLine, Record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +48,8 @@ class MaskedBatch:
     doc_ids: list[str]
     sources: list[str]
     errors: list[InputError]
-    #: positions the strategy could drop, when only the masking knows it (robust); else None
-    num_eligible: int | None = None
+    #: positions the strategy could drop (for robust only the masking knows them)
+    num_eligible: int = 0
 
     @property
     def lengths(self) -> npt.NDArray[np.int64]:
@@ -77,25 +78,24 @@ def mask_batch(batch: Sequence[Record | JsonLine | InputError], context: BatchCo
     starts = np.zeros(len(pieces), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-    if context.mask.strategy == "robust":
-        drop, eligible = _robust(ids, starts, context, any(r.text is None for r in kept))
-    else:
-        drop, eligible = mask_documents(ids, starts, context.mask), None
-    return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, eligible)
+    drop, eligible = mask_and_eligible(ids, starts, context.mask, _extras(context, len(starts), any(r.text is None for r in kept)))
+    return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, int(eligible.sum()))
 
 
-def _robust(ids: npt.NDArray[np.int32], starts: npt.NDArray[np.int64], context: BatchContext, pretokenized: bool) -> tuple[npt.NDArray[np.bool_], int]:
-    """Robust masks read the text the ids spell, so pre-tokenized ids need the tokenizer that made them."""
+def _extras(context: BatchContext, num_documents: int, pretokenized: bool) -> Extras | None:
+    """What the strategy needs besides ids: for ``robust`` the tokenizer's bytes per id, which
+    pre-tokenized ids only have when the user named the tokenizer that made them."""
+    from goldfish_prep.tokenizers import load_tokenizer  # cached per process
+    from goldfish_prep.tokenizers.token_bytes import extras_for, needs_token_bytes, token_bytes
+
+    if not needs_token_bytes(context.mask):
+        return None
     if pretokenized and context.vocab_size is None:
         raise ConfigError(
-            "--strategy robust reads the text that pre-tokenized input_ids spell, so it needs the tokenizer that made them; "
-            "pass --tokenizer, or choose another --strategy"
+            f"--strategy {context.mask.strategy} reads the text that pre-tokenized input_ids spell, so it needs the tokenizer "
+            "that made them; pass --tokenizer, or choose another --strategy"
         )
-    from goldfish_prep.tokenizers import load_tokenizer  # cached per process
-    from goldfish_prep.tokenizers.token_bytes import token_bytes
-
-    drop, eligible = robust_decisions(ids, starts, context.mask, token_bytes(load_tokenizer(context.tokenizer_spec)))
-    return drop, int(eligible.sum())
+    return extras_for(context.mask, token_bytes(load_tokenizer(context.tokenizer_spec)), num_documents)
 
 
 def _encode_texts(texts: list[str], context: BatchContext) -> list[npt.NDArray[np.int32]]:

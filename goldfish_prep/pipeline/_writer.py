@@ -17,8 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from goldfish_prep.atomic import fsync_and_rename, write_failure
-from goldfish_prep.dataset import IGNORE_INDEX
-from goldfish_prep.naming import partial_path
+from goldfish_prep.format.names import IGNORE_INDEX, partial_path
 
 
 def labels_from(ids: npt.NDArray[np.int32], drop: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:

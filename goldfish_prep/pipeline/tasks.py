@@ -13,16 +13,14 @@ run description and the shard records.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from goldfish_prep.errors import OutputError
-from goldfish_prep.manifest import finalize_output
-from goldfish_prep.naming import MANIFEST, PROGRESS_DIR, RUN_FILE
-from goldfish_prep.output import run_digest
+from goldfish_prep.pipeline._finish import finalize_output
+from goldfish_prep.format.names import MANIFEST, PROGRESS_DIR, RUN_FILE, TASK_FILE, TASK_FILE_GLOB
+from goldfish_prep.pipeline._output import run_digest
 
-_TASK_FILE = re.compile(r"task-(\d{5,})-of-(\d{5,})\.json")
 
 
 def finalize_tasks(folder: Path) -> dict[str, Any]:
@@ -71,8 +69,8 @@ def _check_one_run(folder: Path, tasks: dict[int, dict[str, Any]]) -> None:
 def _read_task_files(progress: Path) -> dict[tuple[int, int], dict[str, Any]]:
     """``(num_tasks, task_index) -> summary`` of every readable task file."""
     tasks: dict[tuple[int, int], dict[str, Any]] = {}
-    for path in sorted(progress.glob("task-*-of-*.json")):
-        match = _TASK_FILE.fullmatch(path.name)
+    for path in sorted(progress.glob(TASK_FILE_GLOB)):
+        match = TASK_FILE.fullmatch(path.name)
         if match is None:
             continue
         try:

@@ -19,10 +19,10 @@ from typing import Any
 
 from goldfish_prep.atomic import file_sha256, write_json
 from goldfish_prep.errors import OutputError
-from goldfish_prep.naming import MANIFEST, PARTIAL_SUFFIX, PROGRESS_DIR, RUN_FILE, shard_record_path
+from goldfish_prep.format.names import DATASET_INFO, MANIFEST, PARTIAL_SUFFIX, PROGRESS_DIR, RUN_FILE, STATE, shard_record_path, task_filename
 
-_OURS = {MANIFEST, "state.json", "dataset_info.json", PROGRESS_DIR}
-_FINISHING = (MANIFEST, "state.json", "dataset_info.json")
+_OURS = {MANIFEST, STATE, DATASET_INFO, PROGRESS_DIR}
+_FINISHING = (MANIFEST, STATE, DATASET_INFO)
 _INDEX = re.compile(r"(?:data|shard)-(\d+)\.")
 _TEMPORARY = re.compile(r"(\.\d+)?" + re.escape(PARTIAL_SUFFIX) + "$")  # write_json adds the pid
 
@@ -123,7 +123,7 @@ def _remove_stale(folder: Path, completed: dict[int, dict[str, Any]], task: tupl
             path.unlink(missing_ok=True)
         elif _TEMPORARY.sub("", path.name) in _FINISHING:
             path.unlink(missing_ok=True)
-    own_task_file = f"task-{task[0]:05d}-of-{task[1]:05d}.json"
+    own_task_file = task_filename(*task)
     for record_path in (folder / PROGRESS_DIR).glob("*"):
         name = record_path.name
         if name.startswith("shard-"):
@@ -131,7 +131,7 @@ def _remove_stale(folder: Path, completed: dict[int, dict[str, Any]], task: tupl
             unfinished = match is None or int(match.group(1)) not in completed or name.endswith(PARTIAL_SUFFIX)
             if unfinished and _owns(task, name):
                 record_path.unlink(missing_ok=True)
-        elif name.startswith("task-"):
+        elif name.startswith("task-"):  # a task file or its temporary
             # this task's own file, and those of an earlier split into another number of tasks
             if name.startswith(own_task_file) or not _TEMPORARY.sub("", name).endswith(f"-of-{task[1]:05d}.json"):
                 record_path.unlink(missing_ok=True)

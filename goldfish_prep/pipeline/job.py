@@ -1,9 +1,9 @@
 """``goldfish-prep mask`` as a library call: read, tokenize, mask, write, account.
 
-The flow a document takes, each step in its own module:
-``readers`` (Record) -> ``sharding`` (batches at deterministic places) ->
-``batch`` in worker processes (tokenize + ``mask`` core) -> ``shard`` (Arrow rows,
-optional ``packing``) -> ``manifest`` (written last). Everything that decides
+The flow a document takes, each step in its own module of this package:
+``readers`` (Record) -> ``_plan`` (batches at deterministic places) ->
+``_batch`` in worker processes (tokenize + ``mask`` core) -> ``_shard`` (Arrow rows,
+optional ``_packing``) -> ``_finish`` (the manifest, written last). Everything that decides
 the output bytes is fixed before any worker starts, so the result is identical
 for every ``num_proc`` and every split into ``num_tasks``.
 """
@@ -21,17 +21,17 @@ import xxhash
 from tqdm import tqdm
 
 from goldfish_prep import __version__
-from goldfish_prep.batch import BatchContext, MaskedBatch, mask_batch
+from goldfish_prep.pipeline._batch import BatchContext, MaskedBatch, mask_batch
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
-from goldfish_prep.manifest import finalize_output
-from goldfish_prep.naming import PARTIAL_SUFFIX, PROGRESS_DIR
-from goldfish_prep.output import prepare_output, run_digest, write_shard_record
+from goldfish_prep.pipeline._finish import finalize_output
+from goldfish_prep.format.names import PARTIAL_SUFFIX, PROGRESS_DIR, task_filename
+from goldfish_prep.pipeline._output import prepare_output, run_digest, write_shard_record
 from goldfish_prep.atomic import write_json
-from goldfish_prep.parallel import WorkerPool
+from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
-from goldfish_prep.shard import ShardBuilder
-from goldfish_prep.sharding import Batch, plan_batches
+from goldfish_prep.pipeline._shard import ShardBuilder
+from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")
@@ -108,7 +108,7 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
     if job.num_tasks == 1:
         return finalize_output(output, num_shards)
     summary = {"task_index": job.task_index, "num_tasks": job.num_tasks, "num_shards": num_shards, "run_sha256": run_digest(run)}
-    write_json(output / PROGRESS_DIR / f"task-{job.task_index:05d}-of-{job.num_tasks:05d}.json", summary)
+    write_json(output / PROGRESS_DIR / task_filename(job.task_index, job.num_tasks), summary)
     return summary
 
 

@@ -4,13 +4,8 @@ Why: ``Connection.send`` pickles a value into one bytes object and pushes it
 through a 64 KiB pipe; the other end reads it back in pieces and unpickles
 another copy. For ``mask`` that is every input line on the way out and every
 token id and mask bit on the way back (about 5 bytes per token): CPU that the
-workers need on a machine with as many cores as workers. Moving 212 MB of
-numpy results in 1.25 MB messages took 0.37 to 0.44 s of CPU (both ends
-together) through ``send``/``recv``, 0.16 to 0.24 s as raw bytes through the
-pipe, and 0.04 to 0.13 s through shared slots (``python bench/channel.py``,
-two runs). In ``mask --num-proc 2`` on the 43 M-token benchmark corpus the
-slots took 2.5% off the CPU time and 1.3% off the wall time against the raw
-pipe (5 paired runs against a copy of this code with ``_Worker.slots`` set to None).
+workers need on a machine with as many cores as workers (what the slots
+save is measured in docs/performance.md, "Parallel workers").
 
 So a message is pickled with protocol 5, which leaves numpy arrays out of band
 (``buffer_callback``): their bytes are never copied into the pickle. The pickle

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.records import JsonLine, Record
+from goldfish_prep.readers.records import JsonLine, Record
 
 Item = Record | JsonLine | InputError
 

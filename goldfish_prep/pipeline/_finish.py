@@ -17,10 +17,11 @@ from typing import Any
 import xxhash
 
 from goldfish_prep.atomic import write_json
-from goldfish_prep.dataset import FORMAT_VERSION, IGNORE_INDEX
+from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import OutputError
-from goldfish_prep.naming import DATASET_INFO, MANIFEST, PROGRESS_DIR, RUN_FILE, STATE, shard_record_path
-from goldfish_prep.schema import features_dict
+from goldfish_prep.format.names import DATASET_INFO, FORMAT_NAME, FORMAT_VERSION, IGNORE_INDEX, MANIFEST, PROGRESS_DIR, RUN_FILE, STATE, shard_record_path
+from goldfish_prep.format.schema import features_dict
+from goldfish_prep.mask import expected_rate
 
 #: the manifest lists this many skipped records by location; counts always cover all of them
 MAX_LISTED_SKIPS = 1000
@@ -66,11 +67,11 @@ def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
         **total,
         "skipped_by_reason": dict(sorted(reasons.items())),
         "drop_rate": total["dropped_tokens"] / total["eligible_tokens"] if total["eligible_tokens"] else 0.0,
-        "expected_drop_rate": 0.0 if mask["strategy"] == "none" else 1.0 / mask["k"],
+        "expected_drop_rate": expected_rate(MaskConfig.from_dict(mask)),
     }
     shard_keys = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256")
     return {
-        "format": "goldfish-prep",
+        "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "tool": run["tool"],
         "mask": {**mask, "ignore_index": IGNORE_INDEX},

@@ -1,6 +1,6 @@
 """Shards as flat numpy arrays: the one place that turns Arrow list columns into values and offsets.
 
-Every inspection works on a whole shard at once, never row by row in Python: a
+Every consumer works on a whole shard at once, never row by row in Python: a
 ``list<int32>`` column becomes its flat int32 values (zero-copy from the memory
 map when the shard holds one record batch) and int64 row offsets. A
 ``TokenStream`` then gives document and packed shards one shape, the tokens end
@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.strategies.base import local_positions
 
 Int32s = npt.NDArray[np.int32]
 Int64s = npt.NDArray[np.int64]
@@ -69,6 +70,33 @@ def int_column(table: Any, name: str, path: Path) -> Int64s:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
+def real_token_mask(offsets: npt.ArrayLike, num_tokens: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Over a flat list column: True for the first ``num_tokens[r]`` values of each row r.
+
+    Packed rows end in padding past ``num_tokens`` (docs/format.md); document
+    rows have none, so for them every value is True.
+
+    >>> real_token_mask([0, 3, 5], [2, 2]).tolist()
+    [True, True, False, True, True]
+    """
+    bounds = np.asarray(offsets, dtype=np.int64)
+    local = local_positions(bounds[:-1] - bounds[0], int(bounds[-1] - bounds[0]))
+    mask: npt.NDArray[np.bool_] = local < np.repeat(np.asarray(num_tokens, dtype=np.int64), np.diff(bounds))
+    return mask
+
+
+def per_row_counts(flags: npt.NDArray[np.bool_], row_starts: Int64s) -> Int64s:
+    """How many flags are set in each row: a running count over the flat flags, read at the row boundaries.
+
+    >>> per_row_counts(np.array([True, False, True, True]), np.array([0, 1, 4])).tolist()
+    [1, 2]
+    """
+    running = np.zeros(len(flags) + 1, dtype=np.int64)
+    np.cumsum(flags, out=running[1:])
+    counts: Int64s = running[row_starts[1:]] - running[row_starts[:-1]]
+    return counts
+
+
 def row_of(positions: npt.ArrayLike, offsets: Int64s) -> Int64s:
     """The row holding each flat position, given row offsets (empty rows are skipped correctly)."""
     return np.searchsorted(offsets, np.asarray(positions, dtype=np.int64), side="right").astype(np.int64) - 1
@@ -117,12 +145,15 @@ def packed_stream(table: Any, path: Path) -> TokenStream:
     if len(bad):
         row = int(bad[0])
         raise InputError(f"{path} row {row}", f"num_tokens {used[row]} is outside [0, {lengths[row]}] (the row's length)", _RECREATE, "bad-shard")
-    keep = np.arange(len(ids), dtype=np.int64) - np.repeat(offsets[:-1], lengths) < np.repeat(used, lengths)
+    keep = real_token_mask(offsets, used)
     row_starts = np.concatenate([[0], np.cumsum(used)]).astype(np.int64)
     starts, start_offsets = list_values(table, "doc_starts", path)
     start_rows = np.repeat(np.arange(len(used), dtype=np.int64), np.diff(start_offsets))
     _check_doc_starts(starts.astype(np.int64), start_rows, start_offsets, used, path)
     doc_starts = row_starts[start_rows] + starts
+    real = int(row_starts[-1])
+    if keep[:real].all():  # padding only at the end, as `mask` writes it: views, not copies
+        return TokenStream(path, ids[:real], labels[:real], row_starts, doc_starts, np.arange(real, len(ids), dtype=np.int64), offsets)
     return TokenStream(path, ids[keep], labels[keep], row_starts, doc_starts, np.flatnonzero(~keep), offsets)
 
 

@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from goldfish_prep.batch import MaskedBatch
+from goldfish_prep.pipeline._batch import MaskedBatch
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
-from goldfish_prep.mask import eligible_counts
-from goldfish_prep.naming import shard_filename
-from goldfish_prep.packing import Packer, PackedRows
-from goldfish_prep.schema import shard_schema
-from goldfish_prep.writer import ShardWriter, int32_array, labels_from, list_array, string_array
+from goldfish_prep.format.names import shard_filename
+from goldfish_prep.pipeline._packing import Packer, PackedRows
+from goldfish_prep.format.schema import shard_schema
+from goldfish_prep.pipeline._writer import ShardWriter, int32_array, labels_from, list_array, string_array
 
 
 class ShardBuilder:
@@ -48,8 +47,7 @@ class ShardBuilder:
         lengths = batch.lengths
         labels = labels_from(batch.ids, batch.drop)
         self.counts["tokens"] += len(batch.ids)
-        eligible = batch.num_eligible if batch.num_eligible is not None else int(eligible_counts(lengths, self.mask).sum())
-        self.counts["eligible_tokens"] += eligible
+        self.counts["eligible_tokens"] += batch.num_eligible
         self.counts["dropped_tokens"] += int(batch.drop.sum())
         if self._packer is not None:
             self._write_packed(self._packer.add(batch.ids, labels, batch.starts))

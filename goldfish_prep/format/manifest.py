@@ -1,0 +1,142 @@
+"""The manifest of an output folder as a typed, validated object (docs/format.md).
+
+Every consumer needs the same facts from the manifest (which layout, which
+mask config, which shards), so they are derived here once. A ``Manifest`` is
+checked once, on load, so a damaged or foreign file fails there
+with a message that names it, and afterwards every field has its type:
+``.mask`` is a ``MaskConfig``, ``.shards`` are ``ShardEntry`` records, and
+``.packed`` says which layout the shards use. ``.raw`` keeps the dict exactly as
+read, for the few readers that print or re-export it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from goldfish_prep.config import MaskConfig
+from goldfish_prep.errors import InputError
+from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, MANIFEST, STATE
+
+_RECREATE = "Recreate the output with `goldfish-prep mask`"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardEntry:
+    """One shard's line in the manifest: its file and what it holds, as written after the shard was sealed."""
+
+    filename: str
+    num_rows: int
+    num_documents: int
+    num_tokens: int
+    num_dropped: int
+    sha256: str
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ShardEntry:
+        if not isinstance(data, dict):
+            raise InputError(where, f"a shard entry is {type(data).__name__}, not an object", _RECREATE, "bad-manifest")
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            value = data.get(field.name)
+            wanted = str if field.type == "str" else int
+            if not isinstance(value, wanted) or isinstance(value, bool):
+                raise InputError(where, f"shard entry {data.get('filename')!r} has {field.name} {value!r}, not a {wanted.__name__}", _RECREATE, "bad-manifest")
+            values[field.name] = value
+        name = values["filename"]
+        if Path(name).name != name or name in ("", ".", ".."):
+            # a manifest names files inside its own folder, never a path elsewhere
+            raise InputError(where, f"shard filename {name!r} is not a plain file name", _RECREATE, "bad-manifest")
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A validated ``goldfish_manifest.json`` and the folder it describes."""
+
+    folder: Path
+    raw: dict[str, Any]
+    mask: MaskConfig
+    tokenizer: Mapping[str, Any]
+    layout: Mapping[str, Any]
+    shards: tuple[ShardEntry, ...]
+    counts: Mapping[str, Any]
+
+    @property
+    def pack(self) -> int | None:
+        """The packed row length (``--pack``), or None for one row per document."""
+        pack = self.layout.get("pack")
+        return int(pack) if pack is not None else None
+
+    @property
+    def packed(self) -> bool:
+        return self.pack is not None
+
+    @property
+    def vocab_size(self) -> int | None:
+        size = self.tokenizer.get("vocab_size")
+        return int(size) if size is not None else None
+
+    def __getitem__(self, key: str) -> Any:
+        """The raw JSON, for code written against the dict (``manifest["counts"]``)."""
+        return self.raw[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+    def shard_paths(self) -> list[Path]:
+        """The shard files in order, as the manifest lists them."""
+        return [self.folder / shard.filename for shard in self.shards]
+
+    @classmethod
+    def from_dict(cls, data: Any, folder: str | Path, where: str | None = None) -> Manifest:
+        """Validate a manifest already parsed from JSON; ``where`` names it in errors."""
+        where = where or str(Path(folder) / MANIFEST)
+        if not isinstance(data, dict):
+            raise InputError(where, f"the manifest is {type(data).__name__}, not an object", _RECREATE, "bad-manifest")
+        version = data.get("format_version")
+        if data.get("format") != FORMAT_NAME or version != FORMAT_VERSION:
+            raise InputError(
+                where,
+                f"format {data.get('format')!r} version {version!r} is not goldfish-prep format {FORMAT_VERSION}",
+                "Recreate the output with this goldfish-prep version",
+                "bad-manifest",
+            )
+        sections = {key: data.get(key, {}) for key in ("mask", "tokenizer", "layout", "counts")}
+        for key, value in sections.items():
+            if not isinstance(value, dict):
+                raise InputError(where, f"{key!r} is {type(value).__name__}, not an object", _RECREATE, "bad-manifest")
+        shards = data.get("shards")
+        if not isinstance(shards, list):
+            raise InputError(where, f"'shards' is {type(shards).__name__}, not a list", _RECREATE, "bad-manifest")
+        return cls(
+            folder=Path(folder),
+            raw=data,
+            mask=MaskConfig.from_dict(sections["mask"]),  # refuses an unknown spec version, naming it
+            tokenizer=sections["tokenizer"],
+            layout=sections["layout"],
+            shards=tuple(ShardEntry.from_dict(entry, where) for entry in shards),
+            counts=sections["counts"],
+        )
+
+
+def load_manifest(folder: str | Path) -> Manifest:
+    """The manifest of a complete output folder; a clear error for anything else."""
+    path = Path(folder) / MANIFEST
+    if not Path(folder).is_dir():
+        raise InputError(str(folder), "no such folder", "Pass the output folder of `goldfish-prep mask`", "missing")
+    if not path.is_file() or not (Path(folder) / STATE).is_file():
+        raise InputError(
+            str(folder),
+            f"no {MANIFEST} and {STATE}: not a goldfish-prep output, or an interrupted run",
+            "Rerun `goldfish-prep mask ... --resume` to finish it",
+            "incomplete-output",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(str(path), f"unreadable manifest ({exc})", _RECREATE, "bad-manifest") from exc
+    return Manifest.from_dict(data, folder, str(path))
