@@ -171,36 +171,45 @@ def normalise(code_points: npt.NDArray[np.uint32], char_starts: npt.NDArray[np.i
 
 def _map_chars(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64] | None]:
     """Concatenated N(c) of every character, and len(N(c)) per character (None when all are 1)."""
-    n = len(code_points)
-    is_ascii = code_points < 128
-    if is_ascii.all():  # the common case
+    if int(code_points.max()) < 128:  # the common case
         return _ASCII[code_points], None
-    if int(code_points.max()) < 0x10000:  # the BMP: two gathers from the dense table
-        bmp_single, bmp_lengths = _bmp_tables()
-        if (bmp_lengths[code_points] == 1).all():
-            return bmp_single[code_points], None
-    others = np.flatnonzero(~is_ascii)
-    distinct, which = np.unique(code_points[others], return_inverse=True)
-    mapped = [normalise_char(int(c)) for c in distinct]
-    mapped_lengths = np.array([len(m) for m in mapped], dtype=np.int64)
-    single = np.zeros(n, dtype=np.uint32)  # N(c) where it is one character
-    single[is_ascii] = _ASCII[code_points[is_ascii]]
-    single[others] = np.array([m[0] if len(m) == 1 else 0 for m in mapped], dtype=np.uint32)[which]
-    if (mapped_lengths == 1).all():
+    single, lengths = _single_and_lengths(code_points)
+    if lengths is None:
         return single, None
-    lengths = np.ones(n, dtype=np.int64)
-    lengths[others] = mapped_lengths[which]
     out_end = np.cumsum(lengths)
     sequence = np.empty(int(out_end[-1]), dtype=np.uint32)
     ones = lengths == 1
     sequence[(out_end - 1)[ones]] = single[ones]
     multi = np.flatnonzero(lengths > 1)  # few: ligatures, decomposed accents, compatibility spellings
     if len(multi):
+        distinct, which = np.unique(code_points[multi], return_inverse=True)
+        mapped = [normalise_char(int(c)) for c in distinct]
+        mapped_lengths = np.array([len(m) for m in mapped], dtype=np.int64)
         mapped_flat = np.array([c for m in mapped for c in m], dtype=np.uint32)
         mapped_starts = np.cumsum(mapped_lengths) - mapped_lengths
-        slot = np.full(n, -1, dtype=np.int64)
-        slot[others] = which
         reps = lengths[multi]
         within = np.arange(int(reps.sum()), dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
-        sequence[np.repeat(out_end[multi] - reps, reps) + within] = mapped_flat[np.repeat(mapped_starts[slot[multi]], reps) + within]
+        sequence[np.repeat(out_end[multi] - reps, reps) + within] = mapped_flat[np.repeat(mapped_starts[which.ravel()], reps) + within]
     return sequence, lengths
+
+
+def _single_and_lengths(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64] | None]:
+    """N(c) where it is one character (else 0), and len(N(c)) (None when every length is 1)."""
+    bmp_single, bmp_lengths = _bmp_tables()
+    if int(code_points.max()) < 0x10000:  # two gathers from the dense tables
+        single = bmp_single[code_points]
+        small_lengths = bmp_lengths[code_points]
+        if (small_lengths == 1).all():
+            return single, None
+        return single, small_lengths.astype(np.int64)
+    inside = code_points < 0x10000
+    single = np.zeros(len(code_points), dtype=np.uint32)
+    lengths = np.ones(len(code_points), dtype=np.int64)
+    single[inside] = bmp_single[code_points[inside]]
+    lengths[inside] = bmp_lengths[code_points[inside]]
+    astral = np.flatnonzero(~inside)
+    distinct, which = np.unique(code_points[astral], return_inverse=True)
+    mapped = [normalise_char(int(c)) for c in distinct]
+    lengths[astral] = np.array([len(m) for m in mapped], dtype=np.int64)[which.ravel()]
+    single[astral] = np.array([m[0] if len(m) == 1 else 0 for m in mapped], dtype=np.uint32)[which.ravel()]
+    return single, (None if (lengths == 1).all() else lengths)
