@@ -55,7 +55,15 @@ def edit_once(text: str, kind: str, rng: random.Random) -> str:
             return text
         m = rng.choice(words)
         word = m.group()
-        changed = word.lower() if word.isupper() else word.upper() if rng.random() < 0.5 else word.capitalize() if word.islower() else word.lower()
+        changed = (
+            word.lower()
+            if word.isupper()
+            else word.upper()
+            if rng.random() < 0.5
+            else word.capitalize()
+            if word.islower()
+            else word.lower()
+        )
         return text[: m.start()] + changed + text[m.end() :]
     swaps = {"space": (" ", ["  "]), "newline": (" ", ["\n"]), "quote": ("'\"", None), "dash": ("-", ["\u2013", "\u2014"])}
     if kind not in swaps:
@@ -166,14 +174,21 @@ def main(argv: list[str] | None = None) -> None:
         write_jsonl(args.out / f"{name}.jsonl", texts)
     write_jsonl(args.out / "heldout.jsonl", heldout)
     for name in ("targets", "heldout"):
-        run_cli("mask", str(args.out / f"{name}.jsonl"), "-o", str(args.out / f"shards-{name}"), "--tokenizer", spec, "--strategy", "none", "-q")
+        run_cli(
+            "mask", str(args.out / f"{name}.jsonl"), "-o", str(args.out / f"shards-{name}"), "--tokenizer", spec, "--strategy", "none", "-q"
+        )
     chosen = [arm for arm in ARMS if args.arms is None or arm[0] in args.arms.split(",")]
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_arm, args, args.out, spec, name, corpus, options) for name, corpus, options in chosen]
         rows = [future.result() for future in futures]
     standard = next((row for row in rows if row["arm"].startswith("standard")), None)
     unseen = control(args.out, args.out / "run-standard-near-copies") if standard else {}
-    results = {"settings": {k: str(v) for k, v in vars(args).items()}, "arms": rows, "control": unseen, "seconds": time.perf_counter() - started}
+    results = {
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "arms": rows,
+        "control": unseen,
+        "seconds": time.perf_counter() - started,
+    }
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if unseen:
         print(table(rows, unseen))

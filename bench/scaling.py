@@ -43,7 +43,6 @@ from typing import Any
 from measure import load_average, measure
 from peers import WORK, build_corpus
 
-
 MODES = {1: "num-proc 1", 2: "num-proc 2", -2: "2 tasks", 0: "ray local"}
 
 

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "repeats": ("repeats", "repeats", "Find repeated passages and confirm they carry identical masks."),
     "train": ("train", "train", "Train a small decoder-only transformer on masked shards (needs torch)."),
     "memorization": ("memorization", "memorization", "Measure verbatim memorisation of documents, as the paper does."),
-    "export": ("export", "export", "Export shards to flat .bin token and mask files for nanoGPT-style loops."),
+    "export": ("export", "export", "Export shards and their masks for nanoGPT, OLMo-core, Megatron or Parquet."),
 }
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from goldfish_prep.inspect.near_repeats import NearRepeatsReport, find_near_repeats
-from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
 from goldfish_prep.inspect.repeats import RepeatedPassage, RepeatsReport, find_repeats
+from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
 
 #: occurrences named per passage in the text report
 NAMED = 3

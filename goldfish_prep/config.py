@@ -64,7 +64,7 @@ class MaskConfig:
         return {**dataclasses.asdict(self), "spec_version": self.spec_version}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MaskConfig":
+    def from_dict(cls, data: dict[str, Any]) -> MaskConfig:
         """Rebuild a config recorded by ``to_dict`` (extra keys such as spec_version are checked, not passed)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{key: value for key, value in data.items() if key in fields})

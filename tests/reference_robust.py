@@ -63,6 +63,7 @@ def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: 
     a = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/offset", seed=seed)
     b = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/base", seed=seed) | 1
     m = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/mix", seed=seed) | 1
+
     # where units begin: every non-space character but a word character right after one
     def word(c: str) -> bool:
         return ord(c) < 0x2E80 and (c.isalnum() or unicodedata.category(c).startswith("M"))

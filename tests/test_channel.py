@@ -11,9 +11,9 @@ from multiprocessing.connection import Connection
 import numpy as np
 import pytest
 
+from goldfish_prep.errors import InputError
 from goldfish_prep.pipeline import _channel as channel
 from goldfish_prep.pipeline._channel import Slots
-from goldfish_prep.errors import InputError
 
 
 def _send_and_receive(value: object, slots: Slots | None, ticket: int | None) -> tuple[int | None, object]:

@@ -72,7 +72,7 @@ class Shard:
     schema: pa.Schema
 
     @classmethod
-    def read(cls, path: Path) -> "Shard":
+    def read(cls, path: Path) -> Shard:
         with pa.memory_map(str(path)) as source:
             table = pa.ipc.open_stream(source).read_all()
         return cls(path, table.to_pydict(), table.schema)

@@ -1,4 +1,4 @@
-"""``goldfish-prep export``: flat .bin ids and masks for nanoGPT-style loops, round-tripped against the shards."""
+"""``goldfish-prep export`` (the default ``--format nanogpt``): flat .bin ids and masks for nanoGPT-style loops, round-tripped against the shards."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from goldfish_prep.export import export
+from goldfish_prep.format import IGNORE_INDEX, iter_shards
 from goldfish_prep_cli.main import cli
 from tests.shards import LICENSES, mask_texts, train_bpe
-from goldfish_prep.format import IGNORE_INDEX, iter_shards
-from goldfish_prep.export_bin import export_bin
-
 
 
 @pytest.fixture(scope="module")
@@ -39,30 +38,30 @@ def shard_columns(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def test_export_round_trips_ids_and_mask(tmp_path: Path, texts: list[str], tokenizer: str) -> None:
     shards = mask_texts(tmp_path, "shards", texts, "--tokenizer", tokenizer, "--k", "3")
-    result = export_bin(shards, tmp_path / "flat" / "train")
+    result = export(shards, tmp_path / "flat" / "train")
     meta = json.loads((tmp_path / "flat" / "train.json").read_text())
-    assert meta["tokens"] == {"file": "train.bin", "dtype": "uint16", "count": result.num_tokens}  # vocab 512 fits 16 bits
+    assert meta["tokens"] == {"file": "train.bin", "dtype": "uint16", "count": result.counts.tokens}  # vocab 512 fits 16 bits
     ids = np.memmap(tmp_path / "flat" / "train.bin", dtype=np.uint16, mode="r")
     keep = np.memmap(tmp_path / "flat" / "train.mask.bin", dtype=np.uint8, mode="r")
     expected_ids, expected_labels = shard_columns(shards)
     assert np.array_equal(ids, expected_ids)
     assert np.array_equal(keep, (expected_labels != IGNORE_INDEX).astype(np.uint8))
-    assert meta["supervised_tokens"] == int(keep.sum()) == result.supervised_tokens
+    assert meta["supervised_tokens"] == int(keep.sum()) == result.counts.supervised_tokens
     assert meta["goldfish"]["k"] == 3 and meta["tokenizer"]["vocab_size"] == 512
 
 
 def test_packed_and_document_shards_export_the_same_bytes(tmp_path: Path, texts: list[str], tokenizer: str) -> None:
     plain = mask_texts(tmp_path, "plain", texts, "--tokenizer", tokenizer)
     packed = mask_texts(tmp_path, "packed", texts, "--tokenizer", tokenizer, "--pack", "96")
-    export_bin(plain, tmp_path / "plain-flat")
-    export_bin(packed, tmp_path / "packed-flat")  # the padding of the last packed row is left out
+    export(plain, tmp_path / "plain-flat")
+    export(packed, tmp_path / "packed-flat")  # the padding of the last packed row is left out
     for suffix in (".bin", ".mask.bin"):
         assert (tmp_path / f"plain-flat{suffix}").read_bytes() == (tmp_path / f"packed-flat{suffix}").read_bytes()
 
 
 def test_the_nanogpt_recipe_recovers_the_shard_labels(tmp_path: Path, texts: list[str], tokenizer: str) -> None:
     shards = mask_texts(tmp_path, "shards", texts, "--tokenizer", tokenizer)
-    export_bin(shards, tmp_path / "train")
+    export(shards, tmp_path / "train")
     ids = np.memmap(tmp_path / "train.bin", dtype=np.uint16, mode="r")
     keep = np.memmap(tmp_path / "train.mask.bin", dtype=np.uint8, mode="r")
     _, labels = shard_columns(shards)
@@ -74,7 +73,7 @@ def test_the_nanogpt_recipe_recovers_the_shard_labels(tmp_path: Path, texts: lis
 
 def test_large_vocabularies_export_as_uint32(tmp_path: Path, texts: list[str]) -> None:
     shards = mask_texts(tmp_path, "shards", texts[:3])  # the default cl100k_base: 100,277 ids
-    result = export_bin(shards, tmp_path / "train")
+    result = export(shards, tmp_path / "train")
     assert result.dtype == "uint32"
     ids, _ = shard_columns(shards)
     assert np.array_equal(np.fromfile(tmp_path / "train.bin", dtype=np.uint32), ids)
@@ -98,3 +97,14 @@ def test_cli_names_an_incomplete_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["export", str(tmp_path / "half"), "-o", str(tmp_path / "train")])
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {tmp_path / 'half'}: no goldfish_manifest.json")
+
+
+def test_cli_refuses_a_folder_as_the_nanogpt_prefix(tmp_path: Path, texts: list[str], tokenizer: str) -> None:
+    shards = mask_texts(tmp_path, "shards", texts[:3], "--tokenizer", tokenizer)
+    (tmp_path / "data").mkdir()
+    result = CliRunner().invoke(cli, ["export", str(shards), "-o", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: {tmp_path / 'data'} is a folder; nanogpt exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): "
+        f"pass -o {tmp_path / 'data' / 'train'}, say"
+    )

@@ -12,16 +12,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import datasets
 import pytest
 import torch
 
-from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 from goldfish_prep.format import IGNORE_INDEX, load_manifest
 from goldfish_prep.train.causal_lm import load_causal_lm
 from goldfish_prep.train.generate import beam_search, greedy
 from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization
-
-import datasets
+from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # the Trainer needs it

@@ -17,7 +17,7 @@ from goldfish_prep.strategies.goldfish import window_hashes
 from goldfish_prep_cli.main import cli
 
 
-def run(*args: str) -> "CliRunner.invoke":  # type: ignore[valid-type]
+def run(*args: str) -> CliRunner.invoke:  # type: ignore[valid-type]
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     return result
 

@@ -10,8 +10,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from goldfish_prep_cli.main import cli
-from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 from goldfish_prep.train.causal_lm import BundledLM, load_causal_lm
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import load_documents
@@ -21,7 +19,8 @@ from goldfish_prep.train.model import GPT, preset_config
 from goldfish_prep.train.rouge import lcs_length, rouge_l, text_rouge_l, words
 from goldfish_prep.train.runtime import select_runtime
 from goldfish_prep.train.trainer import train
-
+from goldfish_prep_cli.main import cli
+from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
 
 def paragraphs(count: int, low: int = 300, high: int = 700) -> list[str]:

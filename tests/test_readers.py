@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.readers import InputSource, ReaderOptions, iter_records, resolve_inputs
-from goldfish_prep.readers import streams
+from goldfish_prep.readers import InputSource, ReaderOptions, iter_records, resolve_inputs, streams
 from goldfish_prep.readers.jsonl import parse_line
 from goldfish_prep.readers.records import JsonLine, Record
 

@@ -18,7 +18,8 @@ from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import merge_windows, passages_hold
 from goldfish_prep.inspect.repeats import find_repeats, locate_passages, mask_agreement
 from goldfish_prep.inspect.windows import confirm
-from tests.shards import mask_documents_with_ids as mask, run
+from tests.shards import mask_documents_with_ids as mask
+from tests.shards import run
 
 N = 50
 

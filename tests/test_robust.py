@@ -56,7 +56,7 @@ def test_normalisation_follows_the_spec_character_by_character() -> None:
     while "  " in expected or "--" in expected:
         expected = expected.replace("  ", " ").replace("--", "-")
     assert "".join(map(chr, norm)) == expected
-    assert "".join(map(chr, norm)) == 'a b "q" - x-y fi e\u0301 e\u0301 z\'s \'a\' a'
+    assert "".join(map(chr, norm)) == "a b \"q\" - x-y fi e\u0301 e\u0301 z's 'a' a"
     assert ends[-1] == len(norm) and np.all(np.diff(ends) >= 0)
 
 
@@ -78,7 +78,9 @@ def test_kernel_equals_the_reference_on_real_text(cl100k: tuple[object, TokenByt
     h=st.integers(1, 6),
     seed=st.integers(0, 2**64 - 1),
 )
-def test_kernel_equals_the_reference_on_any_ids(cl100k: tuple[object, TokenBytes, list[bytes]], docs: list[list[int]], k: int, h: int, seed: int) -> None:
+def test_kernel_equals_the_reference_on_any_ids(
+    cl100k: tuple[object, TokenBytes, list[bytes]], docs: list[list[int]], k: int, h: int, seed: int
+) -> None:
     """Random ids spell broken UTF-8, lone continuation bytes at document starts, empty documents."""
     _, table, pieces = cl100k
     ids, starts = flat([np.array(d, np.int64) for d in docs])
@@ -105,7 +107,9 @@ def test_spec_vectors() -> None:
         ids = np.arange(len(pieces), dtype=np.int64)[case["ids"]] if case["ids"] else np.zeros(0, np.int64)
         dropped, _ = decide(ids, np.zeros(1, np.int64), table, case["context_width"], case["k"], case["seed"])
         assert np.flatnonzero(dropped).tolist() == case["dropped"], case["text"]
-        assert [i for i, d in enumerate(reference_robust(case["ids"], pieces, case["k"], case["context_width"], case["seed"])) if d] == case["dropped"]
+        assert [
+            i for i, d in enumerate(reference_robust(case["ids"], pieces, case["k"], case["context_width"], case["seed"])) if d
+        ] == case["dropped"]
 
 
 # -- what it is for ----------------------------------------------------------------------------------
@@ -122,7 +126,9 @@ def decisions_by_end(text: str, tokenizer: object, table: TokenBytes, strategy: 
     return {int(e): bool(d) for e, d, ok in zip(view.token_end, dropped, eligible) if ok}
 
 
-def test_near_copies_drop_alike_wherever_their_tokens_end_alike(cl100k: tuple[object, TokenBytes, list[bytes]], real_texts: list[str]) -> None:
+def test_near_copies_drop_alike_wherever_their_tokens_end_alike(
+    cl100k: tuple[object, TokenBytes, list[bytes]], real_texts: list[str]
+) -> None:
     tokenizer, table, _ = cl100k
     rng = random.Random(13)
     shared_ends = goldfish_disagreements = 0

@@ -14,8 +14,9 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.format import read_shard
 from goldfish_prep.inspect.document import DocumentView, load_document
 from goldfish_prep.tokenizers import load_tokenizer
-from tests.shards import mask_documents_with_ids as mask, run
 from goldfish_prep_cli.show import BOUNDARY, CLOSE, OPEN, body
+from tests.shards import mask_documents_with_ids as mask
+from tests.shards import run
 
 MARKED = re.compile(f"{OPEN}(.*?){CLOSE}", re.DOTALL)
 

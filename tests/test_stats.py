@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format import iter_shards
-from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.format.columns import TokenStream
+from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.inspect.packed import eligible_per_row
 from goldfish_prep.inspect.stats import compute_stats
 from goldfish_prep_cli.main import cli

@@ -16,16 +16,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from goldfish_prep_cli.main import cli
-from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
-from goldfish_prep.format import IGNORE_INDEX
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.format import IGNORE_INDEX
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import RowSampler, evaluation_rows, load_shards
 from goldfish_prep.train.loss import masked_mean_cross_entropy, summed_cross_entropy
 from goldfish_prep.train.model import GPT, preset_config
 from goldfish_prep.train.schedule import learning_rate
 from goldfish_prep.train.trainer import train
+from goldfish_prep_cli.main import cli
+from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
 SMALL = {"block_size": 64, "n_layer": 2, "n_embd": 64, "n_head": 2, "batch_size": 4, "device": "cpu"}
 

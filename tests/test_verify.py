@@ -17,7 +17,8 @@ from goldfish_prep.format import read_shard
 from goldfish_prep.format.columns import list_values
 from goldfish_prep.inspect.stats import compute_stats
 from goldfish_prep.inspect.verify import verify_folder
-from tests.shards import mask_documents_with_ids as mask, run
+from tests.shards import mask_documents_with_ids as mask
+from tests.shards import run
 
 PACK = 1024
 FIX = "Recreate it: rerun the `goldfish-prep mask` command that made it with --resume (it redoes every shard whose checksum fails) or with --overwrite"

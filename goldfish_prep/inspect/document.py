@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa

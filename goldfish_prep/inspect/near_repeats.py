@@ -119,7 +119,9 @@ def _comparable(view: NormalisedTokens, corpus: Corpus) -> tuple[npt.NDArray[np.
     return view.nonempty, context
 
 
-def _compare(corpus: Corpus, view: NormalisedTokens, comparable: tuple[npt.NDArray[np.bool_], Int64s], passages: Passages, p: int) -> NearPassage:
+def _compare(
+    corpus: Corpus, view: NormalisedTokens, comparable: tuple[npt.NDArray[np.bool_], Int64s], passages: Passages, p: int
+) -> NearPassage:
     nonempty, context = comparable
     length = int(passages.length[p])
     copies = passages.occ_start[passages.occ_passage == p]

@@ -21,8 +21,8 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, packed_stream
 from goldfish_prep.format.reader import read_shard
-from goldfish_prep.strategies.robust import TOKEN_BYTES
 from goldfish_prep.mask import eligible_counts, mask_documents
+from goldfish_prep.strategies.robust import TOKEN_BYTES
 
 
 def segments(doc_starts: Int64s, lead: int) -> tuple[Int64s, Int64s]:

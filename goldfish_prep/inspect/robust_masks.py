@@ -19,9 +19,7 @@ from goldfish_prep.format.columns import Int32s, Int64s, TokenStream
 from goldfish_prep.strategies.robust import TokenBytes, decide
 
 
-def robust_recompute(
-    stream: TokenStream, prefix: Int32s, config: MaskConfig, table: TokenBytes
-) -> tuple[npt.NDArray[np.bool_], Int64s]:
+def robust_recompute(stream: TokenStream, prefix: Int32s, config: MaskConfig, table: TokenBytes) -> tuple[npt.NDArray[np.bool_], Int64s]:
     """(drop for every token of the stream, eligible positions per row), with the recorded tokenizer's ``table``."""
     starts = stream.doc_starts.astype(np.int64)
     if len(prefix) or not (len(starts) and starts[0] == 0):

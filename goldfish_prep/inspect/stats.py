@@ -27,8 +27,8 @@ from goldfish_prep.format.reader import open_shards
 from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.inspect.packed import eligible_per_row
 from goldfish_prep.inspect.robust_masks import robust_recompute
-from goldfish_prep.tokenizers.token_bytes import recorded_table
 from goldfish_prep.mask import eligible_counts, expected_rate
+from goldfish_prep.tokenizers.token_bytes import recorded_table
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 

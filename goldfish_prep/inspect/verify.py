@@ -12,7 +12,6 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.manifest import Manifest, load_manifest

@@ -18,10 +18,10 @@ import numpy.typing as npt
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError
 from goldfish_prep.mask import mask_and_eligible
-from goldfish_prep.strategies import Extras
 from goldfish_prep.readers.jsonl import parse_line
 from goldfish_prep.readers.options import ReaderOptions
 from goldfish_prep.readers.records import JsonLine, Record
+from goldfish_prep.strategies import Extras
 
 
 @dataclasses.dataclass(frozen=True)

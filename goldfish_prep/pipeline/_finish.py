@@ -19,7 +19,17 @@ import xxhash
 from goldfish_prep.atomic import write_json
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import OutputError
-from goldfish_prep.format.names import DATASET_INFO, FORMAT_NAME, FORMAT_VERSION, IGNORE_INDEX, MANIFEST, PROGRESS_DIR, RUN_FILE, STATE, shard_record_path
+from goldfish_prep.format.names import (
+    DATASET_INFO,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IGNORE_INDEX,
+    MANIFEST,
+    PROGRESS_DIR,
+    RUN_FILE,
+    STATE,
+    shard_record_path,
+)
 from goldfish_prep.format.schema import features_dict
 from goldfish_prep.mask import expected_rate
 

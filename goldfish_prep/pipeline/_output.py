@@ -19,7 +19,16 @@ from typing import Any
 
 from goldfish_prep.atomic import file_sha256, write_json
 from goldfish_prep.errors import OutputError
-from goldfish_prep.format.names import DATASET_INFO, MANIFEST, PARTIAL_SUFFIX, PROGRESS_DIR, RUN_FILE, STATE, shard_record_path, task_filename
+from goldfish_prep.format.names import (
+    DATASET_INFO,
+    MANIFEST,
+    PARTIAL_SUFFIX,
+    PROGRESS_DIR,
+    RUN_FILE,
+    STATE,
+    shard_record_path,
+    task_filename,
+)
 
 _OURS = {MANIFEST, STATE, DATASET_INFO, PROGRESS_DIR}
 _FINISHING = (MANIFEST, STATE, DATASET_INFO)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from goldfish_prep.pipeline._batch import MaskedBatch
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.names import shard_filename
-from goldfish_prep.pipeline._packing import Packer, PackedRows
 from goldfish_prep.format.schema import shard_schema
+from goldfish_prep.pipeline._batch import MaskedBatch
+from goldfish_prep.pipeline._packing import PackedRows, Packer
 from goldfish_prep.pipeline._writer import ShardWriter, int32_array, labels_from, list_array, string_array
 
 

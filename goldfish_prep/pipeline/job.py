@@ -21,17 +21,17 @@ import xxhash
 from tqdm import tqdm
 
 from goldfish_prep import __version__
-from goldfish_prep.pipeline._batch import BatchContext, MaskedBatch, mask_batch
+from goldfish_prep.atomic import write_json
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
-from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.format.names import PARTIAL_SUFFIX, PROGRESS_DIR, task_filename
+from goldfish_prep.pipeline._batch import BatchContext, mask_batch
+from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.pipeline._output import prepare_output, run_digest, write_shard_record
-from goldfish_prep.atomic import write_json
+from goldfish_prep.pipeline._plan import Batch, plan_batches
+from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
-from goldfish_prep.pipeline._shard import ShardBuilder
-from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")

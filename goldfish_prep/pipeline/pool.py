@@ -48,9 +48,9 @@ from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any, TypeVar
 
+from goldfish_prep.errors import WorkerError
 from goldfish_prep.pipeline import _channel as channel
 from goldfish_prep.pipeline._channel import Slots
-from goldfish_prep.errors import WorkerError
 
 Meta = TypeVar("Meta")
 Payload = TypeVar("Payload")

@@ -31,8 +31,8 @@ from typing import Any
 from tqdm import tqdm
 
 from goldfish_prep.errors import ConfigError, GoldfishError, OutputError
-from goldfish_prep.pipeline.tasks import finalize_tasks
 from goldfish_prep.pipeline.job import MaskJob, run_mask
+from goldfish_prep.pipeline.tasks import finalize_tasks
 
 #: accepted by ``--ray-address`` besides ``ray://host:port`` and ``host:port``
 ADDRESS_WORDS = ("auto", "local")

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from goldfish_prep.errors import OutputError
-from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.format.names import MANIFEST, PROGRESS_DIR, RUN_FILE, TASK_FILE, TASK_FILE_GLOB
+from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.pipeline._output import run_digest
-
 
 
 def finalize_tasks(folder: Path) -> dict[str, Any]:

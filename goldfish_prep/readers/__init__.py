@@ -24,9 +24,9 @@ from goldfish_prep.readers.hub import read_hub
 from goldfish_prep.readers.json_array import read_json_array
 from goldfish_prep.readers.jsonl import read_jsonl
 from goldfish_prep.readers.options import KINDS, InputSource, ReaderOptions
+from goldfish_prep.readers.records import JsonLine, Record
 from goldfish_prep.readers.resolve import ResolvedInputs, resolve_inputs
 from goldfish_prep.readers.text import read_text
-from goldfish_prep.readers.records import JsonLine, Record
 
 __all__ = ["KINDS", "InputSource", "ReaderOptions", "ResolvedInputs", "iter_records", "resolve_inputs"]
 

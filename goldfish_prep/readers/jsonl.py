@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.document import record_from_object, surrogate_problem
 from goldfish_prep.readers.options import InputSource, ReaderOptions
-from goldfish_prep.readers.streams import iter_lines, iter_text_chunks
 from goldfish_prep.readers.records import JsonLine, Record
+from goldfish_prep.readers.streams import iter_lines, iter_text_chunks
 
 _BOM = b"\xef\xbb\xbf"
 

@@ -12,9 +12,8 @@ chunks: no per-character Python work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator
-
 import zlib
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 import pyarrow as pa
 

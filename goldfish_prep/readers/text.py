@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.options import InputSource, ReaderOptions
-from goldfish_prep.readers.streams import iter_lines, iter_text_chunks
 from goldfish_prep.readers.records import Record
+from goldfish_prep.readers.streams import iter_lines, iter_text_chunks
 
 _FIX_ENCODING = "Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
 

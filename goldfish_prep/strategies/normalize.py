@@ -136,7 +136,9 @@ def _bmp_tables() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
     return single, lengths
 
 
-def normalise(code_points: npt.NDArray[np.uint32], char_starts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+def normalise(
+    code_points: npt.NDArray[np.uint32], char_starts: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
     """Normalise a flat batch of documents' code points.
 
     ``char_starts[d]`` is where document d's characters begin (first 0). Returns

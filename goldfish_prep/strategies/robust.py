@@ -62,7 +62,7 @@ class TokenBytes:
     offsets: npt.NDArray[np.int64]  # shape (vocab_size + 1,)
 
     @classmethod
-    def from_list(cls, pieces: list[bytes]) -> "TokenBytes":
+    def from_list(cls, pieces: list[bytes]) -> TokenBytes:
         """Build the table from one bytes object per id.
 
         >>> TokenBytes.from_list([b"a", b"", b"bc"]).offsets.tolist()
@@ -234,7 +234,11 @@ def _code_points(text: str) -> npt.NDArray[np.uint32]:
 
 
 def _window_starts(
-    norm: npt.NDArray[np.uint32], token_end: npt.NDArray[np.int64], doc_start: npt.NDArray[np.int64], h: int, doc_starts: npt.NDArray[np.int64]
+    norm: npt.NDArray[np.uint32],
+    token_end: npt.NDArray[np.int64],
+    doc_start: npt.NDArray[np.int64],
+    h: int,
+    doc_starts: npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Start of each token's window of h units, and whether its document has h units up to the token.
 
@@ -303,7 +307,9 @@ class RobustStrategy(Strategy):
     ) -> tuple[Bools, Int64s]:
         table = _table(extras)
         if len(ids) and int(np.max(ids)) >= table.vocab_size:
-            raise ConfigError(f"token id {int(np.max(ids))} is outside the tokenizer's {table.vocab_size} ids; pass the tokenizer the ids were made with")
+            raise ConfigError(
+                f"token id {int(np.max(ids))} is outside the tokenizer's {table.vocab_size} ids; pass the tokenizer the ids were made with"
+            )
         starts = np.asarray(starts, dtype=np.int64)
         dropped, eligible = decide(ids, starts, table, config.context_width, config.k, config.seed)
         running = np.concatenate(([0], np.cumsum(eligible)))

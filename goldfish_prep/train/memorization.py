@@ -164,8 +164,8 @@ def text_decoder(data_dir: str | Path, spec: str | None = None) -> tuple[Decoder
     gone (a relative path, a hub id seen offline), and text Rouge-L is then left
     out with the reason rather than failing the whole measurement.
     """
-    from goldfish_prep.format.manifest import load_manifest
     from goldfish_prep.errors import TokenizerError
+    from goldfish_prep.format.manifest import load_manifest
     from goldfish_prep.tokenizers import load_tokenizer
 
     if spec is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -24,7 +24,7 @@ class Runtime:
     #: the autocast dtype, or None for plain fp32
     autocast_dtype: torch.dtype | None
 
-    def autocast(self) -> ContextManager[object]:
+    def autocast(self) -> AbstractContextManager[object]:
         """bf16 autocast on CUDA; nothing on CPU (fp32 throughout)."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
