@@ -20,7 +20,7 @@ from goldfish_prep_cli.options import ByteSize
 @click.option("--tokenizer", metavar="SPEC", default=None, help="tiktoken encoding name or .tiktoken file, HF tokenizer.json or folder, SentencePiece .model, or hub id.  [default: cl100k_base, offline]")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="goldfish", show_default=True, help="goldfish: seeded content hash (spec in docs/mask-spec.md); robust: the same on normalised text, so near-duplicates (case, spacing, line wraps, quotes, dashes) drop alike; hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.")
 @click.option("--k", type=click.IntRange(min=2), default=4, show_default=True, help="Drop about 1 token in k from the loss.")
-@click.option("--context-width", type=click.IntRange(min=1), default=13, show_default=True, help="Ids (ending at the token) hashed to decide a drop; the paper's h (robust: normalised words).")
+@click.option("--context-width", type=click.IntRange(min=1), default=13, show_default=True, help="Ids (ending at the token) hashed to decide a drop; the paper's h (robust: units of normalised text).")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Selects an independent goldfish hash (static: the start offset).")
 @click.option("--text-field", default="text", show_default=True, help="JSON/Parquet/Arrow field holding the text.")
 @click.option("--id-field", default=None, help="Field holding a document id (default: the document's file and line).")
