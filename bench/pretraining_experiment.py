@@ -119,7 +119,9 @@ def build(setting: Setting, work: Path, spec: str) -> dict[str, Any]:
     return {"background_files": len(train), "heldout_files": len(heldout), "corpus_documents": len(corpus)}
 
 
-def run_arm(setting: Setting, work: Path, spec: str, name: str, options: list[str], supervised: int | None, threads: int = 1) -> dict[str, Any]:
+def run_arm(
+    setting: Setting, work: Path, spec: str, name: str, options: list[str], supervised: int | None, threads: int = 1
+) -> dict[str, Any]:
     import torch
 
     from goldfish_prep.train.config import TrainConfig
@@ -156,7 +158,9 @@ def memorisation(run: Path, shards: Path) -> dict[str, Any]:
     report = measure_memorization(load_causal_lm(run, "cpu"), shards, decode=decode)
     scores = np.array([d.rouge_l for d in report.documents])
     summary: dict[str, Any] = report.summary()
-    summary.update({f"rouge_l_{name}": float(np.quantile(scores, q)) for name, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9), ("max", 1.0))})
+    summary.update(
+        {f"rouge_l_{name}": float(np.quantile(scores, q)) for name, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9), ("max", 1.0))}
+    )
     return summary
 
 
