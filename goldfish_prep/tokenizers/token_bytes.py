@@ -53,13 +53,15 @@ _CACHE: dict[int, tuple[Tokenizer, TokenBytes]] = {}
 
 
 def _build(tokenizer: Tokenizer) -> TokenBytes:
-    backend = getattr(tokenizer, "_encoding", None) or getattr(tokenizer, "_backend", None) or getattr(tokenizer, "_processor", None)
-    if tokenizer.kind == "tiktoken" and backend is not None:
-        pieces = _tiktoken_pieces(backend, tokenizer.vocab_size)
-    elif tokenizer.kind == "hf" and backend is not None:
-        pieces = _hf_pieces(backend, tokenizer.vocab_size)
-    elif tokenizer.kind == "sentencepiece" and backend is not None:
-        pieces = _sentencepiece_pieces(backend, tokenizer.vocab_size)
+    # chosen by what the engine can do, not by the adapter's kind: an HF vocabulary may be
+    # served by a tiktoken engine with the same ids and bytes
+    engines = [getattr(tokenizer, name, None) for name in ("_encoding", "_backend", "_processor")]
+    if any(hasattr(e, "decode_single_token_bytes") for e in engines):
+        pieces = _tiktoken_pieces(next(e for e in engines if hasattr(e, "decode_single_token_bytes")), tokenizer.vocab_size)
+    elif any(hasattr(e, "to_str") and hasattr(e, "id_to_token") for e in engines):
+        pieces = _hf_pieces(next(e for e in engines if hasattr(e, "to_str") and hasattr(e, "id_to_token")), tokenizer.vocab_size)
+    elif any(hasattr(e, "id_to_piece") for e in engines):
+        pieces = _sentencepiece_pieces(next(e for e in engines if hasattr(e, "id_to_piece")), tokenizer.vocab_size)
     else:
         raise TokenizerError(
             f"the robust strategy cannot read the token bytes of tokenizer {tokenizer.name!r} ({tokenizer.kind}). "
@@ -109,7 +111,7 @@ def recorded_token_bytes(recorded: Mapping[str, Any]) -> TokenBytes:
 
 
 def _tiktoken_pieces(encoding: Any, vocab_size: int) -> list[bytes]:
-    special = set(encoding._special_tokens.values())
+    special = set(getattr(encoding, "_special_tokens", {}).values())
     pieces = [b""] * vocab_size
     for token_id in range(vocab_size):
         if token_id in special:
