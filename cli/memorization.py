@@ -19,6 +19,7 @@ from goldfish_prep.train import require_torch
 @click.option("--suffix-length", type=click.IntRange(min=1), default=50, show_default=True, help="Ids at the end of each document the model must reproduce.")
 @click.option("--num-beams", type=click.IntRange(min=1), default=1, show_default=True, help="1: greedy decoding; more: beam-search extraction attack (the paper used 30).")
 @click.option("--max-documents", type=click.IntRange(min=1), default=None, help="Measure only the first N documents.")
+@click.option("--whole-answer", is_flag=True, help="Chat outputs: the suffix is the whole final answer, the prefix the conversation before it (reproduce each answer from its prompt).")
 @click.option("--tokenizer", metavar="SPEC", default=None, help="Tokenizer for text-level Rouge-L.  [default: the one in DATA_DIR's manifest]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report (every document) as JSON.")
@@ -32,7 +33,8 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     --suffix-length ids are the suffix; the model continues the ids before it
     (cut to fit its context) and the continuation is compared with the suffix:
     exact match (all ids), token match (share of positions), Rouge-L over ids
-    and over the decoded words.
+    and over the decoded words. In chat outputs the suffix is the end of each
+    conversation's final assistant answer and the prefix everything before it.
 
     \b
     Examples:
@@ -44,7 +46,7 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     from goldfish_prep.train.causal_lm import load_causal_lm
     from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization, text_decoder
 
-    config = MemorizationConfig(options["suffix_length"], options["num_beams"], options["max_documents"])
+    config = MemorizationConfig(options["suffix_length"], options["num_beams"], options["max_documents"], options["whole_answer"])
     decode, note = text_decoder(data_dir, options["tokenizer"])
     model = load_causal_lm(model_dir, options["device"])
     bar = tqdm(unit=" docs", disable=quiet or as_json, file=sys.stderr, desc="memorization")
@@ -60,7 +62,7 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "note": note}, indent=2))
         return
-    click.echo(render_table(report.summary(), config.num_beams, config.suffix_length))
+    click.echo(render_table(report.summary(), config.num_beams, 0 if config.whole_answer else config.suffix_length))
     if per_document:
         for doc in report.documents:
             text = f"{doc.text_rouge_l:.3f}" if doc.text_rouge_l is not None else "-"
@@ -73,14 +75,14 @@ def render_table(summary: dict[str, Any], num_beams: int, suffix_length: int) ->
     """The aggregate figures as a small aligned table."""
     decoding = "greedy" if num_beams == 1 else f"beam search, {num_beams} beams"
     if not summary["documents"]:
-        return f"No document longer than {suffix_length} ids: nothing to measure ({summary['skipped_short']} too short)"
+        return f"No document (or final answer) of {suffix_length} ids or more: nothing to measure ({summary['skipped_short']} too short)"
 
     def cell(value: float | None, percent: bool = False) -> str:
         return "-" if value is None else (f"{value:.1%}" if percent else f"{value:.3f}")
 
     rows = [
         ("documents", f"{summary['documents']:,} ({summary['skipped_short']:,} too short, skipped)"),
-        (f"exact match ({suffix_length}-id suffix)", f"{cell(summary['exact_match_rate'], True)} ({summary['exact_matches']:,})"),
+        (f"exact match ({suffix_length}-id suffix)" if suffix_length else "exact match (whole final answer)", f"{cell(summary['exact_match_rate'], True)} ({summary['exact_matches']:,})"),
         ("token match", cell(summary["token_match"], True)),
         ("Rouge-L, ids", cell(summary["rouge_l"])),
         ("Rouge-L, text", cell(summary["text_rouge_l"])),

@@ -25,3 +25,17 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         if size < 1:
             self.fail(f"{value!r} must be at least 1 byte", param, ctx)
         return size
+
+
+class IdList(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """Token ids separated by commas (``128009,128001``); empty for none."""
+
+    name = "IDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not all(part.isdigit() for part in parts):
+            self.fail(f"{value!r} is not a list of token ids; write non-negative integers separated by commas, e.g. 128009,128001", param, ctx)
+        return tuple(int(part) for part in parts)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 
+from goldfish_prep.inspect.answers import AnswerAgreement, answer_agreement
 from goldfish_prep.inspect.near_repeats import NearRepeatsReport, find_near_repeats
 from goldfish_prep.inspect.repeats import RepeatedPassage, RepeatsReport, find_repeats
 from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
@@ -31,7 +33,10 @@ def repeats(folder: Path, min_length: int, top: int, as_json: bool, normalized: 
     the mask of the first from its context-width-th token on (earlier tokens
     see text before the passage), and counts the tokens dropped in every copy,
     which are never supervised in that context. With --strategy static the
-    masks follow positions, not content, and the report says so.
+    masks follow positions, not content, and the report says so. In chat
+    outputs passages are searched in the assistant's answers only, and whole
+    answers said more than once are checked to carry one mask from their
+    first token on (the answer-local rule).
 
     Passages are found by hashing every window of N tokens and sorting the
     hashes (no pairwise comparison; memory grows with the number of windows,
@@ -50,7 +55,27 @@ def repeats(folder: Path, min_length: int, top: int, as_json: bool, normalized: 
         click.echo(json.dumps(near.to_dict(), indent=2) if as_json else render_near(near))
         return
     report = find_repeats(folder, min_length=min_length, top=top)
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else render(report))
+    agreement = answer_agreement(folder)
+    if as_json:
+        result = report.to_dict()
+        if agreement is not None:
+            result["answers"] = dataclasses.asdict(agreement)
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(render(report) + ("" if agreement is None else "\n" + render_answers(agreement)))
+
+
+def render_answers(agreement: AnswerAgreement) -> str:
+    """The chat line: repeated answers and whether their copies carry one mask."""
+    head = (
+        f"Answers: {agreement.answers:,} in all, {agreement.distinct:,} distinct; {agreement.repeated:,} occur more than once "
+        f"({agreement.copies:,} copies)"
+    )
+    if not agreement.repeated:
+        return head
+    if not agreement.differing:
+        return f"{head}\n  every copy of every repeated answer carries the same mask, from its first token ({agreement.dropped_tokens:,} tokens dropped in all copies)"
+    return f"{head}\n  {agreement.differing:,} repeated answers have copies whose masks differ (run `goldfish-prep verify`)"
 
 
 def render(report: RepeatsReport) -> str:
@@ -62,6 +87,8 @@ def render(report: RepeatsReport) -> str:
         f"{report.total_tokens:,} tokens ({report.covered_tokens / max(report.total_tokens, 1):.2%}) lie in a repeated passage",
         "  " + _verdict(report),
     ]
+    if report.answers is not None:
+        lines += _answers(report)
     if report.collisions:
         lines.append("  (a hash collision was found and resolved by comparing tokens; the figures are exact)")
     if not report.top:
@@ -71,6 +98,10 @@ def render(report: RepeatsReport) -> str:
     for rank, passage in enumerate(report.top, 1):
         lines += _passage(rank, passage, report.config.context_width)
     return "\n".join(lines)
+
+
+def _answers(report: RepeatsReport) -> list[str]:
+    return [f"  chat output: passages are searched in the {report.answers:,} answers only (the prompt is never supervised)"]
 
 
 def _verdict(report: RepeatsReport) -> str:

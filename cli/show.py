@@ -13,6 +13,7 @@ from goldfish_prep.inspect.document import DocumentView, load_document
 
 OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧: cannot be mistaken for text in most corpora
 BOUNDARY = "\u2016"  # ‖ where a packed document begins
+PROMPT_OPEN, PROMPT_CLOSE = "\u27ea", "\u27eb"  # ⟪ ⟫ around prompt runs of chat outputs (not the assistant's: -100, not dropped)
 _VISIBLE = str.maketrans({" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": ""})  # dropped whitespace made visible
 
 
@@ -29,7 +30,9 @@ def show(folder: Path, doc_id: str | None, row: int | None, html_path: Path | No
     Dropped tokens (label -100: left out of the loss) are coloured on a
     terminal and marked \u27e6like this\u27e7 when the output is piped; dropped
     whitespace is made visible (\u00b7 space, \u21b5 newline). In packed outputs
-    pick a row; \u2016 marks where a document begins.
+    pick a row; \u2016 marks where a document begins. In chat outputs the
+    prompt (system, user and tool turns, template markup), which is -100 but
+    not dropped, is dimmed on a terminal and marked \u27easo\u27eb otherwise.
 
     \b
     Examples:
@@ -43,7 +46,10 @@ def show(folder: Path, doc_id: str | None, row: int | None, html_path: Path | No
     use_color = sys.stdout.isatty() if color is None else color
     if view.note:
         click.echo(f"Note: {view.note}", err=True)
-    click.echo(header(view, "coloured" if use_color else f"marked {OPEN}like this{CLOSE}"))
+    style = "coloured" if use_color else f"marked {OPEN}like this{CLOSE}"
+    if view.assistant is not None:
+        style += "; prompt tokens (not the assistant's) " + ("dimmed" if use_color else f"marked {PROMPT_OPEN}like this{PROMPT_CLOSE}")
+    click.echo(header(view, style))
     click.echo(body(view, use_color), color=use_color)
     if html_path is not None:
         try:
@@ -57,11 +63,13 @@ def header(view: DocumentView, style: str) -> str:
     """Where the document is and what its mask did, in two lines."""
     place = view.shard if view.name == f"row {view.row}" else f"row {view.row} in {view.shard}"
     place += f", source {view.source}" if view.source else ""
-    if view.eligible is None:
+    if view.is_packed:
         counts = f"{view.num_tokens:,} tokens, {view.num_dropped:,} dropped, {view.padding:,} padding; {len(view.doc_starts)} document(s) begin here ({BOUNDARY})"
     else:
         rate = f" ({view.num_dropped / view.eligible:.2%} of {view.eligible:,} eligible)" if view.eligible else ""
         counts = f"{view.num_tokens:,} tokens, {view.num_dropped:,} dropped{rate}"
+    if view.assistant is not None:
+        counts += f"; {view.num_tokens - view.num_prompt:,} assistant tokens, {view.num_prompt:,} prompt"
     config = view.config
     return (
         f"{view.name}  [{place}]\n{counts}; {config.strategy} k={config.k} context width {config.context_width}; "
@@ -82,31 +90,43 @@ def _visible(text: str) -> tuple[str, str]:
     return (core if core.strip() else core.translate(_VISIBLE)) + "\u21b5" * breaks, "\n" * breaks
 
 
+def _prompt_flags(view: DocumentView) -> list[bool]:
+    return [False] * view.num_tokens if view.assistant is None else (~view.assistant).tolist()
+
+
 def body(view: DocumentView, color: bool) -> str:
-    """The tokens in order, dropped ones coloured or marked."""
-    starts = set(view.doc_starts.tolist()) if view.eligible is None else set()
+    """The tokens in order, dropped ones coloured or marked, prompt runs dimmed or bracketed."""
+    starts = set(view.doc_starts.tolist()) if view.is_packed else set()
     out: list[str] = []
-    for position, (text, dropped) in enumerate(zip(_texts(view), view.dropped.tolist())):
+    in_prompt = False
+    for position, (text, dropped, prompt) in enumerate(zip(_texts(view), view.dropped.tolist(), _prompt_flags(view))):
         if position in starts:
             out.append(click.style(BOUNDARY, fg="cyan", bold=True) if color else BOUNDARY)
+        if prompt != in_prompt and not color:
+            out.append(PROMPT_OPEN if prompt else PROMPT_CLOSE)
+        in_prompt = prompt
         if dropped:
             visible, after = _visible(text)
             out.append((click.style(visible, fg="white", bg="red") if color else f"{OPEN}{visible}{CLOSE}") + after)
         else:
-            out.append(text)
+            out.append(click.style(text, dim=True) if color and prompt else text)
+    if in_prompt and not color:
+        out.append(PROMPT_CLOSE)
     return "".join(out)
 
 
 def page(view: DocumentView) -> str:
     """A self-contained web page; hovering a dropped token shows its position and id."""
-    starts = set(view.doc_starts.tolist()) if view.eligible is None else set()
+    starts = set(view.doc_starts.tolist()) if view.is_packed else set()
     spans: list[str] = []
-    for position, (text, token, dropped) in enumerate(zip(_texts(view), view.ids.tolist(), view.dropped.tolist())):
+    for position, (text, token, dropped, prompt) in enumerate(zip(_texts(view), view.ids.tolist(), view.dropped.tolist(), _prompt_flags(view))):
         if position in starts:
             spans.append(f'<span class="b" title="a document begins at {position}">{BOUNDARY}</span>')
         if dropped:
             visible, after = _visible(text)
             spans.append(f'<mark title="position {position}, id {token}">{html.escape(visible)}</mark>{after}')
+        elif prompt:
+            spans.append(f'<span class="p">{html.escape(text)}</span>')
         else:
             spans.append(html.escape(text))
     title = html.escape(f"{view.name}: goldfish mask")
@@ -118,6 +138,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 60em; }}
 pre {{ white-space: pre-wrap; font-size: 0.95em; line-height: 1.5; }}
 mark {{ background: #f4a3a3; color: #600; border-radius: 2px; }}
 .b {{ color: #08c; font-weight: bold; }}
+.p {{ color: #888; }}
 </style></head><body>
 <p>{summary}</p>
 <pre>{"".join(spans)}</pre>

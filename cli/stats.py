@@ -24,7 +24,8 @@ LISTED = 15
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None, metavar="FILE.png", help="Also draw the rates into an image (needs matplotlib: pip install 'goldfish-prep[plot]').")
 @click.option("--band", type=click.FloatRange(0.5, 0.999999), default=0.999, show_default=True, help="Level of the binomial band that flags documents.")
 @click.option("--bins", type=click.IntRange(2, 200), default=20, show_default=True, help="Histogram bars.")
-def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int) -> None:
+@click.option("--tokenizer", metavar="SPEC", default=None, help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.")
+def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int, tokenizer: str | None) -> None:
     """Overall and per-document mask rates of a masked output FOLDER.
 
     A rate is dropped / eligible tokens, where eligible positions are those the
@@ -33,6 +34,9 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
     binomial band expected for its number of eligible positions; documents
     outside it are listed by id (repeated text inside a document is the usual
     cause). Packed outputs (--pack) have no documents: figures are per row.
+    Chat outputs are rated over the assistant's tokens (the prompt is -100 but
+    not dropped), per k when rows carry their own (--k-field), and answers of
+    2 to 12 tokens get a line of their own.
 
     \b
     Examples:
@@ -40,7 +44,7 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
       goldfish-prep stats shards/ --json > stats.json
       goldfish-prep stats shards/ --plot rates.png
     """
-    result = compute_stats(folder, band)
+    result = compute_stats(folder, band, tokenizer)
     if plot is not None and not len(result.rates):
         click.echo(f"Note: no plot written: no {result.unit} has an eligible position", err=True)
         plot = None
@@ -75,6 +79,7 @@ def render(result: MaskStats) -> str:
     if not low <= result.overall_rate <= high and result.config.strategy_object.random_draws:
         lines.append("             (the band assumes independent decisions: duplicated text repeats its decisions,")
         lines.append("             so a corpus with much of it strays further; see `goldfish-prep repeats`)")
+    lines += _chat_lines(result)
     if result.column_disagreements:
         lines.append(f"  warning: {result.column_disagreements} rows' num_tokens/num_dropped columns disagree with their lists; run `goldfish-prep verify`")
     rated = len(result.rates)
@@ -88,7 +93,31 @@ def render(result: MaskStats) -> str:
     return "\n".join(lines)
 
 
+def _chat_lines(result: MaskStats) -> list[str]:
+    """Chat outputs: the assistant share, the rate per k (a --k-field run) and the short answers' rate."""
+    if result.chat is None:
+        return []
+    assistant = int(result.chat.assistant.sum())
+    lines = [f"  assistant  {assistant:>14,}   {_share(assistant, result.tokens.sum())} of all tokens; the rest (prompt, markup) is -100 and not rated"]
+    for group in result.chat.by_k(result.eligible, result.dropped, result.band_level):
+        label = f"k={group['k']}" if group["k"] else "k=0 (standard loss)"
+        if result.chat.per_row_k:
+            rate = "-" if group["rate"] is None else f"{group['rate']:.2%}"
+            band = "" if group["rate_band"] is None else f", band {group['rate_band'][0]:.2%} to {group['rate_band'][1]:.2%}"
+            lines.append(f"  {label:<20} {group['units']:>7,} {result.unit}s  {group['dropped']:>10,} of {group['eligible']:>10,} eligible: {rate} (expected {group['expected_rate']:.2%}{band})")
+        short = group.get("short_answers")
+        if short:
+            lines.append(
+                f"  short answers ({short['lengths'][0]}-{short['lengths'][1]} tokens{', ' + label if result.chat.per_row_k else ''}): "
+                f"{short['answers']:,} answers, {short['dropped']:,} of {short['eligible']:,} eligible dropped: {short['rate']:.2%} "
+                f"(band {short['rate_band'][0]:.2%} to {short['rate_band'][1]:.2%})"
+            )
+    return lines
+
+
 def _eligible_rule(result: MaskStats) -> str:
+    if result.chat is not None:
+        return "assistant tokens, less special tokens and --keep-ids"
     return result.config.strategy_object.eligible_rule(result.config)
 
 

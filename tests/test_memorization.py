@@ -150,7 +150,7 @@ def test_cli_prints_the_table_and_json(overfit: tuple[Path, Path, Path]) -> None
     as_json = CliRunner().invoke(cli, ["memorization", str(run), str(shards), "--json", "--suffix-length", "20", "--num-beams", "3"])
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.output)
-    assert report["config"] == {"suffix_length": 20, "num_beams": 3, "max_documents": None}
+    assert report["config"] == {"suffix_length": 20, "num_beams": 3, "max_documents": None, "whole_answer": False}
     assert report["summary"]["exact_matches"] == 2
     assert [len(d["suffix"]) for d in report["documents"]] == [20, 20]
 

@@ -32,19 +32,34 @@ PACKED_FIELDS = [
 ]
 
 
+#: chat shards add this (1 where the token is the assistant's), and ``k`` with ``--k-field`` (docs/format.md)
+ASSISTANT_FIELD = pa.field("assistant_masks", pa.list_(pa.int8()))
+K_FIELD = pa.field("k", pa.int32())
+
+
+def output_fields(packed: bool, chat: bool = False, k: bool = False) -> list[pa.Field]:
+    """The columns of a shard, in order: the base layout, then ``assistant_masks`` and ``k`` when asked for."""
+    fields = list(PACKED_FIELDS if packed else DOCUMENT_FIELDS)
+    if chat:
+        fields.append(ASSISTANT_FIELD)
+    if k and not packed:
+        fields.append(K_FIELD)
+    return fields
+
+
 def _feature(arrow_type: pa.DataType) -> dict[str, Any]:
     if pa.types.is_list(arrow_type):
         return {"feature": _feature(arrow_type.value_type), "_type": "List"}
     return {"dtype": str(arrow_type), "_type": "Value"}
 
 
-@functools.lru_cache(maxsize=2)
-def features_dict(packed: bool) -> dict[str, Any]:
+@functools.lru_cache(maxsize=8)
+def features_dict(packed: bool, chat: bool = False, k: bool = False) -> dict[str, Any]:
     """The ``datasets.Features`` of a shard as ``datasets`` >= 4 serialises them."""
-    return {field.name: _feature(field.type) for field in (PACKED_FIELDS if packed else DOCUMENT_FIELDS)}
+    return {field.name: _feature(field.type) for field in output_fields(packed, chat, k)}
 
 
-def shard_schema(packed: bool) -> pa.Schema:
+def shard_schema(packed: bool, chat: bool = False, k: bool = False) -> pa.Schema:
     """The schema written into every shard, with the ``huggingface`` metadata."""
-    metadata = {"huggingface": json.dumps({"info": {"features": features_dict(packed)}})}
-    return pa.schema(PACKED_FIELDS if packed else DOCUMENT_FIELDS, metadata=metadata)
+    metadata = {"huggingface": json.dumps({"info": {"features": features_dict(packed, chat, k)}})}
+    return pa.schema(output_fields(packed, chat, k), metadata=metadata)

@@ -5,6 +5,10 @@ mapped), so it is quick even in large outputs. The text of each token comes
 from the tokenizer recorded in the manifest; when that tokenizer cannot be
 loaded here (a local file that moved, a missing optional package) the view
 carries the ids and says why, rather than failing.
+
+In chat outputs a -100 label is either the prompt (not the assistant's part)
+or a goldfish drop inside an answer; the view keeps the two apart through the
+``assistant_masks`` column, so ``show`` can mark them differently.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from goldfish_prep.format.columns import Int32s, Int64s, list_values
 from goldfish_prep.format.manifest import Manifest, load_manifest
 from goldfish_prep.format.names import IGNORE_INDEX, MANIFEST
 from goldfish_prep.format.reader import read_shard
+from goldfish_prep.inspect.chat_columns import never_dropped_ids
 from goldfish_prep.mask import eligible_counts
 
 
@@ -43,6 +48,17 @@ class DocumentView:
     config: MaskConfig
     pieces: list[str] | None
     note: str | None
+    #: chat outputs: True on the assistant's tokens (the rest is prompt: -100, but not dropped); None otherwise
+    assistant: npt.NDArray[np.bool_] | None = None
+    packed: bool = False
+
+    @property
+    def is_packed(self) -> bool:
+        return self.packed
+
+    @property
+    def num_prompt(self) -> int:
+        return 0 if self.assistant is None else int((~self.assistant).sum())
 
     @property
     def num_tokens(self) -> int:
@@ -75,7 +91,7 @@ def load_document(
         assert row is not None
         path, shard_row = _find_row(folder, manifest, row)
     table = read_shard(path).slice(shard_row, 1)
-    view = _view(folder, manifest, path, table, row, packed)
+    view = _view(folder, manifest, path, table, row, packed, tokenizer)
     spec = tokenizer or manifest.tokenizer.get("spec")
     pieces, note = token_pieces(spec, view.ids)
     return dataclasses.replace(view, pieces=pieces, note=note)
@@ -93,7 +109,7 @@ def _eligible(manifest: Manifest, ids: Int32s) -> int:
     return int(mask_and_eligible(ids, np.zeros(1, np.int64), config, extras_for(config, table, 1))[1].sum())
 
 
-def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool) -> DocumentView:
+def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool, tokenizer: str | None = None) -> DocumentView:
     config = manifest.mask
     ids, _ = list_values(table, "input_ids", path)
     labels, _ = list_values(table, "labels", path)
@@ -105,7 +121,27 @@ def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, r
     else:
         name, source = table.column("id")[0].as_py(), table.column("source")[0].as_py()
         eligible, padding, doc_starts = _eligible(manifest, ids), 0, np.zeros(1, np.int64)
-    return DocumentView(str(folder), path.name, row, name, source, ids, labels == IGNORE_INDEX, eligible, doc_starts, padding, config, None, None)
+    assistant = None
+    if "assistant_masks" in table.column_names:
+        flags, _ = list_values(table, "assistant_masks", path)
+        assistant = flags[: len(ids)] != 0
+        eligible = None if packed else 0 if _row_k(table) == 0 else _eligible_answer_tokens(manifest, ids, assistant, tokenizer)
+    dropped = labels == IGNORE_INDEX if assistant is None else (labels == IGNORE_INDEX) & assistant
+    return DocumentView(str(folder), path.name, row, name, source, ids, dropped, eligible, doc_starts, padding, config, None, None, assistant, packed)
+
+
+def _eligible_answer_tokens(manifest: Manifest, ids: Int32s, assistant: npt.NDArray[np.bool_], tokenizer: str | None) -> int | None:
+    """Assistant tokens the rule could drop, or None when the tokenizer (its special tokens) cannot be loaded here."""
+    try:
+        never = never_dropped_ids(manifest, tokenizer)
+    except InputError:
+        return None
+    return int((assistant & ~np.isin(ids, never)).sum())
+
+
+def _row_k(table: pa.Table) -> int | None:
+    """The row's own k (``--k-field`` outputs), or None."""
+    return int(table.column("k")[0].as_py()) if "k" in table.column_names else None
 
 
 def _find_id(folder: str | Path, manifest: Manifest, doc_id: str) -> tuple[Path, int, int]:

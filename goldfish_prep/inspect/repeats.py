@@ -22,6 +22,9 @@ import numpy as np
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.format.columns import Int64s
+from goldfish_prep.format.manifest import load_manifest
+from goldfish_prep.inspect.answer_repeats import load_answer_corpus
+from goldfish_prep.inspect.chat_columns import is_chat
 from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import Passages, merge_windows, passages_hold, spans
 from goldfish_prep.inspect.windows import candidate_windows, confirm
@@ -69,9 +72,12 @@ class RepeatsReport:
     passages_differing: int
     collisions: bool
     top: tuple[RepeatedPassage, ...]
+    #: chat outputs: passages are searched in the answers only; how many answers there are
+    answers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        result = {key: value for key, value in dataclasses.asdict(self).items() if key not in ("config", "top")}
+        result = {key: value for key, value in dataclasses.asdict(self).items() if key not in ("config", "top", "answers")}
+        result["searched_answers"] = self.answers
         result["mask"] = self.config.to_dict()
         result["top"] = [{**dataclasses.asdict(p), "supervised": p.supervised} for p in self.top]
         return result
@@ -81,10 +87,12 @@ def find_repeats(folder: str | Path, min_length: int = 50, top: int = 20) -> Rep
     """Passages of at least ``min_length`` tokens found at two or more places, the ``top`` most repeated first."""
     if min_length < 1 or top < 0:
         raise ConfigError(f"min_length must be >= 1 and top >= 0, got {min_length} and {top}")
-    corpus = load_corpus(folder)
+    answer_corpus = load_answer_corpus(folder) if is_chat(load_manifest(folder)) else None
+    corpus = answer_corpus.corpus if answer_corpus is not None else load_corpus(folder)
     passages, collisions = locate_passages(corpus, min_length)
     differing, dropped_everywhere = mask_agreement(corpus, passages, _robust_context(corpus))
     preview = _previewer(corpus)
+    answers = len(answer_corpus.corpus.starts) if answer_corpus is not None else None
     chosen = tuple(_describe(corpus, passages, p, differing, dropped_everywhere, preview) for p in _most_repeated(passages, top))
     return RepeatsReport(
         folder=str(folder),
@@ -97,6 +105,7 @@ def find_repeats(folder: str | Path, min_length: int = 50, top: int = 20) -> Rep
         passages_differing=int(np.count_nonzero(differing)),
         collisions=collisions,
         top=chosen,
+        answers=answers,
     )
 
 
@@ -205,6 +214,8 @@ def _previewer(corpus: Corpus) -> Callable[[list[int]], str]:
     try:
         from goldfish_prep.tokenizers import load_tokenizer
 
+        if not isinstance(spec, str):
+            raise TypeError("the manifest names no tokenizer spec")
         tokenizer = load_tokenizer(spec)
     except (GoldfishError, ImportError, OSError, ValueError, TypeError):
         return lambda ids: "ids " + " ".join(map(str, ids[:12])) + " ..."

@@ -6,6 +6,8 @@ see); the recomputed masks say *where* labels went wrong, down to row and
 position, even after someone rewrote the checksums; and the per-row and
 per-shard counts catch accounting that no longer matches the lists. A shard is
 checked as a whole (flat arrays), so the cost is a hash pass and a mask pass.
+Chat shards are recomputed from ``assistant_masks`` and the answer-local rule
+(``chat_check``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, int_column
 from goldfish_prep.format.manifest import ShardEntry
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import read_shard
-from goldfish_prep.format.schema import DOCUMENT_FIELDS, PACKED_FIELDS
+from goldfish_prep.format.schema import output_fields
+from goldfish_prep.inspect.chat_check import chat_expectation
 from goldfish_prep.inspect.packed import carried_context, eligible_per_row, recompute_drop
 from goldfish_prep.inspect.robust_masks import robust_recompute
 from goldfish_prep.mask import eligible_counts
@@ -56,6 +59,10 @@ class VerifyContext:
     vocab_size: int | None
     #: the recorded tokenizer's bytes per id, for strategies that read the text the ids spell (robust)
     token_bytes: TokenBytes | None = None
+    #: chat outputs: the ids never dropped (special tokens, --keep-ids); None for text outputs
+    protected: tuple[int, ...] | None = None
+    #: a --k-field run: document rows carry their own k
+    k_field: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +76,10 @@ class ShardCheck:
     eligible: int = 0
     dropped: int = 0
     mismatches: int = 0
+    #: chat shards: the assistant's tokens
+    assistant: int = 0
+    #: False when eligible positions cannot be counted (packed --k-field rows carry no k)
+    eligible_known: bool = True
     problems: tuple[Problem, ...] = ()
     #: False when the shard could not be read as the format describes (its counts are then unknown)
     measured: bool = True
@@ -86,7 +97,7 @@ def check_shard(index: int, context: VerifyContext) -> ShardCheck:
         problems.append(Problem(name, f"sha256 {digest[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written"))
     try:
         table = read_shard(path)
-        problems.extend(_schema_problems(table, name, context.pack is not None))
+        problems.extend(_schema_problems(table, name, context))
         stream = shard_stream(table, path, context.pack is not None)
         measured = _measure(table, stream, index, context, problems)
     except InputError as exc:
@@ -100,30 +111,36 @@ def _measure(table: Any, stream: TokenStream, index: int, context: VerifyContext
     """Recompute the masks and the counts of one shard, appending what does not hold."""
     name = stream.path.name
     tokens = np.diff(stream.row_starts)
-    prefix, lead = _prefix(stream, index, context)
-    if context.token_bytes is not None:
-        drop, robust_eligible = robust_recompute(stream, prefix, context.config, context.token_bytes)
-    else:
-        drop, robust_eligible = recompute_drop(stream, prefix, context.config), None
-    expected = np.where(drop, np.int32(IGNORE_INDEX), stream.ids)
-    wrong = np.flatnonzero(stream.labels != expected)
     at = _Locator(name, sum(record.num_rows for record in context.records[:index]), stream.row_starts)
-    problems.extend(_label_problems(at, stream, expected, wrong))
+    if context.protected is not None:
+        chat = chat_expectation(table, stream, np.asarray(context.protected, np.int64), context.config, context.k_field)
+        expected, assistant, lead = chat.expected, chat.assistant, 0
+        eligible_flags: Any = chat.eligible
+    else:
+        prefix, lead = _prefix(stream, index, context)
+        if context.token_bytes is not None:  # robust: eligible positions depend on the text the ids spell
+            drop, eligible_flags = robust_recompute(stream, prefix, context.config, context.token_bytes)
+        else:
+            drop, eligible_flags = recompute_drop(stream, prefix, context.config), None
+        expected, assistant = np.where(drop, np.int32(IGNORE_INDEX), stream.ids), None
+    wrong = np.flatnonzero(stream.labels != expected)
+    problems.extend(_label_problems(at, stream, expected, wrong, assistant))
     problems.extend(_id_problems(at, stream, context.vocab_size))
-    dropped = per_row_counts(stream.labels == IGNORE_INDEX, stream.row_starts)
+    dropped_flags = stream.labels == IGNORE_INDEX if assistant is None else (stream.labels == IGNORE_INDEX) & assistant
+    dropped = per_row_counts(dropped_flags, stream.row_starts)
     problems.extend(_column_problems(table, stream.path, tokens, dropped))
-    if robust_eligible is not None:
-        eligible = int(robust_eligible.sum())
+    if eligible_flags is not None:
+        eligible = int(eligible_flags.sum())
     elif context.pack is None:
         eligible = int(eligible_counts(tokens, context.config).sum())
     else:
         eligible = int(eligible_per_row(stream, lead, context.config)[0].sum())
-    if context.pack is None:
-        documents = stream.num_rows
-    else:
-        documents = len(stream.doc_starts)
+    documents = stream.num_rows if context.pack is None else len(stream.doc_starts)
+    if context.pack is not None:
         problems.extend(_padding_problems(table, stream, context))
-    return ShardCheck(name, stream.num_rows, documents, int(tokens.sum()), eligible, int(dropped.sum()), len(wrong))
+    known = not (context.protected is not None and context.k_field and context.pack is not None)
+    return ShardCheck(name, stream.num_rows, documents, int(tokens.sum()), eligible, int(dropped.sum()), len(wrong),
+                      assistant=int(assistant.sum()) if assistant is not None else 0, eligible_known=known)  # fmt: skip
 
 
 def _prefix(stream: TokenStream, index: int, context: VerifyContext) -> tuple[Int32s, int]:
@@ -146,11 +163,13 @@ class _Locator:
         return f"{self.name} row {row} position {position - int(self.row_starts[row])} (global row {self.rows_before + row})"
 
 
-def _label_problems(at: _Locator, stream: TokenStream, expected: Int32s, wrong: Int64s) -> list[Problem]:
+def _label_problems(at: _Locator, stream: TokenStream, expected: Int32s, wrong: Int64s, assistant: Any = None) -> list[Problem]:
     problems = []
     for position in wrong[:SHOWN].tolist():
         found, wanted = int(stream.labels[position]), int(expected[position])
-        if wanted == IGNORE_INDEX:
+        if assistant is not None and not assistant[position]:
+            what = f"label {found}, expected {IGNORE_INDEX}: the token is not the assistant's (assistant_masks 0), so it is never supervised"
+        elif wanted == IGNORE_INDEX:
             what = f"label {found}, expected {IGNORE_INDEX}: the recomputed mask drops this token (id {stream.ids[position]})"
         elif found == IGNORE_INDEX:
             what = f"label {IGNORE_INDEX}, expected {wanted}: the recomputed mask keeps this token"
@@ -207,8 +226,8 @@ def _padding_problems(table: Any, stream: TokenStream, context: VerifyContext) -
     return problems
 
 
-def _schema_problems(table: Any, name: str, packed: bool) -> list[Problem]:
-    expected = PACKED_FIELDS if packed else DOCUMENT_FIELDS
+def _schema_problems(table: Any, name: str, context: VerifyContext) -> list[Problem]:
+    expected = output_fields(context.pack is not None, context.protected is not None, context.k_field)
     found = [(field.name, str(field.type)) for field in table.schema]
     wanted = [(field.name, str(field.type)) for field in expected]
     if found == wanted:

@@ -8,6 +8,7 @@ positions are those the strategy could drop (``mask.eligible_counts``), so
 short documents are not mistaken for under-masked ones.
 
 Packed outputs have no document rows: their figures are per packed row.
+Chat outputs are rated over assistant tokens only (``chat_stats``), per k.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import open_shards
 from goldfish_prep.inspect.binomial import band_limits, outside_band
+from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
+from goldfish_prep.inspect.chat_stats import ChatFigures, ChatPart, combine, flag_units, shard_part
 from goldfish_prep.inspect.packed import eligible_per_row
 from goldfish_prep.inspect.robust_masks import robust_recompute
 from goldfish_prep.mask import eligible_counts, expected_rate
@@ -49,6 +52,8 @@ class MaskStats:
     flagged: Int64s
     #: rows whose num_tokens / num_dropped columns disagree with their lists (run verify)
     column_disagreements: int
+    #: chat outputs: assistant tokens and k per unit (``eligible`` and ``dropped`` then count assistant tokens only)
+    chat: ChatFigures | None = None
 
     @property
     def unit(self) -> str:
@@ -56,7 +61,11 @@ class MaskStats:
 
     @property
     def expected_rate(self) -> float:
-        return expected_rate(self.config)
+        """1/k; with rows of several k (``--k-field``), the mean of their 1/k weighted by eligible tokens."""
+        if self.chat is None or not self.chat.per_row_k:
+            return expected_rate(self.config)
+        total = int(self.eligible.sum())
+        return float((self.eligible * self.chat.expected_per_unit()).sum() / total) if total else 0.0
 
     @property
     def overall_rate(self) -> float:
@@ -72,6 +81,10 @@ class MaskStats:
     def overall_band(self) -> tuple[float, float]:
         """The ``band_level`` band of the overall rate, if all decisions were independent."""
         total = int(self.eligible.sum())
+        if self.chat is not None and self.chat.per_row_k:  # several k: the groups' bands added (a little wider than exact)
+            groups = self.chat.by_k(self.eligible, self.dropped, self.band_level)
+            edges = [(g["rate_band"][0] * g["eligible"], g["rate_band"][1] * g["eligible"]) for g in groups if g["eligible"]]
+            return (round(sum(e[0] for e in edges)) / total, round(sum(e[1] for e in edges)) / total) if total else (0.0, 0.0)
         low, high = band_limits([total], self.expected_rate, self.band_level)
         return (int(low[0]) / total, int(high[0]) / total) if total else (0.0, 0.0)
 
@@ -117,22 +130,30 @@ class MaskStats:
             "flagged": [self._entry(int(i)) for i in self.flagged],
             "column_disagreements": self.column_disagreements,
         }
+        if self.chat is not None:
+            result["chat"] = {
+                "assistant_tokens": int(self.chat.assistant.sum()),
+                "by_k": self.chat.by_k(self.eligible, self.dropped, self.band_level),
+            }
         if per_unit:
             result[f"{self.unit}s"] = [self._entry(i) for i in range(len(self.tokens))]
         return result
 
     def _entry(self, i: int) -> dict[str, Any]:
         eligible = int(self.eligible[i])
-        return {
+        entry: dict[str, Any] = {
             "id": self.names[i],
             "tokens": int(self.tokens[i]),
             "eligible": eligible,
             "dropped": int(self.dropped[i]),
             "rate": int(self.dropped[i]) / eligible if eligible else None,
         }
+        if self.chat is not None:
+            entry.update(assistant=int(self.chat.assistant[i]), k=int(self.chat.k[i]))
+        return entry
 
 
-def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
+def compute_stats(folder: str | Path, band_level: float = 0.999, tokenizer: str | None = None) -> MaskStats:
     """Read every shard once and gather per-unit tokens, eligible positions and dropped tokens.
 
     For example, ``compute_stats("shards/").overall_rate`` is about 0.25 for k=4,
@@ -142,12 +163,21 @@ def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
     manifest, config, packed = shards.manifest, shards.manifest.mask, shards.packed
     names: list[str] = []
     parts: list[tuple[Int64s, Int64s, Int64s]] = []
+    chat_parts: list[ChatPart] = []
+    never = never_dropped_ids(manifest, tokenizer) if is_chat(manifest) else np.zeros(0, np.int64)
     disagreements, lead = 0, 0
     token_table = recorded_table(config, manifest.tokenizer)
     for batch in shards.batches():
         table, stream, path = batch.table, batch.stream, batch.path
         tokens = np.diff(stream.row_starts)
         dropped = _dropped_per_row(stream)
+        if is_chat(manifest):
+            chat_parts.append(shard_part(table, path, stream, never, config))
+            # num_dropped counts goldfish drops among assistant tokens only (the prompt's -100 is no drop)
+            disagreements += _column_disagreements(table, path, tokens, chat_parts[-1].dropped)
+            parts.append((tokens, chat_parts[-1].eligible, chat_parts[-1].dropped))
+            names.extend(_names(table, path, stream, packed, len(names)))
+            continue
         if token_table is not None:  # robust: eligible positions depend on the text (mask's packed shards carry nothing over)
             eligible = robust_recompute(stream, np.zeros(0, np.int32), config, token_table)[1]
             first_row = len(names)
@@ -162,8 +192,18 @@ def compute_stats(folder: str | Path, band_level: float = 0.999) -> MaskStats:
         disagreements += _column_disagreements(table, path, tokens, dropped)
         parts.append((tokens, eligible, dropped))
     tokens, eligible, dropped = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
+    if is_chat(manifest):
+        chat = combine(chat_parts, per_row_k=manifest.get("k_field") is not None)
+        flagged = flag_units(chat, eligible, dropped, band_level)
+        return MaskStats(str(folder), manifest, config, packed, names, tokens, eligible, dropped, band_level, flagged, disagreements, chat)
     flagged = np.flatnonzero(outside_band(eligible, dropped, expected_rate(config), band_level))
     return MaskStats(str(folder), manifest, config, packed, names, tokens, eligible, dropped, band_level, flagged, disagreements)
+
+
+def _names(table: Any, path: Path, stream: TokenStream, packed: bool, before: int) -> list[str]:
+    if packed:
+        return [f"row {before + r}" for r in range(stream.num_rows)]
+    return table.column("id").to_pylist() if "id" in table.column_names else [str(path)] * stream.num_rows
 
 
 def _dropped_per_row(stream: TokenStream) -> Int64s:

@@ -16,6 +16,7 @@ from pathlib import Path
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.manifest import Manifest, load_manifest
 from goldfish_prep.format.names import MANIFEST, STATE
+from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
 from goldfish_prep.pipeline.pool import ordered_map
 from goldfish_prep.tokenizers.token_bytes import recorded_table
@@ -28,6 +29,8 @@ class VerifyReport:
     packed: bool
     shards: tuple[ShardCheck, ...]
     problems: tuple[Problem, ...]
+    chat: bool = False
+    k_field: bool = False
 
     @property
     def ok(self) -> bool:
@@ -41,16 +44,19 @@ def verify_folder(
     folder: str | Path,
     num_proc: int = 1,
     on_shard: Callable[[ShardCheck], None] | None = None,
+    tokenizer: str | None = None,
 ) -> VerifyReport:
     """Check every shard and every count of ``folder``; ``on_shard`` hears about each finished shard.
 
     ``report.ok`` is True when all holds; otherwise ``report.problems`` lists
     what does not, first the shards' (in order), e.g. ``data-00003.arrow row 17
     position 230: label -100, expected 1820: the recomputed mask keeps this token``.
+    Chat outputs need the ids never dropped: the special tokens of the manifest's
+    tokenizer (or of ``tokenizer``, where it moved) and its ``keep_ids``.
     """
     manifest = load_manifest(folder)
     config = manifest.mask
-    context = _context(manifest)
+    context = _context(manifest, tokenizer)
     shards: list[ShardCheck] = []
     for _, check in ordered_map(check_shard, ((i, i) for i in range(len(context.paths))), context, num_proc):
         shards.append(check)
@@ -59,12 +65,13 @@ def verify_folder(
     problems = [problem for shard in shards for problem in shard.problems]
     problems.extend(_state_problems(Path(folder), manifest))
     problems.extend(_count_problems(manifest, shards, config))
-    return VerifyReport(str(folder), config, context.pack is not None, tuple(shards), tuple(problems))
+    return VerifyReport(str(folder), config, context.pack is not None, tuple(shards), tuple(problems), context.protected is not None, context.k_field)
 
 
-def _context(manifest: Manifest) -> VerifyContext:
+def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyContext:
     tokenizer = manifest.tokenizer
     eos = tokenizer.get("eos_id")
+    protected = tuple(int(i) for i in never_dropped_ids(manifest, tokenizer_spec)) if is_chat(manifest) else None
     return VerifyContext(
         paths=tuple(manifest.shard_paths()),
         records=manifest.shards,
@@ -74,6 +81,8 @@ def _context(manifest: Manifest) -> VerifyContext:
         # pre-tokenized ids are checked against the vocabulary only when the user named the tokenizer
         vocab_size=tokenizer.get("vocab_size") if tokenizer.get("explicit", True) else None,
         token_bytes=recorded_table(manifest.mask, tokenizer),
+        protected=protected,
+        k_field=manifest.get("k_field") is not None,
     )
 
 
@@ -99,6 +108,10 @@ def _count_problems(manifest: Manifest, shards: list[ShardCheck], config: MaskCo
         "eligible_tokens": sum(s.eligible for s in shards),
         "dropped_tokens": sum(s.dropped for s in shards),
     }
+    if "chat" in manifest.raw:
+        measured["assistant_tokens"] = sum(s.assistant for s in shards)
+    if not all(s.eligible_known for s in shards):  # packed --k-field rows: each document's k is not recorded
+        del measured["eligible_tokens"]
     where = f"{MANIFEST} counts"
     complete = all(s.measured for s in shards)  # an unreadable shard is reported already; its counts are unknown
     problems = [

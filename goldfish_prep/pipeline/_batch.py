@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from goldfish_prep.chat.masking import ChatSetup, mask_answers, tokenize_chats
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError
 from goldfish_prep.mask import mask_and_eligible
@@ -36,6 +37,10 @@ class BatchContext:
     vocab_size: int | None = None
     #: how to parse ``JsonLine`` items
     reader: ReaderOptions = ReaderOptions()
+    #: ``--tokenizer-backend``: which engine encodes (the ids are the same for every choice)
+    tokenizer_backend: str = "auto"
+    #: chat records: the template and label options (None for text records)
+    chat: ChatSetup | None = None
 
 
 @dataclasses.dataclass
@@ -48,8 +53,10 @@ class MaskedBatch:
     doc_ids: list[str]
     sources: list[str]
     errors: list[InputError]
-    #: positions the strategy could drop (for robust only the masking knows them)
-    num_eligible: int = 0
+    #: chat batches: the assistant's tokens, per-document k (``--k-field``), and how many tokens could be dropped
+    assistant: npt.NDArray[np.bool_] | None = None
+    k: npt.NDArray[np.int32] | None = None
+    eligible: int | None = None
 
     @property
     def lengths(self) -> npt.NDArray[np.int64]:
@@ -61,6 +68,8 @@ def mask_batch(batch: Sequence[Record | JsonLine | InputError], context: BatchCo
     items = [parse_line(item.line, item.location, context.reader) if isinstance(item, JsonLine) else item for item in batch]
     errors = [item for item in items if isinstance(item, InputError)]
     records = [item for item in items if isinstance(item, Record)]
+    if context.chat is not None:
+        return _mask_chats(records, errors, context, context.chat)
     encoded = iter(_encode_texts([r.text for r in records if r.text is not None], context))
     pieces: list[npt.NDArray[np.int32]] = []
     kept: list[Record] = []
@@ -79,7 +88,7 @@ def mask_batch(batch: Sequence[Record | JsonLine | InputError], context: BatchCo
     np.cumsum(lengths[:-1], out=starts[1:])
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
     drop, eligible = mask_and_eligible(ids, starts, context.mask, _extras(context, len(starts), any(r.text is None for r in kept)))
-    return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, int(eligible.sum()))
+    return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, eligible=int(eligible.sum()))
 
 
 def _extras(context: BatchContext, num_documents: int, pretokenized: bool) -> Extras | None:
@@ -98,13 +107,23 @@ def _extras(context: BatchContext, num_documents: int, pretokenized: bool) -> Ex
     return extras_for(context.mask, token_bytes(load_tokenizer(context.tokenizer_spec)), num_documents)
 
 
+def _mask_chats(records: list[Record], errors: list[InputError], context: BatchContext, setup: ChatSetup) -> MaskedBatch:
+    """Conversations: rendered by the chat template, masked answer by answer (``chat.masking``)."""
+    tokens = tokenize_chats(records, context.tokenizer_spec, setup, context.mask, errors)
+    drop = mask_answers(tokens, context.mask)
+    kept = tokens.kept
+    k = tokens.k if context.reader.k_field is not None else None
+    eligible = int((tokens.eligible & (np.repeat(tokens.k, np.diff(np.append(tokens.starts, len(tokens.ids)))) >= 2)).sum())
+    return MaskedBatch(tokens.ids, tokens.starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, tokens.assistant, k, eligible)
+
+
 def _encode_texts(texts: list[str], context: BatchContext) -> list[npt.NDArray[np.int32]]:
     """Token ids of each text with the special-token policy applied (BOS first, EOS last)."""
     if not texts:
         return []
     from goldfish_prep.tokenizers import load_tokenizer  # cached per process
 
-    tokenizer = load_tokenizer(context.tokenizer_spec)
+    tokenizer = load_tokenizer(context.tokenizer_spec, context.tokenizer_backend)
     encoded = tokenizer.encode_batch(texts)
     head = [tokenizer.bos_id] if context.add_bos and tokenizer.bos_id is not None else []
     tail = [tokenizer.eos_id] if context.add_eos and tokenizer.eos_id is not None else []

@@ -55,8 +55,10 @@ def finalize_output(folder: Path, num_shards: int) -> dict[str, Any]:
         )
     manifest = build_manifest(run, records)
     packed = run["layout"]["pack"] is not None
+    chat = run.get("chat") is not None
     filenames = [shard["filename"] for shard in manifest["shards"]]
-    write_json(folder / DATASET_INFO, {"citation": "", "description": "", "features": features_dict(packed), "homepage": "", "license": ""})
+    features = features_dict(packed, chat, run.get("k_field") is not None)
+    write_json(folder / DATASET_INFO, {"citation": "", "description": "", "features": features, "homepage": "", "license": ""})
     write_json(folder / MANIFEST, manifest)
     # last: without state.json datasets.load_from_disk refuses the folder, so a folder it opens is complete
     write_json(folder / STATE, _state(filenames, manifest))
@@ -72,6 +74,8 @@ def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
         reasons.update(record["skipped_by_reason"])
         skipped.extend(record["skipped"][: MAX_LISTED_SKIPS - len(skipped)])
     total = {key: sum(int(record[key]) for record in records) for key in ("documents_read", "documents_written", "documents_skipped", "tokens", "eligible_tokens", "dropped_tokens")}
+    if run.get("chat") is not None:  # conversations: eligible and dropped tokens are the assistant's
+        total["assistant_tokens"] = sum(int(record.get("assistant_tokens", 0)) for record in records)
     mask = run["mask"]
     counts = {
         **total,
@@ -90,6 +94,7 @@ def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
         "inputs": run["inputs"],
         "ignored_inputs": run.get("ignored_inputs", []),
         "layout": run["layout"],
+        **({"chat": run["chat"], "k_field": run.get("k_field")} if run.get("chat") is not None else {}),
         "shards": [{key: record[key] for key in shard_keys} for record in records],
         "counts": counts,
         "skipped": skipped,

@@ -101,7 +101,7 @@ def _completed_shards(folder: Path, run: dict[str, Any], task: tuple[int, int]) 
         previous = json.loads(run_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise OutputError(f"cannot resume {folder}: no readable {PROGRESS_DIR}/{RUN_FILE}; pass --overwrite to start again") from exc
-    difference = _first_difference(previous, run)
+    difference = _first_difference(_without_engine(previous), _without_engine(run))
     if difference:
         raise OutputError(
             f"cannot resume {folder}: it was started with different settings ({difference}); "
@@ -167,7 +167,16 @@ def run_digest(run: dict[str, Any]) -> str:
     ``finalize`` notices tasks that were started with other options (each
     under ``--overwrite``, which skips the comparison ``--resume`` makes).
     """
-    return hashlib.sha256(json.dumps(run, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    comparable = _without_engine(run)
+    return hashlib.sha256(json.dumps(comparable, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _without_engine(run: Any) -> Any:
+    """``run`` less ``tokenizer.engine``: engines give identical ids (docs/format.md), so a run resumed
+    or a task run where another engine is installed (or chosen) makes the same shards."""
+    if not isinstance(run, dict) or not isinstance(run.get("tokenizer"), dict):
+        return run
+    return {**run, "tokenizer": {k: v for k, v in run["tokenizer"].items() if k != "engine"}}
 
 
 def write_shard_record(folder: Path, record: dict[str, Any]) -> None:

@@ -26,10 +26,13 @@ class PackedRows:
     num_tokens: npt.NDArray[np.int32]
     doc_starts: npt.NDArray[np.int32]  # flat offsets within rows
     doc_start_offsets: npt.NDArray[np.int64]  # row i's starts: doc_starts[o[i]:o[i+1]]
+    assistant: npt.NDArray[np.bool_] | None = None  # chat: the assistant's tokens (padding False)
 
     @property
     def num_dropped(self) -> npt.NDArray[np.int32]:
         rows = len(self.num_tokens)
+        if self.assistant is not None:  # chat: prompt tokens are -100 too, but only the assistant's are dropped
+            return np.asarray(((self.labels == IGNORE_INDEX) & self.assistant).reshape(rows, -1).sum(axis=1), dtype=np.int32)
         dropped = (self.labels == IGNORE_INDEX).reshape(rows, -1).sum(axis=1)
         padding = self.labels.reshape(rows, -1).shape[1] - self.num_tokens
         return np.asarray(dropped - padding, dtype=np.int32)
@@ -44,19 +47,32 @@ class Packer:
         self._ids = np.zeros(0, dtype=np.int32)
         self._labels = np.zeros(0, dtype=np.int32)
         self._is_start = np.zeros(0, dtype=np.bool_)
+        self._assistant: npt.NDArray[np.bool_] | None = None
 
-    def add(self, ids: npt.NDArray[np.int32], labels: npt.NDArray[np.int32], starts: npt.NDArray[np.int64]) -> PackedRows | None:
+    def add(
+        self,
+        ids: npt.NDArray[np.int32],
+        labels: npt.NDArray[np.int32],
+        starts: npt.NDArray[np.int64],
+        assistant: npt.NDArray[np.bool_] | None = None,
+    ) -> PackedRows | None:
         """Append a flat batch of documents (``starts``: where each begins); return the rows now full."""
         is_start = np.zeros(len(ids), dtype=np.bool_)
         is_start[starts[starts < len(ids)]] = True
         self._ids = np.concatenate([self._ids, ids])
         self._labels = np.concatenate([self._labels, labels])
         self._is_start = np.concatenate([self._is_start, is_start])
+        if assistant is not None:
+            held = self._assistant if self._assistant is not None else np.zeros(0, dtype=np.bool_)
+            self._assistant = np.concatenate([held, assistant])
         full = len(self._ids) // self.seq_len * self.seq_len
         if full == 0:
             return None
         rows = self._rows(self._ids[:full], self._labels[:full], self._is_start[:full], np.full(full // self.seq_len, self.seq_len))
+        rows.assistant = None if self._assistant is None else self._assistant[:full]
         self._ids, self._labels, self._is_start = self._ids[full:], self._labels[full:], self._is_start[full:]
+        if self._assistant is not None:
+            self._assistant = self._assistant[full:]
         return rows
 
     def finish(self) -> PackedRows | None:
@@ -69,7 +85,11 @@ class Packer:
         labels = np.concatenate([self._labels, np.full(pad, IGNORE_INDEX, dtype=np.int32)])
         is_start = np.concatenate([self._is_start, np.zeros(pad, dtype=np.bool_)])
         self._ids, self._labels, self._is_start = self._ids[:0], self._labels[:0], self._is_start[:0]
-        return self._rows(ids, labels, is_start, np.array([used]))
+        rows = self._rows(ids, labels, is_start, np.array([used]))
+        if self._assistant is not None:
+            rows.assistant = np.concatenate([self._assistant, np.zeros(pad, dtype=np.bool_)])
+            self._assistant = self._assistant[:0]
+        return rows
 
     def _rows(self, ids: npt.NDArray[np.int32], labels: npt.NDArray[np.int32], is_start: npt.NDArray[np.bool_], used: npt.NDArray[np.int64]) -> PackedRows:
         positions = np.flatnonzero(is_start)

@@ -41,6 +41,14 @@ def list_array(values: npt.NDArray[np.int32], offsets: npt.NDArray[np.int64]) ->
     return pa.Array.from_buffers(pa.list_(pa.int32()), len(row_offsets) - 1, [None, pa.py_buffer(row_offsets)], children=[int32_array(values)])
 
 
+def int8_list_array(values: npt.NDArray[np.generic], offsets: npt.NDArray[np.int64]) -> pa.Array:
+    """A list<int8> column (0/1 flags such as ``assistant_masks``) from flat values and row offsets."""
+    flags = np.ascontiguousarray(values, dtype=np.int8)
+    child = pa.Array.from_buffers(pa.int8(), len(flags), [None, pa.py_buffer(flags)])
+    row_offsets = np.ascontiguousarray(offsets, dtype=np.int32)
+    return pa.Array.from_buffers(pa.list_(pa.int8()), len(row_offsets) - 1, [None, pa.py_buffer(row_offsets)], children=[child])
+
+
 def string_array(strings: list[str]) -> pa.Array:
     """A string column; characters UTF-8 cannot hold (lone surrogates) become U+FFFD."""
     encoded = [text.encode("utf-8", "replace") for text in strings]

@@ -11,6 +11,7 @@ for every ``num_proc`` and every split into ``num_tasks``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from goldfish_prep import __version__
 from goldfish_prep.atomic import write_json
+from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
 from goldfish_prep.format.names import PARTIAL_SUFFIX, PROGRESS_DIR, task_filename
@@ -49,6 +51,8 @@ class MaskJob:
     mask: MaskConfig = MaskConfig()
     assume_format: str | None = None
     tokenizer: str | None = None
+    #: engine choice (``auto``, ``hf``, ``fast``; see ``tokenizers.load``): never changes the ids
+    tokenizer_backend: str = "auto"
     reader: ReaderOptions = ReaderOptions()
     add_bos: bool | None = None
     add_eos: bool | None = None
@@ -60,6 +64,7 @@ class MaskJob:
     num_tasks: int = 1
     task_index: int = 0
     progress: bool = True
+    chat: ChatOptions = ChatOptions()
 
     @property
     def tokenizer_spec(self) -> str:
@@ -86,17 +91,25 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     _check_output_not_in_input_folder(output, job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
-    tokenizer = load_tokenizer(job.tokenizer_spec)
+    if not job.reader.chat and reads_chat(job.chat, job.reader, resolved.sources):
+        job = dataclasses.replace(job, reader=dataclasses.replace(job.reader, chat=True))
+    tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
     # workers start now: forked ones inherit the tokenizer, spawned ones load it
     # while this process hashes the inputs and prepares the output folder
-    with WorkerPool(job.num_proc, warm_up=load_tokenizer, argument=job.tokenizer_spec) as pool:
+    warm_up = functools.partial(load_tokenizer, backend=job.tokenizer_backend)
+    with WorkerPool(job.num_proc, warm_up=warm_up, argument=job.tokenizer_spec) as pool:
         return _run(job, output, resolved, tokenizer, pool)
 
 
 def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
     add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
-    context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, tokenizer.vocab_size if job.tokenizer else None, job.reader)
+    setup, template = chat_setup(job.chat, tokenizer, job.mask) if job.reader.chat else (None, None)
+    vocab_size = tokenizer.vocab_size if job.tokenizer else None
+    context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, vocab_size, job.reader, job.tokenizer_backend, setup)
     run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
+    if setup is not None and template is not None:  # chat: the template, label options and rule decide the bytes too
+        run["chat"] = describe_chat(setup, template, job.reader)
+        run["k_field"] = job.reader.k_field
     run["ignored_inputs"] = resolved.ignored
     if resolved.ignored and job.progress:
         shown = ", ".join(resolved.ignored[:3]) + (", ..." if len(resolved.ignored) > 3 else "")
@@ -129,6 +142,7 @@ def _write_shards(
         if batch.shard % job.num_tasks == job.task_index and batch.shard not in completed
     )
     builders: dict[int, ShardBuilder] = {}
+    columns = {"chat": context.chat is not None, "k": job.reader.k_field is not None}
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
     started, tokens = time.perf_counter(), 0
     try:
@@ -139,7 +153,7 @@ def _write_shards(
             if fatal:  # skipping cannot help: the whole source is out of reach
                 raise fatal[0]
             builder = builders.get(batch.shard) or builders.setdefault(
-                batch.shard, ShardBuilder(output, batch.shard, job.mask, job.pack, pad_id)
+                batch.shard, ShardBuilder(output, batch.shard, job.mask, job.pack, pad_id, **columns)
             )
             builder.add(result)
             if batch.closes_shard:
@@ -148,7 +162,7 @@ def _write_shards(
             bar.update(len(result.doc_ids))
             bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9) / 1e6:.2f}M tok/s", refresh=False)
         if plan.num_shards == 0 and job.task_index == 0 and 0 not in completed:
-            write_shard_record(output, ShardBuilder(output, 0, job.mask, job.pack, pad_id).close())
+            write_shard_record(output, ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
     except BaseException:
         for builder in builders.values():
             builder.abort()

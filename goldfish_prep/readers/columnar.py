@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.readers.chat_columns import chat_columns, chat_rows
 from goldfish_prep.readers.document import IDS_FIELD, ids_problem, missing_id_field, missing_text_field, text_problem
 from goldfish_prep.readers.failures import file_failure
 from goldfish_prep.readers.options import InputSource, ReaderOptions
@@ -45,6 +46,10 @@ def read_parquet(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
     import pyarrow.parquet as pq
 
     with pq.ParquetFile(source.path) as parquet:
+        if options.chat:
+            needed = chat_columns(parquet.schema_arrow.names, source.path, options)
+            yield from chat_rows(parquet.iter_batches(batch_size=_ROWS, columns=needed), source.path, needed, options, 0)
+            return
         columns = _plan_columns(parquet.schema_arrow, source.path, options)
         needed = [name for name in (columns.text or IDS_FIELD, columns.doc_id) if name is not None]
         yield from _rows(parquet.iter_batches(batch_size=_ROWS, columns=needed), source.path, columns, 0)
@@ -97,7 +102,10 @@ def _read_arrow_file(path: str, label: str, options: ReaderOptions, start: int) 
         else:
             stream = pa.ipc.open_stream(mapped)
             batches = iter(stream)
-        columns = _plan_columns(reader.schema if is_file_format else stream.schema, label, options)
+        schema = reader.schema if is_file_format else stream.schema
+        if options.chat:
+            return (yield from chat_rows(batches, label, chat_columns(schema.names, label, options), options, start))
+        columns = _plan_columns(schema, label, options)
         return (yield from _rows(batches, label, columns, start))
 
 

@@ -46,7 +46,7 @@ def record_from_object(obj: object, location: str, options: ReaderOptions, weigh
     (UTF-8 bytes of the text, 4 bytes per id).
 
     >>> record_from_object({"text": "hi", "id": 7}, "a.jsonl line 1", ReaderOptions(id_field="id"), 20)
-    Record(doc_id='7', location='a.jsonl line 1', text='hi', input_ids=None, weight=20)
+    Record(doc_id='7', location='a.jsonl line 1', text='hi', input_ids=None, weight=20, messages=None, k=None)
     >>> record_from_object({"body": "hi"}, "a.jsonl line 2", ReaderOptions()).reason
     'missing-text-field'
     """
@@ -57,6 +57,10 @@ def record_from_object(obj: object, location: str, options: ReaderOptions, weigh
             f'Write one JSON object per record, with the text under "{options.text_field}"',
             "not-an-object",
         )
+    if options.chat:
+        from goldfish_prep.chat.records import chat_record_from_object
+
+        return chat_record_from_object(obj, location, options, weight)
     doc_id = doc_id_of(obj, location, options)
     if isinstance(doc_id, InputError):
         return doc_id

@@ -72,7 +72,7 @@ def read_hub(source: InputSource, options: ReaderOptions) -> Iterator[Record | I
         )
         return
     columns = dataset.column_names
-    if columns is not None and options.text_field not in columns and IDS_FIELD not in columns:
+    if columns is not None and not options.chat and options.text_field not in columns and IDS_FIELD not in columns:
         yield missing_text_field(name, options.text_field, columns)
         return
     index = 0

@@ -25,7 +25,10 @@ class ReaderOptions:
     (``a.jsonl line 3``). Plain ``.txt`` files have no fields: their ids are
     always their locations. ``text_per_line``: a ``.txt`` file holds one
     document per non-empty line instead of one per file. ``hub_split``: the
-    split streamed from an HF hub dataset.
+    split streamed from an HF hub dataset. ``chat``: records are conversations
+    (``goldfish_prep.chat.records``), their list of messages under
+    ``messages_field`` (or ``prompt``/``completion``). ``k_field``: the field
+    holding a record's own k (chat records; absent or 0: standard loss).
 
     >>> ReaderOptions(text_field="content").id_field is None
     True
@@ -35,6 +38,9 @@ class ReaderOptions:
     id_field: str | None = None
     text_per_line: bool = False
     hub_split: str = "train"
+    chat: bool = False
+    messages_field: str = "messages"
+    k_field: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text_field, str) or not self.text_field:
@@ -43,6 +49,10 @@ class ReaderOptions:
             raise ConfigError(f"--id-field must be a non-empty field name, got {self.id_field!r}")
         if not isinstance(self.hub_split, str) or not self.hub_split:
             raise ConfigError(f"--split must name a split such as 'train', got {self.hub_split!r}")
+        if not isinstance(self.messages_field, str) or not self.messages_field:
+            raise ConfigError(f"--messages-field must be a non-empty field name, got {self.messages_field!r}")
+        if self.k_field is not None and not self.chat:
+            raise ConfigError("--k-field works on chat records (messages, prompt/completion); these inputs hold text records")
 
 
 @dataclasses.dataclass(frozen=True)

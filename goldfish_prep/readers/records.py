@@ -9,6 +9,7 @@ downstream, even in a worker process, can name where the document came from.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,7 +19,10 @@ class Record:
     ``location``: human-readable origin, e.g. ``corpus/a.jsonl line 17`` or
     ``b.parquet record 4``; also the default ``doc_id``. ``weight``: the record's
     size in bytes in its input, used to cut shards at deterministic places
-    without tokenizing. Exactly one of ``text`` and ``input_ids`` is set.
+    without tokenizing. Exactly one of ``text``, ``input_ids`` and ``messages``
+    is set. ``messages``: a checked conversation (``chat.records``), rendered by
+    the chat template in the worker. ``k``: the record's own k from
+    ``--k-field`` (0: standard loss), None without that option.
     """
 
     doc_id: str
@@ -26,6 +30,8 @@ class Record:
     text: str | None = None
     input_ids: tuple[int, ...] | list[int] | None = None
     weight: int = 0
+    messages: list[dict[str, Any]] | None = None
+    k: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,6 +64,8 @@ _TRUE = ("1", "on", "yes", "true")
 class HFTokenizer(AdapterIdentity):
     """A ``tokenizers.Tokenizer`` behind the ``Tokenizer`` protocol."""
 
+    engine = "hf-tokenizers"
+
     def __init__(
         self,
         spec: str,
@@ -72,6 +74,7 @@ class HFTokenizer(AdapterIdentity):
         special_ids: tuple[int | None, int | None],
         default_add_bos: bool,
         files: Sequence[Path],
+        special_tokens_map: dict[str, str] | None = None,
     ) -> None:
         # no Rayon pool: the pipeline's worker processes are the parallelism
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -85,6 +88,19 @@ class HFTokenizer(AdapterIdentity):
         super().__init__(spec, "hf", name, largest + 1, *special_ids, default_add_bos)
         self._backend = backend
         self._files = list(files)
+        #: the named special tokens (``bos_token``: text) a chat template sees, as transformers passes them
+        self.special_tokens_map = dict(special_tokens_map or {})
+
+    def chat_backend(self) -> Any:
+        """The ``tokenizers.Tokenizer`` itself, for ``chat.encode``.
+
+        A rendered chat template writes its markup as text (``<|im_start|>``), and
+        ``apply_chat_template`` encodes that text into the special ids, so the chat
+        encoder turns ``encode_special_tokens`` off around its calls and back on
+        after (documents keep special-token text as text). Shared, not copied:
+        a copy of a 128k vocabulary costs about a second per process.
+        """
+        return self._backend
 
     def encode_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]:
         encode = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
@@ -97,12 +113,27 @@ class HFTokenizer(AdapterIdentity):
     def token_pieces(self, ids: Sequence[int]) -> list[str]:
         return pieces_by_decoding(self.decode, check_ids(ids, self.vocab_size, self.name))
 
+    @property
+    def backend(self) -> Any:
+        """The ``tokenizers.Tokenizer`` (special-token text encoded as text)."""
+        return self._backend
+
+    @property
+    def files(self) -> list[Path]:
+        """The files this tokenizer was read from (none for a hub id)."""
+        return list(self._files)
+
     def vocabulary_parts(self) -> Iterable[bytes]:
         if not self._files:  # from the hub: the cached files are not at hand, the loaded tokenizer is
             yield str(self._backend.to_str()).encode()
-        for path in self._files:
-            yield path.name.encode()
-            yield path.read_bytes()
+        yield from file_parts(self._files)
+
+
+def file_parts(files: Iterable[Path]) -> Iterable[bytes]:
+    """Name and bytes of each tokenizer file, in order: what a file-based fingerprint hashes."""
+    for path in files:
+        yield path.name.encode()
+        yield path.read_bytes()
 
 
 def load_hf_file(spec: str, path: Path) -> HFTokenizer:
@@ -117,7 +148,7 @@ def load_hf_file(spec: str, path: Path) -> HFTokenizer:
     if not isinstance(add_bos, bool):
         add_bos = _post_processor_adds(backend, bos)
     files = [path, config_path] if config_path.is_file() else [path]
-    return HFTokenizer(spec, name_for(path), backend, (bos, eos), add_bos, files)
+    return HFTokenizer(spec, name_for(path), backend, (bos, eos), add_bos, files, _named_special_tokens(config))
 
 
 def load_hf_folder(spec: str, folder: Path) -> Tokenizer:
@@ -205,12 +236,25 @@ def _from_transformers(spec: str, name: str, auto: Any, files: Sequence[Path], d
             "(tokenizer.json) backend. Fix: pass its SentencePiece tokenizer.model, or a tokenizer.json"
         )
     bos, eos = auto.bos_token_id, auto.eos_token_id
+    named = {key: str(value) for key, value in dict(getattr(auto, "special_tokens_map", {})).items() if isinstance(value, str)}
     if isinstance(declared_add_bos, bool):  # the config's word wins: transformers 5 drops it for some classes
-        return HFTokenizer(spec, name, backend, (bos, eos), declared_add_bos, files)
+        return HFTokenizer(spec, name, backend, (bos, eos), declared_add_bos, files, named)
     with_special = auto.encode("a", add_special_tokens=True)
     plain = auto.encode("a", add_special_tokens=False)
     adds_bos = bos is not None and with_special[:1] == [bos] and plain[:1] != [bos]
-    return HFTokenizer(spec, name, backend, (bos, eos), adds_bos, files)
+    return HFTokenizer(spec, name, backend, (bos, eos), adds_bos, files, named)
+
+
+def _named_special_tokens(config: dict[str, Any]) -> dict[str, str]:
+    """``bos_token``, ``eos_token``, ... of a tokenizer config as text (transformers' ``special_tokens_map``)."""
+    named = {}
+    for key in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"):
+        token = config.get(key)
+        if isinstance(token, dict):
+            token = token.get("content")
+        if isinstance(token, str):
+            named[key] = token
+    return named
 
 
 def _read_tokenizer_json(tokenizers: Any, path: Path) -> Any:

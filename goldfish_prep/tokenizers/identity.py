@@ -15,8 +15,10 @@ Each part is length-prefixed, so no two different part lists hash alike. The
 probe makes the fingerprint change when the same files tokenize differently.
 It costs one sha256 over the files (about 10 ms per 20 MB) and one encode.
 
-Adapters pickle as ``load_tokenizer(spec)``: a worker process rebuilds (or
-finds in its per-process cache) the tokenizer instead of receiving a copy.
+Adapters pickle as ``load_tokenizer(spec, backend)``: a worker process rebuilds
+(or finds in its per-process cache) the tokenizer instead of receiving a copy.
+The engine that encodes is recorded next to the fingerprint, not in it: the
+engines goldfish-prep picks give identical ids, so they share a fingerprint.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ MAX_VOCAB_SIZE = 2**31
 
 class AdapterIdentity:
     """The fields of the ``Tokenizer`` protocol, ``describe()`` and pickling; adapters add encoding."""
+
+    #: the library that encodes (recorded in the manifest; not part of the fingerprint)
+    engine = "unknown"
+    #: the ``--tokenizer-backend`` this adapter was loaded for (pickling reloads the same)
+    requested_backend = "auto"
 
     def __init__(
         self,
@@ -93,6 +100,7 @@ class AdapterIdentity:
             "bos_id": self.bos_id,
             "eos_id": self.eos_id,
             "fingerprint": self._fingerprint,
+            "engine": self.engine,
         }
 
     def _compute_fingerprint(self) -> str:
@@ -104,8 +112,8 @@ class AdapterIdentity:
             digest.update(part)
         return digest.hexdigest()
 
-    def __reduce__(self) -> tuple[Callable[[str], Any], tuple[str]]:
-        return (_reload, (self.spec,))
+    def __reduce__(self) -> tuple[Callable[[str, str], Any], tuple[str, str]]:
+        return (_reload, (self.spec, self.requested_backend))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} ({self.vocab_size} ids) from {self.spec!r}>"
@@ -121,8 +129,8 @@ def name_for(path: Path) -> str:
     return path.parent.name if generic and path.parent.name else path.name
 
 
-def _reload(spec: str) -> Any:
-    """Unpickle an adapter: load it again from its spec (cached per process)."""
+def _reload(spec: str, backend: str = "auto") -> Any:
+    """Unpickle an adapter: load it again from its spec and backend (cached per process)."""
     from goldfish_prep.tokenizers.load import load_tokenizer
 
-    return load_tokenizer(spec)
+    return load_tokenizer(spec, backend)

@@ -32,6 +32,8 @@ from goldfish_prep.tokenizers.optional import import_optional, one_line
 class SentencePieceTokenizer(AdapterIdentity):
     """A ``SentencePieceProcessor`` behind the ``Tokenizer`` protocol."""
 
+    engine = "sentencepiece"
+
     def __init__(self, spec: str, name: str, processor: Any, model_bytes: bytes) -> None:
         bos = processor.bos_id()
         eos = processor.eos_id()

@@ -29,7 +29,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +52,18 @@ _RANK_LINE = re.compile(rb"[A-Za-z0-9+/]+={0,2} [0-9]+\r?")
 class TiktokenTokenizer(AdapterIdentity):
     """A ``tiktoken.Encoding`` behind the ``Tokenizer`` protocol; no BOS, EOS = ``<|endoftext|>``."""
 
+    engine = "tiktoken"
+
     def __init__(self, spec: str, name: str, encoding: tiktoken.Encoding) -> None:
         eos = encoding.encode_single_token(ENDOFTEXT) if ENDOFTEXT in encoding.special_tokens_set else None
         super().__init__(spec, "tiktoken", name, encoding.max_token_value + 1, None, eos, False)
         self._encoding = encoding
+        self._fast: Callable[[str], list[int]] | None = None
+
+    def use_engine(self, engine: str, encode: Callable[[str], list[int]]) -> None:
+        """Encode with ``encode`` (proven to give tiktoken's ids, see ``bpe_openai_engine``) from now on."""
+        self.engine = engine
+        self._fast = encode
 
     def encode_batch(self, texts: Sequence[str]) -> list[npt.NDArray[np.int32]]:
         """Ids of each text, special-token text encoded as ordinary text.
@@ -67,6 +75,11 @@ class TiktokenTokenizer(AdapterIdentity):
         return [self._encode(text) for text in texts]
 
     def _encode(self, text: str) -> npt.NDArray[np.int32]:
+        if self._fast is not None:
+            try:
+                return np.asarray(self._fast(text), dtype=np.int32)
+            except UnicodeEncodeError:
+                pass  # lone surrogates: tiktoken's handling below, as before
         try:
             ids = self._encoding.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
         except UnicodeEncodeError:
@@ -97,12 +110,20 @@ class TiktokenTokenizer(AdapterIdentity):
             "Fix: pass the --tokenizer the ids were made with (the manifest's tokenizer.spec)"
         )
 
+    def ranks_blob(self) -> bytes:
+        """Token bytes in rank order, length-prefixed (computed once)."""
+        if self._ranks_blob is None:
+            # tiktoken exposes no public getter for these; the attributes are the constructor's own arguments
+            ranks = sorted(self._encoding._mergeable_ranks.items(), key=lambda item: item[1])
+            self._ranks_blob = b"".join(len(token).to_bytes(2, "little") + token for token, _ in ranks)
+        return self._ranks_blob
+
+    _ranks_blob: bytes | None = None
+
     def vocabulary_parts(self) -> Iterable[bytes]:
-        # tiktoken exposes no public getter for these; the attributes are the constructor's own arguments
-        ranks = sorted(self._encoding._mergeable_ranks.items(), key=lambda item: item[1])
-        # token bytes in rank order, length-prefixed: a named encoding and a copy of its file
+        # token bytes in rank order: a named encoding and a copy of its file
         # fingerprint alike, and it costs about 30 ms (a base64 round trip cost 0.3 s per run)
-        yield b"".join(len(token).to_bytes(2, "little") + token for token, _ in ranks)
+        yield self.ranks_blob()
         yield self._encoding._pat_str.encode()
         yield json.dumps(self._encoding._special_tokens, sort_keys=True).encode()
 
@@ -117,8 +138,9 @@ def is_tiktoken_name(spec: str) -> bool:
     return spec in names or spec + OFFLINE_SUFFIX in names
 
 
-def load_tiktoken_encoding(spec: str) -> TiktokenTokenizer:
-    """The registered encoding ``spec``, preferring its bundled offline twin."""
+def load_tiktoken_encoding(spec: str, backend: str = "hf") -> TiktokenTokenizer:
+    """The registered encoding ``spec``, preferring its bundled offline twin; with ``backend`` auto or
+    fast, encoded by bpe-openai where that is installed and exact (``bpe_openai_engine``)."""
     offline = spec + OFFLINE_SUFFIX
     registered = offline if offline in tiktoken.list_encoding_names() else spec
     try:
@@ -130,7 +152,14 @@ def load_tiktoken_encoding(spec: str) -> TiktokenTokenizer:
             "or set TIKTOKEN_CACHE_DIR to a folder where tiktoken cached it"
         ) from error
     name = spec.removesuffix(OFFLINE_SUFFIX)
-    return TiktokenTokenizer(spec, name, encoding)
+    tokenizer = TiktokenTokenizer(spec, name, encoding)
+    if backend != "hf":
+        from goldfish_prep.tokenizers.bpe_openai_engine import bpe_openai_encoder
+
+        encode = bpe_openai_encoder(name, encoding._mergeable_ranks)
+        if encode is not None:
+            tokenizer.use_engine("bpe-openai", encode)
+    return tokenizer
 
 
 def looks_like_tiktoken_file(path: Path) -> bool:

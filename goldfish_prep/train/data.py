@@ -15,6 +15,11 @@ dropped from the loss). The trainer needs rows of ``block_size`` inputs and the
 
 Row ``i`` of the whole run is a pure function of ``(seed, i)``: resuming at a
 step needs no sampler state, and each DDP rank takes its own rows.
+
+Chat outputs train the same way (their prompt is -100 in ``labels`` already);
+their ``assistant_masks`` column is kept so that validation loss counts the
+assistant's tokens only and memorisation can find each conversation's final
+answer.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import numpy.typing as npt
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import IGNORE_INDEX
-from goldfish_prep.format.reader import open_shards
+from goldfish_prep.format.reader import ShardSet, open_shards
+from goldfish_prep.inspect.chat_columns import ASSISTANT_COLUMN, answer_spans, assistant_flags, is_chat
 
 Int32Array = npt.NDArray[np.int32]
 
@@ -44,6 +50,8 @@ class ShardData:
     labels: Int32Array
     unit_starts: npt.NDArray[np.int64]
     unit_lengths: npt.NDArray[np.int64]
+    #: chat outputs: True on the assistant's tokens, one flag per id; None for text outputs
+    assistant: npt.NDArray[np.bool_] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -61,13 +69,17 @@ def load_shards(folder: str | Path) -> ShardData:
     row is not training data.
     """
     shards = open_shards(folder)
+    chat = is_chat(shards.manifest)
     ids_parts: list[Int32Array] = []
     label_parts: list[Int32Array] = []
+    assistant_parts: list[npt.NDArray[np.bool_]] = []
     lengths: list[npt.NDArray[np.int64]] = []
-    for batch in shards.batches():
+    for batch in shards.batches([ASSISTANT_COLUMN] if chat else None):
         ids_parts.append(batch.ids)
         label_parts.append(batch.labels)
         lengths.append(np.diff(batch.row_starts))
+        if chat:
+            assistant_parts.append(assistant_flags(batch.table, batch.path, batch.stream))
     unit_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     if int(unit_lengths.sum()) == 0:
         raise InputError(str(folder), "the shards hold no tokens", "Check the inputs given to `goldfish-prep mask`", "empty")
@@ -78,6 +90,7 @@ def load_shards(folder: str | Path) -> ShardData:
         labels=np.concatenate(label_parts),
         unit_starts=np.concatenate(([0], np.cumsum(unit_lengths)[:-1])).astype(np.int64),
         unit_lengths=unit_lengths,
+        assistant=np.concatenate(assistant_parts) != 0 if chat else None,
     )
 
 
@@ -158,29 +171,81 @@ def evaluation_rows(data: ShardData, block_size: int) -> list[tuple[Int32Array, 
     """Held-out rows for validation loss: every document's tokens as targets, *no goldfish mask*.
 
     Validation loss measures the language model, so, as in the paper's code, dropped
-    positions count here too; only padding is left out. Units are cut one by one
-    (no packing), in order.
+    positions count here too; only padding is left out (and, in chat outputs, the
+    prompt: the model is fine-tuned to answer, not to write users' turns). Units
+    are cut one by one (no packing), in order.
     """
     rows = []
     for start, length in zip(data.unit_starts.tolist(), data.unit_lengths.tolist()):
         ids = data.ids[start : start + length]
+        scored = data.assistant[start : start + length] if data.assistant is not None else np.ones(length, np.bool_)
         for begin in range(0, max(length - 1, 0), block_size):
             piece = ids[begin : begin + block_size + 1]
             inputs = np.zeros(block_size, dtype=np.int32)
             targets = np.full(block_size, IGNORE_INDEX, dtype=np.int32)
             inputs[: len(piece) - 1] = piece[:-1]
-            targets[: len(piece) - 1] = piece[1:]
+            targets[: len(piece) - 1] = np.where(scored[begin + 1 : begin + len(piece)], piece[1:], IGNORE_INDEX)
             rows.append((inputs, targets))
     return rows
 
 
 @dataclasses.dataclass(frozen=True)
 class Document:
+    """A document's ids. Chat outputs: the conversation up to the end of its final answer,
+    which begins at ``answer_start`` (``len(ids)`` when it has none); None for text outputs."""
+
     doc_id: str
     ids: Int32Array
+    answer_start: int | None = None
+
+    @property
+    def answer_length(self) -> int | None:
+        return None if self.answer_start is None else len(self.ids) - self.answer_start
 
 
 def load_documents(folder: str | Path) -> list[Document]:
     """The documents of a folder, whole, in order (packed rows are joined back into documents by the shard
-    reader); packed outputs keep no ids, so their documents are named by number."""
-    return [Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids) for doc in open_shards(folder).documents()]
+    reader); packed outputs keep no ids, so their documents are named by number. Chat documents end
+    with their final answer (see ``Document``)."""
+    shards = open_shards(folder)
+    if is_chat(shards.manifest):
+        return _chat_documents(shards)
+    return [Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids) for doc in shards.documents()]
+
+
+def _chat_documents(shards: ShardSet) -> list[Document]:
+    """Conversations from the reader's flat batches, with their assistant flags, cut after their final answer."""
+    pieces: list[Int32Array] = []
+    flags: list[npt.NDArray[np.bool_]] = []
+    starts: list[npt.NDArray[np.int64]] = []
+    names: list[str] = []
+    offset = 0
+    for batch in shards.batches([ASSISTANT_COLUMN] + ([] if shards.packed else ["id"])):
+        pieces.append(batch.ids)
+        flags.append(assistant_flags(batch.table, batch.path, batch.stream))
+        starts.append(batch.doc_starts + offset)
+        if not shards.packed:
+            names.extend(str(name) for name in batch.column("id").to_pylist())
+        offset += len(batch.ids)
+    stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    edges = np.append(np.concatenate(starts) if starts else np.zeros(0, np.int64), len(stream)).astype(np.int64)
+    assistant = np.concatenate(flags) if flags else np.zeros(0, np.bool_)
+    return _split_documents(stream, edges, None if shards.packed else names, assistant)
+
+
+def _split_documents(stream: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_]) -> list[Document]:
+    """Documents between consecutive ``edges``, each ending with its final answer."""
+    answer_ends: dict[int, tuple[int, int]] = {}
+    starts, ends = answer_spans(assistant, edges[:-1])
+    owner = np.searchsorted(edges, starts, side="right") - 1
+    for document, start, end in zip(owner.tolist(), starts.tolist(), ends.tolist()):
+        answer_ends[document] = (start, end)  # later answers overwrite earlier ones: the final answer stays
+    documents = []
+    for i, (a, b) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist())):
+        name = names[i] if names is not None else f"document {i}"
+        if i in answer_ends:
+            start, end = answer_ends[i]
+            documents.append(Document(name, stream[a:end], start - a))
+        else:  # a conversation without an assistant token: no answer to measure (answer length 0)
+            documents.append(Document(name, stream[a:b], b - a))
+    return documents

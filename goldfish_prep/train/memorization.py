@@ -9,6 +9,13 @@ the continuation is scored against the true suffix:
 - exact match: all ids equal (the paper's headline rate, over documents);
 - token match: the fraction of positions where the ids agree;
 - Rouge-L over ids, and over the decoded texts' words when a tokenizer is at hand.
+
+Chat outputs (conversations): each document is its conversation up to the end
+of the final assistant answer; the suffix is the last ``suffix_length`` ids of
+that answer (its end-of-turn token included: the model must also stop), the
+prefix everything before. Conversations whose final answer is shorter than the
+suffix are skipped as too short. ``whole_answer`` makes the suffix the whole
+final answer, so the model must reproduce it from the prompt alone.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class MemorizationConfig:
     suffix_length: int = 50
     num_beams: int = 1
     max_documents: int | None = None
+    #: chat outputs: the suffix is the whole final answer, whatever its length (the prompt is the prefix)
+    whole_answer: bool = False
 
     def __post_init__(self) -> None:
         if self.suffix_length < 1 or self.num_beams < 1:
@@ -126,7 +135,7 @@ def measure_memorization(
     if config.suffix_length >= model.context_length:
         raise ConfigError(f"--suffix-length {config.suffix_length} leaves no room for a prefix in the model's context of {model.context_length}")
     documents = load_documents(data_dir)
-    eligible = [d for d in documents if len(d.ids) > config.suffix_length]
+    eligible = [d for d in documents if _long_enough(d, config)]
     chosen = eligible[: config.max_documents] if config.max_documents else eligible
     _check_vocabulary(model, chosen, data_dir)
     scores = []
@@ -137,8 +146,23 @@ def measure_memorization(
     return MemorizationReport(config, model.description, str(data_dir), scores, len(documents) - len(eligible))
 
 
+def _long_enough(document: Document, config: MemorizationConfig) -> bool:
+    """A suffix and at least one prefix id fit; in chat outputs the suffix must lie inside the final answer."""
+    answer = document.answer_length
+    if config.whole_answer:
+        if answer is None:
+            raise ConfigError("--whole-answer needs a chat output (conversations masked with their assistant_masks)")
+        return 0 < answer < len(document.ids)
+    if len(document.ids) <= config.suffix_length:
+        return False
+    return answer is None or answer >= config.suffix_length
+
+
 def _score_document(model: CausalLM, document: Document, config: MemorizationConfig, decode: Decoder | None) -> DocumentScore:
-    prefix, suffix = split_document(document.ids.tolist(), config.suffix_length, model.context_length)
+    suffix_length = document.answer_length if config.whole_answer and document.answer_length else config.suffix_length
+    if suffix_length >= model.context_length:
+        raise ConfigError(f"{document.doc_id}: its final answer of {suffix_length} ids does not fit the model's context of {model.context_length} with a prompt")
+    prefix, suffix = split_document(document.ids.tolist(), suffix_length, model.context_length)
     if config.num_beams > 1:
         generated = beam_search(model, prefix, len(suffix), config.num_beams)
     else:
