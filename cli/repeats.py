@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from goldfish_prep.inspect.answers import AnswerAgreement, answer_agreement
+from goldfish_prep.inspect.near_repeats import NearRepeatsReport, find_near_repeats
 from goldfish_prep.inspect.repeats import RepeatedPassage, RepeatsReport, find_repeats
+from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
 
 #: occurrences named per passage in the text report
 NAMED = 3
@@ -20,7 +22,9 @@ NAMED = 3
 @click.option("--min-length", type=click.IntRange(min=2), default=50, show_default=True, metavar="N", help="Shortest passage reported, in tokens.")
 @click.option("--top", type=click.IntRange(min=0), default=20, show_default=True, help="How many of the most repeated passages to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (every listed occurrence, up to 20 per passage).")
-def repeats(folder: Path, min_length: int, top: int, as_json: bool) -> None:
+@click.option("--normalized", is_flag=True, help="Find passages repeated up to case, spacing, line wraps, quotes and dashes (the normalised text of the robust strategy) and compare their copies' masks.")
+@click.option("--min-chars", type=click.IntRange(min=2), default=200, show_default=True, metavar="N", help="With --normalized: shortest passage reported, in normalised characters.")
+def repeats(folder: Path, min_length: int, top: int, as_json: bool, normalized: bool, min_chars: int) -> None:
     """Find passages repeated across FOLDER and show what their masks do to them.
 
     A passage (at least --min-length tokens) that occurs at several places is
@@ -44,7 +48,12 @@ def repeats(folder: Path, min_length: int, top: int, as_json: bool) -> None:
       goldfish-prep repeats shards/
       goldfish-prep repeats shards/ --min-length 100 --top 5
       goldfish-prep repeats shards/ --json > repeats.json
+      goldfish-prep repeats shards/ --normalized --min-chars 300
     """
+    if normalized:
+        near = find_near_repeats(folder, min_chars=min_chars, top=top)
+        click.echo(json.dumps(near.to_dict(), indent=2) if as_json else render_near(near))
+        return
     report = find_repeats(folder, min_length=min_length, top=top)
     agreement = answer_agreement(folder)
     if as_json:
@@ -101,7 +110,8 @@ def _verdict(report: RepeatsReport) -> str:
     if strategy.expected_rate(report.config) == 0.0:
         return f"strategy {strategy.name}: no token is dropped, every repeated token is supervised in every copy"
     if not report.passages_differing:
-        return f"every occurrence of every passage carries the same mask after its first {width} tokens: copies add no exposure"
+        where = f"once its window of {width} normalised units lies inside the passage" if needs_token_bytes(report.config) else f"after its first {width} tokens"
+        return f"every occurrence of every passage carries the same mask {where}: copies add no exposure"
     note = f" ({strategy.name} masks follow positions, not content)" if not strategy.content_addressed else " (run `goldfish-prep verify`)"
     return (
         f"{report.passages_differing:,} of {report.passages:,} passages have copies whose masks differ{note}:\n"
@@ -119,3 +129,28 @@ def _passage(rank: int, passage: RepeatedPassage, width: int) -> list[str]:
         f"       \"{preview}\"",
         f"       at {places}{more}",
     ]
+
+
+def render_near(report: NearRepeatsReport) -> str:
+    config = report.config
+    lines = [
+        f"{report.folder}: passages of {report.min_chars}+ normalised characters found at two or more places "
+        f"({config.strategy}, k={config.k}, context width {config.context_width})",
+        f"  {report.passages:,} passages, {report.occurrences:,} occurrences; {report.passages_with_variants:,} passages "
+        "have copies with other token ids (near, not exact, duplicates)",
+        f"  {report.compared:,} token ends compared between copies; {report.passages_differing:,} passages have copies "
+        f"whose masks differ; {report.leaked:,} tokens dropped in a first copy are supervised in another",
+    ]
+    if not report.top:
+        return "\n".join(lines)
+    lines.append("\nNear-duplicates first, then the most repeated:")
+    lines.append(f"  {'#':>3}  {'copies':>6}  {'variants':>8}  {'chars':>6}  {'compared':>8}  {'leaked':>6}  masks")
+    for rank, passage in enumerate(report.top, 1):
+        masks = "same" if not passage.differing else f"{passage.differing} of {passage.count - 1} differ"
+        preview = passage.preview if len(passage.preview) <= 90 else passage.preview[:87] + "..."
+        lines += [
+            f"  {rank:>3}  {passage.count:>6,}  {passage.variants:>8,}  {passage.length:>6,}  {passage.compared:>8,}  {passage.leaked:>6,}  {masks}",
+            f"       \"{preview}\"",
+            f"       in {'; '.join(passage.documents)}{'; ...' if passage.count > len(passage.documents) else ''}",
+        ]
+    return "\n".join(lines)

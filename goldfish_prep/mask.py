@@ -21,8 +21,9 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.strategies import Extras
 from goldfish_prep.strategies.base import local_positions
+from goldfish_prep.strategies.robust import TOKEN_BYTES, TokenBytes
 
-__all__ = ["as_token_array", "eligible_counts", "goldfish_mask", "local_positions", "mask_documents"]
+__all__ = ["as_token_array", "eligible_counts", "goldfish_mask", "local_positions", "mask_and_eligible", "mask_documents"]
 
 
 def goldfish_mask(
@@ -32,8 +33,12 @@ def goldfish_mask(
     context_width: int = 13,
     strategy: str = "goldfish",
     seed: int = 0,
+    token_bytes: TokenBytes | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Return a bool array, True where the token is dropped from the loss.
+
+    ``strategy="robust"`` also needs ``token_bytes``, the bytes each id spells
+    (``goldfish_prep.tokenizers.token_bytes.token_bytes(tokenizer)``).
 
     >>> mask = goldfish_mask(list(range(100)), k=4, context_width=13)
     >>> mask.shape, bool(mask[:13].any())
@@ -41,7 +46,8 @@ def goldfish_mask(
     """
     config = MaskConfig(strategy=strategy, k=k, context_width=context_width, seed=seed)
     ids = as_token_array(token_ids)
-    return mask_documents(ids, np.zeros(1, dtype=np.int64), config)
+    extras = {TOKEN_BYTES: [token_bytes]} if token_bytes is not None else None
+    return mask_documents(ids, np.zeros(1, dtype=np.int64), config, extras)
 
 
 def as_token_array(token_ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -82,11 +88,26 @@ def mask_documents(
     """
     if len(ids) == 0:
         return np.zeros(0, dtype=np.bool_)
+    _check_extras(config, extras)
+    return config.strategy_object.drop(ids, np.asarray(starts, dtype=np.int64), config, extras)
+
+
+def mask_and_eligible(
+    ids: npt.NDArray[np.integer], starts: npt.NDArray[np.integer], config: MaskConfig, extras: Extras | None = None
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """``mask_documents`` and the eligible positions of each document, from one pass (robust needs the tokens for both)."""
+    offsets = np.asarray(starts, dtype=np.int64)
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.bool_), np.zeros(len(offsets), dtype=np.int64)
+    _check_extras(config, extras)
+    return config.strategy_object.drop_and_eligible(ids, offsets, config, extras)
+
+
+def _check_extras(config: MaskConfig, extras: Extras | None) -> None:
     strategy = config.strategy_object
     missing = strategy.requires - set(extras or {})
     if missing:
         raise ConfigError(f"strategy {strategy.name!r} needs per-document {', '.join(sorted(missing))}, which the caller did not pass")
-    return strategy.drop(ids, np.asarray(starts, dtype=np.int64), config, extras)
 
 
 def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[np.int64]:

@@ -139,13 +139,13 @@ def test_a_damaged_manifest_is_refused_on_load(outputs: dict[str, Path], tmp_pat
 
 
 def test_the_registry_names_every_strategy_once() -> None:
-    assert STRATEGY_NAMES == ("goldfish", "hash-table", "static", "none") == goldfish_prep.STRATEGIES
+    assert STRATEGY_NAMES == ("goldfish", "robust", "hash-table", "static", "none") == goldfish_prep.STRATEGIES
     for name, strategy in REGISTRY.items():
         assert strategy.name == name and get_strategy(name) is strategy
         config = MaskConfig(strategy=name, k=4, context_width=5)
         assert config.spec_version == strategy.spec_version and strategy.eligible_rule(config)
-    assert [n for n, s in REGISTRY.items() if s.spec_version is not None] == ["goldfish"]
-    assert [n for n, s in REGISTRY.items() if s.random_draws] == ["goldfish", "hash-table"]
+    assert [n for n, s in REGISTRY.items() if s.spec_version is not None] == ["goldfish", "robust"]
+    assert [n for n, s in REGISTRY.items() if s.random_draws] == ["goldfish", "robust", "hash-table"]
 
 
 class _NeedsText(Strategy):

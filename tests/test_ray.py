@@ -59,6 +59,15 @@ def test_ray_output_equals_the_single_process_run(local_ray: None, tmp_path: Pat
     assert len(list((on_ray / ".goldfish").glob(f"task-*-of-{expected_tasks:05d}.json"))) == expected_tasks
 
 
+def test_ray_robust_output_equals_the_single_process_run(local_ray: None, tmp_path: Path, corpus: Path) -> None:
+    """robust masks read the tokenizer's bytes per id in every Ray task: the same bytes as one process."""
+    single, on_ray = tmp_path / "single", tmp_path / "ray"
+    assert run("mask", corpus, "-o", single, *OPTIONS, "--strategy", "robust").exit_code == 0
+    result = run("mask", corpus, "-o", on_ray, *OPTIONS, "--strategy", "robust", "--ray-address", "local")
+    assert result.exit_code == 0, result.output
+    assert tree_bytes(on_ray) == tree_bytes(single)
+
+
 def test_ray_reports_a_bad_record_as_one_error_line(local_ray: None, tmp_path: Path) -> None:
     source = tmp_path / "dirty.jsonl"
     source.write_text('{"text": "fine"}\n{"text": "broken"\n', encoding="utf-8")

@@ -97,6 +97,18 @@ def load_document(
     return dataclasses.replace(view, pieces=pieces, note=note)
 
 
+def _eligible(manifest: Manifest, ids: Int32s) -> int:
+    """Eligible positions of one document: from its length, or (robust) from the text its ids spell."""
+    from goldfish_prep.mask import mask_and_eligible
+    from goldfish_prep.tokenizers.token_bytes import extras_for, recorded_table
+
+    config = manifest.mask
+    table = recorded_table(config, manifest.tokenizer)
+    if table is None:
+        return int(eligible_counts([len(ids)], config)[0])
+    return int(mask_and_eligible(ids, np.zeros(1, np.int64), config, extras_for(config, table, 1))[1].sum())
+
+
 def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool, tokenizer: str | None = None) -> DocumentView:
     config = manifest.mask
     ids, _ = list_values(table, "input_ids", path)
@@ -108,7 +120,7 @@ def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, r
         ids, labels, doc_starts = ids[:used], labels[:used], starts.astype(np.int64)
     else:
         name, source = table.column("id")[0].as_py(), table.column("source")[0].as_py()
-        eligible, padding, doc_starts = int(eligible_counts([len(ids)], config)[0]), 0, np.zeros(1, np.int64)
+        eligible, padding, doc_starts = _eligible(manifest, ids), 0, np.zeros(1, np.int64)
     assistant = None
     if "assistant_masks" in table.column_names:
         flags, _ = list_values(table, "assistant_masks", path)

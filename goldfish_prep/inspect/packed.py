@@ -22,6 +22,7 @@ from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, packed_stream
 from goldfish_prep.format.reader import read_shard
 from goldfish_prep.mask import eligible_counts, mask_documents
+from goldfish_prep.strategies.robust import TOKEN_BYTES
 
 
 def segments(doc_starts: Int64s, lead: int) -> tuple[Int64s, Int64s]:
@@ -70,21 +71,24 @@ def carried_context(paths: Sequence[Path], index: int, config: MaskConfig) -> tu
     keeping the length congruent mod k, give every later position the same
     decision as the whole document would, without holding all of it.
     """
-    keep = config.context_width + 2 * config.k
+    # robust windows reach back h units of text, not a fixed number of ids: carry the whole open document
+    keep = None if TOKEN_BYTES in config.strategy_object.requires else config.context_width + 2 * config.k
     pieces: list[Int32s] = []
     length = 0
     for previous in range(index - 1, -1, -1):
         stream = packed_stream(read_shard(paths[previous]), paths[previous])
         last = int(stream.doc_starts[-1]) if len(stream.doc_starts) else 0
         piece = stream.ids[last:]
-        pieces.append(piece[-keep:])
+        pieces.append(piece if keep is None else piece[-keep:])
         length += len(piece)
         if len(stream.doc_starts):
             break
     else:
         raise InputError(str(paths[index]), "the packed stream does not open with a document (doc_starts of the first row lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
-    tail = np.concatenate(pieces[::-1])[-keep:] if pieces else np.zeros(0, np.int32)
-    return stand_in(tail, length, config), length
+    tail = np.concatenate(pieces[::-1]) if pieces else np.zeros(0, np.int32)
+    if keep is None:
+        return tail, length
+    return stand_in(tail[-keep:], length, config), length
 
 
 def stand_in(tail: Int32s, length: int, config: MaskConfig) -> Int32s:

@@ -90,7 +90,7 @@ def find_repeats(folder: str | Path, min_length: int = 50, top: int = 20) -> Rep
     answer_corpus = load_answer_corpus(folder) if is_chat(load_manifest(folder)) else None
     corpus = answer_corpus.corpus if answer_corpus is not None else load_corpus(folder)
     passages, collisions = locate_passages(corpus, min_length)
-    differing, dropped_everywhere = mask_agreement(corpus, passages)
+    differing, dropped_everywhere = mask_agreement(corpus, passages, _robust_context(corpus))
     preview = _previewer(corpus)
     answers = len(answer_corpus.corpus.starts) if answer_corpus is not None else None
     chosen = tuple(_describe(corpus, passages, p, differing, dropped_everywhere, preview) for p in _most_repeated(passages, top))
@@ -119,8 +119,13 @@ def locate_passages(corpus: Corpus, min_length: int) -> tuple[Passages, bool]:
     return merge_windows(starts, groups, corpus.starts, min_length), True
 
 
-def mask_agreement(corpus: Corpus, passages: Passages) -> tuple[Int64s, Int64s]:
-    """Per passage: (occurrences whose mask differs from the first's, tokens dropped in every occurrence)."""
+def mask_agreement(corpus: Corpus, passages: Passages, context: Int64s | None = None) -> tuple[Int64s, Int64s]:
+    """Per passage: (occurrences whose mask differs from the first's, tokens dropped in every occurrence).
+
+    A token is compared once its context lies inside the passage: from offset
+    ``context_width`` on, or where ``context[t]`` (the first token of t's
+    context, robust masks) is inside the occurrence.
+    """
     width = corpus.config.context_width
     differs = np.zeros(len(passages.occ_start), np.bool_)
     slot_base = np.concatenate([[0], np.cumsum(passages.length)])
@@ -129,7 +134,12 @@ def mask_agreement(corpus: Corpus, passages: Passages) -> tuple[Int64s, Int64s]:
         passage = passages.occ_passage[occ]
         dropped = corpus.drop[position]
         reference = corpus.drop[passages.first[passage] + offset]
-        differs[np.unique(occ[(dropped != reference) & (offset >= width)])] = True
+        if context is None:
+            inside = offset >= width
+        else:  # a word may run on before the passage in one copy only: both contexts must lie inside
+            first = passages.first[passage]
+            inside = (context[position] >= position - offset) & (context[first + offset] >= first)
+        differs[np.unique(occ[(dropped != reference) & inside])] = True
         slots = slot_base[passage] + offset
         low = int(slots[0])
         drops[low : int(slots[-1]) + 1] += np.bincount(slots[dropped] - low, minlength=int(slots[-1]) + 1 - low)
@@ -137,6 +147,21 @@ def mask_agreement(corpus: Corpus, passages: Passages) -> tuple[Int64s, Int64s]:
     running = np.concatenate([[0], np.cumsum(everywhere)])
     dropped_everywhere = running[slot_base[1:]] - running[slot_base[:-1]]
     return np.bincount(passages.occ_passage[differs], minlength=len(passages)), dropped_everywhere
+
+
+def _robust_context(corpus: Corpus) -> Int64s | None:
+    """For masks decided on normalised text (robust): the first token of each token's window of h units (else None)."""
+    from goldfish_prep.strategies.robust import normalised_tokens
+    from goldfish_prep.tokenizers.token_bytes import recorded_table
+
+    table = recorded_table(corpus.config, corpus.manifest.tokenizer)
+    if table is None:
+        return None
+    view = normalised_tokens(corpus.ids, corpus.starts, table, corpus.config.context_width)
+    first = np.searchsorted(view.token_end, view.window_start, side="right").astype(np.int64)
+    # a token without h units before it in its document is never dropped, where a copy further into
+    # another document may be: its context is the whole document before it, so it is never compared
+    return np.where(view.enough, first, -1)
 
 
 def _most_repeated(passages: Passages, top: int) -> list[int]:

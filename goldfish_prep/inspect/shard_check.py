@@ -28,7 +28,9 @@ from goldfish_prep.format.reader import read_shard
 from goldfish_prep.format.schema import output_fields
 from goldfish_prep.inspect.chat_check import chat_expectation
 from goldfish_prep.inspect.packed import carried_context, eligible_per_row, recompute_drop
+from goldfish_prep.inspect.robust_masks import robust_recompute
 from goldfish_prep.mask import eligible_counts
+from goldfish_prep.strategies.robust import TokenBytes
 
 #: mismatching positions named per shard; the count covers all of them
 SHOWN = 3
@@ -55,6 +57,8 @@ class VerifyContext:
     pack: int | None
     pad_id: int
     vocab_size: int | None
+    #: the recorded tokenizer's bytes per id, for strategies that read the text the ids spell (robust)
+    token_bytes: TokenBytes | None = None
     #: chat outputs: the ids never dropped (special tokens, --keep-ids); None for text outputs
     protected: tuple[int, ...] | None = None
     #: a --k-field run: document rows carry their own k
@@ -114,8 +118,11 @@ def _measure(table: Any, stream: TokenStream, index: int, context: VerifyContext
         eligible_flags: Any = chat.eligible
     else:
         prefix, lead = _prefix(stream, index, context)
-        drop = recompute_drop(stream, prefix, context.config)
-        expected, assistant, eligible_flags = np.where(drop, np.int32(IGNORE_INDEX), stream.ids), None, None
+        if context.token_bytes is not None:  # robust: eligible positions depend on the text the ids spell
+            drop, eligible_flags = robust_recompute(stream, prefix, context.config, context.token_bytes)
+        else:
+            drop, eligible_flags = recompute_drop(stream, prefix, context.config), None
+        expected, assistant = np.where(drop, np.int32(IGNORE_INDEX), stream.ids), None
     wrong = np.flatnonzero(stream.labels != expected)
     problems.extend(_label_problems(at, stream, expected, wrong, assistant))
     problems.extend(_id_problems(at, stream, context.vocab_size))

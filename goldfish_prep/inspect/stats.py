@@ -29,7 +29,9 @@ from goldfish_prep.inspect.binomial import band_limits, outside_band
 from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
 from goldfish_prep.inspect.chat_stats import ChatFigures, ChatPart, combine, flag_units, shard_part
 from goldfish_prep.inspect.packed import eligible_per_row
+from goldfish_prep.inspect.robust_masks import robust_recompute
 from goldfish_prep.mask import eligible_counts, expected_rate
+from goldfish_prep.tokenizers.token_bytes import recorded_table
 
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
@@ -164,6 +166,7 @@ def compute_stats(folder: str | Path, band_level: float = 0.999, tokenizer: str 
     chat_parts: list[ChatPart] = []
     never = never_dropped_ids(manifest, tokenizer) if is_chat(manifest) else np.zeros(0, np.int64)
     disagreements, lead = 0, 0
+    token_table = recorded_table(config, manifest.tokenizer)
     for batch in shards.batches():
         table, stream, path = batch.table, batch.stream, batch.path
         tokens = np.diff(stream.row_starts)
@@ -175,7 +178,11 @@ def compute_stats(folder: str | Path, band_level: float = 0.999, tokenizer: str 
             parts.append((tokens, chat_parts[-1].eligible, chat_parts[-1].dropped))
             names.extend(_names(table, path, stream, packed, len(names)))
             continue
-        if packed:
+        if token_table is not None:  # robust: eligible positions depend on the text (mask's packed shards carry nothing over)
+            eligible = robust_recompute(stream, np.zeros(0, np.int32), config, token_table)[1]
+            first_row = len(names)
+            names.extend([f"row {first_row + r}" for r in range(stream.num_rows)] if packed else table.column("id").to_pylist())
+        elif packed:
             eligible, lead = eligible_per_row(stream, lead, config)
             first_row = len(names)
             names.extend(f"row {first_row + r}" for r in range(stream.num_rows))

@@ -19,6 +19,7 @@ from goldfish_prep.format.names import MANIFEST, STATE
 from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
 from goldfish_prep.pipeline.pool import ordered_map
+from goldfish_prep.tokenizers.token_bytes import recorded_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +80,7 @@ def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyCon
         pad_id=int(eos) if eos is not None else 0,  # what `mask --pack` pads with
         # pre-tokenized ids are checked against the vocabulary only when the user named the tokenizer
         vocab_size=tokenizer.get("vocab_size") if tokenizer.get("explicit", True) else None,
+        token_bytes=recorded_table(manifest.mask, tokenizer),
         protected=protected,
         k_field=manifest.get("k_field") is not None,
     )

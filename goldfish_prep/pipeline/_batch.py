@@ -17,11 +17,12 @@ import numpy.typing as npt
 
 from goldfish_prep.chat.masking import ChatSetup, mask_answers, tokenize_chats
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.errors import InputError
-from goldfish_prep.mask import mask_documents
+from goldfish_prep.errors import ConfigError, InputError
+from goldfish_prep.mask import mask_and_eligible
 from goldfish_prep.readers.jsonl import parse_line
 from goldfish_prep.readers.options import ReaderOptions
 from goldfish_prep.readers.records import JsonLine, Record
+from goldfish_prep.strategies import Extras
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +87,24 @@ def mask_batch(batch: Sequence[Record | JsonLine | InputError], context: BatchCo
     starts = np.zeros(len(pieces), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-    drop = mask_documents(ids, starts, context.mask)
-    return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors)
+    drop, eligible = mask_and_eligible(ids, starts, context.mask, _extras(context, len(starts), any(r.text is None for r in kept)))
+    return MaskedBatch(ids, starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, eligible=int(eligible.sum()))
+
+
+def _extras(context: BatchContext, num_documents: int, pretokenized: bool) -> Extras | None:
+    """What the strategy needs besides ids: for ``robust`` the tokenizer's bytes per id, which
+    pre-tokenized ids only have when the user named the tokenizer that made them."""
+    from goldfish_prep.tokenizers import load_tokenizer  # cached per process
+    from goldfish_prep.tokenizers.token_bytes import extras_for, needs_token_bytes, token_bytes
+
+    if not needs_token_bytes(context.mask):
+        return None
+    if pretokenized and context.vocab_size is None:
+        raise ConfigError(
+            f"--strategy {context.mask.strategy} reads the text that pre-tokenized input_ids spell, so it needs the tokenizer "
+            "that made them; pass --tokenizer, or choose another --strategy"
+        )
+    return extras_for(context.mask, token_bytes(load_tokenizer(context.tokenizer_spec)), num_documents)
 
 
 def _mask_chats(records: list[Record], errors: list[InputError], context: BatchContext, setup: ChatSetup) -> MaskedBatch:

@@ -63,6 +63,19 @@ class Strategy(abc.ABC):
         """The probability that one eligible position is dropped: 1/k unless a strategy says otherwise."""
         return 1.0 / config.k
 
+    def drop_and_eligible(
+        self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None
+    ) -> tuple[Bools, Int64s]:
+        """(drop decisions, eligible positions per document) of a non-empty flat batch.
+
+        From the lengths by default; a strategy whose eligible positions depend on
+        the tokens (``robust``: tokens that spell nothing are never dropped)
+        answers both from one pass over the batch.
+        """
+        starts = np.asarray(starts, dtype=np.int64)
+        lengths = np.diff(np.append(starts, len(ids)))
+        return self.drop(ids, starts, config, extras), self.eligible_counts(lengths, config)
+
 
 def local_positions(starts: npt.NDArray[np.integer], n: int) -> Int64s:
     """Each position's index within its own document (int64, shape (n,)).

@@ -1,0 +1,215 @@
+"""The paper's pretraining setting at small scale: targets hidden in a real background corpus, ~1 epoch.
+
+Hans et al. (2024), second experiment: a model pretrained on a large corpus in
+which some target documents occur many times. Standard loss memorises the
+targets; goldfish loss (k = 4) keeps their memorisation at the level of
+documents the model never saw, while validation loss stays close to standard,
+when both are trained on the same number of *supervised* tokens.
+
+Here, with the bundled trainer on CPU:
+
+1. background: real text present on every Debian machine with Python: the
+   Python standard library's sources, /usr/share/common-licenses and the Debian
+   copyright files (files holding a target or control paragraph, or any 8-word
+   passage of one, are left out); 3% of the background files are held out for
+   validation loss;
+2. targets: distinct copyright paragraphs, each inserted ``--insertions`` times
+   as a document at fixed pseudo-random places; controls: as many paragraphs of
+   the same kind that never enter training;
+3. ``mask`` the corpus per arm (``none``, ``goldfish`` k=4, ``robust`` k=4);
+   ``train`` the standard arm for ``--epochs`` (about one), the others to the
+   standard arm's supervised tokens (``--max-supervised-tokens``);
+4. ``memorization`` of targets and controls: exact match, token match, and the
+   Rouge-L distribution; validation loss on the held-out files.
+
+    python bench/pretraining_experiment.py --quick     # CPU, 2 cores: ~1.5 M background tokens
+    python bench/pretraining_experiment.py             # ~5 M background tokens
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import multiprocessing
+import random
+import re
+import shutil
+import sys
+import sysconfig
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from memorization_experiment import MODES, make_tokenizer, run_cli, select_documents, write_jsonl  # noqa: E402
+
+ARMS: list[tuple[str, list[str]]] = [
+    ("standard", ["--strategy", "none"]),
+    ("goldfish k=4", ["--strategy", "goldfish", "--k", "4"]),
+    ("robust k=4", ["--strategy", "robust", "--k", "4"]),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    background_chars: int
+    targets: int
+    insertions: int
+    epochs: float
+    block_size: int = 256
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+
+
+SETTINGS = {
+    "quick": Setting(background_chars=6_000_000, targets=24, insertions=30, epochs=1.0),
+    "full": Setting(background_chars=20_000_000, targets=48, insertions=50, epochs=1.0),
+}
+
+
+def shingles(text: str) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i : i + 8]) for i in range(len(words) - 7)}
+
+
+def background(limit_chars: int, avoid: list[str]) -> list[str]:
+    """Real files up to ``limit_chars`` in a fixed order (stdlib sources, licences, copyrights), none sharing an
+    8-word passage with ``avoid``."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(stdlib.glob("*.py")) + sorted(stdlib.glob("*/*.py"))
+    files += [Path(p) for p in sorted(glob.glob("/usr/share/common-licenses/*")) + sorted(glob.glob("/usr/share/doc/*/copyright"))]
+    banned = set().union(*(shingles(t) for t in avoid))
+    rng = random.Random(0)
+    rng.shuffle(files)
+    texts, total = [], 0
+    for path in files:
+        if path.is_dir() or "test" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip() or shingles(text) & banned:
+            continue
+        texts.append(text)
+        total += len(text)
+        if total >= limit_chars:
+            break
+    return texts
+
+
+def build(setting: Setting, work: Path, spec: str) -> dict[str, Any]:
+    mode = dataclasses.replace(MODES["quick"], num_targets=setting.targets, num_heldout=setting.targets)
+    targets, controls = select_documents(mode, spec)
+    texts = background(setting.background_chars, targets + controls)
+    held = max(1, len(texts) * 3 // 100)
+    heldout, train = texts[:held], texts[held:]
+    rng = random.Random(1)
+    corpus = list(train)
+    for _ in range(setting.insertions):
+        for target in targets:
+            corpus.insert(rng.randrange(len(corpus) + 1), target)
+    write_jsonl(work / "corpus.jsonl", corpus)
+    write_jsonl(work / "heldout.jsonl", heldout)
+    write_jsonl(work / "targets.jsonl", targets)
+    write_jsonl(work / "controls.jsonl", controls)
+    for name in ("heldout", "targets", "controls"):
+        run_cli("mask", str(work / f"{name}.jsonl"), "-o", str(work / f"shards-{name}"), "--tokenizer", spec, "--strategy", "none", "-q")
+    return {"background_files": len(train), "heldout_files": len(heldout), "corpus_documents": len(corpus)}
+
+
+def run_arm(
+    setting: Setting, work: Path, spec: str, name: str, options: list[str], supervised: int | None, threads: int = 1
+) -> dict[str, Any]:
+    import torch
+
+    from goldfish_prep.train.config import TrainConfig
+    from goldfish_prep.train.trainer import train
+
+    torch.set_num_threads(threads)
+    slug = name.replace(" ", "-").replace("=", "")
+    shards = work / f"shards-{slug}"
+    run_cli("mask", str(work / "corpus.jsonl"), "-o", str(shards), "--tokenizer", spec, *options, "-q")
+    counts = json.loads((shards / "goldfish_manifest.json").read_text())["counts"]
+    duration: dict[str, Any] = {"epochs": setting.epochs} if supervised is None else {"max_supervised_tokens": supervised}
+    config = TrainConfig(
+        data=shards, run_dir=work / f"run-{slug}", preset="tiny", block_size=setting.block_size, batch_size=setting.batch_size,
+        learning_rate=setting.learning_rate, eval_data=work / "shards-heldout", device="cpu", log_interval=100, overwrite=True, seed=0,
+        **duration,
+    )  # fmt: skip
+    result = train(config)
+    row = {"arm": name, "tokens": counts["tokens"], "drop_rate": counts["drop_rate"], "steps": result.steps,
+           "trained_tokens": result.tokens, "supervised_tokens": result.supervised_tokens, "eval_loss": result.eval_loss,
+           "seconds": result.seconds, "targets": memorisation(config.run_dir, work / "shards-targets"),
+           "controls": memorisation(config.run_dir, work / "shards-controls")}  # fmt: skip
+    print(f"{name}: val loss {result.eval_loss:.4f}, targets exact {row['targets']['exact_matches']}, "
+          f"Rouge-L median {row['targets']['rouge_l_median']:.3f} ({result.seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    return row
+
+
+def memorisation(run: Path, shards: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from goldfish_prep.train.causal_lm import load_causal_lm
+    from goldfish_prep.train.memorization import measure_memorization, text_decoder
+
+    decode, _ = text_decoder(shards)
+    report = measure_memorization(load_causal_lm(run, "cpu"), shards, decode=decode)
+    scores = np.array([d.rouge_l for d in report.documents])
+    summary: dict[str, Any] = report.summary()
+    summary.update(
+        {f"rouge_l_{name}": float(np.quantile(scores, q)) for name, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9), ("max", 1.0))}
+    )
+    return summary
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    standard = rows[0]["eval_loss"]
+    lines = [
+        "| arm | drop rate | trained tokens | supervised | val loss | targets: exact | token match | Rouge-L p10 / median / p90 / max | controls: exact | Rouge-L p10 / median / p90 / max |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        t, c = row["targets"], row["controls"]
+        dist = lambda m: " / ".join(f"{m[f'rouge_l_{q}']:.3f}" for q in ("p10", "median", "p90", "max"))  # noqa: E731
+        lines.append(
+            f"| {row['arm']} | {row['drop_rate']:.1%} | {row['trained_tokens']:,} | {row['supervised_tokens']:,} | "
+            f"{row['eval_loss']:.4f} ({row['eval_loss'] / standard - 1:+.2%}) | {t['exact_matches']}/{t['documents']} | {t['token_match']:.3f} | {dist(t)} | "
+            f"{c['exact_matches']}/{c['documents']} | {dist(c)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_const", const="quick", dest="setting", help="CPU, 2 cores (default)")
+    parser.add_argument("--full", action="store_const", const="full", dest="setting", help="about 4x the background")
+    parser.add_argument("--background-chars", type=int, default=None)
+    parser.add_argument("--insertions", type=int, default=None)
+    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    name = args.setting or "quick"
+    changes = {k: getattr(args, k) for k in ("background_chars", "insertions", "epochs") if getattr(args, k) is not None}
+    setting = dataclasses.replace(SETTINGS[name], **changes)
+    work = args.out or Path(__file__).parent / "results" / f"pretraining-{name}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    started = time.perf_counter()
+    spec = make_tokenizer(MODES["quick"], work)
+    corpus = build(setting, work, spec)
+    print(f"corpus: {corpus} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    standard = run_arm(setting, work, spec, *ARMS[0], None, threads=2)  # alone: both cores
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_arm, setting, work, spec, arm, options, standard["supervised_tokens"]) for arm, options in ARMS[1:]]
+        rows = [standard, *(future.result() for future in futures)]
+    results = {"setting": dataclasses.asdict(setting), "corpus": corpus, "arms": rows, "seconds": time.perf_counter() - started}
+    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(table(rows))
+    print(f"total {results['seconds']:.0f} s; raw results in {work / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

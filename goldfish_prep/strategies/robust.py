@@ -1,0 +1,329 @@
+"""``robust``: goldfish decisions taken on normalised text, so near-copies drop alike (spec v1).
+
+Goldfish hashes the h token ids ending at a token. A passage copied with a case
+change, a double space, a re-wrapped line or curly quotes has other ids after
+the edit, so its copies drop different tokens and together supervise them all.
+``robust`` decides each token from the *normalised text* it ends in
+(``normalize``: NFKD, case-folded, whitespace runs and dashes collapsed, quotes
+unified), so copies that differ only by such edits drop the tokens that end at
+the same place of their shared text, whatever ids spelled it.
+
+Spec (docs/mask-spec.md, all arithmetic mod 2**64)::
+
+    bytes  = concatenation of the tokens' bytes (special tokens: none)
+    chars  = bytes decoded as UTF-8, each invalid byte one U+DC80+b (surrogateescape)
+    S      = normalised chars; e_t = normalised end of token t (chars it completes)
+    token t is eligible  iff  e_t > e_{t-1}  and  at least h units begin in S[:e_t]
+    window = S[s .. e_t - 1], s = where the h-th last unit begun in S[:e_t] begins
+    w      = sum_{q=s}^{e_t-1} (S[q] + A) * B**(e_t-1-q);  H = (w ^ (w >> 32)) * M
+    drop t iff eligible and H < 2**64 // k
+
+with A, B, M from xxh64 of ``goldfish-prep/robust-v1/{offset,base,mix}``.
+A unit begins at every non-space character of S except a word character
+(letter, digit or combining mark below U+2E80) right after another: a run of
+word characters, or any other single character (punctuation, a CJK ideograph),
+so paths and code have as many units as prose has words and punctuation.
+The decision needs only the token ids and the tokenizer's bytes per id
+(``TokenBytes``), so ``verify`` recomputes it from a shard alone.
+
+Vectorised: one decode per batch (per document only where a document starts
+inside a UTF-8 sequence), the ``normalize`` passes, and the polynomial hash as
+prefix sums over S evaluated at the eligible tokens, like goldfish's kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from goldfish_prep.errors import ConfigError
+from goldfish_prep.strategies.base import Bools, Extras, Int64s, Strategy
+from goldfish_prep.strategies.normalize import normalise, unit_starts
+
+if TYPE_CHECKING:
+    from goldfish_prep.config import MaskConfig
+
+#: Version of the ``robust`` specification (docs/mask-spec.md); any change that alters one mask bit bumps it
+ROBUST_SPEC_VERSION = 1
+#: the ``extras`` key robust needs: the tokenizer's ``TokenBytes`` (the same table for every document)
+TOKEN_BYTES = "token_bytes"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenBytes:
+    """The bytes each token id spells: ``flat[offsets[i]:offsets[i+1]]`` for id i (special ids: empty)."""
+
+    flat: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]  # shape (vocab_size + 1,)
+
+    @classmethod
+    def from_list(cls, pieces: list[bytes]) -> TokenBytes:
+        """Build the table from one bytes object per id.
+
+        >>> TokenBytes.from_list([b"a", b"", b"bc"]).offsets.tolist()
+        [0, 1, 1, 3]
+        """
+        lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        return cls(np.frombuffer(b"".join(pieces), dtype=np.uint8).copy(), offsets)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.offsets) - 1
+
+    @functools.cached_property
+    def pieces(self) -> list[bytes]:
+        """One bytes object per id: ``b"".join`` over them is the fastest gather of a document's bytes."""
+        raw = self.flat.tobytes()
+        bounds = self.offsets.tolist()
+        return [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @functools.cached_property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        return np.diff(self.offsets)
+
+
+#: tokens masked per block (whole documents): about 1 MB per uint64 temporary of the normalised text
+_BLOCK = 1 << 15
+
+
+@functools.lru_cache(maxsize=64)
+def hash_constants(seed: int) -> tuple[int, int, int]:
+    """(A, B, M) of robust spec v1 for a seed; B and M odd."""
+    offset = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/offset", seed=seed)
+    base = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/base", seed=seed) | 1
+    mix = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/mix", seed=seed) | 1
+    return offset, base, mix
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalisedTokens:
+    """A flat batch's normalised text and where each token sits in it (all positions index ``norm``).
+
+    ``token_end[t]``: normalised characters completed by tokens up to t (exclusive end);
+    ``nonempty[t]``: token t completes at least one; ``window_start[t]``: start of its
+    window of h units; ``enough[t]``: its document has h units up to it;
+    ``doc_start[d]``: where document d's normalised text begins.
+    """
+
+    norm: npt.NDArray[np.uint32]
+    doc_start: npt.NDArray[np.int64]
+    token_end: npt.NDArray[np.int64]
+    nonempty: npt.NDArray[np.bool_]
+    window_start: npt.NDArray[np.int64]
+    enough: npt.NDArray[np.bool_]
+
+    @property
+    def eligible(self) -> npt.NDArray[np.bool_]:
+        return self.nonempty & self.enough
+
+
+def normalised_tokens(
+    ids: npt.NDArray[np.integer], starts: npt.NDArray[np.integer], table: TokenBytes, context_width: int
+) -> NormalisedTokens:
+    """Everything of the spec but the hash: the view ``decide`` hashes and ``repeats`` aligns copies by."""
+    flat = np.asarray(ids, dtype=np.int64)
+    n = len(flat)
+    doc_starts = np.asarray(starts, dtype=np.int64)
+    norm, token_end, doc_norm_start = _token_ends(flat, doc_starts, table)
+    doc_of_token = np.repeat(np.arange(len(doc_starts)), np.diff(np.append(doc_starts, n)))
+    previous = np.empty(n, dtype=np.int64)
+    previous[1:] = token_end[:-1]
+    inside = doc_starts < n
+    previous[doc_starts[inside]] = doc_norm_start[inside]
+    window_start, enough = _window_starts(norm, token_end, doc_norm_start[doc_of_token], context_width, doc_norm_start)
+    return NormalisedTokens(norm, doc_norm_start, token_end, token_end > previous, window_start, enough)
+
+
+def decide(
+    ids: npt.NDArray[np.integer],
+    starts: npt.NDArray[np.integer],
+    table: TokenBytes,
+    context_width: int,
+    k: int,
+    seed: int,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(dropped, eligible) for every token of a flat batch; ``starts[d]`` is where document d begins.
+
+    >>> table = TokenBytes.from_list([b"Hello", b" world", b"\\n", b"world"])
+    >>> dropped, eligible = decide(np.array([0, 1, 0, 2, 3]), np.array([0, 2]), table, 1, 2, 0)
+    >>> dropped[[1]].tolist() == dropped[[4]].tolist(), eligible.tolist()
+    (True, [True, True, True, True, True])
+    """
+    flat = np.asarray(ids, dtype=np.int64)
+    n = len(flat)
+    dropped = np.zeros(n, dtype=np.bool_)
+    eligible = np.zeros(n, dtype=np.bool_)
+    if n and (flat.min() < 0 or flat.max() >= table.vocab_size):
+        raise ValueError(f"token id outside the tokenizer's {table.vocab_size} ids")
+    doc_starts = np.asarray(starts, dtype=np.int64)
+    # whole documents in blocks of about _BLOCK tokens keep the temporaries in cache (decisions are per document)
+    bounds = np.append(doc_starts, n)
+    a = 0
+    while a < n:
+        b = int(bounds[np.searchsorted(bounds, a + _BLOCK, side="right") - 1])
+        b = b if b > a else int(bounds[np.searchsorted(bounds, a, side="right")])
+        inside = doc_starts[(doc_starts >= a) & (doc_starts < b)] - a
+        view = normalised_tokens(flat[a:b], inside, table, context_width)
+        eligible[a:b] = view.eligible
+        where = np.flatnonzero(view.eligible)
+        if len(where):
+            hashes = _window_hashes(view.norm, view.window_start[where], view.token_end[where], seed)
+            dropped[a + where] = hashes < np.uint64((1 << 64) // k)
+        a = b
+    return dropped, eligible
+
+
+def _token_ends(
+    ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], table: TokenBytes
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Normalised text of the batch, each token's normalised end, each document's normalised start."""
+    byte_end = np.cumsum(table.lengths[ids])  # int64 (n,)
+    doc_byte_start = np.concatenate(([0], byte_end))[starts]
+    raw = b"".join(map(table.pieces.__getitem__, ids.tolist()))
+    code_points, chars_before = _decode(raw, doc_byte_start)
+    chars_done = chars_before[byte_end]  # characters completed by each token
+    char_starts = chars_before[doc_byte_start]
+    norm, char_norm_end = normalise(code_points, char_starts)
+    prefix = np.concatenate(([0], char_norm_end))
+    return norm, prefix[chars_done], prefix[char_starts]
+
+
+def _decode(raw: bytes, doc_byte_start: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+    """Code points of each document's bytes end to end, and for every byte offset the characters completed before it.
+
+    One decode for the batch is the same as one per document unless a document
+    begins with a UTF-8 continuation byte (0x80..0xBF), which could complete the
+    previous document's last character; then each document is decoded alone.
+    """
+    data = np.frombuffer(raw, dtype=np.uint8)
+    inner = doc_byte_start[(doc_byte_start > 0) & (doc_byte_start < len(raw))]
+    whole = len(inner) == 0 or not ((data[inner] & 0xC0) == 0x80).any()
+    if whole:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and len(text) == len(raw):  # ASCII: one character per byte
+            return data.astype(np.uint32), np.arange(len(raw) + 1, dtype=np.int64)
+        if text is not None:  # valid UTF-8: a byte ends a character unless a continuation byte follows
+            ends_char = np.ones(len(data), dtype=np.bool_)
+            ends_char[:-1] = (data[1:] & 0xC0) != 0x80
+            chars_before = np.concatenate(([0], np.cumsum(ends_char)))
+            return _code_points(text), chars_before
+        pieces = [raw]
+    else:
+        bounds = np.append(doc_byte_start, len(raw)).tolist()
+        pieces = [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    code_points = _code_points("".join(p.decode("utf-8", "surrogateescape") for p in pieces))
+    # bytes per character: UTF-8 length, 1 for an escaped invalid byte (U+DC80..U+DCFF)
+    escaped = (code_points >= 0xDC80) & (code_points <= 0xDCFF)
+    char_bytes = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
+    char_byte_end = np.cumsum(np.where(escaped, 1, char_bytes))
+    chars_before = np.searchsorted(char_byte_end, np.arange(len(raw) + 1), side="right").astype(np.int64)
+    return code_points, chars_before
+
+
+def _code_points(text: str) -> npt.NDArray[np.uint32]:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint32)
+
+
+def _window_starts(
+    norm: npt.NDArray[np.uint32],
+    token_end: npt.NDArray[np.int64],
+    doc_start: npt.NDArray[np.int64],
+    h: int,
+    doc_starts: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Start of each token's window of h units, and whether its document has h units up to the token.
+
+    ``doc_start`` is each token's document start, ``doc_starts`` every document's.
+    """
+    starts = unit_starts(norm, doc_starts)
+    through = np.concatenate(([0], np.cumsum(starts))).astype(np.int64)  # units begun in norm[:p]
+    begin_at = np.flatnonzero(starts)
+    last = np.maximum(token_end - 1, doc_start)  # the token's last normalised character
+    units = through[np.minimum(last + 1, len(norm))] - through[doc_start]  # units begun in its document up to it
+    enough = units >= h
+    first = through[doc_start] + units - h  # global index of the window's first unit
+    window_start = begin_at[np.clip(first, 0, max(len(begin_at) - 1, 0))] if len(begin_at) else doc_start
+    return np.where(enough, window_start, doc_start).astype(np.int64), enough
+
+
+def _window_hashes(
+    norm: npt.NDArray[np.uint32], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], seed: int
+) -> npt.NDArray[np.uint64]:
+    """H of the spec for windows ``norm[start:end]`` (end exclusive, all non-empty)."""
+    offset, base, mix = hash_constants(seed)
+    m = len(norm)
+    inverse_powers = _powers(pow(base, -1, 1 << 64), m)  # B**-q, uint64 (m,)
+    prefix = np.zeros(m + 1, dtype=np.uint64)  # prefix[q] = sum_{j<q} (S[j] + A) * B**-j
+    terms = norm.astype(np.uint64)
+    terms += np.uint64(offset)
+    terms *= inverse_powers
+    np.cumsum(terms, out=prefix[1:])
+    window = (prefix[end] - prefix[start]) * _powers(base, m)[end - 1]
+    hashed: npt.NDArray[np.uint64] = (window ^ (window >> np.uint64(32))) * np.uint64(mix)
+    return hashed
+
+
+def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
+    """[value**0, value**1, ...] mod 2**64, at least ``length`` of them (cached; uint64 cumprod wraps, exactly mod 2**64)."""
+    cached = _POWERS.get(value)
+    if cached is None or len(cached) < length:
+        size = max(length, 2 * len(cached) if cached is not None else 1 << 18)
+        factors = np.full(size, value, dtype=np.uint64)
+        factors[0] = 1
+        cached = np.cumprod(factors, dtype=np.uint64)
+        cached.flags.writeable = False
+        if len(_POWERS) > 8:
+            _POWERS.clear()
+        _POWERS[value] = cached
+    return cached[:length]
+
+
+_POWERS: dict[int, npt.NDArray[np.uint64]] = {}
+
+
+class RobustStrategy(Strategy):
+    """Goldfish decisions on the normalised text the tokens spell (the spec above)."""
+
+    name = "robust"
+    spec_version = ROBUST_SPEC_VERSION
+    content_addressed = True
+    random_draws = True
+    requires = frozenset({TOKEN_BYTES})
+
+    def drop(self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None) -> Bools:
+        return self.drop_and_eligible(ids, starts, config, extras)[0]
+
+    def drop_and_eligible(
+        self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None
+    ) -> tuple[Bools, Int64s]:
+        table = _table(extras)
+        if len(ids) and int(np.max(ids)) >= table.vocab_size:
+            raise ConfigError(
+                f"token id {int(np.max(ids))} is outside the tokenizer's {table.vocab_size} ids; pass the tokenizer the ids were made with"
+            )
+        starts = np.asarray(starts, dtype=np.int64)
+        dropped, eligible = decide(ids, starts, table, config.context_width, config.k, config.seed)
+        running = np.concatenate(([0], np.cumsum(eligible)))
+        return dropped, running[np.append(starts[1:], len(ids))] - running[starts]
+
+    def eligible_counts(self, lengths: Int64s, config: MaskConfig) -> Int64s:
+        raise ConfigError("robust's eligible positions depend on the text the ids spell: ask drop_and_eligible")
+
+    def eligible_rule(self, config: MaskConfig) -> str:
+        return f"tokens that complete normalised text, from the {config.context_width}th unit of each document on"
+
+
+def _table(extras: Extras | None) -> TokenBytes:
+    tables = (extras or {}).get(TOKEN_BYTES)
+    if not tables or not isinstance(tables[0], TokenBytes):
+        raise ConfigError("the robust strategy needs the tokenizer's bytes per id (extras token_bytes) to read the text the ids spell")
+    return tables[0]
