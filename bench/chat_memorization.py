@@ -68,7 +68,9 @@ def make_tokenizer(work: Path) -> Path:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=4096, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=4096, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     tokenizer.train(sorted(glob.glob("/usr/share/doc/*/copyright")), trainer)
     folder = work / "tokenizer"
     folder.mkdir()
@@ -96,7 +98,14 @@ def conversations(setup: Setup, folder: Path) -> tuple[list[dict[str, Any]], lis
     if len(fitting) < needed:
         raise SystemExit(f"only {len(fitting)} distinct paragraphs of {setup.min_tokens}-{setup.max_tokens} tokens; {needed} needed")
     records = [
-        {"id": f"chat-{i}", "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question(i, p)}, {"role": "assistant", "content": p}]}
+        {
+            "id": f"chat-{i}",
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": question(i, p)},
+                {"role": "assistant", "content": p},
+            ],
+        }
         for i, p in enumerate(fitting[:needed])
     ]
     return records[: setup.num_targets], records[setup.num_targets :]
@@ -124,7 +133,9 @@ def run_arm(work: Path, name: str, options: list[str], epochs: float) -> dict[st
     torch.set_num_threads(1)
     slug = name.replace(" ", "-").replace("=", "")
     shards = work / f"shards-{slug}"
-    run_cli("mask", str(work / "targets.jsonl"), "-o", str(shards), "--tokenizer", str(work / "tokenizer"), "--id-field", "id", *options, "-q")
+    run_cli(
+        "mask", str(work / "targets.jsonl"), "-o", str(shards), "--tokenizer", str(work / "tokenizer"), "--id-field", "id", *options, "-q"
+    )
     manifest = json.loads((shards / "goldfish_manifest.json").read_text())
     # the --quick mode of the document experiment (2 layers x 128, batch 2, lr 5e-3), a wider context
     mode = dataclasses.replace(MODES["quick"], epochs=epochs, block_size=BLOCK_SIZE)
@@ -169,7 +180,17 @@ def main(argv: list[str] | None = None) -> None:
     targets, heldout = conversations(Setup(num_targets=args.targets), folder)
     write_jsonl(work / "targets.jsonl", targets)
     write_jsonl(work / "heldout.jsonl", heldout)
-    run_cli("mask", str(write_jsonl(work / "heldout.jsonl", heldout)), "-o", str(work / "shards-heldout"), "--tokenizer", str(folder), "--strategy", "none", "-q")
+    run_cli(
+        "mask",
+        str(write_jsonl(work / "heldout.jsonl", heldout)),
+        "-o",
+        str(work / "shards-heldout"),
+        "--tokenizer",
+        str(folder),
+        "--strategy",
+        "none",
+        "-q",
+    )
     with ProcessPoolExecutor(max_workers=len(ARMS), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_arm, work, name, options, args.epochs) for name, options in ARMS]
         rows = [future.result() for future in futures]

@@ -87,7 +87,18 @@ def run_peer(work: Path, out: Path, num_proc: int) -> None:
 
 
 def run_ours(work: Path, out: Path, num_proc: int) -> None:
-    command = [str(Path(sys.executable).with_name("goldfish-prep")), "mask", str(work / "chat.jsonl"), "-o", str(out), "--tokenizer", str(work / "tokenizer"), "--num-proc", str(num_proc), "-q"]
+    command = [
+        str(Path(sys.executable).with_name("goldfish-prep")),
+        "mask",
+        str(work / "chat.jsonl"),
+        "-o",
+        str(out),
+        "--tokenizer",
+        str(work / "tokenizer"),
+        "--num-proc",
+        str(num_proc),
+        "-q",
+    ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -118,11 +129,15 @@ def compare(work: Path, rounds: int, num_proc: int) -> None:
         if round_index == 0:
             tokens = _same_rows(work / "out-ours", work / "out-peer")
             print(f"same input_ids and assistant_masks in every row; {tokens:,} tokens")
-        print(f"round {round_index + 1}: peer {times['peer'][-1]:.2f} s, goldfish-prep {times['ours'][-1]:.2f} s, ratio {times['peer'][-1] / times['ours'][-1]:.2f}x")
+        print(
+            f"round {round_index + 1}: peer {times['peer'][-1]:.2f} s, goldfish-prep {times['ours'][-1]:.2f} s, ratio {times['peer'][-1] / times['ours'][-1]:.2f}x"
+        )
     ratios = [p / o for p, o in zip(times["peer"], times["ours"])]
-    print(f"median wall s: peer {statistics.median(times['peer']):.2f}, goldfish-prep {statistics.median(times['ours']):.2f}; "
-          f"goldfish-prep is {statistics.median(ratios):.2f}x as fast (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)}); "
-          f"--num-proc {num_proc}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"median wall s: peer {statistics.median(times['peer']):.2f}, goldfish-prep {statistics.median(times['ours']):.2f}; "
+        f"goldfish-prep is {statistics.median(ratios):.2f}x as fast (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)}); "
+        f"--num-proc {num_proc}, load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main() -> None:

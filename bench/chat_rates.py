@@ -48,9 +48,25 @@ def main() -> None:
     answers = sorted(set(sentences[:5000]) | set(phrases))
     source = args.work / "answers.jsonl"
     with open(source, "w", encoding="utf-8") as out:
-        out.writelines(json.dumps({"prompt": f"Question {i}?", "completion": answer}, ensure_ascii=False) + "\n" for i, answer in enumerate(answers))
+        out.writelines(
+            json.dumps({"prompt": f"Question {i}?", "completion": answer}, ensure_ascii=False) + "\n" for i, answer in enumerate(answers)
+        )
     output = args.work / "out"
-    command = [str(Path(sys.executable).with_name("goldfish-prep")), "mask", str(source), "-o", str(output), "--tokenizer", str(args.work / "tokenizer"), "--k", str(args.k), "--num-proc", "2", "--overwrite", "-q"]
+    command = [
+        str(Path(sys.executable).with_name("goldfish-prep")),
+        "mask",
+        str(source),
+        "-o",
+        str(output),
+        "--tokenizer",
+        str(args.work / "tokenizer"),
+        "--k",
+        str(args.k),
+        "--num-proc",
+        "2",
+        "--overwrite",
+        "-q",
+    ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     report(output, args.k)
 
@@ -82,8 +98,12 @@ def report(output: Path, k: int) -> None:
         entry[2] += dropped
     manifest = json.loads((output / "goldfish_manifest.json").read_text())
     counts = manifest["counts"]
-    print(f"{counts['documents_written']:,} distinct answers, k = {k}; all assistant tokens: {_row(counts['eligible_tokens'], counts['dropped_tokens'], k)}")
-    print(f"  over the {len(windows):,} distinct windows among them (independent decisions): {_row(len(windows), sum(windows.values()), k)}")
+    print(
+        f"{counts['documents_written']:,} distinct answers, k = {k}; all assistant tokens: {_row(counts['eligible_tokens'], counts['dropped_tokens'], k)}"
+    )
+    print(
+        f"  over the {len(windows):,} distinct windows among them (independent decisions): {_row(len(windows), sum(windows.values()), k)}"
+    )
     print(f"{'tokens':>7} {'answers':>8} {'eligible':>9} {'dropped':>8} {'rate':>7}  99.9% band        in band")
     short = [0, 0]
     for length in sorted(by_length):

@@ -198,7 +198,9 @@ def run_trial(index: int, setup: Setup, workdir: Path, rng: random.Random, max_k
             trial.kills.append(round(delay, 3))
             trial.shards_at_kill.append(len(list(out.glob(f"{PROGRESS_DIR}/shard-*.json"))))
         trial.problems += completeness_problems(out, setup.reference, f"after kill {attempt}")
-    finish = subprocess.run([*MASK, *map(str, setup.corpus), "-o", str(out), "-q", *setup.options, "--resume"], capture_output=True, text=True)
+    finish = subprocess.run(
+        [*MASK, *map(str, setup.corpus), "-o", str(out), "-q", *setup.options, "--resume"], capture_output=True, text=True
+    )
     if finish.returncode != 0:
         trial.problems.append(f"--resume failed ({finish.returncode}): {finish.stderr.strip()[-500:]}")
         return trial
@@ -275,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [trial for trial in results if trial.problems]
     for trial in results:
         status = "FAIL" if trial.problems else "ok"
-        print(f"trial {trial.index:3d}  kills at {trial.kills} s  shards done at kill {trial.shards_at_kill}  "
-              f"finished before kill {trial.finished_before_kill}  {status}")
+        print(
+            f"trial {trial.index:3d}  kills at {trial.kills} s  shards done at kill {trial.shards_at_kill}  "
+            f"finished before kill {trial.finished_before_kill}  {status}"
+        )
         for problem in trial.problems:
             print(f"    {problem}")
     kills = sum(len(trial.kills) for trial in results)

@@ -50,7 +50,9 @@ def _start(warm_up: Callable[[Any], object] | None, argument: Any) -> None:
 class ExecutorPool:
     """``num_proc`` workers of a ``ProcessPoolExecutor`` (none for 1: tasks then run in this process)."""
 
-    def __init__(self, num_proc: int, warm_up: Callable[[Any], object] | None = None, argument: Any = None, start_method: str | None = None) -> None:
+    def __init__(
+        self, num_proc: int, warm_up: Callable[[Any], object] | None = None, argument: Any = None, start_method: str | None = None
+    ) -> None:
         self.num_proc = num_proc
         self.start_method = start_method or safe_start_method()
         self._executor: ProcessPoolExecutor | None = None
@@ -68,7 +70,9 @@ class ExecutorPool:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def ordered_map(self, function: Callable[[Payload, Any], Result], tasks: Iterable[tuple[Meta, Payload]], context: Any) -> Iterator[tuple[Meta, Result]]:
+    def ordered_map(
+        self, function: Callable[[Payload, Any], Result], tasks: Iterable[tuple[Meta, Payload]], context: Any
+    ) -> Iterator[tuple[Meta, Result]]:
         """Yield ``(meta, function(payload, context))`` in input order, a bounded number of tasks ahead."""
         if self._executor is None:
             for meta, payload in tasks:

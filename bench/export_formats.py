@@ -34,7 +34,23 @@ def masked(scale: int, shard_size: str) -> Path:
     if not (out / "state.json").is_file():
         shutil.rmtree(out, ignore_errors=True)
         corpus = build_corpus(WORK, scale)
-        subprocess.run([sys.executable, "-m", "goldfish_prep_cli", "mask", str(corpus), "-o", str(out), "-q", "--num-proc", "2", "--shard-size", shard_size], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "goldfish_prep_cli",
+                "mask",
+                str(corpus),
+                "-o",
+                str(out),
+                "-q",
+                "--num-proc",
+                "2",
+                "--shard-size",
+                shard_size,
+            ],
+            check=True,
+        )
     return out
 
 

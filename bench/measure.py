@@ -106,7 +106,10 @@ def measure(command: list[str], cores: int, log: Path, env: dict[str, str] | Non
     with open(log, "wb") as sink:
         started = time.perf_counter()
         process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, env=env,
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
             preexec_fn=lambda: os.sched_setaffinity(0, cpus),
         )
         sampler = _TreeSampler(process.pid)

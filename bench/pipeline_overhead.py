@@ -53,7 +53,12 @@ def build_corpus(folder: Path, copies: int) -> Path:
 
 def timed(command: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={"OMP_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        command,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={"OMP_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     return time.perf_counter() - started
 
 
@@ -68,7 +73,19 @@ def main() -> None:
         corpus = build_corpus(folder, args.copies)
         corpus_mb = corpus.stat().st_size / 1e6
         out = folder / "out"
-        mask = [sys.executable, "-m", "goldfish_prep_cli", "mask", str(corpus), "-o", str(out), "-q", "--overwrite", "--tokenizer", args.tokenizer]
+        mask = [
+            sys.executable,
+            "-m",
+            "goldfish_prep_cli",
+            "mask",
+            str(corpus),
+            "-o",
+            str(out),
+            "-q",
+            "--overwrite",
+            "--tokenizer",
+            args.tokenizer,
+        ]
         alone = [sys.executable, "-c", TOKENIZE_ONLY, str(corpus), args.tokenizer]
         timed(mask), timed(alone)  # warm-up: page cache, compiled regexes
         pairs = []
@@ -79,10 +96,16 @@ def main() -> None:
         shutil.rmtree(out)
     tokens = manifest["counts"]["tokens"]
     ratios = [a / b for a, b in pairs]
-    print(f"corpus: {corpus_mb:.1f} MB, {manifest['counts']['documents_written']:,} documents, {tokens:,} tokens, tokenizer {args.tokenizer}")
-    print(f"mask (whole command)   median {statistics.median(a for a, _ in pairs):.2f} s  ({tokens / statistics.median(a for a, _ in pairs) / 1e6:.2f} M tok/s)")
+    print(
+        f"corpus: {corpus_mb:.1f} MB, {manifest['counts']['documents_written']:,} documents, {tokens:,} tokens, tokenizer {args.tokenizer}"
+    )
+    print(
+        f"mask (whole command)   median {statistics.median(a for a, _ in pairs):.2f} s  ({tokens / statistics.median(a for a, _ in pairs) / 1e6:.2f} M tok/s)"
+    )
     print(f"tokenizer alone        median {statistics.median(b for _, b in pairs):.2f} s")
-    print(f"ratio mask / tokenizer median {statistics.median(ratios):.3f}  (min {min(ratios):.3f}, max {max(ratios):.3f}) over {len(pairs)} pairs")
+    print(
+        f"ratio mask / tokenizer median {statistics.median(ratios):.3f}  (min {min(ratios):.3f}, max {max(ratios):.3f}) over {len(pairs)} pairs"
+    )
 
 
 if __name__ == "__main__":

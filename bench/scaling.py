@@ -72,8 +72,11 @@ def control(corpus: Path, cores: int, work: Path) -> float:
     loop = shlex.join([sys.executable, "-c", TOKENIZER_LOOP, str(corpus)])
     alone = measure(["sh", "-c", loop], cores, work / "control-alone.log").seconds
     together = measure(["sh", "-c", f"{loop} & {loop} & wait"], cores, work / "control-together.log").seconds
-    print(f"  control: one tokenizer loop {alone:.1f} s alone, two at once {together:.1f} s: best speed-up {2 * alone / together:.2f}",
-          file=sys.stderr, flush=True)
+    print(
+        f"  control: one tokenizer loop {alone:.1f} s alone, two at once {together:.1f} s: best speed-up {2 * alone / together:.2f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return 2 * alone / together
 
 
@@ -90,9 +93,12 @@ def one_run(corpus: Path, mode: int, cores: int, work: Path, shard_size: str) ->
     tokens = json.loads((out / "goldfish_manifest.json").read_text())["counts"]["tokens"]
     shutil.rmtree(out, ignore_errors=True)
     result = {"tokens": tokens, "load_before": load, **measured.__dict__}
-    print(f"  {corpus.name:<12} {MODES[mode]:<10}: {tokens / measured.seconds / 1e6:5.2f} M tok/s {measured.seconds:6.1f} s "
-          f"peak PSS {measured.peak_tree_pss_mb:6.0f} MB  max RSS {measured.max_rss_mb:5.0f} MB  load {load:.2f}",
-          file=sys.stderr, flush=True)
+    print(
+        f"  {corpus.name:<12} {MODES[mode]:<10}: {tokens / measured.seconds / 1e6:5.2f} M tok/s {measured.seconds:6.1f} s "
+        f"peak PSS {measured.peak_tree_pss_mb:6.0f} MB  max RSS {measured.max_rss_mb:5.0f} MB  load {load:.2f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -118,7 +124,9 @@ def report(results: dict[tuple[int, int], list[dict[str, Any]]], scales: list[in
             )
     small, large = scales[0], scales[-1]
     for num_proc in (1, 2):
-        grow_pss = max(r["peak_tree_pss_mb"] for r in results[(large, num_proc)]) / max(r["peak_tree_pss_mb"] for r in results[(small, num_proc)])
+        grow_pss = max(r["peak_tree_pss_mb"] for r in results[(large, num_proc)]) / max(
+            r["peak_tree_pss_mb"] for r in results[(small, num_proc)]
+        )
         grow_rss = max(r["max_rss_mb"] for r in results[(large, num_proc)]) / max(r["max_rss_mb"] for r in results[(small, num_proc)])
         lines.append(f"\nnum-proc {num_proc}: x{large} corpus vs x{small}: peak tree PSS {grow_pss - 1:+.0%}, max RSS {grow_rss - 1:+.0%}")
     return "\n".join(lines)
@@ -146,12 +154,16 @@ def main() -> None:
         for scale, mode in plan if index % 2 == 0 else plan[::-1]:
             results[(scale, mode)].append(one_run(corpora[scale], mode, args.cores, args.work, args.shard_size))
     print(report(results, scales))
-    print("\ncontrol (best 2-process speed-up of a pure tokenizer loop on these cores), per round: "
-          + ", ".join(f"{c:.2f}" for c in controls))
+    print(
+        "\ncontrol (best 2-process speed-up of a pure tokenizer loop on these cores), per round: " + ", ".join(f"{c:.2f}" for c in controls)
+    )
     large = scales[-1]
     share = [one["seconds"] / two["seconds"] / best for one, two, best in zip(results[(large, 1)], results[(large, 2)], controls)]
-    print(f"num-proc 2 on x{large}, speed-up over the round's control, per round: " + ", ".join(f"{r:.2f}" for r in share)
-          + " (1.00 = all that the cores gave a 2-process program)")
+    print(
+        f"num-proc 2 on x{large}, speed-up over the round's control, per round: "
+        + ", ".join(f"{r:.2f}" for r in share)
+        + " (1.00 = all that the cores gave a 2-process program)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({f"x{s}-{MODES[m]}": runs for (s, m), runs in results.items()}, indent=2))

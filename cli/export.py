@@ -12,9 +12,28 @@ from goldfish_prep.export import export as run_export
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="nanogpt: output prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json); other formats: output folder.")
-@click.option("--format", "format_name", type=click.Choice(list(FORMATS)), default=DEFAULT_FORMAT, show_default=True, help="Which trainer's files to write.")
-@click.option("--dtype", default=None, metavar="DTYPE", help="Token-id type (nanogpt: uint16/uint32; olmo: uint8/16/32/64; megatron: uint16/int32). Default: the smallest the trainer reads that holds every id.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="nanogpt: output prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json); other formats: output folder.",
+)
+@click.option(
+    "--format",
+    "format_name",
+    type=click.Choice(list(FORMATS)),
+    default=DEFAULT_FORMAT,
+    show_default=True,
+    help="Which trainer's files to write.",
+)
+@click.option(
+    "--dtype",
+    default=None,
+    metavar="DTYPE",
+    help="Token-id type (nanogpt: uint16/uint32; olmo: uint8/16/32/64; megatron: uint16/int32). Default: the smallest the trainer reads that holds every id.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at that prefix or folder.")
 def export(data_dir: Path, out: Path, format_name: str, dtype: str | None, overwrite: bool) -> None:
     """Export shards with their goldfish masks to the files a trainer reads.

@@ -17,35 +17,140 @@ from goldfish_prep_cli.options import ByteSize, IdList
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder (must be new or empty unless --overwrite/--resume).")
-@click.option("--tokenizer", metavar="SPEC", default=None, help="tiktoken encoding name or .tiktoken file, HF tokenizer.json or folder, SentencePiece .model, or hub id.  [default: cl100k_base, offline]")
-@click.option("--tokenizer-backend", type=click.Choice(["auto", "hf", "fast"]), default="auto", show_default=True, help="Engine that encodes; ids are identical for each. auto: the fastest proven exact (tiktoken for byte-level BPE tokenizer.json that maps exactly), else the reference; hf: the format's reference library; fast: fail if no exact fast engine.")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="goldfish", show_default=True, help="goldfish: seeded content hash (spec in docs/mask-spec.md); robust: the same on normalised text, so near-duplicates (case, spacing, line wraps, quotes, dashes) drop alike; hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (must be new or empty unless --overwrite/--resume).",
+)
+@click.option(
+    "--tokenizer",
+    metavar="SPEC",
+    default=None,
+    help="tiktoken encoding name or .tiktoken file, HF tokenizer.json or folder, SentencePiece .model, or hub id.  [default: cl100k_base, offline]",
+)
+@click.option(
+    "--tokenizer-backend",
+    type=click.Choice(["auto", "hf", "fast"]),
+    default="auto",
+    show_default=True,
+    help="Engine that encodes; ids are identical for each. auto: the fastest proven exact (tiktoken for byte-level BPE tokenizer.json that maps exactly), else the reference; hf: the format's reference library; fast: fail if no exact fast engine.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default="goldfish",
+    show_default=True,
+    help="goldfish: seeded content hash (spec in docs/mask-spec.md); robust: the same on normalised text, so near-duplicates (case, spacing, line wraps, quotes, dashes) drop alike; hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.",
+)
 @click.option("--k", type=click.IntRange(min=2), default=4, show_default=True, help="Drop about 1 token in k from the loss.")
-@click.option("--context-width", type=click.IntRange(min=1), default=13, show_default=True, help="Ids (ending at the token) hashed to decide a drop; the paper's h (robust: units of normalised text).")
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Selects an independent goldfish hash (static: the start offset).")
+@click.option(
+    "--context-width",
+    type=click.IntRange(min=1),
+    default=13,
+    show_default=True,
+    help="Ids (ending at the token) hashed to decide a drop; the paper's h (robust: units of normalised text).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),
+    default=0,
+    show_default=True,
+    help="Selects an independent goldfish hash (static: the start offset).",
+)
 @click.option("--text-field", default="text", show_default=True, help="JSON/Parquet/Arrow field holding the text.")
 @click.option("--id-field", default=None, help="Field holding a document id (default: the document's file and line).")
 @click.option("--text-per-line", is_flag=True, help="For .txt files: one document per non-empty line (default: one per file).")
-@click.option("--assume-format", type=click.Choice(["text", "jsonl"]), default=None, help="Read files whose name does not tell their format (LICENSE, copyright) as text or JSON lines.")
-@click.option("--messages-field", default=None, metavar="NAME", help="Chat records: the field holding the list of messages (ShareGPT: conversations).  [default: messages; chat is detected from the first record]")
-@click.option("--chat-template", type=click.Path(dir_okay=False, exists=True), default=None, metavar="FILE.jinja", help="Chat records: render with this Jinja template instead of the tokenizer's own.")
-@click.option("--train-on-prompt", is_flag=True, help="Chat records: supervise every token, not only the assistant's (goldfish over all of it).")
-@click.option("--keep-ids", type=IdList(), default="", metavar="ID,ID,...", help="Chat records: token ids never dropped (special tokens never are).")
-@click.option("--k-field", default=None, metavar="NAME", help="Chat records: take each record's k from this field (absent or 0: standard loss for that record).")
+@click.option(
+    "--assume-format",
+    type=click.Choice(["text", "jsonl"]),
+    default=None,
+    help="Read files whose name does not tell their format (LICENSE, copyright) as text or JSON lines.",
+)
+@click.option(
+    "--messages-field",
+    default=None,
+    metavar="NAME",
+    help="Chat records: the field holding the list of messages (ShareGPT: conversations).  [default: messages; chat is detected from the first record]",
+)
+@click.option(
+    "--chat-template",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    metavar="FILE.jinja",
+    help="Chat records: render with this Jinja template instead of the tokenizer's own.",
+)
+@click.option(
+    "--train-on-prompt", is_flag=True, help="Chat records: supervise every token, not only the assistant's (goldfish over all of it)."
+)
+@click.option(
+    "--keep-ids", type=IdList(), default="", metavar="ID,ID,...", help="Chat records: token ids never dropped (special tokens never are)."
+)
+@click.option(
+    "--k-field",
+    default=None,
+    metavar="NAME",
+    help="Chat records: take each record's k from this field (absent or 0: standard loss for that record).",
+)
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of an HF hub dataset.")
-@click.option("--bos/--no-bos", "add_bos", default=None, help="Prepend BOS to each text document.  [default: if the tokenizer uses one, e.g. Llama SentencePiece]")
+@click.option(
+    "--bos/--no-bos",
+    "add_bos",
+    default=None,
+    help="Prepend BOS to each text document.  [default: if the tokenizer uses one, e.g. Llama SentencePiece]",
+)
 @click.option("--eos/--no-eos", "add_eos", default=None, help="Append EOS to each text document.  [default: if the tokenizer has one]")
-@click.option("--pack", type=click.IntRange(min=2), default=None, metavar="SEQ_LEN", help="Concatenate documents into rows of SEQ_LEN ids, each token keeping its per-document label.")
-@click.option("--shard-size", type=ByteSize(), default="256MB", show_default=True, help="Input bytes per output shard (outputs are about 2x this: int32 ids and labels).")
-@click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes; the output is byte-identical for every value.")
-@click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop", show_default=True, help="stop at the first bad record, or skip and count bad records (listed in the manifest).")
+@click.option(
+    "--pack",
+    type=click.IntRange(min=2),
+    default=None,
+    metavar="SEQ_LEN",
+    help="Concatenate documents into rows of SEQ_LEN ids, each token keeping its per-document label.",
+)
+@click.option(
+    "--shard-size",
+    type=ByteSize(),
+    default="256MB",
+    show_default=True,
+    help="Input bytes per output shard (outputs are about 2x this: int32 ids and labels).",
+)
+@click.option(
+    "--num-proc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes; the output is byte-identical for every value.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["stop", "skip"]),
+    default="stop",
+    show_default=True,
+    help="stop at the first bad record, or skip and count bad records (listed in the manifest).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing goldfish-prep output folder.")
 @click.option("--resume", is_flag=True, help="Finish an interrupted run: keep its complete shards, redo the rest.")
-@click.option("--num-tasks", type=click.IntRange(min=1), default=1, show_default=True, help="Split the work into independent tasks (e.g. a Slurm array); then run `finalize`.")
+@click.option(
+    "--num-tasks",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split the work into independent tasks (e.g. a Slurm array); then run `finalize`.",
+)
 @click.option("--task-index", type=click.IntRange(min=0), default=0, show_default=True, help="Which task this is, 0-based.")
-@click.option("--ray-address", metavar="ADDRESS", default=None, help="Run as Ray tasks: local (start Ray here), auto (join this machine's cluster) or ray://HOST:10001. Needs goldfish-prep[ray] and, across machines, a shared file system.")
-@click.option("--ray-tasks", type=click.IntRange(min=1), default=None, help="Ray tasks to split the work into.  [default: the cluster's CPUs / --num-proc]")
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    default=None,
+    help="Run as Ray tasks: local (start Ray here), auto (join this machine's cluster) or ray://HOST:10001. Needs goldfish-prep[ray] and, across machines, a shared file system.",
+)
+@click.option(
+    "--ray-tasks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Ray tasks to split the work into.  [default: the cluster's CPUs / --num-proc]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     """Tokenize INPUTS and write goldfish label masks into a sharded Arrow dataset.
@@ -77,9 +182,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         tokenizer_backend=options["tokenizer_backend"],
         assume_format=options["assume_format"],
         reader=_reader_options(options),
-        chat=ChatOptions(
-            template_file=options["chat_template"], train_on_prompt=options["train_on_prompt"], keep_ids=options["keep_ids"]
-        ),
+        chat=ChatOptions(template_file=options["chat_template"], train_on_prompt=options["train_on_prompt"], keep_ids=options["keep_ids"]),
         add_bos=options["add_bos"],
         add_eos=options["add_eos"],
         pack=options["pack"],
@@ -100,7 +203,9 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     else:
         result = run_mask(job)
     if "counts" not in result:
-        click.echo(f"Task {result['task_index']} of {result['num_tasks']} done; run `goldfish-prep finalize {output}` once every task has finished.")
+        click.echo(
+            f"Task {result['task_index']} of {result['num_tasks']} done; run `goldfish-prep finalize {output}` once every task has finished."
+        )
         return
     click.echo(summary_text(result, output))
 
@@ -128,7 +233,10 @@ def summary_text(manifest: dict[str, Any], output: Path) -> str:
         f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {manifest['mask']['strategy']})",
     ]
     if "assistant_tokens" in counts:  # chat: the rest of the tokens are out of the loss as the prompt
-        lines.insert(1, f"Conversations: {counts['assistant_tokens']:,} of {counts['tokens']:,} tokens are the assistant's (labels -100 elsewhere); drops fall only on those")
+        lines.insert(
+            1,
+            f"Conversations: {counts['assistant_tokens']:,} of {counts['tokens']:,} tokens are the assistant's (labels -100 elsewhere); drops fall only on those",
+        )
     if counts["documents_skipped"]:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in counts["skipped_by_reason"].items())
         lines.append(f"Skipped {counts['documents_skipped']:,} bad records ({reasons}); locations in goldfish_manifest.json")

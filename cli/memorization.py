@@ -16,11 +16,29 @@ from goldfish_prep.train import require_torch
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--suffix-length", type=click.IntRange(min=1), default=50, show_default=True, help="Ids at the end of each document the model must reproduce.")
-@click.option("--num-beams", type=click.IntRange(min=1), default=1, show_default=True, help="1: greedy decoding; more: beam-search extraction attack (the paper used 30).")
+@click.option(
+    "--suffix-length",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Ids at the end of each document the model must reproduce.",
+)
+@click.option(
+    "--num-beams",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="1: greedy decoding; more: beam-search extraction attack (the paper used 30).",
+)
 @click.option("--max-documents", type=click.IntRange(min=1), default=None, help="Measure only the first N documents.")
-@click.option("--whole-answer", is_flag=True, help="Chat outputs: the suffix is the whole final answer, the prefix the conversation before it (reproduce each answer from its prompt).")
-@click.option("--tokenizer", metavar="SPEC", default=None, help="Tokenizer for text-level Rouge-L.  [default: the one in DATA_DIR's manifest]")
+@click.option(
+    "--whole-answer",
+    is_flag=True,
+    help="Chat outputs: the suffix is the whole final answer, the prefix the conversation before it (reproduce each answer from its prompt).",
+)
+@click.option(
+    "--tokenizer", metavar="SPEC", default=None, help="Tokenizer for text-level Rouge-L.  [default: the one in DATA_DIR's manifest]"
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report (every document) as JSON.")
 @click.option("--per-document", is_flag=True, help="Add a line per document to the table.")
@@ -66,7 +84,9 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     if per_document:
         for doc in report.documents:
             text = f"{doc.text_rouge_l:.3f}" if doc.text_rouge_l is not None else "-"
-            click.echo(f"  {'EXACT' if doc.exact_match else '     '} token {doc.token_match:.2f} rouge-L {doc.rouge_l:.3f} text {text}  {doc.doc_id}")
+            click.echo(
+                f"  {'EXACT' if doc.exact_match else '     '} token {doc.token_match:.2f} rouge-L {doc.rouge_l:.3f} text {text}  {doc.doc_id}"
+            )
     if note:
         click.echo(f"Note: text-level Rouge-L left out: {note}", err=True)
 
@@ -82,7 +102,10 @@ def render_table(summary: dict[str, Any], num_beams: int, suffix_length: int) ->
 
     rows = [
         ("documents", f"{summary['documents']:,} ({summary['skipped_short']:,} too short, skipped)"),
-        (f"exact match ({suffix_length}-id suffix)" if suffix_length else "exact match (whole final answer)", f"{cell(summary['exact_match_rate'], True)} ({summary['exact_matches']:,})"),
+        (
+            f"exact match ({suffix_length}-id suffix)" if suffix_length else "exact match (whole final answer)",
+            f"{cell(summary['exact_match_rate'], True)} ({summary['exact_matches']:,})",
+        ),
         ("token match", cell(summary["token_match"], True)),
         ("Rouge-L, ids", cell(summary["rouge_l"])),
         ("Rouge-L, text", cell(summary["text_rouge_l"])),

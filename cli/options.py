@@ -37,5 +37,7 @@ class IdList(click.ParamType):  # type: ignore[type-arg]  # generic only in newe
             return value
         parts = [part.strip() for part in str(value).split(",") if part.strip()]
         if not all(part.isdigit() for part in parts):
-            self.fail(f"{value!r} is not a list of token ids; write non-negative integers separated by commas, e.g. 128009,128001", param, ctx)
+            self.fail(
+                f"{value!r} is not a list of token ids; write non-negative integers separated by commas, e.g. 128009,128001", param, ctx
+            )
         return tuple(int(part) for part in parts)

@@ -19,11 +19,24 @@ NAMED = 3
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--min-length", type=click.IntRange(min=2), default=50, show_default=True, metavar="N", help="Shortest passage reported, in tokens.")
+@click.option(
+    "--min-length", type=click.IntRange(min=2), default=50, show_default=True, metavar="N", help="Shortest passage reported, in tokens."
+)
 @click.option("--top", type=click.IntRange(min=0), default=20, show_default=True, help="How many of the most repeated passages to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (every listed occurrence, up to 20 per passage).")
-@click.option("--normalized", is_flag=True, help="Find passages repeated up to case, spacing, line wraps, quotes and dashes (the normalised text of the robust strategy) and compare their copies' masks.")
-@click.option("--min-chars", type=click.IntRange(min=2), default=200, show_default=True, metavar="N", help="With --normalized: shortest passage reported, in normalised characters.")
+@click.option(
+    "--normalized",
+    is_flag=True,
+    help="Find passages repeated up to case, spacing, line wraps, quotes and dashes (the normalised text of the robust strategy) and compare their copies' masks.",
+)
+@click.option(
+    "--min-chars",
+    type=click.IntRange(min=2),
+    default=200,
+    show_default=True,
+    metavar="N",
+    help="With --normalized: shortest passage reported, in normalised characters.",
+)
 def repeats(folder: Path, min_length: int, top: int, as_json: bool, normalized: bool, min_chars: int) -> None:
     """Find passages repeated across FOLDER and show what their masks do to them.
 
@@ -110,7 +123,11 @@ def _verdict(report: RepeatsReport) -> str:
     if strategy.expected_rate(report.config) == 0.0:
         return f"strategy {strategy.name}: no token is dropped, every repeated token is supervised in every copy"
     if not report.passages_differing:
-        where = f"once its window of {width} normalised units lies inside the passage" if needs_token_bytes(report.config) else f"after its first {width} tokens"
+        where = (
+            f"once its window of {width} normalised units lies inside the passage"
+            if needs_token_bytes(report.config)
+            else f"after its first {width} tokens"
+        )
         return f"every occurrence of every passage carries the same mask {where}: copies add no exposure"
     note = f" ({strategy.name} masks follow positions, not content)" if not strategy.content_addressed else " (run `goldfish-prep verify`)"
     return (
@@ -126,7 +143,7 @@ def _passage(rank: int, passage: RepeatedPassage, width: int) -> list[str]:
     more = f"; +{passage.count - NAMED} more" if passage.count > NAMED else ""
     return [
         f"  {rank:>3}  {passage.count:>6,}  {passage.length:>6,}  {passage.dropped_everywhere:>14,}  {passage.supervised:>10,}  {masks}",
-        f"       \"{preview}\"",
+        f'       "{preview}"',
         f"       at {places}{more}",
     ]
 
@@ -150,7 +167,7 @@ def render_near(report: NearRepeatsReport) -> str:
         preview = passage.preview if len(passage.preview) <= 90 else passage.preview[:87] + "..."
         lines += [
             f"  {rank:>3}  {passage.count:>6,}  {passage.variants:>8,}  {passage.length:>6,}  {passage.compared:>8,}  {passage.leaked:>6,}  {masks}",
-            f"       \"{preview}\"",
+            f'       "{preview}"',
             f"       in {'; '.join(passage.documents)}{'; ...' if passage.count > len(passage.documents) else ''}",
         ]
     return "\n".join(lines)

@@ -21,9 +21,25 @@ _VISIBLE = str.maketrans({" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": "
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--id", "doc_id", default=None, help="The document's id (the `id` column).")
 @click.option("--row", type=click.IntRange(min=0), default=None, help="The row number, from 0 across all shards in order.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Also write the document as a web page with dropped tokens highlighted.")
-@click.option("--color/--no-color", default=None, help="Colour dropped tokens (default: when printing to a terminal; otherwise they are marked \u27e6like this\u27e7).")
-@click.option("--tokenizer", metavar="SPEC", default=None, help="Tokenizer to show the text with, if the one recorded in the manifest cannot be loaded here.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Also write the document as a web page with dropped tokens highlighted.",
+)
+@click.option(
+    "--color/--no-color",
+    default=None,
+    help="Colour dropped tokens (default: when printing to a terminal; otherwise they are marked \u27e6like this\u27e7).",
+)
+@click.option(
+    "--tokenizer",
+    metavar="SPEC",
+    default=None,
+    help="Tokenizer to show the text with, if the one recorded in the manifest cannot be loaded here.",
+)
 def show(folder: Path, doc_id: str | None, row: int | None, html_path: Path | None, color: bool | None, tokenizer: str | None) -> None:
     """Show one document of FOLDER with its dropped tokens highlighted.
 
@@ -72,8 +88,7 @@ def header(view: DocumentView, style: str) -> str:
         counts += f"; {view.num_tokens - view.num_prompt:,} assistant tokens, {view.num_prompt:,} prompt"
     config = view.config
     return (
-        f"{view.name}  [{place}]\n{counts}; {config.strategy} k={config.k} context width {config.context_width}; "
-        f"dropped tokens {style}\n"
+        f"{view.name}  [{place}]\n{counts}; {config.strategy} k={config.k} context width {config.context_width}; dropped tokens {style}\n"
     )
 
 
@@ -119,7 +134,9 @@ def page(view: DocumentView) -> str:
     """A self-contained web page; hovering a dropped token shows its position and id."""
     starts = set(view.doc_starts.tolist()) if view.is_packed else set()
     spans: list[str] = []
-    for position, (text, token, dropped, prompt) in enumerate(zip(_texts(view), view.ids.tolist(), view.dropped.tolist(), _prompt_flags(view))):
+    for position, (text, token, dropped, prompt) in enumerate(
+        zip(_texts(view), view.ids.tolist(), view.dropped.tolist(), _prompt_flags(view))
+    ):
         if position in starts:
             spans.append(f'<span class="b" title="a document begins at {position}">{BOUNDARY}</span>')
         if dropped:

@@ -20,11 +20,30 @@ LISTED = 15
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON, with one entry per document (id, tokens, eligible, dropped, rate).")
-@click.option("--plot", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None, metavar="FILE.png", help="Also draw the rates into an image (needs matplotlib: pip install 'goldfish-prep[plot]').")
-@click.option("--band", type=click.FloatRange(0.5, 0.999999), default=0.999, show_default=True, help="Level of the binomial band that flags documents.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print everything as JSON, with one entry per document (id, tokens, eligible, dropped, rate)."
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    metavar="FILE.png",
+    help="Also draw the rates into an image (needs matplotlib: pip install 'goldfish-prep[plot]').",
+)
+@click.option(
+    "--band",
+    type=click.FloatRange(0.5, 0.999999),
+    default=0.999,
+    show_default=True,
+    help="Level of the binomial band that flags documents.",
+)
 @click.option("--bins", type=click.IntRange(2, 200), default=20, show_default=True, help="Histogram bars.")
-@click.option("--tokenizer", metavar="SPEC", default=None, help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.")
+@click.option(
+    "--tokenizer",
+    metavar="SPEC",
+    default=None,
+    help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.",
+)
 def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int, tokenizer: str | None) -> None:
     """Overall and per-document mask rates of a masked output FOLDER.
 
@@ -81,7 +100,9 @@ def render(result: MaskStats) -> str:
         lines.append("             so a corpus with much of it strays further; see `goldfish-prep repeats`)")
     lines += _chat_lines(result)
     if result.column_disagreements:
-        lines.append(f"  warning: {result.column_disagreements} rows' num_tokens/num_dropped columns disagree with their lists; run `goldfish-prep verify`")
+        lines.append(
+            f"  warning: {result.column_disagreements} rows' num_tokens/num_dropped columns disagree with their lists; run `goldfish-prep verify`"
+        )
     rated = len(result.rates)
     if not rated:
         lines.append(f"\nNo {unit} has an eligible position: nothing to rate.")
@@ -98,13 +119,17 @@ def _chat_lines(result: MaskStats) -> list[str]:
     if result.chat is None:
         return []
     assistant = int(result.chat.assistant.sum())
-    lines = [f"  assistant  {assistant:>14,}   {_share(assistant, result.tokens.sum())} of all tokens; the rest (prompt, markup) is -100 and not rated"]
+    lines = [
+        f"  assistant  {assistant:>14,}   {_share(assistant, result.tokens.sum())} of all tokens; the rest (prompt, markup) is -100 and not rated"
+    ]
     for group in result.chat.by_k(result.eligible, result.dropped, result.band_level):
         label = f"k={group['k']}" if group["k"] else "k=0 (standard loss)"
         if result.chat.per_row_k:
             rate = "-" if group["rate"] is None else f"{group['rate']:.2%}"
             band = "" if group["rate_band"] is None else f", band {group['rate_band'][0]:.2%} to {group['rate_band'][1]:.2%}"
-            lines.append(f"  {label:<20} {group['units']:>7,} {result.unit}s  {group['dropped']:>10,} of {group['eligible']:>10,} eligible: {rate} (expected {group['expected_rate']:.2%}{band})")
+            lines.append(
+                f"  {label:<20} {group['units']:>7,} {result.unit}s  {group['dropped']:>10,} of {group['eligible']:>10,} eligible: {rate} (expected {group['expected_rate']:.2%}{band})"
+            )
         short = group.get("short_answers")
         if short:
             lines.append(
@@ -136,7 +161,11 @@ def _histogram(result: MaskStats, width: int = 40) -> list[str]:
         lines.append(f"  {'< ' + format(edges[0], '.1%'):>13}  {below}")
     for i, count in enumerate(counts.tolist()):
         bar = "█" * round(width * count / peak) or ("▏" if count else "")
-        marker = "  ◀ expected" if edges[i] <= result.expected_rate < edges[i + 1] or (i == len(counts) - 1 and result.expected_rate == edges[-1]) else ""
+        marker = (
+            "  ◀ expected"
+            if edges[i] <= result.expected_rate < edges[i + 1] or (i == len(counts) - 1 and result.expected_rate == edges[-1])
+            else ""
+        )
         lines.append(f"  {edges[i]:6.1%}-{edges[i + 1]:6.1%}  {bar} {count}{marker}")
     if above:
         lines.append(f"  {'> ' + format(edges[-1], '.1%'):>13}  {above}")
@@ -149,7 +178,9 @@ def _flagged(result: MaskStats) -> list[str]:
     if not len(flagged):
         return [f"\nAll {unit}s lie inside the {level} binomial band for their eligible positions."]
     chance = (1 - result.band_level) * len(result.rates)
-    lines = [f"\n{len(flagged)} {unit}(s) outside the {level} binomial band for their eligible positions (about {chance:.1f} expected by chance):"]
+    lines = [
+        f"\n{len(flagged)} {unit}(s) outside the {level} binomial band for their eligible positions (about {chance:.1f} expected by chance):"
+    ]
     low, high = band_limits(result.eligible[flagged[:LISTED]], result.expected_rate, result.band_level)
     width = min(max(len(result.names[i]) for i in flagged[:LISTED]), 60)
     lines.append(f"  {'id':<{width}}  {'eligible':>9}  {'dropped':>8}  {'rate':>7}  band")
@@ -197,10 +228,18 @@ def _draw_band(ax: Any, result: MaskStats, rates: npt.NDArray[np.float64], eligi
     if len(eligible):
         grid = np.unique(np.geomspace(max(int(eligible.min()) // 2, 1), max(int(eligible.max()) * 2, 2), 120).astype(np.int64))
         band_low, band_high = band_limits(grid, result.expected_rate, result.band_level)
-        ax.fill_between(grid, band_low / grid, band_high / grid, color="#dd8452", alpha=0.25, label=f"{result.band_level:.1%} binomial band")
+        ax.fill_between(
+            grid, band_low / grid, band_high / grid, color="#dd8452", alpha=0.25, label=f"{result.band_level:.1%} binomial band"
+        )
     ax.axhline(result.expected_rate, color="#c44e52", linestyle="--", linewidth=1)
     low, high = min(float(rates.min(initial=1.0)), result.expected_rate), max(float(rates.max(initial=0.0)), result.expected_rate)
     pad = max(high - low, 0.02) * 0.1
-    ax.set(xscale="log", ylim=(low - pad, high + pad), xlabel=f"eligible positions per {result.unit}", ylabel="drop rate", title="Rate against length")
+    ax.set(
+        xscale="log",
+        ylim=(low - pad, high + pad),
+        xlabel=f"eligible positions per {result.unit}",
+        ylabel="drop rate",
+        title="Rate against length",
+    )
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.legend(loc="best")

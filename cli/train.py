@@ -14,29 +14,72 @@ PRESET_NAMES = ("tiny", "small", "124m")  # goldfish_prep.train.model.PRESETS, l
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--output", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run folder: checkpoint.pt, config.json, metrics.jsonl.")
-@click.option("--preset", type=click.Choice(PRESET_NAMES), default="tiny", show_default=True, help="Model size: tiny (CPU, minutes), small, 124m (GPT-2 small shape, GPU).")
+@click.option(
+    "-o",
+    "--output",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder: checkpoint.pt, config.json, metrics.jsonl.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(PRESET_NAMES),
+    default="tiny",
+    show_default=True,
+    help="Model size: tiny (CPU, minutes), small, 124m (GPT-2 small shape, GPU).",
+)
 @click.option("--block-size", type=click.IntRange(min=2), default=None, help="Context length in tokens.  [default: the preset's]")
 @click.option("--n-layer", type=click.IntRange(min=1), default=None, help="Transformer blocks.  [default: the preset's]")
 @click.option("--n-head", type=click.IntRange(min=1), default=None, help="Attention heads.  [default: the preset's]")
 @click.option("--n-embd", type=click.IntRange(min=2), default=None, help="Width.  [default: the preset's]")
-@click.option("--vocab-size", type=click.IntRange(min=2), default=None, help="Embedding rows.  [default: the manifest's tokenizer vocab_size]")
+@click.option(
+    "--vocab-size", type=click.IntRange(min=2), default=None, help="Embedding rows.  [default: the manifest's tokenizer vocab_size]"
+)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Rows per micro-batch per process.")
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True, help="Micro-batches per optimizer step.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Peak learning rate.")
-@click.option("--min-lr", "min_learning_rate", type=click.FloatRange(min=0), default=None, help="End of the cosine decay.  [default: lr/10]")
+@click.option(
+    "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Peak learning rate."
+)
+@click.option(
+    "--min-lr", "min_learning_rate", type=click.FloatRange(min=0), default=None, help="End of the cosine decay.  [default: lr/10]"
+)
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=None, help="Linear warm-up.  [default: 5% of the steps, at most 1000]")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.1, show_default=True)
 @click.option("--grad-clip", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Clip the gradient norm (0: off).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Train for this many optimizer steps.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Train for this many passes over the data (the default: 1).")
-@click.option("--max-supervised-tokens", type=click.IntRange(min=1), default=None, help="Train until this many tokens have counted in the loss (equal-supervised-tokens comparisons).")
+@click.option(
+    "--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="Train for this many passes over the data (the default: 1)."
+)
+@click.option(
+    "--max-supervised-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train until this many tokens have counted in the loss (equal-supervised-tokens comparisons).",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Initialisation and data order.")
-@click.option("--eval-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Held-out shards: validation loss over all their tokens (no goldfish mask).")
-@click.option("--eval-interval", type=click.IntRange(min=0), default=0, show_default=True, help="Steps between validation losses (0: at the end only).")
+@click.option(
+    "--eval-data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Held-out shards: validation loss over all their tokens (no goldfish mask).",
+)
+@click.option(
+    "--eval-interval",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Steps between validation losses (0: at the end only).",
+)
 @click.option("--log-interval", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--checkpoint-interval", type=click.IntRange(min=0), default=0, show_default=True, help="Steps between checkpoints (0: at the end only).")
+@click.option(
+    "--checkpoint-interval",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Steps between checkpoints (0: at the end only).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (GPU).")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its checkpoint (same options).")

@@ -19,9 +19,20 @@ LISTED = 20
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes (one shard each at a time).")
-@click.option("--retokenize", type=click.IntRange(min=0), default=0, metavar="N", help="Also re-encode a sample of N documents from the recorded inputs (if unchanged) with the tokenizer's reference engine and compare the ids.")
+@click.option(
+    "--retokenize",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Also re-encode a sample of N documents from the recorded inputs (if unchanged) with the tokenizer's reference engine and compare the ids.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only problems, or one line when all holds.")
-@click.option("--tokenizer", metavar="SPEC", default=None, help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.")
+@click.option(
+    "--tokenizer",
+    metavar="SPEC",
+    default=None,
+    help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.",
+)
 def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int, tokenizer: str | None) -> None:
     """Prove that FOLDER is intact and its masks are the ones its config makes.
 
@@ -71,17 +82,25 @@ def check_retokenized(folder: Path, n: int) -> None:
 
     result = retokenize_sample(folder, n)
     if result.unavailable is not None:
-        raise VerifyError(f"{folder}: --retokenize could not compare: {result.unavailable}. Fix: run it where the recorded inputs and tokenizer are")
+        raise VerifyError(
+            f"{folder}: --retokenize could not compare: {result.unavailable}. Fix: run it where the recorded inputs and tokenizer are"
+        )
     for difference in result.differences[:LISTED]:
         click.echo(f"  {difference}")
     if result.differences or result.not_found:
-        missing = f"; {len(result.not_found)} sampled document(s) not found in the inputs (first {result.not_found[0]})" if result.not_found else ""
+        missing = (
+            f"; {len(result.not_found)} sampled document(s) not found in the inputs (first {result.not_found[0]})"
+            if result.not_found
+            else ""
+        )
         raise VerifyError(
             f"{folder}: {len(result.differences)} of {result.compared} re-encoded documents have other ids than the "
             f"{result.engine} reference{missing}. Fix: recreate the output with `goldfish-prep mask --tokenizer-backend hf`"
         )
     extra = f", {result.pretokenized} pre-tokenized skipped" if result.pretokenized else ""
-    click.echo(f"Retokenized {result.compared} of {result.sampled} sampled documents from the inputs with {result.engine}: identical ids{extra}.")
+    click.echo(
+        f"Retokenized {result.compared} of {result.sampled} sampled documents from the inputs with {result.engine}: identical ids{extra}."
+    )
 
 
 def summary(report: VerifyReport) -> str:

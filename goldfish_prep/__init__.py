@@ -34,6 +34,7 @@ def open_shards(folder: str | Path) -> ShardSet:
 
     return _open(folder)
 
+
 __all__ = [
     "GOLDFISH_SPEC_VERSION",
     "STRATEGIES",

@@ -44,8 +44,7 @@ def write_failure(path: Path, exc: OSError) -> OutputError:
     """The one-line error for a failed write (full disk, file size limit, permissions)."""
     cause = exc.strerror or str(exc).splitlines()[0]
     return OutputError(
-        f"cannot write {path} ({cause}); completed shards are kept: free space or fix the location, "
-        "then rerun with --resume"
+        f"cannot write {path} ({cause}); completed shards are kept: free space or fix the location, then rerun with --resume"
     )
 
 

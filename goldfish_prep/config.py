@@ -40,9 +40,7 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.strategy, str) or self.strategy not in REGISTRY:
-            raise ConfigError(
-                f"unknown mask strategy {self.strategy!r}; choose one of {', '.join(REGISTRY)}"
-            )
+            raise ConfigError(f"unknown mask strategy {self.strategy!r}; choose one of {', '.join(REGISTRY)}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 2 <= self.k < 2**31:
             raise ConfigError(f"k must be an integer >= 2 and below 2**31 (about 1 in k tokens is dropped), got {self.k!r}")
         if isinstance(self.context_width, bool) or not isinstance(self.context_width, int) or not 1 <= self.context_width < 2**31:

@@ -17,9 +17,65 @@ import pytest
 
 TEMPLATES = Path(__file__).parent / "data" / "chat"
 
-_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "ls", "lists", "files", "and", "grep", "searches", "text", "memory", "copyright", "licence", "model", "token", "answer", "question", "shell", "command", "option", "default", "value"]
-_UNICODE = ["héllo", "Straße", "naïve café", "中文字符", "日本語のテキスト", "👍🏽", "🚀✨", "مرحبا", "e\u0301", "Ωμέγα", "ｆｕｌｌｗｉｄｔｈ", "\u00a0nbsp"]
-_ODD = ["  leading spaces", "trailing spaces   ", "\ttabbed\tline", "two\n\nparagraphs", "code: `x = [1, 2, 3]`", "12345678 digits", "quote \" and \\ backslash", "<b>html</b> & amp", "end of turn <|eot_id|> inside", "<|im_end|> inside", "{{ not a template }}", "{% raw %}"]
+_WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "ls",
+    "lists",
+    "files",
+    "and",
+    "grep",
+    "searches",
+    "text",
+    "memory",
+    "copyright",
+    "licence",
+    "model",
+    "token",
+    "answer",
+    "question",
+    "shell",
+    "command",
+    "option",
+    "default",
+    "value",
+]
+_UNICODE = [
+    "héllo",
+    "Straße",
+    "naïve café",
+    "中文字符",
+    "日本語のテキスト",
+    "👍🏽",
+    "🚀✨",
+    "مرحبا",
+    "e\u0301",
+    "Ωμέγα",
+    "ｆｕｌｌｗｉｄｔｈ",
+    "\u00a0nbsp",
+]
+_ODD = [
+    "  leading spaces",
+    "trailing spaces   ",
+    "\ttabbed\tline",
+    "two\n\nparagraphs",
+    "code: `x = [1, 2, 3]`",
+    "12345678 digits",
+    'quote " and \\ backslash',
+    "<b>html</b> & amp",
+    "end of turn <|eot_id|> inside",
+    "<|im_end|> inside",
+    "{{ not a template }}",
+    "{% raw %}",
+]
 
 
 def tokenizer_folder(tmp: Path, name: str, template: str | None) -> Path:

@@ -29,7 +29,4 @@ def window_hash(window: list[int], seed: int) -> int:
 
 def dropped(ids: list[int], k: int, context_width: int, seed: int = 0) -> list[bool]:
     threshold = MOD // k
-    return [
-        t >= context_width and window_hash(ids[t - context_width + 1 : t + 1], seed) < threshold
-        for t in range(len(ids))
-    ]
+    return [t >= context_width and window_hash(ids[t - context_width + 1 : t + 1], seed) < threshold for t in range(len(ids))]

@@ -169,45 +169,69 @@ IDS_FIX = "Token ids must be integers (not booleans, floats or strings)"
 RECORD_CASES = [
     RecordCase("invalid-utf8.jsonl", "line 2", "byte 13 of the line (b'\\xe9') is not valid UTF-8", UTF8_FIX, "invalid-utf8"),
     RecordCase(
-        "lone-surrogate.jsonl", "line 2",
+        "lone-surrogate.jsonl",
+        "line 2",
         "\"text\" holds an unpaired surrogate '\\ud83d' at character 23, which is not valid Unicode",
-        "Fix the \\u escape (a surrogate pair needs both halves) or re-export the file as UTF-8", "invalid-utf8",
+        "Fix the \\u escape (a surrogate pair needs both halves) or re-export the file as UTF-8",
+        "invalid-utf8",
     ),
     RecordCase(
-        "missing-text-field.jsonl", "line 2", 'no "text" field (and no "input_ids" list of token ids)',
-        "Is --text-field correct? Available keys: ['body', 'url']", "missing-text-field",
+        "missing-text-field.jsonl",
+        "line 2",
+        'no "text" field (and no "input_ids" list of token ids)',
+        "Is --text-field correct? Available keys: ['body', 'url']",
+        "missing-text-field",
     ),
     RecordCase(
-        "non-string-text.jsonl", "line 2", "\"text\" is an array (['a', 'list', 'of', 'words']), not a string",
-        "Store the document text as a string, or name the text field with --text-field", "non-string-text",
+        "non-string-text.jsonl",
+        "line 2",
+        "\"text\" is an array (['a', 'list', 'of', 'words']), not a string",
+        "Store the document text as a string, or name the text field with --text-field",
+        "non-string-text",
     ),
     RecordCase("null-text.jsonl", "line 2", '"text" is null', "Fill in the text or remove the record", "null-text"),
     RecordCase("empty-document.jsonl", "line 2", '"text" is an empty string', "Remove empty documents from the input", "empty-document"),
     RecordCase(
-        "not-an-object.jsonl", "line 2", "the JSON value is an array, not an object",
-        'Write one JSON object per record, with the text under "text"', "not-an-object",
+        "not-an-object.jsonl",
+        "line 2",
+        "the JSON value is an array, not an object",
+        'Write one JSON object per record, with the text under "text"',
+        "not-an-object",
     ),
     RecordCase(
-        "missing-id-field.jsonl", "line 2", 'no "id" field to take the document id from (or it is null)',
+        "missing-id-field.jsonl",
+        "line 2",
+        'no "id" field to take the document id from (or it is null)',
         "Is --id-field correct? Available keys: ['text']. Leave --id-field out to use locations as ids",
-        "missing-id-field", options=("--id-field", "id"),
+        "missing-id-field",
+        options=("--id-field", "id"),
     ),
     RecordCase("negative-ids.jsonl", "line 2", '"input_ids"[2] is -7, a negative token id', "Token ids start at 0", "negative-id"),
-    RecordCase("non-integer-ids.jsonl", "line 2", '"input_ids"[1] is a number (1176.5), not an integer token id', IDS_FIX, "non-integer-id"),
+    RecordCase(
+        "non-integer-ids.jsonl", "line 2", '"input_ids"[1] is a number (1176.5), not an integer token id', IDS_FIX, "non-integer-id"
+    ),
     RecordCase("string-ids.jsonl", "line 2", "\"input_ids\"[0] is a string ('791'), not an integer token id", IDS_FIX, "non-integer-id"),
     RecordCase(
-        "ids-beyond-int32.jsonl", "line 2",
+        "ids-beyond-int32.jsonl",
+        "line 2",
         '"input_ids"[1] is 2147483648, beyond the int32 range of the output (ids < 2**31)',
-        "Check the ids were written by a tokenizer, not hashed or offset", "id-too-large",
+        "Check the ids were written by a tokenizer, not hashed or offset",
+        "id-too-large",
     ),
     RecordCase(
-        "ids-beyond-vocab.jsonl", "line 2", "token id 150000 is outside the tokenizer's vocabulary of 100277 ids",
-        "Pass the --tokenizer these ids were made with, or fix the ids", "id-beyond-vocab",
+        "ids-beyond-vocab.jsonl",
+        "line 2",
+        "token id 150000 is outside the tokenizer's vocabulary of 100277 ids",
+        "Pass the --tokenizer these ids were made with, or fix the ids",
+        "id-beyond-vocab",
         options=("--tokenizer", "cl100k_base"),
     ),
     RecordCase(
-        "unclosed-array.json", "record 2", "invalid JSON at character 119: Expecting ',' delimiter; the rest of the file was not read",
-        "A .json file must hold one array of objects, or one object per line (JSON lines)", "invalid-json",
+        "unclosed-array.json",
+        "record 2",
+        "invalid JSON at character 119: Expecting ',' delimiter; the rest of the file was not read",
+        "A .json file must hold one array of objects, or one object per line (JSON lines)",
+        "invalid-json",
     ),
 ]
 
@@ -230,9 +254,7 @@ def test_bad_record_is_skipped_and_counted(tmp_path: Path, case: RecordCase) -> 
     assert isinstance(counts, dict)
     assert (counts["documents_written"], counts["documents_skipped"]) == (case.written, 1)
     assert counts["skipped_by_reason"] == {case.reason: 1}
-    assert manifest["skipped"] == [
-        {"location": f"{BAD / case.fixture} {case.where}", "reason": case.reason, "cause": case.cause}
-    ]
+    assert manifest["skipped"] == [{"location": f"{BAD / case.fixture} {case.where}", "reason": case.reason, "cause": case.cause}]
 
 
 def test_malformed_json_line_names_line_and_column(tmp_path: Path) -> None:
@@ -292,7 +314,8 @@ def _binary(tmp_path: Path) -> FileCase:
     path = tmp_path / "binary-data.jsonl"
     path.write_bytes(bytes(range(256)) * 64)
     return FileCase(
-        path, f"Error: {path}: not UTF-8 text: it looks like binary data (it holds NUL bytes). Check the file and its suffix{SKIP_HINT}",
+        path,
+        f"Error: {path}: not UTF-8 text: it looks like binary data (it holds NUL bytes). Check the file and its suffix{SKIP_HINT}",
         "binary-file",
     )
 
@@ -301,7 +324,8 @@ def _gzip_named_jsonl(tmp_path: Path) -> FileCase:
     path = tmp_path / "gzip-data-without-gz-suffix.jsonl"
     path.write_bytes(gzip.compress(random_jsonl(10)))
     return FileCase(
-        path, f"Error: {path}: not UTF-8 text: it looks like gzip-compressed data. Name it with a .gz suffix{SKIP_HINT}",
+        path,
+        f"Error: {path}: not UTF-8 text: it looks like gzip-compressed data. Name it with a .gz suffix{SKIP_HINT}",
         "binary-file",
     )
 
@@ -315,7 +339,8 @@ def _empty_txt(tmp_path: Path) -> FileCase:
     path = tmp_path / "empty-file.txt"
     path.write_bytes(b"")
     return FileCase(
-        path, f"Error: {path}: the file is empty: there is no document to tokenize. Remove the file from the input{SKIP_HINT}",
+        path,
+        f"Error: {path}: the file is empty: there is no document to tokenize. Remove the file from the input{SKIP_HINT}",
         "empty-document",
     )
 
@@ -336,8 +361,10 @@ def _parquet_wrong_type(tmp_path: Path) -> FileCase:
     path = tmp_path / "b.parquet"
     pq.write_table(pa.table({"text": [1, 2, 3]}), path)
     return FileCase(
-        path, f'Error: {path}: column "text" holds int64, not strings. Name the text column with --text-field{SKIP_HINT}',
-        "non-string-text", before=(_good_parquet(tmp_path),),
+        path,
+        f'Error: {path}: column "text" holds int64, not strings. Name the text column with --text-field{SKIP_HINT}',
+        "non-string-text",
+        before=(_good_parquet(tmp_path),),
     )
 
 
@@ -346,9 +373,10 @@ def _parquet_other_column(tmp_path: Path) -> FileCase:
     pq.write_table(pa.table({"content": ["x", "y"]}), path)
     return FileCase(
         path,
-        f"Error: {path}: no \"text\" field (and no \"input_ids\" list of token ids). "
+        f'Error: {path}: no "text" field (and no "input_ids" list of token ids). '
         f"Is --text-field correct? Available keys: ['content']{SKIP_HINT}",
-        "missing-text-field", before=(_good_parquet(tmp_path),),
+        "missing-text-field",
+        before=(_good_parquet(tmp_path),),
     )
 
 
@@ -376,11 +404,7 @@ FILE_CASES: dict[str, Callable[[Path], FileCase]] = {
 }
 
 
-
-
-@pytest.mark.parametrize(
-    "name", FILE_CASES
-)
+@pytest.mark.parametrize("name", FILE_CASES)
 def test_bad_file_stops_then_is_skipped_and_counted(tmp_path: Path, name: str) -> None:
     case = FILE_CASES[name](tmp_path)
     inputs = [*case.before, case.bad, write_good(tmp_path)]
@@ -433,7 +457,7 @@ def hundred_mb_line(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_100mb_line_fails_clearly(tmp_path: Path, hundred_mb_line: Path) -> None:
     expected = (
-        f"Error: {hundred_mb_line} line 2: no \"text\" field (and no \"input_ids\" list of token ids). "
+        f'Error: {hundred_mb_line} line 2: no "text" field (and no "input_ids" list of token ids). '
         f"Is --text-field correct? Available keys: ['body']{SKIP_HINT}"
     )
     assert_one_error(mask(hundred_mb_line, "-o", tmp_path / "out"), expected)
@@ -443,7 +467,9 @@ def test_a_100mb_line_is_skipped_in_bounded_memory(tmp_path: Path, hundred_mb_li
     """In a fresh process, so the peak RSS is this run's: a few copies of the line, not a blow-up."""
     out = tmp_path / "out"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    run = subprocess.run([*CLI, "mask", str(hundred_mb_line), "-o", str(out), "-q", "--on-error", "skip"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*CLI, "mask", str(hundred_mb_line), "-o", str(out), "-q", "--on-error", "skip"], capture_output=True, text=True, timeout=300
+    )
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kilobytes on Linux
     assert run.returncode == 0, run.stderr
     counts = reconciled_manifest(out)["counts"]
@@ -500,10 +526,16 @@ def test_missing_input(tmp_path: Path, on_error: str) -> None:
 @pytest.mark.parametrize(
     ("fixture", "prefix", "suffix"),
     [
-        ("corrupt-tokenizer.json", "not a Hugging Face tokenizer.json (",
-         "). Fix: pass an intact tokenizer.json (as saved by tokenizers or transformers), or a .model / .tiktoken file"),
-        ("garbage-tokenizer.model", "not a SentencePiece model (",
-         "). Fix: pass an intact tokenizer.model, or a tokenizer.json / .tiktoken file"),
+        (
+            "corrupt-tokenizer.json",
+            "not a Hugging Face tokenizer.json (",
+            "). Fix: pass an intact tokenizer.json (as saved by tokenizers or transformers), or a .model / .tiktoken file",
+        ),
+        (
+            "garbage-tokenizer.model",
+            "not a SentencePiece model (",
+            "). Fix: pass an intact tokenizer.model, or a tokenizer.json / .tiktoken file",
+        ),
     ],
 )
 def test_corrupt_tokenizer_file(tmp_path: Path, on_error: str, fixture: str, prefix: str, suffix: str) -> None:
@@ -652,7 +684,10 @@ def test_full_disk_simulated_by_a_file_size_limit(tmp_path: Path, small_corpus: 
     out = tmp_path / "out"
     run = subprocess.run(
         [*CLI, "mask", str(small_corpus), "-o", str(out), "-q", "--shard-size", "1MB"],
-        capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size,
     )
     assert_disk_error(run, out, "File too large")
     resumed = mask(small_corpus, "-o", out, "--shard-size", "1MB", "--resume")
@@ -676,7 +711,9 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 def test_full_disk_on_a_tiny_tmpfs(tiny_disk: Path, small_corpus: Path) -> None:
     out = tiny_disk / "out"
-    run = subprocess.run([*CLI, "mask", str(small_corpus), "-o", str(out), "-q", "--shard-size", "64KB"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*CLI, "mask", str(small_corpus), "-o", str(out), "-q", "--shard-size", "64KB"], capture_output=True, text=True, timeout=300
+    )
     assert_disk_error(run, out, "No space left on device")
 
 

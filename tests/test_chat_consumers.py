@@ -44,14 +44,22 @@ def conversations() -> list[dict[str, Any]]:
     # the first answer again, after other prompts and at a later turn: it must carry the same mask
     again = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Repeat part 0."}]
     records.append({"id": "again-0", "messages": [*again, {"role": "assistant", "content": paragraphs[0]}], "k": 4})
-    records.append({"id": "again-1", "messages": [{"role": "user", "content": "Part zero, please."}, {"role": "assistant", "content": paragraphs[0]}], "k": 4})
+    records.append(
+        {
+            "id": "again-1",
+            "messages": [{"role": "user", "content": "Part zero, please."}, {"role": "assistant", "content": paragraphs[0]}],
+            "k": 4,
+        }
+    )
     return records
 
 
 def mask(base: Path, name: str, records: list[dict[str, Any]], folder: Path, *options: str) -> Path:
     source = base / f"{name}.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(base / name), "--tokenizer", str(folder), "--id-field", "id", "-q", *options])
+    result = CliRunner().invoke(
+        cli, ["mask", str(source), "-o", str(base / name), "--tokenizer", str(folder), "--id-field", "id", "-q", *options]
+    )
     assert result.exit_code == 0, result.output
     return base / name
 
@@ -148,7 +156,10 @@ def test_show_marks_prompt_tokens_apart_from_dropped_ones(outputs: dict[str, Any
 def test_verify_accepts_real_chat_outputs(outputs: dict[str, Any], folder: str) -> None:
     report = verify_folder(outputs[folder])
     assert report.ok, [str(p) for p in report.problems]
-    assert report.chat and report.total("assistant") == json.loads((outputs[folder] / "goldfish_manifest.json").read_text())["counts"]["assistant_tokens"]
+    assert (
+        report.chat
+        and report.total("assistant") == json.loads((outputs[folder] / "goldfish_manifest.json").read_text())["counts"]["assistant_tokens"]
+    )
 
 
 def tamper(outputs: dict[str, Any], tmp_path: Path, folder: str, change: Any) -> list[str]:
@@ -228,7 +239,9 @@ def test_train_and_memorization_commands_run_on_chat_shards(outputs: dict[str, A
     trained = CliRunner().invoke(cli, ["train", str(outputs["documents"]), "-o", str(run), "--n-layer", "1", "--n-embd", "16", "--n-head", "1",
                                        "--block-size", "320", "--batch-size", "1", "--max-steps", "1", "--device", "cpu", "-q"])  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    measured = CliRunner().invoke(cli, ["memorization", str(run), str(outputs["documents"]), "--whole-answer", "--max-documents", "2", "--json", "-q"])
+    measured = CliRunner().invoke(
+        cli, ["memorization", str(run), str(outputs["documents"]), "--whole-answer", "--max-documents", "2", "--json", "-q"]
+    )
     assert measured.exit_code == 0, measured.output
     report = json.loads(measured.output)
     rows = datasets.load_from_disk(str(outputs["documents"]))

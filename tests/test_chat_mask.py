@@ -63,7 +63,9 @@ def _mask(tmp_path: Path, records: list[dict[str, Any]], *options: str) -> tuple
     source = tmp_path / "chat.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(out), "--tokenizer", str(folder), "-q", "--overwrite", *options], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["mask", str(source), "-o", str(out), "--tokenizer", str(folder), "-q", "--overwrite", *options], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     return datasets.load_from_disk(str(out)), json.loads((out / "goldfish_manifest.json").read_text())
 
@@ -86,8 +88,25 @@ def test_the_same_answer_gets_the_same_drops_wherever_it_appears(tmp_path: Path)
     short = "Yes, it is."
     records = [
         {"messages": [{"role": "user", "content": "What is the GPL?"}, {"role": "assistant", "content": answer}]},
-        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about licences, in one sentence please."}, {"role": "assistant", "content": short}, {"role": "user", "content": "And the GPL?"}, {"role": "assistant", "content": answer}]},
-        {"messages": [{"role": "user", "content": "Is it free?"}, {"role": "assistant", "content": short}, {"role": "user", "content": "Define it."}, {"role": "assistant", "content": answer}, {"role": "user", "content": "Sure?"}, {"role": "assistant", "content": short}]},
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Tell me about licences, in one sentence please."},
+                {"role": "assistant", "content": short},
+                {"role": "user", "content": "And the GPL?"},
+                {"role": "assistant", "content": answer},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": "Is it free?"},
+                {"role": "assistant", "content": short},
+                {"role": "user", "content": "Define it."},
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": "Sure?"},
+                {"role": "assistant", "content": short},
+            ]
+        },
         {"prompt": "GPL, quickly", "completion": answer},
     ]
     ds, manifest = _mask(tmp_path, records, "--k", "3")
@@ -145,7 +164,15 @@ def test_repeats_reports_that_repeated_answers_carry_one_mask(tmp_path: Path) ->
     from goldfish_prep.inspect.answers import answer_agreement
 
     answer = "Use ls -la to list every file in the folder, hidden ones included, with sizes and dates."
-    records = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": answer if i % 2 else f"Unique answer {i}."}]} for i in range(10)]
+    records = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": answer if i % 2 else f"Unique answer {i}."},
+            ]
+        }
+        for i in range(10)
+    ]
     ds, _ = _mask(tmp_path, records, "--k", "2")
     agreement = answer_agreement(tmp_path / "out")
     assert agreement is not None

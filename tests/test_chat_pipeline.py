@@ -21,10 +21,19 @@ from tests.chat_data import template_text, tokenizer_folder
 
 EOT = 128009
 CONVERSATIONS = [
-    [{"role": "system", "content": "You answer questions about Unix commands."}, {"role": "user", "content": f"What does command number {i} do?"}, {"role": "assistant", "content": f"Command {i} copies files from one place to another, keeping their permissions and times."}]
+    [
+        {"role": "system", "content": "You answer questions about Unix commands."},
+        {"role": "user", "content": f"What does command number {i} do?"},
+        {"role": "assistant", "content": f"Command {i} copies files from one place to another, keeping their permissions and times."},
+    ]
     for i in range(40)
 ] + [
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "List files."}, {"role": "assistant", "content": "Use ls -la to list every file, hidden ones included."}],
+    [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "List files."},
+        {"role": "assistant", "content": "Use ls -la to list every file, hidden ones included."},
+    ],
 ]
 
 
@@ -71,7 +80,13 @@ def test_every_format_gives_the_same_contract_rows(tmp_path: Path, folder: Path)
         writer.write_table(table)
     datasets.Dataset.from_list(records).save_to_disk(str(tmp_path / "saved"))
     (tmp_path / "chat.json").write_text(json.dumps(records), encoding="utf-8")
-    sources = {"jsonl": jsonl, "json-array": tmp_path / "chat.json", "parquet": tmp_path / "chat.parquet", "arrow": tmp_path / "chat.arrow", "saved": tmp_path / "saved"}
+    sources = {
+        "jsonl": jsonl,
+        "json-array": tmp_path / "chat.json",
+        "parquet": tmp_path / "chat.parquet",
+        "arrow": tmp_path / "chat.arrow",
+        "saved": tmp_path / "saved",
+    }
     outputs = {}
     for name, source in sources.items():
         ds, manifest = mask(source, tmp_path / f"out-{name}", folder)
@@ -91,10 +106,18 @@ def test_every_format_gives_the_same_contract_rows(tmp_path: Path, folder: Path)
 
 def test_prompt_completion_and_sharegpt_equal_messages(tmp_path: Path, folder: Path) -> None:
     pairs = [(c[-2]["content"], c[-1]["content"]) for c in CONVERSATIONS]
-    messages = write_jsonl(tmp_path / "m.jsonl", [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": a}]} for p, a in pairs])
+    messages = write_jsonl(
+        tmp_path / "m.jsonl", [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": a}]} for p, a in pairs]
+    )
     completion = write_jsonl(tmp_path / "pc.jsonl", [{"prompt": p, "completion": a} for p, a in pairs])
-    sharegpt = write_jsonl(tmp_path / "sg.jsonl", [{"conversations": [{"from": "human", "value": p}, {"from": "gpt", "value": a}]} for p, a in pairs])
-    rows = [mask(messages, tmp_path / "a", folder)[0], mask(completion, tmp_path / "b", folder)[0], mask(sharegpt, tmp_path / "c", folder, "--messages-field", "conversations")[0]]
+    sharegpt = write_jsonl(
+        tmp_path / "sg.jsonl", [{"conversations": [{"from": "human", "value": p}, {"from": "gpt", "value": a}]} for p, a in pairs]
+    )
+    rows = [
+        mask(messages, tmp_path / "a", folder)[0],
+        mask(completion, tmp_path / "b", folder)[0],
+        mask(sharegpt, tmp_path / "c", folder, "--messages-field", "conversations")[0],
+    ]
     as_lists = [[(r["input_ids"], r["labels"], r["assistant_masks"]) for r in ds] for ds in rows]
     assert as_lists[0] == as_lists[1] == as_lists[2]
 
@@ -138,7 +161,12 @@ def test_train_on_prompt_and_keep_ids(tmp_path: Path, folder: Path) -> None:
     full_stop = 13  # "." in Llama 3
     kept, manifest = mask(source, tmp_path / "kept", folder, "--keep-ids", f"{full_stop}")
     assert manifest["chat"]["keep_ids"] == [full_stop]
-    assert all(label != -100 for row in kept for label, t, a in zip(row["labels"], row["input_ids"], row["assistant_masks"]) if t == full_stop and a)
+    assert all(
+        label != -100
+        for row in kept
+        for label, t, a in zip(row["labels"], row["input_ids"], row["assistant_masks"])
+        if t == full_stop and a
+    )
 
 
 def test_num_proc_gives_identical_bytes(tmp_path: Path, folder: Path) -> None:
@@ -194,7 +222,9 @@ def test_a_tokenizer_without_a_template_is_refused_with_the_fix(tmp_path: Path) 
     result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(tmp_path / "out"), "--tokenizer", str(plain), "-q"])
     assert result.exit_code != 0 and "has no chat template" in result.output
     template = Path(__file__).parent / "data" / "chat" / "chatml.jinja"
-    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(tmp_path / "out"), "--tokenizer", str(plain), "--chat-template", str(template), "-q"])
+    result = CliRunner().invoke(
+        cli, ["mask", str(source), "-o", str(tmp_path / "out"), "--tokenizer", str(plain), "--chat-template", str(template), "-q"]
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "goldfish_manifest.json").read_text())
     assert manifest["chat"]["template_source"] == str(template)
@@ -204,5 +234,7 @@ def test_a_tokenizer_without_a_template_is_refused_with_the_fix(tmp_path: Path) 
 
 def test_document_strategies_are_refused_for_chat(tmp_path: Path, folder: Path) -> None:
     source = write_jsonl(tmp_path / "chat.jsonl", [{"messages": CONVERSATIONS[0]}])
-    result = CliRunner().invoke(cli, ["mask", str(source), "-o", str(tmp_path / "out"), "--tokenizer", str(folder), "--strategy", "static", "-q"])
+    result = CliRunner().invoke(
+        cli, ["mask", str(source), "-o", str(tmp_path / "out"), "--tokenizer", str(folder), "--strategy", "static", "-q"]
+    )
     assert result.exit_code != 0 and "answer by answer" in result.output

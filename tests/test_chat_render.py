@@ -38,7 +38,9 @@ def _records(seed: int, n: int) -> list[Record]:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
     base = tmp_path_factory.mktemp("tokenizers")
-    return {(tok, name): tokenizer_folder(base, tok, template_text(name)) for tok in ("llama3", "deepseek") for name in ("llama3", "chatml")}
+    return {
+        (tok, name): tokenizer_folder(base, tok, template_text(name)) for tok in ("llama3", "deepseek") for name in ("llama3", "chatml")
+    }
 
 
 @pytest.mark.parametrize("tokenizer", ["llama3", "deepseek"])
@@ -55,7 +57,9 @@ def test_ids_and_assistant_masks_equal_transformers(folders: dict[tuple[str, str
         assert mine.ids.tolist() == expected["input_ids"], record.messages
         assert mine.assistant.astype(int).tolist() == expected["assistant_masks"], record.messages
         # without a generation block: the same ids, and content + end-of-turn marker are the same tokens
-        plain_ids = reference.apply_chat_template(record.messages, tokenize=True, return_dict=False, chat_template=template_text(template + "_plain"))
+        plain_ids = reference.apply_chat_template(
+            record.messages, tokenize=True, return_dict=False, chat_template=template_text(template + "_plain")
+        )
         assert mine_plain.ids.tolist() == plain_ids
         assert mine_plain.assistant.tolist() == mine.assistant.tolist(), record.messages
 
@@ -120,6 +124,8 @@ def test_reasoning_and_null_keys_reach_the_template_as_in_transformers(folders: 
     checked = [check_message(m, "test") for m in messages]
     record = Record("x", "x", messages=checked)  # type: ignore[arg-type]
     mine = ChatRenderer(str(folder), template).render_batch([record], False)[0]
-    expected = transformers.AutoTokenizer.from_pretrained(str(folder)).apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    expected = transformers.AutoTokenizer.from_pretrained(str(folder)).apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     assert not isinstance(mine, Exception)
     assert mine.ids.tolist() == expected["input_ids"] and mine.assistant.astype(int).tolist() == expected["assistant_masks"]

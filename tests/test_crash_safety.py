@@ -170,11 +170,7 @@ KILL_STATES: dict[str, Callable[[Path], None]] = {
 }
 
 
-
-
-@pytest.mark.parametrize(
-    "state", KILL_STATES
-)
+@pytest.mark.parametrize("state", KILL_STATES)
 def test_every_state_a_kill_leaves_is_refused_then_resumed(
     tmp_path: Path, reference: tuple[list[Path], Path, dict[str, bytes]], state: str
 ) -> None:

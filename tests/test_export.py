@@ -86,7 +86,10 @@ def test_cli_refuses_to_overwrite_unless_asked(tmp_path: Path, texts: list[str],
     assert re.match(r"Wrote [\d,]+ token ids as uint16 to .*train\.bin", first.output)
     again = CliRunner().invoke(cli, ["export", str(shards), "-o", str(tmp_path / "train")])
     assert again.exit_code == 1
-    assert again.output.strip() == f"Error: {tmp_path / 'train.bin'} already exists; pass --overwrite to replace it, or choose another -o prefix"
+    assert (
+        again.output.strip()
+        == f"Error: {tmp_path / 'train.bin'} already exists; pass --overwrite to replace it, or choose another -o prefix"
+    )
     forced = CliRunner().invoke(cli, ["export", str(shards), "-o", str(tmp_path / "train"), "--overwrite"])
     assert forced.exit_code == 0
     assert not list(tmp_path.glob("*.partial"))

@@ -108,10 +108,20 @@ def test_the_documented_gpt_dataset_puts_the_mask_into_loss_mask(extra_token: bo
         eod, pad, vocab_size = 0, -1, 512
         unique_identifiers: ClassVar[dict[str, str]] = {"class": "Tokenizer"}
 
-    config = GPTDatasetConfig(random_seed=7, sequence_length=64, tokenizer=Tokenizer(), reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False, add_extra_token_to_sequence=extra_token)
+    config = GPTDatasetConfig(
+        random_seed=7,
+        sequence_length=64,
+        tokenizer=Tokenizer(),
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        add_extra_token_to_sequence=extra_token,
+    )
     text = IndexedDataset(str(tmp_path / "mg" / "text_document"))
     dataset = goldfish_gpt_dataset()(text, str(tmp_path / "mg" / "text_document"), np.arange(len(text)), None, Split.train, config)
-    where = GPTDataset(IndexedDataset(str(tmp_path / "positions")), str(tmp_path / "positions"), np.arange(len(text)), None, Split.train, config)
+    where = GPTDataset(
+        IndexedDataset(str(tmp_path / "positions")), str(tmp_path / "positions"), np.arange(len(text)), None, Split.train, config
+    )
     assert len(dataset) == len(where) > 50
     dropped = 0
     for index in range(len(dataset)):

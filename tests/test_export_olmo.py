@@ -46,7 +46,9 @@ def build(config_type: type, out: Path, folder: Path, work: Path, sequence_lengt
 
 
 @pytest.mark.parametrize("layout", ["documents", "packed"])
-def test_fsl_dataset_label_masks_equal_the_shard_labels(layout: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fsl_dataset_label_masks_equal_the_shard_labels(
+    layout: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OLMO_DATA_PREP_WORKERS", "1")
     result = export(corpora[layout], tmp_path / "olmo", "olmo")
     assert result.dtype == "uint16"  # OLMo-core's own rule for a 512-id vocabulary: uint8 cannot hold id 511
@@ -79,7 +81,9 @@ def test_fsl_dataset_label_masks_equal_the_shard_labels(layout: str, corpora: di
 
 
 @pytest.mark.parametrize("layout", ["documents", "packed"])
-def test_padded_dataset_gives_each_document_its_mask(layout: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_padded_dataset_gives_each_document_its_mask(
+    layout: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OLMO_DATA_PREP_WORKERS", "1")
     monkeypatch.setenv("OLMO_DATA_PREP_USE_ARRAY_IF_LOCAL", "false")  # document boundaries from our .csv.gz files
     export(corpora[layout], tmp_path / "olmo", "olmo")

@@ -35,7 +35,13 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def many_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every licence on the machine, paragraph by paragraph (881 documents, 135k tokens), in about 70 packed shards."""
     folder = tmp_path_factory.mktemp("many")
-    texts = [p.strip() for f in sorted(LICENSES.iterdir()) if f.is_file() for p in re.split(r"\n\s*\n", f.read_text(encoding="utf-8", errors="replace")) if len(p.strip()) > 40]
+    texts = [
+        p.strip()
+        for f in sorted(LICENSES.iterdir())
+        if f.is_file()
+        for p in re.split(r"\n\s*\n", f.read_text(encoding="utf-8", errors="replace"))
+        if len(p.strip()) > 40
+    ]
     return mask_texts(folder, "shards", texts, "--tokenizer", str(train_bpe(folder)), "--shard-size", "4KB", "--pack", "256")
 
 
@@ -64,7 +70,9 @@ def test_same_bytes_twice_and_the_manifest_hash_recorded(format_name: str, corpo
 
 
 @pytest.mark.parametrize("format_name", list(FORMATS))
-def test_a_failure_mid_export_leaves_nothing_behind(format_name: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_mid_export_leaves_nothing_behind(
+    format_name: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import goldfish_prep.format.reader as reader_module
 
     calls = []
@@ -103,9 +111,18 @@ KILL_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("format_name", list(FORMATS))
-def test_a_killed_export_leaves_no_file_that_loads_and_a_rerun_completes(format_name: str, corpora: dict[str, Path], tmp_path: Path) -> None:
+def test_a_killed_export_leaves_no_file_that_loads_and_a_rerun_completes(
+    format_name: str, corpora: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(corpora["packed"]), str(out), format_name], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(corpora["packed"]), str(out), format_name],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     left = leftovers(tmp_path, set())
     assert left, "the kill should have struck mid-export"
@@ -158,9 +175,18 @@ def test_cli_errors_are_one_line(corpora: dict[str, Path], tmp_path: Path) -> No
 
     shards, out = corpora["documents"], tmp_path / "olmo"
     assert run(shards, "-o", out, "--format", "olmo")[0] == 0
-    assert run(shards, "-o", out, "--format", "olmo") == (1, f"Error: {out} already exists; pass --overwrite to replace it, or choose another -o folder")
+    assert run(shards, "-o", out, "--format", "olmo") == (
+        1,
+        f"Error: {out} already exists; pass --overwrite to replace it, or choose another -o folder",
+    )
     assert run(shards, "-o", out, "--format", "megatron", "--overwrite")[0] == 0  # an earlier export may be replaced
-    assert sorted(p.name for p in out.iterdir()) == ["goldfish_export.json", "loss_mask_document.bin", "loss_mask_document.idx", "text_document.bin", "text_document.idx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "goldfish_export.json",
+        "loss_mask_document.bin",
+        "loss_mask_document.idx",
+        "text_document.bin",
+        "text_document.idx",
+    ]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     assert run(shards, "-o", tmp_path / "mine", "--format", "parquet", "--overwrite") == (
@@ -172,8 +198,14 @@ def test_cli_errors_are_one_line(corpora: dict[str, Path], tmp_path: Path) -> No
         1,
         "Error: --dtype uint8 cannot hold the ids of a 512-id vocabulary (largest id 511); leave --dtype out to get the smallest that does",
     )
-    assert run(shards, "-o", tmp_path / "x", "--format", "nanogpt", "--dtype", "int32") == (1, "Error: --dtype int32 is not read by nanogpt exports; choose one of uint16, uint32, or leave --dtype out")
-    assert run(shards, "-o", tmp_path / "x", "--format", "parquet", "--dtype", "int32") == (1, "Error: --dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out")
+    assert run(shards, "-o", tmp_path / "x", "--format", "nanogpt", "--dtype", "int32") == (
+        1,
+        "Error: --dtype int32 is not read by nanogpt exports; choose one of uint16, uint32, or leave --dtype out",
+    )
+    assert run(shards, "-o", tmp_path / "x", "--format", "parquet", "--dtype", "int32") == (
+        1,
+        "Error: --dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out",
+    )
     assert run(shards, "-o", tmp_path / "x", "--format", "megatron", "--dtype", "int32")[0] == 0
     assert record_of(tmp_path / "x", "megatron")["token_dtype"] == "int32"
     code, output = run(shards, "-o", tmp_path / "y", "--format", "xml")

@@ -114,13 +114,20 @@ def test_readers_survive_compressed_and_truncated_data(scratch: Path, name: str,
 json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
 )
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=10)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=10
+)
 ids_values = st.one_of(
-    st.lists(st.integers(-5, 2**32), max_size=8), st.lists(st.one_of(st.integers(0, 100), st.booleans(), st.floats(0, 10), st.text(max_size=2)), max_size=5), json_values
+    st.lists(st.integers(-5, 2**32), max_size=8),
+    st.lists(st.one_of(st.integers(0, 100), st.booleans(), st.floats(0, 10), st.text(max_size=2)), max_size=5),
+    json_values,
 )
 records = st.one_of(
     json_values,
-    st.fixed_dictionaries({}, optional={"text": st.one_of(st.text(max_size=40), json_values), "id": json_values, "input_ids": ids_values, "other": json_values}),
+    st.fixed_dictionaries(
+        {},
+        optional={"text": st.one_of(st.text(max_size=40), json_values), "id": json_values, "input_ids": ids_values, "other": json_values},
+    ),
 )
 options = st.builds(ReaderOptions, text_field=st.sampled_from(["text", "other"]), id_field=st.sampled_from([None, "id"]))
 
@@ -148,7 +155,9 @@ def test_every_json_record_becomes_a_document_or_an_error(scratch: Path, rows: l
 
 
 parquet_texts = st.lists(st.one_of(st.none(), st.text(max_size=30)), min_size=1, max_size=30)
-parquet_ids = st.lists(st.one_of(st.none(), st.lists(st.one_of(st.none(), st.integers(-(2**40), 2**40)), max_size=6)), min_size=1, max_size=30)
+parquet_ids = st.lists(
+    st.one_of(st.none(), st.lists(st.one_of(st.none(), st.integers(-(2**40), 2**40)), max_size=6)), min_size=1, max_size=30
+)
 
 
 @FAST
@@ -207,7 +216,13 @@ def test_goldfish_mask_on_sensible_configs(ids: list[int], strategy: str, k: int
 
 
 anything = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(), st.text(max_size=10), st.binary(max_size=10), st.lists(st.integers(0, 5), max_size=3)
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**80), 2**80),
+    st.floats(),
+    st.text(max_size=10),
+    st.binary(max_size=10),
+    st.lists(st.integers(0, 5), max_size=3),
 )
 token_ids = st.one_of(
     st.lists(st.integers(-(2**70), 2**70), max_size=50),
@@ -248,7 +263,9 @@ def test_goldfish_mask_on_anything_raises_only_config_errors(ids: Any, strategy:
 @example(ids=[0], strategy="goldfish", k=2, context_width=2**60, seed=0)
 @example(ids=list(range(40)), strategy="hash-table", context_width=2**40, k=4, seed=0)
 @example(ids=list(range(20)), strategy="static", k=2**63, context_width=1, seed=0)
-def test_goldfish_mask_on_extreme_integers_raises_only_config_errors(ids: list[int], strategy: str, k: int, context_width: int, seed: int) -> None:
+def test_goldfish_mask_on_extreme_integers_raises_only_config_errors(
+    ids: list[int], strategy: str, k: int, context_width: int, seed: int
+) -> None:
     """Valid ids and strategy, any integer for k, context_width and seed: a mask or a ConfigError, never a crash.
 
     Under a memory ceiling: a huge ``context_width`` must not become a huge allocation (on a
@@ -277,7 +294,11 @@ def memory_ceiling(extra: int) -> Iterator[None]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.dictionaries(st.sampled_from(["strategy", "k", "context_width", "seed", "spec_version", "ignore_index"]), anything | strategies_))
+@given(
+    data=st.dictionaries(
+        st.sampled_from(["strategy", "k", "context_width", "seed", "spec_version", "ignore_index"]), anything | strategies_
+    )
+)
 def test_mask_config_from_any_manifest_dict(data: dict[str, Any]) -> None:
     """A manifest's "mask" entry is user-editable JSON: any content is a config or a ConfigError."""
     try:
@@ -299,7 +320,9 @@ def _chunks(data: bytes, sizes: list[int]) -> Iterator[bytes]:
 
 
 @FAST
-@given(lines=st.lists(st.binary(max_size=30).filter(lambda b: b"\n" not in b), max_size=15), sizes=st.lists(st.integers(1, 20), max_size=20))
+@given(
+    lines=st.lists(st.binary(max_size=30).filter(lambda b: b"\n" not in b), max_size=15), sizes=st.lists(st.integers(1, 20), max_size=20)
+)
 def test_line_splitting_is_independent_of_chunk_boundaries(lines: list[bytes], sizes: list[int]) -> None:
     """A file's lines are the same however the decompressor happens to cut its bytes."""
     from goldfish_prep.readers.streams import iter_lines

@@ -26,7 +26,6 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # the Trainer needs it
 
 
-
 class PadCollator:
     """Pads a batch of shard rows to its longest: ids with the EOS id, labels with -100, attention mask 0."""
 
@@ -85,7 +84,11 @@ def test_trainer_loss_is_the_cross_entropy_over_non_masked_labels(trained: dict[
     assert reported == pytest.approx(float(by_hand), rel=1e-5)
     dropped = (targets == IGNORE_INDEX) & (batch["attention_mask"][:, 1:] == 1)
     assert int(dropped.sum()) > 0  # the batch really has goldfish-dropped labels
-    every_token = -logprobs[batch["attention_mask"][:, 1:] == 1].gather(1, batch["input_ids"][:, 1:][batch["attention_mask"][:, 1:] == 1][:, None]).mean()
+    every_token = (
+        -logprobs[batch["attention_mask"][:, 1:] == 1]
+        .gather(1, batch["input_ids"][:, 1:][batch["attention_mask"][:, 1:] == 1][:, None])
+        .mean()
+    )
     assert reported != pytest.approx(float(every_token), rel=1e-3)
 
 

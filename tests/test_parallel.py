@@ -140,10 +140,14 @@ def test_a_killed_worker_ends_the_map_with_an_error_not_a_hang() -> None:
                 print(exc)
         """
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__))
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("got [0, 1, 2]\n") == 10, run.stdout  # every result before the lost task, in order
-    assert "died before returning its result: it was killed by signal 9 (SIGKILL), most often the kernel's out-of-memory killer" in run.stdout
+    assert (
+        "died before returning its result: it was killed by signal 9 (SIGKILL), most often the kernel's out-of-memory killer" in run.stdout
+    )
     assert "then rerun (for mask, add --resume" in run.stdout
 
 

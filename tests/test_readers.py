@@ -130,7 +130,10 @@ def test_text_file_is_one_document_or_one_per_line(here: Path, suffix: str) -> N
     write(f"book.txt{suffix}", b"Chapter 1\r\n\r\nIt was a dark night.\n   \nThe end.")
     (whole,) = read(f"book.txt{suffix}")
     assert isinstance(whole, Record)
-    assert (whole.doc_id, whole.location, whole.text, whole.weight) == (f"book.txt{suffix}",) * 2 + ("Chapter 1\r\n\r\nIt was a dark night.\n   \nThe end.", 46)
+    assert (whole.doc_id, whole.location, whole.text, whole.weight) == (f"book.txt{suffix}",) * 2 + (
+        "Chapter 1\r\n\r\nIt was a dark night.\n   \nThe end.",
+        46,
+    )
     lines = read(f"book.txt{suffix}", text_per_line=True)
     assert [(r.location, r.text, r.weight) for r in records(lines)] == [
         (f"book.txt{suffix} line 1", "Chapter 1", 10),
@@ -164,7 +167,9 @@ def test_arrow_ipc_file_and_stream_formats(here: Path, layout: str) -> None:
             writer.write_batch(batch)
     got = records(read("t.arrow", id_field="id"))
     assert [(r.doc_id, r.location, r.text, r.weight) for r in got] == [
-        ("x", "t.arrow record 0", "a", 1), ("y", "t.arrow record 1", "bb", 2), ("z", "t.arrow record 2", "ccc", 3)
+        ("x", "t.arrow record 0", "a", 1),
+        ("y", "t.arrow record 1", "bb", 2),
+        ("z", "t.arrow record 2", "ccc", 3),
     ]
 
 
@@ -184,7 +189,10 @@ def test_save_to_disk_folder_found_inside_a_folder_and_dataset_dict_refused(here
     with pytest.raises(InputError) as caught:
         resolve_inputs(["corpus/dd"])
     assert caught.value.reason == "dataset-dict"
-    assert str(caught.value) == "corpus/dd: this is a DatasetDict folder (splits: test, train), not one dataset. Name one split's subfolder, e.g. corpus/dd/test"
+    assert (
+        str(caught.value)
+        == "corpus/dd: this is a DatasetDict folder (splits: test, train), not one dataset. Name one split's subfolder, e.g. corpus/dd/test"
+    )
     # inside a walked folder, its splits are simply inputs
     resolved = resolve_inputs(["corpus"])
     assert [(s.path, s.kind) for s in resolved.sources] == [("corpus/dd/test", "hf-disk"), ("corpus/dd/train", "hf-disk")]
@@ -195,7 +203,16 @@ def test_save_to_disk_folder_found_inside_a_folder_and_dataset_dict_refused(here
 
 
 def test_folder_walk_is_sorted_recursive_and_ignores_hidden_and_unknown(here: Path) -> None:
-    for name in ["c/b.jsonl", "c/a/z.txt", "c/a/y.jsonl.gz", "c/B.txt", "c/.hidden.jsonl", "c/.git/x.jsonl", "c/notes.md", "c/a/data.csv.gz"]:
+    for name in [
+        "c/b.jsonl",
+        "c/a/z.txt",
+        "c/a/y.jsonl.gz",
+        "c/B.txt",
+        "c/.hidden.jsonl",
+        "c/.git/x.jsonl",
+        "c/notes.md",
+        "c/a/data.csv.gz",
+    ]:
         write(name, jsonl({"text": name}))
     resolved = resolve_inputs(["c/"])
     assert [s.path for s in resolved.sources] == ["c/B.txt", "c/a/y.jsonl.gz", "c/a/z.txt", "c/b.jsonl"]
@@ -226,9 +243,18 @@ def test_always_fatal_inputs_raise_with_what_to_do(here: Path) -> None:
     os.makedirs("loop/inner")
     os.symlink("..", "loop/inner/up")
     cases = {
-        "missing.jsonl": ("missing-input", "missing.jsonl: no such file or folder. Check the path (relative paths start in the current folder)"),
-        "nothing/*.jsonl": ("missing-input", "nothing/*.jsonl: the pattern matches no file or folder. Check the pattern and the current folder"),
-        "notes.md": ("unknown-format", "notes.md: cannot tell the file's format from its name. Supported: .jsonl, .json, .txt (each plain, .gz or .zst), .parquet, .arrow, a datasets.save_to_disk folder; rename the file, or pass --assume-format text (or jsonl)"),
+        "missing.jsonl": (
+            "missing-input",
+            "missing.jsonl: no such file or folder. Check the path (relative paths start in the current folder)",
+        ),
+        "nothing/*.jsonl": (
+            "missing-input",
+            "nothing/*.jsonl: the pattern matches no file or folder. Check the pattern and the current folder",
+        ),
+        "notes.md": (
+            "unknown-format",
+            "notes.md: cannot tell the file's format from its name. Supported: .jsonl, .json, .txt (each plain, .gz or .zst), .parquet, .arrow, a datasets.save_to_disk folder; rename the file, or pass --assume-format text (or jsonl)",
+        ),
         "only-md": ("missing-input", "only-md: the folder holds no input files (it holds only only-md/readme.md). Supported:"),
         "*.md": ("missing-input", "*.md: the pattern matches no input of a known format (only notes.md). Supported:"),
         "loop": ("symlink-loop", "loop/inner/up: symbolic link loop: loop/inner/up leads back into a folder that contains it"),
@@ -278,15 +304,28 @@ def test_each_bad_record_kind_has_its_reason_and_names_the_line() -> None:
     path = DATA / "bad-records.jsonl"
     items = list(iter_records([InputSource(str(path), "jsonl")], ReaderOptions()))
     expected = {
-        3: "invalid-json", 4: "not-an-object", 5: "missing-text-field", 6: "null-text", 7: "non-string-text",
-        8: "empty-document", 9: "invalid-utf8", 10: "invalid-utf8", 11: "non-integer-id", 12: "non-integer-id",
-        13: "negative-id", 14: "id-too-large", 15: "empty-document", 16: "invalid-input-ids",
+        3: "invalid-json",
+        4: "not-an-object",
+        5: "missing-text-field",
+        6: "null-text",
+        7: "non-string-text",
+        8: "empty-document",
+        9: "invalid-utf8",
+        10: "invalid-utf8",
+        11: "non-integer-id",
+        12: "non-integer-id",
+        13: "negative-id",
+        14: "id-too-large",
+        15: "empty-document",
+        16: "invalid-input-ids",
     }
     assert [i.location for i in records(items)] == [f"{path} line 1", f"{path} line 18"]
     assert records(items)[1].input_ids == [0, 2**31 - 1]
     assert [(e.location, e.reason) for e in errors(items)] == [(f"{path} line {n}", reason) for n, reason in expected.items()]
     by_line = {int(e.location.rsplit(" ", 1)[1]): str(e) for e in errors(items)}
-    assert by_line[3] == f"{path} line 3: invalid JSON: Unterminated string starting at: column 10. Each line must be one complete JSON object"
+    assert (
+        by_line[3] == f"{path} line 3: invalid JSON: Unterminated string starting at: column 10. Each line must be one complete JSON object"
+    )
     assert by_line[5].endswith("Is --text-field correct? Available keys: ['body', 'id']")
     assert "is a number (2.0), not an integer token id" in by_line[11] and "(True)" in by_line[12]
 
@@ -320,7 +359,11 @@ def test_bad_text_files(here: Path) -> None:
     write("empty.txt", b"")
     write("blank.txt", b" \n\t\n")
     items = read("latin1.txt", "empty.txt", "blank.txt")
-    assert [(e.location, e.reason) for e in errors(items)] == [("latin1.txt", "invalid-utf8"), ("empty.txt", "empty-document"), ("blank.txt", "empty-document")]
+    assert [(e.location, e.reason) for e in errors(items)] == [
+        ("latin1.txt", "invalid-utf8"),
+        ("empty.txt", "empty-document"),
+        ("blank.txt", "empty-document"),
+    ]
     assert str(errors(items)[0]).startswith("latin1.txt: line 2 is not valid UTF-8")
     per_line = read("latin1.txt", text_per_line=True)
     assert [r.text for r in records(per_line)] == ["line one"] and only_error(per_line).location == "latin1.txt line 2"
@@ -328,7 +371,10 @@ def test_bad_text_files(here: Path) -> None:
 
 def test_deep_nesting_and_huge_numbers_are_invalid_json_not_crashes(here: Path) -> None:
     write("deep.jsonl", b"[" * 100_000 + b"\n" + b'{"input_ids": [' + b"9" * 5000 + b"]}\n")
-    assert [(e.location, e.reason) for e in errors(read("deep.jsonl"))] == [("deep.jsonl line 1", "invalid-json"), ("deep.jsonl line 2", "invalid-json")]
+    assert [(e.location, e.reason) for e in errors(read("deep.jsonl"))] == [
+        ("deep.jsonl line 1", "invalid-json"),
+        ("deep.jsonl line 2", "invalid-json"),
+    ]
 
 
 def test_bad_json_array_reports_the_element_and_stops(here: Path) -> None:
@@ -371,7 +417,9 @@ def test_binary_data_under_a_text_name_is_one_error(here: Path) -> None:
     write("utf16.jsonl", '{"text": "hi"}\n'.encode("utf-16"))
     items = read(str(DATA / "bad-gzip-named-plain.jsonl"), "nul.txt", "utf16.jsonl")
     assert [e.reason for e in errors(items)] == ["binary-file"] * 3 and not records(items)
-    assert str(errors(items)[0]).endswith("bad-gzip-named-plain.jsonl: not UTF-8 text: it looks like gzip-compressed data. Name it with a .gz suffix")
+    assert str(errors(items)[0]).endswith(
+        "bad-gzip-named-plain.jsonl: not UTF-8 text: it looks like gzip-compressed data. Name it with a .gz suffix"
+    )
     assert "UTF-16 text. Re-encode it as UTF-8" in str(errors(items)[2])
 
 
@@ -389,7 +437,9 @@ def test_corrupt_and_unreadable_files_are_one_error_each(here: Path) -> None:
         ("garbage.parquet", "corrupt-file"),
         ("links/broken.jsonl", "unreadable-file"),
     ]
-    assert str(errors(items)[3]) == "links/broken.jsonl: cannot read the file: No such file or directory. Check the path and its permissions"
+    assert (
+        str(errors(items)[3]) == "links/broken.jsonl: cannot read the file: No such file or directory. Check the path and its permissions"
+    )
     assert [r.text for r in records(items)] == ["survivor"]
 
 
@@ -401,10 +451,12 @@ def test_parquet_schema_problems_are_one_error_per_file(here: Path) -> None:
     pq.write_table(pa.table({"text": ["kept"]}), "ok.parquet")
     items = read("wrong-field.parquet", "int-text.parquet", "float-ids.parquet", "ok.parquet")
     assert [(e.location, e.reason) for e in errors(items)] == [
-        ("wrong-field.parquet", "missing-text-field"), ("int-text.parquet", "non-string-text"), ("float-ids.parquet", "non-integer-id")
+        ("wrong-field.parquet", "missing-text-field"),
+        ("int-text.parquet", "non-string-text"),
+        ("float-ids.parquet", "non-integer-id"),
     ]
     assert str(errors(items)[0]) == (
-        'wrong-field.parquet: no "text" field (and no "input_ids" list of token ids). Is --text-field correct? Available keys: [\'content\', \'meta\']'
+        "wrong-field.parquet: no \"text\" field (and no \"input_ids\" list of token ids). Is --text-field correct? Available keys: ['content', 'meta']"
     )
     assert [r.text for r in records(items)] == ["kept"]
     assert only_error(read("no-id.parquet", id_field="doc")).reason == "missing-id-field"
@@ -414,11 +466,19 @@ def test_bad_rows_in_columnar_files(here: Path) -> None:
     pq.write_table(pa.table({"text": ["a", None, ""], "id": ["x", "y", None]}), "rows.parquet")
     got = read("rows.parquet", id_field="id")
     assert [(i.location, getattr(i, "reason", "ok")) for i in got] == [
-        ("rows.parquet record 0", "ok"), ("rows.parquet record 1", "null-text"), ("rows.parquet record 2", "missing-id-field")
+        ("rows.parquet record 0", "ok"),
+        ("rows.parquet record 1", "null-text"),
+        ("rows.parquet record 2", "missing-id-field"),
     ]
     ids = pa.array([[1, 2], [], None, [-3], [2**31]], pa.list_(pa.int64()))
     pq.write_table(pa.table({"input_ids": ids}), "ids.parquet")
-    assert [getattr(i, "reason", "ok") for i in read("ids.parquet")] == ["ok", "empty-document", "invalid-input-ids", "negative-id", "id-too-large"]
+    assert [getattr(i, "reason", "ok") for i in read("ids.parquet")] == [
+        "ok",
+        "empty-document",
+        "invalid-input-ids",
+        "negative-id",
+        "id-too-large",
+    ]
 
 
 # --- robustness ---------------------------------------------------------------------------------------
@@ -428,7 +488,12 @@ def test_bad_rows_in_columnar_files(here: Path) -> None:
 @given(
     data=st.one_of(
         st.binary(max_size=300),
-        st.lists(st.sampled_from([b"{", b"}", b"[", b"]", b'"text"', b'"input_ids"', b":", b",", b"\n", b"1", b"-", b"\xff", b"\x00", b"null", b'"\\ud800"']), max_size=40).map(b"".join),
+        st.lists(
+            st.sampled_from(
+                [b"{", b"}", b"[", b"]", b'"text"', b'"input_ids"', b":", b",", b"\n", b"1", b"-", b"\xff", b"\x00", b"null", b'"\\ud800"']
+            ),
+            max_size=40,
+        ).map(b"".join),
     ),
     name=st.sampled_from(["f.jsonl", "f.txt", "f.jsonl.gz", "f.json", "f.json.gz", "f.txt.zst"]),
     compress=st.sampled_from(["as-named", "raw", "truncated"]),

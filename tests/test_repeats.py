@@ -56,14 +56,21 @@ def covered_by(starts: list[int], length: int) -> int:
 def check_against_brute_force(corpus: Corpus, length: int) -> None:
     passages, _ = locate_passages(corpus, length)
     expected = brute_force(corpus, length)
-    found = sorted(s + j for s, p in zip(passages.occ_start.tolist(), passages.occ_passage.tolist()) for j in range(passages.length[p] - length + 1))
+    found = sorted(
+        s + j for s, p in zip(passages.occ_start.tolist(), passages.occ_passage.tolist()) for j in range(passages.length[p] - length + 1)
+    )
     assert found == sorted(s for starts in expected.values() for s in starts)  # every repeated window, once
     assert passages_hold(corpus.ids, passages)
     for p in range(len(passages)):  # a passage's count is the number of places its exact tokens occur
         start = int(passages.first[p])
         tokens = corpus.ids[start : start + passages.length[p]].tolist()
         head = corpus.ids[start : start + length].astype("<i4").tobytes()
-        places = [s for s in expected[head] if corpus.ids[s : s + len(tokens)].tolist() == tokens and corpus.document_of([s])[0] == corpus.document_of([s + len(tokens) - 1])[0]]
+        places = [
+            s
+            for s in expected[head]
+            if corpus.ids[s : s + len(tokens)].tolist() == tokens
+            and corpus.document_of([s])[0] == corpus.document_of([s + len(tokens) - 1])[0]
+        ]
         assert len(places) == passages.count[p]
 
 
@@ -78,7 +85,9 @@ def test_real_repeats_equal_a_brute_force_search(outputs: dict[str, Path]) -> No
 
 @settings(max_examples=100, deadline=None)
 @given(
-    documents=st.sampled_from([4, 1000]).flatmap(lambda vocabulary: st.lists(st.lists(st.integers(0, vocabulary - 1), max_size=40), min_size=1, max_size=8)),
+    documents=st.sampled_from([4, 1000]).flatmap(
+        lambda vocabulary: st.lists(st.lists(st.integers(0, vocabulary - 1), max_size=40), min_size=1, max_size=8)
+    ),
     length=st.integers(2, 6),
 )
 def test_small_corpora_equal_a_brute_force_search(documents: list[list[int]], length: int) -> None:
@@ -170,7 +179,9 @@ def test_cli_text_and_json(outputs: dict[str, Path]) -> None:
 
 
 def test_longer_minimum_finds_fewer_passages(outputs: dict[str, Path]) -> None:
-    assert find_repeats(outputs["goldfish"], min_length=200, top=0).passages < find_repeats(outputs["goldfish"], min_length=N, top=0).passages
+    assert (
+        find_repeats(outputs["goldfish"], min_length=200, top=0).passages < find_repeats(outputs["goldfish"], min_length=N, top=0).passages
+    )
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -105,7 +105,9 @@ def write_hf_tokenizer(path: Path) -> Path:
 def test_the_guard_refuses_and_logs_a_connection(tmp_path: Path) -> None:
     """The guard itself works, so an empty log below means no attempt, not a blind guard."""
     env, log = guarded_env(tmp_path)
-    probe = "import socket\ntry:\n    socket.create_connection(('example.org', 80), timeout=1)\nexcept OSError as e:\n    print('refused', e)\n"
+    probe = (
+        "import socket\ntry:\n    socket.create_connection(('example.org', 80), timeout=1)\nexcept OSError as e:\n    print('refused', e)\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert "refused" in result.stdout, result.stderr
     assert "getaddrinfo 'example.org'" in log.read_text()
@@ -176,8 +178,10 @@ def test_trust_remote_code_is_never_anything_but_false() -> None:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.value.lineno} trust_remote_code={ast.unparse(node.value)}")
             if isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values):
-                    if isinstance(key, ast.Constant) and key.value == "trust_remote_code" and not (
-                        isinstance(value, ast.Constant) and value.value is False
+                    if (
+                        isinstance(key, ast.Constant)
+                        and key.value == "trust_remote_code"
+                        and not (isinstance(value, ast.Constant) and value.value is False)
                     ):
                         offenders.append(f"{path.relative_to(ROOT)}:{key.lineno} dict sets trust_remote_code")
     assert not offenders, "\n".join(offenders)
@@ -227,8 +231,12 @@ def test_a_tokenizer_folder_with_custom_code_is_refused_not_run(tmp_path: Path) 
     folder.mkdir()
     write_hf_tokenizer(folder / "tokenizer.json")
     marker = tmp_path / "code-ran"
-    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\nfrom transformers import PreTrainedTokenizerFast as EvilTokenizer\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": [None, "evil.EvilTokenizer"]}, "tokenizer_class": "EvilTokenizer"}))
+    (folder / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('pwned')\nfrom transformers import PreTrainedTokenizerFast as EvilTokenizer\n"
+    )
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"auto_map": {"AutoTokenizer": [None, "evil.EvilTokenizer"]}, "tokenizer_class": "EvilTokenizer"})
+    )
     result = CliRunner().invoke(cli, ["mask", str(write_corpus(tmp_path)), "-o", str(tmp_path / "out"), "-q", "--tokenizer", str(folder)])
     assert not marker.exists(), "the tokenizer folder's code was executed"
     if result.exit_code == 0:  # loading the tokenizer.json alone, ignoring the custom class, is safe too

@@ -67,8 +67,21 @@ def test_marked_tokens_are_the_dropped_ones() -> None:
 
 
 def view_of(pieces: list[str], dropped: list[bool]) -> DocumentView:
-    return DocumentView("f", "data-00000.arrow", 0, "d", None, np.arange(len(pieces), dtype=np.int32), np.array(dropped),
-                        len(pieces), np.zeros(1, np.int64), 0, MaskConfig(), pieces, None)
+    return DocumentView(
+        "f",
+        "data-00000.arrow",
+        0,
+        "d",
+        None,
+        np.arange(len(pieces), dtype=np.int32),
+        np.array(dropped),
+        len(pieces),
+        np.zeros(1, np.int64),
+        0,
+        MaskConfig(),
+        pieces,
+        None,
+    )
 
 
 def test_id_and_row_name_the_same_document(outputs: dict[str, Path]) -> None:
@@ -125,6 +138,8 @@ def test_errors_name_the_fix(outputs: dict[str, Path]) -> None:
     beyond = run("show", folder, "--row", 20)
     assert beyond.stderr == f"Error: {folder}: row 20 does not exist (the output has 20 rows, numbered from 0). Pick a row in 0..19\n"
     packed = run("show", outputs["packed"], "--id", "doc-1")
-    assert packed.stderr == f"Error: {outputs['packed']}: packed outputs have no document ids (rows mix documents). Pick a row with --row N\n"
+    assert (
+        packed.stderr == f"Error: {outputs['packed']}: packed outputs have no document ids (rows mix documents). Pick a row with --row N\n"
+    )
     neither = run("show", folder)
     assert neither.exit_code == 2 and neither.stderr.endswith("Error: name one document: --id ID or --row N\n")

@@ -135,7 +135,9 @@ def test_eligible_per_row_equals_a_position_count(
     else:
         eligible = local >= 7
     row_starts = np.append(np.arange(0, n, seq_len), n)
-    stream = TokenStream(Path("x"), np.zeros(n, np.int32), np.zeros(n, np.int32), row_starts, starts.astype(np.int64), np.zeros(0, np.int64), row_starts)
+    stream = TokenStream(
+        Path("x"), np.zeros(n, np.int32), np.zeros(n, np.int32), row_starts, starts.astype(np.int64), np.zeros(0, np.int64), row_starts
+    )
     per_row, next_lead = eligible_per_row(stream, lead, config)
     assert per_row.tolist() == [int(eligible[a:b].sum()) for a, b in zip(row_starts[:-1], row_starts[1:])]
     assert next_lead == int(local[-1]) + 1

@@ -29,7 +29,9 @@ def run(*args: object) -> Result:
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
     """Everything a user or `load_from_disk` reads: the shards, state.json, dataset_info.json, the manifest."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and ".goldfish" not in p.parts}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and ".goldfish" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,9 @@ def test_finalize_refuses_tasks_run_with_different_options(tmp_path: Path, corpu
     assert run_task(corpus, out, 2, 1, "--k", "3", "--overwrite").exit_code == 0
     result = CliRunner().invoke(cli, ["finalize", str(out)])
     assert result.exit_code == 1 and not (out / "goldfish_manifest.json").exists()
-    assert result.output.startswith(f"Error: the tasks of {out} were not all run with the same inputs and options: --task-index 0 made shards")
+    assert result.output.startswith(
+        f"Error: the tasks of {out} were not all run with the same inputs and options: --task-index 0 made shards"
+    )
     assert "Rerun every task with the same inputs and options (--overwrite), then finalize again" in result.output
     assert run_task(corpus, out, 2, 0, "--k", "3", "--overwrite").exit_code == 0
     assert CliRunner().invoke(cli, ["finalize", str(out)]).exit_code == 0

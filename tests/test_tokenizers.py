@@ -85,9 +85,7 @@ def llama2_hf_folder(tmp_path_factory: pytest.TempPathFactory, llama2_model: Pat
 
 
 @pytest.fixture(scope="session")
-def specs(
-    llama2_model: Path, bpe_json: Path, llama2_hf_folder: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
+def specs(llama2_model: Path, bpe_json: Path, llama2_hf_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One spec per form ``load_tokenizer`` accepts."""
     copies = tmp_path_factory.mktemp("copies")
     shutil.copy(CL100K_FILE, copies / "cl100k.tiktoken")

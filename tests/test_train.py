@@ -186,7 +186,9 @@ def test_training_stops_at_the_requested_supervised_tokens(corpus: dict[str, Pat
     assert 1000 <= result.supervised_tokens < 1000 + per_step_most
 
 
-def test_ddp_code_path_with_one_gloo_process_matches_a_plain_run(corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ddp_code_path_with_one_gloo_process_matches_a_plain_run(
+    corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plain: list[dict[str, Any]] = []
     train(run_config(corpus["goldfish"], tmp_path / "plain", max_steps=3, grad_accum=2), plain.append)
     with socket.socket() as probe:
@@ -203,7 +205,11 @@ def test_ddp_code_path_with_one_gloo_process_matches_a_plain_run(corpus: dict[st
 def test_vocabulary_is_sized_from_the_manifest(corpus: dict[str, Path], tmp_path: Path) -> None:
     train(run_config(corpus["goldfish"], tmp_path / "run", max_steps=1))
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert state["model_config"]["vocab_size"] == json.loads((corpus["goldfish"] / "goldfish_manifest.json").read_text())["tokenizer"]["vocab_size"] == 512
+    assert (
+        state["model_config"]["vocab_size"]
+        == json.loads((corpus["goldfish"] / "goldfish_manifest.json").read_text())["tokenizer"]["vocab_size"]
+        == 512
+    )
 
 
 def test_model_logits_do_not_depend_on_later_tokens() -> None:

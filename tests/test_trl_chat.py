@@ -36,9 +36,17 @@ def conversations() -> list[dict[str, Any]]:
     paragraphs = [p.strip() for p in (LICENSES / "Apache-2.0").read_text(encoding="utf-8").split("\n\n") if 150 < len(p.strip()) < 450][:8]
     records = []
     for i, paragraph in enumerate(paragraphs):
-        chat = [{"role": "user", "content": f"What does clause {i} of the Apache licence say?"}, {"role": "assistant", "content": paragraph}]
+        chat = [
+            {"role": "user", "content": f"What does clause {i} of the Apache licence say?"},
+            {"role": "assistant", "content": paragraph},
+        ]
         if i % 4 == 0:
-            chat = [{"role": "system", "content": "Quote the licence."}, *chat, {"role": "user", "content": "Thanks."}, {"role": "assistant", "content": "You are welcome."}]
+            chat = [
+                {"role": "system", "content": "Quote the licence."},
+                *chat,
+                {"role": "user", "content": "Thanks."},
+                {"role": "assistant", "content": "You are welcome."},
+            ]
         records.append({"messages": chat})
     return records
 

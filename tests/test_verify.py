@@ -145,7 +145,9 @@ def test_every_single_changed_label_is_located_even_with_a_resealed_checksum(out
         report = verify_folder(folder)
         row = int(np.searchsorted(offsets, position, side="right") - 1)
         assert not report.ok
-        assert str(report.problems[0]).startswith(f"data-00000.arrow row {row} position {position - offsets[row]} (global row {row}): label {new}, expected ")
+        assert str(report.problems[0]).startswith(
+            f"data-00000.arrow row {row} position {position - offsets[row]} (global row {row}): label {new}, expected "
+        )
         shard.write_bytes(original)
         reseal(folder)
 
@@ -168,7 +170,9 @@ def test_changed_ids_are_caught_and_kept_ones_located(outputs: dict[str, Path], 
         if labels[position] != -100:
             reseal(folder)
             row = int(np.searchsorted(offsets, position, side="right") - 1)
-            assert f"data-00000.arrow row {row} position {position - offsets[row]} (global row {row}): label " in str(verify_folder(folder).problems[0])
+            assert f"data-00000.arrow row {row} position {position - offsets[row]} (global row {row}): label " in str(
+                verify_folder(folder).problems[0]
+            )
         shard.write_bytes(original)
         reseal(folder)
 
@@ -241,7 +245,10 @@ def test_packed_padding_and_doc_starts_are_checked(outputs: dict[str, Path], cop
 
     rewrite(last, "input_ids", pad)
     problems = [str(p) for p in verify_folder(folder).problems]
-    assert f"{last.name} row {len(used) - 1} position {PACK - 1}: padding holds id 7 label -100; padding is id 100257 with label -100" in problems
+    assert (
+        f"{last.name} row {len(used) - 1} position {PACK - 1}: padding holds id 7 label -100; padding is id 100257 with label -100"
+        in problems
+    )
 
     shutil.rmtree(folder)
     folder = copy(outputs["packed"])
@@ -254,7 +261,10 @@ def test_packed_padding_and_doc_starts_are_checked(outputs: dict[str, Path], cop
         values[offsets[row] + 1] = values[offsets[row]]  # two equal starts: not increasing
 
     rewrite(first, "doc_starts", repeat)
-    assert [str(p).startswith(f"data-00000.arrow row {row}: doc_starts [") for p in verify_folder(folder).problems] == [False, True]  # after the checksum
+    assert [str(p).startswith(f"data-00000.arrow row {row}: doc_starts [") for p in verify_folder(folder).problems] == [
+        False,
+        True,
+    ]  # after the checksum
 
 
 def split_packed_shard(folder: Path, at_row: int) -> None:
@@ -270,10 +280,16 @@ def split_packed_shard(folder: Path, at_row: int) -> None:
         name = f"data-{index:05d}.arrow"
         write_stream(folder / name, part)
         starts = sum(len(s) for s in part.column("doc_starts").to_pylist())
-        records.append({"filename": name, "num_rows": part.num_rows, "num_documents": starts,
-                        "num_tokens": int(pa.compute.sum(part.column("num_tokens")).as_py()),
-                        "num_dropped": int(pa.compute.sum(part.column("num_dropped")).as_py()),
-                        "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest()})
+        records.append(
+            {
+                "filename": name,
+                "num_rows": part.num_rows,
+                "num_documents": starts,
+                "num_tokens": int(pa.compute.sum(part.column("num_tokens")).as_py()),
+                "num_dropped": int(pa.compute.sum(part.column("num_dropped")).as_py()),
+                "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(),
+            }
+        )
     manifest["shards"] = records
     write_manifest(folder, manifest)
     state = json.loads((folder / "state.json").read_text())

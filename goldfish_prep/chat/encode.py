@@ -42,7 +42,10 @@ class ChatEncoder:
             return []
         with self._reading_special_tokens():
             if self._token_bytes is None:
-                return [self._with_offsets(encoding, s) for encoding, s in zip(self._backend.encode_batch(list(texts), add_special_tokens=False), spans)]
+                return [
+                    self._with_offsets(encoding, s)
+                    for encoding, s in zip(self._backend.encode_batch(list(texts), add_special_tokens=False), spans)
+                ]
             fast = self._backend.encode_batch_fast(list(texts), add_special_tokens=False)
             out = []
             for text, encoding, text_spans in zip(texts, fast, spans):
@@ -80,7 +83,11 @@ def _byte_lengths(backend: Any) -> npt.NDArray[np.int64] | None:
     """Each id's length in UTF-8 bytes for a byte-level BPE without a normalizer, else None (use offsets)."""
     import tokenizers
 
-    if backend.normalizer is not None or not isinstance(backend.decoder, tokenizers.decoders.ByteLevel) or not isinstance(backend.model, tokenizers.models.BPE):
+    if (
+        backend.normalizer is not None
+        or not isinstance(backend.decoder, tokenizers.decoders.ByteLevel)
+        or not isinstance(backend.model, tokenizers.models.BPE)
+    ):
         return None
     decode = {character: byte for byte, character in _byte_alphabet().items()}
     added = {index: token.content for index, token in backend.get_added_tokens_decoder().items()}

@@ -52,7 +52,9 @@ def masks_answers(mask: MaskConfig) -> bool:
     return mask.strategy_object.spec_version == GOLDFISH_SPEC_VERSION or drops_nothing(mask)
 
 
-def tokenize_chats(records: Sequence[Record], tokenizer_spec: str, setup: ChatSetup, mask: MaskConfig, errors: list[InputError]) -> ChatTokens:
+def tokenize_chats(
+    records: Sequence[Record], tokenizer_spec: str, setup: ChatSetup, mask: MaskConfig, errors: list[InputError]
+) -> ChatTokens:
     """Render and tokenize ``records``; records the template fails on are appended to ``errors``."""
     from goldfish_prep.chat.render import chat_renderer
 

@@ -31,7 +31,14 @@ from goldfish_prep.readers.records import Record
 
 ROLES = ("system", "user", "assistant", "tool")
 #: ShareGPT's ``from`` values and the role each becomes (also accepted: the four roles themselves)
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant", "observation": "tool", "function": "tool"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "observation": "tool",
+    "function": "tool",
+}
 ROLE_MAP = {**{role: role for role in ROLES}, **SHAREGPT_ROLES}
 #: names a message's reasoning comes under; transformers fills the first two from whichever is there
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
@@ -89,7 +96,12 @@ def _conversation(obj: dict[str, Any], location: str, field: str) -> list[Any] |
             elif isinstance(part, list) and part:
                 turns.extend(part)
             else:
-                return InputError(location, f'"{key}" is {_article(json_type(part))}, not a string or a list of messages', "Store prompt and completion as strings or lists of messages", "no-messages")
+                return InputError(
+                    location,
+                    f'"{key}" is {_article(json_type(part))}, not a string or a list of messages',
+                    "Store prompt and completion as strings or lists of messages",
+                    "no-messages",
+                )
         return turns
     keys = list(obj.keys())[:20]
     return InputError(
@@ -103,7 +115,12 @@ def _conversation(obj: dict[str, Any], location: str, field: str) -> list[Any] |
 def check_message(message: object, location: str) -> dict[str, Any] | InputError:
     """One message as ``{"role", "content", ...}`` with null keys dropped, or why not."""
     if not isinstance(message, dict):
-        return InputError(location, f"the message is {_article(json_type(message))}, not an object", 'Write each message as {"role": ..., "content": ...}', "invalid-message")
+        return InputError(
+            location,
+            f"the message is {_article(json_type(message))}, not an object",
+            'Write each message as {"role": ..., "content": ...}',
+            "invalid-message",
+        )
     message = {key: value for key, value in message.items() if value is not None}
     if "role" not in message and "from" in message:  # ShareGPT
         message = {"role": message.pop("from"), "content": message.pop("value", None), **message}
@@ -111,13 +128,23 @@ def check_message(message: object, location: str) -> dict[str, Any] | InputError
             del message["content"]
     for key in ("role", "content"):
         if key not in message:
-            return InputError(location, f'the message has no "{key}" (keys: {list(message)[:10]})', 'Give every message a "role" and a "content" (ShareGPT: "from" and "value")', "invalid-message")
+            return InputError(
+                location,
+                f'the message has no "{key}" (keys: {list(message)[:10]})',
+                'Give every message a "role" and a "content" (ShareGPT: "from" and "value")',
+                "invalid-message",
+            )
     role, content = message["role"], message["content"]
     if not isinstance(role, str) or role not in ROLE_MAP:
         known = ", ".join(sorted(ROLE_MAP))
         return InputError(location, f"unknown role {role!r}", f"Use one of: {known} (see the role map in docs/chat.md)", "unknown-role")
     if not isinstance(content, str):
-        return InputError(location, f'"content" is {_article(json_type(content))}, not a string', "Store each message's content as a string (content parts are not read)", "non-string-content")
+        return InputError(
+            location,
+            f'"content" is {_article(json_type(content))}, not a string',
+            "Store each message's content as a string (content parts are not read)",
+            "non-string-content",
+        )
     if not content.isascii():
         problem = surrogate_problem(content, location, "content")
         if problem is not None:
@@ -137,7 +164,12 @@ def record_k(obj: dict[str, Any], location: str, field: str | None) -> int | Non
     if value is None:
         return 0
     if type(value) is not int or value < 0 or value == 1 or value >= 2**31:
-        return InputError(location, f'"{field}" is {value!r}, not 0 (standard loss) or an integer k >= 2', f"Store each record's k as an integer (0 for standard loss) under {field!r}", "invalid-k")
+        return InputError(
+            location,
+            f'"{field}" is {value!r}, not 0 (standard loss) or an integer k >= 2',
+            f"Store each record's k as an integer (0 for standard loss) under {field!r}",
+            "invalid-k",
+        )
     return value
 
 

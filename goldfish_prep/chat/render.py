@@ -108,7 +108,12 @@ class ChatRenderer:
             text, spans = self._template.render(variables)
         except Exception as exc:  # noqa: BLE001 -- a template raises what its code raises: raise_exception, TypeError, UndefinedError...
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return InputError(record.location, f"the chat template failed on this conversation: {cause}", "Fix the record or the template (--chat-template)", "template-error")
+            return InputError(
+                record.location,
+                f"the chat template failed on this conversation: {cause}",
+                "Fix the record or the template (--chat-template)",
+                "template-error",
+            )
         if not self._template.has_generation:
             messages = record.messages or []
             try:
@@ -117,10 +122,20 @@ class ChatRenderer:
                 probe = ""
             found = content_spans(text, probe, messages, self._special_texts)
             if isinstance(found, str):
-                return InputError(record.location, found, "Add a {% generation %} block around the assistant's part in the template (--chat-template)", "template-error")
+                return InputError(
+                    record.location,
+                    found,
+                    "Add a {% generation %} block around the assistant's part in the template (--chat-template)",
+                    "template-error",
+                )
             spans = found
         if not any(end > start for start, end in spans):
-            return InputError(record.location, "the template rendered no assistant text (its {% generation %} blocks are empty)", "Check the template's generation blocks", "template-error")
+            return InputError(
+                record.location,
+                "the template rendered no assistant text (its {% generation %} blocks are empty)",
+                "Check the template's generation blocks",
+                "template-error",
+            )
         return text, spans
 
 
@@ -146,9 +161,7 @@ def tokens_in_spans(offsets: npt.NDArray[np.int64], spans: Sequence[tuple[int, i
     return inside
 
 
-def content_spans(
-    text: str, probe: str, messages: Sequence[dict[str, Any]], special_texts: Sequence[str]
-) -> list[tuple[int, int]] | str:
+def content_spans(text: str, probe: str, messages: Sequence[dict[str, Any]], special_texts: Sequence[str]) -> list[tuple[int, int]] | str:
     """Assistant spans without a generation block (module docstring), or why they cannot be found.
 
     ``probe`` is the same conversation rendered with each assistant content

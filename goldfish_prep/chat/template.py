@@ -103,7 +103,9 @@ class Compiled:
         try:
             self._template = environment.from_string(text)
         except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(f"the chat template does not compile: {exc.message} (template line {exc.lineno}). Fix: correct the template") from exc
+            raise ConfigError(
+                f"the chat template does not compile: {exc.message} (template line {exc.lineno}). Fix: correct the template"
+            ) from exc
         self.has_generation = _GENERATION_TAG.search(text) is not None
 
     def render(self, variables: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
@@ -155,7 +157,9 @@ def _environment() -> Any:
 
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols])
     environment.filters["tojson"] = _tojson
-    environment.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now, dict=_TemplateDict(), namespace=_namespace_class())
+    environment.globals.update(
+        raise_exception=_raise_exception, strftime_now=_strftime_now, dict=_TemplateDict(), namespace=_namespace_class()
+    )
     return environment
 
 
@@ -165,7 +169,9 @@ def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: tuple[str, str] | None = None, sort_keys: bool = False
+) -> str:
     """JSON as ``json.dumps`` writes it: Jinja's own ``tojson`` would escape ``<``, ``>``, ``&`` and ``'`` for HTML."""
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 

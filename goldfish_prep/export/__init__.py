@@ -41,7 +41,9 @@ FORMATS: dict[str, Exporter] = {
 DEFAULT_FORMAT = "nanogpt"
 
 
-def export(folder: str | Path, out: str | Path, format_name: str = DEFAULT_FORMAT, overwrite: bool = False, dtype: str | None = None) -> ExportResult:
+def export(
+    folder: str | Path, out: str | Path, format_name: str = DEFAULT_FORMAT, overwrite: bool = False, dtype: str | None = None
+) -> ExportResult:
     """Export the shards in ``folder`` to ``out`` (nanoGPT: a file prefix; other formats: a folder).
 
     ``dtype`` overrides the token-id type (``None``: the smallest the trainer reads that holds every id).

@@ -27,7 +27,9 @@ def token_dtype(vocab_size: int, allowed: Sequence[str], format_name: str, reque
     """
     if requested is not None:
         if requested not in allowed:
-            raise ConfigError(f"--dtype {requested} is not read by {format_name} exports; choose one of {', '.join(allowed)}, or leave --dtype out")
+            raise ConfigError(
+                f"--dtype {requested} is not read by {format_name} exports; choose one of {', '.join(allowed)}, or leave --dtype out"
+            )
         if not _holds(requested, vocab_size):
             raise ConfigError(
                 f"--dtype {requested} cannot hold the ids of a {vocab_size:,}-id vocabulary (largest id {vocab_size - 1:,}); "

@@ -51,7 +51,11 @@ def export_megatron(source: Source, out: Path, overwrite: bool = False, dtype_na
     dtype = token_dtype(source.vocab_size, DTYPES, "megatron", dtype_name)
     with staged_folder(out, overwrite) as stage:
         scratch = stage.root / "sequence-lengths.int32.scratch"
-        with open(stage.path(f"{TEXT_PREFIX}.bin"), "wb") as ids_out, open(stage.path(f"{MASK_PREFIX}.bin"), "wb") as mask_out, open(scratch, "wb") as lengths_out:
+        with (
+            open(stage.path(f"{TEXT_PREFIX}.bin"), "wb") as ids_out,
+            open(stage.path(f"{MASK_PREFIX}.bin"), "wb") as mask_out,
+            open(scratch, "wb") as lengths_out,
+        ):
             counts = _write_items(source, dtype, ids_out, mask_out, lengths_out)
         for prefix, item in ((TEXT_PREFIX, dtype), (MASK_PREFIX, np.dtype(np.uint8))):
             stage.commit(f"{prefix}.bin")
@@ -69,7 +73,12 @@ def _write_items(source: Source, dtype: np.dtype[Any], ids_out: BinaryIO, mask_o
     for chunk in iter_documents(source):
         check_ids_fit(chunk, dtype, "Recreate the shards with the right --tokenizer")
         if len(chunk.lengths) and int(chunk.lengths.max()) > np.iinfo(np.int32).max:
-            raise InputError(str(chunk.shard), f"a document of {int(chunk.lengths.max()):,} tokens exceeds Megatron's int32 sequence length", "Split the document before masking", "too-long")
+            raise InputError(
+                str(chunk.shard),
+                f"a document of {int(chunk.lengths.max()):,} tokens exceeds Megatron's int32 sequence length",
+                "Split the document before masking",
+                "too-long",
+            )
         ids_out.write(chunk.ids.astype(dtype).tobytes())
         mask_out.write(chunk.keep.astype(np.uint8).tobytes())
         lengths_out.write(chunk.lengths.astype("<i4").tobytes())

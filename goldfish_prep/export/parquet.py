@@ -41,7 +41,9 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def export_parquet(source: Source, out: Path, overwrite: bool = False, dtype_name: str | None = None, row_group_tokens: int = ROW_GROUP_TOKENS) -> ExportResult:
+def export_parquet(
+    source: Source, out: Path, overwrite: bool = False, dtype_name: str | None = None, row_group_tokens: int = ROW_GROUP_TOKENS
+) -> ExportResult:
     """Write the Parquet folder described in the module docstring."""
     if dtype_name is not None:
         raise ConfigError("--dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out")

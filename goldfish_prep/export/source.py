@@ -55,7 +55,12 @@ class Source:
     def vocab_size(self) -> int:
         size = self.manifest.vocab_size
         if size is None:
-            raise InputError(str(self.folder / MANIFEST), "the tokenizer section records no vocab_size, so no token dtype can be chosen", "Recreate the output with `goldfish-prep mask`", "bad-manifest")
+            raise InputError(
+                str(self.folder / MANIFEST),
+                "the tokenizer section records no vocab_size, so no token dtype can be chosen",
+                "Recreate the output with `goldfish-prep mask`",
+                "bad-manifest",
+            )
         return size
 
 
@@ -92,7 +97,12 @@ def iter_documents(source: Source) -> Iterator[DocumentChunk]:
         starts = batch.doc_starts + len(carry_ids)
         if len(ids) and (not len(starts) or starts[0] != 0):
             if not len(carry_ids):
-                raise InputError(str(batch.path), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
+                raise InputError(
+                    str(batch.path),
+                    "the first row does not begin a document (doc_starts lacks 0)",
+                    "Recreate the output with `goldfish-prep mask`",
+                    "bad-shard",
+                )
             starts = np.concatenate([[0], starts])
         # in a packed output the last document may go on in the next shard: hold it back, unless none follows
         last = index == len(source.shards) - 1
@@ -111,4 +121,6 @@ def check_ids_fit(chunk: DocumentChunk, dtype: np.dtype[Any], fix: str) -> None:
     low, high = int(chunk.ids.min()), int(chunk.ids.max())
     if low < 0 or high > np.iinfo(dtype).max:
         bad = low if low < 0 else high
-        raise InputError(str(chunk.shard), f"token id {bad} does not fit {dtype} (the manifest's vocab_size is too small)", fix, "vocab-mismatch")
+        raise InputError(
+            str(chunk.shard), f"token id {bad} does not fit {dtype} (the manifest's vocab_size is too small)", fix, "vocab-mismatch"
+        )

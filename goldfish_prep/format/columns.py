@@ -144,7 +144,9 @@ def packed_stream(table: Any, path: Path) -> TokenStream:
     bad = np.flatnonzero((used < 0) | (used > lengths))
     if len(bad):
         row = int(bad[0])
-        raise InputError(f"{path} row {row}", f"num_tokens {used[row]} is outside [0, {lengths[row]}] (the row's length)", _RECREATE, "bad-shard")
+        raise InputError(
+            f"{path} row {row}", f"num_tokens {used[row]} is outside [0, {lengths[row]}] (the row's length)", _RECREATE, "bad-shard"
+        )
     keep = real_token_mask(offsets, used)
     row_starts = np.concatenate([[0], np.cumsum(used)]).astype(np.int64)
     starts, start_offsets = list_values(table, "doc_starts", path)

@@ -44,7 +44,12 @@ class ShardEntry:
             value = data.get(field.name)
             wanted = str if field.type == "str" else int
             if not isinstance(value, wanted) or isinstance(value, bool):
-                raise InputError(where, f"shard entry {data.get('filename')!r} has {field.name} {value!r}, not a {wanted.__name__}", _RECREATE, "bad-manifest")
+                raise InputError(
+                    where,
+                    f"shard entry {data.get('filename')!r} has {field.name} {value!r}, not a {wanted.__name__}",
+                    _RECREATE,
+                    "bad-manifest",
+                )
             values[field.name] = value
         name = values["filename"]
         if Path(name).name != name or name in ("", ".", ".."):

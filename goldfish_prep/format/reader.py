@@ -39,7 +39,9 @@ def read_shard(path: str | Path, columns: Sequence[str] | None = None) -> pa.Tab
         with pa.memory_map(str(path), "r") as source:
             table = pa.ipc.open_stream(source).read_all()
     except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(str(path), f"unreadable shard ({exc})", "Run `goldfish-prep verify` on the folder, or recreate it", "bad-shard") from exc
+        raise InputError(
+            str(path), f"unreadable shard ({exc})", "Run `goldfish-prep verify` on the folder, or recreate it", "bad-shard"
+        ) from exc
     return table.select(list(columns)) if columns is not None else table
 
 
@@ -81,7 +83,12 @@ class ShardBatch:
     def column(self, name: str) -> pa.ChunkedArray:
         """Any other column of the shard, as Arrow (``id``, ``source``, ``num_dropped``...)."""
         if name not in self.table.column_names:
-            raise InputError(str(self.path), f"no {name!r} column (columns: {', '.join(self.table.column_names)})", "Run `goldfish-prep verify` on the folder", "bad-shard")
+            raise InputError(
+                str(self.path),
+                f"no {name!r} column (columns: {', '.join(self.table.column_names)})",
+                "Run `goldfish-prep verify` on the folder",
+                "bad-shard",
+            )
         return self.table.column(name)
 
 
@@ -182,7 +189,12 @@ class ShardSet:
             starts = batch.doc_starts.tolist()
             if (not starts or starts[0] != 0) and len(batch.ids):
                 if open_doc is None:
-                    raise InputError(str(batch.path), "the packed stream does not open with a document (doc_starts of the first row lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
+                    raise InputError(
+                        str(batch.path),
+                        "the packed stream does not open with a document (doc_starts of the first row lacks 0)",
+                        "Recreate the output with `goldfish-prep mask`",
+                        "bad-shard",
+                    )
                 end = starts[0] if starts else len(batch.ids)
                 open_doc[1].append(batch.ids[:end])
                 open_doc[2].append(batch.labels[:end])

@@ -53,7 +53,11 @@ def load_answer_corpus(folder: str | Path) -> AnswerCorpus:
         ids.append(stream.ids[take])
         drop.append(stream.labels[take] == IGNORE_INDEX)
         lengths.append(ends - starts)
-        documents = table.column("id").to_pylist() if not packed else [f"document {batch.documents_before + d}" for d in range(len(stream.doc_starts))]
+        documents = (
+            table.column("id").to_pylist()
+            if not packed
+            else [f"document {batch.documents_before + d}" for d in range(len(stream.doc_starts))]
+        )
         turn = np.arange(len(owner)) - np.searchsorted(owner, owner, side="left")  # the answer's number within its conversation
         names.extend(f"{documents[d]} answer {t}" for d, t in zip(owner.tolist(), turn.tolist()))
     flat_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)

@@ -38,12 +38,19 @@ class ChatExpectation:
     drop: Bools | None
 
 
-def chat_expectation(table: Any, stream: TokenStream, protected: npt.NDArray[np.int64], config: MaskConfig, k_field: bool) -> ChatExpectation:
+def chat_expectation(
+    table: Any, stream: TokenStream, protected: npt.NDArray[np.int64], config: MaskConfig, k_field: bool
+) -> ChatExpectation:
     """Recompute a chat shard's labels (see the module docstring)."""
     path: Path = stream.path
     assistant = assistant_flags(table, path, stream)
     if len(stream.ids) and (not len(stream.doc_starts) or stream.doc_starts[0] != 0):
-        raise InputError(str(path), "the shard opens inside a conversation carried over from the previous shard", "Recreate the output with `goldfish-prep mask`", "bad-shard")
+        raise InputError(
+            str(path),
+            "the shard opens inside a conversation carried over from the previous shard",
+            "Recreate the output with `goldfish-prep mask`",
+            "bad-shard",
+        )
     default_k = run_k(config)
     recorded = row_k(table, path)
     known = not (k_field and recorded is None)  # packed --k-field rows carry no k

@@ -59,7 +59,12 @@ def _special_ids(spec: str | None) -> tuple[int, ...]:
 
     fix = "Pass --tokenizer with the tokenizer the output was made with (its special tokens are never dropped)"
     if not spec:
-        raise InputError("goldfish_manifest.json", "the manifest names no tokenizer, so the special tokens of this chat output are unknown", fix, "no-tokenizer")
+        raise InputError(
+            "goldfish_manifest.json",
+            "the manifest names no tokenizer, so the special tokens of this chat output are unknown",
+            fix,
+            "no-tokenizer",
+        )
     try:
         backend = load_tokenizer(spec).chat_backend()  # type: ignore[attr-defined]
     except (TokenizerError, AttributeError, OSError) as exc:

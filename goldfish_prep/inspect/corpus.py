@@ -74,7 +74,12 @@ def load_corpus(folder: str | Path) -> Corpus:
         offset += len(stream.ids)
     flat_starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
     if offset and (not len(flat_starts) or flat_starts[0] != 0):
-        raise InputError(str(folder), "the first row does not begin a document (doc_starts lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
+        raise InputError(
+            str(folder),
+            "the first row does not begin a document (doc_starts lacks 0)",
+            "Recreate the output with `goldfish-prep mask`",
+            "bad-shard",
+        )
     return Corpus(
         folder=str(folder),
         manifest=shards.manifest,

@@ -109,7 +109,9 @@ def _eligible(manifest: Manifest, ids: Int32s) -> int:
     return int(mask_and_eligible(ids, np.zeros(1, np.int64), config, extras_for(config, table, 1))[1].sum())
 
 
-def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool, tokenizer: str | None = None) -> DocumentView:
+def _view(
+    folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool, tokenizer: str | None = None
+) -> DocumentView:
     config = manifest.mask
     ids, _ = list_values(table, "input_ids", path)
     labels, _ = list_values(table, "labels", path)
@@ -127,7 +129,9 @@ def _view(folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, r
         assistant = flags[: len(ids)] != 0
         eligible = None if packed else 0 if _row_k(table) == 0 else _eligible_answer_tokens(manifest, ids, assistant, tokenizer)
     dropped = labels == IGNORE_INDEX if assistant is None else (labels == IGNORE_INDEX) & assistant
-    return DocumentView(str(folder), path.name, row, name, source, ids, dropped, eligible, doc_starts, padding, config, None, None, assistant, packed)
+    return DocumentView(
+        str(folder), path.name, row, name, source, ids, dropped, eligible, doc_starts, padding, config, None, None, assistant, packed
+    )
 
 
 def _eligible_answer_tokens(manifest: Manifest, ids: Int32s, assistant: npt.NDArray[np.bool_], tokenizer: str | None) -> int | None:
@@ -170,8 +174,18 @@ def _find_row(folder: str | Path, manifest: Manifest, row: int) -> tuple[Path, i
             return path, row - before
         before += record.num_rows
     if not before:
-        raise InputError(str(folder), "the output has no rows (every input record was skipped or empty)", f"See `skipped` in its {MANIFEST}", "unknown-row")
-    raise InputError(str(folder), f"row {row} does not exist (the output has {before} rows, numbered from 0)", f"Pick a row in 0..{before - 1}", "unknown-row")
+        raise InputError(
+            str(folder),
+            "the output has no rows (every input record was skipped or empty)",
+            f"See `skipped` in its {MANIFEST}",
+            "unknown-row",
+        )
+    raise InputError(
+        str(folder),
+        f"row {row} does not exist (the output has {before} rows, numbered from 0)",
+        f"Pick a row in 0..{before - 1}",
+        "unknown-row",
+    )
 
 
 def token_pieces(spec: str | None, ids: Int32s) -> tuple[list[str] | None, str | None]:

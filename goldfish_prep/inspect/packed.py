@@ -84,7 +84,12 @@ def carried_context(paths: Sequence[Path], index: int, config: MaskConfig) -> tu
         if len(stream.doc_starts):
             break
     else:
-        raise InputError(str(paths[index]), "the packed stream does not open with a document (doc_starts of the first row lacks 0)", "Recreate the output with `goldfish-prep mask`", "bad-shard")
+        raise InputError(
+            str(paths[index]),
+            "the packed stream does not open with a document (doc_starts of the first row lacks 0)",
+            "Recreate the output with `goldfish-prep mask`",
+            "bad-shard",
+        )
     tail = np.concatenate(pieces[::-1]) if pieces else np.zeros(0, np.int32)
     if keep is None:
         return tail, length

@@ -193,7 +193,9 @@ def _covered(passages: Passages) -> int:
     return int(np.clip(ends - np.maximum(starts, reach), 0, None).sum())
 
 
-def _describe(corpus: Corpus, passages: Passages, p: int, differing: Int64s, everywhere: Int64s, preview: Callable[[list[int]], str]) -> RepeatedPassage:
+def _describe(
+    corpus: Corpus, passages: Passages, p: int, differing: Int64s, everywhere: Int64s, preview: Callable[[list[int]], str]
+) -> RepeatedPassage:
     mine = np.flatnonzero(passages.occ_passage == p)[:LISTED]
     positions = passages.occ_start[mine]
     documents = corpus.document_of(positions)

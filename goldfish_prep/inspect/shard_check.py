@@ -94,7 +94,11 @@ def check_shard(index: int, context: VerifyContext) -> ShardCheck:
     problems: list[Problem] = []
     digest = file_sha256(path)
     if digest != record.sha256:
-        problems.append(Problem(name, f"sha256 {digest[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written"))
+        problems.append(
+            Problem(
+                name, f"sha256 {digest[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written"
+            )
+        )
     try:
         table = read_shard(path)
         problems.extend(_schema_problems(table, name, context))
@@ -168,7 +172,9 @@ def _label_problems(at: _Locator, stream: TokenStream, expected: Int32s, wrong: 
     for position in wrong[:SHOWN].tolist():
         found, wanted = int(stream.labels[position]), int(expected[position])
         if assistant is not None and not assistant[position]:
-            what = f"label {found}, expected {IGNORE_INDEX}: the token is not the assistant's (assistant_masks 0), so it is never supervised"
+            what = (
+                f"label {found}, expected {IGNORE_INDEX}: the token is not the assistant's (assistant_masks 0), so it is never supervised"
+            )
         elif wanted == IGNORE_INDEX:
             what = f"label {found}, expected {IGNORE_INDEX}: the recomputed mask drops this token (id {stream.ids[position]})"
         elif found == IGNORE_INDEX:
@@ -197,7 +203,12 @@ def _column_problems(table: Any, path: Path, tokens: Int64s, dropped: Int64s) ->
         bad = np.flatnonzero(recorded != measured)
         if len(bad):
             row = int(bad[0])
-            problems.append(Problem(f"{path.name} row {row}", f"{column} is {recorded[row]} but the row holds {measured[row]} {meaning} ({len(bad)} such rows)"))
+            problems.append(
+                Problem(
+                    f"{path.name} row {row}",
+                    f"{column} is {recorded[row]} but the row holds {measured[row]} {meaning} ({len(bad)} such rows)",
+                )
+            )
     return problems
 
 
@@ -219,10 +230,12 @@ def _padding_problems(table: Any, stream: TokenStream, context: VerifyContext) -
     if len(bad):
         position = int(bad[0])
         row = int(row_of([position], stream.raw_offsets)[0])
-        problems.append(Problem(
-            f"{name} row {row} position {position - int(stream.raw_offsets[row])}",
-            f"padding holds id {ids[position]} label {labels[position]}; padding is id {context.pad_id} with label {IGNORE_INDEX}",
-        ))
+        problems.append(
+            Problem(
+                f"{name} row {row} position {position - int(stream.raw_offsets[row])}",
+                f"padding holds id {ids[position]} label {labels[position]}; padding is id {context.pad_id} with label {IGNORE_INDEX}",
+            )
+        )
     return problems
 
 
@@ -238,7 +251,12 @@ def _schema_problems(table: Any, name: str, context: VerifyContext) -> list[Prob
 def _record_problems(name: str, record: ShardEntry, measured: ShardCheck) -> list[Problem]:
     """The shard's line in the manifest against what the shard holds."""
     problems = []
-    for key, value in (("num_rows", measured.rows), ("num_documents", measured.documents), ("num_tokens", measured.tokens), ("num_dropped", measured.dropped)):
+    for key, value in (
+        ("num_rows", measured.rows),
+        ("num_documents", measured.documents),
+        ("num_tokens", measured.tokens),
+        ("num_dropped", measured.dropped),
+    ):
         if getattr(record, key) != value:
             problems.append(Problem(name, f"the manifest records {key} {getattr(record, key)}, the shard holds {value}"))
     return problems

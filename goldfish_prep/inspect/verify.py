@@ -65,7 +65,9 @@ def verify_folder(
     problems = [problem for shard in shards for problem in shard.problems]
     problems.extend(_state_problems(Path(folder), manifest))
     problems.extend(_count_problems(manifest, shards, config))
-    return VerifyReport(str(folder), config, context.pack is not None, tuple(shards), tuple(problems), context.protected is not None, context.k_field)
+    return VerifyReport(
+        str(folder), config, context.pack is not None, tuple(shards), tuple(problems), context.protected is not None, context.k_field
+    )
 
 
 def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyContext:

@@ -114,7 +114,9 @@ def _mask_chats(records: list[Record], errors: list[InputError], context: BatchC
     kept = tokens.kept
     k = tokens.k if context.reader.k_field is not None else None
     eligible = int((tokens.eligible & (np.repeat(tokens.k, np.diff(np.append(tokens.starts, len(tokens.ids)))) >= 2)).sum())
-    return MaskedBatch(tokens.ids, tokens.starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, tokens.assistant, k, eligible)
+    return MaskedBatch(
+        tokens.ids, tokens.starts, drop, [r.doc_id for r in kept], [r.location for r in kept], errors, tokens.assistant, k, eligible
+    )
 
 
 def _encode_texts(texts: list[str], context: BatchContext) -> list[npt.NDArray[np.int32]]:

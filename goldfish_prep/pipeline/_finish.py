@@ -73,7 +73,10 @@ def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[s
     for record in records:
         reasons.update(record["skipped_by_reason"])
         skipped.extend(record["skipped"][: MAX_LISTED_SKIPS - len(skipped)])
-    total = {key: sum(int(record[key]) for record in records) for key in ("documents_read", "documents_written", "documents_skipped", "tokens", "eligible_tokens", "dropped_tokens")}
+    total = {
+        key: sum(int(record[key]) for record in records)
+        for key in ("documents_read", "documents_written", "documents_skipped", "tokens", "eligible_tokens", "dropped_tokens")
+    }
     if run.get("chat") is not None:  # conversations: eligible and dropped tokens are the assistant's
         total["assistant_tokens"] = sum(int(record.get("assistant_tokens", 0)) for record in records)
     mask = run["mask"]

@@ -91,7 +91,9 @@ class Packer:
             self._assistant = self._assistant[:0]
         return rows
 
-    def _rows(self, ids: npt.NDArray[np.int32], labels: npt.NDArray[np.int32], is_start: npt.NDArray[np.bool_], used: npt.NDArray[np.int64]) -> PackedRows:
+    def _rows(
+        self, ids: npt.NDArray[np.int32], labels: npt.NDArray[np.int32], is_start: npt.NDArray[np.bool_], used: npt.NDArray[np.int64]
+    ) -> PackedRows:
         positions = np.flatnonzero(is_start)
         row_of = positions // self.seq_len
         offsets = np.searchsorted(row_of, np.arange(len(used) + 1)).astype(np.int64)

@@ -26,14 +26,18 @@ from goldfish_prep.pipeline._writer import ShardWriter, int8_list_array, int32_a
 class ShardBuilder:
     """Writes batches to shard ``index`` in document rows, or in packed rows of ``pack`` ids."""
 
-    def __init__(self, folder: Path, index: int, mask: MaskConfig, pack: int | None, pad_id: int, chat: bool = False, k: bool = False) -> None:
+    def __init__(
+        self, folder: Path, index: int, mask: MaskConfig, pack: int | None, pad_id: int, chat: bool = False, k: bool = False
+    ) -> None:
         self.index = index
         self.mask = mask
         self.filename = shard_filename(index)
         self.chat = chat
         self._writer = ShardWriter(folder / self.filename, shard_schema(pack is not None, chat, k))
         self._packer = Packer(pack, pad_id) if pack is not None else None
-        self.counts = collections.Counter({"documents_read": 0, "documents_written": 0, "tokens": 0, "eligible_tokens": 0, "dropped_tokens": 0})
+        self.counts = collections.Counter(
+            {"documents_read": 0, "documents_written": 0, "tokens": 0, "eligible_tokens": 0, "dropped_tokens": 0}
+        )
         self.reasons: collections.Counter[str] = collections.Counter()
         self.skipped: list[dict[str, str]] = []
 
@@ -116,5 +120,7 @@ class ShardBuilder:
             "doc_starts": list_array(rows.doc_starts, rows.doc_start_offsets),
         }
         if self.chat:
-            columns["assistant_masks"] = int8_list_array(rows.assistant if rows.assistant is not None else np.zeros(len(rows.ids), np.bool_), row_offsets)
+            columns["assistant_masks"] = int8_list_array(
+                rows.assistant if rows.assistant is not None else np.zeros(len(rows.ids), np.bool_), row_offsets
+            )
         self._writer.write(columns)

@@ -38,7 +38,9 @@ def int32_array(values: npt.ArrayLike) -> pa.Array:
 def list_array(values: npt.NDArray[np.int32], offsets: npt.NDArray[np.int64]) -> pa.Array:
     """A list<int32> column from flat values and row offsets (``len(offsets) == rows + 1``)."""
     row_offsets = np.ascontiguousarray(offsets, dtype=np.int32)  # a batch holds far fewer than 2**31 ids
-    return pa.Array.from_buffers(pa.list_(pa.int32()), len(row_offsets) - 1, [None, pa.py_buffer(row_offsets)], children=[int32_array(values)])
+    return pa.Array.from_buffers(
+        pa.list_(pa.int32()), len(row_offsets) - 1, [None, pa.py_buffer(row_offsets)], children=[int32_array(values)]
+    )
 
 
 def int8_list_array(values: npt.NDArray[np.generic], offsets: npt.NDArray[np.int64]) -> pa.Array:

@@ -136,11 +136,7 @@ def _write_shards(
 ) -> int:
     """Process this task's unfinished shards in input order; return the total number of shards."""
     plan = _Plan(plan_batches(iter_records(sources, job.reader, parse=False), job.shard_size))
-    todo = (
-        (batch, batch.items)
-        for batch in plan
-        if batch.shard % job.num_tasks == job.task_index and batch.shard not in completed
-    )
+    todo = ((batch, batch.items) for batch in plan if batch.shard % job.num_tasks == job.task_index and batch.shard not in completed)
     builders: dict[int, ShardBuilder] = {}
     columns = {"chat": context.chat is not None, "k": job.reader.k_field is not None}
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
@@ -190,7 +186,11 @@ class _Plan:
 
 
 def _with_skip_hint(error: InputError) -> InputError:
-    fix = f"{error.fix}, or pass --on-error skip to skip and count bad records" if error.fix else "Pass --on-error skip to skip and count bad records"
+    fix = (
+        f"{error.fix}, or pass --on-error skip to skip and count bad records"
+        if error.fix
+        else "Pass --on-error skip to skip and count bad records"
+    )
     return InputError(error.location, error.cause, fix, error.reason)
 
 
@@ -208,9 +208,7 @@ def _check_output_outside_inputs(output: Path, sources: list[InputSource]) -> No
             continue
         path = Path(source.path).resolve()
         if output == path or path.is_relative_to(output):
-            raise OutputError(
-                f"output folder {output} contains the input {source.path}; choose an output folder outside the inputs"
-            )
+            raise OutputError(f"output folder {output} contains the input {source.path}; choose an output folder outside the inputs")
 
 
 def _describe_run(job: MaskJob, sources: list[InputSource], tokenizer: dict[str, Any]) -> dict[str, Any]:

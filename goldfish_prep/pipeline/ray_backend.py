@@ -60,9 +60,7 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
         cwd = os.getcwd()
         check = ray.remote(_check_output).options(num_cpus=0)
         _get(ray, [check.remote(job.output, job.existing, cwd)])
-        base = dataclasses.replace(
-            job, num_tasks=tasks, progress=False, existing="resume" if job.existing == "refuse" else job.existing
-        )
+        base = dataclasses.replace(job, num_tasks=tasks, progress=False, existing="resume" if job.existing == "refuse" else job.existing)
         run_task = ray.remote(_run_task).options(num_cpus=job.num_proc)
         refs = [run_task.remote(dataclasses.replace(base, task_index=index), cwd) for index in range(tasks)]
         _get(ray, refs, progress=job.progress)

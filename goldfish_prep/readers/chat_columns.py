@@ -44,7 +44,9 @@ def chat_columns(names: list[str], path: str, options: ReaderOptions) -> list[st
     return list(dict.fromkeys(needed))
 
 
-def chat_rows(batches: Iterator[pa.RecordBatch], label: str, columns: list[str], options: ReaderOptions, start: int) -> Generator[Item, None, int]:
+def chat_rows(
+    batches: Iterator[pa.RecordBatch], label: str, columns: list[str], options: ReaderOptions, start: int
+) -> Generator[Item, None, int]:
     """Every row as a chat ``Record`` or ``InputError`` named ``label record I``; returns the next row index."""
     from goldfish_prep.chat.records import chat_record_from_object
 

@@ -133,11 +133,21 @@ def _plan_columns(schema: pa.Schema, path: str, options: ReaderOptions) -> _Colu
 
 
 def _check_ids_type(kind: pa.DataType, path: str) -> None:
-    lists = (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind))
+    lists = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
     if not lists:
-        raise InputError(path, f'column "{IDS_FIELD}" holds {kind}, not lists of token ids', "Store each document's ids as a list of integers", "invalid-input-ids")
+        raise InputError(
+            path,
+            f'column "{IDS_FIELD}" holds {kind}, not lists of token ids',
+            "Store each document's ids as a list of integers",
+            "invalid-input-ids",
+        )
     if not (pa.types.is_integer(kind.value_type) or pa.types.is_null(kind.value_type)):
-        raise InputError(path, f'column "{IDS_FIELD}" holds lists of {kind.value_type}, not integer token ids', "Store token ids as integers", "non-integer-id")
+        raise InputError(
+            path,
+            f'column "{IDS_FIELD}" holds lists of {kind.value_type}, not integer token ids',
+            "Store token ids as integers",
+            "non-integer-id",
+        )
 
 
 def _is_text(kind: pa.DataType) -> bool:

@@ -136,7 +136,9 @@ def ids_problem(ids: object, location: str) -> InputError | None:
         )
     smallest, largest = min(ids), max(ids)
     if smallest < 0:
-        return InputError(location, f'"{IDS_FIELD}"[{ids.index(smallest)}] is {smallest}, a negative token id', "Token ids start at 0", "negative-id")
+        return InputError(
+            location, f'"{IDS_FIELD}"[{ids.index(smallest)}] is {smallest}, a negative token id', "Token ids start at 0", "negative-id"
+        )
     if largest >= ID_LIMIT:
         return InputError(
             location,

@@ -24,7 +24,9 @@ def file_failure(path: str, exc: BaseException, records_read: int) -> InputError
         return exc
     after = f" after {records_read} record{'s' if records_read != 1 else ''}" if records_read else ""
     if isinstance(exc, OSError) and exc.errno is not None:
-        return InputError(path, f"cannot read the file{after}: {exc.strerror or exc}", "Check the path and its permissions", "unreadable-file")
+        return InputError(
+            path, f"cannot read the file{after}: {exc.strerror or exc}", "Check the path and its permissions", "unreadable-file"
+        )
     message = str(exc).strip().rstrip(".") or type(exc).__name__
     if "truncated" in message.lower() or isinstance(exc, EOFError):
         return InputError(

@@ -33,7 +33,9 @@ def read_jsonl(source: InputSource, options: ReaderOptions, parse: bool = True) 
         empty = False
         yield parse_line(line, f"{path} line {number}", options) if parse else JsonLine(line, f"{path} line {number}")
     if empty:  # an empty input is almost always a mistake (a failed export, a wrong path): say so
-        yield InputError(path, "the file is empty: it holds no JSON lines", "Check that it was written completely, or leave it out", "empty-file")
+        yield InputError(
+            path, "the file is empty: it holds no JSON lines", "Check that it was written completely, or leave it out", "empty-file"
+        )
 
 
 def parse_line(line: bytes, location: str, options: ReaderOptions) -> Record | InputError:
@@ -56,7 +58,9 @@ def parse_line(line: bytes, location: str, options: ReaderOptions) -> Record | I
     try:
         obj = json.loads(decoded)
     except json.JSONDecodeError as exc:
-        return InputError(location, f"invalid JSON: {exc.msg}: column {exc.colno}", "Each line must be one complete JSON object", "invalid-json")
+        return InputError(
+            location, f"invalid JSON: {exc.msg}: column {exc.colno}", "Each line must be one complete JSON object", "invalid-json"
+        )
     except (ValueError, RecursionError) as exc:  # e.g. an integer of 5000 digits, or [[[[... nested too deep
         return InputError(location, f"invalid JSON: {exc}", "Each line must be one complete JSON object", "invalid-json")
     record = record_from_object(obj, location, options, weight=len(line))

@@ -121,7 +121,12 @@ class _Collector:
             raise InputError(pattern, "the pattern matches no file or folder", "Check the pattern and the current folder", "missing-input")
         found = sum(self._add_path(match, explicit=False) for match in matches)
         if not found:
-            raise InputError(pattern, f"the pattern matches no input of a known format (only {_preview(matches)})", f"Supported: {SUPPORTED}", "missing-input")
+            raise InputError(
+                pattern,
+                f"the pattern matches no input of a known format (only {_preview(matches)})",
+                f"Supported: {SUPPORTED}",
+                "missing-input",
+            )
 
     def _add_path(self, path: str, explicit: bool) -> int:
         """Add a file or folder; return how many inputs it held (duplicates included)."""
@@ -145,7 +150,12 @@ class _Collector:
             return 1
         if kind_from_name(os.path.basename(path)) is None:
             if explicit:
-                raise InputError(path, "cannot tell the file's format from its name", f"Supported: {SUPPORTED}; rename the file, or pass --assume-format text (or jsonl)", "unknown-format")
+                raise InputError(
+                    path,
+                    "cannot tell the file's format from its name",
+                    f"Supported: {SUPPORTED}; rename the file, or pass --assume-format text (or jsonl)",
+                    "unknown-format",
+                )
             self.ignored.append(path)
             return 0
         self._add(InputSource(path, _kind_of(path)), os.path.realpath(path))
@@ -162,7 +172,12 @@ class _Collector:
         if explicit and not found:
             passed_over = self.ignored[ignored_before:]
             shown = f" (it holds only {_preview(passed_over)})" if passed_over else ""
-            raise InputError(folder, f"the folder holds no input files{shown}", f"Supported: {SUPPORTED}; for files without such a suffix pass --assume-format text (or jsonl)", "missing-input")
+            raise InputError(
+                folder,
+                f"the folder holds no input files{shown}",
+                f"Supported: {SUPPORTED}; for files without such a suffix pass --assume-format text (or jsonl)",
+                "missing-input",
+            )
         return found
 
     def _walk(self, folder: str, ancestors: frozenset[tuple[int, int]]) -> int:

@@ -14,7 +14,9 @@ from goldfish_prep.strategies.robust import RobustStrategy
 from goldfish_prep.strategies.static import StaticStrategy
 
 #: name -> strategy, in the order the CLI lists them (the first is the default)
-REGISTRY: dict[str, Strategy] = {s.name: s for s in (GoldfishStrategy(), RobustStrategy(), HashTableStrategy(), StaticStrategy(), NoneStrategy())}
+REGISTRY: dict[str, Strategy] = {
+    s.name: s for s in (GoldfishStrategy(), RobustStrategy(), HashTableStrategy(), StaticStrategy(), NoneStrategy())
+}
 STRATEGY_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 

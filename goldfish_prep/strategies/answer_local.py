@@ -51,7 +51,9 @@ def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
     return np.cumprod(factors, dtype=np.uint64)  # uint64 products wrap: exactly mod 2**64
 
 
-def answer_hashes(ids: npt.NDArray[np.integer], run_starts: npt.NDArray[np.integer], context_width: int, seed: int) -> npt.NDArray[np.uint64]:
+def answer_hashes(
+    ids: npt.NDArray[np.integer], run_starts: npt.NDArray[np.integer], context_width: int, seed: int
+) -> npt.NDArray[np.uint64]:
     """H_t for every position of ``ids``: answers end to end, ``run_starts[j]`` where answer j begins (first 0).
 
     Uses prefix sums: with ``P_t = sum_{j<=t} (ids[j] + A) * B**-j`` (B is odd,

@@ -80,8 +80,7 @@ class HFTokenizer(AdapterIdentity):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if not hasattr(backend, "encode_special_tokens"):
             raise TokenizerError(
-                f"tokenizer {spec!r} needs tokenizers >= 0.19 (to encode special-token text as text). "
-                "Fix: pip install -U tokenizers"
+                f"tokenizer {spec!r} needs tokenizers >= 0.19 (to encode special-token text as text). Fix: pip install -U tokenizers"
             )
         backend.encode_special_tokens = True
         largest = max(backend.get_vocab(with_added_tokens=True).values(), default=-1)

@@ -142,12 +142,7 @@ def _maybe_fast(tokenizer: Tokenizer, backend: str) -> Tokenizer:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return (
-        spec.startswith(("/", ".", "~"))
-        or "\\" in spec
-        or spec.count("/") > 1
-        or spec.lower().endswith(TOKENIZER_SUFFIXES)
-    )
+    return spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1 or spec.lower().endswith(TOKENIZER_SUFFIXES)
 
 
 def _starts_with_brace(path: Path) -> bool:

@@ -49,12 +49,10 @@ def resolve_special_tokens(tok: Tokenizer, add_bos: bool | None, add_eos: bool |
     eos = tok.eos_id is not None if add_eos is None else add_eos
     if bos and tok.bos_id is None:
         raise TokenizerError(
-            f"tokenizer {tok.name!r} ({tok.spec}) has no BOS token, so --bos cannot add one. "
-            "Fix: drop --bos (or pass --no-bos)"
+            f"tokenizer {tok.name!r} ({tok.spec}) has no BOS token, so --bos cannot add one. Fix: drop --bos (or pass --no-bos)"
         )
     if eos and tok.eos_id is None:
         raise TokenizerError(
-            f"tokenizer {tok.name!r} ({tok.spec}) has no EOS token, so --eos cannot add one. "
-            "Fix: drop --eos (or pass --no-eos)"
+            f"tokenizer {tok.name!r} ({tok.spec}) has no EOS token, so --eos cannot add one. Fix: drop --eos (or pass --no-eos)"
         )
     return bos, eos

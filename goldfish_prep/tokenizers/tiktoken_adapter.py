@@ -176,9 +176,7 @@ def load_tiktoken_file(spec: str, path: Path) -> TiktokenTokenizer:
     same_size = len(ranks) == len(reference._mergeable_ranks)
     special_tokens = dict(reference._special_tokens) if same_size else {}
     try:
-        encoding = tiktoken.Encoding(
-            name=path.name, pat_str=reference._pat_str, mergeable_ranks=ranks, special_tokens=special_tokens
-        )
+        encoding = tiktoken.Encoding(name=path.name, pat_str=reference._pat_str, mergeable_ranks=ranks, special_tokens=special_tokens)
     except Exception as error:  # the Rust core rejects inconsistent ranks with various error types
         cause = one_line(error)
         raise TokenizerError(f"{path}: tiktoken cannot use these ranks ({cause}). Fix: check the file") from error
@@ -200,7 +198,5 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
                 "Fix: pass an intact .tiktoken file, or a tokenizer.json / SentencePiece .model"
             ) from error
     if sorted(ranks.values()) != list(range(len(ranks))) or not ranks:
-        raise TokenizerError(
-            f"{path}: the ranks are not 0..{len(ranks) - 1}, each once (or the file is empty). Fix: check the file"
-        )
+        raise TokenizerError(f"{path}: the ranks are not 0..{len(ranks) - 1}, each once (or the file is empty). Fix: check the file")
     return ranks

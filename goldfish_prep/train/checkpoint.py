@@ -33,7 +33,12 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     """The checkpoint of a run folder, on CPU; a clear error when there is none."""
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
-        raise InputError(str(run_dir), f"no {CHECKPOINT_NAME}: not a `goldfish-prep train` run folder, or a run that saved nothing yet", "Pass the -o folder of `goldfish-prep train`", "no-checkpoint")
+        raise InputError(
+            str(run_dir),
+            f"no {CHECKPOINT_NAME}: not a `goldfish-prep train` run folder, or a run that saved nothing yet",
+            "Pass the -o folder of `goldfish-prep train`",
+            "no-checkpoint",
+        )
     try:
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError) as exc:

@@ -84,6 +84,17 @@ class TrainConfig:
     def run_identity(self) -> dict[str, Any]:
         """The settings that must match for ``--resume`` to continue the same run."""
         data = self.to_dict()
-        for key in ("resume", "overwrite", "log_interval", "checkpoint_interval", "eval_interval", "device", "compile", "eval_data", "run_dir", "data"):
+        for key in (
+            "resume",
+            "overwrite",
+            "log_interval",
+            "checkpoint_interval",
+            "eval_interval",
+            "device",
+            "compile",
+            "eval_data",
+            "run_dir",
+            "data",
+        ):
             data.pop(key)
         return data

@@ -233,7 +233,9 @@ def _chat_documents(shards: ShardSet) -> list[Document]:
     return _split_documents(stream, edges, None if shards.packed else names, assistant)
 
 
-def _split_documents(stream: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_]) -> list[Document]:
+def _split_documents(
+    stream: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_]
+) -> list[Document]:
     """Documents between consecutive ``edges``, each ending with its final answer."""
     answer_ends: dict[int, tuple[int, int]] = {}
     starts, ends = answer_spans(assistant, edges[:-1])

@@ -22,7 +22,12 @@ class HFCausalLM:
             import transformers
             from transformers import AutoModelForCausalLM
         except ImportError as exc:
-            raise InputError(str(folder), "this is a Hugging Face model folder and transformers is not installed", "pip install 'goldfish-prep[hf]'", "missing-dependency") from exc
+            raise InputError(
+                str(folder),
+                "this is a Hugging Face model folder and transformers is not installed",
+                "pip install 'goldfish-prep[hf]'",
+                "missing-dependency",
+            ) from exc
         dtype = torch.bfloat16 if runtime.autocast_dtype is not None else torch.float32
         try:
             # transformers renamed torch_dtype to dtype in 4.56
@@ -30,7 +35,12 @@ class HFCausalLM:
             precision = {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
             model: Any = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True, **precision)
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(str(folder), f"cannot load a causal LM from this folder ({exc})", "Pass a folder saved with `model.save_pretrained` for a causal-LM architecture transformers knows", "bad-model") from exc
+            raise InputError(
+                str(folder),
+                f"cannot load a causal LM from this folder ({exc})",
+                "Pass a folder saved with `model.save_pretrained` for a causal-LM architecture transformers knows",
+                "bad-model",
+            ) from exc
         self.model: Any = model.to(runtime.device).eval()
         config = model.config
         self.device = runtime.device

@@ -133,7 +133,9 @@ def measure_memorization(
 ) -> MemorizationReport:
     """Run the protocol over every document of ``data_dir`` (or the first ``max_documents``)."""
     if config.suffix_length >= model.context_length:
-        raise ConfigError(f"--suffix-length {config.suffix_length} leaves no room for a prefix in the model's context of {model.context_length}")
+        raise ConfigError(
+            f"--suffix-length {config.suffix_length} leaves no room for a prefix in the model's context of {model.context_length}"
+        )
     documents = load_documents(data_dir)
     eligible = [d for d in documents if _long_enough(d, config)]
     chosen = eligible[: config.max_documents] if config.max_documents else eligible
@@ -161,7 +163,9 @@ def _long_enough(document: Document, config: MemorizationConfig) -> bool:
 def _score_document(model: CausalLM, document: Document, config: MemorizationConfig, decode: Decoder | None) -> DocumentScore:
     suffix_length = document.answer_length if config.whole_answer and document.answer_length else config.suffix_length
     if suffix_length >= model.context_length:
-        raise ConfigError(f"{document.doc_id}: its final answer of {suffix_length} ids does not fit the model's context of {model.context_length} with a prompt")
+        raise ConfigError(
+            f"{document.doc_id}: its final answer of {suffix_length} ids does not fit the model's context of {model.context_length} with a prompt"
+        )
     prefix, suffix = split_document(document.ids.tolist(), suffix_length, model.context_length)
     if config.num_beams > 1:
         generated = beam_search(model, prefix, len(suffix), config.num_beams)

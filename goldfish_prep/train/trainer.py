@@ -149,7 +149,9 @@ def _restore(run: _Run) -> None:
     if mismatched:
         raise ConfigError(f"--resume with settings that differ from the saved run: {', '.join(mismatched)}; repeat the original options")
     if state["data_manifest"] != _data_identity(run.sampler.data):
-        raise ConfigError(f"--resume on {run.config.data}, whose tokenizer or mask differ from the data the run started on; pass the original DATA_DIR")
+        raise ConfigError(
+            f"--resume on {run.config.data}, whose tokenizer or mask differ from the data the run started on; pass the original DATA_DIR"
+        )
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
@@ -160,18 +162,21 @@ def _restore(run: _Run) -> None:
 def _save(run: _Run) -> None:
     if not run.dist.is_main:
         return
-    save_checkpoint(run.config.run_dir, {
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "model_config": run.model.config.to_dict(),
-        "train_config": run.config.run_identity(),
-        "data_manifest": _data_identity(run.sampler.data),
-        "step": run.step,
-        "tokens": run.tokens,
-        "supervised_tokens": run.supervised,
-        "loss": run.loss,
-        "rng": torch.get_rng_state(),
-    })
+    save_checkpoint(
+        run.config.run_dir,
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "model_config": run.model.config.to_dict(),
+            "train_config": run.config.run_identity(),
+            "data_manifest": _data_identity(run.sampler.data),
+            "step": run.step,
+            "tokens": run.tokens,
+            "supervised_tokens": run.supervised,
+            "loss": run.loss,
+            "rng": torch.get_rng_state(),
+        },
+    )
 
 
 def _data_identity(data: ShardData) -> dict[str, Any]:
@@ -234,7 +239,13 @@ def _micro_batches(run: _Run) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
 
 def _train_step(run: _Run) -> tuple[float, int]:
     """One optimizer step; returns the step's mean loss over supervised targets and its input tokens (all ranks)."""
-    lr = learning_rate(run.step, max_lr=run.config.learning_rate, min_lr=run.config.floor_learning_rate, warmup_steps=run.warmup_steps, total_steps=run.total_steps)
+    lr = learning_rate(
+        run.step,
+        max_lr=run.config.learning_rate,
+        min_lr=run.config.floor_learning_rate,
+        warmup_steps=run.warmup_steps,
+        total_steps=run.total_steps,
+    )
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     batches = list(_micro_batches(run))
@@ -246,7 +257,7 @@ def _train_step(run: _Run) -> tuple[float, int]:
     summed = 0.0
     for index, (inputs, targets) in enumerate(batches):
         sync = index == len(batches) - 1 or not run.dist.enabled
-        with (contextlib.nullcontext() if sync else run.wrapped.no_sync()), run.runtime.autocast():  # type: ignore[operator]
+        with contextlib.nullcontext() if sync else run.wrapped.no_sync(), run.runtime.autocast():  # type: ignore[operator]
             part = summed_cross_entropy(run.wrapped(inputs), targets)
         torch.autograd.backward(part * scale)  # Tensor.backward is untyped in torch's stubs
         summed += float(part.detach().item())
@@ -263,7 +274,13 @@ def _step_metrics(run: _Run, loss: float, tokens_per_second: float) -> dict[str,
     metrics: dict[str, Any] = {
         "step": run.step,
         "loss": round(loss, 5),
-        "lr": learning_rate(run.step - 1, max_lr=run.config.learning_rate, min_lr=run.config.floor_learning_rate, warmup_steps=run.warmup_steps, total_steps=run.total_steps),
+        "lr": learning_rate(
+            run.step - 1,
+            max_lr=run.config.learning_rate,
+            min_lr=run.config.floor_learning_rate,
+            warmup_steps=run.warmup_steps,
+            total_steps=run.total_steps,
+        ),
         "tokens": run.tokens,
         "supervised_tokens": run.supervised,
         "tokens_per_s": round(tokens_per_second, 1),
