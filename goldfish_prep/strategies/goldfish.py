@@ -43,13 +43,24 @@ _MASK64 = (1 << 64) - 1
 _BLOCK = 1 << 15
 
 
+def derive_constants(namespace: bytes, seed: int) -> tuple[int, int, int]:
+    """(A, B, M) of a spec: xxh64 of ``namespace + b"/offset"`` (``/base``, ``/mix``) under ``seed``; B and M odd.
+
+    Each spec hashes under its own namespace, so seeds and specs give independent hashes.
+
+    >>> derive_constants(b"goldfish-prep/v1", 0) == hash_constants(0)
+    True
+    """
+    offset = xxhash.xxh64_intdigest(namespace + b"/offset", seed=seed)
+    base = xxhash.xxh64_intdigest(namespace + b"/base", seed=seed) | 1
+    mix = xxhash.xxh64_intdigest(namespace + b"/mix", seed=seed) | 1
+    return offset, base, mix
+
+
 @functools.lru_cache(maxsize=64)
 def hash_constants(seed: int) -> tuple[int, int, int]:
-    """The spec's (A, B, M) for a seed, derived with xxh64 so seeds give independent hashes."""
-    offset = xxhash.xxh64_intdigest(b"goldfish-prep/v1/offset", seed=seed)
-    base = xxhash.xxh64_intdigest(b"goldfish-prep/v1/base", seed=seed) | 1
-    mix = xxhash.xxh64_intdigest(b"goldfish-prep/v1/mix", seed=seed) | 1
-    return offset, base, mix
+    """The spec's (A, B, M) for a seed."""
+    return derive_constants(b"goldfish-prep/v1", seed)
 
 
 def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:

@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import xxhash
 
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.strategies.base import Bools, Extras, Int64s, Strategy
+from goldfish_prep.strategies.goldfish import derive_constants
 from goldfish_prep.strategies.normalize import normalise, unit_starts
 
 if TYPE_CHECKING:
@@ -95,10 +95,7 @@ _BLOCK = 1 << 15
 @functools.lru_cache(maxsize=64)
 def hash_constants(seed: int) -> tuple[int, int, int]:
     """(A, B, M) of robust spec v1 for a seed; B and M odd."""
-    offset = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/offset", seed=seed)
-    base = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/base", seed=seed) | 1
-    mix = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/mix", seed=seed) | 1
-    return offset, base, mix
+    return derive_constants(b"goldfish-prep/robust-v1", seed)
 
 
 @dataclasses.dataclass(frozen=True)
