@@ -21,7 +21,12 @@ def fsync_and_rename(temporary: Path, final: Path) -> None:
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, final)
-    directory = os.open(final.parent, os.O_RDONLY)
+    fsync_directory(final.parent)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable: the new name survives a power loss."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:

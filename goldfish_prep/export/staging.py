@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from goldfish_prep.atomic import fsync_and_rename
+from goldfish_prep.atomic import fsync_and_rename, fsync_directory
 from goldfish_prep.errors import OutputError
 from goldfish_prep.format.names import partial_path
 
@@ -92,9 +92,5 @@ def _move_into_place(root: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
         os.replace(out, old)
     os.replace(root, out)
-    directory = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(out.parent)
     shutil.rmtree(old, ignore_errors=True)
