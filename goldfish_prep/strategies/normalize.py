@@ -155,7 +155,7 @@ def normalise(
     n = len(code_points)
     if n == 0:
         return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
-    sequence, lengths = _map_chars(code_points)
+    sequence, lengths = map_chars(code_points)
     duplicate = np.zeros(len(sequence), dtype=np.bool_)
     collapsing = (sequence == SPACE) | (sequence == HYPHEN)
     duplicate[1:] = collapsing[1:] & (sequence[1:] == sequence[:-1])
@@ -171,7 +171,7 @@ def normalise(
     return sequence[keep], (out_end - removed).astype(np.int64)
 
 
-def _map_chars(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64] | None]:
+def map_chars(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64] | None]:
     """Concatenated N(c) of every character, and len(N(c)) per character (None when all are 1)."""
     if int(code_points.max()) < 128:  # the common case
         return _ASCII[code_points], None

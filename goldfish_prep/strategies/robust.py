@@ -43,7 +43,8 @@ import numpy.typing as npt
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.strategies.base import Bools, Extras, Int64s, Strategy
 from goldfish_prep.strategies.goldfish import derive_constants
-from goldfish_prep.strategies.normalize import normalise, unit_starts
+from goldfish_prep.strategies.normalised_pieces import NormalisedPieces, gather_normalised
+from goldfish_prep.strategies.normalize import unit_starts
 
 if TYPE_CHECKING:
     from goldfish_prep.config import MaskConfig
@@ -87,6 +88,11 @@ class TokenBytes:
     def lengths(self) -> npt.NDArray[np.int64]:
         return np.diff(self.offsets)
 
+    @functools.cached_property
+    def normalised(self) -> NormalisedPieces:
+        """N of every id's characters (built on first use, once per table): what the kernel gathers."""
+        return NormalisedPieces.build(self.pieces)
+
 
 #: tokens masked per block (whole documents): about 1 MB per uint64 temporary of the normalised text
 _BLOCK = 1 << 15
@@ -127,7 +133,8 @@ def normalised_tokens(
     flat = np.asarray(ids, dtype=np.int64)
     n = len(flat)
     doc_starts = np.asarray(starts, dtype=np.int64)
-    norm, token_end, doc_norm_start = _token_ends(flat, doc_starts, table)
+    norm, token_end = gather_normalised(flat, doc_starts, table.pieces, table.normalised)
+    doc_norm_start = np.concatenate(([0], token_end))[np.minimum(doc_starts, n)]
     doc_of_token = np.repeat(np.arange(len(doc_starts)), np.diff(np.append(doc_starts, n)))
     previous = np.empty(n, dtype=np.int64)
     previous[1:] = token_end[:-1]
@@ -174,60 +181,6 @@ def decide(
             dropped[a + where] = hashes < np.uint64((1 << 64) // k)
         a = b
     return dropped, eligible
-
-
-def _token_ends(
-    ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], table: TokenBytes
-) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Normalised text of the batch, each token's normalised end, each document's normalised start."""
-    byte_end = np.cumsum(table.lengths[ids])  # int64 (n,)
-    doc_byte_start = np.concatenate(([0], byte_end))[starts]
-    raw = b"".join(map(table.pieces.__getitem__, ids.tolist()))
-    code_points, chars_before = _decode(raw, doc_byte_start)
-    chars_done = chars_before[byte_end]  # characters completed by each token
-    char_starts = chars_before[doc_byte_start]
-    norm, char_norm_end = normalise(code_points, char_starts)
-    prefix = np.concatenate(([0], char_norm_end))
-    return norm, prefix[chars_done], prefix[char_starts]
-
-
-def _decode(raw: bytes, doc_byte_start: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
-    """Code points of each document's bytes end to end, and for every byte offset the characters completed before it.
-
-    One decode for the batch is the same as one per document unless a document
-    begins with a UTF-8 continuation byte (0x80..0xBF), which could complete the
-    previous document's last character; then each document is decoded alone.
-    """
-    data = np.frombuffer(raw, dtype=np.uint8)
-    inner = doc_byte_start[(doc_byte_start > 0) & (doc_byte_start < len(raw))]
-    whole = len(inner) == 0 or not ((data[inner] & 0xC0) == 0x80).any()
-    if whole:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and len(text) == len(raw):  # ASCII: one character per byte
-            return data.astype(np.uint32), np.arange(len(raw) + 1, dtype=np.int64)
-        if text is not None:  # valid UTF-8: a byte ends a character unless a continuation byte follows
-            ends_char = np.ones(len(data), dtype=np.bool_)
-            ends_char[:-1] = (data[1:] & 0xC0) != 0x80
-            chars_before = np.concatenate(([0], np.cumsum(ends_char)))
-            return _code_points(text), chars_before
-        pieces = [raw]
-    else:
-        bounds = np.append(doc_byte_start, len(raw)).tolist()
-        pieces = [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    code_points = _code_points("".join(p.decode("utf-8", "surrogateescape") for p in pieces))
-    # bytes per character: UTF-8 length, 1 for an escaped invalid byte (U+DC80..U+DCFF)
-    escaped = (code_points >= 0xDC80) & (code_points <= 0xDCFF)
-    char_bytes = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
-    char_byte_end = np.cumsum(np.where(escaped, 1, char_bytes))
-    chars_before = np.searchsorted(char_byte_end, np.arange(len(raw) + 1), side="right").astype(np.int64)
-    return code_points, chars_before
-
-
-def _code_points(text: str) -> npt.NDArray[np.uint32]:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint32)
 
 
 def _window_starts(
