@@ -106,7 +106,7 @@ def gather_normalised(
     # positions in ``source``: each token's entry, end to end
     where = np.repeat(offset - (token_end - length), length)
     where += np.arange(total, dtype=np.int64)
-    return source[where], token_end
+    return np.take(source, where), token_end
 
 
 def _collapse_across(

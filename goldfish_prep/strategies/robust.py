@@ -131,17 +131,13 @@ def normalised_tokens(
 ) -> NormalisedTokens:
     """Everything of the spec but the hash: the view ``decide`` hashes and ``repeats`` aligns copies by."""
     flat = np.asarray(ids, dtype=np.int64)
-    n = len(flat)
     doc_starts = np.asarray(starts, dtype=np.int64)
     norm, token_end = gather_normalised(flat, doc_starts, table.pieces, table.normalised)
-    doc_norm_start = np.concatenate(([0], token_end))[np.minimum(doc_starts, n)]
-    doc_of_token = np.repeat(np.arange(len(doc_starts)), np.diff(np.append(doc_starts, n)))
-    previous = np.empty(n, dtype=np.int64)
-    previous[1:] = token_end[:-1]
-    inside = doc_starts < n
-    previous[doc_starts[inside]] = doc_norm_start[inside]
-    window_start, enough = _window_starts(norm, token_end, doc_norm_start[doc_of_token], context_width, doc_norm_start)
-    return NormalisedTokens(norm, doc_norm_start, token_end, token_end > previous, window_start, enough)
+    before = np.zeros(len(flat) + 1, dtype=np.int64)  # normalised end before token t (a document's tokens stay in it)
+    before[1:] = token_end
+    doc_norm_start = before[doc_starts]
+    window_start, enough = _window_starts(norm, before, doc_starts, doc_norm_start, context_width)
+    return NormalisedTokens(norm, doc_norm_start, token_end, token_end > before[:-1], window_start, enough)
 
 
 def decide(
@@ -185,39 +181,45 @@ def decide(
 
 def _window_starts(
     norm: npt.NDArray[np.uint32],
-    token_end: npt.NDArray[np.int64],
-    doc_start: npt.NDArray[np.int64],
-    h: int,
+    before: npt.NDArray[np.int64],
     doc_starts: npt.NDArray[np.int64],
+    doc_norm_start: npt.NDArray[np.int64],
+    h: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """Start of each token's window of h units, and whether its document has h units up to the token.
 
-    ``doc_start`` is each token's document start, ``doc_starts`` every document's.
+    ``before[t]``: normalised end before token t (``before[n]``: the batch's);
+    ``doc_starts``/``doc_norm_start``: where each document begins in ids / in ``norm``.
     """
-    starts = unit_starts(norm, doc_starts)
-    through = np.concatenate(([0], np.cumsum(starts))).astype(np.int64)  # units begun in norm[:p]
+    starts = unit_starts(norm, doc_norm_start)
+    through = np.zeros(len(norm) + 1, dtype=np.int32 if len(norm) < 1 << 31 else np.int64)
+    np.cumsum(starts, out=through[1:])  # units begun in norm[:p]
     begin_at = np.flatnonzero(starts)
-    last = np.maximum(token_end - 1, doc_start)  # the token's last normalised character
-    units = through[np.minimum(last + 1, len(norm))] - through[doc_start]  # units begun in its document up to it
+    doc_start = np.repeat(doc_norm_start, np.diff(np.append(doc_starts, len(before) - 1)))  # each token's
+    ahead = np.minimum(np.maximum(before[1:], doc_start + 1), len(norm))  # past the token's last character
+    doc_through = through[doc_start]
+    units = through[ahead] - doc_through  # units begun in its document up to it
     enough = units >= h
-    first = through[doc_start] + units - h  # global index of the window's first unit
+    first = doc_through + (units - h)  # index of the window's first unit
     window_start = begin_at[np.clip(first, 0, max(len(begin_at) - 1, 0))] if len(begin_at) else doc_start
-    return np.where(enough, window_start, doc_start).astype(np.int64), enough
+    return np.where(enough, window_start, doc_start), enough
 
 
 def _window_hashes(
     norm: npt.NDArray[np.uint32], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], seed: int
 ) -> npt.NDArray[np.uint64]:
-    """H of the spec for windows ``norm[start:end]`` (end exclusive, all non-empty)."""
+    """H of the spec for windows ``norm[start:end]`` (end exclusive, all non-empty).
+
+    ``w = sum_q S[q] * B**(e-1-q) + A * (1 + B + ... + B**(e-s-1))``: one prefix sum of
+    ``S[q] * B**-q`` over the batch, evaluated at both ends, plus a cached geometric sum.
+    """
     offset, base, mix = hash_constants(seed)
     m = len(norm)
-    inverse_powers = _powers(pow(base, -1, 1 << 64), m)  # B**-q, uint64 (m,)
-    prefix = np.zeros(m + 1, dtype=np.uint64)  # prefix[q] = sum_{j<q} (S[j] + A) * B**-j
-    terms = norm.astype(np.uint64)
-    terms += np.uint64(offset)
-    terms *= inverse_powers
-    np.cumsum(terms, out=prefix[1:])
+    prefix = np.zeros(m + 1, dtype=np.uint64)  # prefix[q] = sum_{j<q} S[j] * B**-j
+    np.multiply(norm, _powers(pow(base, -1, 1 << 64), m), out=prefix[1:])
+    np.cumsum(prefix[1:], out=prefix[1:])
     window = (prefix[end] - prefix[start]) * _powers(base, m)[end - 1]
+    window += _geometric(base, m + 1)[end - start] * np.uint64(offset)
     hashed: npt.NDArray[np.uint64] = (window ^ (window >> np.uint64(32))) * np.uint64(mix)
     return hashed
 
@@ -238,6 +240,23 @@ def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
 
 
 _POWERS: dict[int, npt.NDArray[np.uint64]] = {}
+
+
+def _geometric(value: int, length: int) -> npt.NDArray[np.uint64]:
+    """[0, 1, 1 + value, 1 + value + value**2, ...] mod 2**64: ``[i]`` sums value**0 .. value**(i-1) (cached)."""
+    cached = _GEOMETRIC.get(value)
+    if cached is None or len(cached) < length:
+        powers = _powers(value, max(length, 2 * len(cached) if cached is not None else 1 << 18))
+        cached = np.zeros(len(powers) + 1, dtype=np.uint64)
+        np.cumsum(powers, out=cached[1:])
+        cached.flags.writeable = False
+        if len(_GEOMETRIC) > 8:
+            _GEOMETRIC.clear()
+        _GEOMETRIC[value] = cached
+    return cached[:length]
+
+
+_GEOMETRIC: dict[int, npt.NDArray[np.uint64]] = {}
 
 
 class RobustStrategy(Strategy):
