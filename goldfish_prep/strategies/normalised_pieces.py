@@ -40,12 +40,17 @@ class NormalisedPieces:
     """``flat[offsets[i]:offsets[i+1]]``: N of the characters of id i, its own " "/"-" runs collapsed.
 
     ``whole[i]``: id i's bytes decode as UTF-8 alone (empty pieces included); the
-    other ids have an empty entry and are decoded per batch.
+    other ids have an empty entry and are decoded per batch. ``lengths``,
+    ``last`` (the entry's last character, 0 when empty) and ``byte_lengths``
+    (of the id's bytes) save work per batch.
     """
 
     flat: npt.NDArray[np.uint32]
     offsets: npt.NDArray[np.int64]
     whole: npt.NDArray[np.bool_]
+    lengths: npt.NDArray[np.int64]
+    last: npt.NDArray[np.uint32]
+    byte_lengths: npt.NDArray[np.int64]
 
     @classmethod
     def build(cls, pieces: list[bytes]) -> NormalisedPieces:
@@ -66,7 +71,9 @@ class NormalisedPieces:
         chars = np.array([len(t) for t in texts], dtype=np.int64)
         code_points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype="<u4").astype(np.uint32)
         flat, counts = _collapse_within(code_points, np.repeat(np.arange(len(pieces), dtype=np.int64), chars), len(pieces))
-        return cls(flat, np.concatenate(([0], np.cumsum(counts))).astype(np.int64), whole)
+        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        last = np.where(counts > 0, flat[np.maximum(offsets[1:] - 1, 0)] if len(flat) else 0, 0).astype(np.uint32)
+        return cls(flat, offsets, whole, counts, last, np.array([len(p) for p in pieces], dtype=np.int64))
 
 
 def _collapse_within(
@@ -91,54 +98,91 @@ def gather_normalised(
 
     ``starts[d]`` is where document d begins (first 0); ``pieces`` are the bytes per id.
     """
-    source = table.flat
-    offset = table.offsets[ids]
-    length = table.offsets[ids + 1] - offset
-    split = np.flatnonzero(~table.whole[ids])
+    offset = np.take(table.offsets, ids)
+    length = np.take(table.lengths, ids)
+    last = np.take(table.last, ids)
+    split = np.flatnonzero(~np.take(table.whole, ids))
+    chars = _Chars(table.flat, np.zeros(0, dtype=np.uint32))
     if len(split):
-        extra, extra_length = _decode_runs(ids, split, starts, pieces)
-        offset[split] = len(source) + np.cumsum(extra_length) - extra_length
+        extra, extra_length = _decode_runs(ids, split, starts, pieces, np.take(table.whole, ids) & (np.take(table.byte_lengths, ids) > 0))
+        chars = _Chars(table.flat, extra)
+        offset[split] = len(table.flat) + np.cumsum(extra_length) - extra_length
         length[split] = extra_length
-        source = np.concatenate((source, extra))
-    _collapse_across(source, offset, length, starts)
+        spelled = split[extra_length > 0]
+        last[split] = 0
+        last[spelled] = chars.at(offset[spelled] + length[spelled] - 1)
+    _collapse_across(chars, offset, length, last, starts)
     token_end = np.cumsum(length)
     total = int(token_end[-1]) if len(token_end) else 0
-    # positions in ``source``: each token's entry, end to end
-    where = np.repeat(offset - (token_end - length), length)
-    where += np.arange(total, dtype=np.int64)
-    return np.take(source, where), token_end
+    index = np.int32 if len(table.flat) + total < 1 << 31 else np.int64
+    # positions in ``flat``: each token's entry, end to end (split tokens' point past it and are written after)
+    where = np.repeat((offset - (token_end - length)).astype(index), length)
+    where += np.arange(total, dtype=index)
+    norm = np.take(table.flat, where, mode="clip")
+    if len(split):  # split tokens' characters, from the decoded runs
+        spelled = split[length[split] > 0]
+        count = length[spelled]
+        within = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+        norm[np.repeat(token_end[spelled] - count, count) + within] = chars.extra[np.repeat(offset[spelled] - len(table.flat), count) + within]
+    return norm, token_end
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chars:
+    """The table's characters followed by a batch's decoded ones, without copying the table."""
+
+    flat: npt.NDArray[np.uint32]
+    extra: npt.NDArray[np.uint32]
+
+    def at(self, where: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
+        found = np.take(self.flat, where, mode="clip")
+        beyond = np.flatnonzero(where >= len(self.flat))
+        if len(beyond):
+            found[beyond] = self.extra[where[beyond] - len(self.flat)]
+        return found
 
 
 def _collapse_across(
-    source: npt.NDArray[np.uint32], offset: npt.NDArray[np.int64], length: npt.NDArray[np.int64], starts: npt.NDArray[np.int64]
+    chars: _Chars, offset: npt.NDArray[np.int64], length: npt.NDArray[np.int64], last: npt.NDArray[np.uint32], starts: npt.NDArray[np.int64]
 ) -> None:
-    """Drop (in place) each token's first character where it repeats the previous token's last " " or "-"."""
-    producing = np.flatnonzero(length > 0)
-    if len(producing) < 2:
+    """Drop (in place) each token's first character where it repeats the previous token's last " " or "-".
+
+    The previous token is the nearest earlier one that produced a character, in the same document.
+    """
+    if length.all():  # the common case: every token produces, so the previous one is t - 1
+        after = np.flatnonzero((last[:-1] == COLLAPSING[0]) | (last[:-1] == COLLAPSING[1])) + 1
+        previous = after - 1
+    else:
+        producing = np.flatnonzero(length)
+        ends = np.flatnonzero((last[producing[:-1]] == COLLAPSING[0]) | (last[producing[:-1]] == COLLAPSING[1]))
+        after, previous = producing[ends + 1], producing[ends]
+    if len(after) == 0:
         return
-    first = source[offset[producing]]
-    last = source[offset[producing] + length[producing] - 1]
-    document = np.searchsorted(starts, producing, side="right")
-    repeat = (first[1:] == last[:-1]) & (document[1:] == document[:-1])
-    repeat &= (first[1:] == COLLAPSING[0]) | (first[1:] == COLLAPSING[1])
-    removed = producing[1:][repeat]
+    same_document = np.searchsorted(starts, after, side="right") == np.searchsorted(starts, previous, side="right")
+    repeat = (chars.at(offset[after]) == last[previous]) & same_document
+    removed = after[repeat]
     offset[removed] += 1
     length[removed] -= 1
 
 
 def _decode_runs(
-    ids: npt.NDArray[np.int64], split: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], pieces: list[bytes]
+    ids: npt.NDArray[np.int64],
+    split: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    pieces: list[bytes],
+    solid_tokens: npt.NDArray[np.bool_],
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
     """Normalised characters owned by the split-character tokens ``split`` (in order), and how many each owns.
 
-    Consecutive split tokens of one document form a run; the runs are decoded in
-    one call, separated by an ASCII byte that no character can absorb.
+    Split tokens of one document with only empty tokens between them form a run
+    (``solid_tokens``: the tokens with bytes that decode alone); the runs are
+    decoded in one call, separated by an ASCII byte that no character can absorb.
     """
     new_run = np.ones(len(split), dtype=np.bool_)
-    new_run[1:] = np.diff(split) != 1
-    document_start = np.zeros(len(ids) + 1, dtype=np.bool_)
-    document_start[starts] = True
-    new_run |= document_start[split]
+    if len(split) > 1:  # a run ends at a token with bytes that decode alone (not at an empty one) or a document start
+        solid = np.cumsum(solid_tokens)[split]
+        document = np.searchsorted(starts, split, side="right")
+        new_run[1:] = (solid[1:] != solid[:-1]) | (document[1:] != document[:-1])
     parts: list[bytes] = []
     owners: list[int] = []
     for token, opens in zip(split.tolist(), new_run.tolist()):
