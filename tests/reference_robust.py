@@ -35,8 +35,8 @@ def normalise_one(char: str) -> str:
     return out
 
 
-def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: int) -> list[bool]:
-    """Drop decisions for one document; ``pieces[i]`` is the bytes of token id i."""
+def reference_normalised(ids: list[int], pieces: list[bytes]) -> tuple[str, list[int]]:
+    """The normalised text S of one document and each token's normalised end e_t."""
     text = b"".join(pieces[i] for i in ids).decode("utf-8", "surrogateescape")
     # normalised text, and how many normalised characters exist after each input character
     norm = ""
@@ -60,6 +60,17 @@ def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: 
             used += width
             done += 1
         ends.append(after_char[done - 1] if done else 0)
+    return norm, ends
+
+
+def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: int) -> list[bool]:
+    """Drop decisions for one document; ``pieces[i]`` is the bytes of token id i."""
+    return reference_decisions(ids, pieces, k, h, seed)[0]
+
+
+def reference_decisions(ids: list[int], pieces: list[bytes], k: int, h: int, seed: int) -> tuple[list[bool], list[bool]]:
+    """(dropped, eligible) for one document."""
+    norm, ends = reference_normalised(ids, pieces)
     a = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/offset", seed=seed)
     b = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/base", seed=seed) | 1
     m = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/mix", seed=seed) | 1
@@ -69,13 +80,14 @@ def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: 
         return ord(c) < 0x2E80 and (c.isalnum() or unicodedata.category(c).startswith("M"))
 
     begins = [p for p, c in enumerate(norm) if c != " " and not (p > 0 and word(c) and word(norm[p - 1]))]
-    dropped = []
+    dropped, eligible = [], []
     previous = 0
     for end in ends:
-        decision = False
+        decision = allowed = False
         if end > previous:
             begun = [p for p in begins if p < end]
             if len(begun) >= h:
+                allowed = True
                 start = begun[-h]
                 w = 0
                 for c in norm[start:end]:
@@ -83,5 +95,6 @@ def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: 
                 hashed = ((w ^ (w >> 32)) * m) & MASK64
                 decision = hashed < (1 << 64) // k
         dropped.append(decision)
+        eligible.append(allowed)
         previous = end
-    return dropped
+    return dropped, eligible
