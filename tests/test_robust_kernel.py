@@ -28,14 +28,16 @@ from goldfish_prep.tokenizers.token_bytes import token_bytes
 from tests.reference_robust import normalise_one, reference_decisions, reference_normalised
 
 #: a hand-made vocabulary aimed at the kernel's edges
+# fmt: off
 EDGES = [
     b"a", b"Word", b" ", b"  ", b"\n\n", b"-", b"--", b" -", b"x ", b"- ", b"",  # runs across tokens, empty
-    b"\xe7\xac", b"\x8a\xb6", b"\x8a", b"\xe7", b"\xac\x8a",  # U+7B0A spelled in pieces, and stray pieces of it
+    b"\xe7\xac", b"\x8a\xb6", b"\x8a", b"\xe7", b"\xac\x8a", b"\xac",  # U+7B0A spelled in pieces, and stray pieces of it
     b"\xe2\x80", b"\x94", b"\xe2\x80\x94", b" \xe2\x80", b"\x94 ",  # an em dash whole and split (normalises to "-")
     b"A\xc2", b"\xa0b", b"\xc2\xa0", b"\xff", b"\xc0\xaf",  # NBSP split, invalid bytes
     b"\xc2\xad", b"\xef\xac\x81", b"\xe4\xb8\xad\xe6\x96\x87", b"E\xcc\x81", b"\xc3\x89",  # soft hyphen, ligature, CJK, accents
     b"\xf0\x9f", b"\x90\x9f", b"\xf0\x9f\x90\x9f",  # an astral character whole and split
 ]
+# fmt: on
 
 
 def check_against_reference(table: TokenBytes, pieces: list[bytes], docs: list[list[int]], k: int, h: int, seed: int) -> None:
@@ -121,15 +123,37 @@ def test_cl100k_ids_that_split_characters_equal_the_reference(
 
 
 @pytest.mark.parametrize("block", [1, 7, 40])
-def test_small_blocks_give_the_same_masks(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
-    """Blocks hold whole documents: any block size gives the masks of one pass over the batch."""
+@pytest.mark.parametrize("h", [1, 3, 9])
+@pytest.mark.parametrize("lookback", [(0, 1), (4, 32)])
+@pytest.mark.parametrize("favour", [(b" ", b"  ", b"", b"-", b"\xc2\xad"), (b"\xe7", b"\xac", b"\x8a", b"\xac\x8a", b"", b"\xe2\x80", b"\x94")])
+def test_small_blocks_give_the_same_masks(
+    monkeypatch: pytest.MonkeyPatch, block: int, h: int, lookback: tuple[int, int], favour: tuple[bytes, ...]
+) -> None:
+    """Blocks cut long documents into pieces viewed with context before them: any block size gives the same masks.
+
+    ``favour``: pieces drawn more often, for long stretches without units, or of split characters.
+    """
     table = TokenBytes.from_list(EDGES)
-    rng = random.Random(block)
-    docs = [[rng.randrange(len(EDGES)) for _ in range(rng.randrange(30))] for _ in range(40)]
+    rng = random.Random(block * 100 + h)
+    weights = [1 + 6 * (p in favour) for p in EDGES]
+    docs = [rng.choices(range(len(EDGES)), weights, k=rng.randrange(200)) for _ in range(12)]
     ids = np.array([i for d in docs for i in d], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
-    whole = decide(ids, starts, table, 3, 2, 5)
+    whole = decide(ids, starts, table, h, 2, 5)
     monkeypatch.setattr(robust, "_BLOCK", block)
-    small = decide(ids, starts, table, 3, 2, 5)
+    monkeypatch.setattr(robust, "_LOOKBACK", lookback)  # (0, 1): one token of context first, grown until it suffices
+    small = decide(ids, starts, table, h, 2, 5)
     assert all(np.array_equal(a, b) for a, b in zip(whole, small))
-    check_against_reference(table, EDGES, docs, 2, 3, 5)
+    check_against_reference(table, EDGES, docs, 2, h, 5)
+
+
+def test_context_before_a_piece_never_starts_inside_a_character(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A piece of a long document is viewed from a token that decodes apart: from b"\\xac" the text would
+    start with two escaped bytes where the document has one character, and the window of the last
+    token (" ", no unit of its own) would begin at the second of them."""
+    index = {piece: i for i, piece in enumerate(EDGES)}
+    doc = [index[p] for p in (b"Word", b"Word", b"\xe7", b"\xac", b"\x8a", b"", b"", b" ", b"a", b"  ", b"Word")]
+    monkeypatch.setattr(robust, "_BLOCK", 7)  # pieces [0, 7) and [7, 11)
+    monkeypatch.setattr(robust, "_LOOKBACK", (0, 1))  # context of 1, then 4 tokens: b"\xac" onwards
+    for seed in range(12):
+        check_against_reference(TokenBytes.from_list(EDGES), EDGES, [doc], 2, 1, seed)

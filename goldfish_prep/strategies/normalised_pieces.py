@@ -40,9 +40,11 @@ class NormalisedPieces:
     """``flat[offsets[i]:offsets[i+1]]``: N of the characters of id i, its own " "/"-" runs collapsed.
 
     ``whole[i]``: id i's bytes decode as UTF-8 alone (empty pieces included); the
-    other ids have an empty entry and are decoded per batch. ``lengths``,
-    ``last`` (the entry's last character, 0 when empty) and ``byte_lengths``
-    (of the id's bytes) save work per batch.
+    other ids have an empty entry and are decoded per batch. ``lengths`` and
+    ``last`` (the entry's last character, 0 when empty) save work per batch.
+    ``solid[i]``: whole and not empty, so no character, and no run of split
+    tokens, continues across a token of id i: the text before and after it
+    decodes independently.
     """
 
     flat: npt.NDArray[np.uint32]
@@ -50,7 +52,7 @@ class NormalisedPieces:
     whole: npt.NDArray[np.bool_]
     lengths: npt.NDArray[np.int64]
     last: npt.NDArray[np.uint32]
-    byte_lengths: npt.NDArray[np.int64]
+    solid: npt.NDArray[np.bool_]
 
     @classmethod
     def build(cls, pieces: list[bytes]) -> NormalisedPieces:
@@ -73,7 +75,8 @@ class NormalisedPieces:
         flat, counts = _collapse_within(code_points, np.repeat(np.arange(len(pieces), dtype=np.int64), chars), len(pieces))
         offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         last = np.where(counts > 0, flat[np.maximum(offsets[1:] - 1, 0)] if len(flat) else 0, 0).astype(np.uint32)
-        return cls(flat, offsets, whole, counts, last, np.array([len(p) for p in pieces], dtype=np.int64))
+        solid = whole & np.array([len(p) > 0 for p in pieces], dtype=np.bool_)
+        return cls(flat, offsets, whole, counts, last, solid)
 
 
 def _collapse_within(
@@ -104,7 +107,7 @@ def gather_normalised(
     split = np.flatnonzero(~np.take(table.whole, ids))
     chars = _Chars(table.flat, np.zeros(0, dtype=np.uint32))
     if len(split):
-        extra, extra_length = _decode_runs(ids, split, starts, pieces, np.take(table.whole, ids) & (np.take(table.byte_lengths, ids) > 0))
+        extra, extra_length = _decode_runs(ids, split, starts, pieces, np.take(table.solid, ids))
         chars = _Chars(table.flat, extra)
         offset[split] = len(table.flat) + np.cumsum(extra_length) - extra_length
         length[split] = extra_length
@@ -123,7 +126,8 @@ def gather_normalised(
         spelled = split[length[split] > 0]
         count = length[spelled]
         within = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-        norm[np.repeat(token_end[spelled] - count, count) + within] = chars.extra[np.repeat(offset[spelled] - len(table.flat), count) + within]
+        taken = np.repeat(offset[spelled] - len(table.flat), count) + within
+        norm[np.repeat(token_end[spelled] - count, count) + within] = chars.extra[taken]
     return norm, token_end
 
 

@@ -94,8 +94,10 @@ class TokenBytes:
         return NormalisedPieces.build(self.pieces)
 
 
-#: tokens masked per block (whole documents): about 1 MB per uint64 temporary of the normalised text
+#: tokens masked per block (whole documents, or pieces of a longer one): about 1 MB per uint64 temporary of the normalised text
 _BLOCK = 1 << 15
+#: context viewed before a piece of a document, in tokens: a * h + b, grown 4-fold until it holds h units
+_LOOKBACK = (4, 32)
 
 
 @functools.lru_cache(maxsize=64)
@@ -162,21 +164,70 @@ def decide(
     if n and (flat.min() < 0 or flat.max() >= table.vocab_size):
         raise ValueError(f"token id outside the tokenizer's {table.vocab_size} ids")
     doc_starts = np.asarray(starts, dtype=np.int64)
-    # whole documents in blocks of about _BLOCK tokens keep the temporaries in cache (decisions are per document)
     bounds = np.append(doc_starts, n)
+    threshold = np.uint64((1 << 64) // k)
     a = 0
     while a < n:
-        b = int(bounds[np.searchsorted(bounds, a + _BLOCK, side="right") - 1])
-        b = b if b > a else int(bounds[np.searchsorted(bounds, a, side="right")])
-        inside = doc_starts[(doc_starts >= a) & (doc_starts < b)] - a
-        view = normalised_tokens(flat[a:b], inside, table, context_width)
-        eligible[a:b] = view.eligible
-        where = np.flatnonzero(view.eligible)
-        if len(where):
-            hashes = _window_hashes(view.norm, view.window_start[where], view.token_end[where], seed)
-            dropped[a + where] = hashes < np.uint64((1 << 64) // k)
+        view, skip, b = _block_view(flat, doc_starts, bounds, a, table, context_width)
+        np.logical_and(view.nonempty[skip:], view.enough[skip:], out=eligible[a:b])
+        # every token is hashed (fewer gathers than picking the eligible ones); the others' values are discarded
+        hashes = _window_hashes(view.norm, view.window_start[skip:], view.token_end[skip:], seed)
+        np.logical_and(eligible[a:b], hashes < threshold, out=dropped[a:b])
         a = b
     return dropped, eligible
+
+
+def _block_view(
+    flat: npt.NDArray[np.int64],
+    doc_starts: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    a: int,
+    table: TokenBytes,
+    h: int,
+) -> tuple[NormalisedTokens, int, int]:
+    """The view of the next block from token ``a``: (view, leading tokens of context to skip, block end).
+
+    About ``_BLOCK`` tokens keep the temporaries in cache. A block is whole
+    documents, or a piece of a longer one: then it ends before a token that
+    decodes alone (so no character is cut) and is viewed with tokens before it
+    as context (``_context_start``).
+    """
+    index = int(np.searchsorted(bounds, a, side="right")) - 1  # the document holding token a
+    begin, end = int(bounds[index]), int(bounds[index + 1])
+    if a == begin:
+        b = int(bounds[np.searchsorted(bounds, a + _BLOCK, side="right") - 1])
+        if b > a:  # whole documents
+            inside = doc_starts[np.searchsorted(doc_starts, a) : np.searchsorted(doc_starts, b)] - a
+            return normalised_tokens(flat[a:b], inside, table, h), 0, b
+    b = end if end - a <= _BLOCK else _solid_at_or_before(flat, a + _BLOCK, a + 1, table, end)
+    lookback = _LOOKBACK[0] * h + _LOOKBACK[1]
+    while True:
+        lo = _solid_at_or_before(flat, a - lookback, begin, table, begin) if a - lookback > begin else begin
+        view = normalised_tokens(flat[lo:b], np.zeros(1, np.int64), table, h)
+        if lo == begin or _units_after_first(view, a - lo) >= h:
+            return view, a - lo, b
+        lookback *= 4
+
+
+def _solid_at_or_before(flat: npt.NDArray[np.int64], at: int, low: int, table: TokenBytes, otherwise: int) -> int:
+    """The last token in ``[low, at]`` with ``solid`` bytes (the text before it decodes apart), else ``otherwise``."""
+    for start in (max(low, at - 255), low):  # nearly always among the last few tokens
+        solid = np.flatnonzero(np.take(table.normalised.solid, flat[start : at + 1]))
+        if len(solid):
+            return start + int(solid[-1])
+    return otherwise
+
+
+def _units_after_first(view: NormalisedTokens, tokens: int) -> int:
+    """Units that begin after the first normalised character and before token ``tokens``'s characters.
+
+    A piece viewed from a token inside its document may differ from the whole
+    document only in that first character (a collapsed " " or "-", a unit start
+    that depends on the character before): with h such units before the piece's
+    first token, every window of the piece lies after it.
+    """
+    end = int(view.token_end[tokens - 1])
+    return int(np.count_nonzero(unit_starts(view.norm[:end], np.zeros(1, np.int64))[1:]))
 
 
 def _window_starts(
@@ -208,7 +259,7 @@ def _window_starts(
 def _window_hashes(
     norm: npt.NDArray[np.uint32], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], seed: int
 ) -> npt.NDArray[np.uint64]:
-    """H of the spec for windows ``norm[start:end]`` (end exclusive, all non-empty).
+    """H of the spec for windows ``norm[start:end]`` (end exclusive; an empty window's value means nothing).
 
     ``w = sum_q S[q] * B**(e-1-q) + A * (1 + B + ... + B**(e-s-1))``: one prefix sum of
     ``S[q] * B**-q`` over the batch, evaluated at both ends, plus a cached geometric sum.
@@ -218,8 +269,9 @@ def _window_hashes(
     prefix = np.zeros(m + 1, dtype=np.uint64)  # prefix[q] = sum_{j<q} S[j] * B**-j
     np.multiply(norm, _powers(pow(base, -1, 1 << 64), m), out=prefix[1:])
     np.cumsum(prefix[1:], out=prefix[1:])
-    window = (prefix[end] - prefix[start]) * _powers(base, m)[end - 1]
-    window += _geometric(base, m + 1)[end - start] * np.uint64(offset)
+    window = np.take(prefix, end) - np.take(prefix, start)
+    window *= np.take(_powers(base, m + 1), end - 1)  # B**(e-1); e = 0 wraps to the last power (an empty window)
+    window += np.take(_geometric(base, m + 1), end - start) * np.uint64(offset)
     hashed: npt.NDArray[np.uint64] = (window ^ (window >> np.uint64(32))) * np.uint64(mix)
     return hashed
 
