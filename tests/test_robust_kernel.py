@@ -125,7 +125,9 @@ def test_cl100k_ids_that_split_characters_equal_the_reference(
 @pytest.mark.parametrize("block", [1, 7, 40])
 @pytest.mark.parametrize("h", [1, 3, 9])
 @pytest.mark.parametrize("lookback", [(0, 1), (4, 32)])
-@pytest.mark.parametrize("favour", [(b" ", b"  ", b"", b"-", b"\xc2\xad"), (b"\xe7", b"\xac", b"\x8a", b"\xac\x8a", b"", b"\xe2\x80", b"\x94")])
+@pytest.mark.parametrize(
+    "favour", [(b" ", b"  ", b"", b"-", b"\xc2\xad"), (b"\xe7", b"\xac", b"\x8a", b"\xac\x8a", b"", b"\xe2\x80", b"\x94")]
+)
 def test_small_blocks_give_the_same_masks(
     monkeypatch: pytest.MonkeyPatch, block: int, h: int, lookback: tuple[int, int], favour: tuple[bytes, ...]
 ) -> None:
