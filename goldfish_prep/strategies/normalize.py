@@ -22,9 +22,12 @@ dash, become one), never across documents. Mapping one code point at a time keep
 the owner of every normalised character known, which is what lets each token be
 given the normalised characters it covers.
 
-Speed: ASCII goes through a 128-entry table; other code points are mapped once
-per distinct value with ``unicodedata`` (cached) and spread with numpy, so the
-cost per character is a few vectorised passes.
+Speed: ASCII goes through a 128-entry table, the BMP through dense tables;
+other code points are mapped once per distinct value with ``unicodedata``
+(cached) and spread with numpy. The ``robust`` kernel maps each id's characters
+once per tokenizer (``normalised_pieces``) and only per batch the characters of
+tokens that split one; ``normalise`` maps a whole batch of code points (the
+tests hold both to the spec).
 """
 
 from __future__ import annotations
