@@ -25,6 +25,7 @@ Exactly the spec's ``S`` and ``e_t``, by these facts:
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -94,12 +95,22 @@ def _collapse_within(
     return sequence[keep], np.bincount(out_owner[keep], minlength=owners).astype(np.int64)
 
 
+class Spelling(Protocol):
+    """The bytes of every id: ``flat[offsets[i]:offsets[i+1]]`` (``robust.TokenBytes``)."""
+
+    @property
+    def flat(self) -> npt.NDArray[np.uint8]: ...
+
+    @property
+    def offsets(self) -> npt.NDArray[np.int64]: ...
+
+
 def gather_normalised(
-    ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], pieces: list[bytes], table: NormalisedPieces
+    ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], spelling: Spelling, table: NormalisedPieces
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
     """The batch's normalised text ``S`` (documents end to end) and each token's normalised end ``e_t``.
 
-    ``starts[d]`` is where document d begins (first 0); ``pieces`` are the bytes per id.
+    ``starts[d]`` is where document d begins (first 0); ``spelling``: the bytes per id.
     """
     offset = np.take(table.offsets, ids)
     length = np.take(table.lengths, ids)
@@ -107,7 +118,7 @@ def gather_normalised(
     split = np.flatnonzero(~np.take(table.whole, ids))
     chars = _Chars(table.flat, np.zeros(0, dtype=np.uint32))
     if len(split):
-        extra, extra_length = _decode_runs(ids, split, starts, pieces, np.take(table.solid, ids))
+        extra, extra_length = _decode_runs(ids, split, starts, spelling, np.take(table.solid, ids))
         chars = _Chars(table.flat, extra)
         offset[split] = len(table.flat) + np.cumsum(extra_length) - extra_length
         length[split] = extra_length
@@ -173,35 +184,34 @@ def _decode_runs(
     ids: npt.NDArray[np.int64],
     split: npt.NDArray[np.int64],
     starts: npt.NDArray[np.int64],
-    pieces: list[bytes],
+    spelling: Spelling,
     solid_tokens: npt.NDArray[np.bool_],
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
     """Normalised characters owned by the split-character tokens ``split`` (in order), and how many each owns.
 
     Split tokens of one document with only empty tokens between them form a run
-    (``solid_tokens``: the tokens with bytes that decode alone); the runs are
-    decoded in one call, separated by an ASCII byte that no character can absorb.
+    (``solid_tokens``: the tokens with bytes that decode alone); the runs' bytes
+    are gathered with numpy and decoded in one call, separated by an ASCII byte
+    that no character can absorb.
     """
     new_run = np.ones(len(split), dtype=np.bool_)
     if len(split) > 1:  # a run ends at a token with bytes that decode alone (not at an empty one) or a document start
         solid = np.cumsum(solid_tokens)[split]
         document = np.searchsorted(starts, split, side="right")
         new_run[1:] = (solid[1:] != solid[:-1]) | (document[1:] != document[:-1])
-    parts: list[bytes] = []
-    owners: list[int] = []
-    for token, opens in zip(split.tolist(), new_run.tolist()):
-        if opens and parts:
-            parts.append(_SEPARATOR)
-            owners.append(-1)
-        parts.append(pieces[ids[token]])
-        owners.append(token)
-    raw = b"".join(parts)
-    byte_owner = np.repeat(np.array(owners, dtype=np.int64), [len(p) for p in parts])
-    code_points = np.frombuffer(raw.decode("utf-8", "surrogateescape").encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    separated = new_run.copy()  # a separator byte before the token's bytes
+    separated[0] = False
+    source = np.take(spelling.offsets, ids[split])
+    size = np.take(spelling.offsets, ids[split] + 1) - source + separated
+    part_start = np.cumsum(size) - size
+    where = np.repeat(source - part_start - separated, size) + np.arange(int(size.sum()), dtype=np.int64)
+    raw = np.take(spelling.flat, where, mode="clip")
+    byte_owner = np.repeat(np.arange(len(split), dtype=np.int64), size)
+    raw[part_start[separated]] = _SEPARATOR[0]
+    byte_owner[part_start[separated]] = -1
+    code_points = np.frombuffer(raw.tobytes().decode("utf-8", "surrogateescape").encode("utf-32-le", "surrogatepass"), dtype="<u4")
     escaped = (code_points >= 0xDC80) & (code_points <= 0xDCFF)
     width = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
     char_owner = byte_owner[np.cumsum(np.where(escaped, 1, width)) - 1]  # the token holding each character's last byte
     real = char_owner >= 0
-    owner = np.searchsorted(split, char_owner[real])  # index into split
-    sequence, counts = _collapse_within(code_points[real].astype(np.uint32), owner.astype(np.int64), len(split))
-    return sequence, counts
+    return _collapse_within(code_points[real].astype(np.uint32), char_owner[real], len(split))

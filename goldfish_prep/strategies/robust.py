@@ -84,7 +84,7 @@ class TokenBytes:
 
     @functools.cached_property
     def pieces(self) -> list[bytes]:
-        """One bytes object per id (split-character tokens are decoded from these)."""
+        """One bytes object per id."""
         raw = self.flat.tobytes()
         bounds = self.offsets.tolist()
         return [raw[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
@@ -139,7 +139,7 @@ def normalised_tokens(
     """Everything of the spec but the hash: the view ``decide`` hashes and ``repeats`` aligns copies by."""
     flat = np.asarray(ids, dtype=np.int64)
     doc_starts = np.asarray(starts, dtype=np.int64)
-    norm, token_end = gather_normalised(flat, doc_starts, table.pieces, table.normalised)
+    norm, token_end = gather_normalised(flat, doc_starts, table, table.normalised)
     before = np.zeros(len(flat) + 1, dtype=np.int64)  # normalised end before token t (a document's tokens stay in it)
     before[1:] = token_end
     doc_norm_start = before[doc_starts]
