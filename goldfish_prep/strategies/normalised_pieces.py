@@ -17,9 +17,12 @@ Exactly the spec's ``S`` and ``e_t``, by these facts:
 - a token that decodes alone (strict UTF-8, the empty token included) begins
   with a lead byte and ends a character, so the batch decodes to its
   characters whatever stands around it; every other token belongs to a *run* of
-  such tokens (within one document), and a run decodes alone as the whole text
-  would: its characters are decoded here, run by run, each owned by the token
-  holding its last byte (``surrogateescape`` for invalid bytes, as the spec).
+  such tokens (within one document; empty tokens do not end a run), and a run
+  decodes alone as the whole text would: the runs' bytes are decoded here in one
+  call, a NUL byte between runs, each character owned by the token holding its
+  last byte (``surrogateescape`` for invalid bytes, as the spec).
+
+``tests/test_robust_kernel.py`` aims random and hand-made ids at each of these.
 """
 
 from __future__ import annotations
