@@ -299,3 +299,16 @@ def test_load_documents_of_packed_and_document_chat_outputs_agree(outputs: dict[
     packed, plain = load_documents(outputs["packed"]), load_documents(outputs["documents"])
     assert [(d.ids.tolist(), d.answer_start) for d in packed] == [(d.ids.tolist(), d.answer_start) for d in plain]
     assert np.all([d.answer_start is not None and 0 < d.answer_start < len(d.ids) for d in plain])
+
+
+def test_the_manifest_records_the_special_ids_so_verify_needs_no_tokenizer(outputs: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+
+    manifest = json.loads((outputs["documents"] / "goldfish_manifest.json").read_text())
+    assert set(manifest["chat"]["special_ids"]) == outputs["specials"]
+    copy = tmp_path / "moved"
+    shutil.copytree(outputs["documents"], copy)
+    manifest["tokenizer"]["spec"] = str(tmp_path / "no-such-tokenizer")  # the tokenizer folder is gone
+    (copy / "goldfish_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    report = verify_folder(copy)
+    assert report.ok, [str(p) for p in report.problems]

@@ -14,6 +14,7 @@ from typing import Any
 
 from goldfish_prep.chat.masking import ChatSetup, masks_answers
 from goldfish_prep.chat.records import ROLE_MAP
+from goldfish_prep.chat.render import special_ids
 from goldfish_prep.chat.template import (
     ChatTemplate,
     compile_template,
@@ -77,7 +78,7 @@ def chat_setup(options: ChatOptions, tokenizer: Tokenizer, mask: MaskConfig) -> 
     return ChatSetup(template.text, options.train_on_prompt, tuple(sorted(set(options.keep_ids)))), template
 
 
-def describe_chat(setup: ChatSetup, template: ChatTemplate, reader: ReaderOptions) -> dict[str, Any]:
+def describe_chat(setup: ChatSetup, template: ChatTemplate, reader: ReaderOptions, tokenizer: Tokenizer) -> dict[str, Any]:
     """The manifest's ``chat`` object (docs/format.md)."""
     return {
         "template_sha256": template.sha256,
@@ -87,5 +88,6 @@ def describe_chat(setup: ChatSetup, template: ChatTemplate, reader: ReaderOption
         "role_map": dict(sorted(ROLE_MAP.items())),
         "train_on_prompt": setup.train_on_prompt,
         "keep_ids": list(setup.keep_ids),
+        "special_ids": special_ids(tokenizer.chat_backend()),  # type: ignore[attr-defined]
         "mask_rule": RULE,
     }

@@ -69,7 +69,7 @@ class ChatRenderer:
         self._variables: dict[str, Any] = dict(getattr(tokenizer, "special_tokens_map", {}))
         self._template = compile_template(template_text)
         added = backend.get_added_tokens_decoder()
-        special = sorted(index for index, token in added.items() if token.special)
+        special = special_ids(backend)
         self._protected_ids = np.array(sorted({*special, *keep_ids}), dtype=np.int64)
         # longest first, so <|eot_id|> wins over a shorter token it starts with
         self._special_texts = sorted((added[index].content for index in special), key=len, reverse=True)
@@ -217,3 +217,12 @@ def _after_marker(text: str, end: int, special_texts: Sequence[str]) -> int:
 def _preview(text: str, limit: int = 40) -> str:
     shown = repr(text)
     return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def special_ids(backend: Any) -> list[int]:
+    """The ids a chat mask never drops besides ``--keep-ids``: the tokenizer's added tokens marked special.
+
+    Recorded in the manifest (``chat.special_ids``) so that ``verify`` and
+    ``stats`` recompute the rule without loading the tokenizer.
+    """
+    return sorted(int(index) for index, token in backend.get_added_tokens_decoder().items() if token.special)

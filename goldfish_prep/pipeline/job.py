@@ -108,7 +108,7 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
     context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, vocab_size, job.reader, job.tokenizer_backend, setup)
     run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
     if setup is not None and template is not None:  # chat: the template, label options and rule decide the bytes too
-        run["chat"] = describe_chat(setup, template, job.reader)
+        run["chat"] = describe_chat(setup, template, job.reader, tokenizer)
         run["k_field"] = job.reader.k_field
     run["ignored_inputs"] = resolved.ignored
     if resolved.ignored and job.progress:

@@ -38,6 +38,10 @@ class Tokenizer(Protocol):
         ``decode(ids)`` wherever tokens fall on character boundaries (used by ``show``)."""
         ...
 
+    def spelled_bytes(self) -> list[bytes]:
+        """The bytes each id spells, one per id, special ids empty (what ``robust`` masks read)."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """Identity for the manifest: spec, kind, name, vocab_size, bos_id, eos_id, fingerprint."""
         ...

@@ -34,6 +34,7 @@ from goldfish_prep.tokenizers.bytelevel_bpe import NotExact, TiktokenPlan, plan_
 from goldfish_prep.tokenizers.cache import content_key, read_entry, write_entry
 from goldfish_prep.tokenizers.hf import HFTokenizer, file_parts, load_hf_file
 from goldfish_prep.tokenizers.identity import AdapterIdentity, name_for
+from goldfish_prep.tokenizers.spelling import tiktoken_spelling
 
 
 class TiktokenEncodedHF(AdapterIdentity):
@@ -87,6 +88,10 @@ class TiktokenEncodedHF(AdapterIdentity):
 
     def token_pieces(self, ids: Sequence[int]) -> list[str]:
         return self.reference().token_pieces(ids)
+
+    def spelled_bytes(self) -> list[bytes]:
+        # the same ids and bytes as the HF vocabulary (the fast path exists only when they are), read from tiktoken's ranks
+        return tiktoken_spelling(self._encoding, self.vocab_size)
 
     def vocabulary_parts(self) -> Iterable[bytes]:
         if self._files:

@@ -52,6 +52,7 @@ from goldfish_prep.tokenizers.decoding import check_ids, pieces_by_decoding
 from goldfish_prep.tokenizers.identity import AdapterIdentity, name_for
 from goldfish_prep.tokenizers.optional import import_optional, one_line
 from goldfish_prep.tokenizers.special_tokens import BOS_NAMES, EOS_NAMES, first_known_id
+from goldfish_prep.tokenizers.spelling import hf_spelling
 
 #: files that define a tokenizer in a model folder; their bytes make the fingerprint
 TOKENIZER_FILES = (
@@ -111,6 +112,9 @@ class HFTokenizer(AdapterIdentity):
 
     def token_pieces(self, ids: Sequence[int]) -> list[str]:
         return pieces_by_decoding(self.decode, check_ids(ids, self.vocab_size, self.name))
+
+    def spelled_bytes(self) -> list[bytes]:
+        return hf_spelling(self._backend, self.vocab_size)
 
     @property
     def backend(self) -> Any:

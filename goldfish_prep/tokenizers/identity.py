@@ -88,6 +88,13 @@ class AdapterIdentity:
         """The bytes that define the vocabulary, in a fixed order (hashed into the fingerprint)."""
         raise NotImplementedError
 
+    def spelled_bytes(self) -> list[bytes]:
+        """The bytes each id spells (``spelling``); an adapter that cannot tell refuses."""
+        raise TokenizerError(
+            f"the robust strategy cannot read the token bytes of tokenizer {self.name!r} ({self.kind}). "
+            "Fix: use a tiktoken, tokenizer.json or SentencePiece tokenizer, or another --strategy"
+        )
+
     def describe(self) -> dict[str, Any]:
         """Identity for the manifest: spec, kind, name, vocab_size, bos_id, eos_id, fingerprint."""
         if self._fingerprint is None:

@@ -27,6 +27,7 @@ from goldfish_prep.errors import TokenizerError
 from goldfish_prep.tokenizers.decoding import check_ids, pieces_by_decoding
 from goldfish_prep.tokenizers.identity import AdapterIdentity, name_for
 from goldfish_prep.tokenizers.optional import import_optional, one_line
+from goldfish_prep.tokenizers.spelling import sentencepiece_spelling
 
 
 class SentencePieceTokenizer(AdapterIdentity):
@@ -67,6 +68,9 @@ class SentencePieceTokenizer(AdapterIdentity):
 
     def token_pieces(self, ids: Sequence[int]) -> list[str]:
         return pieces_by_decoding(self.decode, check_ids(ids, self.vocab_size, self.name))
+
+    def spelled_bytes(self) -> list[bytes]:
+        return sentencepiece_spelling(self._processor, self.vocab_size)
 
     def vocabulary_parts(self) -> Iterable[bytes]:
         yield self._model_bytes

