@@ -24,6 +24,8 @@ batches of 512 texts as ``mask`` calls it, including the conversion to int32 arr
 turn, the order reversed every other round; figures are CPU seconds (``time.process_time``),
 medians. A fresh process per pass matters: some engines cache per word across calls
 (gigatoken), so a second pass over the same texts in one process would measure the cache.
+Building the engine is not timed (a warm-up call comes first); it matters for small runs, see
+docs/performance.md.
 """
 
 from __future__ import annotations
