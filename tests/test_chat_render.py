@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from goldfish_prep.chat.records import check_message
 from goldfish_prep.chat.render import ChatRenderer, tokens_in_spans
+from goldfish_prep.readers.conversations import check_message
 from goldfish_prep.readers.records import Record
 from tests.chat_data import conversation, template_text, tokenizer_folder
 

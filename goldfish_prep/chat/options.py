@@ -13,7 +13,6 @@ import dataclasses
 from typing import Any
 
 from goldfish_prep.chat.masking import ChatSetup, masks_answers
-from goldfish_prep.chat.records import ROLE_MAP
 from goldfish_prep.chat.render import special_ids
 from goldfish_prep.chat.template import (
     ChatTemplate,
@@ -23,6 +22,7 @@ from goldfish_prep.chat.template import (
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records
+from goldfish_prep.readers.conversations import ROLE_MAP
 from goldfish_prep.readers.records import Record
 from goldfish_prep.strategies.answer_local import RULE
 from goldfish_prep.tokenizers import Tokenizer

@@ -3,7 +3,7 @@
 A ``messages`` column is a list of structs (``role``, ``content``, and
 whatever else the messages hold); ``prompt``/``completion`` columns hold
 strings or such lists. Only the needed columns are read, in slices, and each
-row, as a dict, goes through ``chat.records.chat_record_from_object``, so a
+row, as a dict, goes through ``readers.conversations.chat_record_from_object``, so a
 bad conversation gets the same message and ``reason`` as in a JSON line.
 """
 
@@ -14,7 +14,8 @@ from collections.abc import Generator, Iterator
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.readers.document import missing_id_field
+from goldfish_prep.readers.conversations import chat_record_from_object
+from goldfish_prep.readers.fields import missing_id_field
 from goldfish_prep.readers.options import ReaderOptions
 from goldfish_prep.readers.records import Record
 
@@ -48,8 +49,6 @@ def chat_rows(
     batches: Iterator[pa.RecordBatch], label: str, columns: list[str], options: ReaderOptions, start: int
 ) -> Generator[Item, None, int]:
     """Every row as a chat ``Record`` or ``InputError`` named ``label record I``; returns the next row index."""
-    from goldfish_prep.chat.records import chat_record_from_object
-
     index = start
     for batch in batches:
         for offset in range(0, batch.num_rows, _ROWS):

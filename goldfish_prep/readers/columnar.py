@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.chat_columns import chat_columns, chat_rows
-from goldfish_prep.readers.document import IDS_FIELD, ids_problem, missing_id_field, missing_text_field, text_problem
 from goldfish_prep.readers.failures import file_failure
+from goldfish_prep.readers.fields import IDS_FIELD, ids_problem, missing_id_field, missing_text_field, text_problem
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
 

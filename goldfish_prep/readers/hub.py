@@ -15,7 +15,8 @@ import re
 from collections.abc import Iterator
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.readers.document import IDS_FIELD, missing_text_field, record_from_object
+from goldfish_prep.readers.document import record_from_object
+from goldfish_prep.readers.fields import IDS_FIELD, missing_text_field
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
 

@@ -17,7 +17,8 @@ import re
 from collections.abc import Iterator
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.readers.document import record_from_object, surrogate_problem
+from goldfish_prep.readers.document import record_from_object
+from goldfish_prep.readers.fields import surrogate_problem
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
 from goldfish_prep.readers.streams import iter_chunks, iter_text_chunks

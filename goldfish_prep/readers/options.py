@@ -26,7 +26,7 @@ class ReaderOptions:
     always their locations. ``text_per_line``: a ``.txt`` file holds one
     document per non-empty line instead of one per file. ``hub_split``: the
     split streamed from an HF hub dataset. ``chat``: records are conversations
-    (``goldfish_prep.chat.records``), their list of messages under
+    (``goldfish_prep.readers.conversations``), their list of messages under
     ``messages_field`` (or ``prompt``/``completion``). ``k_field``: the field
     holding a record's own k (chat records; absent or 0: standard loss).
 

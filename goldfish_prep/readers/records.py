@@ -20,7 +20,7 @@ class Record:
     ``b.parquet record 4``; also the default ``doc_id``. ``weight``: the record's
     size in bytes in its input, used to cut shards at deterministic places
     without tokenizing. Exactly one of ``text``, ``input_ids`` and ``messages``
-    is set. ``messages``: a checked conversation (``chat.records``), rendered by
+    is set. ``messages``: a checked conversation (``readers.conversations``), rendered by
     the chat template in the worker. ``k``: the record's own k from
     ``--k-field`` (0: standard loss), None without that option.
     """

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.readers.document import (
+from goldfish_prep.readers.fields import (
+    article,
     doc_id_of,
     json_type,
     surrogate_problem,
@@ -84,7 +85,7 @@ def _conversation(obj: dict[str, Any], location: str, field: str) -> list[Any] |
     if field in obj and obj[field] is not None:
         value = obj[field]
         if not isinstance(value, list) or not value:
-            what = "an empty list" if isinstance(value, list) else f"{_article(json_type(value))}, not a list of messages"
+            what = "an empty list" if isinstance(value, list) else f"{article(json_type(value))}, not a list of messages"
             return InputError(location, f'"{field}" is {what}', "Give each record a non-empty list of messages", "no-messages")
         return value
     if "prompt" in obj and "completion" in obj:
@@ -98,7 +99,7 @@ def _conversation(obj: dict[str, Any], location: str, field: str) -> list[Any] |
             else:
                 return InputError(
                     location,
-                    f'"{key}" is {_article(json_type(part))}, not a string or a list of messages',
+                    f'"{key}" is {article(json_type(part))}, not a string or a list of messages',
                     "Store prompt and completion as strings or lists of messages",
                     "no-messages",
                 )
@@ -117,7 +118,7 @@ def check_message(message: object, location: str) -> dict[str, Any] | InputError
     if not isinstance(message, dict):
         return InputError(
             location,
-            f"the message is {_article(json_type(message))}, not an object",
+            f"the message is {article(json_type(message))}, not an object",
             'Write each message as {"role": ..., "content": ...}',
             "invalid-message",
         )
@@ -141,7 +142,7 @@ def check_message(message: object, location: str) -> dict[str, Any] | InputError
     if not isinstance(content, str):
         return InputError(
             location,
-            f'"content" is {_article(json_type(content))}, not a string',
+            f'"content" is {article(json_type(content))}, not a string',
             "Store each message's content as a string (content parts are not read)",
             "non-string-content",
         )
@@ -171,7 +172,3 @@ def record_k(obj: dict[str, Any], location: str, field: str | None) -> int | Non
             "invalid-k",
         )
     return value
-
-
-def _article(noun: str) -> str:
-    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
