@@ -47,11 +47,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from memorization_experiment import MODES, make_tokenizer, run_cli, select_documents, write_jsonl  # noqa: E402
 
-ARMS: list[tuple[str, list[str]]] = [
-    ("standard", ["--strategy", "none"]),
-    ("goldfish k=4", ["--strategy", "goldfish", "--k", "4"]),
-    ("robust k=4", ["--strategy", "robust", "--k", "4"]),
-]
+
+def arms(k: int) -> list[tuple[str, list[str]]]:
+    """The three arms: standard loss, and goldfish and robust at ``k``."""
+    return [
+        ("standard", ["--strategy", "none"]),
+        (f"goldfish k={k}", ["--strategy", "goldfish", "--k", str(k)]),
+        (f"robust k={k}", ["--strategy", "robust", "--k", str(k)]),
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--k", type=int, default=4, help="k of the goldfish and robust arms")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     name = args.setting or "quick"
@@ -208,9 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     spec = make_tokenizer(MODES["quick"], work)
     corpus = build(setting, work, spec)
     print(f"corpus: {corpus} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-    standard = run_arm(setting, work, spec, *ARMS[0], None, threads=2)  # alone: both cores
+    chosen = arms(args.k)
+    standard = run_arm(setting, work, spec, *chosen[0], None, threads=2)  # alone: both cores
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_arm, setting, work, spec, arm, options, standard["supervised_tokens"]) for arm, options in ARMS[1:]]
+        futures = [pool.submit(run_arm, setting, work, spec, arm, options, standard["supervised_tokens"]) for arm, options in chosen[1:]]
         rows = [standard, *(future.result() for future in futures)]
     results = {"setting": dataclasses.asdict(setting), "corpus": corpus, "arms": rows, "seconds": time.perf_counter() - started}
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
