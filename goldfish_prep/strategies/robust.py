@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -283,36 +284,41 @@ def _window_hashes(
 
 def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
     """[value**0, value**1, ...] mod 2**64, at least ``length`` of them (cached; uint64 cumprod wraps, exactly mod 2**64)."""
-    cached = _POWERS.get(value)
-    if cached is None or len(cached) < length:
-        size = max(length, 2 * len(cached) if cached is not None else 1 << 18)
+
+    def build(size: int) -> npt.NDArray[np.uint64]:
         factors = np.full(size, value, dtype=np.uint64)
         factors[0] = 1
-        cached = np.cumprod(factors, dtype=np.uint64)
-        cached.flags.writeable = False
-        if len(_POWERS) > 8:
-            _POWERS.clear()
-        _POWERS[value] = cached
-    return cached[:length]
+        return np.cumprod(factors, dtype=np.uint64)
 
-
-_POWERS: dict[int, npt.NDArray[np.uint64]] = {}
+    return _cached_table(_POWERS, value, length, build)
 
 
 def _geometric(value: int, length: int) -> npt.NDArray[np.uint64]:
     """[0, 1, 1 + value, 1 + value + value**2, ...] mod 2**64: ``[i]`` sums value**0 .. value**(i-1) (cached)."""
-    cached = _GEOMETRIC.get(value)
+
+    def build(size: int) -> npt.NDArray[np.uint64]:
+        sums = np.zeros(size + 1, dtype=np.uint64)
+        np.cumsum(_powers(value, size), out=sums[1:])
+        return sums
+
+    return _cached_table(_GEOMETRIC, value, length, build)
+
+
+def _cached_table(
+    store: dict[int, npt.NDArray[np.uint64]], value: int, length: int, build: Callable[[int], npt.NDArray[np.uint64]]
+) -> npt.NDArray[np.uint64]:
+    """The first ``length`` entries of the table ``build`` makes for ``value``, rebuilt at least twice as long when short."""
+    cached = store.get(value)
     if cached is None or len(cached) < length:
-        powers = _powers(value, max(length, 2 * len(cached) if cached is not None else 1 << 18))
-        cached = np.zeros(len(powers) + 1, dtype=np.uint64)
-        np.cumsum(powers, out=cached[1:])
+        cached = build(max(length, 2 * len(cached) if cached is not None else 1 << 18))
         cached.flags.writeable = False
-        if len(_GEOMETRIC) > 8:
-            _GEOMETRIC.clear()
-        _GEOMETRIC[value] = cached
+        if len(store) > 8:
+            store.clear()
+        store[value] = cached
     return cached[:length]
 
 
+_POWERS: dict[int, npt.NDArray[np.uint64]] = {}
 _GEOMETRIC: dict[int, npt.NDArray[np.uint64]] = {}
 
 
