@@ -64,6 +64,8 @@ class Setting:
     insertions: int
     epochs: float
     controls: int = 32
+    #: the training seed (initialisation and document order); the corpus is the same for every seed
+    seed: int = 0
     block_size: int = 256
     # small batches: a target's share of each update is 1/batch_size of it, and the tiny model
     # memorises nothing at batch 16 (see docs/near-duplicates.md for the runs that showed it)
@@ -141,7 +143,7 @@ def run_arm(
     duration: dict[str, Any] = {"epochs": setting.epochs} if supervised is None else {"max_supervised_tokens": supervised}
     config = TrainConfig(
         data=shards, run_dir=work / f"run-{slug}", preset="tiny", block_size=setting.block_size, batch_size=setting.batch_size,
-        learning_rate=setting.learning_rate, eval_data=work / "shards-heldout", device="cpu", log_interval=100, overwrite=True, seed=0,
+        learning_rate=setting.learning_rate, eval_data=work / "shards-heldout", device="cpu", log_interval=100, overwrite=True, seed=setting.seed,
         **duration,
     )  # fmt: skip
     result = train(config)
@@ -198,10 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--k", type=int, default=4, help="k of the goldfish and robust arms")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (the corpus stays the same)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     name = args.setting or "quick"
-    knobs = ("background_chars", "insertions", "epochs", "targets", "batch_size", "learning_rate")
+    knobs = ("background_chars", "insertions", "epochs", "targets", "batch_size", "learning_rate", "seed")
     changes = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
     setting = dataclasses.replace(SETTINGS[name], **changes)
     work = args.out or Path(__file__).parent / "results" / f"pretraining-{name}"
