@@ -57,6 +57,9 @@ def arms(k: int) -> list[tuple[str, list[str]]]:
     ]
 
 
+EQUAL_INPUT = ", 1 epoch"
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     background_chars: int
@@ -136,7 +139,7 @@ def run_arm(
     from goldfish_prep.train.trainer import train
 
     torch.set_num_threads(threads)
-    slug = name.replace(" ", "-").replace("=", "")
+    slug = name.replace(EQUAL_INPUT, "-1-epoch").replace(" ", "-").replace("=", "")
     shards = work / f"shards-{slug}"
     run_cli("mask", str(work / "corpus.jsonl"), "-o", str(shards), "--tokenizer", spec, *options, "-q")
     counts = json.loads((shards / "goldfish_manifest.json").read_text())["counts"]
@@ -164,6 +167,8 @@ def memorisation(run: Path, shards: Path) -> dict[str, Any]:
 
     decode, _ = text_decoder(shards)
     report = measure_memorization(load_causal_lm(run, "cpu"), shards, decode=decode)
+    # every generation, for analyses after the run (where generations leave the targets, see divergence.py)
+    (run / f"memorization-{shards.name}.json").write_text(json.dumps(report.to_dict()) + "\n", encoding="utf-8")
     scores = np.array([d.rouge_l for d in report.documents])
     summary: dict[str, Any] = report.summary()
     summary.update(
@@ -201,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--k", type=int, default=4, help="k of the goldfish and robust arms")
     parser.add_argument("--seed", type=int, default=None, help="training seed (the corpus stays the same)")
+    parser.add_argument(
+        "--equal-input", action="store_true", help="also train the masked arms for the standard arm's epochs (each target seen as often)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     name = args.setting or "quick"
@@ -217,8 +225,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"corpus: {corpus} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     chosen = arms(args.k)
     standard = run_arm(setting, work, spec, *chosen[0], None, threads=2)  # alone: both cores
+    masked = [(arm, options, standard["supervised_tokens"]) for arm, options in chosen[1:]]
+    if args.equal_input:
+        masked += [(arm + EQUAL_INPUT, options, None) for arm, options in chosen[1:]]
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_arm, setting, work, spec, arm, options, standard["supervised_tokens"]) for arm, options in chosen[1:]]
+        futures = [pool.submit(run_arm, setting, work, spec, arm, options, supervised) for arm, options, supervised in masked]
         rows = [standard, *(future.result() for future in futures)]
     results = {"setting": dataclasses.asdict(setting), "corpus": corpus, "arms": rows, "seconds": time.perf_counter() - started}
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
