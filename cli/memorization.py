@@ -54,6 +54,11 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     and over the decoded words. In chat outputs the suffix is the end of each
     conversation's final assistant answer and the prefix everything before it.
 
+    Measured on the shards the model was trained on (their labels hold the
+    goldfish mask), the table also says how often the continuation's first
+    wrong id falls on a dropped position: the paper's sign that the mask is
+    what stops verbatim reproduction. --per-document marks such ids with *.
+
     \b
     Examples:
       goldfish-prep memorization runs/gf4 shards/
@@ -84,8 +89,10 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     if per_document:
         for doc in report.documents:
             text = f"{doc.text_rouge_l:.3f}" if doc.text_rouge_l is not None else "-"
+            where = "-" if doc.first_divergence is None else f"{doc.first_divergence}{'*' if doc.first_divergence in doc.dropped else ''}"
             click.echo(
-                f"  {'EXACT' if doc.exact_match else '     '} token {doc.token_match:.2f} rouge-L {doc.rouge_l:.3f} text {text}  {doc.doc_id}"
+                f"  {'EXACT' if doc.exact_match else '     '} token {doc.token_match:.2f} rouge-L {doc.rouge_l:.3f} text {text}"
+                f" leaves at {where:<4} {doc.doc_id}"
             )
     if note:
         click.echo(f"Note: text-level Rouge-L left out: {note}", err=True)
@@ -109,6 +116,15 @@ def render_table(summary: dict[str, Any], num_beams: int, suffix_length: int) ->
         ("token match", cell(summary["token_match"], True)),
         ("Rouge-L, ids", cell(summary["rouge_l"])),
         ("Rouge-L, text", cell(summary["text_rouge_l"])),
+        ("verbatim run", f"{summary['verbatim_run']:.1f} ids on average (before the first wrong id)"),
     ]
+    if summary["diverged_on_mask"]:
+        rows.append(
+            (
+                "first wrong id: dropped",
+                f"{cell(summary['divergence_at_drop'], True)} of {summary['diverged_on_mask']:,} "
+                f"(chance: {cell(summary['divergence_at_drop_chance'], True)}, the share of dropped positions)",
+            )
+        )
     width = max(len(name) for name, _ in rows)
     return "\n".join([f"Memorisation ({decoding})"] + [f"  {name:<{width}}  {value}" for name, value in rows])

@@ -65,3 +65,36 @@ def mask_documents_with_ids(folder: Path, texts: list[str], *options: Any) -> Pa
     result = run("mask", source, "-o", out, "-q", "--id-field", "id", *options)
     assert result.exit_code == 0, result.output
     return out
+
+
+class Oracle:
+    """A 'model' that has memorised ``sequences`` whole: it continues any of their prefixes (from the
+    start) exactly, and answers id 0 after any other prefix. torch is imported here, not at the top:
+    test_export must not need it."""
+
+    def __init__(self, sequences: list[list[int]], vocab_size: int) -> None:
+        import torch
+
+        self.next = {tuple(s[:i]): s[i] for s in sequences for i in range(1, len(s))}
+        self.vocab_size, self.context_length, self.device, self.description = vocab_size, 4096, torch.device("cpu"), {"kind": "oracle"}
+
+    def _logprobs(self, prefixes: list[tuple[int, ...]]) -> Any:
+        import torch
+
+        # one buffer, reset where it was set: greedy decoding reads each answer before the next call
+        if not hasattr(self, "_out") or self._out.shape[0] != len(prefixes):
+            self._out, self._hot = torch.full((len(prefixes), self.vocab_size), -30.0), []
+        for i, token in self._hot:
+            self._out[i, token] = -30.0
+        self._hot = [(i, self.next.get(prefix, 0)) for i, prefix in enumerate(prefixes)]
+        for i, token in self._hot:
+            self._out[i, token] = 0.0
+        return self._out
+
+    def prefill(self, ids: Any) -> tuple[Any, Any]:
+        cache = [tuple(row) for row in ids.tolist()]
+        return cache, self._logprobs(cache)
+
+    def extend(self, cache: Any, rows: Any, tokens: Any) -> tuple[Any, Any]:
+        grown = [cache[r] + (t,) for r, t in zip(rows.tolist(), tokens.tolist())]
+        return grown, self._logprobs(grown)

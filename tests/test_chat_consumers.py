@@ -15,7 +15,6 @@ from typing import Any
 import datasets
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from goldfish_prep.inspect.stats import compute_stats
@@ -24,7 +23,7 @@ from goldfish_prep.train.data import evaluation_rows, load_documents, load_shard
 from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization
 from goldfish_prep_cli.main import cli
 from tests.chat_data import template_text, tokenizer_folder
-from tests.shards import LICENSES
+from tests.shards import LICENSES, Oracle
 
 
 def conversations() -> list[dict[str, Any]]:
@@ -249,33 +248,6 @@ def test_train_and_memorization_commands_run_on_chat_shards(outputs: dict[str, A
     assert [len(d["suffix"]) for d in report["documents"]] == [len(d["generated"]) for d in report["documents"]] == lengths
 
 
-class Oracle:
-    """A 'model' that has memorised every conversation whole: it continues any of their prefixes exactly."""
-
-    def __init__(self, sequences: list[list[int]], vocab_size: int) -> None:
-        self.next = {tuple(s[:i]): s[i] for s in sequences for i in range(1, len(s))}
-        self.vocab_size, self.context_length, self.device, self.description = vocab_size, 4096, torch.device("cpu"), {"kind": "oracle"}
-
-    def _logprobs(self, prefixes: list[tuple[int, ...]]) -> torch.Tensor:
-        # one buffer, reset where it was set: greedy decoding reads each answer before the next call
-        if not hasattr(self, "_out") or self._out.shape[0] != len(prefixes):
-            self._out, self._hot = torch.full((len(prefixes), self.vocab_size), -30.0), []
-        for i, token in self._hot:
-            self._out[i, token] = -30.0
-        self._hot = [(i, self.next.get(prefix, 0)) for i, prefix in enumerate(prefixes)]
-        for i, token in self._hot:
-            self._out[i, token] = 0.0
-        return self._out
-
-    def prefill(self, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
-        cache = [tuple(row) for row in ids.tolist()]
-        return cache, self._logprobs(cache)
-
-    def extend(self, cache: Any, rows: torch.Tensor, tokens: torch.Tensor) -> tuple[Any, torch.Tensor]:
-        grown = [cache[r] + (t,) for r, t in zip(rows.tolist(), tokens.tolist())]
-        return grown, self._logprobs(grown)
-
-
 @pytest.mark.parametrize("folder", ["documents", "packed"])
 def test_memorization_suffix_is_the_end_of_the_final_answer(outputs: dict[str, Any], folder: str) -> None:
     rows = datasets.load_from_disk(str(outputs["documents"]))
@@ -288,10 +260,13 @@ def test_memorization_suffix_is_the_end_of_the_final_answer(outputs: dict[str, A
         end = spans[i][1]
         assert score.suffix == rows[i]["input_ids"][end - 50 : end] and score.suffix[-1] == 128009  # ends with <|eot_id|>
         assert score.prefix_length == end - 50 and score.exact_match
+        # the goldfish drops of the suffix, read from the labels (the divergence analysis compares with them)
+        assert score.dropped == [j for j, label in enumerate(rows[i]["labels"][end - 50 : end]) if label == -100]
     cut = [i for i in long_final if spans[i][1] < len(rows[i]["input_ids"])]
     assert len(cut) == 8  # conversations that go on after their final answer are cut there
     whole = measure_memorization(oracle, outputs[folder], MemorizationConfig(whole_answer=True))  # type: ignore[arg-type]
     assert len(whole.documents) == 26 and all(d.exact_match for d in whole.documents)
+    assert sum(len(d.dropped) for d in report.documents) > 0  # the answers are goldfish-masked
     assert [len(d.suffix) for d in whole.documents] == [end - start for start, end in spans]
 
 

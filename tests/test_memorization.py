@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,13 +15,21 @@ from goldfish_prep.train.causal_lm import BundledLM, load_causal_lm
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import load_documents
 from goldfish_prep.train.generate import beam_search, greedy
-from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization, score, split_document
+from goldfish_prep.train.memorization import (
+    DocumentScore,
+    MemorizationConfig,
+    MemorizationReport,
+    first_divergence,
+    measure_memorization,
+    score,
+    split_document,
+)
 from goldfish_prep.train.model import GPT, preset_config
 from goldfish_prep.train.rouge import lcs_length, rouge_l, text_rouge_l, words
 from goldfish_prep.train.runtime import select_runtime
 from goldfish_prep.train.trainer import train
 from goldfish_prep_cli.main import cli
-from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
+from tests.shards import LICENSES, Oracle, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
 
 def paragraphs(count: int, low: int = 300, high: int = 700) -> list[str]:
@@ -180,3 +189,65 @@ def test_cli_errors_name_the_folder_and_the_fix(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["memorization", str(tmp_path / "empty"), str(shards)])
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {tmp_path / 'empty'}: neither checkpoint.pt")
+
+
+# --- where continuations leave the suffix, against the goldfish mask -----------------------------
+
+
+def test_first_divergence_is_the_first_wrong_id() -> None:
+    assert first_divergence([5, 6, 7], [5, 6, 7]) is None
+    assert first_divergence([9, 6, 7], [5, 6, 7]) == 0
+    assert first_divergence([5, 6, 8], [5, 6, 7]) == 2
+
+
+def test_divergence_summary_counts_only_continuations_that_leave_a_masked_suffix() -> None:
+    def doc(first: int | None, dropped: list[int]) -> DocumentScore:
+        return DocumentScore("d", 1, first is None, 0.0, 0.0, None, [], [0] * 10, first_divergence=first, dropped=dropped)
+
+    documents = [doc(2, [2, 5]), doc(3, [2, 5, 7, 9]), doc(None, [1]), doc(4, [])]
+    summary = MemorizationReport(MemorizationConfig(), {}, "x", documents, 0).summary()
+    assert summary["verbatim_run"] == (2 + 3 + 10 + 4) / 4
+    assert summary["diverged_on_mask"] == 2  # the exact one and the unmasked one are left out
+    assert summary["divergence_at_drop"] == 0.5
+    assert summary["divergence_at_drop_chance"] == (0.2 + 0.4) / 2
+
+
+def test_a_model_that_learned_only_the_supervised_ids_leaves_each_suffix_at_its_first_dropped_id(tmp_path: Path) -> None:
+    """The mechanism the paper describes, with an oracle that knows every supervised id and misses every dropped one."""
+    tokenizer = train_bpe(tmp_path)
+    shards = mask_texts(tmp_path, "gf", paragraphs(6), "--tokenizer", str(tokenizer), "--k", "4")
+    documents = load_documents(shards)
+    assert all(d.labels is not None and len(d.labels) == len(d.ids) for d in documents)
+    oracle = Oracle([d.ids.tolist() for d in documents], 512)
+    for d in documents:  # after the text before a dropped id, it answers id 1 instead
+        for i in np.flatnonzero(d.labels == -100).tolist():
+            oracle.next[tuple(d.ids[:i].tolist())] = 1
+    report = measure_memorization(oracle, shards)  # type: ignore[arg-type]
+    for d, document in zip(report.documents, documents):
+        dropped = np.flatnonzero(document.labels[-50:] == -100).tolist()  # type: ignore[index]
+        assert d.dropped == dropped
+        # id 1 may happen to be the true id at a dropped position: the first real miss is then a later drop
+        misses = [j for j in dropped if d.suffix[j] != 1]
+        assert d.first_divergence == (misses[0] if misses else None)
+    summary = report.summary()
+    assert summary["diverged_on_mask"] == 6 and summary["divergence_at_drop"] == 1.0
+    assert 0.15 < summary["divergence_at_drop_chance"] < 0.35
+    table = CliRunner().invoke(cli, ["memorization", str(_oracle_free_run(tmp_path, shards)), str(shards), "-q", "--per-document"])
+    assert table.exit_code == 0, table.output
+    assert re.search(r"first wrong id: dropped     \d+\.\d% of 6 \(chance: \d+\.\d%", table.output), table.output
+    assert len(re.findall(r"leaves at \d+", table.output)) == 6
+
+
+def _oracle_free_run(folder: Path, shards: Path) -> Path:
+    """A one-step run of the bundled model on ``shards`` (for the CLI's table, which loads a run folder)."""
+    small = dict(data=shards, block_size=128, batch_size=4, n_layer=1, n_embd=32, n_head=2, warmup_steps=0, device="cpu")
+    train(TrainConfig(run_dir=folder / "one-step", max_steps=1, **small))  # type: ignore[arg-type]
+    return folder / "one-step"
+
+
+def test_unmasked_shards_give_no_divergence_row(overfit: tuple[Path, Path, Path]) -> None:
+    run, shards, _ = overfit
+    summary = measure_memorization(load_causal_lm(run, "cpu"), shards).summary()
+    assert summary["diverged_on_mask"] == 0 and summary["divergence_at_drop"] is None and summary["verbatim_run"] == 50
+    table = CliRunner().invoke(cli, ["memorization", str(run), str(shards), "-q"])
+    assert "first wrong id: dropped" not in table.output and "verbatim run                50.0 ids" in table.output

@@ -197,6 +197,8 @@ class Document:
     doc_id: str
     ids: Int32Array
     answer_start: int | None = None
+    #: the labels as masked (-100: left out of the loss), as long as ``ids``
+    labels: Int32Array | None = None
 
     @property
     def answer_length(self) -> int | None:
@@ -210,31 +212,36 @@ def load_documents(folder: str | Path) -> list[Document]:
     shards = open_shards(folder)
     if is_chat(shards.manifest):
         return _chat_documents(shards)
-    return [Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids) for doc in shards.documents()]
+    return [
+        Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids, labels=doc.labels) for doc in shards.documents()
+    ]
 
 
 def _chat_documents(shards: ShardSet) -> list[Document]:
     """Conversations from the reader's flat batches, with their assistant flags, cut after their final answer."""
     pieces: list[Int32Array] = []
+    label_pieces: list[Int32Array] = []
     flags: list[npt.NDArray[np.bool_]] = []
     starts: list[npt.NDArray[np.int64]] = []
     names: list[str] = []
     offset = 0
     for batch in shards.batches([ASSISTANT_COLUMN] + ([] if shards.packed else ["id"])):
         pieces.append(batch.ids)
+        label_pieces.append(batch.labels)
         flags.append(assistant_flags(batch.table, batch.path, batch.stream))
         starts.append(batch.doc_starts + offset)
         if not shards.packed:
             names.extend(str(name) for name in batch.column("id").to_pylist())
         offset += len(batch.ids)
     stream = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    labels = np.concatenate(label_pieces) if label_pieces else np.zeros(0, dtype=np.int32)
     edges = np.append(np.concatenate(starts) if starts else np.zeros(0, np.int64), len(stream)).astype(np.int64)
     assistant = np.concatenate(flags) if flags else np.zeros(0, np.bool_)
-    return _split_documents(stream, edges, None if shards.packed else names, assistant)
+    return _split_documents(stream, labels, edges, None if shards.packed else names, assistant)
 
 
 def _split_documents(
-    stream: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_]
+    stream: Int32Array, labels: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_]
 ) -> list[Document]:
     """Documents between consecutive ``edges``, each ending with its final answer."""
     answer_ends: dict[int, tuple[int, int]] = {}
@@ -247,7 +254,7 @@ def _split_documents(
         name = names[i] if names is not None else f"document {i}"
         if i in answer_ends:
             start, end = answer_ends[i]
-            documents.append(Document(name, stream[a:end], start - a))
+            documents.append(Document(name, stream[a:end], start - a, labels[a:end]))
         else:  # a conversation without an assistant token: no answer to measure (answer length 0)
-            documents.append(Document(name, stream[a:b], b - a))
+            documents.append(Document(name, stream[a:b], b - a, labels[a:b]))
     return documents

@@ -10,6 +10,17 @@ the continuation is scored against the true suffix:
 - token match: the fraction of positions where the ids agree;
 - Rouge-L over ids, and over the decoded texts' words when a tokenizer is at hand.
 
+Where a continuation leaves the suffix also says *why* a goldfish model does not
+reproduce it. Measured on the shards the model was trained on, whose labels hold
+the goldfish mask, the report gives the share of continuations whose first
+wrong id falls on a dropped position, next to the share of suffix positions that
+are dropped (what a first divergence unrelated to the mask would hit). The paper
+found generations leaving the text at the first dropped token; a rate near the
+chance level would mean the mask is not what stops the model (for instance,
+shards masked otherwise than the training data). Rouge-L counts matches after the
+divergence too: a model that falls back into the text after each dropped token
+reproduces little verbatim yet scores well above unseen text.
+
 Chat outputs (conversations): each document is its conversation up to the end
 of the final assistant answer; the suffix is the last ``suffix_length`` ids of
 that answer (its end-of-turn token included: the model must also stop), the
@@ -25,7 +36,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from goldfish_prep.errors import ConfigError, InputError
+from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.train.causal_lm import CausalLM
 from goldfish_prep.train.data import Document, load_documents
 from goldfish_prep.train.generate import beam_search, greedy
@@ -59,6 +73,10 @@ class DocumentScore:
     text_rouge_l: float | None
     generated: list[int]
     suffix: list[int]
+    #: index in the suffix of the first id the continuation gets wrong; None when it reproduces all of them
+    first_divergence: int | None = None
+    #: suffix positions the data's mask leaves out of the loss (empty for unmasked data)
+    dropped: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +94,8 @@ class MemorizationReport:
     def summary(self) -> dict[str, Any]:
         """The aggregate figures (the table ``memorization`` prints)."""
         texts = [d.text_rouge_l for d in self.documents if d.text_rouge_l is not None]
+        # divergence against the mask: only where the suffix has dropped positions to fall on
+        masked = [d for d in self.documents if d.dropped and d.first_divergence is not None]
         return {
             "documents": len(self.documents),
             "skipped_short": self.skipped_short,
@@ -84,6 +104,10 @@ class MemorizationReport:
             "token_match": self._mean([d.token_match for d in self.documents]),
             "rouge_l": self._mean([d.rouge_l for d in self.documents]),
             "text_rouge_l": self._mean(texts) if len(texts) == len(self.documents) else None,
+            "verbatim_run": self._mean([len(d.suffix) if d.first_divergence is None else d.first_divergence for d in self.documents]),
+            "diverged_on_mask": len(masked),
+            "divergence_at_drop": self._mean([float(d.first_divergence in d.dropped) for d in masked]),
+            "divergence_at_drop_chance": self._mean([len(d.dropped) / len(d.suffix) for d in masked]),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +134,18 @@ def score(generated: Sequence[int], suffix: Sequence[int], decode: Decoder | Non
         "rouge_l": rouge_l(list(generated), list(suffix)).fmeasure,
         "text_rouge_l": text_rouge_l(decode(generated), decode(suffix)).fmeasure if decode is not None else None,
     }
+
+
+def first_divergence(generated: Sequence[int], suffix: Sequence[int]) -> int | None:
+    """The index of the first id where ``generated`` leaves ``suffix``; None when it never does.
+
+    >>> first_divergence([1, 2, 3, 9], [1, 2, 3, 4]), first_divergence([1, 2], [1, 2])
+    (3, None)
+    """
+    for index, (a, b) in enumerate(zip(generated, suffix)):
+        if a != b:
+            return index
+    return None if len(generated) >= len(suffix) else len(generated)
 
 
 def split_document(ids: Sequence[int], suffix_length: int, context_length: int) -> tuple[list[int], list[int]]:
@@ -171,7 +207,11 @@ def _score_document(model: CausalLM, document: Document, config: MemorizationCon
         generated = beam_search(model, prefix, len(suffix), config.num_beams)
     else:
         generated = greedy(model, prefix, len(suffix))
-    return DocumentScore(document.doc_id, len(prefix), generated=generated, suffix=suffix, **score(generated, suffix, decode))
+    dropped = [] if document.labels is None else np.flatnonzero(document.labels[-len(suffix) :] == IGNORE_INDEX).tolist()
+    return DocumentScore(
+        document.doc_id, len(prefix), generated=generated, suffix=suffix, first_divergence=first_divergence(generated, suffix),
+        dropped=dropped, **score(generated, suffix, decode),
+    )  # fmt: skip
 
 
 def _check_vocabulary(model: CausalLM, documents: list[Document], data_dir: str | Path) -> None:
