@@ -91,16 +91,32 @@ MODES = {
 }
 
 
-def candidate_paragraphs(max_chars: int) -> list[str]:
-    """Distinct paragraphs of the Debian copyright files, in a fixed pseudo-random order.
+#: where target paragraphs come from, and their shortest length in characters: the Debian copyright
+#: files (licence notices: formulaic, low-entropy text), or the Python reference documentation that
+#: every Python carries in ``pydoc_data.topics`` (technical prose, nearer the paper's Wikipedia articles)
+SOURCES = {"copyright": 600, "pydoc": 400}
+
+
+def source_texts(source: str) -> list[str]:
+    """The texts paragraphs are cut from."""
+    if source == "pydoc":
+        import pydoc_data.topics
+
+        return [pydoc_data.topics.topics[name] for name in sorted(pydoc_data.topics.topics)]
+    if source != "copyright":
+        raise SystemExit(f"unknown paragraph source {source!r}: one of {', '.join(SOURCES)}")
+    return [Path(path).read_text(encoding="utf-8", errors="replace") for path in sorted(glob.glob("/usr/share/doc/*/copyright"))]
+
+
+def candidate_paragraphs(max_chars: int, source: str = "copyright") -> list[str]:
+    """Distinct paragraphs of ``source``, in a fixed pseudo-random order.
 
     Two paragraphs sharing any 8-word passage are never both kept (licence notices
     repeat across packages): memorising one document must not give another away.
     """
     paragraphs = set()
-    for path in sorted(glob.glob("/usr/share/doc/*/copyright")):
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        paragraphs.update(p.strip() for p in re.split(r"\n\s*\n", text) if 600 <= len(p.strip()) <= max_chars)
+    for text in source_texts(source):
+        paragraphs.update(p.strip() for p in re.split(r"\n\s*\n", text) if SOURCES[source] <= len(p.strip()) <= max_chars)
     seen: set[tuple[str, ...]] = set()
     kept = []
     for paragraph in sorted(paragraphs, key=lambda p: hashlib.sha256(p.encode()).hexdigest()):
@@ -135,12 +151,12 @@ def make_tokenizer(mode: Mode, work: Path) -> str:
     return str(path)
 
 
-def select_documents(mode: Mode, spec: str) -> tuple[list[str], list[str]]:
+def select_documents(mode: Mode, spec: str, source: str = "copyright") -> tuple[list[str], list[str]]:
     """Targets and held-out documents whose token counts lie in the mode's range."""
     from goldfish_prep.tokenizers import load_tokenizer
 
     tokenizer = load_tokenizer(spec)
-    paragraphs = candidate_paragraphs(mode.max_chars)
+    paragraphs = candidate_paragraphs(mode.max_chars, source)
     lengths = [len(ids) for ids in tokenizer.encode_batch(paragraphs)]
     fitting = [p for p, n in zip(paragraphs, lengths) if mode.min_tokens <= n <= mode.max_tokens]
     needed = mode.num_targets + mode.num_heldout

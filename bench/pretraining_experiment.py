@@ -74,6 +74,8 @@ class Setting:
     # memorises nothing at batch 16 (see docs/near-duplicates.md for the runs that showed it)
     batch_size: int = 2
     learning_rate: float = 5e-3
+    #: where targets and controls come from (see memorization_experiment.SOURCES)
+    source: str = "copyright"
 
 
 SETTINGS = {
@@ -112,7 +114,9 @@ def background(limit_chars: int, avoid: list[str]) -> list[str]:
 
 def build(setting: Setting, work: Path, spec: str) -> dict[str, Any]:
     mode = dataclasses.replace(MODES["quick"], num_targets=setting.targets, num_heldout=setting.controls)
-    targets, controls = select_documents(mode, spec)
+    if setting.source == "pydoc":  # prose packs fewer characters per id of a BPE trained on licences: longer paragraphs fit
+        mode = dataclasses.replace(mode, max_chars=1400)
+    targets, controls = select_documents(mode, spec, setting.source)
     texts = background(setting.background_chars, targets + controls)
     held = max(1, len(texts) * 3 // 100)
     heldout, train = texts[:held], texts[held:]
@@ -139,7 +143,7 @@ def run_arm(
     from goldfish_prep.train.trainer import train
 
     torch.set_num_threads(threads)
-    slug = name.replace(EQUAL_INPUT, "-1-epoch").replace(" ", "-").replace("=", "")
+    slug = arm_slug(name)
     shards = work / f"shards-{slug}"
     run_cli("mask", str(work / "corpus.jsonl"), "-o", str(shards), "--tokenizer", spec, *options, "-q")
     counts = json.loads((shards / "goldfish_manifest.json").read_text())["counts"]
@@ -150,13 +154,29 @@ def run_arm(
         **duration,
     )  # fmt: skip
     result = train(config)
-    row = {"arm": name, "tokens": counts["tokens"], "drop_rate": counts["drop_rate"], "steps": result.steps,
+    row = {"arm": name, "options": options, "tokens": counts["tokens"], "drop_rate": counts["drop_rate"], "steps": result.steps,
            "trained_tokens": result.tokens, "supervised_tokens": result.supervised_tokens, "eval_loss": result.eval_loss,
-           "seconds": result.seconds, "targets": memorisation(config.run_dir, work / "shards-targets"),
+           "seconds": result.seconds, "targets": target_memorisation(work, spec, name, options),
            "controls": memorisation(config.run_dir, work / "shards-controls")}  # fmt: skip
     print(f"{name}: val loss {result.eval_loss:.4f}, targets exact {row['targets']['exact_matches']}, "
           f"Rouge-L median {row['targets']['rouge_l_median']:.3f} ({result.seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     return row
+
+
+def arm_slug(name: str) -> str:
+    """The arm's folder name: "goldfish k=4, 1 epoch" -> "goldfish-k4-1-epoch"."""
+    return name.replace(EQUAL_INPUT, "-1-epoch").replace(" ", "-").replace("=", "")
+
+
+def target_memorisation(work: Path, spec: str, name: str, options: list[str]) -> dict[str, Any]:
+    """Memorisation of the targets, measured on the targets masked as the arm masked them.
+
+    The continuations depend on the ids only, so exact match and Rouge-L are those of the plain
+    targets; the labels add where each continuation leaves its target against the arm's mask.
+    """
+    shards = work / f"shards-targets-{arm_slug(name)}"
+    run_cli("mask", str(work / "targets.jsonl"), "-o", str(shards), "--tokenizer", spec, *options, "-q", "--overwrite")
+    return memorisation(work / f"run-{arm_slug(name)}", shards)
 
 
 def memorisation(run: Path, shards: Path) -> dict[str, Any]:
@@ -164,16 +184,22 @@ def memorisation(run: Path, shards: Path) -> dict[str, Any]:
 
     from goldfish_prep.train.causal_lm import load_causal_lm
     from goldfish_prep.train.memorization import measure_memorization, text_decoder
+    from goldfish_prep.train.rouge import rouge_l
 
     decode, _ = text_decoder(shards)
     report = measure_memorization(load_causal_lm(run, "cpu"), shards, decode=decode)
-    # every generation, for analyses after the run (where generations leave the targets, see divergence.py)
+    # every generation, for analyses after the run
     (run / f"memorization-{shards.name}.json").write_text(json.dumps(report.to_dict()) + "\n", encoding="utf-8")
     scores = np.array([d.rouge_l for d in report.documents])
     summary: dict[str, Any] = report.summary()
     summary.update(
         {f"rouge_l_{name}": float(np.quantile(scores, q)) for name, q in (("p10", 0.1), ("median", 0.5), ("p90", 0.9), ("max", 1.0))}
     )
+    # what the continuation shares with the target *after* leaving it: a model that falls back into the
+    # text after a wrong id scores above unseen text here, one that wanders off does not
+    after = [rouge_l(d.generated[d.first_divergence :], d.suffix[d.first_divergence :]).fmeasure
+             for d in report.documents if d.first_divergence is not None]  # fmt: skip
+    summary["rouge_l_after_divergence_median"] = float(np.median(after)) if after else None
     return summary
 
 
@@ -194,6 +220,73 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def divergence_table(rows: list[dict[str, Any]]) -> str:
+    """Where the continuations leave the targets, against each arm's mask."""
+    lines = [
+        "| arm | targets: verbatim run (ids) | first wrong id on a dropped position (chance) | Rouge-L after it, median | controls: Rouge-L after the first wrong id, median |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        t, c = row["targets"], row["controls"]
+        on_drop = "-" if not t.get("diverged_on_mask") else (
+            f"{round(t['divergence_at_drop'] * t['diverged_on_mask'])}/{t['diverged_on_mask']} ({t['divergence_at_drop_chance']:.1%})")  # fmt: skip
+        after = lambda m: "-" if m.get("rouge_l_after_divergence_median") is None else f"{m['rouge_l_after_divergence_median']:.3f}"  # noqa: E731
+        lines.append(f"| {row['arm']} | {t['verbatim_run']:.1f} | {on_drop} | {after(t)} | {after(c)} |")
+    return "\n".join(lines)
+
+
+def analyse(work: Path) -> dict[str, Any]:
+    """Measure the targets of a finished run again, on masked targets (runs made before the divergence figures)."""
+    results = json.loads((work / "results.json").read_text(encoding="utf-8"))
+    spec = str(work / "bpe-4096.json")
+    for row in results["arms"]:
+        options = row.get("options") or _options_of(row["arm"])
+        row["options"] = options
+        row["targets"] = target_memorisation(work, spec, row["arm"], options)
+        row["controls"] = memorisation(work / f"run-{arm_slug(row['arm'])}", work / "shards-controls")
+    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def _options_of(name: str) -> list[str]:
+    """The mask options of an arm named as ``arms`` names them."""
+    if name == "standard":
+        return ["--strategy", "none"]
+    strategy, k = re.match(r"(\w+) k=(\d+)", name).groups()  # type: ignore[union-attr]
+    return ["--strategy", strategy, "--k", k]
+
+
+def summarise(works: list[Path]) -> str:
+    """Several runs of one setting (seeds): per arm, validation loss against the same seed's standard arm,
+    exact matches pooled, the per-run Rouge-L medians, and the first wrong ids pooled."""
+    import numpy as np
+
+    runs = [json.loads((w / "results.json").read_text(encoding="utf-8"))["arms"] for w in works]
+    lines = [
+        f"{len(runs)} runs: " + ", ".join(str(w) for w in works),
+        "",
+        "| arm | val loss vs standard: mean (min / max) | targets: exact | Rouge-L median: mean (min / max) | controls: Rouge-L median, mean |"
+        " verbatim run (ids) | first wrong id on a dropped position (chance) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in [row["arm"] for row in runs[0]]:
+        rows = [next(r for r in arms if r["arm"] == name) for arms in runs]
+        losses = np.array([r["eval_loss"] / arms[0]["eval_loss"] - 1 for r, arms in zip(rows, runs)])
+        medians = np.array([r["targets"]["rouge_l_median"] for r in rows])
+        controls = np.mean([r["controls"]["rouge_l_median"] for r in rows])
+        exact = f"{sum(r['targets']['exact_matches'] for r in rows)}/{sum(r['targets']['documents'] for r in rows)}"
+        run = np.mean([r["targets"]["verbatim_run"] for r in rows])
+        diverged = sum(r["targets"].get("diverged_on_mask") or 0 for r in rows)
+        on_drop = "-" if not diverged else (
+            f"{sum(round((r['targets']['divergence_at_drop'] or 0) * r['targets']['diverged_on_mask']) for r in rows)}/{diverged} "
+            f"({np.mean([r['targets']['divergence_at_drop_chance'] for r in rows if r['targets']['diverged_on_mask']]):.1%})")  # fmt: skip
+        lines.append(
+            f"| {name} | {losses.mean():+.2%} ({losses.min():+.2%} / {losses.max():+.2%}) | {exact} | "
+            f"{medians.mean():.3f} ({medians.min():.3f} / {medians.max():.3f}) | {controls:.3f} | {run:.1f} | {on_drop} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_const", const="quick", dest="setting", help="CPU, 2 cores (default)")
@@ -204,15 +297,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--targets", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument(
+        "--source", choices=("copyright", "pydoc"), default=None,
+        help="targets and controls: Debian copyright paragraphs (default) or Python reference prose (pydoc_data)",
+    )  # fmt: skip
     parser.add_argument("--k", type=int, default=4, help="k of the goldfish and robust arms")
     parser.add_argument("--seed", type=int, default=None, help="training seed (the corpus stays the same)")
     parser.add_argument(
         "--equal-input", action="store_true", help="also train the masked arms for the standard arm's epochs (each target seen as often)"
     )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--analyse", type=Path, metavar="DIR", help="measure a finished run's targets again, against each arm's mask")
+    parser.add_argument("--summarise", type=Path, nargs="+", metavar="DIR", help="one table over several finished runs (seeds)")
     args = parser.parse_args(argv)
+    if args.summarise:
+        print(summarise(args.summarise))
+        return
+    if args.analyse:
+        rows = analyse(args.analyse)["arms"]
+        print(table(rows) + "\n\n" + divergence_table(rows))
+        return
     name = args.setting or "quick"
-    knobs = ("background_chars", "insertions", "epochs", "targets", "batch_size", "learning_rate", "seed")
+    knobs = ("background_chars", "insertions", "epochs", "targets", "batch_size", "learning_rate", "seed", "source")
     changes = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
     setting = dataclasses.replace(SETTINGS[name], **changes)
     work = args.out or Path(__file__).parent / "results" / f"pretraining-{name}"
@@ -233,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = [standard, *(future.result() for future in futures)]
     results = {"setting": dataclasses.asdict(setting), "corpus": corpus, "arms": rows, "seconds": time.perf_counter() - started}
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(table(rows))
+    print(table(rows) + "\n\n" + divergence_table(rows))
     print(f"total {results['seconds']:.0f} s; raw results in {work / 'results.json'}")
 
 
