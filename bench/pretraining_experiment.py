@@ -156,8 +156,8 @@ def run_arm(
     result = train(config)
     row = {"arm": name, "options": options, "tokens": counts["tokens"], "drop_rate": counts["drop_rate"], "steps": result.steps,
            "trained_tokens": result.tokens, "supervised_tokens": result.supervised_tokens, "eval_loss": result.eval_loss,
-           "seconds": result.seconds, "targets": target_memorisation(work, spec, name, options),
-           "controls": memorisation(config.run_dir, work / "shards-controls")}  # fmt: skip
+           "seconds": result.seconds, "targets": masked_memorisation(work, spec, name, options, "targets"),
+           "controls": masked_memorisation(work, spec, name, options, "controls")}  # fmt: skip
     print(f"{name}: val loss {result.eval_loss:.4f}, targets exact {row['targets']['exact_matches']}, "
           f"Rouge-L median {row['targets']['rouge_l_median']:.3f} ({result.seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     return row
@@ -168,14 +168,16 @@ def arm_slug(name: str) -> str:
     return name.replace(EQUAL_INPUT, "-1-epoch").replace(" ", "-").replace("=", "")
 
 
-def target_memorisation(work: Path, spec: str, name: str, options: list[str]) -> dict[str, Any]:
-    """Memorisation of the targets, measured on the targets masked as the arm masked them.
+def masked_memorisation(work: Path, spec: str, name: str, options: list[str], which: str) -> dict[str, Any]:
+    """Memorisation of the targets (or controls), measured on them masked as the arm masked its corpus.
 
     The continuations depend on the ids only, so exact match and Rouge-L are those of the plain
-    targets; the labels add where each continuation leaves its target against the arm's mask.
+    documents; the labels add where each continuation leaves its document against the arm's mask,
+    and the teacher-forced accuracy at dropped and kept positions. On the controls, which the
+    model never saw, that accuracy is what the language alone gives at such positions.
     """
-    shards = work / f"shards-targets-{arm_slug(name)}"
-    run_cli("mask", str(work / "targets.jsonl"), "-o", str(shards), "--tokenizer", spec, *options, "-q", "--overwrite")
+    shards = work / f"shards-{which}-{arm_slug(name)}"
+    run_cli("mask", str(work / f"{which}.jsonl"), "-o", str(shards), "--tokenizer", spec, *options, "-q", "--overwrite")
     return memorisation(work / f"run-{arm_slug(name)}", shards)
 
 
@@ -200,7 +202,28 @@ def memorisation(run: Path, shards: Path) -> dict[str, Any]:
     after = [rouge_l(d.generated[d.first_divergence :], d.suffix[d.first_divergence :]).fmeasure
              for d in report.documents if d.first_divergence is not None]  # fmt: skip
     summary["rouge_l_after_divergence_median"] = float(np.median(after)) if after else None
+    summary.update(_forced_at_dropped_by_repetition(report, shards))
     return summary
+
+
+def _forced_at_dropped_by_repetition(report: Any, shards: Path) -> dict[str, Any]:
+    """Teacher-forced accuracy at dropped positions, split by whether the true id occurs earlier in the
+    document: a model can copy such an id from its own prefix, and can know the others only from
+    having learned them in other contexts (or from the language)."""
+    from goldfish_prep.train.data import load_documents
+
+    documents = {d.doc_id: d.ids.tolist() for d in load_documents(shards)}
+    counts = {"repeated": [0, 0], "new": [0, 0]}
+    for d in report.documents:
+        ids = documents[d.doc_id]
+        start = len(ids) - len(d.suffix)
+        for j in d.dropped:
+            kind = "repeated" if ids[start + j] in ids[: start + j] else "new"
+            counts[kind][0] += d.teacher_forced[j] == d.suffix[j]
+            counts[kind][1] += 1
+    return {f"forced_accuracy_dropped_{kind}": (right / total if total else None) for kind, (right, total) in counts.items()} | {
+        f"dropped_{kind}": total for kind, (_, total) in counts.items()
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -223,15 +246,19 @@ def table(rows: list[dict[str, Any]]) -> str:
 def divergence_table(rows: list[dict[str, Any]]) -> str:
     """Where the continuations leave the targets, against each arm's mask."""
     lines = [
-        "| arm | targets: verbatim run (ids) | first wrong id on a dropped position (chance) | Rouge-L after it, median | controls: Rouge-L after the first wrong id, median |",
-        "|---|---|---|---|---|",
+        "| arm | targets: verbatim run (ids) | first wrong id on a dropped position (chance) | Rouge-L after it, median | controls: Rouge-L after the first wrong id, median |"
+        " teacher-forced accuracy at dropped positions: targets / controls | at kept positions: targets / controls |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         t, c = row["targets"], row["controls"]
         on_drop = "-" if not t.get("diverged_on_mask") else (
             f"{round(t['divergence_at_drop'] * t['diverged_on_mask'])}/{t['diverged_on_mask']} ({t['divergence_at_drop_chance']:.1%})")  # fmt: skip
         after = lambda m: "-" if m.get("rouge_l_after_divergence_median") is None else f"{m['rouge_l_after_divergence_median']:.3f}"  # noqa: E731
-        lines.append(f"| {row['arm']} | {t['verbatim_run']:.1f} | {on_drop} | {after(t)} | {after(c)} |")
+        forced = [
+            f"{t[key]:.3f} / {c[key]:.3f}" if t.get(key) is not None else "-" for key in ("forced_accuracy_dropped", "forced_accuracy_kept")
+        ]
+        lines.append(f"| {row['arm']} | {t['verbatim_run']:.1f} | {on_drop} | {after(t)} | {after(c)} | {forced[0]} | {forced[1]} |")
     return "\n".join(lines)
 
 
@@ -242,8 +269,8 @@ def analyse(work: Path) -> dict[str, Any]:
     for row in results["arms"]:
         options = row.get("options") or _options_of(row["arm"])
         row["options"] = options
-        row["targets"] = target_memorisation(work, spec, row["arm"], options)
-        row["controls"] = memorisation(work / f"run-{arm_slug(row['arm'])}", work / "shards-controls")
+        row["targets"] = masked_memorisation(work, spec, row["arm"], options, "targets")
+        row["controls"] = masked_memorisation(work, spec, row["arm"], options, "controls")
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return results
 
@@ -266,8 +293,8 @@ def summarise(works: list[Path]) -> str:
         f"{len(runs)} runs: " + ", ".join(str(w) for w in works),
         "",
         "| arm | val loss vs standard: mean (min / max) | targets: exact | Rouge-L median: mean (min / max) | controls: Rouge-L median, mean |"
-        " verbatim run (ids) | first wrong id on a dropped position (chance) |",
-        "|---|---|---|---|---|---|---|",
+        " verbatim run (ids) | first wrong id on a dropped position (chance) | teacher-forced accuracy at dropped positions: targets / controls |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in [row["arm"] for row in runs[0]]:
         rows = [next(r for r in arms if r["arm"] == name) for arms in runs]
@@ -280,9 +307,11 @@ def summarise(works: list[Path]) -> str:
         on_drop = "-" if not diverged else (
             f"{sum(round((r['targets']['divergence_at_drop'] or 0) * r['targets']['diverged_on_mask']) for r in rows)}/{diverged} "
             f"({np.mean([r['targets']['divergence_at_drop_chance'] for r in rows if r['targets']['diverged_on_mask']]):.1%})")  # fmt: skip
+        forced = "-" if rows[0]["targets"].get("forced_accuracy_dropped") is None else " / ".join(
+            f"{np.mean([r[which]['forced_accuracy_dropped'] for r in rows]):.3f}" for which in ("targets", "controls"))  # fmt: skip
         lines.append(
             f"| {name} | {losses.mean():+.2%} ({losses.min():+.2%} / {losses.max():+.2%}) | {exact} | "
-            f"{medians.mean():.3f} ({medians.min():.3f} / {medians.max():.3f}) | {controls:.3f} | {run:.1f} | {on_drop} |"
+            f"{medians.mean():.3f} ({medians.min():.3f} / {medians.max():.3f}) | {controls:.3f} | {run:.1f} | {on_drop} | {forced} |"
         )
     return "\n".join(lines)
 

@@ -58,6 +58,9 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     goldfish mask), the table also says how often the continuation's first
     wrong id falls on a dropped position: the paper's sign that the mask is
     what stops verbatim reproduction. --per-document marks such ids with *.
+    It also reads the suffixes with the true ids fed in: a model trained with
+    the mask predicts kept ids of its training text far better than dropped
+    ones; equal rates mean the trainer ignored the labels.
 
     \b
     Examples:
@@ -124,6 +127,14 @@ def render_table(summary: dict[str, Any], num_beams: int, suffix_length: int) ->
                 "first wrong id: dropped",
                 f"{cell(summary['divergence_at_drop'], True)} of {summary['diverged_on_mask']:,} "
                 f"(chance: {cell(summary['divergence_at_drop_chance'], True)}, the share of dropped positions)",
+            )
+        )
+    if summary["forced_accuracy_dropped"] is not None:
+        rows.append(
+            (
+                "teacher-forced accuracy",
+                f"dropped {cell(summary['forced_accuracy_dropped'], True)}, kept {cell(summary['forced_accuracy_kept'], True)} "
+                "(argmax = true id, given the true ids before it)",
             )
         )
     width = max(len(name) for name, _ in rows)

@@ -232,6 +232,13 @@ def test_a_model_that_learned_only_the_supervised_ids_leaves_each_suffix_at_its_
     summary = report.summary()
     assert summary["diverged_on_mask"] == 6 and summary["divergence_at_drop"] == 1.0
     assert 0.15 < summary["divergence_at_drop_chance"] < 0.35
+    # fed the true ids, it gets every kept id and, of the dropped ones, only those that are id 1
+    assert all(len(d.teacher_forced) == 50 for d in report.documents)
+    dropped_ids = [d.suffix[j] for d in report.documents for j in d.dropped]
+    assert summary["forced_accuracy_kept"] == 1.0
+    assert summary["forced_accuracy_dropped"] == sum(i == 1 for i in dropped_ids) / len(dropped_ids)
+    knows_all = measure_memorization(Oracle([d.ids.tolist() for d in documents], 512), shards).summary()  # type: ignore[arg-type]
+    assert knows_all["forced_accuracy_dropped"] == knows_all["forced_accuracy_kept"] == 1.0
     table = CliRunner().invoke(cli, ["memorization", str(_oracle_free_run(tmp_path, shards)), str(shards), "-q", "--per-document"])
     assert table.exit_code == 0, table.output
     assert re.search(r"first wrong id: dropped     \d+\.\d% of 6 \(chance: \d+\.\d%", table.output), table.output
@@ -251,3 +258,29 @@ def test_unmasked_shards_give_no_divergence_row(overfit: tuple[Path, Path, Path]
     assert summary["diverged_on_mask"] == 0 and summary["divergence_at_drop"] is None and summary["verbatim_run"] == 50
     table = CliRunner().invoke(cli, ["memorization", str(run), str(shards), "-q"])
     assert "first wrong id: dropped" not in table.output and "verbatim run                50.0 ids" in table.output
+
+
+@pytest.fixture(scope="module")
+def mask_applied_or_not(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(goldfish k=2 shards of three documents, a model trained on them, a model trained on the same
+    documents with every label kept: what a trainer that ignores the labels would give)."""
+    folder = tmp_path_factory.mktemp("applied")
+    tokenizer = train_bpe(folder)
+    texts = paragraphs(3, 200, 450)
+    masked = mask_texts(folder, "gf", texts, "--tokenizer", str(tokenizer), "--k", "2")
+    plain = mask_texts(folder, "plain", texts, "--tokenizer", str(tokenizer), "--strategy", "none")
+    small = dict(block_size=128, batch_size=4, n_layer=2, n_embd=64, n_head=2, warmup_steps=5, device="cpu", learning_rate=1e-2)
+    train(TrainConfig(data=masked, run_dir=folder / "applied", max_steps=120, **small))  # type: ignore[arg-type]
+    train(TrainConfig(data=plain, run_dir=folder / "ignored", max_steps=120, **small))  # type: ignore[arg-type]
+    return masked, folder / "applied", folder / "ignored"
+
+
+def test_teacher_forced_accuracy_tells_whether_the_trainer_applied_the_mask(mask_applied_or_not: tuple[Path, Path, Path]) -> None:
+    masked, applied, ignored = mask_applied_or_not
+    with_mask = measure_memorization(load_causal_lm(applied, "cpu"), masked).summary()
+    without = measure_memorization(load_causal_lm(ignored, "cpu"), masked).summary()
+    assert with_mask["forced_accuracy_kept"] > 0.9 and without["forced_accuracy_kept"] > 0.9
+    assert without["forced_accuracy_dropped"] > 0.9  # the dropped ids were learned: the labels were not applied
+    assert with_mask["forced_accuracy_dropped"] < 0.5  # they were not
+    table = CliRunner().invoke(cli, ["memorization", str(applied), str(masked), "-q"])
+    assert re.search(r"teacher-forced accuracy     dropped \d+\.\d%, kept \d+\.\d%", table.output), table.output

@@ -24,15 +24,33 @@ def _check_room(model: CausalLM, prefix: list[int], length: int) -> None:
 @torch.no_grad()
 def greedy(model: CausalLM, prefix: list[int], length: int) -> list[int]:
     """``length`` ids, each the argmax continuation (ties: the lowest id, as torch.argmax)."""
+    return _argmax_walk(model, prefix, length, None)
+
+
+@torch.no_grad()
+def teacher_forced(model: CausalLM, prefix: list[int], suffix: list[int]) -> list[int]:
+    """The argmax id at each position of ``suffix`` given the *true* ids before it (prefix and suffix).
+
+    Where ``greedy`` feeds the model its own guesses, this feeds it the text: the
+    prediction at a position depends on nothing the model generated, so it shows
+    what the model learned about that position alone.
+    """
+    return _argmax_walk(model, prefix, len(suffix), suffix)
+
+
+def _argmax_walk(model: CausalLM, prefix: list[int], length: int, feed: list[int] | None) -> list[int]:
+    """``length`` argmax predictions, each step continued with ``feed``'s id (or with the prediction)."""
     _check_room(model, prefix, length)
     cache, logprobs = model.prefill(torch.tensor([prefix], dtype=torch.long, device=model.device))
     rows = torch.zeros(1, dtype=torch.long, device=model.device)
-    generated: list[int] = []
+    predicted: list[int] = []
     while True:
         token = logprobs.argmax(dim=-1)
-        generated.append(int(token.item()))
-        if len(generated) == length:
-            return generated
+        predicted.append(int(token.item()))
+        if len(predicted) == length:
+            return predicted
+        if feed is not None:
+            token = torch.tensor([feed[len(predicted) - 1]], dtype=torch.long, device=model.device)
         cache, logprobs = model.extend(cache, rows, token)
 
 

@@ -21,6 +21,12 @@ shards masked otherwise than the training data). Rouge-L counts matches after th
 divergence too: a model that falls back into the text after each dropped token
 reproduces little verbatim yet scores well above unseen text.
 
+On such shards the suffix is also read with teacher forcing (the true ids fed
+in): the share of dropped and of kept positions whose argmax is the true id. A
+model trained with the mask predicts its training text's kept ids far better
+than its dropped ones; equal rates mean the trainer did not apply the labels
+(a collator that rebuilt them from the ids, say).
+
 Chat outputs (conversations): each document is its conversation up to the end
 of the final assistant answer; the suffix is the last ``suffix_length`` ids of
 that answer (its end-of-turn token included: the model must also stop), the
@@ -42,7 +48,7 @@ from goldfish_prep.errors import ConfigError, InputError
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.train.causal_lm import CausalLM
 from goldfish_prep.train.data import Document, load_documents
-from goldfish_prep.train.generate import beam_search, greedy
+from goldfish_prep.train.generate import beam_search, greedy, teacher_forced
 from goldfish_prep.train.rouge import rouge_l, text_rouge_l
 
 Decoder = Callable[[Sequence[int]], str]
@@ -77,6 +83,8 @@ class DocumentScore:
     first_divergence: int | None = None
     #: suffix positions the data's mask leaves out of the loss (empty for unmasked data)
     dropped: list[int] = dataclasses.field(default_factory=list)
+    #: the argmax id at each suffix position given the true ids before it (only when ``dropped``)
+    teacher_forced: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +104,13 @@ class MemorizationReport:
         texts = [d.text_rouge_l for d in self.documents if d.text_rouge_l is not None]
         # divergence against the mask: only where the suffix has dropped positions to fall on
         masked = [d for d in self.documents if d.dropped and d.first_divergence is not None]
+        forced = [d for d in self.documents if d.teacher_forced]
+        hits = {True: [0, 0], False: [0, 0]}  # dropped? -> [right, positions]
+        for d in forced:
+            dropped = set(d.dropped)
+            for j, (guess, truth) in enumerate(zip(d.teacher_forced, d.suffix)):
+                hits[j in dropped][0] += guess == truth
+                hits[j in dropped][1] += 1
         return {
             "documents": len(self.documents),
             "skipped_short": self.skipped_short,
@@ -108,6 +123,8 @@ class MemorizationReport:
             "diverged_on_mask": len(masked),
             "divergence_at_drop": self._mean([float(d.first_divergence in d.dropped) for d in masked]),
             "divergence_at_drop_chance": self._mean([len(d.dropped) / len(d.suffix) for d in masked]),
+            "forced_accuracy_dropped": hits[True][0] / hits[True][1] if hits[True][1] else None,
+            "forced_accuracy_kept": hits[False][0] / hits[False][1] if hits[False][1] else None,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,9 +225,10 @@ def _score_document(model: CausalLM, document: Document, config: MemorizationCon
     else:
         generated = greedy(model, prefix, len(suffix))
     dropped = [] if document.labels is None else np.flatnonzero(document.labels[-len(suffix) :] == IGNORE_INDEX).tolist()
+    forced = teacher_forced(model, prefix, suffix) if dropped else []
     return DocumentScore(
         document.doc_id, len(prefix), generated=generated, suffix=suffix, first_divergence=first_divergence(generated, suffix),
-        dropped=dropped, **score(generated, suffix, decode),
+        dropped=dropped, teacher_forced=forced, **score(generated, suffix, decode),
     )  # fmt: skip
 
 
