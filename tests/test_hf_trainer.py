@@ -18,7 +18,7 @@ import torch
 
 from goldfish_prep.format import IGNORE_INDEX, load_manifest
 from goldfish_prep.train.causal_lm import load_causal_lm
-from goldfish_prep.train.generate import beam_search, greedy
+from goldfish_prep.train.generate import beam_search, greedy, teacher_forced
 from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization
 from tests.shards import LICENSES, mask_texts, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
@@ -112,4 +112,8 @@ def test_cached_decoding_of_a_hugging_face_model_matches_generate(trained: dict[
     expected = hf_model.generate(torch.tensor([prefix]), max_new_tokens=25, do_sample=False, num_beams=1)[0, 40:].tolist()
     assert greedy(lm, prefix, 25) == expected
     beamed = beam_search(lm, prefix, 25, 4)  # exercises the cache's beam reordering
+    ids = trained["dataset"][0]["input_ids"][:65]
+    with torch.no_grad():
+        forward = hf_model(torch.tensor([ids])).logits[0, 39:-1].argmax(dim=-1).tolist()
+    assert teacher_forced(lm, ids[:40], ids[40:]) == forward
     assert len(beamed) == 25

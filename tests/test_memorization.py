@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from goldfish_prep.train.causal_lm import BundledLM, load_causal_lm
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import load_documents
-from goldfish_prep.train.generate import beam_search, greedy
+from goldfish_prep.train.generate import beam_search, greedy, teacher_forced
 from goldfish_prep.train.memorization import (
     DocumentScore,
     MemorizationConfig,
@@ -98,6 +98,15 @@ def test_cached_greedy_equals_recomputing_every_step(random_lm: BundledLM) -> No
         expected.append(int(token))
         ids = torch.cat([ids, token[:, None]], dim=1)
     assert greedy(random_lm, prefix, 30) == expected
+
+
+def test_cached_teacher_forcing_equals_one_forward_pass(random_lm: BundledLM) -> None:
+    prefix, suffix = [3, 14, 15, 92, 65, 35], [8, 9, 79, 3, 2, 38, 46, 26, 43, 38, 32, 79, 50, 28]
+    with torch.no_grad():
+        logits = random_lm.model(torch.tensor([prefix + suffix]))
+    expected = logits[0, len(prefix) - 1 : -1].argmax(dim=-1).tolist()
+    assert teacher_forced(random_lm, prefix, suffix) == expected
+    assert teacher_forced(random_lm, prefix, suffix)[0] == greedy(random_lm, prefix, 1)[0]
 
 
 def sequence_logprob(lm: BundledLM, prefix: list[int], continuation: list[int]) -> float:
