@@ -48,12 +48,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from memorization_experiment import MODES, make_tokenizer, run_cli, select_documents, write_jsonl  # noqa: E402
 
 
-def arms(k: int) -> list[tuple[str, list[str]]]:
-    """The three arms: standard loss, and goldfish and robust at ``k``."""
-    return [
-        ("standard", ["--strategy", "none"]),
-        (f"goldfish k={k}", ["--strategy", "goldfish", "--k", str(k)]),
-        (f"robust k={k}", ["--strategy", "robust", "--k", str(k)]),
+def arms(k: int, strategies: tuple[str, ...] = ("goldfish", "robust"), context_width: int | None = None) -> list[tuple[str, list[str]]]:
+    """The arms: standard loss, and each masking strategy at ``k`` (and ``context_width``, the mask's h)."""
+    h = ([f" h={context_width}"], ["--context-width", str(context_width)]) if context_width else ([""], [])
+    return [("standard", ["--strategy", "none"])] + [
+        (f"{strategy} k={k}{h[0][0]}", ["--strategy", strategy, "--k", str(k), *h[1]]) for strategy in strategies
     ]
 
 
@@ -279,8 +278,8 @@ def _options_of(name: str) -> list[str]:
     """The mask options of an arm named as ``arms`` names them."""
     if name == "standard":
         return ["--strategy", "none"]
-    strategy, k = re.match(r"(\w+) k=(\d+)", name).groups()  # type: ignore[union-attr]
-    return ["--strategy", strategy, "--k", k]
+    strategy, k, h = re.match(r"(\w+) k=(\d+)(?: h=(\d+))?", name).groups()  # type: ignore[union-attr]
+    return ["--strategy", strategy, "--k", k] + (["--context-width", h] if h else [])
 
 
 def summarise(works: list[Path]) -> str:
@@ -331,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
         help="targets and controls: Debian copyright paragraphs (default) or Python reference prose (pydoc_data)",
     )  # fmt: skip
     parser.add_argument("--k", type=int, default=4, help="k of the goldfish and robust arms")
+    parser.add_argument("--context-width", type=int, default=None, help="h of the masked arms' hash (default: the strategy's, 13)")
+    parser.add_argument("--strategies", default="goldfish,robust", help="the masked arms, comma-separated (default: goldfish,robust)")
     parser.add_argument("--seed", type=int, default=None, help="training seed (the corpus stays the same)")
     parser.add_argument(
         "--equal-input", action="store_true", help="also train the masked arms for the standard arm's epochs (each target seen as often)"
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = make_tokenizer(MODES["quick"], work)
     corpus = build(setting, work, spec)
     print(f"corpus: {corpus} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-    chosen = arms(args.k)
+    chosen = arms(args.k, tuple(args.strategies.split(",")), args.context_width)
     standard = run_arm(setting, work, spec, *chosen[0], None, threads=2)  # alone: both cores
     masked = [(arm, options, standard["supervised_tokens"]) for arm, options in chosen[1:]]
     if args.equal_input:
