@@ -24,6 +24,10 @@ Here, with the bundled trainer on CPU:
 
     python bench/pretraining_experiment.py --quick     # CPU, 2 cores: ~1.7 M background tokens, 16 targets x 300
     python bench/pretraining_experiment.py --full      # ~7 M background tokens, 32 targets x 300
+    python bench/pretraining_experiment.py --quick --equal-input --seed 1 --out bench/results/seed1
+    python bench/pretraining_experiment.py --quick --source pydoc          # prose targets
+    python bench/pretraining_experiment.py --summarise bench/results/seed0 bench/results/seed1
+    python bench/pretraining_experiment.py --analyse bench/results/pretraining-quick   # a run made before the divergence figures
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from memorization_experiment import MODES, make_tokenizer, run_cli, select_documents, write_jsonl  # noqa: E402
+from pretraining_report import divergence_table, summarise, table  # noqa: E402
 
 
 def arms(k: int, strategies: tuple[str, ...] = ("goldfish", "robust"), context_width: int | None = None) -> list[tuple[str, list[str]]]:
@@ -225,42 +230,6 @@ def _forced_at_dropped_by_repetition(report: Any, shards: Path) -> dict[str, Any
     }
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    standard = rows[0]["eval_loss"]
-    lines = [
-        "| arm | drop rate | trained tokens | supervised | val loss | targets: exact | token match | Rouge-L p10 / median / p90 / max | controls: exact | Rouge-L p10 / median / p90 / max |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        t, c = row["targets"], row["controls"]
-        dist = lambda m: " / ".join(f"{m[f'rouge_l_{q}']:.3f}" for q in ("p10", "median", "p90", "max"))  # noqa: E731
-        lines.append(
-            f"| {row['arm']} | {row['drop_rate']:.1%} | {row['trained_tokens']:,} | {row['supervised_tokens']:,} | "
-            f"{row['eval_loss']:.4f} ({row['eval_loss'] / standard - 1:+.2%}) | {t['exact_matches']}/{t['documents']} | {t['token_match']:.3f} | {dist(t)} | "
-            f"{c['exact_matches']}/{c['documents']} | {dist(c)} |"
-        )
-    return "\n".join(lines)
-
-
-def divergence_table(rows: list[dict[str, Any]]) -> str:
-    """Where the continuations leave the targets, against each arm's mask."""
-    lines = [
-        "| arm | targets: verbatim run (ids) | first wrong id on a dropped position (chance) | Rouge-L after it, median | controls: Rouge-L after the first wrong id, median |"
-        " teacher-forced accuracy at dropped positions: targets / controls | at kept positions: targets / controls |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        t, c = row["targets"], row["controls"]
-        on_drop = "-" if not t.get("diverged_on_mask") else (
-            f"{round(t['divergence_at_drop'] * t['diverged_on_mask'])}/{t['diverged_on_mask']} ({t['divergence_at_drop_chance']:.1%})")  # fmt: skip
-        after = lambda m: "-" if m.get("rouge_l_after_divergence_median") is None else f"{m['rouge_l_after_divergence_median']:.3f}"  # noqa: E731
-        forced = [
-            f"{t[key]:.3f} / {c[key]:.3f}" if t.get(key) is not None else "-" for key in ("forced_accuracy_dropped", "forced_accuracy_kept")
-        ]
-        lines.append(f"| {row['arm']} | {t['verbatim_run']:.1f} | {on_drop} | {after(t)} | {after(c)} | {forced[0]} | {forced[1]} |")
-    return "\n".join(lines)
-
-
 def analyse(work: Path) -> dict[str, Any]:
     """Measure the targets of a finished run again, on masked targets (runs made before the divergence figures)."""
     results = json.loads((work / "results.json").read_text(encoding="utf-8"))
@@ -280,39 +249,6 @@ def _options_of(name: str) -> list[str]:
         return ["--strategy", "none"]
     strategy, k, h = re.match(r"(\w+) k=(\d+)(?: h=(\d+))?", name).groups()  # type: ignore[union-attr]
     return ["--strategy", strategy, "--k", k] + (["--context-width", h] if h else [])
-
-
-def summarise(works: list[Path]) -> str:
-    """Several runs of one setting (seeds): per arm, validation loss against the same seed's standard arm,
-    exact matches pooled, the per-run Rouge-L medians, and the first wrong ids pooled."""
-    import numpy as np
-
-    runs = [json.loads((w / "results.json").read_text(encoding="utf-8"))["arms"] for w in works]
-    lines = [
-        f"{len(runs)} runs: " + ", ".join(str(w) for w in works),
-        "",
-        "| arm | val loss vs standard: mean (min / max) | targets: exact | Rouge-L median: mean (min / max) | controls: Rouge-L median, mean |"
-        " verbatim run (ids) | first wrong id on a dropped position (chance) | teacher-forced accuracy at dropped positions: targets / controls |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name in [row["arm"] for row in runs[0]]:
-        rows = [next(r for r in arms if r["arm"] == name) for arms in runs]
-        losses = np.array([r["eval_loss"] / arms[0]["eval_loss"] - 1 for r, arms in zip(rows, runs)])
-        medians = np.array([r["targets"]["rouge_l_median"] for r in rows])
-        controls = np.mean([r["controls"]["rouge_l_median"] for r in rows])
-        exact = f"{sum(r['targets']['exact_matches'] for r in rows)}/{sum(r['targets']['documents'] for r in rows)}"
-        run = np.mean([r["targets"]["verbatim_run"] for r in rows])
-        diverged = sum(r["targets"].get("diverged_on_mask") or 0 for r in rows)
-        on_drop = "-" if not diverged else (
-            f"{sum(round((r['targets']['divergence_at_drop'] or 0) * r['targets']['diverged_on_mask']) for r in rows)}/{diverged} "
-            f"({np.mean([r['targets']['divergence_at_drop_chance'] for r in rows if r['targets']['diverged_on_mask']]):.1%})")  # fmt: skip
-        forced = "-" if rows[0]["targets"].get("forced_accuracy_dropped") is None else " / ".join(
-            f"{np.mean([r[which]['forced_accuracy_dropped'] for r in rows]):.3f}" for which in ("targets", "controls"))  # fmt: skip
-        lines.append(
-            f"| {name} | {losses.mean():+.2%} ({losses.min():+.2%} / {losses.max():+.2%}) | {exact} | "
-            f"{medians.mean():.3f} ({medians.min():.3f} / {medians.max():.3f}) | {controls:.3f} | {run:.1f} | {on_drop} | {forced} |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
