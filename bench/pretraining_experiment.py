@@ -206,28 +206,7 @@ def memorisation(run: Path, shards: Path) -> dict[str, Any]:
     after = [rouge_l(d.generated[d.first_divergence :], d.suffix[d.first_divergence :]).fmeasure
              for d in report.documents if d.first_divergence is not None]  # fmt: skip
     summary["rouge_l_after_divergence_median"] = float(np.median(after)) if after else None
-    summary.update(_forced_at_dropped_by_repetition(report, shards))
     return summary
-
-
-def _forced_at_dropped_by_repetition(report: Any, shards: Path) -> dict[str, Any]:
-    """Teacher-forced accuracy at dropped positions, split by whether the true id occurs earlier in the
-    document: a model can copy such an id from its own prefix, and can know the others only from
-    having learned them in other contexts (or from the language)."""
-    from goldfish_prep.train.data import load_documents
-
-    documents = {d.doc_id: d.ids.tolist() for d in load_documents(shards)}
-    counts = {"repeated": [0, 0], "new": [0, 0]}
-    for d in report.documents:
-        ids = documents[d.doc_id]
-        start = len(ids) - len(d.suffix)
-        for j in d.dropped:
-            kind = "repeated" if ids[start + j] in ids[: start + j] else "new"
-            counts[kind][0] += d.teacher_forced[j] == d.suffix[j]
-            counts[kind][1] += 1
-    return {f"forced_accuracy_dropped_{kind}": (right / total if total else None) for kind, (right, total) in counts.items()} | {
-        f"dropped_{kind}": total for kind, (_, total) in counts.items()
-    }
 
 
 def analyse(work: Path) -> dict[str, Any]:

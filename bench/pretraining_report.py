@@ -78,4 +78,62 @@ def summarise(works: list[Path]) -> str:
             f"| {name} | {losses.mean():+.2%} ({losses.min():+.2%} / {losses.max():+.2%}) | {exact} | "
             f"{medians.mean():.3f} ({medians.min():.3f} / {medians.max():.3f}) | {controls:.3f} | {run:.1f} | {on_drop} | {forced} |"
         )
+    lines += [
+        "",
+        "Teacher-forced accuracy at dropped positions (positions), pooled over the runs, by where else in the document the id occurs:",
+        "",
+    ]
+    lines.append(dropped_by_place_table(works, [row["arm"] for row in runs[0]]))
+    return "\n".join(lines)
+
+
+#: where else in its document a dropped position's true id occurs
+PLACES = ("earlier", "only later", "nowhere else")
+
+
+def dropped_by_place(works: list[Path], arm: str) -> dict[str, dict[str, list[int]]]:
+    """Teacher-forced hits at dropped positions of the targets and the controls, pooled over runs and
+    split by where else in the document the true id occurs: earlier (the model can copy it from
+    its prefix), only later (a model that learned the document knows the id belongs to it, from
+    positions where it was supervised), nowhere else. {which: {place: [right, positions]}}.
+
+    Read from the memorisation reports each run keeps in the arm's run folder.
+    """
+    from goldfish_prep.train.data import load_documents
+
+    slug = arm.replace(", 1 epoch", "-1-epoch").replace(" ", "-").replace("=", "")
+    counts = {which: {place: [0, 0] for place in PLACES} for which in ("targets", "controls")}
+    for work in works:
+        for which in counts:
+            shards = work / f"shards-{which}-{slug}"
+            report = work / f"run-{slug}" / f"memorization-{shards.name}.json"
+            if not report.exists():
+                continue
+            ids = {d.doc_id: d.ids.tolist() for d in load_documents(shards)}
+            for doc in json.loads(report.read_text(encoding="utf-8"))["documents"]:
+                document = ids[doc["doc_id"]]
+                start = len(document) - len(doc["suffix"])
+                for j in doc["dropped"]:
+                    at, token = start + j, document[start + j]
+                    place = "earlier" if token in document[:at] else ("only later" if token in document[at + 1 :] else "nowhere else")
+                    counts[which][place][0] += doc["teacher_forced"][j] == doc["suffix"][j]
+                    counts[which][place][1] += 1
+    return counts
+
+
+def dropped_by_place_table(works: list[Path], arms: list[str]) -> str:
+    """``dropped_by_place`` of each masked arm as a table: accuracy (positions), targets against controls."""
+    lines = [
+        "| arm | " + " | ".join(f"id {place}: targets / controls" for place in PLACES) + " |",
+        "|---|" + "---|" * len(PLACES),
+    ]
+    for arm in arms:
+        counts = dropped_by_place(works, arm)
+        if not counts["targets"]["earlier"][1]:
+            continue
+        cells = []
+        for place in PLACES:
+            (a, n), (b, m) = counts["targets"][place], counts["controls"][place]
+            cells.append(f"{a / n if n else 0:.3f} ({n}) / {b / m if m else 0:.3f} ({m})")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
