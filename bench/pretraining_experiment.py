@@ -26,6 +26,7 @@ Here, with the bundled trainer on CPU:
     python bench/pretraining_experiment.py --full      # ~7 M background tokens, 32 targets x 300
     python bench/pretraining_experiment.py --quick --equal-input --seed 1 --out bench/results/seed1
     python bench/pretraining_experiment.py --quick --source pydoc          # prose targets
+    python bench/pretraining_experiment.py --full --preset 124m --device cuda --equal-input   # a GPU
     python bench/pretraining_experiment.py --summarise bench/results/seed0 bench/results/seed1
     python bench/pretraining_experiment.py --analyse bench/results/pretraining-quick   # a run made before the divergence figures
 """
@@ -80,6 +81,9 @@ class Setting:
     learning_rate: float = 5e-3
     #: where targets and controls come from (see memorization_experiment.SOURCES)
     source: str = "copyright"
+    #: the model (``train --preset``) and where it trains and is measured
+    preset: str = "tiny"
+    device: str = "cpu"
 
 
 SETTINGS = {
@@ -153,15 +157,15 @@ def run_arm(
     counts = json.loads((shards / "goldfish_manifest.json").read_text())["counts"]
     duration: dict[str, Any] = {"epochs": setting.epochs} if supervised is None else {"max_supervised_tokens": supervised}
     config = TrainConfig(
-        data=shards, run_dir=work / f"run-{slug}", preset="tiny", block_size=setting.block_size, batch_size=setting.batch_size,
-        learning_rate=setting.learning_rate, eval_data=work / "shards-heldout", device="cpu", log_interval=100, overwrite=True, seed=setting.seed,
+        data=shards, run_dir=work / f"run-{slug}", preset=setting.preset, block_size=setting.block_size, batch_size=setting.batch_size,
+        learning_rate=setting.learning_rate, eval_data=work / "shards-heldout", device=setting.device, log_interval=100, overwrite=True, seed=setting.seed,
         **duration,
     )  # fmt: skip
     result = train(config)
     row = {"arm": name, "options": options, "tokens": counts["tokens"], "drop_rate": counts["drop_rate"], "steps": result.steps,
            "trained_tokens": result.tokens, "supervised_tokens": result.supervised_tokens, "eval_loss": result.eval_loss,
-           "seconds": result.seconds, "targets": masked_memorisation(work, spec, name, options, "targets"),
-           "controls": masked_memorisation(work, spec, name, options, "controls")}  # fmt: skip
+           "seconds": result.seconds, "targets": masked_memorisation(work, spec, name, options, "targets", setting.device),
+           "controls": masked_memorisation(work, spec, name, options, "controls", setting.device)}  # fmt: skip
     print(f"{name}: val loss {result.eval_loss:.4f}, targets exact {row['targets']['exact_matches']}, "
           f"Rouge-L median {row['targets']['rouge_l_median']:.3f} ({result.seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     return row
@@ -172,7 +176,7 @@ def arm_slug(name: str) -> str:
     return name.replace(EQUAL_INPUT, "-1-epoch").replace(" ", "-").replace("=", "")
 
 
-def masked_memorisation(work: Path, spec: str, name: str, options: list[str], which: str) -> dict[str, Any]:
+def masked_memorisation(work: Path, spec: str, name: str, options: list[str], which: str, device: str = "cpu") -> dict[str, Any]:
     """Memorisation of the targets (or controls), measured on them masked as the arm masked its corpus.
 
     The continuations depend on the ids only, so exact match and Rouge-L are those of the plain
@@ -182,10 +186,10 @@ def masked_memorisation(work: Path, spec: str, name: str, options: list[str], wh
     """
     shards = work / f"shards-{which}-{arm_slug(name)}"
     run_cli("mask", str(work / f"{which}.jsonl"), "-o", str(shards), "--tokenizer", spec, *options, "-q", "--overwrite")
-    return memorisation(work / f"run-{arm_slug(name)}", shards)
+    return memorisation(work / f"run-{arm_slug(name)}", shards, device)
 
 
-def memorisation(run: Path, shards: Path) -> dict[str, Any]:
+def memorisation(run: Path, shards: Path, device: str = "cpu") -> dict[str, Any]:
     import numpy as np
 
     from goldfish_prep.train.causal_lm import load_causal_lm
@@ -193,7 +197,7 @@ def memorisation(run: Path, shards: Path) -> dict[str, Any]:
     from goldfish_prep.train.rouge import rouge_l
 
     decode, _ = text_decoder(shards)
-    report = measure_memorization(load_causal_lm(run, "cpu"), shards, decode=decode)
+    report = measure_memorization(load_causal_lm(run, device), shards, decode=decode)
     # every generation, for analyses after the run
     (run / f"memorization-{shards.name}.json").write_text(json.dumps(report.to_dict()) + "\n", encoding="utf-8")
     scores = np.array([d.rouge_l for d in report.documents])
@@ -244,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         "--source", choices=("copyright", "pydoc"), default=None,
         help="targets and controls: Debian copyright paragraphs (default) or Python reference prose (pydoc_data)",
     )  # fmt: skip
+    parser.add_argument("--preset", choices=("tiny", "small", "124m"), default=None, help="the model (default: tiny)")
+    parser.add_argument("--device", default=None, help="cpu (default) or cuda")
     parser.add_argument("--k", type=int, default=4, help="k of the goldfish and robust arms")
     parser.add_argument("--context-width", type=int, default=None, help="h of the masked arms' hash (default: the strategy's, 13)")
     parser.add_argument("--strategies", default="goldfish,robust", help="the masked arms, comma-separated (default: goldfish,robust)")
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         print(table(rows) + "\n\n" + divergence_table(rows))
         return
     name = args.setting or "quick"
-    knobs = ("background_chars", "insertions", "epochs", "targets", "batch_size", "learning_rate", "seed", "source")
+    knobs = ("background_chars", "insertions", "epochs", "targets", "batch_size", "learning_rate", "seed", "source", "preset", "device")
     changes = {k: getattr(args, k) for k in knobs if getattr(args, k) is not None}
     setting = dataclasses.replace(SETTINGS[name], **changes)
     work = args.out or Path(__file__).parent / "results" / f"pretraining-{name}"
