@@ -51,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from memorization_experiment import MODES, make_tokenizer, run_cli, select_documents, write_jsonl  # noqa: E402
-from pretraining_report import divergence_table, summarise, table  # noqa: E402
+from pretraining_report import EQUAL_INPUT, arm_slug, divergence_table, summarise, table  # noqa: E402
 
 
 def arms(k: int, strategies: tuple[str, ...] = ("goldfish", "robust"), context_width: int | None = None) -> list[tuple[str, list[str]]]:
@@ -60,9 +60,6 @@ def arms(k: int, strategies: tuple[str, ...] = ("goldfish", "robust"), context_w
     return [("standard", ["--strategy", "none"])] + [
         (f"{strategy} k={k}{h[0][0]}", ["--strategy", strategy, "--k", str(k), *h[1]]) for strategy in strategies
     ]
-
-
-EQUAL_INPUT = ", 1 epoch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,11 +166,6 @@ def run_arm(
     print(f"{name}: val loss {result.eval_loss:.4f}, targets exact {row['targets']['exact_matches']}, "
           f"Rouge-L median {row['targets']['rouge_l_median']:.3f} ({result.seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     return row
-
-
-def arm_slug(name: str) -> str:
-    """The arm's folder name: "goldfish k=4, 1 epoch" -> "goldfish-k4-1-epoch"."""
-    return name.replace(EQUAL_INPUT, "-1-epoch").replace(" ", "-").replace("=", "")
 
 
 def masked_memorisation(work: Path, spec: str, name: str, options: list[str], which: str, device: str = "cpu") -> dict[str, Any]:

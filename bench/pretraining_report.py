@@ -11,6 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+#: the suffix of a masked arm trained for the standard arm's epochs (``--equal-input``)
+EQUAL_INPUT = ", 1 epoch"
+
+
+def arm_slug(name: str) -> str:
+    """The arm's folder name: "goldfish k=4, 1 epoch" -> "goldfish-k4-1-epoch"."""
+    return name.replace(EQUAL_INPUT, "-1-epoch").replace(" ", "-").replace("=", "")
+
 
 def table(rows: list[dict[str, Any]]) -> str:
     standard = rows[0]["eval_loss"]
@@ -101,7 +109,7 @@ def dropped_by_place(works: list[Path], arm: str) -> dict[str, dict[str, list[in
     """
     from goldfish_prep.train.data import load_documents
 
-    slug = arm.replace(", 1 epoch", "-1-epoch").replace(" ", "-").replace("=", "")
+    slug = arm_slug(arm)
     counts = {which: {place: [0, 0] for place in PLACES} for which in ("targets", "controls")}
     for work in works:
         for which in counts:

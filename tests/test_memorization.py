@@ -233,7 +233,7 @@ def test_a_model_that_learned_only_the_supervised_ids_leaves_each_suffix_at_its_
             oracle.next[tuple(d.ids[:i].tolist())] = 1
     report = measure_memorization(oracle, shards)  # type: ignore[arg-type]
     for d, document in zip(report.documents, documents):
-        dropped = np.flatnonzero(document.labels[-50:] == -100).tolist()  # type: ignore[index]
+        dropped = np.flatnonzero(document.labels[-50:] == -100).tolist()
         assert d.dropped == dropped
         # id 1 may happen to be the true id at a dropped position: the first real miss is then a later drop
         misses = [j for j in dropped if d.suffix[j] != 1]
@@ -248,13 +248,13 @@ def test_a_model_that_learned_only_the_supervised_ids_leaves_each_suffix_at_its_
     assert summary["forced_accuracy_dropped"] == sum(i == 1 for i in dropped_ids) / len(dropped_ids)
     knows_all = measure_memorization(Oracle([d.ids.tolist() for d in documents], 512), shards).summary()  # type: ignore[arg-type]
     assert knows_all["forced_accuracy_dropped"] == knows_all["forced_accuracy_kept"] == 1.0
-    table = CliRunner().invoke(cli, ["memorization", str(_oracle_free_run(tmp_path, shards)), str(shards), "-q", "--per-document"])
+    table = CliRunner().invoke(cli, ["memorization", str(_one_step_run(tmp_path, shards)), str(shards), "-q", "--per-document"])
     assert table.exit_code == 0, table.output
     assert re.search(r"first wrong id: dropped     \d+\.\d% of 6 \(chance: \d+\.\d%", table.output), table.output
     assert len(re.findall(r"leaves at \d+", table.output)) == 6
 
 
-def _oracle_free_run(folder: Path, shards: Path) -> Path:
+def _one_step_run(folder: Path, shards: Path) -> Path:
     """A one-step run of the bundled model on ``shards`` (for the CLI's table, which loads a run folder)."""
     small = dict(data=shards, block_size=128, batch_size=4, n_layer=1, n_embd=32, n_head=2, warmup_steps=0, device="cpu")
     train(TrainConfig(run_dir=folder / "one-step", max_steps=1, **small))  # type: ignore[arg-type]

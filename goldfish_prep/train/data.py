@@ -196,9 +196,9 @@ class Document:
 
     doc_id: str
     ids: Int32Array
-    answer_start: int | None = None
     #: the labels as masked (-100: left out of the loss), as long as ``ids``
-    labels: Int32Array | None = None
+    labels: Int32Array
+    answer_start: int | None = None
 
     @property
     def answer_length(self) -> int | None:
@@ -212,9 +212,7 @@ def load_documents(folder: str | Path) -> list[Document]:
     shards = open_shards(folder)
     if is_chat(shards.manifest):
         return _chat_documents(shards)
-    return [
-        Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids, labels=doc.labels) for doc in shards.documents()
-    ]
+    return [Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids, doc.labels) for doc in shards.documents()]
 
 
 def _chat_documents(shards: ShardSet) -> list[Document]:
@@ -254,7 +252,7 @@ def _split_documents(
         name = names[i] if names is not None else f"document {i}"
         if i in answer_ends:
             start, end = answer_ends[i]
-            documents.append(Document(name, stream[a:end], start - a, labels[a:end]))
+            documents.append(Document(name, stream[a:end], labels[a:end], start - a))
         else:  # a conversation without an assistant token: no answer to measure (answer length 0)
-            documents.append(Document(name, stream[a:b], b - a, labels[a:b]))
+            documents.append(Document(name, stream[a:b], labels[a:b], b - a))
     return documents

@@ -224,7 +224,7 @@ def _score_document(model: CausalLM, document: Document, config: MemorizationCon
         generated = beam_search(model, prefix, len(suffix), config.num_beams)
     else:
         generated = greedy(model, prefix, len(suffix))
-    dropped = [] if document.labels is None else np.flatnonzero(document.labels[-len(suffix) :] == IGNORE_INDEX).tolist()
+    dropped = np.flatnonzero(document.labels[-len(suffix) :] == IGNORE_INDEX).tolist()
     forced = teacher_forced(model, prefix, suffix) if dropped else []
     return DocumentScore(
         document.doc_id, len(prefix), generated=generated, suffix=suffix, first_divergence=first_divergence(generated, suffix),
