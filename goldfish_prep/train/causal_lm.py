@@ -37,6 +37,11 @@ class CausalLM(Protocol):
         row ``i`` is that continuation (beam search reorders and duplicates rows this way)."""
         ...
 
+    def all_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (B, T, V) fp32 of the token after *every* position of ``ids`` (B, T) int64:
+        one forward pass, no cache (the membership scores of ``goldfish_prep.audit``)."""
+        ...
+
 
 class BundledLM:
     """A ``goldfish-prep train`` checkpoint."""
@@ -59,6 +64,11 @@ class BundledLM:
         with torch.no_grad(), self.runtime.autocast():
             logits, grown = self.model.decode(tokens[:, None], chosen)
         return grown, logits.float().log_softmax(dim=-1)
+
+    def all_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), self.runtime.autocast():
+            logits: torch.Tensor = self.model(ids)  # (B, T, V)
+        return logits.float().log_softmax(dim=-1)
 
 
 def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:
