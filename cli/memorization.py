@@ -106,11 +106,19 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     the mask predicts kept ids of its training text far better than dropped
     ones; equal rates mean the trainer ignored the labels.
 
+    Audit (docs/audit.md): --controls adds documents of the same source the
+    model never saw, every figure for both, the gap, and membership-inference
+    attacks (loss, zlib, Min-K%, Min-K%++, --reference-model ratio; AUC and TPR
+    at 1% FPR), also scored only where the goldfish rule kept the loss, with the
+    manifest's seed and a wrong one. --samples adds the sampling extraction
+    attack; --plot draws Rouge-L histograms and ROC curves.
+
     \b
     Examples:
       goldfish-prep memorization runs/gf4 shards/
       goldfish-prep memorization runs/std control/ --num-beams 30 --json > std.json
       goldfish-prep memorization ./my-hf-model shards/ --max-documents 100
+      goldfish-prep memorization runs/gf4 shards/ --controls heldout/ --samples 20 --plot audit.png
     """
     require_torch("memorization")
     from goldfish_prep.train.causal_lm import load_causal_lm
@@ -174,8 +182,11 @@ def audit_command(model_dir: Path, data_dir: Path, memorization: Any, as_json: b
     reference = load_causal_lm(options["reference_model"], options["device"]) if options["reference_model"] else None
     bar = tqdm(unit=" docs", disable=quiet or as_json, file=sys.stderr, desc="audit")
 
+    current = [""]
+
     def progress(stage: str, done: int, total: int) -> None:
-        if bar.desc != stage:
+        if current[0] != stage:  # one bar, restarted at each stage (targets, controls, scores, samples)
+            current[0] = stage
             bar.reset(total)
             bar.set_description(stage)
         bar.update(done - bar.n)

@@ -54,7 +54,7 @@ def kept_in_window(drops: Bools, window_length: int) -> Bools:
     Aligned with ``TokenStats``: entry ``j`` is the id at window position ``j + 1``.
 
     >>> kept_in_window(np.array([False, False, True, False, True]), 3).tolist()  # window = ids 2..4
-    [False, True]
+    [True, False]
     """
     window = drops[len(drops) - window_length :]
     return ~window[1:]
