@@ -60,7 +60,9 @@ class BundledLM:
         return cache, logits.float().log_softmax(dim=-1)
 
     def extend(self, cache: KVCache, rows: torch.Tensor, tokens: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
-        chosen = [(k[rows], v[rows]) for k, v in cache]
+        # rows 0..B-1 in order (greedy, and sampling after its first step) keep the cache as it is: no copy
+        same = rows.numel() == cache[0][0].shape[0] and torch.equal(rows, torch.arange(rows.numel(), device=rows.device))
+        chosen = cache if same else [(k[rows], v[rows]) for k, v in cache]
         with torch.no_grad(), self.runtime.autocast():
             logits, grown = self.model.decode(tokens[:, None], chosen)
         return grown, logits.float().log_softmax(dim=-1)
