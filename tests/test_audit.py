@@ -248,7 +248,7 @@ def test_cli_audit_prints_json_and_draws_the_plot(trained: dict[str, Path], tmp_
     extra = ["--reference-model", str(trained["reference"]), "--samples", "2", "--top-k", "20", "--plot", str(plot), "--json"]
     result = CliRunner().invoke(cli, arguments + extra)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.output, parse_constant=pytest.fail)  # NaN is not JSON: unscored values must be null
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = report["summary"]
     assert summary["attacker"]["config"]["k"] == 2 and summary["attacker"]["wrong_seed"] == 1
@@ -259,6 +259,14 @@ def test_cli_audit_prints_json_and_draws_the_plot(trained: dict[str, Path], tmp_
     table = CliRunner().invoke(cli, arguments + ["-q"])
     assert table.exit_code == 0, table.output
     assert "Membership inference: AUC / TPR at 1% FPR" in table.output and "mask-aware, seed 1" in table.output
+
+
+def test_sampling_alone_needs_no_controls(trained: dict[str, Path]) -> None:
+    arguments = [str(trained["run-standard"]), str(trained["standard"]), "--samples", "2", "--top-p", "0.9", "--max-documents", "3", "-q"]
+    result = CliRunner().invoke(cli, ["memorization", *arguments])
+    assert result.exit_code == 0, result.output
+    assert "Sampling extraction (2 samples per document, temperature 1, top-p 0.9, seed 0)" in result.output
+    assert "controls" not in result.output and "Membership inference" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,8 @@ class AuditReport:
     def attack_gaps(self) -> dict[str, dict[str, Gap | None]]:
         """variant -> attack -> the gap between target and control scores (None where nothing was scored)."""
         result: dict[str, dict[str, Gap | None]] = {}
+        if self.controls is None:  # no controls, no membership scores to judge
+            return result
         for variant in VARIANTS:
             if variant != "plain" and "config" not in self.attacker:
                 continue
