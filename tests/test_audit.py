@@ -19,7 +19,7 @@ from goldfish_prep.audit.gap import gap
 from goldfish_prep.audit.mask_attack import kept_in_window, recompute_drops, wrong_seed
 from goldfish_prep.audit.membership import TokenStats, lowest_mean, membership_scores
 from goldfish_prep.audit.roc import roc_auc, roc_curve, tpr_at_fpr
-from goldfish_prep.audit.run import AuditConfig, run_audit
+from goldfish_prep.audit.run import AuditConfig, attacker_view, run_audit
 from goldfish_prep.audit.sampling import SamplingConfig, sample_document
 from goldfish_prep.audit.token_stats import token_stats
 from goldfish_prep.errors import ConfigError
@@ -201,6 +201,20 @@ def test_the_attacker_recomputes_the_training_mask_from_ids_and_manifest(tmp_pat
         assert drops.tolist() == (document.labels == -100).tolist()
         assert drops.tolist() != recompute_drops(document.ids, wrong_seed(manifest.mask), table).tolist()
         assert kept_in_window(drops, 30).tolist() == (document.labels[-29:] != -100).tolist()
+
+
+def test_the_attacker_view_says_when_a_strategy_ignores_the_seed(tmp_path: Path) -> None:
+    tokenizer = train_bpe(tmp_path)
+    seeded = attacker_view(load_manifest(mask_texts(tmp_path, "gf", paragraphs(1), "--tokenizer", str(tokenizer), "--seed", "9")))[0]
+    assert seeded["config"]["seed"] == 9 and seeded["wrong_seed"] == 10 and "seed_note" not in seeded
+    fixed = attacker_view(
+        load_manifest(mask_texts(tmp_path, "ht", paragraphs(1), "--tokenizer", str(tokenizer), "--strategy", "hash-table"))
+    )[0]
+    assert fixed["seed_note"].startswith("strategy 'hash-table' gives the same mask under every seed")
+    plain = attacker_view(load_manifest(mask_texts(tmp_path, "none", paragraphs(1), "--tokenizer", str(tokenizer), "--strategy", "none")))[
+        0
+    ]
+    assert "skipped" in plain and "config" not in plain
 
 
 # --- real tiny models: a standard one that saw its targets 100 times, a goldfish one, a fresh one ---------------

@@ -65,3 +65,13 @@ def attacker_keeps(
 ) -> list[Bools]:
     """Kept positions of each document's scored window, under the attacker's ``config``."""
     return [kept_in_window(recompute_drops(ids, config, token_bytes), n) for ids, n in zip(documents, window_lengths)]
+
+
+def seed_matters(config: MaskConfig, token_bytes: TokenBytes | None = None) -> bool:
+    """Whether another seed changes this rule's masks (False for ``hash-table``, whose table is fixed), on a probe text.
+
+    >>> seed_matters(MaskConfig(strategy="goldfish", k=4)), seed_matters(MaskConfig(strategy="hash-table", k=4))
+    (True, False)
+    """
+    probe = np.random.default_rng(0).integers(0, 256, 4096)  # ids below 256 exist in every tokenizer the audit reads
+    return bool((recompute_drops(probe, config, token_bytes) != recompute_drops(probe, wrong_seed(config), token_bytes)).any())

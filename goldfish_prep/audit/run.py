@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from goldfish_prep.audit.mask_attack import attacker_keeps, wrong_seed
-from goldfish_prep.audit.membership import TokenStats, membership_scores
+from goldfish_prep.audit.mask_attack import attacker_keeps, seed_matters, wrong_seed
+from goldfish_prep.audit.membership import membership_scores
 from goldfish_prep.audit.report import AuditReport, DocumentScores
 from goldfish_prep.audit.sampling import SampledDocument, SamplingConfig, sample_document
 from goldfish_prep.audit.token_stats import reference_logprobs, scored_window, token_stats
@@ -71,7 +71,7 @@ def run_audit(
         control_report = measure_documents(
             model, controls, skipped, str(controls_dir), config.memorization, decode, _stage(progress, "controls")
         )
-    attacker, attack_config = _attacker(manifest)
+    attacker, attack_config = attacker_view(manifest)
     scorer = _MembershipScorer(model, reference, attack_config, config.min_k, decode)
     scored = (
         (scorer.score(targets, _stage(progress, "scores, targets")), scorer.score(controls, _stage(progress, "scores, controls")))
@@ -115,7 +115,7 @@ def _check_same_tokenizer(data: Manifest, controls: Manifest) -> None:
         )
 
 
-def _attacker(manifest: Manifest) -> tuple[dict[str, Any], tuple[MaskConfig, MaskConfig, Any] | None]:
+def attacker_view(manifest: Manifest) -> tuple[dict[str, Any], tuple[MaskConfig, MaskConfig, Any] | None]:
     """What the mask-aware attacker knows: the targets' recorded mask rule (and a wrong seed), or why it has nothing."""
     config = manifest.mask
     if is_chat(manifest):
@@ -124,7 +124,10 @@ def _attacker(manifest: Manifest) -> tuple[dict[str, Any], tuple[MaskConfig, Mas
         return {"skipped": f"the targets' shards are masked with strategy {config.strategy!r}: no goldfish rule to exploit"}, None
     table = recorded_table(config, manifest.tokenizer)
     wrong = wrong_seed(config)
-    return {"config": config.to_dict(), "wrong_seed": wrong.seed}, (config, wrong, table)
+    view: dict[str, Any] = {"config": config.to_dict(), "wrong_seed": wrong.seed}
+    if not seed_matters(config, table):
+        view["seed_note"] = f"strategy {config.strategy!r} gives the same mask under every seed: a secret seed hides nothing"
+    return view, (config, wrong, table)
 
 
 class _MembershipScorer:
@@ -179,8 +182,3 @@ def _sample(
         if progress is not None:
             progress(index + 1, len(documents))
     return results
-
-
-def token_stats_of(model: CausalLM, document: Document) -> TokenStats:
-    """The statistics the membership scores of ``document`` are computed from (for inspection and tests)."""
-    return token_stats(model, scored_window(document.ids.tolist(), model.context_length))

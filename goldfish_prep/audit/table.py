@@ -124,6 +124,8 @@ def _attack_rows(report: AuditReport, summary: dict[str, Any]) -> list[str]:
     lines += _rows(("attack", *(heads[v] for v in variants)), rows)
     if "skipped" in attacker:
         lines.append(f"  mask-aware attacker: not measured ({attacker['skipped']})")
+    if "seed_note" in attacker:
+        lines.append(f"  note: {attacker['seed_note']}")
     return lines
 
 
