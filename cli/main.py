@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("show", "show", "Show a document with its dropped tokens highlighted."),
     "verify": ("verify", "verify", "Recompute every mask and check shards against the manifest."),
     "repeats": ("repeats", "repeats", "Find repeated passages and confirm they carry identical masks."),
-    "train": ("train", "train", "Train a small decoder-only transformer on masked shards (needs torch)."),
+    "train": ("train", "train", "Train a small decoder-only transformer on masked shards (needs PyTorch)."),
     "memorization": ("memorization", "memorization", "Measure verbatim memorisation of documents, as the paper does."),
     "export": ("export", "export", "Export shards and their masks for nanoGPT, OLMo-core, Megatron or Parquet."),
 }

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.inspect.binomial import band_limits
 from goldfish_prep.inspect.stats import MaskStats, compute_stats
+from goldfish_prep.tokenizers.optional import import_for
 
 #: flagged documents listed in the text report (--json lists all)
 LISTED = 15
@@ -28,7 +29,7 @@ LISTED = 15
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
     metavar="FILE.png",
-    help="Also draw the rates into an image (needs matplotlib: pip install 'goldfish-prep[plot]').",
+    help="Also draw the rates into an image (needs Matplotlib: pip install 'goldfish-prep[plot]').",
 )
 @click.option(
     "--band",
@@ -63,6 +64,8 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
       goldfish-prep stats shards/ --json > stats.json
       goldfish-prep stats shards/ --plot rates.png
     """
+    if plot is not None:
+        import_for("matplotlib", "plot", "--plot")  # before the shards are read, not after
     result = compute_stats(folder, band, tokenizer)
     if plot is not None and not len(result.rates):
         click.echo(f"Note: no plot written: no {result.unit} has an eligible position", err=True)
@@ -203,7 +206,9 @@ def draw(result: MaskStats, path: Path) -> None:
         import matplotlib.pyplot as plt
         from matplotlib.ticker import PercentFormatter
     except ImportError as exc:
-        raise ConfigError("--plot needs matplotlib, which is not installed; pip install 'goldfish-prep[plot]'") from exc
+        raise ConfigError(
+            "--plot needs the Python package 'matplotlib', which is not installed. Fix: pip install 'goldfish-prep[plot]'"
+        ) from exc
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     has = result.eligible > 0
     rates, eligible = result.dropped[has] / np.maximum(result.eligible[has], 1), result.eligible[has]

@@ -200,11 +200,11 @@ def test_cli_errors_are_one_line(corpora: dict[str, Path], tmp_path: Path) -> No
     )
     assert run(shards, "-o", tmp_path / "x", "--format", "nanogpt", "--dtype", "int32") == (
         1,
-        "Error: --dtype int32 is not read by nanogpt exports; choose one of uint16, uint32, or leave --dtype out",
+        "Error: --dtype int32 is not read by nanoGPT exports; choose one of uint16, uint32, or leave --dtype out",
     )
     assert run(shards, "-o", tmp_path / "x", "--format", "parquet", "--dtype", "int32") == (
         1,
-        "Error: --dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out",
+        "Error: --dtype does not apply to Parquet exports (ids and labels are int32, as in the shards); leave it out",
     )
     assert run(shards, "-o", tmp_path / "x", "--format", "megatron", "--dtype", "int32")[0] == 0
     assert record_of(tmp_path / "x", "megatron")["token_dtype"] == "int32"

@@ -193,7 +193,10 @@ def test_plot_without_matplotlib_says_what_to_install(outputs: dict[str, Path], 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the optional extra were not installed
     result = run("stats", outputs["static"], "--plot", tmp_path / "x.png")
     assert result.exit_code == 1
-    assert result.stderr == "Error: --plot needs matplotlib, which is not installed; pip install 'goldfish-prep[plot]'\n"
+    assert (
+        result.stderr
+        == "Error: --plot needs the Python package 'matplotlib', which is not installed. Fix: pip install 'goldfish-prep[plot]'\n"
+    )
 
 
 def test_an_output_without_documents(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def export_nanogpt(source: Source, out_prefix: Path, overwrite: bool = False, dt
     """Write ``OUT.bin``, ``OUT.mask.bin`` and, last, ``OUT.json`` (see module docstring)."""
     if Path(out_prefix).is_dir():
         raise OutputError(
-            f"{out_prefix} is a folder; nanogpt exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): pass -o {Path(out_prefix) / 'train'}, say"
+            f"{out_prefix} is a folder; nanoGPT exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): pass -o {Path(out_prefix) / 'train'}, say"
         )
     tokens_path, mask_path, meta_path = export_paths(out_prefix)
     existing = [p for p in (tokens_path, mask_path, meta_path) if p.exists()]

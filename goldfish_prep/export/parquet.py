@@ -46,7 +46,7 @@ def export_parquet(
 ) -> ExportResult:
     """Write the Parquet folder described in the module docstring."""
     if dtype_name is not None:
-        raise ConfigError("--dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out")
+        raise ConfigError("--dtype does not apply to Parquet exports (ids and labels are int32, as in the shards); leave it out")
     counts = Counts()
     names: list[str] = []
     with staged_folder(out, overwrite) as stage:

@@ -74,8 +74,8 @@ def _import_ray() -> Any:
         import ray
     except ImportError as exc:
         raise ConfigError(
-            "--ray-address needs Ray, which is not installed; pip install 'goldfish-prep[ray]' "
-            "(or run without --ray-address, or split the run with --num-tasks)"
+            "--ray-address needs the Python package 'ray', which is not installed. "
+            "Fix: pip install 'goldfish-prep[ray]', or run without --ray-address (or split the run with --num-tasks)"
         ) from exc
     return ray
 
