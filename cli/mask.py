@@ -228,7 +228,7 @@ def summary_text(manifest: dict[str, Any], output: Path) -> str:
     """The few lines a user reads after a run."""
     counts = manifest["counts"]
     lines = [
-        f"Wrote {counts['documents_written']:,} documents, {counts['tokens']:,} tokens, into {len(manifest['shards'])} shard(s) in {output}",
+        f"Wrote {_count(counts['documents_written'], 'document')}, {counts['tokens']:,} tokens, into {len(manifest['shards'])} shard(s) in {output}",
         f"Dropped {counts['dropped_tokens']:,} of {counts['eligible_tokens']:,} eligible tokens: "
         f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {manifest['mask']['strategy']})",
     ]
@@ -239,6 +239,11 @@ def summary_text(manifest: dict[str, Any], output: Path) -> str:
         )
     if counts["documents_skipped"]:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in counts["skipped_by_reason"].items())
-        lines.append(f"Skipped {counts['documents_skipped']:,} bad records ({reasons}); locations in goldfish_manifest.json")
+        lines.append(f"Skipped {_count(counts['documents_skipped'], 'bad record')} ({reasons}); locations in goldfish_manifest.json")
     lines.append(f"Load with: datasets.load_from_disk({str(output)!r})")
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 document``, ``2,048 documents``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

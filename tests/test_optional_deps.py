@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -245,3 +246,19 @@ def test_show_without_the_tokenizers_library_shows_ids_and_says_what_to_install(
     assert done.returncode == 0
     note = f"Note: cannot load tokenizer '{work}/tok.json' here (tokenizer '{work}/tok.json' needs the Python package 'tokenizers'"
     assert done.stderr.startswith(note) and fix("hf") in done.stderr.splitlines()[0], done.stderr
+
+
+def test_the_readme_install_table_lists_every_extra_and_each_error_names_one(work: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "pyproject.toml").read_text(encoding="utf-8").split("[project.optional-dependencies]")[1].split("\n[")[0]
+    extras = re.findall(r"^([a-z][a-z0-9-]*) = \[", section, flags=re.MULTILINE)
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert extras and all(f"| `{extra}` |" in readme and f'pip install -e ".[{extra}]"' in readme for extra in extras), extras
+    named = {re.search(r"goldfish-prep\[(\w+)\]", expected).group(1) for _, _, expected in NEEDS_AN_EXTRA.values()}  # type: ignore[union-attr]
+    assert named <= set(extras), named
+
+
+def test_transformers_loads_a_tokenizer_folder_without_advice_about_pytorch(work: Path) -> None:
+    """transformers logs at import that PyTorch is missing; a tokenizer needs no model, so the user sees nothing."""
+    done = run_without(("torch",), "mask", "corpus.jsonl", "-o", "no-torch", "--tokenizer", "tokdir", "-q", cwd=work)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
