@@ -119,6 +119,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     template = "{% for m in messages %}<s>{{ m['role'] }}: {% generation %}{{ m['content'] }}{% endgeneration %}</s>{% endfor %}"
     (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>", "chat_template": template}))
     (root / "sp.model").write_bytes((importlib.resources.files("mistral_common") / "data" / "tokenizer.model.v1").read_bytes())
+    (root / "spdir").mkdir()  # a SentencePiece model with its config: transformers converts it, with sentencepiece and protobuf
+    (root / "spdir" / "tokenizer.model").write_bytes((root / "sp.model").read_bytes())
+    (root / "spdir" / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
     (root / "hf-model").mkdir()
     (root / "hf-model" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     os.environ["GOLDFISH_PREP_CACHE"] = str(root / "cache")  # the shards below fill the fast path's cache, as a first run would
@@ -161,6 +164,16 @@ NEEDS_AN_EXTRA = {
         OPTIONAL,
         ["mask", "corpus.jsonl", "-o", "out", "--tokenizer", "sp.model"],
         "Error: tokenizer 'sp.model' needs the Python package 'sentencepiece', which is not installed. " + fix("sentencepiece"),
+    ),
+    "SentencePiece folder, protobuf missing": (
+        ("google.protobuf",),
+        ["mask", "corpus.jsonl", "-o", "out", "--tokenizer", "spdir"],
+        "Error: tokenizer 'spdir' needs the Python package 'protobuf', which is not installed. " + fix("hf"),
+    ),
+    "SentencePiece folder, sentencepiece missing": (
+        ("sentencepiece",),
+        ["mask", "corpus.jsonl", "-o", "out", "--tokenizer", "spdir"],
+        "Error: tokenizer 'spdir' needs the Python package 'sentencepiece', which is not installed. " + fix("sentencepiece"),
     ),
     "chat template": (
         ("jinja2",),

@@ -167,6 +167,10 @@ def load_hf_folder(spec: str, folder: Path) -> Tokenizer:
         from goldfish_prep.tokenizers.sentencepiece_adapter import load_sentencepiece
 
         return load_sentencepiece(spec, folder / "tokenizer.model")
+    if "tokenizer.model" in present and "tokenizer.json" not in present:
+        # transformers converts the SentencePiece model to a fast tokenizer with both; missing, it warns at length and fails
+        import_optional("sentencepiece", "sentencepiece", spec)
+        import_optional("google.protobuf", "hf", spec, package="protobuf")
     try:
         auto = _auto_tokenizer(spec, str(folder), from_hub=False)
     except TokenizerError:

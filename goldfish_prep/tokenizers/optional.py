@@ -18,8 +18,8 @@ from types import ModuleType
 from goldfish_prep.errors import ConfigError, TokenizerError
 
 
-def import_optional(module: str, extra: str, spec: str) -> ModuleType:
-    """The module ``module``, or a ``TokenizerError`` naming ``pip install 'goldfish-prep[extra]'``.
+def import_optional(module: str, extra: str, spec: str, package: str | None = None) -> ModuleType:
+    """The module ``module``, or a ``TokenizerError`` naming ``package`` (by default ``module``) and ``pip install 'goldfish-prep[extra]'``.
 
     >>> import_optional("json", "hf", "tokenizer.json").__name__
     'json'
@@ -28,7 +28,7 @@ def import_optional(module: str, extra: str, spec: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         raise TokenizerError(
-            f"tokenizer {spec!r} needs the Python package {module!r}, {_why(module, error)}. Fix: pip install 'goldfish-prep[{extra}]'"
+            f"tokenizer {spec!r} needs the Python package {package or module!r}, {_why(module, error)}. Fix: pip install 'goldfish-prep[{extra}]'"
         ) from error
 
 
