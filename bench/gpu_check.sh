@@ -93,7 +93,7 @@ step() {
     rc=$?
     end=$(date +%s.%N)
     cat "$steplog" >>"$LOG"
-    "${RECORD[@]}" result "$name" "$rc" "$(echo "$end - $start" | bc)" "$limit" "$steplog" "$kind" "${figures[@]}" >>"$RESULTS" 2>>"$LOG" ||
+    "${RECORD[@]}" result "$name" "$rc" "$start" "$end" "$limit" "$steplog" "$kind" "${figures[@]}" >>"$RESULTS" 2>>"$LOG" ||
         printf '{"step": "%s", "rc": %d, "ok": false, "error": "its result could not be recorded (see log.txt)"}\n' "$name" "$rc" >>"$RESULTS"
     return $rc
 }

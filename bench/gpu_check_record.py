@@ -7,7 +7,7 @@ memorisation report), or the one line that says why it failed. A step counts as 
 exited 0 *and* its figures could be read, so a step that "succeeds" without output is caught.
 
     python bench/gpu_check_record.py environment cpu|cuda          # prints the environment's figures
-    python bench/gpu_check_record.py result NAME RC WALL LIMIT LOG KIND PATH...
+    python bench/gpu_check_record.py result NAME RC START END LIMIT LOG KIND PATH...   # START, END: date +%s.%N
     python bench/gpu_check_record.py skipped NAME REASON
     python bench/gpu_check_record.py summary RESULTS_JSONL          # one line; exit 1 unless all ok
 """
@@ -151,8 +151,8 @@ def main(argv: list[str]) -> int:
     if command == "environment":
         print(json.dumps(environment(args[0])))
     elif command == "result":
-        name, rc, wall, limit, log, kind, *paths = args
-        print(json.dumps(result(name, int(rc), float(wall), int(limit), Path(log), kind, paths)))
+        name, rc, start, end, limit, log, kind, *paths = args
+        print(json.dumps(result(name, int(rc), float(end) - float(start), int(limit), Path(log), kind, paths)))
     elif command == "skipped":
         print(json.dumps({"step": args[0], "ok": False, "skipped": args[1]}))
     elif command == "summary":
