@@ -198,7 +198,7 @@ def test_mask_fails_on_a_file_appended_to_during_the_run_and_resume_refuses_it(t
     assert not (folder / "goldfish_manifest.json").exists()
     resumed = goldfish("mask", path, "-o", folder, "--shard-size", SHARD_SIZE, "-q", "--resume")
     assert resumed.returncode == 1
-    assert f"'size': {size}" in resumed.stderr and f"'size': {grown}" in resumed.stderr and "pass --overwrite" in resumed.stderr
+    assert str(size) in resumed.stderr and str(grown) in resumed.stderr and "--overwrite" in resumed.stderr  # names both sizes
     rerun = goldfish("mask", path, "-o", folder, "--shard-size", SHARD_SIZE, "-q", "--overwrite")
     assert rerun.returncode == 0, rerun.stderr
     import xxhash
