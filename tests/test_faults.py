@@ -179,6 +179,36 @@ def test_the_recorded_hash_is_that_of_the_bytes_parsed_also_when_reading_stops_e
     assert snapshot.result() == {"path": str(path), "kind": "json-array", "size": len(data), "xxh3_128": xxhash.xxh3_128_hexdigest(data)}
 
 
+@pytest.mark.parametrize("name", ["plain.jsonl", "packed.jsonl.gz", "packed.jsonl.zst", "array.json", "book.txt", "table.parquet"])
+def test_the_one_pass_hash_is_the_hash_of_the_whole_file(tmp_path: Path, name: str) -> None:
+    """Compressed files are hashed as stored (their raw bytes), as the manifest always recorded them."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import xxhash
+
+    lines = [json.dumps({"text": f"document {i} " * 40}) for i in range(300)]
+    path = tmp_path / name
+    data = ("\n".join(lines) + "\n").encode()
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(data))
+    elif name.endswith(".zst"):
+        with pa.CompressedOutputStream(str(path), "zstd") as out:
+            out.write(data)
+    elif name.endswith(".json"):
+        path.write_text("[" + ",".join(lines) + "]", encoding="utf-8")
+    elif name.endswith(".parquet"):
+        pq.write_table(pa.table({"text": [json.loads(line)["text"] for line in lines]}), path, row_group_size=50)
+    else:
+        path.write_bytes(data)
+    kind = {"txt": "text", "json": "json-array", "parquet": "parquet"}.get(name.rsplit(".", 1)[-1], "jsonl")
+    snapshot = InputSnapshot(InputSource(str(path), kind))
+    assert sum(1 for _ in iter_records([snapshot.source], ReaderOptions(), snapshots=[snapshot])) >= 1
+    stored = path.read_bytes()
+    assert snapshot.result() == {"path": str(path), "kind": kind, "size": len(stored), "xxh3_128": xxhash.xxh3_128_hexdigest(stored)}
+
+
 def test_mask_fails_on_a_file_appended_to_during_the_run_and_resume_refuses_it(tmp_path: Path, killer: list[int]) -> None:
     path, folder = tmp_path / "growing.jsonl", tmp_path / "out"
     write_corpus(path, 6)
