@@ -44,6 +44,13 @@ from goldfish_prep_cli.options import ByteSize, IdList
     show_default=True,
     help="goldfish: seeded content hash (spec in docs/mask-spec.md); robust: the same on normalised text, so near-duplicates (case, spacing, line wraps, quotes, dashes) drop alike; hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.",
 )
+@click.option(
+    "--spec-version",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Version of the strategy's spec (docs/mask-spec.md), recorded in the manifest; an older one reproduces earlier outputs exactly.  [default: the newest; hash-table, static and none have none]",
+)
 @click.option("--k", type=click.IntRange(min=2), default=4, show_default=True, help="Drop about 1 token in k from the loss.")
 @click.option(
     "--context-width",
@@ -177,7 +184,13 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     job = MaskJob(
         inputs=inputs,
         output=output,
-        mask=MaskConfig(strategy=options["strategy"], k=options["k"], context_width=options["context_width"], seed=options["seed"]),
+        mask=MaskConfig(
+            strategy=options["strategy"],
+            k=options["k"],
+            context_width=options["context_width"],
+            seed=options["seed"],
+            spec_version=options["spec_version"],
+        ),
         tokenizer=options["tokenizer"],
         tokenizer_backend=options["tokenizer_backend"],
         assume_format=options["assume_format"],

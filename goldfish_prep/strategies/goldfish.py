@@ -127,6 +127,7 @@ class GoldfishStrategy(WindowHashStrategy):
 
     name = "goldfish"
     spec_version = GOLDFISH_SPEC_VERSION
+    masks_chat_answers = True  # answer-local v1 (answer_local.py) extends this hash to answers
 
     def drop_flat(self, ids: npt.NDArray[np.integer], config: MaskConfig) -> Bools:
         return drop_flat(ids, config.context_width, config.k, config.seed)
