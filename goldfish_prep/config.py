@@ -11,7 +11,7 @@ from typing import Any
 
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.strategies import REGISTRY, STRATEGY_NAMES, Strategy, get_strategy, spec_versions
-from goldfish_prep.strategies.goldfish import GOLDFISH_SPEC_VERSION
+from goldfish_prep.strategies.goldfish_v2 import GOLDFISH_SPEC_VERSION
 
 #: the strategy names, in the order the CLI lists them
 STRATEGIES = STRATEGY_NAMES

@@ -10,15 +10,25 @@ reproduces it.
 from __future__ import annotations
 
 from goldfish_prep.strategies.base import Extras, Strategy
-from goldfish_prep.strategies.goldfish import GoldfishStrategy
+from goldfish_prep.strategies.goldfish import GoldfishV1Strategy
+from goldfish_prep.strategies.goldfish_v2 import GoldfishStrategy
 from goldfish_prep.strategies.hash_table import HashTableStrategy
 from goldfish_prep.strategies.none import NoneStrategy
-from goldfish_prep.strategies.robust import RobustStrategy
+from goldfish_prep.strategies.robust import RobustStrategy, RobustV1Strategy
 from goldfish_prep.strategies.static import StaticStrategy
 
 #: (name, spec version) -> strategy, for every version this goldfish-prep implements; each name's default first
 VERSIONS: dict[tuple[str, int | None], Strategy] = {
-    (s.name, s.spec_version): s for s in (GoldfishStrategy(), RobustStrategy(), HashTableStrategy(), StaticStrategy(), NoneStrategy())
+    (s.name, s.spec_version): s
+    for s in (
+        GoldfishStrategy(),
+        GoldfishV1Strategy(),
+        RobustStrategy(),
+        RobustV1Strategy(),
+        HashTableStrategy(),
+        StaticStrategy(),
+        NoneStrategy(),
+    )
 }
 #: name -> the strategy ``--strategy NAME`` gets without ``--spec-version``, in the order the CLI lists them (the first is the default)
 REGISTRY: dict[str, Strategy] = {}

@@ -50,6 +50,8 @@ class Strategy(abc.ABC):
     #: True when chat records can be masked under this strategy (answer by answer, docs/mask-spec.md
     #: answer-local); the others are refused for chat rather than silently replaced by another rule
     masks_chat_answers: ClassVar[bool] = False
+    #: what to do when few tokens are eligible (``mask`` and ``stats`` print it with their coverage warning)
+    coverage_fix: ClassVar[str] = "mask with --strategy goldfish (its spec version 2, the default, makes every token eligible)"
 
     @abc.abstractmethod
     def drop(self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None) -> Bools:
