@@ -10,6 +10,7 @@ import click
 from goldfish_prep.chat.options import ChatOptions
 from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.inspect.coverage import Coverage
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
 from goldfish_prep_cli.options import ByteSize, IdList
@@ -240,11 +241,18 @@ def _reader_options(options: dict[str, Any]) -> ReaderOptions:
 def summary_text(manifest: dict[str, Any], output: Path) -> str:
     """The few lines a user reads after a run."""
     counts = manifest["counts"]
+    config = MaskConfig.from_dict(manifest["mask"])
+    version = f" v{config.spec_version}" if config.spec_version is not None else ""
+    coverage = Coverage.from_counts(counts)
     lines = [
         f"Wrote {counts['documents_written']:,} documents, {counts['tokens']:,} tokens, into {len(manifest['shards'])} shard(s) in {output}",
         f"Dropped {counts['dropped_tokens']:,} of {counts['eligible_tokens']:,} eligible tokens: "
-        f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {manifest['mask']['strategy']})",
+        f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {config.strategy}{version})",
+        coverage.line(),
     ]
+    warning = coverage.warning(config)
+    if warning:
+        lines.append(warning)
     if "assistant_tokens" in counts:  # chat: the rest of the tokens are out of the loss as the prompt
         lines.insert(
             1,

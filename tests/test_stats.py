@@ -173,7 +173,7 @@ def test_cli_text_report(outputs: dict[str, Path]) -> None:
     assert lines[0] == f"{folder}: strategy goldfish, k=4, context width 13, seed 0"
     assert (
         lines[3]
-        == f"  eligible   {int(stats.eligible.sum()):>14,}   every position (the first 13 of a document hash the ids since its start)"
+        == f"  eligible   {int(stats.eligible.sum()):>14,}   100.00% of all tokens: every position (the first 13 of a document hash the ids since its start)"
     )
     assert any(line.strip().startswith("periodic ") for line in lines)
     assert "◀ expected" in result.output
