@@ -86,6 +86,9 @@ def test_each_strategy_and_input_kind_is_masked_and_verified_or_refused(
     assert (manifest["mask"]["strategy"], manifest["mask"]["spec_version"]) == (name, version)
     verified = run("verify", out, "-q")
     assert verified.exit_code == 0, verified.output
+    if kind == "documents":  # export reads the manifest's config too: every version stays exportable
+        exported = run("export", out, "-o", tmp_path / "exported", "--format", "parquet")
+        assert exported.exit_code == 0, exported.output
     counts = manifest["counts"]
     assert sum(datasets.load_from_disk(str(out))["num_dropped"]) == counts["dropped_tokens"]
     assert (counts["dropped_tokens"] == 0) == (name == "none")

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.strategies.base import Bools, Extras, Int64s
-from goldfish_prep.strategies.goldfish import GoldfishV1Strategy, drop_flat
+from goldfish_prep.strategies.goldfish import GoldfishV1Strategy
 from goldfish_prep.strategies.partial_windows import partial_window_hashes
 
 if TYPE_CHECKING:
@@ -31,27 +31,9 @@ if TYPE_CHECKING:
 GOLDFISH_SPEC_VERSION = 2
 
 
-def head_positions(starts: Int64s, n: int, width: int) -> tuple[Int64s, Int64s]:
-    """(positions t < ``width`` of every document of a flat batch of ``n`` ids, where each document's head begins in them).
-
-    >>> [p.tolist() for p in head_positions(np.array([0, 2, 7]), 8, 3)]
-    [[0, 1, 2, 3, 4, 7], [0, 2, 5]]
-    """
-    lengths = np.diff(np.append(starts, n))
-    heads = np.minimum(lengths, width)
-    head_starts = np.zeros(len(starts), dtype=np.int64)
-    np.cumsum(heads[:-1], out=head_starts[1:])
-    local = np.arange(int(heads.sum()), dtype=np.int64) - np.repeat(head_starts, heads)
-    return np.repeat(starts, heads) + local, head_starts
-
-
 def drop_documents(ids: npt.NDArray[np.integer], starts: Int64s, context_width: int, k: int, seed: int) -> Bools:
-    """Spec v2 decisions for a flat batch: spec v1's kernel, then each document's first h positions from partial windows."""
-    drop = drop_flat(ids, context_width, k, seed)  # every position a document's first h overwrite below
-    positions, head_starts = head_positions(starts, len(ids), context_width)
-    if len(positions):
-        hashes = partial_window_hashes(np.asarray(ids)[positions], head_starts, context_width, seed)
-        drop[positions] = hashes < np.uint64((1 << 64) // k)
+    """Spec v2 decisions for a flat batch: every position, each document's first h on partial windows."""
+    drop: Bools = partial_window_hashes(ids, starts, context_width, seed) < np.uint64((1 << 64) // k)
     return drop
 
 

@@ -26,7 +26,9 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from goldfish_prep.strategies.goldfish import hash_constants
+from goldfish_prep.strategies.goldfish import hash_constants, window_hashes
+
+_MASK64 = (1 << 64) - 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -35,41 +37,41 @@ def partial_constant(seed: int) -> int:
     return xxhash.xxh64_intdigest(b"goldfish-prep/v1/partial", seed=seed)
 
 
-def _powers(value: int, length: int) -> npt.NDArray[np.uint64]:
-    factors = np.full(length, value, dtype=np.uint64)
-    if length:
-        factors[0] = 1
-    return np.cumprod(factors, dtype=np.uint64)  # uint64 products wrap: exactly mod 2**64
-
-
 def partial_window_hashes(
     ids: npt.NDArray[np.integer], run_starts: npt.NDArray[np.integer], context_width: int, seed: int
 ) -> npt.NDArray[np.uint64]:
     """H_t for every position of ``ids``: sequences end to end, ``run_starts[j]`` where sequence j begins (first 0).
 
     Each window holds the ids since its sequence's start, at most ``context_width``.
+    Full windows are spec v1's kernel (``goldfish.window_hashes``, blocked prefix
+    sums); the first ``context_width`` positions of each sequence, whose v1 values
+    straddle the sequence before, are then recomputed by Horner's rule,
+    ``w <- w * B + (x + A)``, one vectorised step per position across all
+    sequences: ``context_width`` passes over at most one id per sequence.
 
-    Uses prefix sums: with ``P_t = sum_{j<=t} (ids[j] + A) * B**-j`` (B is odd,
-    so invertible mod 2**64), ``sum_{j=lo}^{t} (ids[j] + A) * B**(t-j) = B**t * (P_t - P_{lo-1})``.
+    >>> ids = np.array([7, 8, 9, 7, 8])
+    >>> h = partial_window_hashes(ids, np.array([0, 3]), 13, 0)
+    >>> h[:2].tolist() == h[3:].tolist()   # the same ids at a sequence's start, the same hashes
+    True
     """
-    n = len(ids)
+    flat = np.asarray(ids)
+    n = len(flat)
+    hashes = window_hashes(flat, context_width, seed) if n > context_width else np.zeros(n, dtype=np.uint64)
     if n == 0:
-        return np.zeros(0, dtype=np.uint64)
+        return hashes
+    starts = np.asarray(run_starts, dtype=np.int64)
+    lengths = np.diff(np.append(starts, n))
+    order = np.argsort(-lengths, kind="stable")  # longest first: the sequences still open at step j are a prefix
+    firsts, open_lengths = starts[order], lengths[order]
     offset, base, mix = hash_constants(seed)
-    inverse = pow(base, -1, 1 << 64)
-    with np.errstate(over="ignore"):
-        terms = np.asarray(ids, dtype=np.uint64) + np.uint64(offset)
-        terms *= _powers(inverse, n)
-        prefix = np.zeros(n + 1, dtype=np.uint64)
-        np.cumsum(terms, out=prefix[1:])
-        positions = np.arange(n, dtype=np.int64)
-        starts = np.asarray(run_starts, dtype=np.int64)
-        run_of = np.searchsorted(starts, positions, side="right") - 1
-        low = np.maximum(starts[run_of], positions - context_width + 1)
-        window = (prefix[1:] - prefix[low]) * _powers(base, n)
-        missing = (context_width - (positions - low + 1)).astype(np.uint64)
-        window += missing * np.uint64(partial_constant(seed))
-        window ^= window >> np.uint64(32)
-        window *= np.uint64(mix)
-    hashes: npt.NDArray[np.uint64] = window
+    w = np.zeros(len(firsts), dtype=np.uint64)
+    for j in range(min(context_width, int(lengths.max()))):
+        still = int(np.count_nonzero(open_lengths > j))
+        positions = firsts[:still] + j
+        w = w[:still] * np.uint64(base) + (flat[positions].astype(np.uint64) + np.uint64(offset))  # uint64 wraps: mod 2**64
+        missing = ((context_width - j - 1) * partial_constant(seed)) & _MASK64
+        value = w + np.uint64(missing)
+        value ^= value >> np.uint64(32)
+        value *= np.uint64(mix)
+        hashes[positions] = value
     return hashes
