@@ -167,6 +167,21 @@ def test_rate_is_one_in_k_over_distinct_windows_of_real_text(cl100k: tuple[objec
     assert view.eligible.mean() > 0.9  # only document heads and empty spans (EOS, half characters) are ineligible
 
 
+def test_spec_v2_covers_the_heads_of_short_documents(cl100k: tuple[object, TokenBytes, list[bytes]], real_texts: list[str]) -> None:
+    """v2 keeps every v1 decision and adds the tokens before each document's 13th unit, dropped about 1 in k."""
+    tokenizer, table, _ = cl100k
+    lines = sorted({line.strip() for text in real_texts[:300] for line in text.splitlines() if line.strip()})
+    docs = tokenizer.encode_batch(lines)  # type: ignore[attr-defined]
+    ids, starts = flat(docs)
+    old_dropped, old_eligible = decide(ids, starts, table, 13, 4, 0, spec_version=1)
+    dropped, eligible = decide(ids, starts, table, 13, 4, 0, spec_version=2)
+    assert np.array_equal(dropped[old_eligible], old_dropped[old_eligible]) and not (old_eligible & ~eligible).any()
+    heads = eligible & ~old_eligible
+    assert old_eligible.mean() < 0.5 < eligible.mean()  # one-line documents: v1 reaches few tokens, v2 most
+    rate = dropped[heads].mean()
+    assert abs(rate - 0.25) < 4 * np.sqrt(0.25 * 0.75 / heads.sum()) + 0.01, rate  # (+0.01: repeated lines repeat decisions)
+
+
 def test_special_tokens_and_half_characters_are_never_dropped(cl100k: tuple[object, TokenBytes, list[bytes]]) -> None:
     tokenizer, table, pieces = cl100k
     text = "\U0001f41f\U0001f420 \u00e9t\u00e9 " * 300
