@@ -1,4 +1,4 @@
-"""``robust``: goldfish decisions taken on normalised text, so near-copies drop alike (spec v1).
+"""``robust``: goldfish decisions taken on normalised text, so near-copies drop alike (spec v1 and v2).
 
 Goldfish hashes the h token ids ending at a token. A passage copied with a case
 change, a double space, a re-wrapped line or curly quotes has other ids after
@@ -18,7 +18,11 @@ Spec (docs/mask-spec.md, all arithmetic mod 2**64)::
     w      = sum_{q=s}^{e_t-1} (S[q] + A) * B**(e_t-1-q);  H = (w ^ (w >> 32)) * M
     drop t iff eligible and H < 2**64 // k
 
-with A, B, M from xxh64 of ``goldfish-prep/robust-v1/{offset,base,mix}``.
+with A, B, M from xxh64 of ``goldfish-prep/robust-v1/{offset,base,mix}``. Spec v2 (the
+default) also decides the tokens with 1 to h-1 units before them, on the
+window from their document's first unit, adding ``(h - units) * D`` to ``w``
+(``D = xxh64(b"goldfish-prep/robust-v1/partial", seed)``); every other
+decision is v1's.
 A unit begins at every non-space character of S except a word character
 (letter, digit or combining mark below U+2E80) right after another: a run of
 word characters, or any other single character (punctuation, a CJK ideograph),
