@@ -93,7 +93,7 @@ def render(result: MaskStats) -> str:
     lines += [
         f"  documents  {counts.get('documents_written', 0):>14,}   ({counts.get('documents_read', 0):,} read, {counts.get('documents_skipped', 0):,} skipped)",
         f"  tokens     {int(result.tokens.sum()):>14,}",
-        f"  eligible   {int(result.eligible.sum()):>14,}   {_eligible_rule(result)}",
+        f"  eligible   {int(result.eligible.sum()):>14,}   {_share(result.eligible.sum(), result.tokens.sum())} of all tokens: {_eligible_rule(result)}",
         f"  dropped    {int(result.dropped.sum()):>14,}   {_share(result.dropped.sum(), result.tokens.sum())} of all tokens",
         f"  drop rate  {result.overall_rate:>14.2%}   of eligible; expected {result.expected_rate:.2%}, "
         f"{result.band_level:.1%} band {low:.2%} to {high:.2%}: {'inside' if low <= result.overall_rate <= high else 'OUTSIDE'}",
@@ -101,6 +101,9 @@ def render(result: MaskStats) -> str:
     if not low <= result.overall_rate <= high and result.config.strategy_object.random_draws:
         lines.append("             (the band assumes independent decisions: duplicated text repeats its decisions,")
         lines.append("             so a corpus with much of it strays further; see `goldfish-prep repeats`)")
+    warning = result.coverage.warning(config)
+    if warning:
+        lines.append(f"  {warning}")
     lines += _chat_lines(result)
     if result.column_disagreements:
         lines.append(

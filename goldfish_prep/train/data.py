@@ -124,12 +124,17 @@ class RowSampler:
     def _use_epoch(self, epoch: int) -> None:
         if epoch == self._epoch:
             return
-        count = len(self.data.unit_starts)
-        order = np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
+        order = self._order(epoch)
         self._order_starts = self.data.unit_starts[order]
         self._order_lengths = self.data.unit_lengths[order]
         self._order_offsets = np.concatenate(([0], np.cumsum(self._order_lengths)))
         self._epoch = epoch
+
+    def _order(self, epoch: int) -> npt.NDArray[np.int64]:
+        """The units of ``epoch`` in stream order."""
+        count = len(self.data.unit_starts)
+        order: npt.NDArray[np.int64] = np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
+        return order
 
     def _stream(self, begin: int, end: int) -> tuple[Int32Array, Int32Array]:
         """ids and labels of positions [begin, end) of the current epoch's stream, padded past its end."""
@@ -162,9 +167,13 @@ class RowSampler:
         return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
 
     def supervised_per_epoch(self) -> int:
-        """Targets that count in the loss over one epoch: labels != -100, less the stream's first label
-        (exact in document mode, where every document's first label is kept; used to plan the schedule)."""
-        return int(np.count_nonzero(self.data.labels != IGNORE_INDEX)) - int(self.data.labels[0] != IGNORE_INDEX)
+        """Targets that count in the loss over one epoch: labels != -100, less the stream's first label.
+
+        Exact for epoch 0; the first unit of another epoch may differ by that one
+        label (goldfish spec v2 can drop a document's first token). Used to plan the schedule.
+        """
+        first = int(self.data.unit_starts[self._order(0)[0]]) if len(self.data.unit_starts) else 0
+        return int(np.count_nonzero(self.data.labels != IGNORE_INDEX)) - int(self.data.labels[first] != IGNORE_INDEX)
 
 
 def evaluation_rows(data: ShardData, block_size: int) -> list[tuple[Int32Array, Int32Array]]:
