@@ -12,14 +12,13 @@ read, for the few readers that print or re-export it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
-from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, MANIFEST, STATE
+from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, MANIFEST
 
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
 
@@ -129,19 +128,7 @@ class Manifest:
 
 
 def load_manifest(folder: str | Path) -> Manifest:
-    """The manifest of a complete output folder; a clear error for anything else."""
-    path = Path(folder) / MANIFEST
-    if not Path(folder).is_dir():
-        raise InputError(str(folder), "no such folder", "Pass the output folder of `goldfish-prep mask`", "missing")
-    if not path.is_file() or not (Path(folder) / STATE).is_file():
-        raise InputError(
-            str(folder),
-            f"no {MANIFEST} and {STATE}: not a goldfish-prep output, or an interrupted run",
-            "Rerun `goldfish-prep mask ... --resume` to finish it",
-            "incomplete-output",
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"unreadable manifest ({exc})", _RECREATE, "bad-manifest") from exc
-    return Manifest.from_dict(data, folder, str(path))
+    """The manifest of a complete output folder; a clear error for anything else (``OutputFolder.read_manifest``)."""
+    from goldfish_prep.format.folder import open_folder  # the folder reads manifests; it imports this module
+
+    return open_folder(folder).read_manifest()

@@ -27,22 +27,17 @@ import pyarrow as pa
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, shard_stream
-from goldfish_prep.format.manifest import Manifest, load_manifest
+from goldfish_prep.format.folder import LocalFolder, OutputFolder, open_folder
+from goldfish_prep.format.manifest import Manifest
 
 #: the columns a ShardBatch reads; others (``id``, ``source``) are read when asked for
 _TOKEN_COLUMNS = {False: ["input_ids", "labels"], True: ["input_ids", "labels", "num_tokens", "doc_starts"]}
 
 
 def read_shard(path: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
-    """One shard as a pyarrow Table (memory-mapped, zero-copy)."""
-    try:
-        with pa.memory_map(str(path), "r") as source:
-            table = pa.ipc.open_stream(source).read_all()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(
-            str(path), f"unreadable shard ({exc})", "Run `goldfish-prep verify` on the folder, or recreate it", "bad-shard"
-        ) from exc
-    return table.select(list(columns)) if columns is not None else table
+    """One shard file as a pyarrow Table (memory-mapped, zero-copy)."""
+    path = Path(path)
+    return LocalFolder(path.parent).read_shard(path.name, None if columns is None else list(columns))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +105,17 @@ class Document:
 
 
 class ShardSet:
-    """An opened output folder (``open_shards``): its ``manifest`` and views of its shards."""
+    """An opened output folder (``open_shards``): its ``manifest`` and views of its shards.
 
-    def __init__(self, folder: str | Path, manifest: Manifest | None = None) -> None:
-        self.folder = Path(folder)
-        self.manifest = manifest if manifest is not None else load_manifest(folder)
+    With ``check_sha256`` every shard's bytes are hashed as it is read and
+    compared with the manifest (a ``ChecksumError`` when they differ).
+    """
+
+    def __init__(self, folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = False) -> None:
+        self.output = folder if isinstance(folder, OutputFolder) else open_folder(folder)
+        self.folder = Path(self.output.where())
+        self.manifest = manifest if manifest is not None else self.output.read_manifest()
+        self.check_sha256 = check_sha256
 
     @property
     def packed(self) -> bool:
@@ -129,13 +130,17 @@ class ShardSet:
 
     def table(self, index: int, columns: Sequence[str] | None = None) -> pa.Table:
         """Shard ``index`` as a pyarrow Table (memory-mapped), for consumers that want Arrow itself."""
-        return read_shard(self.paths[index], columns)
+        return self._read(index, None if columns is None else list(columns))
+
+    def _read(self, index: int, columns: list[str] | None) -> pa.Table:
+        entry = self.manifest.shards[index]
+        return self.output.read_shard(entry.filename, columns, entry.sha256 if self.check_sha256 else None)
 
     def batch(self, index: int, rows_before: int = 0, documents_before: int = 0, columns: Sequence[str] | None = None) -> ShardBatch:
         """Shard ``index`` as flat arrays; ``columns`` limits what is read (the token columns are always read)."""
         path = self.paths[index]
         wanted = None if columns is None else list(dict.fromkeys([*_TOKEN_COLUMNS[self.packed], *columns]))
-        table = read_shard(path, wanted)
+        table = self._read(index, wanted)
         return ShardBatch(index, table, shard_stream(table, path, self.packed), rows_before, documents_before)
 
     def batches(self, columns: Sequence[str] | None = None) -> Iterator[ShardBatch]:
@@ -164,7 +169,7 @@ class ShardSet:
         rows = documents = 0
         for index, path in enumerate(self.paths):
             wanted = None if columns is None else list(dict.fromkeys([*_TOKEN_COLUMNS[self.packed], *columns]))
-            for record_batch in read_shard(path, wanted).to_batches():
+            for record_batch in self._read(index, wanted).to_batches():
                 table = pa.Table.from_batches([record_batch])
                 piece = ShardBatch(index, table, shard_stream(table, path, self.packed), rows, documents)
                 rows += piece.stream.num_rows
@@ -220,19 +225,20 @@ def _joined(index: int, piece: tuple[int, list[Int32s], list[Int32s]]) -> Docume
     return Document(index, None, None, row, np.concatenate(ids), np.concatenate(labels))
 
 
-def open_shards(folder: str | Path) -> ShardSet:
+def open_shards(folder: str | Path | OutputFolder, check_sha256: bool = False) -> ShardSet:
     """Open a complete goldfish-prep output folder for reading.
 
     >>> # for batch in open_shards("shards/").batches(): batch.ids, batch.labels, batch.doc_starts
     >>> # for doc in open_shards("shards/").documents(): doc.id, doc.input_ids, doc.labels
     """
-    return ShardSet(folder)
+    return ShardSet(folder, check_sha256=check_sha256)
 
 
 def iter_shards(folder: str | Path, columns: Sequence[str] | None = None) -> Iterator[tuple[Path, pa.Table]]:
     """(path, table) for every shard of a complete output folder, in order: the raw Arrow view."""
-    for path in load_manifest(folder).shard_paths():
-        yield path, read_shard(path, columns)
+    shards = open_shards(folder)
+    for index, path in enumerate(shards.paths):
+        yield path, shards.table(index, columns)
 
 
 __all__ = ["Document", "ShardBatch", "ShardSet", "iter_shards", "open_shards", "read_shard"]

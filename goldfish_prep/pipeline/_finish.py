@@ -10,26 +10,15 @@ it and the manifest, so nothing ever opens a half-finished folder.
 from __future__ import annotations
 
 import collections
-import json
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
-from goldfish_prep.atomic import write_json
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import OutputError
-from goldfish_prep.format.names import (
-    DATASET_INFO,
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    IGNORE_INDEX,
-    MANIFEST,
-    PROGRESS_DIR,
-    RUN_FILE,
-    STATE,
-    shard_record_path,
-)
+from goldfish_prep.format.folder import OutputFolder, as_folder
+from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, IGNORE_INDEX
 from goldfish_prep.format.schema import features_dict
 from goldfish_prep.mask import expected_rate
 
@@ -37,20 +26,21 @@ from goldfish_prep.mask import expected_rate
 MAX_LISTED_SKIPS = 1000
 
 
-def finalize_output(folder: Path, num_shards: int) -> dict[str, Any]:
+def finalize_output(output: OutputFolder | Path, num_shards: int) -> dict[str, Any]:
     """Check that shards 0..num_shards-1 are complete, then write state.json, dataset_info.json and the manifest."""
-    run = json.loads((folder / PROGRESS_DIR / RUN_FILE).read_text(encoding="utf-8"))
+    folder = as_folder(output)
+    run = folder.read_run()
     records = []
     missing = []
     for index in range(num_shards):
-        path = shard_record_path(folder, index)
-        if not path.is_file():
+        record = folder.read_shard_record(index)
+        if record is None:
             missing.append(index)
             continue
-        records.append(json.loads(path.read_text(encoding="utf-8")))
+        records.append(record)
     if missing:
         raise OutputError(
-            f"{folder} is missing {len(missing)} of {num_shards} shards (first: {missing[0]}); "
+            f"{folder.where()} is missing {len(missing)} of {num_shards} shards (first: {missing[0]}); "
             "run the unfinished tasks (or rerun with --resume) before finalizing"
         )
     manifest = build_manifest(run, records)
@@ -58,10 +48,9 @@ def finalize_output(folder: Path, num_shards: int) -> dict[str, Any]:
     chat = run.get("chat") is not None
     filenames = [shard["filename"] for shard in manifest["shards"]]
     features = features_dict(packed, chat, run.get("k_field") is not None)
-    write_json(folder / DATASET_INFO, {"citation": "", "description": "", "features": features, "homepage": "", "license": ""})
-    write_json(folder / MANIFEST, manifest)
-    # last: without state.json datasets.load_from_disk refuses the folder, so a folder it opens is complete
-    write_json(folder / STATE, _state(filenames, manifest))
+    dataset_info = {"citation": "", "description": "", "features": features, "homepage": "", "license": ""}
+    # state.json last: without it datasets.load_from_disk refuses the folder, so a folder it opens is complete
+    folder.write_finished(dataset_info, manifest, _state(filenames, manifest))
     return manifest
 
 

@@ -1,0 +1,192 @@
+"""The output folder object: task ownership and resume rules on names, the life cycle on real folders, the commit
+protocol, and shard reads that check their checksum in the same pass."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from goldfish_prep.errors import ConfigError, InputError, OutputError
+from goldfish_prep.format.commit import PendingFile, committed_file, file_sha256, json_bytes
+from goldfish_prep.format.folder import ChecksumError, LocalFolder, Task, open_folder, run_digest
+from goldfish_prep.format.names import shard_filename, shard_record_name
+from goldfish_prep.format.ownership import is_output_entry, stale_entries, stale_progress
+
+RUN: dict[str, Any] = {"mask": {"k": 4}, "tokenizer": {"name": "t", "engine": "fastokens"}, "layout": {"pack": None}}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_every_shard_and_record_has_exactly_one_owner(count: int) -> None:
+    tasks = [Task(i, count) for i in range(count)]
+    for shard in range(40):
+        for name in (
+            shard_filename(shard),
+            shard_filename(shard) + ".partial",
+            shard_record_name(shard),
+            shard_record_name(shard) + ".9.partial",
+        ):
+            assert [t.index for t in tasks if t.owns(name)] == [shard % count]
+    # files that describe the whole folder belong to a run alone, never to one of several tasks
+    assert [t.index for t in tasks if t.owns("state.json")] == ([0] if count == 1 else [])
+
+
+def test_only_goldfish_entries_count_as_ours() -> None:
+    ours = [
+        "data-00000.arrow",
+        "data-00003.arrow.partial",
+        "goldfish_manifest.json",
+        "state.json.123.partial",
+        ".goldfish",
+        "dataset_info.json",
+    ]
+    assert all(is_output_entry(name) for name in ours)
+    assert not any(is_output_entry(name) for name in ["notes.txt", "data-00000.parquet", "train.bin", "state.json.bak"])
+
+
+def test_a_resumed_task_deletes_its_unfinished_shards_and_the_finishing_files_only() -> None:
+    entries = [
+        "data-00000.arrow",  # task 0, complete: kept
+        "data-00001.arrow",  # task 1's: not ours to touch
+        "data-00002.arrow",  # task 0, not complete: redone
+        "data-00004.arrow.partial",  # task 0's temporary
+        "data-00005.arrow.partial",  # task 1's temporary
+        "goldfish_manifest.json",
+        "state.json",
+        "dataset_info.json.77.partial",
+        ".goldfish",
+    ]
+    stale = stale_entries(entries, ["data-00000.arrow"], Task(0, 2))
+    assert stale == ["data-00002.arrow", "data-00004.arrow.partial", "goldfish_manifest.json", "state.json", "dataset_info.json.77.partial"]
+    # a run alone owns every shard
+    assert "data-00001.arrow" in stale_entries(entries, ["data-00000.arrow"], Task())
+
+
+def test_a_resumed_task_keeps_other_tasks_progress_and_its_completed_records() -> None:
+    entries = [
+        "run.json",
+        "shard-00000.json",  # task 0, complete
+        "shard-00001.json",  # task 1's
+        "shard-00002.json",  # task 0, its shard was not kept
+        "shard-00004.json.12.partial",  # task 0's record temporary
+        "task-00000-of-00002.json",  # this task's own end record: it is running again
+        "task-00001-of-00002.json",  # the other task's: kept
+        "task-00000-of-00003.json",  # an earlier split into 3: stale for everyone
+        "run.json.5.partial",
+    ]
+    assert stale_progress(entries, [0], Task(0, 2)) == [
+        "shard-00002.json",
+        "shard-00004.json.12.partial",
+        "task-00000-of-00002.json",
+        "task-00000-of-00003.json",
+    ]
+    # alone, a run also clears temporaries it does not recognise, and every other task's file
+    assert "run.json.5.partial" in stale_progress(entries, [0], Task()) and "task-00001-of-00002.json" in stale_progress(
+        entries, [0], Task()
+    )
+
+
+def _finished_shard(folder: LocalFolder, index: int, payload: bytes) -> None:
+    name = shard_filename(index)
+    with committed_file(folder.file(name)) as out:
+        out.write(payload)
+    folder.write_shard_record({"index": index, "filename": name, "sha256": hashlib.sha256(payload).hexdigest()})
+
+
+def test_resume_keeps_exactly_the_shards_whose_record_and_checksum_match(tmp_path: Path) -> None:
+    folder = LocalFolder(tmp_path / "out")
+    assert folder.prepare(RUN, "refuse") == {}
+    for index in range(3):
+        _finished_shard(folder, index, f"shard {index}".encode())
+    folder.file("data-00001.arrow").write_bytes(b"changed after it was written")
+    folder.file(".goldfish/shard-00002.json").unlink()  # killed between the shard and its record
+    folder.file("data-00003.arrow.partial").write_bytes(b"torn")
+    # a different engine gives the same ids: still the same run
+    completed = folder.prepare({**RUN, "tokenizer": {"name": "t", "engine": "tiktoken"}}, "resume")
+    assert sorted(completed) == [0]
+    assert folder.entries() == [".goldfish", "data-00000.arrow"]
+    assert folder.entries(".goldfish") == ["run.json", "shard-00000.json"]
+
+
+def test_resume_refuses_other_settings_and_names_the_first_difference(tmp_path: Path) -> None:
+    folder = LocalFolder(tmp_path / "out")
+    folder.prepare(RUN, "refuse")
+    _finished_shard(folder, 0, b"x")
+    with pytest.raises(OutputError, match=r"different settings \(mask\.k: 4 then, 5 now\)"):
+        folder.prepare({**RUN, "mask": {"k": 5}}, "resume")
+
+
+def test_refuse_overwrite_and_foreign_files(tmp_path: Path) -> None:
+    folder = LocalFolder(tmp_path / "out")
+    folder.prepare(RUN, "refuse")
+    _finished_shard(folder, 0, b"x")
+    with pytest.raises(OutputError, match="already exists and is not empty; pass --overwrite"):
+        folder.prepare(RUN, "refuse")
+    assert folder.prepare(RUN, "overwrite") == {} and folder.entries() == [".goldfish"]
+    folder.file("notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"holds files goldfish-prep did not write \(notes\.txt\)"):
+        folder.prepare(RUN, "overwrite")
+    assert folder.file("notes.txt").read_text() == "mine"
+
+
+def test_an_overwriting_task_leaves_the_other_tasks_shards(tmp_path: Path) -> None:
+    folder = LocalFolder(tmp_path / "out")
+    folder.prepare(RUN, "resume", Task(0, 2))
+    for index in range(4):
+        _finished_shard(folder, index, bytes([index]))
+    folder.prepare(RUN, "overwrite", Task(1, 2))
+    assert folder.entries() == [".goldfish", "data-00000.arrow", "data-00002.arrow"]
+
+
+def test_run_digest_ignores_key_order_and_the_engine() -> None:
+    reordered = json.loads(json.dumps(RUN, sort_keys=True))
+    assert run_digest(RUN) == run_digest(reordered) == run_digest({**RUN, "tokenizer": {"name": "t"}})
+    assert run_digest(RUN) != run_digest({**RUN, "mask": {"k": 3}})
+
+
+def test_a_commit_leaves_the_final_file_or_nothing(tmp_path: Path) -> None:
+    final = tmp_path / "file.bin"
+    pending = PendingFile(final)
+    pending.write(b"half")
+    assert not final.exists()
+    pending.abort()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError), committed_file(final) as out:
+        out.write(b"half")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    pending = PendingFile(final)
+    pending.write(b"whole")
+    assert pending.commit() == hashlib.sha256(b"whole").hexdigest() == file_sha256(final)
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_json_files_are_sorted_and_end_in_a_newline(tmp_path: Path) -> None:
+    folder = LocalFolder(tmp_path)
+    folder.write_json("x.json", {"b": 1, "a": [1, 2]})
+    assert folder.read_bytes("x.json") == json_bytes({"a": [1, 2], "b": 1}) == b'{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+    assert folder.entries() == ["x.json"]
+
+
+def test_a_shard_is_read_and_hashed_in_one_pass(tmp_path: Path) -> None:
+    folder = LocalFolder(tmp_path)
+    table = pa.table({"input_ids": pa.array([[1, 2], [3]], pa.list_(pa.int32()))})
+    with committed_file(folder.file("data-00000.arrow")) as out, pa.ipc.new_stream(pa.PythonFile(out, mode="w"), table.schema) as writer:
+        writer.write_table(table)
+    digest = file_sha256(folder.file("data-00000.arrow"))
+    read, hashed = folder.read_shard_hashed("data-00000.arrow")
+    assert read.equals(table) and hashed == digest
+    assert folder.read_shard("data-00000.arrow", sha256=digest).equals(table)
+    with pytest.raises(ChecksumError, match="the file changed after it was written") as caught:
+        folder.read_shard("data-00000.arrow", sha256="0" * 64)
+    assert isinstance(caught.value, InputError) and caught.value.location.endswith("data-00000.arrow")
+
+
+def test_a_url_folder_is_refused_until_it_has_an_implementation() -> None:
+    with pytest.raises(ConfigError, match="not supported yet"):
+        open_folder("s3://bucket/shards")
+    assert isinstance(open_folder("shards/"), LocalFolder) and open_folder("shards/").where() == "shards/"
