@@ -206,10 +206,10 @@ def main() -> int:
     try:
         inputs = make_inputs(work / "inputs")
         old = extract(args.before, work / "code-before")
-        run_matrix(old, work / "run", inputs, work / "before")
         new = work / "code-after"  # a copy, so that editing the tree while this runs does not mix versions
         for part in ("goldfish_prep", "cli"):
             shutil.copytree(REPO / part, new / part, ignore=shutil.ignore_patterns("__pycache__"))
+        run_matrix(old, work / "run", inputs, work / "before")
         run_matrix(new, work / "run", inputs, work / "after")
         count, differ = compare(work / "before", work / "after")
         for name in differ:

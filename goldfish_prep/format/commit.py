@@ -89,6 +89,13 @@ def write_json(path: Path, data: Any) -> None:
         raise write_failure(path, exc) from exc
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log (the trainer's ``metrics.jsonl``): the one kind of file that grows instead of
+    being committed whole; each line is written by a single ``write``, so a crash loses at most the last one."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
 class PendingFile:
     """A file being written under its temporary name, hashing every byte; ``commit`` gives it its final name.
 

@@ -18,10 +18,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from goldfish_prep.format.commit import write_bytes_atomic
 
 #: bump when what an entry means changes (the analysis, the file layout)
 CACHE_FORMAT = "tokenizer-plan-1"
@@ -101,11 +102,4 @@ def _unpack_ranks(blob: bytes) -> dict[bytes, int]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data, unique=True)  # processes may fill the same entry at once
