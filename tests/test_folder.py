@@ -178,8 +178,8 @@ def test_a_shard_is_read_and_hashed_in_one_pass(tmp_path: Path) -> None:
     with committed_file(folder.file("data-00000.arrow")) as out, pa.ipc.new_stream(pa.PythonFile(out, mode="w"), table.schema) as writer:
         writer.write_table(table)
     digest = file_sha256(folder.file("data-00000.arrow"))
-    read, hashed = folder.read_shard_hashed("data-00000.arrow")
-    assert read.equals(table) and hashed == digest
+    shard = folder.read_shard_bytes("data-00000.arrow")
+    assert shard.table().equals(table) and shard.sha256 == digest
     assert folder.read_shard("data-00000.arrow", sha256=digest).equals(table)
     with pytest.raises(ChecksumError, match="the file changed after it was written") as caught:
         folder.read_shard("data-00000.arrow", sha256="0" * 64)

@@ -31,6 +31,7 @@ subclass with its own primitives, not a second copy of the rules:
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -77,6 +78,23 @@ class ChecksumError(InputError):
     """A shard whose bytes do not hash to the checksum its record or the manifest holds."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardBytes:
+    """A shard's bytes as read (``buffer``), their ``sha256``, and the Arrow table they hold."""
+
+    where: str
+    buffer: pa.Buffer
+    sha256: str
+
+    def table(self, columns: list[str] | None = None) -> pa.Table:
+        """The shard as a Table (views of ``buffer``, no copy); an ``InputError`` naming the file if it is not Arrow."""
+        try:
+            table = pa.ipc.open_stream(self.buffer).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(self.where, f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
+        return table.select(columns) if columns is not None else table
+
+
 class OutputFolder(abc.ABC):
     """One output folder of ``goldfish-prep mask``; names inside it are relative (``".goldfish/run.json"``)."""
 
@@ -115,8 +133,8 @@ class OutputFolder(abc.ABC):
     def make_progress_folder(self) -> None: ...
 
     @abc.abstractmethod
-    def read_table(self, name: str, columns: list[str] | None, hashed: bool) -> tuple[pa.Table, str | None]:
-        """Shard ``name`` as a Table, and its sha256 computed from the bytes read when ``hashed``."""
+    def shard_buffer(self, name: str) -> pa.Buffer:
+        """The bytes of shard ``name``: memory-mapped on a local disk (no copy), read whole elsewhere."""
 
     @abc.abstractmethod
     def sha256(self, name: str) -> str: ...
@@ -236,17 +254,23 @@ class OutputFolder(abc.ABC):
             )
         return table
 
-    def read_shard_hashed(self, name: str, columns: list[str] | None = None) -> tuple[pa.Table, str]:
-        """Shard ``name`` and the sha256 of its bytes, from one read (``verify`` compares it itself)."""
-        table, digest = self._read(name, columns, hashed=True)
-        assert digest is not None
-        return table, digest
+    def read_shard_bytes(self, name: str) -> ShardBytes:
+        """Shard ``name``'s bytes and their sha256, from one read; ``.table()`` parses them (``verify`` reports
+        a wrong checksum and still checks the rows, so it compares the digest itself)."""
+        try:
+            buffer = self.shard_buffer(name)
+        except OSError as exc:
+            raise InputError(self.where(name), f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
+        return ShardBytes(self.where(name), buffer, buffer_sha256(buffer))
 
     def _read(self, name: str, columns: list[str] | None, hashed: bool) -> tuple[pa.Table, str | None]:
         try:
-            return self.read_table(name, columns, hashed)
-        except (OSError, pa.ArrowInvalid) as exc:
+            buffer = self.shard_buffer(name)
+        except OSError as exc:
             raise InputError(self.where(name), f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
+        # the pages hashed are the pages the table maps: the file is read once
+        digest = buffer_sha256(buffer) if hashed else None
+        return ShardBytes(self.where(name), buffer, digest or "").table(columns), digest
 
     # ---- the life cycle: refuse, overwrite, resume
 
@@ -421,14 +445,9 @@ class LocalFolder(OutputFolder):
     def make_progress_folder(self) -> None:
         (self.path / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
 
-    def read_table(self, name: str, columns: list[str] | None, hashed: bool) -> tuple[pa.Table, str | None]:
-        digest = None
+    def shard_buffer(self, name: str) -> pa.Buffer:
         with pa.memory_map(str(self.path / name), "r") as source:
-            if hashed:  # the pages read for the hash are the ones the table maps: the file is read once
-                digest = buffer_sha256(source.read_buffer())
-                source.seek(0)
-            table = pa.ipc.open_stream(source).read_all()
-        return (table.select(columns) if columns is not None else table), digest
+            return source.read_buffer()  # the buffer keeps the map alive after the file is closed
 
     def sha256(self, name: str) -> str:
         return file_sha256(self.path / name)
@@ -446,6 +465,7 @@ def open_folder(location: str | Path) -> OutputFolder:
 
 __all__ = [
     "ChecksumError",
+    "ShardBytes",
     "LocalFolder",
     "OutputFolder",
     "PendingWrite",

@@ -9,11 +9,11 @@ result is a report; the CLI decides how to show it and which exit code to use.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from goldfish_prep.config import MaskConfig
+from goldfish_prep.format.folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest, load_manifest
 from goldfish_prep.format.names import MANIFEST, STATE
 from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
@@ -91,7 +91,7 @@ def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyCon
 def _state_problems(folder: Path, manifest: Manifest) -> list[Problem]:
     """``load_from_disk`` reads the files state.json lists: they must be the manifest's shards, in order."""
     try:
-        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+        state = LocalFolder(folder).read_json(STATE)
         listed = [entry["filename"] for entry in state["_data_files"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [Problem(STATE, f"unreadable ({exc}); datasets.load_from_disk needs it")]
