@@ -23,7 +23,7 @@ from goldfish_prep.format.names import (
     shard_record_path,
     task_filename,
 )
-from goldfish_prep.format.reader import Document, ShardBatch, ShardSet, iter_shards, open_shards, read_shard
+from goldfish_prep.format.reader import Document, ShardBatch, ShardDocument, ShardSet, iter_shards, open_shards, read_shard
 
 __all__ = [
     "DATASET_INFO",
@@ -38,6 +38,7 @@ __all__ = [
     "Document",
     "Manifest",
     "ShardBatch",
+    "ShardDocument",
     "ShardEntry",
     "ShardSet",
     "iter_shards",

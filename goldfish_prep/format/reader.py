@@ -7,7 +7,7 @@ the same bytes, both without copying where Arrow allows:
   without padding (``ids``, ``labels``) plus where each document and each row
   begins. This is the shape ``mask_documents`` takes, so stats, verify and
   repeats work on whole shards at once.
-- ``.documents()``: one ``Document`` at a time, ``input_ids`` and ``labels`` as
+- ``.documents()``: one ``ShardDocument`` at a time, ``input_ids`` and ``labels`` as
   numpy views into the memory-mapped shard. Packed rows are turned back into
   the documents they were cut from (docs/format.md: ``doc_starts``), so a
   consumer never needs to know the layout.
@@ -88,7 +88,7 @@ class ShardBatch:
 
 
 @dataclasses.dataclass(frozen=True)
-class Document:
+class ShardDocument:
     """One document as it was masked: ``labels[t]`` is ``input_ids[t]`` or -100.
 
     ``id`` and ``source`` are the row's columns in document outputs and None in
@@ -152,7 +152,7 @@ class ShardSet:
             documents += len(batch.doc_starts)
             yield batch
 
-    def documents(self) -> Iterator[Document]:
+    def documents(self) -> Iterator[ShardDocument]:
         """Every document in order; in packed outputs, rebuilt from the rows it was cut into.
 
         ``input_ids`` and ``labels`` are views into the memory-mapped shard (read one Arrow
@@ -176,15 +176,17 @@ class ShardSet:
                 documents += len(piece.doc_starts)
                 yield piece
 
-    def _row_documents(self) -> Iterator[Document]:
+    def _row_documents(self) -> Iterator[ShardDocument]:
         for batch in self._pieces(["id", "source"]):
             offsets = batch.row_starts.tolist()
             names, sources = batch.column("id").to_pylist(), batch.column("source").to_pylist()
             for r in range(batch.stream.num_rows):
                 a, b = offsets[r], offsets[r + 1]
-                yield Document(batch.documents_before + r, names[r], sources[r], batch.rows_before + r, batch.ids[a:b], batch.labels[a:b])
+                yield ShardDocument(
+                    batch.documents_before + r, names[r], sources[r], batch.rows_before + r, batch.ids[a:b], batch.labels[a:b]
+                )
 
-    def _packed_documents(self) -> Iterator[Document]:
+    def _packed_documents(self) -> Iterator[ShardDocument]:
         """Documents run across rows (no copy within a record batch: only the shard's last row has padding)
         and may run across record batches and, in outputs the format allows but ``mask`` never writes,
         across shards (then they are joined by a copy)."""
@@ -210,7 +212,7 @@ class ShardSet:
             edges = [*starts, len(batch.ids)]
             for i in range(len(starts) - 1):
                 a, b = edges[i], edges[i + 1]
-                yield Document(index, None, None, batch.rows_before + int(rows[i]), batch.ids[a:b], batch.labels[a:b])
+                yield ShardDocument(index, None, None, batch.rows_before + int(rows[i]), batch.ids[a:b], batch.labels[a:b])
                 index += 1
             if starts:
                 open_doc = (batch.rows_before + int(rows[-1]), [batch.ids[starts[-1] :]], [batch.labels[starts[-1] :]])
@@ -218,11 +220,11 @@ class ShardSet:
             yield _joined(index, open_doc)
 
 
-def _joined(index: int, piece: tuple[int, list[Int32s], list[Int32s]]) -> Document:
+def _joined(index: int, piece: tuple[int, list[Int32s], list[Int32s]]) -> ShardDocument:
     row, ids, labels = piece
     if len(ids) == 1:
-        return Document(index, None, None, row, ids[0], labels[0])
-    return Document(index, None, None, row, np.concatenate(ids), np.concatenate(labels))
+        return ShardDocument(index, None, None, row, ids[0], labels[0])
+    return ShardDocument(index, None, None, row, np.concatenate(ids), np.concatenate(labels))
 
 
 def open_shards(folder: str | Path | OutputFolder, check_sha256: bool = False) -> ShardSet:
@@ -241,4 +243,7 @@ def iter_shards(folder: str | Path, columns: Sequence[str] | None = None) -> Ite
         yield path, shards.table(index, columns)
 
 
-__all__ = ["Document", "ShardBatch", "ShardSet", "iter_shards", "open_shards", "read_shard"]
+#: the earlier name of ``ShardDocument``, kept for code that imports it
+Document = ShardDocument
+
+__all__ = ["Document", "ShardBatch", "ShardDocument", "ShardSet", "iter_shards", "open_shards", "read_shard"]

@@ -27,7 +27,7 @@ from goldfish_prep.format.columns import Int32s, Int64s, list_values
 from goldfish_prep.format.manifest import Manifest, load_manifest
 from goldfish_prep.format.names import IGNORE_INDEX, MANIFEST
 from goldfish_prep.format.reader import read_shard
-from goldfish_prep.inspect.chat_columns import never_dropped_ids
+from goldfish_prep.inspect.never_dropped import never_dropped_ids
 from goldfish_prep.mask import eligible_counts
 
 

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from goldfish_prep.config import MaskConfig
+from goldfish_prep.format.chat import is_chat
 from goldfish_prep.format.folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest, load_manifest
 from goldfish_prep.format.names import MANIFEST, STATE
-from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
+from goldfish_prep.inspect.never_dropped import never_dropped_ids
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
 from goldfish_prep.pipeline.pool import ordered_map
 from goldfish_prep.tokenizers.token_bytes import recorded_table
@@ -84,7 +85,7 @@ def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyCon
         vocab_size=tokenizer.get("vocab_size") if tokenizer.get("explicit", True) else None,
         token_bytes=recorded_table(manifest.mask, tokenizer),
         protected=protected,
-        k_field=manifest.get("k_field") is not None,
+        k_field=manifest.k_field is not None,
     )
 
 
@@ -110,7 +111,7 @@ def _count_problems(manifest: Manifest, shards: list[ShardCheck], config: MaskCo
         "eligible_tokens": sum(s.eligible for s in shards),
         "dropped_tokens": sum(s.dropped for s in shards),
     }
-    if "chat" in manifest.raw:
+    if manifest.is_chat:
         measured["assistant_tokens"] = sum(s.assistant for s in shards)
     if not all(s.eligible_known for s in shards):  # packed --k-field rows: each document's k is not recorded
         del measured["eligible_tokens"]

@@ -9,21 +9,17 @@ it and the manifest, so nothing ever opens a half-finished folder.
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
-from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import OutputError
 from goldfish_prep.format.folder import OutputFolder, as_folder
-from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, IGNORE_INDEX
+from goldfish_prep.format.manifest import MAX_LISTED_SKIPS, Manifest
 from goldfish_prep.format.schema import features_dict
-from goldfish_prep.mask import expected_rate
 
-#: the manifest lists this many skipped records by location; counts always cover all of them
-MAX_LISTED_SKIPS = 1000
+__all__ = ["MAX_LISTED_SKIPS", "build_manifest", "finalize_output"]
 
 
 def finalize_output(output: OutputFolder | Path, num_shards: int) -> dict[str, Any]:
@@ -43,7 +39,7 @@ def finalize_output(output: OutputFolder | Path, num_shards: int) -> dict[str, A
             f"{folder.where()} is missing {len(missing)} of {num_shards} shards (first: {missing[0]}); "
             "run the unfinished tasks (or rerun with --resume) before finalizing"
         )
-    manifest = build_manifest(run, records)
+    manifest = Manifest.build(run, records, folder.where()).to_dict()
     packed = run["layout"]["pack"] is not None
     chat = run.get("chat") is not None
     filenames = [shard["filename"] for shard in manifest["shards"]]
@@ -55,42 +51,8 @@ def finalize_output(output: OutputFolder | Path, num_shards: int) -> dict[str, A
 
 
 def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The manifest (docs/format.md) from the run description and the shard records, in shard order."""
-    records = sorted(records, key=lambda record: int(record["index"]))
-    reasons: collections.Counter[str] = collections.Counter()
-    skipped: list[dict[str, str]] = []
-    for record in records:
-        reasons.update(record["skipped_by_reason"])
-        skipped.extend(record["skipped"][: MAX_LISTED_SKIPS - len(skipped)])
-    total = {
-        key: sum(int(record[key]) for record in records)
-        for key in ("documents_read", "documents_written", "documents_skipped", "tokens", "eligible_tokens", "dropped_tokens")
-    }
-    if run.get("chat") is not None:  # conversations: eligible and dropped tokens are the assistant's
-        total["assistant_tokens"] = sum(int(record.get("assistant_tokens", 0)) for record in records)
-    mask = run["mask"]
-    counts = {
-        **total,
-        "skipped_by_reason": dict(sorted(reasons.items())),
-        "drop_rate": total["dropped_tokens"] / total["eligible_tokens"] if total["eligible_tokens"] else 0.0,
-        "expected_drop_rate": expected_rate(MaskConfig.from_dict(mask)),
-    }
-    shard_keys = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256")
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "tool": run["tool"],
-        "mask": {**mask, "ignore_index": IGNORE_INDEX},
-        "tokenizer": run["tokenizer"],
-        "reader": run["reader"],
-        "inputs": run["inputs"],
-        "ignored_inputs": run.get("ignored_inputs", []),
-        "layout": run["layout"],
-        **({"chat": run["chat"], "k_field": run.get("k_field")} if run.get("chat") is not None else {}),
-        "shards": [{key: record[key] for key in shard_keys} for record in records],
-        "counts": counts,
-        "skipped": skipped,
-    }
+    """The manifest (docs/format.md) as written, from the run description and the shard records (``Manifest.build``)."""
+    return Manifest.build(run, records, ".").to_dict()
 
 
 def _state(filenames: list[str], manifest: dict[str, Any]) -> dict[str, Any]:
