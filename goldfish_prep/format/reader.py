@@ -227,13 +227,13 @@ def _joined(index: int, piece: tuple[int, list[Int32s], list[Int32s]]) -> ShardD
     return ShardDocument(index, None, None, row, np.concatenate(ids), np.concatenate(labels))
 
 
-def open_shards(folder: str | Path | OutputFolder, check_sha256: bool = False) -> ShardSet:
-    """Open a complete goldfish-prep output folder for reading.
+def open_shards(folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = False) -> ShardSet:
+    """Open a complete goldfish-prep output folder for reading (``manifest``: already loaded, to skip reading it again).
 
     >>> # for batch in open_shards("shards/").batches(): batch.ids, batch.labels, batch.doc_starts
     >>> # for doc in open_shards("shards/").documents(): doc.id, doc.input_ids, doc.labels
     """
-    return ShardSet(folder, check_sha256=check_sha256)
+    return ShardSet(folder, manifest, check_sha256)
 
 
 def iter_shards(folder: str | Path, columns: Sequence[str] | None = None) -> Iterator[tuple[Path, pa.Table]]:
