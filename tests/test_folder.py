@@ -8,14 +8,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from goldfish_prep.errors import ConfigError, InputError, OutputError
 from goldfish_prep.format.commit import PendingFile, committed_file, file_sha256, json_bytes
-from goldfish_prep.format.folder import ChecksumError, LocalFolder, Task, open_folder, run_digest
+from goldfish_prep.format.folder import ChecksumError, LocalFolder, OutputFolder, Task, open_folder, run_digest
 from goldfish_prep.format.names import shard_filename, shard_record_name
 from goldfish_prep.format.ownership import is_output_entry, stale_entries, stale_progress
+from goldfish_prep.format.reader import open_shards
+from goldfish_prep.format.schema import shard_schema
+from goldfish_prep.format.url_folder import UrlFolder
+from goldfish_prep.pipeline._finish import finalize_output
+from goldfish_prep.pipeline._writer import ShardWriter, int32_array, list_array, string_array
 
 RUN: dict[str, Any] = {"mask": {"k": 4}, "tokenizer": {"name": "t", "engine": "fastokens"}, "layout": {"pack": None}}
 
@@ -186,7 +192,81 @@ def test_a_shard_is_read_and_hashed_in_one_pass(tmp_path: Path) -> None:
     assert isinstance(caught.value, InputError) and caught.value.location.endswith("data-00000.arrow")
 
 
-def test_a_url_folder_is_refused_until_it_has_an_implementation() -> None:
-    with pytest.raises(ConfigError, match="not supported yet"):
-        open_folder("s3://bucket/shards")
+def _life_of_a_folder(folder: OutputFolder) -> None:
+    """Prepare, write two shards and their records through the pipeline's writer, finish, resume: as `mask` does."""
+    folder.prepare(RUN_FULL, "refuse")
+    for index in range(2):
+        writer = ShardWriter(folder, shard_filename(index), shard_schema(False))
+        ids = np.arange(10 * index, 10 * index + 7, dtype=np.int32)
+        offsets = np.array([0, 3, 7], dtype=np.int64)
+        writer.write(
+            {
+                "id": string_array([f"doc {index}.0", f"doc {index}.1"]),
+                "source": string_array(["a line 1", "a line 2"]),
+                "input_ids": list_array(ids, offsets),
+                "labels": list_array(ids, offsets),
+                "num_tokens": int32_array(np.diff(offsets)),
+                "num_dropped": int32_array(np.zeros(2)),
+            }
+        )
+        sha = writer.close()
+        counts = {
+            "documents_read": 2,
+            "documents_written": 2,
+            "documents_skipped": 0,
+            "tokens": 7,
+            "eligible_tokens": 0,
+            "dropped_tokens": 0,
+        }
+        folder.write_shard_record(
+            {
+                "index": index,
+                "filename": shard_filename(index),
+                "sha256": sha,
+                "num_rows": 2,
+                "num_documents": 2,
+                "num_tokens": 7,
+                "num_dropped": 0,
+                **counts,
+                "skipped_by_reason": {},
+                "skipped": [],
+            }  # fmt: skip
+        )
+    finalize_output(folder, 2)
+    assert sorted(folder.prepare(RUN_FULL, "resume")) == [0, 1]
+    finalize_output(folder, 2)
+
+
+RUN_FULL: dict[str, Any] = {
+    "tool": {"name": "goldfish-prep", "version": "test"},
+    "mask": {"strategy": "none", "k": 4, "context_width": 13, "seed": 0},
+    "tokenizer": {"spec": "t", "vocab_size": 100},
+    "reader": {},
+    "inputs": [],
+    "layout": {"pack": None, "shard_size": 1},
+}
+
+
+def _files(folder: OutputFolder, under: str = "") -> dict[str, bytes]:
+    files = {}
+    for name in folder.entries(under):
+        path = f"{under}/{name}" if under else name
+        files.update(_files(folder, path) if name == ".goldfish" else {path: folder.read_bytes(path)})
+    return files
+
+
+def test_a_url_folder_is_the_same_folder_on_another_storage(tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    local, remote = LocalFolder(tmp_path / "out"), open_folder("memory://goldfish-test/out")
+    assert isinstance(remote, UrlFolder)
+    for folder in (local, remote):
+        _life_of_a_folder(folder)
+    assert _files(remote) == _files(local) and len(_files(local)) == 8
+    shards = open_shards(remote, check_sha256=True)
+    assert [doc.id for doc in shards.documents()] == ["doc 0.0", "doc 0.1", "doc 1.0", "doc 1.1"]
+    remote.write_bytes("data-00001.arrow", local.read_bytes("data-00000.arrow"))  # a shard replaced after the fact
+    with pytest.raises(ChecksumError):
+        list(open_shards(remote, check_sha256=True).batches())
+    with pytest.raises(ConfigError, match="cannot open nosuchscheme://x"):
+        open_folder("nosuchscheme://x")
     assert isinstance(open_folder("shards/"), LocalFolder) and open_folder("shards/").where() == "shards/"

@@ -454,12 +454,16 @@ class LocalFolder(OutputFolder):
 
 
 def open_folder(location: str | Path) -> OutputFolder:
-    """The output folder at ``location`` (a path today; a URL scheme picks another implementation once one exists)."""
-    text = str(location)
-    if "://" in text and not text.startswith("file://"):
-        from goldfish_prep.errors import ConfigError
+    """The output folder at ``location``: a ``LocalFolder`` for a path (or ``file://``), a ``UrlFolder`` for a URL.
 
-        raise ConfigError(f"{text}: output folders at URLs are not supported yet; pass a local or mounted path")
+    >>> open_folder("shards/").where()
+    'shards/'
+    """
+    text = str(location)
+    if isinstance(location, str) and "://" in text and not text.startswith("file://"):
+        from goldfish_prep.format.url_folder import UrlFolder  # imports fsspec only when a URL is given
+
+        return UrlFolder(text)
     return LocalFolder(text.removeprefix("file://") if isinstance(location, str) else location)
 
 
