@@ -14,7 +14,8 @@ import pytest
 
 from goldfish_prep.errors import ConfigError, InputError, OutputError
 from goldfish_prep.format.commit import PendingFile, committed_file, file_sha256, json_bytes
-from goldfish_prep.format.folder import ChecksumError, LocalFolder, OutputFolder, Task, open_folder, run_digest
+from goldfish_prep.format.folder import ChecksumError, OutputFolder, Task, open_folder, run_digest
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.names import shard_filename, shard_record_name
 from goldfish_prep.format.ownership import is_output_entry, stale_entries, stale_progress
 from goldfish_prep.format.reader import open_shards

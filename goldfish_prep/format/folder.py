@@ -33,7 +33,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError, OutputError
-from goldfish_prep.format.commit import PendingFile, buffer_sha256, file_sha256, json_bytes, text_sha256, write_bytes_atomic, write_failure
+from goldfish_prep.format.commit import buffer_sha256, json_bytes, write_failure
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import (
     DATASET_INFO,
@@ -54,7 +53,16 @@ from goldfish_prep.format.names import (
     TASK_FILE,
     shard_record_name,
 )
-from goldfish_prep.format.ownership import Task, is_output_entry, progress_path, stale_entries, stale_progress
+from goldfish_prep.format.ownership import (
+    Task,
+    first_difference,
+    is_output_entry,
+    progress_path,
+    run_digest,
+    stale_entries,
+    stale_progress,
+    without_engine,
+)
 
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
 _UNREADABLE_SHARD_FIX = "Run `goldfish-prep verify` on the folder, or recreate it"
@@ -364,93 +372,13 @@ def _matches_record(name: str) -> bool:
     return name.startswith(SHARD_RECORD_GLOB.split("*")[0]) and name.endswith(SHARD_RECORD_GLOB.split("*")[1])
 
 
-def first_difference(old: Any, new: Any, path: str = "") -> str:
-    """A short description of the first setting that differs between two runs, or ''."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
-            if found:
-                return found
-        return ""
-    return "" if old == new else f"{path}: {old!r} then, {new!r} now"
-
-
-def run_digest(run: dict[str, Any]) -> str:
-    """sha256 of a run description, independent of key order and layout.
-
-    Each ``--num-tasks`` task records the digest of the run it made its shards
-    under. ``run.json`` holds only the latest task's run, so this is how
-    ``finalize`` notices tasks that were started with other options (each
-    under ``--overwrite``, which skips the comparison ``--resume`` makes).
-    """
-    return text_sha256(json.dumps(without_engine(run), sort_keys=True, separators=(",", ":")).encode())
-
-
 def as_folder(folder: OutputFolder | str | Path) -> OutputFolder:
     """``folder`` itself, or the local folder at that path (for callers that still pass paths)."""
-    return folder if isinstance(folder, OutputFolder) else LocalFolder(folder)
+    if isinstance(folder, OutputFolder):
+        return folder
+    from goldfish_prep.format.local_folder import LocalFolder  # it subclasses OutputFolder
 
-
-def without_engine(run: Any) -> Any:
-    """``run`` less ``tokenizer.engine``: engines give identical ids (docs/format.md), so a run resumed
-    or a task run where another engine is installed (or chosen) makes the same shards."""
-    if not isinstance(run, dict) or not isinstance(run.get("tokenizer"), dict):
-        return run
-    return {**run, "tokenizer": {k: v for k, v in run["tokenizer"].items() if k != "engine"}}
-
-
-class LocalFolder(OutputFolder):
-    """An output folder on a local (or shared POSIX) disk: memory-mapped reads, ``os.replace`` commits, ``fsync``."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._spelling = str(path)  # as the user wrote it (``shards/``), for messages about the folder itself
-
-    def where(self, name: str = "") -> str:
-        return str(self.path / name) if name else self._spelling
-
-    def file(self, name: str) -> Path:
-        """The local path of a file of the folder (for the few callers that hand a path to another library)."""
-        return self.path / name
-
-    def exists(self) -> bool:
-        return self.path.exists()
-
-    def is_folder(self) -> bool:
-        return self.path.is_dir()
-
-    def has_file(self, name: str) -> bool:
-        return (self.path / name).is_file()
-
-    def entries(self, under: str = "") -> list[str]:
-        folder = self.path / under
-        return sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else []
-
-    def read_bytes(self, name: str) -> bytes:
-        return (self.path / name).read_bytes()
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        write_bytes_atomic(self.path / name, data, unique=True)  # the pid: concurrent tasks write identical files
-
-    def pending(self, name: str) -> PendingFile:
-        return PendingFile(self.path / name)
-
-    def remove(self, name: str) -> None:
-        path = self.path / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-    def make_progress_folder(self) -> None:
-        (self.path / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
-
-    def shard_buffer(self, name: str) -> pa.Buffer:
-        with pa.memory_map(str(self.path / name), "r") as source:
-            return source.read_buffer()  # the buffer keeps the map alive after the file is closed
-
-    def sha256(self, name: str) -> str:
-        return file_sha256(self.path / name)
+    return LocalFolder(folder)
 
 
 def open_folder(location: str | Path) -> OutputFolder:
@@ -464,19 +392,9 @@ def open_folder(location: str | Path) -> OutputFolder:
         from goldfish_prep.format.url_folder import UrlFolder  # imports fsspec only when a URL is given
 
         return UrlFolder(text)
+    from goldfish_prep.format.local_folder import LocalFolder  # it subclasses OutputFolder
+
     return LocalFolder(text.removeprefix("file://") if isinstance(location, str) else location)
 
 
-__all__ = [
-    "ChecksumError",
-    "ShardBytes",
-    "LocalFolder",
-    "OutputFolder",
-    "PendingWrite",
-    "Task",
-    "as_folder",
-    "first_difference",
-    "open_folder",
-    "run_digest",
-    "without_engine",
-]
+__all__ = ["ChecksumError", "OutputFolder", "PendingWrite", "ShardBytes", "Task", "as_folder", "open_folder", "run_digest"]

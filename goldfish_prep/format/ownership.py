@@ -8,15 +8,19 @@ the whole folder (the manifest, ``state.json``, ``dataset_info.json``) are
 everyone's to delete, since they are rewritten by whoever finishes. Tasks may
 run at the same time, so every deletion tolerates a file already gone.
 
-These functions decide on names alone; ``folder.OutputFolder.prepare`` applies
-them to a folder. ``tests/test_folder.py`` tests them directly.
+These functions decide on names alone (and on run descriptions: a resumed
+run must be the run that made the shards it keeps); ``folder.OutputFolder.prepare``
+applies them to a folder. ``tests/test_folder.py`` tests them directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
+from typing import Any
 
+from goldfish_prep.format.commit import text_sha256
 from goldfish_prep.format.names import (
     DATASET_INFO,
     MANIFEST,
@@ -105,9 +109,49 @@ def stale_progress(entries: Iterable[str], completed: Iterable[int], task: Task)
     return stale
 
 
+def first_difference(old: Any, new: Any, path: str = "") -> str:
+    """A short description of the first setting that differs between two runs, or ''."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return ""
+    return "" if old == new else f"{path}: {old!r} then, {new!r} now"
+
+
+def without_engine(run: Any) -> Any:
+    """``run`` less ``tokenizer.engine``: engines give identical ids (docs/format.md), so a run resumed
+    or a task run where another engine is installed (or chosen) makes the same shards."""
+    if not isinstance(run, dict) or not isinstance(run.get("tokenizer"), dict):
+        return run
+    return {**run, "tokenizer": {k: v for k, v in run["tokenizer"].items() if k != "engine"}}
+
+
+def run_digest(run: dict[str, Any]) -> str:
+    """sha256 of a run description, independent of key order and layout.
+
+    Each ``--num-tasks`` task records the digest of the run it made its shards
+    under. ``run.json`` holds only the latest task's run, so this is how
+    ``finalize`` notices tasks that were started with other options (each
+    under ``--overwrite``, which skips the comparison ``--resume`` makes).
+    """
+    return text_sha256(json.dumps(without_engine(run), sort_keys=True, separators=(",", ":")).encode())
+
+
 def progress_path(name: str) -> str:
     """A progress-folder entry as a path relative to the output folder."""
     return f"{PROGRESS_DIR}/{name}"
 
 
-__all__ = ["FINISHING", "Task", "is_output_entry", "progress_path", "stale_entries", "stale_progress"]
+__all__ = [
+    "FINISHING",
+    "Task",
+    "first_difference",
+    "is_output_entry",
+    "progress_path",
+    "run_digest",
+    "stale_entries",
+    "stale_progress",
+    "without_engine",
+]

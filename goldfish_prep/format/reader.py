@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, shard_stream
-from goldfish_prep.format.folder import LocalFolder, OutputFolder, open_folder
+from goldfish_prep.format.folder import OutputFolder, open_folder
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest
 
 #: the columns a ShardBatch reads; others (``id``, ``source``) are read when asked for

@@ -21,7 +21,7 @@ import numpy as np
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, int_column, list_values, per_row_counts, row_of, shard_stream
-from goldfish_prep.format.folder import LocalFolder
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import ShardEntry
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.schema import output_fields

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.chat import is_chat
-from goldfish_prep.format.folder import LocalFolder
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest, load_manifest
 from goldfish_prep.format.names import MANIFEST, STATE
 from goldfish_prep.inspect.never_dropped import never_dropped_ids

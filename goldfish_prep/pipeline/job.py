@@ -25,7 +25,8 @@ from goldfish_prep import __version__
 from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
-from goldfish_prep.format.folder import LocalFolder, OutputFolder, Task, run_digest
+from goldfish_prep.format.folder import OutputFolder, Task, run_digest
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
 from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.pipeline._plan import Batch, plan_batches

@@ -31,7 +31,7 @@ from typing import Any
 from tqdm import tqdm
 
 from goldfish_prep.errors import ConfigError, GoldfishError
-from goldfish_prep.format.folder import LocalFolder
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.pipeline.tasks import finalize_tasks
 
