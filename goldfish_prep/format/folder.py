@@ -48,9 +48,11 @@ from goldfish_prep.format.names import (
     MANIFEST,
     PROGRESS_DIR,
     RUN_FILE,
-    SHARD_RECORD_GLOB,
     STATE,
     TASK_FILE,
+    is_shard_filename,
+    is_shard_record_name,
+    is_temporary,
     shard_record_name,
 )
 from goldfish_prep.format.ownership import (
@@ -195,7 +197,7 @@ class OutputFolder(abc.ABC):
         return record
 
     def shard_record_names(self) -> list[str]:
-        return [name for name in self.entries(PROGRESS_DIR) if _matches_record(name)]
+        return [name for name in self.entries(PROGRESS_DIR) if is_shard_record_name(name)]
 
     def write_task_summary(self, task: Task, summary: dict[str, Any]) -> None:
         """The end record of one ``--num-tasks`` task: written last by the task, so it means the task finished."""
@@ -364,12 +366,8 @@ class OutputFolder(abc.ABC):
     def remove_unfinished_shards(self, task: Task) -> None:
         """After a failed run: delete this task's shard temporaries (the final names are never touched)."""
         for name in self.entries():
-            if name.startswith("data-") and name.endswith(".partial") and task.owns(name):
+            if is_shard_filename(name) and is_temporary(name) and task.owns(name):
                 self.remove(name)
-
-
-def _matches_record(name: str) -> bool:
-    return name.startswith(SHARD_RECORD_GLOB.split("*")[0]) and name.endswith(SHARD_RECORD_GLOB.split("*")[1])
 
 
 def as_folder(folder: OutputFolder | str | Path) -> OutputFolder:

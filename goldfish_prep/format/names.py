@@ -27,8 +27,6 @@ PARTIAL_SUFFIX = ".partial"
 #: ``task-00001-of-00004.json``: the end record of one ``--num-tasks`` task
 TASK_FILE = re.compile(r"task-(\d{5,})-of-(\d{5,})\.json")
 TASK_FILE_GLOB = "task-*-of-*.json"
-#: the completion records of shards, in the progress folder
-SHARD_RECORD_GLOB = "shard-*.json"
 #: the shard index in a shard's file name, its record's, or their temporaries'
 _SHARD_INDEX = re.compile(r"(?:data|shard)-(\d+)\.")
 #: what a temporary name adds to the final one (``write_json`` adds the pid)
@@ -83,6 +81,15 @@ def shard_record_name(index: int) -> str:
     'shard-00003.json'
     """
     return f"shard-{index:05d}.json"
+
+
+def is_shard_record_name(name: str) -> bool:
+    """Whether ``name`` is a shard's completion record (not its temporary).
+
+    >>> is_shard_record_name("shard-00003.json"), is_shard_record_name("shard-00003.json.77.partial")
+    (True, False)
+    """
+    return name.startswith("shard-") and name.endswith(".json")
 
 
 def shard_record_path(folder: Path, index: int) -> Path:
