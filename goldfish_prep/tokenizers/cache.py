@@ -22,8 +22,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from goldfish_prep.format.commit import write_bytes_atomic
-
 #: bump when what an entry means changes (the analysis, the file layout)
 CACHE_FORMAT = "tokenizer-plan-1"
 _RANK_HEADER = struct.Struct("<IH")
@@ -102,4 +100,7 @@ def _unpack_ranks(blob: bytes) -> dict[bytes, int]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    # imported here: the format package imports pyarrow, which loading a tokenizer does not need
+    from goldfish_prep.format.commit import write_bytes_atomic
+
     write_bytes_atomic(path, data, unique=True)  # processes may fill the same entry at once
