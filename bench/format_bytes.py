@@ -9,10 +9,12 @@ paths print alike, then compares every file and every captured stdout.
 
 The matrix: every strategy (goldfish, robust, hash-table, static, none), in
 documents and packed (``--pack 256``), with ``--num-proc`` 1 and 2; a
-``--num-tasks 2`` run and ``finalize``; a chat corpus (Llama 3's tokenizer with
+``--num-tasks 2`` run and ``finalize``; a Ray run of 2 tasks (when Ray is
+installed); a resumed and an overwritten run; a chat corpus (Llama 3's tokenizer with
 its template, plain, packed and with ``--k-field``); every export format of a
-document and a packed output (and of the chat ones); and the stdout of
-``stats``, ``stats --json``, ``verify``, ``show`` and ``repeats``. Inputs are
+document and a packed output (and of the chat ones); the stdout of
+``stats``, ``stats --json``, ``verify``, ``show`` (and ``--html``) and
+``repeats``; and a tiny ``train`` run with ``memorization`` on its shards. Inputs are
 small (``/usr/share/common-licenses`` as text, generated conversations), so a
 run takes a few minutes on a loaded machine.
 
@@ -99,6 +101,7 @@ def commands(inputs: dict[str, Path]) -> list[tuple[str, list[str]]]:
             (f"mask-tasks-{index}", ["mask", *text, "-o", "tasks", "--shard-size", "40KB", "--num-tasks", "2", "--task-index", str(index)])
         )
     runs.append(("finalize-tasks", ["finalize", "tasks"]))
+    runs.append(("mask-ray", ["mask", *text, "-o", "ray", "--shard-size", "40KB", "--ray-address", "local", "--ray-tasks", "2"]))
     # resume: a finished run that lost a shard, its record and its manifest is finished again
     runs.append(("mask-resume", ["mask", *text, "-o", "resume", "--shard-size", "40KB"]))
     runs.append(("damage-resume", [DAMAGE, "resume/data-00001.arrow", "resume/.goldfish/shard-00002.json", "resume/state.json"]))
