@@ -105,15 +105,17 @@ class PendingFile:
     binary sink, so pyarrow (``pa.PythonFile``), ``torch.save`` and numpy write to it.
     """
 
-    def __init__(self, final: Path, unique: bool = False) -> None:
+    def __init__(self, final: Path, unique: bool = False, hashed: bool = True) -> None:
         self.final = final
         self.temporary = temporary_path(final, unique)
         self._raw: BinaryIO = open(self.temporary, "wb", buffering=0)
-        self._sha256 = hashlib.sha256()
+        # shards are hashed (their records hold the sha256); exports and checkpoints need no checksum
+        self._sha256 = hashlib.sha256() if hashed else None
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
         self.size += len(data)
         return self._raw.write(data)
 
@@ -137,11 +139,11 @@ class PendingFile:
         return self.size
 
     def hexdigest(self) -> str:
-        """sha256 of everything written so far."""
-        return self._sha256.hexdigest()
+        """sha256 of everything written so far ('' for a file opened with ``hashed=False``)."""
+        return self._sha256.hexdigest() if self._sha256 is not None else ""
 
     def commit(self) -> str:
-        """Close, make durable under the final name, and return the sha256 of the bytes written."""
+        """Close, make durable under the final name, and return the sha256 of the bytes written (see ``hexdigest``)."""
         self._raw.close()
         fsync_and_rename(self.temporary, self.final)
         return self.hexdigest()
@@ -153,12 +155,12 @@ class PendingFile:
 
 
 @contextmanager
-def committed_file(path: Path, unique: bool = False) -> Iterator[PendingFile]:
+def committed_file(path: Path, unique: bool = False, hashed: bool = False) -> Iterator[PendingFile]:
     """A ``PendingFile`` for ``path``, committed when the block ends and dropped if it raises.
 
     >>> # with committed_file(Path("out/train.bin")) as out: out.write(ids.tobytes())
     """
-    pending = PendingFile(path, unique)
+    pending = PendingFile(path, unique, hashed)
     try:
         yield pending
     except BaseException:

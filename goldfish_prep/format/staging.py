@@ -55,7 +55,7 @@ class Staging:
     @contextmanager
     def scratch(self, name: str) -> Iterator[PendingFile]:
         """A file the export writes for itself and reads back (``read_scratch``); never committed, removed with the folder."""
-        pending = PendingFile(self.root / name)
+        pending = PendingFile(self.root / name, hashed=False)
         try:
             yield pending
         finally:
