@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import sys
 import time
 from collections.abc import Iterator
@@ -22,15 +21,14 @@ from typing import Any
 from tqdm import tqdm
 
 from goldfish_prep import __version__
-from goldfish_prep.atomic import write_json
 from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
-from goldfish_prep.format.names import PARTIAL_SUFFIX, PROGRESS_DIR, RUN_FILE, task_filename
+from goldfish_prep.format.folder import OutputFolder, Task, run_digest
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
 from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.pipeline._inputs import finished_inputs, resumed_inputs
-from goldfish_prep.pipeline._output import prepare_output, run_digest, write_shard_record
 from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
@@ -117,25 +115,28 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
         shown = ", ".join(resolved.ignored[:3]) + (", ..." if len(resolved.ignored) > 3 else "")
         print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
-    expected: dict[int, str] = {}
-    if existing == "resume":
-        run["inputs"], expected = resumed_inputs(_previous_inputs(output), run["inputs"])
-    completed = prepare_output(output, run, existing, (job.task_index, job.num_tasks))
-    pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
-    num_shards = _write_shards(job, output, context, snapshots, completed, pad_id, pool)
-    # every input has been read: record what was read (the manifest lists it), if it held still
-    run["inputs"] = finished_inputs(snapshots, expected)
-    write_json(output / PROGRESS_DIR / RUN_FILE, run)
-    if job.num_tasks == 1:
-        return finalize_output(output, num_shards)
-    summary = {"task_index": job.task_index, "num_tasks": job.num_tasks, "num_shards": num_shards, "run_sha256": run_digest(run)}
-    write_json(output / PROGRESS_DIR / task_filename(job.task_index, job.num_tasks), summary)
+    folder, task = LocalFolder(output), Task(job.task_index, job.num_tasks)
+    with folder.writing():
+        expected: dict[int, str] = {}
+        if existing == "resume":
+            run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
+        completed = folder.prepare(run, existing, task)
+        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+        num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
+        # every input has been read: record what was read (the manifest lists it), if it held still
+        run["inputs"] = finished_inputs(snapshots, expected)
+        folder.write_run(run)
+        if task.alone:
+            return finalize_output(folder, num_shards)
+        summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
+        folder.write_task_summary(task, summary)
     return summary
 
 
 def _write_shards(
     job: MaskJob,
-    output: Path,
+    output: OutputFolder,
+    task: Task,
     context: BatchContext,
     snapshots: list[InputSnapshot],
     completed: dict[int, dict[str, Any]],
@@ -148,7 +149,7 @@ def _write_shards(
     skipped shards: so ``snapshots`` always hash whole inputs."""
     sources = [snapshot.source for snapshot in snapshots]
     plan = _Plan(plan_batches(iter_records(sources, job.reader, parse=False, snapshots=snapshots), job.shard_size))
-    todo = ((batch, batch.items) for batch in plan if batch.shard % job.num_tasks == job.task_index and batch.shard not in completed)
+    todo = ((batch, batch.items) for batch in plan if task.owns_shard(batch.shard) and batch.shard not in completed)
     builders: dict[int, ShardBuilder] = {}
     columns = {"chat": context.chat is not None, "k": job.reader.k_field is not None}
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
@@ -165,19 +166,17 @@ def _write_shards(
             )
             builder.add(result)
             if batch.closes_shard:
-                write_shard_record(output, builders.pop(batch.shard).close())
+                output.write_shard_record(builders.pop(batch.shard).close())
             tokens += len(result.ids)
             bar.update(len(result.doc_ids))
             bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9) / 1e6:.2f}M tok/s", refresh=False)
-        if plan.num_shards == 0 and job.task_index == 0 and 0 not in completed:
-            write_shard_record(output, ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
+        if plan.num_shards == 0 and task.owns_shard(0) and 0 not in completed:
+            output.write_shard_record(ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
     except BaseException:
         for builder in builders.values():
             builder.abort()
         # an interrupt can land while a builder is being made or closed, before the dict knows it
-        for partial in output.glob(f"data-*.arrow{PARTIAL_SUFFIX}"):
-            if int(partial.name.split("-")[1].split(".")[0]) % job.num_tasks == job.task_index:
-                partial.unlink(missing_ok=True)
+        output.remove_unfinished_shards(task)
         raise
     finally:
         bar.close()
@@ -249,9 +248,9 @@ def _describe_input(source: InputSource) -> dict[str, Any]:
     return snapshot.result()
 
 
-def _previous_inputs(output: Path) -> Any:
-    """The ``inputs`` of the run described in ``output`` (None when there is none to read)."""
+def _previous_inputs(folder: OutputFolder) -> Any:
+    """The ``inputs`` of the run described in ``folder`` (None when there is none to read)."""
     try:
-        return json.loads((output / PROGRESS_DIR / RUN_FILE).read_text(encoding="utf-8")).get("inputs")
+        return folder.read_run().get("inputs")
     except (OSError, ValueError, AttributeError):
         return None
