@@ -25,7 +25,6 @@ from goldfish_prep.audit.token_stats import reference_logprobs, scored_window, t
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError
 from goldfish_prep.format.manifest import Manifest, load_manifest
-from goldfish_prep.inspect.chat_columns import is_chat
 from goldfish_prep.tokenizers.token_bytes import recorded_table
 from goldfish_prep.train.causal_lm import CausalLM
 from goldfish_prep.train.data import Document
@@ -118,7 +117,7 @@ def _check_same_tokenizer(data: Manifest, controls: Manifest) -> None:
 def attacker_view(manifest: Manifest) -> tuple[dict[str, Any], tuple[MaskConfig, MaskConfig, Any] | None]:
     """What the mask-aware attacker knows: the targets' recorded mask rule (and a wrong seed), or why it has nothing."""
     config = manifest.mask
-    if is_chat(manifest):
+    if manifest.is_chat:
         return {"skipped": "chat outputs: the attacker would need each conversation's answer spans; not measured"}, None
     if config.strategy_object.expected_rate(config) == 0:
         return {"skipped": f"the targets' shards are masked with strategy {config.strategy!r}: no goldfish rule to exploit"}, None
