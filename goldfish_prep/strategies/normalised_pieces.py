@@ -121,7 +121,7 @@ def gather_normalised(
     split = np.flatnonzero(~np.take(table.whole, ids))
     chars = _Chars(table.flat, np.zeros(0, dtype=np.uint32))
     if len(split):
-        extra, extra_length = _decode_runs(ids, split, starts, spelling, np.take(table.solid, ids))
+        extra, extra_length = _decode_runs(ids, split, starts, spelling, np.flatnonzero(~np.take(table.solid, ids)))
         chars = _Chars(table.flat, extra)
         offset[split] = len(table.flat) + np.cumsum(extra_length) - extra_length
         length[split] = extra_length
@@ -143,6 +143,19 @@ def gather_normalised(
         taken = np.repeat(offset[spelled] - len(table.flat), count) + within
         norm[np.repeat(token_end[spelled] - count, count) + within] = chars.extra[taken]
     return norm, token_end
+
+
+def split_characters(
+    ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], spelling: Spelling, table: NormalisedPieces
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+    """The tokens that split a character (ascending), and their normalised characters: token ``split[j]``'s
+    are ``chars[offsets[j]:offsets[j+1]]`` (runs collapsed inside each, as in the table; empty when none)."""
+    unsolid = np.flatnonzero(~np.take(table.solid, ids))  # few: split and empty tokens (a split one is never solid)
+    split = unsolid[~np.take(table.whole, np.take(ids, unsolid))]
+    if len(split) == 0:
+        return split, np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64)
+    chars, lengths = _decode_runs(ids, split, starts, spelling, unsolid)
+    return split, np.ascontiguousarray(chars, dtype=np.uint32), np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,20 +201,20 @@ def _decode_runs(
     split: npt.NDArray[np.int64],
     starts: npt.NDArray[np.int64],
     spelling: Spelling,
-    solid_tokens: npt.NDArray[np.bool_],
+    unsolid: npt.NDArray[np.int64],
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
     """Normalised characters owned by the split-character tokens ``split`` (in order), and how many each owns.
 
     Split tokens of one document with only empty tokens between them form a run
-    (``solid_tokens``: the tokens with bytes that decode alone); the runs' bytes
+    (``unsolid``: the tokens, ascending, whose bytes are empty or do not decode alone); the runs' bytes
     are gathered with numpy and decoded in one call, separated by an ASCII byte
     that no character can absorb.
     """
     new_run = np.ones(len(split), dtype=np.bool_)
     if len(split) > 1:  # a run ends at a token with bytes that decode alone (not at an empty one) or a document start
-        solid = np.cumsum(solid_tokens)[split]
-        document = np.searchsorted(starts, split, side="right")
-        new_run[1:] = (solid[1:] != solid[:-1]) | (document[1:] != document[:-1])
+        rank = np.searchsorted(unsolid, split)  # split[j] is unsolid[rank[j]]: no solid token between two split
+        document = np.searchsorted(starts, split, side="right")  # tokens iff every token between them is unsolid
+        new_run[1:] = (np.diff(rank) != np.diff(split)) | (document[1:] != document[:-1])
     separated = new_run.copy()  # a separator byte before the token's bytes
     separated[0] = False
     source = np.take(spelling.offsets, ids[split])

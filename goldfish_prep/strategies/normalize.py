@@ -90,7 +90,7 @@ def is_word_char(code_point: int) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _word_table() -> npt.NDArray[np.bool_]:
+def word_table() -> npt.NDArray[np.bool_]:
     """``is_word_char`` for every code point (and the surrogate escapes): one ``np.take`` per batch, 1.1 MB."""
     table = np.zeros(0x110000, dtype=np.bool_)
     table[:WORD_LIMIT] = [is_word_char(c) for c in range(WORD_LIMIT)]
@@ -105,7 +105,7 @@ def unit_starts(norm: npt.NDArray[np.uint32], doc_starts: npt.NDArray[np.int64])
     >>> "".join("^" if u else "." for u in unit_starts(np.array([ord(c) for c in text], np.uint32), np.zeros(1, np.int64)))
     '^...^..^^^^^^.^'
     """
-    word = np.take(_word_table(), norm)
+    word = np.take(word_table(), norm)
     starts = norm != SPACE
     starts[1:] &= ~(word[1:] & word[:-1])
     inside = doc_starts[doc_starts < len(norm)]

@@ -1,0 +1,238 @@
+"""``robust``'s decisions in one compiled pass over the tokens (numba), the spec's own loop.
+
+Why a second kernel: the numpy kernel (``robust.decide``) materialises the
+normalised text and runs about 15 array passes over it, about 12x goldfish's
+time, which made the whole ``mask`` pipeline with ``robust`` about 0.7x as fast
+as with ``goldfish``. The spec is a left-to-right scan, so a compiled loop does
+it in one pass with a handful of integer operations per normalised character,
+and nothing is materialised: each token's normalised characters come from the
+same per-id table (``NormalisedPieces``), tokens that split a UTF-8 character
+from the same per-batch decode (``normalised_pieces.split_characters``).
+
+The scan, per document (all arithmetic mod 2**64)::
+
+    for each normalised character x of the token, at position q:
+        skip x if it is " " or "-" and equals the last character kept (runs collapse)
+        a unit begins at x unless x is " ", or x and the character before are word characters
+        at a unit start: remember P (the prefix below at q) in a ring of the last h starts
+        P += (x + A) * B**-q
+    token ends at e after keeping any character, with h units begun:
+        w = (P - P at the h-th last unit start) * B**(e-1)     # = sum_{q=s}^{e-1} (S[q] + A) * B**(e-1-q)
+        drop iff (w ^ (w >> 32)) * M < 2**64 // k
+
+which is the spec's ``w`` with the offset ``A`` folded into the prefix sum. The
+numpy kernel stays as the fallback (numba missing, or ``GOLDFISH_PREP_ROBUST_KERNEL=numpy``)
+and both are held to the plain-Python reference (``tests/test_robust_kernel.py``).
+
+numba is imported on the first robust batch only (about 0.4 s), and the
+compiled function is cached on disk next to this file (or in numba's user cache
+when that is read-only), so only the first run on a machine compiles it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+#: ``GOLDFISH_PREP_ROBUST_KERNEL=numpy`` selects the numpy kernel even where numba is installed
+KERNEL_VARIABLE = "GOLDFISH_PREP_ROBUST_KERNEL"
+
+_SPACE = 0x20
+_HYPHEN = 0x2D
+
+
+#: columns of a row of ``_id_tables``: one 64-byte row per id, so a token usually costs one cache line
+_CHARS, _SUM, _POWER, _INVERSE, _ENDS, _UNITS, _UNIT_PREFIX = range(7)
+_LOW = np.uint64(0xFFFFFFFF)
+_HIGH = np.uint64(32)
+_ONE = np.uint64(1)
+
+
+def _id_tables(
+    chars: npt.NDArray[np.uint32],
+    offsets: npt.NDArray[np.int64],
+    word: npt.NDArray[np.bool_],
+    offset: np.uint64,
+    base: np.uint64,
+    inverse: np.uint64,
+    rows: npt.NDArray[np.uint64],
+) -> npt.NDArray[np.uint64]:
+    """Per id, what a token adds when its characters are kept whole (the usual case), so most tokens cost
+    one row instead of a loop over their characters; fills ``rows`` (ids x 8) and returns the unit prefixes.
+
+    Row i (two 32-bit halves: low | high << 32): ``CHARS``: id i's characters are
+    ``chars[low:high]``; ``SUM = sum_j (c_j + A) * B**-j`` over them; ``POWER = B**len``;
+    ``INVERSE = B**-len``; ``ENDS``: its first and last characters; ``UNITS``: the
+    units that begin after its first character (they do wherever the token stands)
+    are ``prefixes[low:high]``, each the sum up to the unit's first character, the
+    first of them also in ``UNIT_PREFIX``.
+    """
+    prefixes = np.zeros(len(chars), dtype=np.uint64)
+    units = 0
+    for i in range(len(offsets) - 1):
+        total = np.uint64(0)
+        power = np.uint64(1)
+        inverse_power = np.uint64(1)
+        previous = -1
+        first_unit = units
+        for j in range(offsets[i], offsets[i + 1]):
+            x = np.int64(chars[j])
+            if previous >= 0 and x != _SPACE and not (word[x] and word[previous]):
+                prefixes[units] = total
+                units += 1
+            total += (np.uint64(x) + offset) * inverse_power
+            inverse_power *= inverse
+            power *= base
+            previous = x
+        rows[i, _CHARS] = np.uint64(offsets[i]) | (np.uint64(offsets[i + 1]) << _HIGH)
+        rows[i, _SUM] = total
+        rows[i, _POWER] = power
+        rows[i, _INVERSE] = inverse_power
+        if offsets[i + 1] > offsets[i]:
+            rows[i, _ENDS] = np.uint64(chars[offsets[i]]) | (np.uint64(previous) << _HIGH)
+        rows[i, _UNITS] = np.uint64(first_unit) | (np.uint64(units) << _HIGH)
+        rows[i, _UNIT_PREFIX] = prefixes[first_unit] if units > first_unit else np.uint64(0)
+    return prefixes[:units]
+
+
+def id_tables(
+    chars: npt.NDArray[np.uint32],
+    offsets: npt.NDArray[np.int64],
+    word: npt.NDArray[np.bool_],
+    constants: tuple[np.uint64, np.uint64, np.uint64],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """``_id_tables`` compiled, its rows aligned to cache lines: (rows, prefixes)."""
+    kernels = compiled()
+    assert kernels is not None
+    ids = len(offsets) - 1
+    memory = np.zeros(ids * 8 + 8, dtype=np.uint64)
+    skip = (-memory.ctypes.data % 64) // 8
+    rows = memory[skip : skip + ids * 8].reshape(ids, 8)
+    prefixes = kernels[0](chars, offsets, word, *constants, rows)
+    return rows, prefixes
+
+
+def _scan(
+    ids: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    chars: npt.NDArray[np.uint32],
+    rows: npt.NDArray[np.uint64],
+    prefixes: npt.NDArray[np.uint64],
+    split: npt.NDArray[np.int64],
+    split_chars: npt.NDArray[np.uint32],
+    split_offsets: npt.NDArray[np.int64],
+    word: npt.NDArray[np.bool_],
+    h: int,
+    offset: np.uint64,
+    base: np.uint64,
+    inverse: np.uint64,
+    mix: np.uint64,
+    threshold: np.uint64,
+    dropped: npt.NDArray[np.bool_],
+    eligible: npt.NDArray[np.bool_],
+) -> None:
+    """The loop above over a flat batch; written to be compiled by numba.
+
+    ``chars``: the normalised characters of every id, ``rows`` and ``prefixes``
+    their ``_id_tables``; ``split`` (ascending): the tokens whose characters are
+    instead ``split_chars[split_offsets[j]:split_offsets[j+1]]``; ``word[c]``: c
+    is a word character. A token whose first character collapses into the one
+    before, or that splits a character, goes character by character.
+    """
+    n = len(ids)
+    size = 1
+    while size < h:
+        size *= 2
+    ring = np.zeros(size, dtype=np.uint64)  # P at the last h unit starts, by unit index mod size (>= h)
+    mask = size - 1
+    shift = np.uint64(32)
+    next_split = 0
+    document = 0
+    prefix = np.uint64(0)
+    inverse_power = np.uint64(1)  # B**-q, q: characters kept so far
+    last_power = inverse  # B**(q-1)
+    units = 0
+    previous = -1  # the last character kept in this document (-1: none yet)
+    for t in range(n):
+        if document < len(starts) and t == starts[document]:
+            units = 0
+            previous = -1
+            while document < len(starts) and starts[document] == t:  # empty documents too
+                document += 1
+        token = ids[t]
+        row = rows[token]
+        if next_split < len(split) and split[next_split] == t:  # its characters from the batch's decode
+            kept = False
+            for i in range(split_offsets[next_split], split_offsets[next_split + 1]):
+                x = np.int64(split_chars[i])
+                if (x == _SPACE or x == _HYPHEN) and x == previous:
+                    continue
+                if x != _SPACE and not (previous >= 0 and word[x] and word[previous]):
+                    ring[units & mask] = prefix
+                    units += 1
+                prefix += (np.uint64(x) + offset) * inverse_power
+                inverse_power *= inverse
+                last_power *= base
+                previous = x
+                kept = True
+            next_split += 1
+            if not kept:
+                continue
+        else:
+            bounds = row[_CHARS]
+            if (bounds & _LOW) == (bounds >> _HIGH):  # spells nothing
+                continue
+            ends = row[_ENDS]
+            first = np.int64(ends & _LOW)
+            if (first == _SPACE or first == _HYPHEN) and first == previous:  # collapses into the character before
+                for i in range(np.int64(bounds & _LOW) + 1, np.int64(bounds >> _HIGH)):
+                    x = np.int64(chars[i])
+                    if x != _SPACE and not (word[x] and word[previous]):
+                        ring[units & mask] = prefix
+                        units += 1
+                    prefix += (np.uint64(x) + offset) * inverse_power
+                    inverse_power *= inverse
+                    last_power *= base
+                    previous = x
+                if (bounds >> _HIGH) - (bounds & _LOW) == _ONE:
+                    continue
+            else:  # kept whole: its first unit depends on the character before, the others are the table's
+                if first != _SPACE and not (previous >= 0 and word[first] and word[previous]):
+                    ring[units & mask] = prefix
+                    units += 1
+                inner = row[_UNITS]
+                low = np.int64(inner & _LOW)
+                high = np.int64(inner >> _HIGH)
+                if high > low:
+                    ring[units & mask] = prefix + inverse_power * row[_UNIT_PREFIX]
+                    units += 1
+                    for u in range(low + 1, high):
+                        ring[units & mask] = prefix + inverse_power * prefixes[u]
+                        units += 1
+                prefix += inverse_power * row[_SUM]
+                inverse_power *= row[_INVERSE]
+                last_power *= row[_POWER]
+                previous = np.int64(ends >> _HIGH)
+        if units >= h:
+            eligible[t] = True
+            w = (prefix - ring[(units - h) & mask]) * last_power  # times B**(e-1)
+            dropped[t] = ((w ^ (w >> shift)) * mix) < threshold
+
+
+@functools.lru_cache(maxsize=1)
+def compiled() -> tuple[Callable[..., npt.NDArray[np.uint64]], Callable[..., None]] | None:
+    """``_id_tables`` and ``_scan`` compiled by numba, or None (numba missing, or the numpy kernel asked for)."""
+    if os.environ.get(KERNEL_VARIABLE, "").strip().lower() == "numpy":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    try:
+        return numba.njit(cache=True, nogil=True)(_id_tables), numba.njit(cache=True, nogil=True)(_scan)
+    except RuntimeError:  # no writable cache location: compile in memory, each process
+        return numba.njit(nogil=True)(_id_tables), numba.njit(nogil=True)(_scan)
