@@ -9,22 +9,31 @@ and hand-made inputs at the edges: characters split over several tokens with
 empty tokens between them, a document opening with continuation bytes, runs of
 spaces and hyphens across tokens and documents, tokens whose whole text
 collapses away, many short documents per block, and blocks cut small.
+
+Every test here runs twice: with the numpy kernel and with the compiled scan
+(``robust_compiled``, numba), which reads the same table and must give the same
+bytes; both are held to the reference, and to each other on real text.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goldfish_prep.strategies import robust
+from goldfish_prep.strategies import robust, robust_compiled
 from goldfish_prep.strategies.normalised_pieces import NormalisedPieces
 from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_tokens
 from goldfish_prep.tokenizers import load_tokenizer
 from goldfish_prep.tokenizers.token_bytes import token_bytes
+from tests.near_copies import edit
 from tests.reference_robust import normalise_one, reference_decisions, reference_normalised
 
 #: a hand-made vocabulary aimed at the kernel's edges
@@ -38,6 +47,34 @@ EDGES = [
     b"\xf0\x9f", b"\x90\x9f", b"\xf0\x9f\x90\x9f",  # an astral character whole and split
 ]
 # fmt: on
+
+
+@pytest.fixture(scope="module", params=["numpy", "compiled"], autouse=True)
+def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the module under each kernel (module-scoped: hypothesis tests take no function-scoped fixture)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    before = os.environ.get(robust_compiled.KERNEL_VARIABLE)
+    os.environ[robust_compiled.KERNEL_VARIABLE] = request.param
+    yield request.param
+    if before is None:
+        del os.environ[robust_compiled.KERNEL_VARIABLE]
+    else:
+        os.environ[robust_compiled.KERNEL_VARIABLE] = before
+
+
+def test_the_kernel_asked_for_runs(kernel: str) -> None:
+    """The compiled kernel really runs where numba is installed (not a silent fallback), and numpy when asked."""
+    assert robust_compiled.use_compiled(1) is (kernel == "compiled")
+
+
+def test_spec_vectors(kernel: str) -> None:
+    vectors = json.loads((Path(__file__).parent / "data" / "robust_spec_v1_vectors.json").read_text(encoding="utf-8"))
+    for case in vectors["cases"]:
+        table = TokenBytes.from_list([p.encode("latin-1") for p in case["token_bytes_latin1"]])
+        ids = np.asarray(case["ids"], dtype=np.int64)
+        dropped, _ = decide(ids, np.zeros(1, np.int64), table, case["context_width"], case["k"], case["seed"])
+        assert np.flatnonzero(dropped).tolist() == case["dropped"], case["text"]
 
 
 def check_against_reference(table: TokenBytes, pieces: list[bytes], docs: list[list[int]], k: int, h: int, seed: int) -> None:
@@ -159,3 +196,45 @@ def test_context_before_a_piece_never_starts_inside_a_character(monkeypatch: pyt
     monkeypatch.setattr(robust, "_LOOKBACK", (0, 1))  # context of 1, then 4 tokens: b"\xac" onwards
     for seed in range(12):
         check_against_reference(TokenBytes.from_list(EDGES), EDGES, [doc], 2, 1, seed)
+
+
+def real_text_batch(seed: int) -> list[str]:
+    """Documents of prose, code, near-copies and non-Latin text: long ones (numpy cuts them in blocks), short
+    and empty ones, runs of spaces and dashes, CJK and emoji that cl100k splits inside characters."""
+    rng = random.Random(seed)
+    words = "the goldfish loss drops one token in k from the loss so a model cannot recite its data".split()
+    prose = " ".join(rng.choice(words) for _ in range(400)) + ". "
+    code = "def f(x):\n    return x  --  1  # a -- b\n\n\tif a_b.c(x): y = [1, 2]\n" * 20
+    other = "中文字符，测试。 Ünïcödé — “quotes” ‘x’ ﬁ … 🐟🐠 Ａ\u00a0b \u00ad " * 30
+    docs = [prose * 60, code, other, edit(prose, rng), "", " ", "-", "  --  ", edit(other, rng), prose[:50]]
+    rng.shuffle(docs)
+    return docs
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("h", [1, 13])
+def test_the_kernels_agree_on_real_text(monkeypatch: pytest.MonkeyPatch, kernel: str, seed: int, h: int) -> None:
+    """The two kernels, in one process, on cl100k ids of real-looking text (a long document over several numpy blocks)."""
+    monkeypatch.setattr(robust, "_BLOCK", 4096)
+    tokenizer = load_tokenizer("cl100k_base")
+    table = token_bytes(tokenizer)
+    docs = tokenizer.encode_batch(real_text_batch(seed))
+    ids = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
+    starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
+    assert max(len(d) for d in docs) > 4 * robust._BLOCK
+    results = {}
+    for name in ("numpy", "compiled"):
+        os.environ[robust_compiled.KERNEL_VARIABLE] = name
+        results[name] = decide(ids, starts, table, h, 3, seed)
+    os.environ[robust_compiled.KERNEL_VARIABLE] = kernel
+    assert np.array_equal(results["numpy"][0], results["compiled"][0])
+    assert np.array_equal(results["numpy"][1], results["compiled"][1])
+    assert 0 < results["numpy"][0].sum() < results["numpy"][1].sum()  # repeated text: any rate, but some of each
+
+
+def test_auto_switches_to_compiled_after_the_first_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto``: numpy for a process's first ``NUMPY_FIRST`` tokens, then compiled (where numba is installed)."""
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
+    monkeypatch.setattr(robust_compiled, "NUMPY_FIRST", 100)
+    monkeypatch.setattr(robust_compiled, "_numpy_tokens", [0])
+    assert [robust_compiled.use_compiled(60) for _ in range(3)] == [False, False, robust_compiled.compiled() is not None]

@@ -1,32 +1,34 @@
-"""``robust``'s decisions in one compiled pass over the tokens (numba), the spec's own loop.
+"""``robust``'s decisions in one compiled pass over the tokens (numba): the spec's own loop.
 
 Why a second kernel: the numpy kernel (``robust.decide``) materialises the
-normalised text and runs about 15 array passes over it, about 12x goldfish's
+normalised text and runs about 15 array passes over it, about 10x goldfish's
 time, which made the whole ``mask`` pipeline with ``robust`` about 0.7x as fast
 as with ``goldfish``. The spec is a left-to-right scan, so a compiled loop does
-it in one pass with a handful of integer operations per normalised character,
-and nothing is materialised: each token's normalised characters come from the
-same per-id table (``NormalisedPieces``), tokens that split a UTF-8 character
-from the same per-batch decode (``normalised_pieces.split_characters``).
+it in one pass, and nothing is materialised. Per document (mod 2**64)::
 
-The scan, per document (all arithmetic mod 2**64)::
-
-    for each normalised character x of the token, at position q:
+    for each normalised character x, at position q:
         skip x if it is " " or "-" and equals the last character kept (runs collapse)
-        a unit begins at x unless x is " ", or x and the character before are word characters
-        at a unit start: remember P (the prefix below at q) in a ring of the last h starts
+        a unit begins at x unless x is " ", or x and the character kept before are word characters
+        at a unit start: remember P (the prefix below, at q) in a ring of the last h starts
         P += (x + A) * B**-q
-    token ends at e after keeping any character, with h units begun:
-        w = (P - P at the h-th last unit start) * B**(e-1)     # = sum_{q=s}^{e-1} (S[q] + A) * B**(e-1-q)
+    a token that kept a character, ending at e, with h units begun:
+        w = (P - P at the h-th last unit start) * B**(e-1)   # = sum_{q=s}^{e-1} (S[q] + A) * B**(e-1-q)
         drop iff (w ^ (w >> 32)) * M < 2**64 // k
 
-which is the spec's ``w`` with the offset ``A`` folded into the prefix sum. The
-numpy kernel stays as the fallback (numba missing, or ``GOLDFISH_PREP_ROBUST_KERNEL=numpy``)
-and both are held to the plain-Python reference (``tests/test_robust_kernel.py``).
+which is the spec's ``w`` with the offset ``A`` folded into the prefix sum.
+Most tokens do not even loop over their characters: a token whose characters
+are all kept adds what its id always adds (``_id_tables``: the sum, the powers,
+the units after its first character), read from one 64-byte row per id; only
+its first character's unit depends on the character before. Tokens whose first
+character collapses, and tokens that split a UTF-8 character (decoded per batch
+as for the numpy kernel, ``normalised_pieces.split_characters``), go character
+by character. Both kernels are held to the plain-Python reference
+(``tests/test_robust_kernel.py``) and give the same bytes.
 
-numba is imported on the first robust batch only (about 0.4 s), and the
-compiled function is cached on disk next to this file (or in numba's user cache
-when that is read-only), so only the first run on a machine compiles it.
+numba is imported when first needed (``use_compiled``), and the compiled
+functions are cached on disk (next to this file, or in numba's user cache where
+that is read-only), so only the first run on a machine compiles them (a few
+seconds); where numba is missing, the numpy kernel runs.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-#: ``GOLDFISH_PREP_ROBUST_KERNEL=numpy`` selects the numpy kernel even where numba is installed
+#: ``GOLDFISH_PREP_ROBUST_KERNEL``: ``numpy``, ``compiled`` or ``auto`` (the default; ``use_compiled``)
 KERNEL_VARIABLE = "GOLDFISH_PREP_ROBUST_KERNEL"
 
 _SPACE = 0x20
@@ -223,11 +225,33 @@ def _scan(
             dropped[t] = ((w ^ (w >> shift)) * mix) < threshold
 
 
+def use_compiled(tokens: int) -> bool:
+    """Whether to mask the next ``tokens`` tokens with the compiled kernel (both give the same bytes).
+
+    ``GOLDFISH_PREP_ROBUST_KERNEL``: ``numpy`` or ``compiled`` (numba, where installed)
+    choose; otherwise (``auto``) a process masks its first ``NUMPY_FIRST`` tokens
+    with numpy, then compiled. Loading numba costs a process about 0.5 s of CPU
+    (its import and code generator), what the numpy kernel spends on about 7 M
+    tokens at 73 ns a token more than the compiled one: small jobs never pay it,
+    and a large one pays at most about twice the least it could have.
+    """
+    mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
+    if mode == "numpy":
+        return False
+    if mode != "compiled" and _numpy_tokens[0] < NUMPY_FIRST:
+        _numpy_tokens[0] += tokens
+        return False
+    return compiled() is not None
+
+
+#: tokens a process masks with the numpy kernel before it loads the compiled one (``auto``)
+NUMPY_FIRST = 8_000_000
+_numpy_tokens = [0]
+
+
 @functools.lru_cache(maxsize=1)
 def compiled() -> tuple[Callable[..., npt.NDArray[np.uint64]], Callable[..., None]] | None:
-    """``_id_tables`` and ``_scan`` compiled by numba, or None (numba missing, or the numpy kernel asked for)."""
-    if os.environ.get(KERNEL_VARIABLE, "").strip().lower() == "numpy":
-        return None
+    """``_id_tables`` and ``_scan`` compiled by numba (cached on disk), or None where numba is missing."""
     try:
         import numba
     except ImportError:
