@@ -134,6 +134,34 @@ def test_the_table_holds_each_ids_normalised_characters() -> None:
         assert table.whole[i] and "".join(map(chr, table.flat[table.offsets[i] : table.offsets[i + 1]].tolist())) == expected
 
 
+def expected_entry(piece: bytes) -> str | None:
+    """A table entry by the definition: N of the piece's characters, its runs collapsed (None: does not decode alone)."""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    expected = "".join(normalise_one(c) for c in text)
+    while "  " in expected or "--" in expected:
+        expected = expected.replace("  ", " ").replace("--", "-")
+    return expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=6), st.sampled_from(EDGES + [b"\x00", b"a\x00", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"])), max_size=12
+    )
+)
+def test_the_table_decodes_all_pieces_at_once_as_each_alone(pieces: list[bytes]) -> None:
+    """``from_bytes`` decodes every piece in one call: no piece's bytes may run on into the next one's."""
+    table = NormalisedPieces.build(pieces)
+    for i, piece in enumerate(pieces):
+        expected = expected_entry(piece)
+        assert bool(table.whole[i]) is (expected is not None)
+        assert bool(table.solid[i]) is (expected is not None and len(piece) > 0)
+        assert "".join(map(chr, table.flat[table.offsets[i] : table.offsets[i + 1]].tolist())) == (expected or "")
+
+
 @pytest.fixture(scope="module")
 def cl100k_pools() -> tuple[TokenBytes, list[bytes], list[list[int]]]:
     """cl100k's ids in pools: split characters, empty, space/hyphen, other non-ASCII, any."""
@@ -145,6 +173,15 @@ def cl100k_pools() -> tuple[TokenBytes, list[bytes], list[list[int]]]:
     runs = [i for i, p in enumerate(pieces) if p and (p[:1] in (b" ", b"-", b"\n") or p[-1:] in (b" ", b"-", b"\n")) and len(p) < 4]
     wide = [i for i, p in enumerate(pieces) if whole[i] and any(b >= 0x80 for b in p)]
     return table, pieces, [split, empty, runs, wide, list(range(len(pieces)))]
+
+
+def test_cl100k_table_by_the_definition(cl100k_pools: tuple[TokenBytes, list[bytes], list[list[int]]]) -> None:
+    table, pieces, _ = cl100k_pools
+    normalised = table.normalised
+    for i in range(0, len(pieces), 7):  # a seventh of the ids: the definition costs about 10 us an id
+        expected = expected_entry(pieces[i])
+        assert bool(normalised.whole[i]) is (expected is not None)
+        assert "".join(map(chr, normalised.flat[normalised.offsets[i] : normalised.offsets[i + 1]].tolist())) == (expected or "")
 
 
 @settings(max_examples=25, deadline=None)
