@@ -275,3 +275,24 @@ def test_auto_switches_to_compiled_after_the_first_tokens(monkeypatch: pytest.Mo
     monkeypatch.setattr(robust_compiled, "NUMPY_FIRST", 100)
     monkeypatch.setattr(robust_compiled, "_numpy_tokens", [0])
     assert [robust_compiled.use_compiled(60) for _ in range(3)] == [False, False, robust_compiled.compiled() is not None]
+
+
+@pytest.mark.parametrize("bad", [-1, len(EDGES), 2**31 - 1])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_ids_outside_the_table_are_refused_before_any_is_read(kernel: str, bad: int, dtype: type) -> None:
+    table = TokenBytes.from_list(EDGES)
+    ids = np.array([0, 1, 2, bad, 3], dtype=dtype)
+    with pytest.raises(ValueError, match="outside the tokenizer's"):
+        decide(ids, np.array([0, 2]), table, 1, 2, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.uint32, np.int64])
+def test_any_integer_ids_give_the_same_decisions(kernel: str, dtype: type) -> None:
+    table = TokenBytes.from_list(EDGES)
+    rng = random.Random(3)
+    ids = np.array([rng.randrange(len(EDGES)) for _ in range(500)], dtype=np.int64)
+    starts = np.array([0, 100, 250, 250, 400])
+    expected = decide(ids, starts, table, 3, 2, 9)
+    reversed_copy = ids.astype(dtype)[::-1].copy()
+    got = decide(reversed_copy[::-1], starts, table, 3, 2, 9)  # the same ids, as a view with a negative stride
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))

@@ -165,11 +165,19 @@ def gather_normalised(
 
 
 def split_characters(
-    ids: npt.NDArray[np.int64], starts: npt.NDArray[np.int64], spelling: Spelling, table: NormalisedPieces
+    ids: npt.NDArray[np.integer],
+    starts: npt.NDArray[np.int64],
+    spelling: Spelling,
+    table: NormalisedPieces,
+    unsolid: npt.NDArray[np.int64] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
     """The tokens that split a character (ascending), and their normalised characters: token ``split[j]``'s
-    are ``chars[offsets[j]:offsets[j+1]]`` (runs collapsed inside each, as in the table; empty when none)."""
-    unsolid = np.flatnonzero(~np.take(table.solid, ids))  # few: split and empty tokens (a split one is never solid)
+    are ``chars[offsets[j]:offsets[j+1]]`` (runs collapsed inside each, as in the table; empty when none).
+
+    ``unsolid``: the tokens whose id is not ``table.solid``, where the caller has them already.
+    """
+    if unsolid is None:  # few: split and empty tokens (a split one is never solid)
+        unsolid = np.flatnonzero(~np.take(table.solid, ids))
     split = unsolid[~np.take(table.whole, np.take(ids, unsolid))]
     if len(split) == 0:
         return split, np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64)
@@ -216,7 +224,7 @@ def _collapse_across(
 
 
 def _decode_runs(
-    ids: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.integer],
     split: npt.NDArray[np.int64],
     starts: npt.NDArray[np.int64],
     spelling: Spelling,

@@ -167,17 +167,18 @@ def decide(
     >>> dropped[[1]].tolist() == dropped[[4]].tolist(), eligible.tolist()
     (True, [True, True, True, True, True])
     """
+    doc_starts = np.asarray(starts, dtype=np.int64)
+    threshold = np.uint64((1 << 64) // k)
+    if len(ids) and robust_compiled.use_compiled(len(ids)):
+        # int32 ids (the pipeline's) are read as they are: a copy to int64 would cost about what the scan does
+        given = np.ascontiguousarray(ids) if ids.dtype in (np.int32, np.int64) else np.asarray(ids, dtype=np.int64)
+        return _decide_compiled(given, doc_starts, table, context_width, seed, threshold)
     flat = np.asarray(ids, dtype=np.int64)
     n = len(flat)
     dropped = np.zeros(n, dtype=np.bool_)
     eligible = np.zeros(n, dtype=np.bool_)
     if n and (flat.min() < 0 or flat.max() >= table.vocab_size):
-        raise ValueError(f"token id outside the tokenizer's {table.vocab_size} ids")
-    doc_starts = np.asarray(starts, dtype=np.int64)
-    threshold = np.uint64((1 << 64) // k)
-    if n and robust_compiled.use_compiled(n):
-        _decide_compiled(flat, doc_starts, table, context_width, seed, threshold, dropped, eligible)
-        return dropped, eligible
+        raise ValueError(_OUTSIDE.format(table.vocab_size))
     bounds = np.append(doc_starts, n)
     a = 0
     while a < n:
@@ -191,15 +192,8 @@ def decide(
 
 
 def _decide_compiled(
-    flat: npt.NDArray[np.int64],
-    doc_starts: npt.NDArray[np.int64],
-    table: TokenBytes,
-    h: int,
-    seed: int,
-    threshold: np.uint64,
-    dropped: npt.NDArray[np.bool_],
-    eligible: npt.NDArray[np.bool_],
-) -> None:
+    ids: npt.NDArray[np.integer], doc_starts: npt.NDArray[np.int64], table: TokenBytes, h: int, seed: int, threshold: np.uint64
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """``decide`` by the compiled scan (``robust_compiled``): the same table, split characters decoded as above."""
     kernels = robust_compiled.compiled()
     assert kernels is not None
@@ -213,9 +207,14 @@ def _decide_compiled(
             _ID_TABLES.clear()
         cached = (pieces, robust_compiled.id_tables(pieces.flat, pieces.offsets, word_table(), (offset, base, inverse)))
         _ID_TABLES[key] = cached
-    split, split_chars, split_offsets = split_characters(flat, doc_starts, table, pieces)
-    kernels[1](
-        flat,
+    unsolid, outside = kernels.unsolid(ids, pieces.solid)  # checks every id before any table is read at one
+    if outside >= 0:
+        raise ValueError(_OUTSIDE.format(table.vocab_size))
+    split, split_chars, split_offsets = split_characters(ids, doc_starts, table, pieces, unsolid)
+    dropped = np.empty(len(ids), dtype=np.bool_)
+    eligible = np.empty(len(ids), dtype=np.bool_)
+    kernels.scan(
+        ids,
         doc_starts,
         pieces.flat,
         *cached[1],
@@ -232,7 +231,10 @@ def _decide_compiled(
         dropped,
         eligible,
     )
+    return dropped, eligible
 
+
+_OUTSIDE = "token id outside the tokenizer's {} ids"
 
 #: ``robust_compiled._id_tables`` per normalised table and seed: (the table, its tables)
 _ID_TABLES: dict[tuple[int, int], tuple[NormalisedPieces, tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]]] = {}

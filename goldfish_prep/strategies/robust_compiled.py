@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -52,6 +53,9 @@ _CHARS, _SUM, _POWER, _INVERSE, _ENDS, _UNITS, _UNIT_PREFIX = range(7)
 _LOW = np.uint64(0xFFFFFFFF)
 _HIGH = np.uint64(32)
 _ONE = np.uint64(1)
+#: bits of ``ENDS``: the first character (21 bits), the last, whether each is a word character, whether the first is not " "
+_CHAR = np.uint64(0x1FFFFF)
+_LAST, _FIRST_WORD, _LAST_WORD, _FIRST_STARTS = np.uint64(21), np.uint64(42), np.uint64(43), np.uint64(44)
 
 
 def _id_tables(
@@ -68,7 +72,8 @@ def _id_tables(
 
     Row i (two 32-bit halves: low | high << 32): ``CHARS``: id i's characters are
     ``chars[low:high]``; ``SUM = sum_j (c_j + A) * B**-j`` over them; ``POWER = B**len``;
-    ``INVERSE = B**-len``; ``ENDS``: its first and last characters; ``UNITS``: the
+    ``INVERSE = B**-len``; ``ENDS``: its first and last characters, whether each is
+    a word character, whether the first is not a space; ``UNITS``: the
     units that begin after its first character (they do wherever the token stands)
     are ``prefixes[low:high]``, each the sum up to the unit's first character, the
     first of them also in ``UNIT_PREFIX``.
@@ -95,7 +100,14 @@ def _id_tables(
         rows[i, _POWER] = power
         rows[i, _INVERSE] = inverse_power
         if offsets[i + 1] > offsets[i]:
-            rows[i, _ENDS] = np.uint64(chars[offsets[i]]) | (np.uint64(previous) << _HIGH)
+            first = np.int64(chars[offsets[i]])
+            rows[i, _ENDS] = (
+                np.uint64(first)
+                | (np.uint64(previous) << _LAST)
+                | (np.uint64(word[first]) << _FIRST_WORD)
+                | (np.uint64(word[previous]) << _LAST_WORD)
+                | (np.uint64(first != _SPACE) << _FIRST_STARTS)
+            )
         rows[i, _UNITS] = np.uint64(first_unit) | (np.uint64(units) << _HIGH)
         rows[i, _UNIT_PREFIX] = prefixes[first_unit] if units > first_unit else np.uint64(0)
     return prefixes[:units]
@@ -114,12 +126,26 @@ def id_tables(
     memory = np.zeros(ids * 8 + 8, dtype=np.uint64)
     skip = (-memory.ctypes.data % 64) // 8
     rows = memory[skip : skip + ids * 8].reshape(ids, 8)
-    prefixes = kernels[0](chars, offsets, word, *constants, rows)
+    prefixes = kernels.id_tables(chars, offsets, word, *constants, rows)
     return rows, prefixes
 
 
+def _unsolid(ids: npt.NDArray[np.integer], solid: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], int]:
+    """The tokens (ascending) whose id is not ``solid`` (empty, or splits a character), and the first token
+    whose id is outside the table (-1: none), checked before any table is read at an id."""
+    found = np.empty(len(ids), dtype=np.int64)  # few are written: only their pages are ever touched
+    count = 0
+    for t in range(len(ids)):
+        token = ids[t]
+        if token < 0 or token >= len(solid):
+            return found[:0], t
+        found[count] = t
+        count += 1 - np.int64(solid[token])
+    return found[:count].copy(), -1
+
+
 def _scan(
-    ids: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.integer],
     starts: npt.NDArray[np.int64],
     chars: npt.NDArray[np.uint32],
     rows: npt.NDArray[np.uint64],
@@ -146,10 +172,12 @@ def _scan(
     before, or that splits a character, goes character by character.
     """
     n = len(ids)
-    size = 1
-    while size < h:
+    size = 2
+    while size <= h:
         size *= 2
-    ring = np.zeros(size, dtype=np.uint64)  # P at the last h unit starts, by unit index mod size (>= h)
+    # P at the last h unit starts, by unit index mod size; size > h, so the slot of the next unit, which may be
+    # written before it is known to begin, never holds one of the last h
+    ring = np.zeros(size, dtype=np.uint64)
     mask = size - 1
     shift = np.uint64(32)
     next_split = 0
@@ -159,66 +187,75 @@ def _scan(
     last_power = inverse  # B**(q-1)
     units = 0
     previous = -1  # the last character kept in this document (-1: none yet)
+    previous_word = np.uint64(0)  # 1 where it is a word character
     for t in range(n):
         if document < len(starts) and t == starts[document]:
             units = 0
             previous = -1
+            previous_word = np.uint64(0)
             while document < len(starts) and starts[document] == t:  # empty documents too
                 document += 1
+        dropped[t] = False  # the outputs are not cleared beforehand: every token writes both
+        eligible[t] = False
         token = ids[t]
         row = rows[token]
+        kept = False
         if next_split < len(split) and split[next_split] == t:  # its characters from the batch's decode
-            kept = False
             for i in range(split_offsets[next_split], split_offsets[next_split + 1]):
                 x = np.int64(split_chars[i])
                 if (x == _SPACE or x == _HYPHEN) and x == previous:
                     continue
-                if x != _SPACE and not (previous >= 0 and word[x] and word[previous]):
+                is_word = np.uint64(word[x])
+                if x != _SPACE and not (previous_word & is_word):
                     ring[units & mask] = prefix
                     units += 1
                 prefix += (np.uint64(x) + offset) * inverse_power
                 inverse_power *= inverse
                 last_power *= base
                 previous = x
+                previous_word = is_word
                 kept = True
             next_split += 1
-            if not kept:
-                continue
         else:
             bounds = row[_CHARS]
+            ends = row[_ENDS]
+            first = np.int64(ends & _CHAR)
             if (bounds & _LOW) == (bounds >> _HIGH):  # spells nothing
                 continue
-            ends = row[_ENDS]
-            first = np.int64(ends & _LOW)
             if (first == _SPACE or first == _HYPHEN) and first == previous:  # collapses into the character before
                 for i in range(np.int64(bounds & _LOW) + 1, np.int64(bounds >> _HIGH)):
                     x = np.int64(chars[i])
-                    if x != _SPACE and not (word[x] and word[previous]):
+                    is_word = np.uint64(word[x])
+                    if x != _SPACE and not (previous_word & is_word):
                         ring[units & mask] = prefix
                         units += 1
                     prefix += (np.uint64(x) + offset) * inverse_power
                     inverse_power *= inverse
                     last_power *= base
                     previous = x
-                if (bounds >> _HIGH) - (bounds & _LOW) == _ONE:
-                    continue
-            else:  # kept whole: its first unit depends on the character before, the others are the table's
-                if first != _SPACE and not (previous >= 0 and word[first] and word[previous]):
-                    ring[units & mask] = prefix
-                    units += 1
+                    previous_word = is_word
+                    kept = True
+            else:
+                # kept whole (the usual case): its first unit depends on the character before, the others
+                # are the table's; branch-free for the first unit and one more, as most tokens have
+                ring[units & mask] = prefix
+                units += np.int64(((ends >> _FIRST_STARTS) & ~(previous_word & (ends >> _FIRST_WORD))) & _ONE)
                 inner = row[_UNITS]
                 low = np.int64(inner & _LOW)
                 high = np.int64(inner >> _HIGH)
-                if high > low:
-                    ring[units & mask] = prefix + inverse_power * row[_UNIT_PREFIX]
+                ring[units & mask] = prefix + inverse_power * row[_UNIT_PREFIX]
+                units += min(high - low, 1)
+                for u in range(low + 1, high):
+                    ring[units & mask] = prefix + inverse_power * prefixes[u]
                     units += 1
-                    for u in range(low + 1, high):
-                        ring[units & mask] = prefix + inverse_power * prefixes[u]
-                        units += 1
                 prefix += inverse_power * row[_SUM]
                 inverse_power *= row[_INVERSE]
                 last_power *= row[_POWER]
-                previous = np.int64(ends >> _HIGH)
+                previous = np.int64((ends >> _LAST) & _CHAR)
+                previous_word = (ends >> _LAST_WORD) & _ONE
+                kept = True
+        if not kept:
+            continue
         if units >= h:
             eligible[t] = True
             w = (prefix - ring[(units - h) & mask]) * last_power  # times B**(e-1)
@@ -250,13 +287,23 @@ _numpy_tokens = [0]
 
 
 @functools.lru_cache(maxsize=1)
-def compiled() -> tuple[Callable[..., npt.NDArray[np.uint64]], Callable[..., None]] | None:
-    """``_id_tables`` and ``_scan`` compiled by numba (cached on disk), or None where numba is missing."""
+def compiled() -> Kernels | None:
+    """The functions above compiled by numba (cached on disk), or None where numba is missing."""
     try:
         import numba
     except ImportError:
         return None
     try:
-        return numba.njit(cache=True, nogil=True)(_id_tables), numba.njit(cache=True, nogil=True)(_scan)
+        jit = numba.njit(cache=True, nogil=True)
+        return Kernels(jit(_id_tables), jit(_unsolid), jit(_scan))
     except RuntimeError:  # no writable cache location: compile in memory, each process
-        return numba.njit(nogil=True)(_id_tables), numba.njit(nogil=True)(_scan)
+        jit = numba.njit(nogil=True)
+        return Kernels(jit(_id_tables), jit(_unsolid), jit(_scan))
+
+
+class Kernels(NamedTuple):
+    """``_id_tables``, ``_unsolid`` and ``_scan``, compiled."""
+
+    id_tables: Callable[..., npt.NDArray[np.uint64]]
+    unsolid: Callable[..., tuple[npt.NDArray[np.int64], int]]
+    scan: Callable[..., None]
