@@ -265,12 +265,12 @@ def _scan(
 def use_compiled(tokens: int) -> bool:
     """Whether to mask the next ``tokens`` tokens with the compiled kernel (both give the same bytes).
 
-    ``GOLDFISH_PREP_ROBUST_KERNEL``: ``numpy`` or ``compiled`` (numba, where installed)
-    choose; otherwise (``auto``) a process masks its first ``NUMPY_FIRST`` tokens
-    with numpy, then compiled. Loading numba costs a process about 0.5 s of CPU
-    (its import and code generator), what the numpy kernel spends on about 7 M
-    tokens at 73 ns a token more than the compiled one: small jobs never pay it,
-    and a large one pays at most about twice the least it could have.
+    ``GOLDFISH_PREP_ROBUST_KERNEL``: ``numpy`` or ``compiled`` (numba, where
+    installed) choose; otherwise (``auto``) a process masks its first
+    ``NUMPY_FIRST`` tokens with numpy, then compiled. Loading numba costs a
+    process about 0.5 s of CPU (its import and code generator), and saves about
+    70 ns a token: a small job (a few MB of text) never pays it, and a large one
+    spends at most about 0.15 s more than compiled from its first token would.
     """
     mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
     if mode == "numpy":
@@ -282,7 +282,7 @@ def use_compiled(tokens: int) -> bool:
 
 
 #: tokens a process masks with the numpy kernel before it loads the compiled one (``auto``)
-NUMPY_FIRST = 8_000_000
+NUMPY_FIRST = 2_000_000
 _numpy_tokens = [0]
 
 
