@@ -13,7 +13,7 @@ start-up costs weigh as they would on a real corpus.
 - process: ``goldfish-prep mask`` as a whole new process each time, goldfish
   and robust alternating (start-up, table building and loading numba
   included), wall seconds and the children's CPU seconds; robust with the
-  default kernel choice (``auto``: numpy for a process's first 2 M tokens) and
+  default kernel choice (``auto``: numpy for a process's first 6 M tokens) and
   with the compiled kernel from the first token.
 
 Ratios are robust's speed over goldfish's, from rounds run back to back: on a

@@ -268,9 +268,11 @@ def use_compiled(tokens: int) -> bool:
     ``GOLDFISH_PREP_ROBUST_KERNEL``: ``numpy`` or ``compiled`` (numba, where
     installed) choose; otherwise (``auto``) a process masks its first
     ``NUMPY_FIRST`` tokens with numpy, then compiled. Loading numba costs a
-    process about 0.5 s of CPU (its import and code generator), and saves about
-    70 ns a token: a small job (a few MB of text) never pays it, and a large one
-    spends at most about 0.15 s more than compiled from its first token would.
+    process about 0.5 s of CPU (its import and code generator); the compiled
+    kernel saves about 75 ns a token, so it pays off after about 6 M tokens,
+    which is when ``auto`` loads it: a job of up to about 25 MB of text never
+    pays the start-up, and no job spends more than about twice the least it
+    could (the rent-or-buy rule).
     """
     mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
     if mode == "numpy":
@@ -282,7 +284,7 @@ def use_compiled(tokens: int) -> bool:
 
 
 #: tokens a process masks with the numpy kernel before it loads the compiled one (``auto``)
-NUMPY_FIRST = 2_000_000
+NUMPY_FIRST = 6_000_000
 _numpy_tokens = [0]
 
 
