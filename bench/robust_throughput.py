@@ -16,10 +16,11 @@ start-up costs weigh as they would on a real corpus.
   default kernel choice (``auto``: numpy for a process's first 6 M tokens) and
   with the compiled kernel from the first token.
 
-Ratios are robust's speed over goldfish's, from rounds run back to back: on a
-shared machine the absolute figures move with the load, the paired ratios much
-less. Each ratio is printed as the median over rounds of (goldfish time /
-robust time) and as best / best.
+Both strategies run at their default spec version (printed first; v2 for both
+since issue 27 covers document heads). Ratios are robust's speed over
+goldfish's, from rounds run back to back: on a shared machine the absolute
+figures move with the load, the paired ratios much less. Each ratio is printed
+as the median over rounds of (goldfish time / robust time) and as best / best.
 
     python bench/robust_throughput.py --repeats 5
     python bench/robust_throughput.py --repeats 3 --scale 4 --only process
@@ -195,6 +196,8 @@ def main() -> None:
             inputs = corpus_files()
             size = sum(Path(p).stat().st_size for p in inputs)
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; corpus {size / 1e6:.1f} MB")
+        versions = {name: MaskConfig(strategy=name).spec_version for name in ("goldfish", "robust")}
+        print(f"spec versions (the defaults): goldfish v{versions['goldfish']}, robust v{versions['robust']}")
         if "kernel" in parts:
             kernel(args.repeats)
         if "pipeline" in parts:
