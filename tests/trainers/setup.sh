@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One virtual environment per trainer, for tests/test_trainers_*.py.
+#
+# The trainers pin conflicting versions of transformers, datasets and trl, so none of them can live in the
+# suite's own environment. Each venv gets the suite's CPU torch first (torch==2.13.0: a plain "torch"
+# requirement could pull a multi-GB CUDA build), then the trainer at a pinned release.
+#
+# Usage: bash tests/trainers/setup.sh [NAME...]   (default: every trainer below)
+# Venvs go to $GOLDFISH_TRAINERS_DIR (default: .trainers/ in the repository root, which git ignores);
+# one that already imports its trainer is kept as it is. Each install's wall time is printed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root="${GOLDFISH_TRAINERS_DIR:-$PWD/.trainers}"
+mkdir -p "$root"
+
+# name -> pip requirements (after torch==2.13.0) and the module that proves the install
+declare -A reqs=(
+  [llamafactory]="llamafactory==0.9.5"
+  [axolotl]="axolotl==0.21.0"
+  [litgpt]="litgpt==0.5.13"
+  [ms-swift]="ms-swift==4.6.0"
+  [torchtune]="torchtune==0.6.1 torchao==0.18.0"
+  [datasets3]="datasets==3.6.0"
+)
+declare -A probe=([llamafactory]=llamafactory [axolotl]=axolotl [litgpt]=litgpt [ms-swift]=swift [torchtune]=torchtune [datasets3]=datasets)
+
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=(datasets3 llamafactory axolotl litgpt ms-swift torchtune)
+for name in "${names[@]}"; do
+  venv="$root/$name"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import ${probe[$name]}" 2>/dev/null; then
+    echo "trainers: $name ready in $venv"
+    continue
+  fi
+  start=$(date +%s)
+  rm -rf "$venv"
+  python -m venv "$venv"
+  # shellcheck disable=SC2086
+  if [ "$name" = datasets3 ]; then  # the hf export's reader check: datasets 3.x alone, no torch
+    "$venv/bin/pip" install -q ${reqs[$name]}
+  else
+    "$venv/bin/pip" install -q torch==2.13.0 ${reqs[$name]}
+  fi
+  "$venv/bin/python" -c "import ${probe[$name]}"
+  echo "trainers: $name installed in $(( $(date +%s) - start )) s"
+done

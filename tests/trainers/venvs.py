@@ -1,0 +1,60 @@
+"""Where the trainers' virtual environments are, and what a test does when one is missing.
+
+``tests/trainers/setup.sh`` makes one venv per trainer (their pins conflict) under
+``$GOLDFISH_TRAINERS_DIR`` (default ``.trainers/`` in the repository root). A
+test that needs one skips, with the command that makes it, when it is absent on
+a developer's machine; in CI (``GOLDFISH_TRAINERS_REQUIRED=1``, set by .ci/run)
+it fails instead, so a broken install can never pass as a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def venv_root() -> Path:
+    return Path(os.environ.get("GOLDFISH_TRAINERS_DIR", REPO / ".trainers"))
+
+
+def trainer_python(name: str) -> Path:
+    """The python of trainer ``name``'s venv; skips (locally) or fails (CI) when it is not there."""
+    python = venv_root() / name / "bin" / "python"
+    if python.is_file():
+        return python
+    message = f"no {name} venv at {python.parent.parent}: run `bash tests/trainers/setup.sh {name}`"
+    if os.environ.get("GOLDFISH_TRAINERS_REQUIRED") == "1":
+        pytest.fail(message + " (GOLDFISH_TRAINERS_REQUIRED=1: CI must run every trainer)")
+    pytest.skip(message)
+
+
+def run_in(name: str, *args: str | Path, timeout: int = 600, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run ``python ARGS`` in trainer ``name``'s venv, offline, on one thread; its output, or a failure that shows it."""
+    python = trainer_python(name)
+    environment = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "WANDB_DISABLED": "true",
+        "WANDB_MODE": "disabled",
+        "DISABLE_VERSION_CHECK": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": str(HERE),
+        **(env or {}),
+    }
+    environment.pop("VIRTUAL_ENV", None)
+    done = subprocess.run(
+        [str(python), *map(str, args)], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{name} exited {done.returncode}:\n{output[-6000:]}"
+    return output
