@@ -16,13 +16,32 @@ mkdir -p "$root"
 # name -> pip requirements (after torch==2.13.0) and the module that proves the install
 declare -A reqs=(
   [llamafactory]="llamafactory==0.9.5"
-  [axolotl]="axolotl==0.21.0"
+  [axolotl]="axolotl==0.19.0"
   [litgpt]="litgpt==0.5.13"
   [ms-swift]="ms-swift==4.6.0"
-  [torchtune]="torchtune==0.6.1 torchao==0.18.0"
+  [torchtune]="torchtune==0.6.1 torchao==0.11.0"
   [datasets3]="datasets==3.6.0"
 )
 declare -A probe=([llamafactory]=llamafactory [axolotl]=axolotl [litgpt]=litgpt [ms-swift]=swift [torchtune]=torchtune [datasets3]=datasets)
+
+# PyPI's torchvision and torchaudio wheels are built against PyPI's CUDA torch of their own release; with the
+# CPU torch 2.13.0 their operators fail to load ("operator torchvision::nms does not exist", "Could not load
+# _torchaudio.so"), and importing them breaks `import transformers.LlamaConfig`. Text training needs neither:
+# they are uninstalled, and torchaudio (which LLaMA-Factory imports at the top of its multimodal plugin) is
+# replaced by a stub whose every attribute raises. transformers sees no dist-info, so it treats both as absent.
+stub_vision_audio() {
+  local venv="$1" site
+  "$venv/bin/pip" uninstall -y -q torchvision torchaudio 2>/dev/null || true
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  mkdir -p "$site/torchaudio"
+  cat >"$site/torchaudio/__init__.py" <<'STUB'
+"""Stub of goldfish-prep's tests/trainers/setup.sh: PyPI's torchaudio cannot load with CPU torch 2.13.0."""
+
+
+def __getattr__(name):
+    raise ImportError(f"torchaudio.{name}: torchaudio is a stub in this venv (tests/trainers/setup.sh); audio is not supported")
+STUB
+}
 
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(datasets3 llamafactory axolotl litgpt ms-swift torchtune)
@@ -41,6 +60,7 @@ for name in "${names[@]}"; do
   else
     "$venv/bin/pip" install -q torch==2.13.0 ${reqs[$name]}
   fi
+  stub_vision_audio "$venv"
   "$venv/bin/python" -c "import ${probe[$name]}"
   echo "trainers: $name installed in $(( $(date +%s) - start )) s"
 done
