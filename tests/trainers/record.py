@@ -68,18 +68,41 @@ def record_batches(out: Path) -> None:
     transformers.LlamaForCausalLM.forward = forward
 
 
+def record_torchtune(out: Path) -> None:
+    """Record torchtune's batches: the tokens the decoder receives and the labels the loss receives (shifted by the recipe)."""
+    from torchtune.modules import TransformerDecoder
+    from torchtune.modules.loss import CEWithChunkedOutputLoss
+
+    tokens: list[Any] = []
+    decode, loss = TransformerDecoder.forward, CEWithChunkedOutputLoss.forward
+
+    def decoder_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.training:
+            tokens.append((args[0] if args else kwargs["tokens"]).tolist())
+        return decode(self, *args, **kwargs)
+
+    def loss_forward(self: Any, logits: Any, labels: Any) -> Any:
+        with out.open("a", encoding="utf-8") as sink:
+            sink.write(json.dumps({"input_ids": tokens.pop(0), "labels": labels.reshape(len(logits[0]), -1).tolist()}) + "\n")
+        return loss(self, logits, labels)
+
+    TransformerDecoder.forward = decoder_forward
+    CEWithChunkedOutputLoss.forward = loss_forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path)
     parser.add_argument("--tokenizer", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--hook", choices=["transformers", "torchtune"], default="transformers")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args()
     command = options.command[1:] if options.command[:1] == ["--"] else options.command
     if options.model is not None:
         make_llama(options.model, options.tokenizer)
     options.out.unlink(missing_ok=True)
-    record_batches(options.out)
+    {"transformers": record_batches, "torchtune": record_torchtune}[options.hook](options.out)
     sys.argv = [command[0], *command[1:]]
     runpy.run_module(command[0], run_name="__main__", alter_sys=True)
 
