@@ -16,6 +16,7 @@ top: pytest imports every module under tests/ for its doctests.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import runpy
 import shutil
@@ -54,6 +55,7 @@ def record_batches(out: Path) -> None:
 
     original = transformers.LlamaForCausalLM.forward
 
+    @functools.wraps(original)  # the Trainer reads the signature to choose the columns it keeps
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         names = ("input_ids", "attention_mask", "position_ids")
         seen = {name: kwargs.get(name) for name in names}
@@ -90,19 +92,42 @@ def record_torchtune(out: Path) -> None:
     CEWithChunkedOutputLoss.forward = loss_forward
 
 
+def record_litgpt(out: Path) -> None:
+    """Record litgpt's batches: the ids ``GPT`` receives and the targets ``chunked_cross_entropy`` receives (shifted by the script)."""
+    import litgpt.finetune.full as full
+    from litgpt.model import GPT
+
+    tokens: list[Any] = []
+    decode, loss = GPT.forward, full.chunked_cross_entropy
+
+    def gpt_forward(self: Any, idx: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.training:
+            tokens.append(idx.tolist())
+        return decode(self, idx, *args, **kwargs)
+
+    def loss_function(logits: Any, targets: Any, *args: Any, **kwargs: Any) -> Any:
+        if tokens:  # validation runs the model in eval mode: nothing recorded, nothing to pair
+            with out.open("a", encoding="utf-8") as sink:
+                sink.write(json.dumps({"input_ids": tokens.pop(0), "labels": targets.tolist()}) + "\n")
+        return loss(logits, targets, *args, **kwargs)
+
+    GPT.forward = gpt_forward
+    full.chunked_cross_entropy = loss_function
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path)
     parser.add_argument("--tokenizer", type=Path)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--hook", choices=["transformers", "torchtune"], default="transformers")
+    parser.add_argument("--hook", choices=["transformers", "torchtune", "litgpt"], default="transformers")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     options = parser.parse_args()
     command = options.command[1:] if options.command[:1] == ["--"] else options.command
     if options.model is not None:
         make_llama(options.model, options.tokenizer)
     options.out.unlink(missing_ok=True)
-    {"transformers": record_batches, "torchtune": record_torchtune}[options.hook](options.out)
+    {"transformers": record_batches, "torchtune": record_torchtune, "litgpt": record_litgpt}[options.hook](options.out)
     sys.argv = [command[0], *command[1:]]
     runpy.run_module(command[0], run_name="__main__", alter_sys=True)
 

@@ -17,7 +17,7 @@ mkdir -p "$root"
 declare -A reqs=(
   [llamafactory]="llamafactory==0.9.5"
   [axolotl]="axolotl==0.19.0"
-  [litgpt]="litgpt==0.5.13"
+  [litgpt]="litgpt==0.5.13 pyarrow==26.0.1 requests"
   [ms-swift]="ms-swift==4.6.0"
   [torchtune]="torchtune==0.6.1 torchao==0.11.0"
   [datasets3]="datasets==3.6.0"

@@ -43,6 +43,8 @@ def run_in(name: str, *args: str | Path, timeout: int = 600, cwd: Path | None = 
         "HF_DATASETS_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "WANDB_DISABLED": "true",
+        "DO_NOT_TRACK": "1",  # axolotl sends telemetry otherwise, and waits on its retries with no network
+        "AXOLOTL_DO_NOT_TRACK": "1",
         "WANDB_MODE": "disabled",
         "DISABLE_VERSION_CHECK": "1",
         "OMP_NUM_THREADS": "1",
