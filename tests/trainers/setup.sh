@@ -47,20 +47,30 @@ names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(datasets3 llamafactory axolotl litgpt ms-swift torchtune)
 for name in "${names[@]}"; do
   venv="$root/$name"
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import ${probe[$name]}" 2>/dev/null; then
+  stamp="$venv/.goldfish-requirements"  # a venv made for other pins is made again
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${reqs[$name]}" ] \
+    && "$venv/bin/python" -c "import ${probe[$name]}" 2>/dev/null; then
     echo "trainers: $name ready in $venv"
     continue
   fi
   start=$(date +%s)
   rm -rf "$venv"
   python -m venv "$venv"
-  # shellcheck disable=SC2086
   if [ "$name" = datasets3 ]; then  # the hf export's reader check: datasets 3.x alone, no torch
+    # shellcheck disable=SC2086
     "$venv/bin/pip" install -q ${reqs[$name]}
   else
+    # shellcheck disable=SC2086
     "$venv/bin/pip" install -q torch==2.13.0 ${reqs[$name]}
+    stub_vision_audio "$venv"
+    # the CPU build, and no CUDA libraries pulled in beside it
+    "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__ != '2.13.0+cpu')"
+    if "$venv/bin/pip" list 2>/dev/null | grep -qiE '^nvidia-(cu|cudnn|nccl|nvjitlink)'; then
+      echo "trainers: $name pulled CUDA packages: pin them out in tests/trainers/setup.sh" >&2
+      exit 1
+    fi
   fi
-  stub_vision_audio "$venv"
   "$venv/bin/python" -c "import ${probe[$name]}"
+  echo "${reqs[$name]}" >"$stamp"
   echo "trainers: $name installed in $(( $(date +%s) - start )) s"
 done
