@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainers.corpus import compare, export_rows, make_corpus, recorded
+from tests.trainers.corpus import compare, export_rows, recorded, shared_corpus
 from tests.trainers.venvs import HERE, run_in
 
 CONFIG = """\
@@ -51,7 +51,7 @@ special_tokens:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_corpus(tmp_path_factory.mktemp("axolotl"))
+    return shared_corpus(tmp_path_factory.getbasetemp())
 
 
 @pytest.mark.parametrize("data", ["text", "packed", "chat"])

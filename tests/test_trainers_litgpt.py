@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainers.corpus import compare, export_rows, make_corpus, recorded
+from tests.trainers.corpus import compare, export_rows, recorded, shared_corpus
 from tests.trainers.venvs import HERE, REPO, run_in
 
 MAKE_CHECKPOINT = """
@@ -46,7 +46,7 @@ settings["tokenizer_class"] = "PreTrainedTokenizerFast"  # as in Llama 3's own t
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_corpus(tmp_path_factory.mktemp("litgpt"))
+    return shared_corpus(tmp_path_factory.getbasetemp())
 
 
 def test_the_data_module_in_the_docs_is_the_tested_one() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.trainers.corpus import compare, export_rows, make_corpus, recorded
+from tests.trainers.corpus import compare, export_rows, recorded, shared_corpus
 from tests.trainers.venvs import HERE, run_in
 
 CONFIG = """\
@@ -50,7 +50,7 @@ seed: 0
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_corpus(tmp_path_factory.mktemp("llamafactory"))
+    return shared_corpus(tmp_path_factory.getbasetemp())
 
 
 def train(corpus: dict[str, Path], data: str, stage: str, folder: Path) -> tuple[list[dict[str, Any]], str]:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainers.corpus import compare, export_rows, make_corpus, recorded
+from tests.trainers.corpus import compare, export_rows, recorded, shared_corpus
 from tests.trainers.venvs import HERE, REPO, run_in
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_corpus(tmp_path_factory.mktemp("swift"))
+    return shared_corpus(tmp_path_factory.getbasetemp())
 
 
 def test_the_template_in_the_docs_is_the_tested_one() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainers.corpus import compare, export_rows, make_corpus, recorded
+from tests.trainers.corpus import compare, export_rows, recorded, shared_corpus
 from tests.trainers.venvs import HERE, REPO, run_in
 
 MODEL = dict(vocab_size=128256, num_layers=1, num_heads=2, num_kv_heads=2, embed_dim=16, max_seq_len=2048, intermediate_dim=32)
@@ -107,7 +107,7 @@ def tiktoken_model(tokenizer_json: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_corpus(tmp_path_factory.mktemp("torchtune"))
+    return shared_corpus(tmp_path_factory.getbasetemp())
 
 
 def test_the_builder_in_the_docs_is_the_tested_one() -> None:

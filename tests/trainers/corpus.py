@@ -46,6 +46,7 @@ def conversations(count: int) -> list[dict[str, Any]]:
 
 def make_corpus(folder: Path) -> dict[str, Path]:
     """Shards (text, packed text, chat) and their hf and parquet exports, plus the tokenizer folder."""
+    folder.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer_folder(folder, "llama3", template_text("llama3"))
     made = {"tokenizer": tokenizer}
     made["text"] = mask_texts(folder, "text", paragraphs(16), "--tokenizer", str(tokenizer), "--k", "4")
@@ -61,6 +62,16 @@ def make_corpus(folder: Path) -> dict[str, Path]:
         made[f"{name}-hf"] = export(made[name], folder / f"{name}-hf", "hf").out
         made[f"{name}-parquet"] = export(made[name], folder / f"{name}-parquet", "parquet").out
     return made
+
+
+_MADE: dict[Path, dict[str, Path]] = {}
+
+
+def shared_corpus(base: Path) -> dict[str, Path]:
+    """``make_corpus`` once per pytest session (``base``: the session's base temporary folder), for every trainer's tests."""
+    if base not in _MADE:
+        _MADE[base] = make_corpus(base / "trainers-corpus")
+    return _MADE[base]
 
 
 def export_rows(hf_folder: Path) -> dict[tuple[int, ...], list[int]]:
