@@ -7,7 +7,10 @@ labels need a template that passes tokenized rows through
 ``--custom_register_path``). The hf export provides the ``lengths`` column
 ms-swift reads. Two steps of a tiny random Llama on CPU; every batch the model
 receives is recorded and its labels must equal the export's, position by
-position (collator padding -100).
+position (collator padding -100). ``--use_logits_to_keep false``: with it on,
+ms-swift 4.6 crops the labels' leading all-ignored columns (the recorded labels
+are then shorter than the ids) and fails on packed rows ("Expected input
+batch_size (195) to match target batch_size (196)").
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def test_sft_with_the_cached_export_keeps_every_label(data: str, corpus: dict[st
         "--custom_register_path", HERE / "goldfish_swift.py", "--cached_dataset", corpus[f"{data}-hf"],
         "--tuner_type", "full", "--torch_dtype", "float32", "--max_steps", "2", "--per_device_train_batch_size", "4",
         "--gradient_accumulation_steps", "1", "--output_dir", tmp_path / "out", "--save_strategy", "no", "--report_to", "none",
-        "--dataloader_num_workers", "0", "--logging_steps", "1",
+        "--dataloader_num_workers", "0", "--logging_steps", "1", "--use_logits_to_keep", "false",
         cwd=tmp_path, env={"USE_HF": "1", "MODELSCOPE_OFFLINE": "1"},
     )  # fmt: skip
     batches = recorded(out)

@@ -5,7 +5,7 @@
 # suite's own environment. Each venv gets the suite's CPU torch first (torch==2.13.0: a plain "torch"
 # requirement could pull a multi-GB CUDA build), then the trainer at a pinned release.
 #
-# Usage: bash tests/trainers/setup.sh [NAME...]   (default: every trainer below)
+# Usage: bash tests/trainers/setup.sh [NAME...]   (default: those in tests/trainers/ci-trainers.txt)
 # Venvs go to $GOLDFISH_TRAINERS_DIR (default: .trainers/ in the repository root, which git ignores);
 # one that already imports its trainer is kept as it is. Each install's wall time is printed.
 set -euo pipefail
@@ -44,7 +44,8 @@ STUB
 }
 
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(datasets3 llamafactory axolotl litgpt ms-swift torchtune)
+# default: the trainers CI runs (tests/trainers/ci-trainers.txt); any name of reqs above may be given
+[ ${#names[@]} -eq 0 ] && mapfile -t names < <(grep -v '^#' tests/trainers/ci-trainers.txt | grep .)
 for name in "${names[@]}"; do
   venv="$root/$name"
   stamp="$venv/.goldfish-requirements"  # a venv made for other pins is made again
