@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
+from goldfish_prep.readers.remote import is_url
 from goldfish_prep_cli.options import ByteSize, IdList
 
 
@@ -93,6 +95,13 @@ from goldfish_prep_cli.options import ByteSize, IdList
     metavar="NAME",
     help="Chat records: take each record's k from this field (absent or 0: standard loss for that record).",
 )
+@click.option(
+    "--storage-options",
+    metavar="JSON",
+    default=None,
+    callback=lambda ctx, param, value: _storage_options(value),
+    help="For URL inputs (s3://, gs://, az://, hf://, https://): fsspec options as a JSON object, e.g. '{\"anon\": true}'. Credentials otherwise come from the provider's own chain (AWS_* variables, profiles, roles); never recorded.",
+)
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of an HF hub dataset.")
 @click.option(
     "--bos/--no-bos",
@@ -172,6 +181,10 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
       goldfish-prep mask corpus/ -o control/ --strategy none     # the standard-loss control
       goldfish-prep mask /shared/corpus/ -o /shared/shards/ --ray-address auto   # on a Ray cluster
     """
+    if is_url(str(output).replace(":/", "://", 1)):
+        raise ConfigError(
+            f"-o {output}: outputs on object storage are not written yet; write to a local or shared folder and copy it up (docs/remote.md)"
+        )
     if options["overwrite"] and options["resume"]:
         raise ConfigError("--overwrite and --resume exclude each other; --resume keeps finished shards, --overwrite deletes them")
     job = MaskJob(
@@ -193,6 +206,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         num_tasks=options["num_tasks"],
         task_index=options["task_index"],
         progress=not options["quiet"],
+        storage_options=options["storage_options"],
     )
     if options["ray_tasks"] and not options["ray_address"]:
         raise ConfigError("--ray-tasks needs --ray-address; without Ray, split the work with --num-tasks")
@@ -208,6 +222,19 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         )
         return
     click.echo(summary_text(result, output))
+
+
+def _storage_options(value: str | None) -> dict[str, Any] | None:
+    """The parsed JSON object; the message never repeats the value, which may hold secrets."""
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at character {exc.pos}); pass one object, e.g. '{{\"anon\": true}}'") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(f"must be a JSON object of fsspec options, got a JSON {type(parsed).__name__}")
+    return parsed
 
 
 def _reader_options(options: dict[str, Any]) -> ReaderOptions:

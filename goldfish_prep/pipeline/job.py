@@ -34,11 +34,12 @@ from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
+from goldfish_prep.readers.remote import describe_url, is_url, use_storage_options
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")
 #: reasons that stop a run even under --on-error skip
-FATAL_REASONS = frozenset({"hub-unavailable"})
+FATAL_REASONS = frozenset({"hub-unavailable", "remote-unavailable", "remote-denied"})
 EXISTING = ("refuse", "overwrite", "resume")
 
 
@@ -65,6 +66,8 @@ class MaskJob:
     task_index: int = 0
     progress: bool = True
     chat: ChatOptions = ChatOptions()
+    #: fsspec options for URL inputs (``readers.remote``); may hold secrets, so never shown or recorded
+    storage_options: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def tokenizer_spec(self) -> str:
@@ -88,6 +91,7 @@ class MaskJob:
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
     output = job.output.resolve()
+    use_storage_options(job.storage_options)
     _check_output_not_in_input_folder(output, job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
@@ -227,6 +231,8 @@ def _describe_run(job: MaskJob, sources: list[InputSource], tokenizer: dict[str,
 
 def _describe_input(source: InputSource) -> dict[str, Any]:
     """Size and xxh3-128 of a local input (a folder: over its files in order), so a changed input is noticed."""
+    if is_url(source.path):
+        return describe_url(source)
     if not source.local:
         return {"path": source.path, "kind": source.kind}
     path = Path(source.path)

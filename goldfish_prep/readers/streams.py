@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.readers.remote import open_binary
 
 #: Suffix -> pyarrow codec name.
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
@@ -55,15 +56,15 @@ def iter_chunks(path: str) -> Generator[bytes, None, None]:
     """The decompressed bytes of ``path`` in chunks; raises ``OSError`` as pyarrow or the OS does."""
     codec = compression_of(path)
     if codec is None:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:  # a local file, or a URL's object (``remote``)
             while chunk := handle.read(_PLAIN_CHUNK):
                 yield chunk
         return
     if codec == "gzip":
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             yield from _inflate(handle.read)
         return
-    with pa.OSFile(path) as raw, pa.CompressedInputStream(raw, codec) as stream:
+    with open_binary(path) as raw, pa.CompressedInputStream(raw, codec) as stream:
         while chunk := stream.read(_COMPRESSED_CHUNK):
             yield chunk
 
