@@ -165,9 +165,10 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     """Tokenize INPUTS and write goldfish label masks into a sharded Arrow dataset.
 
     INPUTS are files, folders and globs: .jsonl/.json (plain, .gz, .zst), .txt,
-    .parquet, .arrow, folders written by datasets.save_to_disk, or an HF hub
-    dataset name (online only). A record with an `input_ids` list and no text
-    field is taken as pre-tokenized and masked as it is.
+    .parquet, .arrow, folders written by datasets.save_to_disk, an HF hub
+    dataset name (online only), or URLs of objects, prefixes or globs on
+    s3://, gs://, az://, hf:// or https:// (docs/remote.md). A record with an
+    `input_ids` list and no text field is taken as pre-tokenized and masked as it is.
 
     The output loads with datasets.load_from_disk(OUT): one row per document
     with `input_ids` and `labels` (-100 where the token is dropped from the
@@ -178,6 +179,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
       goldfish-prep mask corpus/ -o shards/
       goldfish-prep mask 'data/*.jsonl.gz' -o shards/ --k 4 --context-width 13 --num-proc 8
       goldfish-prep mask books.parquet -o shards/ --tokenizer tokenizer.json --pack 2048
+      goldfish-prep mask 's3://bucket/corpus/*.jsonl.gz' -o shards/      # AWS_* credentials
       goldfish-prep mask corpus/ -o control/ --strategy none     # the standard-loss control
       goldfish-prep mask /shared/corpus/ -o /shared/shards/ --ray-address auto   # on a Ray cluster
     """
