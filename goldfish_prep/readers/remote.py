@@ -51,7 +51,15 @@ _NO_LISTING = ("http", "https")
 _BLOCK = 8 << 20
 _HASH_BLOCK = 1 << 22
 _MAX_CAUSE = 240
-_FIX_NETWORK = "Check the network and the store (AWS_ENDPOINT_URL for S3-compatible stores) and run again; --resume keeps finished shards"
+_FIX_NETWORK = "Check the network and the store{endpoint} and run again; --resume keeps finished shards"
+#: where each provider's credentials usually come from, for the message that says they were refused
+_CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS or gcloud's login",
+    "az": "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_KEY or a SAS token, or az login",
+    "hf": "HF_TOKEN or hf auth login",
+}
+_FAMILY = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az"}
 
 _options: dict[str, Any] = {}
 _filesystems: dict[str, Any] = {}
@@ -247,6 +255,9 @@ def store_error(shown: str, exc: BaseException) -> InputError:
     """The one line for a failed request to a store: what it said (scrubbed of secrets) and what to check."""
     cause = _short(exc)
     lowered = cause.lower()
+    scheme = shown.split("://", 1)[0].lower()
+    family = _FAMILY.get(scheme, scheme)
+    credentials = _CREDENTIALS.get(family, "the credentials in the URL or --storage-options")
     if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
         return InputError(
             shown,
@@ -260,10 +271,11 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         return InputError(
             shown,
             f"the store refused access ({cause})",
-            "Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or role; or --storage-options) and their permission to read it",
+            f"Check the credentials ({credentials}; or --storage-options) and their permission to read it",
             "remote-denied",
         )
-    return InputError(shown, f"the request failed after retries ({cause})", _FIX_NETWORK, "remote-unavailable")
+    endpoint = " (and AWS_ENDPOINT_URL for an S3-compatible store)" if family == "s3" else ""
+    return InputError(shown, f"the request failed after retries ({cause})", _FIX_NETWORK.format(endpoint=endpoint), "remote-unavailable")
 
 
 def _short(exc: BaseException) -> str:
