@@ -9,9 +9,9 @@ the ratio includes the cost of serving the bytes. The corpus is ``peers.py``'s
 (Debian copyright files and licences, 8 JSON lines files, about 18 MB at x1),
 uploaded as ``s3://bench/corpus-xN/``. Each round runs local then s3 (the order
 alternating between rounds), each a separate ``goldfish-prep mask`` process on
-``--cores`` CPUs, measured by ``measure.py`` (wall time; peak summed PSS of the
-mask process tree and the largest single-process peak RSS; the server is not in
-that tree). The shards of both runs are checked equal, paths aside.
+``--cores`` CPUs, measured by ``measure.py`` (wall and CPU time; peak summed PSS
+of the mask process tree and the largest single-process peak RSS; the server is
+not in that tree: its CPU time during each s3 run is reported apart). The shards of both runs are checked equal, paths aside.
 
     python bench/remote_inputs.py                       # x1 and x10, 1 round
     python bench/remote_inputs.py --scales 1,10 --rounds 3
@@ -71,17 +71,27 @@ def rows(folder: Path, prefix: str) -> list[pa.Table]:
     return tables
 
 
-def one_run(name: str, spec: str, work: Path, cores: int, num_proc: int, env: dict[str, str]) -> tuple[Measured, Path]:
-    out = work / f"remote-{name}"
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(name: str, spec: str, args: argparse.Namespace, env: dict[str, str], server: S3Server) -> tuple[Measured, Path, float]:
+    """One mask run; also the CPU seconds the S3 server spent meanwhile (on the same cores)."""
+    out = args.work / f"remote-{name}"
     shutil.rmtree(out, ignore_errors=True)
-    measured = measure(mask_command(spec, out, num_proc), cores, work / f"remote-{name}.log", env)
+    before = cpu_seconds(server.pid)
+    measured = measure(mask_command(spec, out, args.num_proc), args.cores, args.work / f"remote-{name}.log", env)
+    served = cpu_seconds(server.pid) - before
     if measured.returncode != 0:
-        raise SystemExit(f"mask failed on {spec} (exit {measured.returncode}); see {work / f'remote-{name}.log'}")
+        raise SystemExit(f"mask failed on {spec} (exit {measured.returncode}); see {args.work / f'remote-{name}.log'}")
     print(
-        f"  {name:<10} {measured.seconds:6.1f} s, peak tree PSS {measured.peak_tree_pss_mb:6.0f} MB, max RSS {measured.max_rss_mb:6.0f} MB",
+        f"  {name:<10} {measured.seconds:6.1f} s, CPU {measured.cpu_seconds:5.1f} s (server {served:4.1f} s), "
+        f"peak tree PSS {measured.peak_tree_pss_mb:6.0f} MB, max RSS {measured.max_rss_mb:6.0f} MB",
         flush=True,
     )
-    return measured, out
+    return measured, out, served
 
 
 def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[str, Any]:
@@ -93,11 +103,14 @@ def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[st
     local_spec, url = str(corpus) + "/", f"s3://{BUCKET}/{corpus.name}/"
     runs: dict[str, list[Measured]] = {"local": [], "s3": []}
     outputs: dict[str, Path] = {}
+    served: list[float] = []
     for round_index in range(args.rounds):
         order = [("local", local_spec), ("s3", url)]
         for kind, spec in order if round_index % 2 == 0 else order[::-1]:
-            measured, outputs[kind] = one_run(f"{kind}-x{scale}", spec, args.work, args.cores, args.num_proc, env)
+            measured, outputs[kind], cpu = one_run(f"{kind}-x{scale}", spec, args, env, server)
             runs[kind].append(measured)
+            if kind == "s3":
+                served.append(cpu)
     if rows(outputs["s3"], url) != rows(outputs["local"], local_spec):
         raise SystemExit(f"x{scale}: the s3 run's shards differ from the local run's")
     ratios = [s3.seconds / local.seconds for local, s3 in zip(runs["local"], runs["s3"])]
@@ -108,6 +121,9 @@ def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[st
         "s3_s": statistics.median(m.seconds for m in runs["s3"]),
         "ratio": statistics.median(ratios),
         "ratios": ratios,
+        "local_cpu": statistics.median(m.cpu_seconds for m in runs["local"]),
+        "s3_cpu": statistics.median(m.cpu_seconds for m in runs["s3"]),
+        "server_cpu": statistics.median(served),
         "local_pss": max(m.peak_tree_pss_mb for m in runs["local"]),
         "s3_pss": max(m.peak_tree_pss_mb for m in runs["s3"]),
         "local_rss": max(m.max_rss_mb for m in runs["local"]),
@@ -117,13 +133,14 @@ def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[st
 
 def report(results: list[dict[str, Any]], num_proc: int) -> str:
     lines = [
-        f"| corpus | MB | local wall s | s3 wall s | s3 / local (median; per round) | local peak PSS / max RSS MB | s3 peak PSS / max RSS MB |  (--num-proc {num_proc})",
-        "|---|---|---|---|---|---|---|",
+        f"| corpus | MB | local wall s | s3 wall s | s3 / local (median; per round) | CPU s local / s3 (+ server) | local peak PSS / max RSS MB | s3 peak PSS / max RSS MB |  (--num-proc {num_proc})",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per_round = ", ".join(f"{x:.2f}" for x in r["ratios"])
         lines.append(
             f"| x{r['scale']} | {r['mb']:.0f} | {r['local_s']:.1f} | {r['s3_s']:.1f} | {r['ratio']:.2f}x ({per_round}) | "
+            f"{r['local_cpu']:.1f} / {r['s3_cpu']:.1f} (+ {r['server_cpu']:.1f}) | "
             f"{r['local_pss']:.0f} / {r['local_rss']:.0f} | {r['s3_pss']:.0f} / {r['s3_rss']:.0f} |"
         )
     if len(results) >= 2:

@@ -70,6 +70,10 @@ class S3Server:
                     raise RuntimeError("moto's server did not start (is moto[server] installed?)") from None
                 time.sleep(0.1)
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def env(self, endpoint: str | None = None, key: tuple[str, str] = DEFAULT_KEY) -> dict[str, str]:
         """The variables a user sets to reach this store (``endpoint``: another address in front of it)."""
         return {
