@@ -319,6 +319,36 @@ def test_answers_slower_than_the_read_timeout_are_retried(bucket: S3Server, corp
     assert shard_tables(slow, f"s3://{BUCKET}/") == shard_tables(local)
 
 
+@pytest.mark.parametrize("name", ["a.jsonl", "sub/c.jsonl.zst", "e.parquet"])
+def test_a_read_that_fails_after_the_hash_pass_stops_even_under_skip(bucket: S3Server, tmp_path: Path, name: str) -> None:
+    # the store fails once the run has hashed its inputs and described itself (run.json): in the masking pass
+    started = tmp_path / "out" / ".goldfish" / "run.json"
+    proxy = FaultyProxy(
+        bucket.endpoint, lambda method, path, attempt: "503" if method == "GET" and started.exists() and name in path else None
+    )
+    options = json.dumps({"config_kwargs": {"retries": {"max_attempts": 1}}})
+    url = f"s3://{BUCKET}/corpus/{name}"
+    try:
+        result = run(
+            "mask",
+            url,
+            "-o",
+            tmp_path / "out",
+            *OPTIONS,
+            "--on-error",
+            "skip",
+            "--storage-options",
+            options,
+            env=bucket.env(endpoint=proxy.endpoint),
+        )
+    finally:
+        proxy.close()
+    assert proxy.faults >= 1
+    line = error_line(result)
+    assert line.startswith(f"Error: {url}: the request failed after retries ("), line
+    assert not (tmp_path / "out" / "goldfish_manifest.json").exists()
+
+
 # --- no secret in anything written or printed --------------------------------------------------
 
 
