@@ -177,6 +177,14 @@ def test_resume_refuses_when_an_object_changed(bucket: S3Server, corpus: Path, t
     assert "different run" in line or "inputs" in line, line
 
 
+def test_verify_retokenize_reads_url_inputs_back(bucket: S3Server, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run("mask", f"s3://{BUCKET}/corpus/", "-o", out, *OPTIONS).exit_code == 0
+    result = run("verify", out, "--retokenize", 20, "-q")
+    assert result.exit_code == 0, result.output
+    assert "Retokenized 20 of 20 sampled documents from the inputs" in result.output, result.output
+
+
 # --- one line for each way the store can refuse ------------------------------------------------
 
 

@@ -159,9 +159,10 @@ def urlpath(url: str) -> str:
 
 def open_binary(path: str) -> io.BufferedIOBase:
     """A local file, or a shown URL's object streamed in blocks, open for binary reading."""
-    if path not in _urls:
+    if not is_url(path):
         return open(path, "rb")
-    scheme, fs_path = _urls[path]
+    # a URL this process resolved (a signed one keeps its query here), or one read back from a manifest
+    scheme, fs_path = _urls.get(path) or _split(path)
     fs = _filesystem(scheme, path)
     handle = _call(path, lambda: fs.open(fs_path, "rb", block_size=_BLOCK, cache_type="readahead"))
     return _RemoteFile(handle, path)
@@ -170,7 +171,7 @@ def open_binary(path: str) -> io.BufferedIOBase:
 @contextlib.contextmanager
 def arrow_input(path: str) -> Iterator[str | pa.NativeFile]:
     """What pyarrow's Parquet reader opens: a local path as it is, a URL's object as a seekable file."""
-    if path not in _urls:
+    if not is_url(path):
         yield path
         return
     with pa.PythonFile(open_binary(path), mode="r") as handle:
@@ -179,7 +180,7 @@ def arrow_input(path: str) -> Iterator[str | pa.NativeFile]:
 
 def open_arrow(path: str) -> pa.NativeFile:
     """An Arrow IPC input: a local file memory-mapped, a URL's object as a seekable file."""
-    return pa.PythonFile(open_binary(path), mode="r") if path in _urls else pa.memory_map(path)
+    return pa.PythonFile(open_binary(path), mode="r") if is_url(path) else pa.memory_map(path)
 
 
 def describe_url(source: InputSource) -> dict[str, Any]:
