@@ -357,6 +357,31 @@ def test_a_read_that_fails_after_the_hash_pass_stops_even_under_skip(bucket: S3S
     assert not (tmp_path / "out" / "goldfish_manifest.json").exists()
 
 
+def test_an_object_replaced_between_the_hash_pass_and_the_masking_pass_fails(bucket: S3Server, corpus: Path, tmp_path: Path) -> None:
+    # s3fs reads with If-Match on the ETag it listed: the bytes masked are the bytes hashed, or the run stops
+    key, started, replaced = "replaced/a.jsonl", tmp_path / "out" / ".goldfish" / "run.json", []
+    client = bucket.client()
+    client.put_object(Bucket=BUCKET, Key=key, Body=(corpus / "a.jsonl").read_bytes())
+
+    def replace_once(method: str, path: str, attempt: int) -> None:
+        if method == "GET" and started.exists() and not replaced:
+            replaced.append(path)
+            client.put_object(Bucket=BUCKET, Key=key, Body=(corpus / "a.jsonl").read_bytes()[:-700])
+
+    proxy = FaultyProxy(bucket.endpoint, replace_once)
+    try:
+        result = run("mask", f"s3://{BUCKET}/{key}", "-o", tmp_path / "out", *OPTIONS, env=bucket.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    assert replaced
+    line = error_line(result)
+    assert line == (
+        f"Error: s3://{BUCKET}/{key}: the object changed while mask read it (its ETag is not the one listed at the start of the run). "
+        "Rerun once the object holds still; --resume keeps the shards made from it only if its bytes are as they were"
+    )
+    assert not (tmp_path / "out" / "goldfish_manifest.json").exists()
+
+
 # --- no secret in anything written or printed --------------------------------------------------
 
 

@@ -39,7 +39,7 @@ from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenize
 
 ON_ERROR = ("stop", "skip")
 #: reasons that stop a run even under --on-error skip
-FATAL_REASONS = frozenset({"hub-unavailable", "remote-unavailable", "remote-denied"})
+FATAL_REASONS = frozenset({"hub-unavailable", "remote-unavailable", "remote-denied", "remote-changed"})
 EXISTING = ("refuse", "overwrite", "resume")
 
 
@@ -148,7 +148,8 @@ def _write_shards(
     try:
         for batch, result in pool.ordered_map(mask_batch, todo, context):
             if result.errors and job.on_error == "stop":
-                raise _with_skip_hint(result.errors[0])
+                first = result.errors[0]
+                raise first if first.reason in FATAL_REASONS else _with_skip_hint(first)
             fatal = [error for error in result.errors if error.reason in FATAL_REASONS]
             if fatal:  # skipping cannot help: the whole source is out of reach
                 raise fatal[0]

@@ -266,6 +266,13 @@ def store_error(shown: str, exc: BaseException) -> InputError:
             "Check the bucket name, and AWS_ENDPOINT_URL for an S3-compatible store",
             "missing-input",
         )
+    if type(exc).__name__ == "FileExpired" or "no longer exists" in lowered:  # s3fs: the ETag it listed no longer matches
+        return InputError(
+            shown,
+            "the object changed while mask read it (its ETag is not the one listed at the start of the run)",
+            "Rerun once the object holds still; --resume keeps the shards made from it only if its bytes are as they were",
+            "remote-changed",
+        )
     if isinstance(exc, FileNotFoundError):
         return InputError(shown, "no such object or prefix", "Check the URL; a prefix must hold at least one object", "missing-input")
     if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
