@@ -357,14 +357,17 @@ def test_a_read_that_fails_after_the_hash_pass_stops_even_under_skip(bucket: S3S
     assert not (tmp_path / "out" / "goldfish_manifest.json").exists()
 
 
-def test_an_object_replaced_between_the_hash_pass_and_the_masking_pass_fails(bucket: S3Server, corpus: Path, tmp_path: Path) -> None:
-    # s3fs reads with If-Match on the ETag it listed: the bytes masked are the bytes hashed, or the run stops
+@pytest.mark.parametrize("when", ["HEAD", "GET"], ids=["before-the-masking-pass-opens-it", "while-it-is-read"])
+def test_an_object_replaced_between_the_hash_pass_and_the_masking_pass_fails(
+    bucket: S3Server, corpus: Path, tmp_path: Path, when: str
+) -> None:
+    # each open must find the ETag the run resolved, and s3fs reads with If-Match on it: the bytes masked are the bytes hashed
     key, started, replaced = "replaced/a.jsonl", tmp_path / "out" / ".goldfish" / "run.json", []
     client = bucket.client()
     client.put_object(Bucket=BUCKET, Key=key, Body=(corpus / "a.jsonl").read_bytes())
 
     def replace_once(method: str, path: str, attempt: int) -> None:
-        if method == "GET" and started.exists() and not replaced:
+        if method == when and started.exists() and not replaced:
             replaced.append(path)
             client.put_object(Bucket=BUCKET, Key=key, Body=(corpus / "a.jsonl").read_bytes()[:-700])
 

@@ -65,6 +65,8 @@ _options: dict[str, Any] = {}
 _filesystems: dict[str, Any] = {}
 #: shown URL -> (scheme, the path to open on that scheme's file system)
 _urls: dict[str, tuple[str, str]] = {}
+#: shown URL -> the object's ETag when the run resolved it: the hash pass and the masking pass read that version
+_versions: dict[str, str] = {}
 
 
 def is_url(spec: str) -> bool:
@@ -88,6 +90,7 @@ def use_storage_options(options: Mapping[str, Any] | None) -> None:
     _options.update(options or {})
     remember_options(_options)
     _filesystems.clear()
+    _versions.clear()
 
 
 def options_for(scheme: str) -> dict[str, Any]:
@@ -126,8 +129,8 @@ def expand_url(spec: str) -> tuple[list[str], list[str], bool]:
     if scheme in _NO_LISTING:
         if any(char in urlpath(spec) for char in "*?["):
             raise InputError(shown, "an HTTP server has no listing to match a pattern against", "Name each file's URL", "missing-input")
-        _call(shown, lambda: fs.info(fs_path))
-        return [_remember(scheme, fs_path, shown)], [], True
+        info = _call(shown, lambda: fs.info(fs_path))
+        return [_remember(scheme, fs_path, shown, info)], [], True
     if any(char in fs_path for char in "*?["):
         matches = _call(shown, lambda: fs.glob(fs_path, detail=True))
         if not matches:
@@ -143,11 +146,11 @@ def expand_url(spec: str) -> tuple[list[str], list[str], bool]:
                 files += found
                 hidden += passed
             else:
-                files.append(_remember(scheme, name, f"{scheme}://{name}"))
+                files.append(_remember(scheme, name, f"{scheme}://{name}", matches[name]))
         return files, hidden, False
     info = _call(shown, lambda: fs.info(fs_path))
     if info.get("type") != "directory":
-        return [_remember(scheme, fs_path, shown)], [], True
+        return [_remember(scheme, fs_path, shown, info)], [], True
     found, passed = _walk(fs, scheme, fs_path)
     return found, passed, False
 
@@ -165,6 +168,10 @@ def open_binary(path: str) -> io.BufferedIOBase:
     scheme, fs_path = _urls.get(path) or _split(path)
     fs = _filesystem(scheme, path)
     handle = _call(path, lambda: fs.open(fs_path, "rb", block_size=_BLOCK, cache_type="readahead"))
+    pinned, now = _versions.get(path), _version(getattr(handle, "details", None) or {})
+    if pinned is not None and now is not None and now != pinned:  # replaced since the run resolved it
+        handle.close()
+        raise _changed(path)
     return _RemoteFile(handle, path)
 
 
@@ -200,14 +207,25 @@ def _split(spec: str) -> tuple[str, str]:
     return (scheme, spec) if scheme in _NO_LISTING else (scheme, spec.split("://", 1)[1])
 
 
-def _remember(scheme: str, fs_path: str, shown: str) -> str:
+def _remember(scheme: str, fs_path: str, shown: str, info: Mapping[str, Any]) -> str:
+    """Note how to open ``shown``, and the version (ETag) the run resolved, which every later open must find."""
     _urls[shown] = (scheme, fs_path)
+    version = _version(info)
+    if version is not None:
+        _versions[shown] = version
     return shown
+
+
+def _version(info: Mapping[str, Any]) -> str | None:
+    """An object's ETag as its store reports it (s3fs: ETag; gcsfs, adlfs: etag), if any."""
+    value = info.get("ETag") or info.get("etag")
+    return str(value) if value else None
 
 
 def _walk(fs: Any, scheme: str, prefix: str) -> tuple[list[str], list[str]]:
     """Objects below ``prefix``, sorted part by part (as ``resolve`` walks a folder); hidden ones apart."""
-    names = [name for name in _call(f"{scheme}://{prefix}", lambda: fs.find(prefix)) if not name.endswith("/")]
+    found = _call(f"{scheme}://{prefix}", lambda: fs.find(prefix, detail=True))
+    names = [name for name in found if not name.endswith("/")]
     root = prefix.rstrip("/")
     files, hidden = [], []
     for name in sorted(names, key=lambda name: posixpath.relpath(name, root).split("/")):
@@ -215,7 +233,7 @@ def _walk(fs: Any, scheme: str, prefix: str) -> tuple[list[str], list[str]]:
         if any(part.startswith(".") for part in posixpath.relpath(name, root).split("/")):
             hidden.append(shown)
         else:
-            files.append(_remember(scheme, name, shown))
+            files.append(_remember(scheme, name, shown, found[name]))
     return files, hidden
 
 
@@ -267,12 +285,7 @@ def store_error(shown: str, exc: BaseException) -> InputError:
             "missing-input",
         )
     if type(exc).__name__ == "FileExpired" or "no longer exists" in lowered:  # s3fs: the ETag it listed no longer matches
-        return InputError(
-            shown,
-            "the object changed while mask read it (its ETag is not the one listed at the start of the run)",
-            "Rerun once the object holds still; --resume keeps the shards made from it only if its bytes are as they were",
-            "remote-changed",
-        )
+        return _changed(shown)
     if isinstance(exc, FileNotFoundError):
         return InputError(shown, "no such object or prefix", "Check the URL; a prefix must hold at least one object", "missing-input")
     if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
@@ -284,6 +297,15 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         )
     endpoint = " (and AWS_ENDPOINT_URL for an S3-compatible store)" if family == "s3" else ""
     return InputError(shown, f"the request failed after retries ({cause})", _FIX_NETWORK.format(endpoint=endpoint), "remote-unavailable")
+
+
+def _changed(shown: str) -> InputError:
+    return InputError(
+        shown,
+        "the object changed while mask read it (its ETag is not the one listed at the start of the run)",
+        "Rerun once the object holds still; --resume keeps the shards made from it only if its bytes are as they were",
+        "remote-changed",
+    )
 
 
 def _short(exc: BaseException) -> str:
