@@ -8,6 +8,7 @@ import click
 
 from goldfish_prep.export import DEFAULT_FORMAT, FORMATS, ExportResult
 from goldfish_prep.export import export as run_export
+from goldfish_prep.export.names import with_article
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -66,6 +67,6 @@ def _summary(result: ExportResult) -> str:
             f"the loss mask ({counts.supervised_tokens:,} supervised) to {mask}, and {result.record_path}"
         )
     return (
-        f"Wrote a {result.format} export of {counts.documents:,} documents, {counts.tokens:,} token ids as {result.dtype} "
+        f"Wrote {with_article(result.format)} export of {counts.documents:,} documents, {counts.tokens:,} token ids as {result.dtype} "
         f"({counts.supervised_tokens:,} supervised) to {result.out}; record: {result.record_path}"
     )

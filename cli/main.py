@@ -3,14 +3,20 @@
 Lazy loading keeps ``goldfish-prep --help`` fast and keeps torch out of every
 command but ``train`` and ``memorization``. The one error boundary is here:
 a ``GoldfishError`` becomes a single ``Error:`` line and exit code 1, never a
-traceback (pypa/build's ``_handle_build_error`` pattern).
+traceback (pypa/build's ``_handle_build_error`` pattern). Ctrl-C, SIGTERM and
+SIGHUP (a scheduler's preemption) end a command the same way: one line, exit
+code 128 + the signal's number, completed shards kept for ``--resume``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -26,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("show", "show", "Show a document with its dropped tokens highlighted."),
     "verify": ("verify", "verify", "Recompute every mask and check shards against the manifest."),
     "repeats": ("repeats", "repeats", "Find repeated passages and confirm they carry identical masks."),
-    "train": ("train", "train", "Train a small decoder-only transformer on masked shards (needs torch)."),
+    "train": ("train", "train", "Train a small decoder-only transformer on masked shards (needs PyTorch)."),
     "memorization": ("memorization", "memorization", "Measure verbatim memorisation of documents, as the paper does."),
     "export": ("export", "export", "Export shards and their masks for nanoGPT, OLMo-core, Megatron or Parquet."),
 }
@@ -53,13 +59,56 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _stop_signals_interrupt():
+                return super().invoke(ctx)
         except GoldfishError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted; completed shards are kept, rerun with --resume to continue", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+            what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            click.echo(f"Error: {what}; completed shards are kept, rerun with --resume to continue", err=True)
+            sys.exit(128 + signum)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler preempting the job, a closed terminal), raised as Ctrl-C is.
+
+    A ``KeyboardInterrupt`` so that every clean-up that runs on Ctrl-C runs on these too:
+    unfinished shards are removed, worker processes killed, completed shards kept.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: what a scheduler or a terminal sends to stop a process (SIGHUP does not exist on Windows)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    for number in STOP_SIGNALS:  # a second signal must not break into the clean-up of the first
+        signal.signal(number, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP raise ``Stopped``; a signal already ignored (nohup) stays so."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(number, _raise_stopped)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(number, handler)
 
 
 def _available(name: str) -> bool:

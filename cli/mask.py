@@ -11,6 +11,7 @@ import click
 from goldfish_prep.chat.options import ChatOptions
 from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.inspect.coverage import Coverage
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
 from goldfish_prep.readers.remote import is_url
@@ -45,6 +46,13 @@ from goldfish_prep_cli.options import ByteSize, IdList
     default="goldfish",
     show_default=True,
     help="goldfish: seeded content hash (spec in docs/mask-spec.md); robust: the same on normalised text, so near-duplicates (case, spacing, line wraps, quotes, dashes) drop alike; hash-table: bit-exact with the paper's code; static: every k-th token; none: standard-loss control.",
+)
+@click.option(
+    "--spec-version",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Version of the strategy's spec (docs/mask-spec.md), recorded in the manifest; an older one reproduces earlier outputs exactly.  [default: the newest; hash-table, static and none have none]",
 )
 @click.option("--k", type=click.IntRange(min=2), default=4, show_default=True, help="Drop about 1 token in k from the loss.")
 @click.option(
@@ -192,7 +200,13 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     job = MaskJob(
         inputs=inputs,
         output=output,
-        mask=MaskConfig(strategy=options["strategy"], k=options["k"], context_width=options["context_width"], seed=options["seed"]),
+        mask=MaskConfig(
+            strategy=options["strategy"],
+            k=options["k"],
+            context_width=options["context_width"],
+            seed=options["seed"],
+            spec_version=options["spec_version"],
+        ),
         tokenizer=options["tokenizer"],
         tokenizer_backend=options["tokenizer_backend"],
         assume_format=options["assume_format"],
@@ -256,11 +270,18 @@ def _reader_options(options: dict[str, Any]) -> ReaderOptions:
 def summary_text(manifest: dict[str, Any], output: Path) -> str:
     """The few lines a user reads after a run."""
     counts = manifest["counts"]
+    config = MaskConfig.from_dict(manifest["mask"])
+    version = f" v{config.spec_version}" if config.spec_version is not None else ""
+    coverage = Coverage.from_counts(counts)
     lines = [
-        f"Wrote {counts['documents_written']:,} documents, {counts['tokens']:,} tokens, into {len(manifest['shards'])} shard(s) in {output}",
+        f"Wrote {_count(counts['documents_written'], 'document')}, {counts['tokens']:,} tokens, into {len(manifest['shards'])} shard(s) in {output}",
         f"Dropped {counts['dropped_tokens']:,} of {counts['eligible_tokens']:,} eligible tokens: "
-        f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {manifest['mask']['strategy']})",
+        f"{counts['drop_rate']:.2%} (expected {counts['expected_drop_rate']:.2%}, strategy {config.strategy}{version})",
+        coverage.line(),
     ]
+    warning = coverage.warning(config)
+    if warning:
+        lines.append(warning)
     if "assistant_tokens" in counts:  # chat: the rest of the tokens are out of the loss as the prompt
         lines.insert(
             1,
@@ -268,6 +289,11 @@ def summary_text(manifest: dict[str, Any], output: Path) -> str:
         )
     if counts["documents_skipped"]:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in counts["skipped_by_reason"].items())
-        lines.append(f"Skipped {counts['documents_skipped']:,} bad records ({reasons}); locations in goldfish_manifest.json")
+        lines.append(f"Skipped {_count(counts['documents_skipped'], 'bad record')} ({reasons}); locations in goldfish_manifest.json")
     lines.append(f"Load with: datasets.load_from_disk({str(output)!r})")
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 document``, ``2,048 documents``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from goldfish_prep.errors import OutputError
+from goldfish_prep.format.commit import write_bytes_atomic
 from goldfish_prep.inspect.document import DocumentView, load_document
 
 OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧: cannot be mistaken for text in most corpora
@@ -69,7 +70,7 @@ def show(folder: Path, doc_id: str | None, row: int | None, html_path: Path | No
     click.echo(body(view, use_color), color=use_color)
     if html_path is not None:
         try:
-            html_path.write_text(page(view), encoding="utf-8")
+            write_bytes_atomic(html_path, page(view).encode("utf-8"), unique=False)
         except OSError as exc:
             raise OutputError(f"cannot write {html_path} ({exc.strerror}); choose a writable path for --html") from exc
         click.echo(f"\nWeb page written to {html_path}")

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.inspect.binomial import band_limits
 from goldfish_prep.inspect.stats import MaskStats, compute_stats
+from goldfish_prep.tokenizers.optional import import_for
 
 #: flagged documents listed in the text report (--json lists all)
 LISTED = 15
@@ -28,7 +29,7 @@ LISTED = 15
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
     metavar="FILE.png",
-    help="Also draw the rates into an image (needs matplotlib: pip install 'goldfish-prep[plot]').",
+    help="Also draw the rates into an image (needs Matplotlib: pip install 'goldfish-prep[plot]').",
 )
 @click.option(
     "--band",
@@ -63,6 +64,8 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
       goldfish-prep stats shards/ --json > stats.json
       goldfish-prep stats shards/ --plot rates.png
     """
+    if plot is not None:
+        import_for("matplotlib", "plot", "--plot")  # before the shards are read, not after
     result = compute_stats(folder, band, tokenizer)
     if plot is not None and not len(result.rates):
         click.echo(f"Note: no plot written: no {result.unit} has an eligible position", err=True)
@@ -90,7 +93,7 @@ def render(result: MaskStats) -> str:
     lines += [
         f"  documents  {counts.get('documents_written', 0):>14,}   ({counts.get('documents_read', 0):,} read, {counts.get('documents_skipped', 0):,} skipped)",
         f"  tokens     {int(result.tokens.sum()):>14,}",
-        f"  eligible   {int(result.eligible.sum()):>14,}   {_eligible_rule(result)}",
+        f"  eligible   {int(result.eligible.sum()):>14,}   {_share(result.eligible.sum(), result.tokens.sum())} of all tokens: {_eligible_rule(result)}",
         f"  dropped    {int(result.dropped.sum()):>14,}   {_share(result.dropped.sum(), result.tokens.sum())} of all tokens",
         f"  drop rate  {result.overall_rate:>14.2%}   of eligible; expected {result.expected_rate:.2%}, "
         f"{result.band_level:.1%} band {low:.2%} to {high:.2%}: {'inside' if low <= result.overall_rate <= high else 'OUTSIDE'}",
@@ -98,6 +101,9 @@ def render(result: MaskStats) -> str:
     if not low <= result.overall_rate <= high and result.config.strategy_object.random_draws:
         lines.append("             (the band assumes independent decisions: duplicated text repeats its decisions,")
         lines.append("             so a corpus with much of it strays further; see `goldfish-prep repeats`)")
+    warning = result.coverage.warning(config)
+    if warning:
+        lines.append(f"  {warning}")
     lines += _chat_lines(result)
     if result.column_disagreements:
         lines.append(
@@ -203,7 +209,9 @@ def draw(result: MaskStats, path: Path) -> None:
         import matplotlib.pyplot as plt
         from matplotlib.ticker import PercentFormatter
     except ImportError as exc:
-        raise ConfigError("--plot needs matplotlib, which is not installed; pip install 'goldfish-prep[plot]'") from exc
+        raise ConfigError(
+            "--plot needs the Python package 'matplotlib', which is not installed. Fix: pip install 'goldfish-prep[plot]'"
+        ) from exc
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     has = result.eligible > 0
     rates, eligible = result.dropped[has] / np.maximum(result.eligible[has], 1), result.eligible[has]

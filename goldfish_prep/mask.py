@@ -34,17 +34,20 @@ def goldfish_mask(
     strategy: str = "goldfish",
     seed: int = 0,
     token_bytes: TokenBytes | None = None,
+    spec_version: int | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Return a bool array, True where the token is dropped from the loss.
 
     ``strategy="robust"`` also needs ``token_bytes``, the bytes each id spells
     (``goldfish_prep.tokenizers.token_bytes.token_bytes(tokenizer)``).
+    ``spec_version``: the strategy's spec version (default: the newest;
+    ``goldfish`` 1 never drops a document's first ``context_width`` tokens).
 
     >>> mask = goldfish_mask(list(range(100)), k=4, context_width=13)
-    >>> mask.shape, bool(mask[:13].any())
-    ((100,), False)
+    >>> mask.shape, bool(mask[:13].any()), bool(goldfish_mask(list(range(100)), spec_version=1)[:13].any())
+    ((100,), True, False)
     """
-    config = MaskConfig(strategy=strategy, k=k, context_width=context_width, seed=seed)
+    config = MaskConfig(strategy=strategy, k=k, context_width=context_width, seed=seed, spec_version=spec_version)
     ids = as_token_array(token_ids)
     extras = {TOKEN_BYTES: [token_bytes]} if token_bytes is not None else None
     return mask_documents(ids, np.zeros(1, dtype=np.int64), config, extras)
@@ -113,12 +116,15 @@ def _check_extras(config: MaskConfig, extras: Extras | None) -> None:
 def eligible_counts(lengths: npt.ArrayLike, config: MaskConfig) -> npt.NDArray[np.int64]:
     """How many positions of each document the strategy *could* drop (the denominator of a mask rate).
 
-    Hash strategies: positions ``t >= context_width``; static: positions
-    ``t >= 1 + start``, of which it drops every k-th; none: 0. So the expected
-    rate is 1/k for every strategy but ``none``.
+    ``goldfish`` (spec v2): every position; spec v1 and ``hash-table``:
+    positions ``t >= context_width``; static: positions ``t >= 1 + start``, of
+    which it drops every k-th; none: 0. So the expected rate is 1/k for every
+    strategy but ``none``.
 
-    >>> eligible_counts([5, 20], MaskConfig(k=4, context_width=13)).tolist()
+    >>> eligible_counts([5, 20], MaskConfig(k=4, context_width=13, spec_version=1)).tolist()
     [0, 7]
+    >>> eligible_counts([5, 20], MaskConfig(k=4, context_width=13)).tolist()
+    [5, 20]
     """
     return config.strategy_object.eligible_counts(np.asarray(lengths, dtype=np.int64), config)
 

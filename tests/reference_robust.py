@@ -1,4 +1,4 @@
-"""Plain-Python reference of the ``robust`` spec v1 (docs/mask-spec.md), one document at a time.
+"""Plain-Python reference of the ``robust`` spec v1 and v2 (docs/mask-spec.md), one document at a time.
 
 Written from the spec text, independently of the vectorised kernel: no numpy,
 Python integers reduced mod 2**64, strings for the normalised text. The tests
@@ -63,17 +63,20 @@ def reference_normalised(ids: list[int], pieces: list[bytes]) -> tuple[str, list
     return norm, ends
 
 
-def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: int) -> list[bool]:
+def reference_robust(ids: list[int], pieces: list[bytes], k: int, h: int, seed: int, spec_version: int = 1) -> list[bool]:
     """Drop decisions for one document; ``pieces[i]`` is the bytes of token id i."""
-    return reference_decisions(ids, pieces, k, h, seed)[0]
+    return reference_decisions(ids, pieces, k, h, seed, spec_version)[0]
 
 
-def reference_decisions(ids: list[int], pieces: list[bytes], k: int, h: int, seed: int) -> tuple[list[bool], list[bool]]:
-    """(dropped, eligible) for one document."""
+def reference_decisions(
+    ids: list[int], pieces: list[bytes], k: int, h: int, seed: int, spec_version: int = 1
+) -> tuple[list[bool], list[bool]]:
+    """(dropped, eligible) for one document. Spec v2 also decides tokens with 1 to h-1 units up to them."""
     norm, ends = reference_normalised(ids, pieces)
     a = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/offset", seed=seed)
     b = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/base", seed=seed) | 1
     m = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/mix", seed=seed) | 1
+    d = xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/partial", seed=seed)
 
     # where units begin: every non-space character but a word character right after one
     def word(c: str) -> bool:
@@ -86,12 +89,13 @@ def reference_decisions(ids: list[int], pieces: list[bytes], k: int, h: int, see
         decision = allowed = False
         if end > previous:
             begun = [p for p in begins if p < end]
-            if len(begun) >= h:
+            if len(begun) >= h or (spec_version >= 2 and begun):
                 allowed = True
-                start = begun[-h]
+                start = begun[-h] if len(begun) >= h else begun[0]  # v2: the units since the document's start
                 w = 0
                 for c in norm[start:end]:
                     w = (w * b + ord(c) + a) & MASK64
+                w = (w + max(h - len(begun), 0) * d) & MASK64
                 hashed = ((w ^ (w >> 32)) * m) & MASK64
                 decision = hashed < (1 << 64) // k
         dropped.append(decision)

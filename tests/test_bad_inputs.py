@@ -248,7 +248,7 @@ def test_bad_record_is_skipped_and_counted(tmp_path: Path, case: RecordCase) -> 
     out = tmp_path / "out"
     result = mask(BAD / case.fixture, "-o", out, "--on-error", "skip", *case.options)
     assert result.exit_code == 0, result.output
-    assert f"Skipped 1 bad records ({case.reason}: 1)" in result.output
+    assert f"Skipped 1 bad record ({case.reason}: 1)" in result.output
     manifest = reconciled_manifest(out)
     counts = manifest["counts"]
     assert isinstance(counts, dict)

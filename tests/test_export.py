@@ -108,6 +108,6 @@ def test_cli_refuses_a_folder_as_the_nanogpt_prefix(tmp_path: Path, texts: list[
     result = CliRunner().invoke(cli, ["export", str(shards), "-o", str(tmp_path / "data")])
     assert result.exit_code == 1
     assert result.output.strip() == (
-        f"Error: {tmp_path / 'data'} is a folder; nanogpt exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): "
+        f"Error: {tmp_path / 'data'} is a folder; nanoGPT exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): "
         f"pass -o {tmp_path / 'data' / 'train'}, say"
     )

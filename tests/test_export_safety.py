@@ -73,18 +73,18 @@ def test_same_bytes_twice_and_the_manifest_hash_recorded(format_name: str, corpo
 def test_a_failure_mid_export_leaves_nothing_behind(
     format_name: str, corpora: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import goldfish_prep.format.reader as reader_module
+    from goldfish_prep.format.folder import OutputFolder
 
     calls = []
 
-    def failing_read(path: Path, columns: object = None) -> object:
-        calls.append(path)
+    def failing_read(folder: OutputFolder, name: str, columns: object = None, sha256: object = None) -> object:
+        calls.append(name)
         if len(calls) == 4:
-            raise InputError(str(path), "injected failure")
-        return real_read(path, columns)
+            raise InputError(name, "injected failure")
+        return real_read(folder, name, columns, sha256)
 
-    real_read = reader_module.read_shard
-    monkeypatch.setattr(reader_module, "read_shard", failing_read)
+    real_read = OutputFolder.read_shard
+    monkeypatch.setattr(OutputFolder, "read_shard", failing_read)
     with pytest.raises(InputError, match="injected failure"):
         export(corpora["packed"], tmp_path / "out", format_name)
     assert leftovers(tmp_path, set()) == []
@@ -93,18 +93,18 @@ def test_a_failure_mid_export_leaves_nothing_behind(
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    import goldfish_prep.format.reader as reader_module
+    from goldfish_prep.format.folder import OutputFolder
     from goldfish_prep.export import export
 
-    real_read, calls = reader_module.read_shard, []
+    real_read, calls = OutputFolder.read_shard, []
 
-    def read_then_die(path, columns=None):
-        calls.append(path)
+    def read_then_die(folder, name, columns=None, sha256=None):
+        calls.append(name)
         if len(calls) == 4:  # three shards written, the fourth being read: die as a kill -9 would
             os.kill(os.getpid(), signal.SIGKILL)
-        return real_read(path, columns)
+        return real_read(folder, name, columns, sha256)
 
-    reader_module.read_shard = read_then_die  # the format's one shard reader
+    OutputFolder.read_shard = read_then_die  # every shard is read through the output folder
     export(sys.argv[1], sys.argv[2], sys.argv[3])
     """
 )
@@ -145,19 +145,19 @@ def test_memory_does_not_grow_with_the_corpus(format_name: str, many_shards: Pat
     flags) and two to four more for the ids; streaming holds one shard (plus
     the one packed document that runs on into the next shard).
     """
-    import goldfish_prep.format.reader as reader_module
+    from goldfish_prep.format.folder import OutputFolder
 
     shards = many_shards
     export(shards, tmp_path / "warm-up", format_name)  # imports and first-call caches are not the export's memory
     in_use: list[int] = []
-    real_read = reader_module.read_shard
+    real_read = OutputFolder.read_shard
 
-    def measured_read(path: Path, columns: object = None) -> object:
+    def measured_read(folder: OutputFolder, name: str, columns: object = None, sha256: object = None) -> object:
         numpy_arrays = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
         in_use.append(sum(trace.size for trace in numpy_arrays.traces))
-        return real_read(path, columns)
+        return real_read(folder, name, columns, sha256)
 
-    monkeypatch.setattr(reader_module, "read_shard", measured_read)
+    monkeypatch.setattr(OutputFolder, "read_shard", measured_read)
     tracemalloc.start()
     try:
         tokens = export(shards, tmp_path / "out", format_name).counts.tokens
@@ -200,11 +200,11 @@ def test_cli_errors_are_one_line(corpora: dict[str, Path], tmp_path: Path) -> No
     )
     assert run(shards, "-o", tmp_path / "x", "--format", "nanogpt", "--dtype", "int32") == (
         1,
-        "Error: --dtype int32 is not read by nanogpt exports; choose one of uint16, uint32, or leave --dtype out",
+        "Error: --dtype int32 is not read by nanoGPT exports; choose one of uint16, uint32, or leave --dtype out",
     )
     assert run(shards, "-o", tmp_path / "x", "--format", "parquet", "--dtype", "int32") == (
         1,
-        "Error: --dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out",
+        "Error: --dtype does not apply to Parquet exports (ids and labels are int32, as in the shards); leave it out",
     )
     assert run(shards, "-o", tmp_path / "x", "--format", "megatron", "--dtype", "int32")[0] == 0
     assert record_of(tmp_path / "x", "megatron")["token_dtype"] == "int32"

@@ -210,8 +210,11 @@ strategies_ = st.sampled_from(["goldfish", "hash-table", "static", "none"])
 def test_goldfish_mask_on_sensible_configs(ids: list[int], strategy: str, k: int, context_width: int, seed: int) -> None:
     drop = goldfish_mask(np.array(ids, dtype=np.uint64), k=k, context_width=context_width, strategy=strategy, seed=seed)
     assert drop.dtype == np.bool_ and drop.shape == (len(ids),)
-    if strategy in ("goldfish", "hash-table"):
+    if strategy == "hash-table":  # goldfish spec v2, the default, decides a document's first positions too
         assert not drop[:context_width].any()
+    if strategy == "goldfish":
+        v1 = goldfish_mask(ids, k=k, context_width=context_width, seed=seed, spec_version=1)
+        assert not v1[:context_width].any() and np.array_equal(v1[context_width:], drop[context_width:])
     assert np.array_equal(drop, goldfish_mask(ids, k=k, context_width=context_width, strategy=strategy, seed=seed))
 
 

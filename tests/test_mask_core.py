@@ -46,10 +46,28 @@ def test_reference_table_matches_fingerprint() -> None:
     assert table[0] == np.float32(0.23368388) and table[1] == np.float32(0.44126403)
 
 
-@pytest.mark.parametrize("case", _cases("goldfish_spec_v1_vectors.json"), ids=lambda c: c["id"])
-def test_goldfish_spec_vectors(case: dict) -> None:  # type: ignore[type-arg]
-    mask = goldfish_mask(case["input_ids"], k=case["k"], context_width=case["context_width"], seed=case["seed"])
+VECTORS = [(1, case) for case in _cases("goldfish_spec_v1_vectors.json")] + [(2, case) for case in _cases("goldfish_spec_v2_vectors.json")]
+
+
+@pytest.mark.parametrize(("version", "case"), VECTORS, ids=lambda c: c["id"] if isinstance(c, dict) else f"v{c}")
+def test_goldfish_spec_vectors(version: int, case: dict) -> None:  # type: ignore[type-arg]
+    mask = goldfish_mask(case["input_ids"], k=case["k"], context_width=case["context_width"], seed=case["seed"], spec_version=version)
     assert np.flatnonzero(mask).tolist() == case["dropped_positions"]
+    assert np.flatnonzero(mask).tolist() == [
+        t for t, d in enumerate(reference_goldfish.dropped(case["input_ids"], case["k"], case["context_width"], case["seed"], version)) if d
+    ]
+
+
+def test_spec_v2_is_v1_from_position_h_on_and_covers_the_heads() -> None:
+    """v2 changes only a document's first h decisions, and there drops about 1 in k."""
+    rng = np.random.default_rng(3)
+    heads = []
+    for _ in range(400):
+        ids = rng.integers(0, 100_000, int(rng.integers(1, 40)))
+        v1, v2 = goldfish_mask(ids, spec_version=1), goldfish_mask(ids)
+        assert v2[13:].tolist() == v1[13:].tolist() and not v1[:13].any()
+        heads.extend(v2[:13].tolist())
+    assert 0.2 < np.mean(heads) < 0.3
 
 
 @settings(max_examples=150, deadline=None)
@@ -58,16 +76,31 @@ def test_goldfish_spec_vectors(case: dict) -> None:  # type: ignore[type-arg]
     k=st.integers(2, 40),
     width=st.integers(1, 70),
     seed=st.integers(0, 2**64 - 1),
+    version=st.sampled_from([1, 2]),
 )
-def test_fast_path_equals_plain_python_reference(ids: list[int], k: int, width: int, seed: int) -> None:
-    fast = goldfish_mask(ids, k=k, context_width=width, seed=seed).tolist()
-    assert fast == reference_goldfish.dropped(ids, k, width, seed)
+def test_fast_path_equals_plain_python_reference(ids: list[int], k: int, width: int, seed: int, version: int) -> None:
+    fast = goldfish_mask(ids, k=k, context_width=width, seed=seed, spec_version=version).tolist()
+    assert fast == reference_goldfish.dropped(ids, k, width, seed, version)
 
 
-def test_fast_path_equals_reference_across_block_boundaries() -> None:
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(0, 30), max_size=8), width=st.integers(1, 20), version=st.sampled_from([1, 2]))
+def test_flat_batch_equals_reference_document_by_document(lengths: list[int], width: int, version: int) -> None:
+    """Windows never cross documents: a document's head is partial even right after another document."""
+    rng = np.random.default_rng(sum(lengths) + width)
+    docs = [rng.integers(0, 1000, n).tolist() for n in lengths]
+    flat = np.array([i for d in docs for i in d], dtype=np.int64)
+    starts = np.cumsum([0] + lengths[:-1]) if lengths else np.zeros(0, np.int64)
+    batch = mask_documents(flat, np.asarray(starts), MaskConfig(k=2, context_width=width, spec_version=version))
+    assert batch.tolist() == [x for d in docs for x in reference_goldfish.dropped(d, 2, width, 0, version)]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_fast_path_equals_reference_across_block_boundaries(version: int) -> None:
     # longer than the 2**15 block so windows straddle blocks
     ids = np.random.default_rng(1).integers(0, 50_000, 2 * goldfish_strategy._BLOCK + 100)
-    assert goldfish_mask(ids, k=3, context_width=13).tolist() == reference_goldfish.dropped(ids.tolist(), 3, 13)
+    fast = goldfish_mask(ids, k=3, context_width=13, spec_version=version).tolist()
+    assert fast == reference_goldfish.dropped(ids.tolist(), 3, 13, 0, version)
 
 
 @settings(max_examples=60, deadline=None)
@@ -102,10 +135,13 @@ def test_flat_batch_equals_documents_one_by_one(lengths: list[int], strategy: st
 
 
 def test_heads_never_dropped_and_eligible_counts() -> None:
+    """Spec v1 and hash-table leave a document's first h tokens out of every decision (v2 does not: see above)."""
     ids = np.arange(1000)
-    for strategy in ("goldfish", "hash-table"):
-        mask = goldfish_mask(ids, strategy=strategy, k=2, context_width=13)
+    for strategy, version in (("goldfish", 1), ("hash-table", None)):
+        mask = goldfish_mask(ids, strategy=strategy, k=2, context_width=13, spec_version=version)
         assert not mask[:13].any() and mask[13:].any()
+        assert eligible_counts([1000, 5], MaskConfig(strategy=strategy, context_width=13, spec_version=version)).tolist() == [987, 0]
+    assert eligible_counts([1000, 5], MaskConfig()).tolist() == [1000, 5]
     config = MaskConfig(strategy="static", k=4, seed=1)
     static = goldfish_mask(ids, strategy="static", k=4, seed=1)
     assert eligible_counts([1000], config)[0] == 1000 - 2 and static.sum() == -(-998 // 4)
@@ -118,7 +154,7 @@ def test_seed_gives_an_independent_mask_and_zero_is_ordinary() -> None:
     assert 0.15 < (a != b).mean() < 0.5  # independent masks at k=4 differ on about 2*(1/4)*(3/4)
     zeros = goldfish_mask(np.zeros(5000, dtype=np.int64), k=4, context_width=3, seed=0)
     # one window value: all dropped or none, never forced by the id (the reference's id-0 flaw)
-    assert zeros[3:].all() or not zeros[3:].any()
+    assert zeros[3:].all() or not zeros[3:].any()  # (v2's first 3 windows are partial, each its own value)
     assert len({bool(goldfish_mask(np.zeros(50, np.int64), k=2, context_width=3, seed=s)[10]) for s in range(40)}) == 2
 
 
@@ -174,6 +210,13 @@ def test_config_round_trips_through_the_manifest_dict() -> None:
     assert MaskConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="spec version 99"):
         MaskConfig.from_dict({**config.to_dict(), "spec_version": 99})
+    old = MaskConfig(spec_version=1)
+    assert old.to_dict()["spec_version"] == 1 and MaskConfig.from_dict(old.to_dict()) == old != MaskConfig()
+    assert (
+        MaskConfig.from_dict({"strategy": "hash-table", "k": 4, "context_width": 13, "seed": 0, "spec_version": None}).spec_version is None
+    )
+    with pytest.raises(ConfigError, match="hash-table has no versioned spec"):
+        MaskConfig(strategy="hash-table", spec_version=1)
 
 
 def test_masking_core_imports_no_torch_pyarrow_or_click() -> None:

@@ -65,9 +65,9 @@ def test_kernel_equals_the_reference_on_real_text(cl100k: tuple[object, TokenByt
     texts = [t[:2500] for t in real_texts[::60]] + ["", " ", "\u00e9\u0301 \U0001f41f\u00ad"]
     docs = tokenizer.encode_batch(texts)  # type: ignore[attr-defined]
     ids, starts = flat(docs)
-    for k, h, seed in ((4, 13, 0), (2, 1, 5), (3, 5, 2**63)):
-        dropped, _ = decide(ids, starts, table, h, k, seed)
-        expected = [d for doc in docs for d in reference_robust(doc.tolist(), pieces, k, h, seed)]
+    for k, h, seed, version in ((4, 13, 0, 1), (4, 13, 0, 2), (2, 1, 5, 1), (3, 5, 2**63, 2)):
+        dropped, _ = decide(ids, starts, table, h, k, seed, spec_version=version)
+        expected = [d for doc in docs for d in reference_robust(doc.tolist(), pieces, k, h, seed, version)]
         assert dropped.tolist() == expected
 
 
@@ -77,15 +77,16 @@ def test_kernel_equals_the_reference_on_real_text(cl100k: tuple[object, TokenByt
     k=st.integers(2, 6),
     h=st.integers(1, 6),
     seed=st.integers(0, 2**64 - 1),
+    version=st.sampled_from([1, 2]),
 )
 def test_kernel_equals_the_reference_on_any_ids(
-    cl100k: tuple[object, TokenBytes, list[bytes]], docs: list[list[int]], k: int, h: int, seed: int
+    cl100k: tuple[object, TokenBytes, list[bytes]], docs: list[list[int]], k: int, h: int, seed: int, version: int
 ) -> None:
     """Random ids spell broken UTF-8, lone continuation bytes at document starts, empty documents."""
     _, table, pieces = cl100k
     ids, starts = flat([np.array(d, np.int64) for d in docs])
-    dropped, _ = decide(ids, starts, table, h, k, seed)
-    assert dropped.tolist() == [d for doc in docs for d in reference_robust(doc, pieces, k, h, seed)]
+    dropped, _ = decide(ids, starts, table, h, k, seed, spec_version=version)
+    assert dropped.tolist() == [d for doc in docs for d in reference_robust(doc, pieces, k, h, seed, version)]
 
 
 @settings(max_examples=60, deadline=None)
@@ -98,18 +99,18 @@ def test_kernel_equals_the_reference_on_any_text(cl100k: tuple[object, TokenByte
     assert dropped.tolist() == [d for doc in docs for d in reference_robust(doc.tolist(), pieces, 2, h, 1)]
 
 
-def test_spec_vectors() -> None:
-    vectors = json.loads(VECTORS.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("version", [1, 2])
+def test_spec_vectors(version: int) -> None:
+    vectors = json.loads((VECTORS.parent / f"robust_spec_v{version}_vectors.json").read_text(encoding="utf-8"))
     assert len(vectors["cases"]) >= 5
     for case in vectors["cases"]:
         pieces = [p.encode("latin-1") for p in case["token_bytes_latin1"]]
         table = TokenBytes.from_list(pieces)
         ids = np.arange(len(pieces), dtype=np.int64)[case["ids"]] if case["ids"] else np.zeros(0, np.int64)
-        dropped, _ = decide(ids, np.zeros(1, np.int64), table, case["context_width"], case["k"], case["seed"])
+        dropped, _ = decide(ids, np.zeros(1, np.int64), table, case["context_width"], case["k"], case["seed"], spec_version=version)
         assert np.flatnonzero(dropped).tolist() == case["dropped"], case["text"]
-        assert [
-            i for i, d in enumerate(reference_robust(case["ids"], pieces, case["k"], case["context_width"], case["seed"])) if d
-        ] == case["dropped"]
+        reference = reference_robust(case["ids"], pieces, case["k"], case["context_width"], case["seed"], version)
+        assert [i for i, d in enumerate(reference) if d] == case["dropped"]
 
 
 # -- what it is for ----------------------------------------------------------------------------------
@@ -166,6 +167,21 @@ def test_rate_is_one_in_k_over_distinct_windows_of_real_text(cl100k: tuple[objec
     assert view.eligible.mean() > 0.9  # only document heads and empty spans (EOS, half characters) are ineligible
 
 
+def test_spec_v2_covers_the_heads_of_short_documents(cl100k: tuple[object, TokenBytes, list[bytes]], real_texts: list[str]) -> None:
+    """v2 keeps every v1 decision and adds the tokens before each document's 13th unit, dropped about 1 in k."""
+    tokenizer, table, _ = cl100k
+    lines = sorted({line.strip() for text in real_texts[:300] for line in text.splitlines() if line.strip()})
+    docs = tokenizer.encode_batch(lines)  # type: ignore[attr-defined]
+    ids, starts = flat(docs)
+    old_dropped, old_eligible = decide(ids, starts, table, 13, 4, 0, spec_version=1)
+    dropped, eligible = decide(ids, starts, table, 13, 4, 0, spec_version=2)
+    assert np.array_equal(dropped[old_eligible], old_dropped[old_eligible]) and not (old_eligible & ~eligible).any()
+    heads = eligible & ~old_eligible
+    assert old_eligible.mean() < 0.5 < eligible.mean()  # one-line documents: v1 reaches few tokens, v2 most
+    rate = dropped[heads].mean()
+    assert abs(rate - 0.25) < 4 * np.sqrt(0.25 * 0.75 / heads.sum()) + 0.01, rate  # (+0.01: repeated lines repeat decisions)
+
+
 def test_special_tokens_and_half_characters_are_never_dropped(cl100k: tuple[object, TokenBytes, list[bytes]]) -> None:
     tokenizer, table, pieces = cl100k
     text = "\U0001f41f\U0001f420 \u00e9t\u00e9 " * 300
@@ -183,7 +199,7 @@ def test_special_tokens_and_half_characters_are_never_dropped(cl100k: tuple[obje
 def test_goldfish_mask_names_what_robust_needs() -> None:
     with pytest.raises(ConfigError, match="needs per-document token_bytes"):
         goldfish_mask([1, 2, 3], strategy="robust")
-    assert MaskConfig(strategy="robust").spec_version == 1
+    assert MaskConfig(strategy="robust").spec_version == 2  # the default since heads are covered; 1 stays selectable
 
 
 # -- in the pipeline -------------------------------------------------------------------------------------
@@ -210,7 +226,7 @@ def test_mask_verify_stats_and_show_with_robust(tmp_path: Path, near_copies: Pat
     out = tmp_path / "robust"
     summary = invoke("mask", near_copies, "-o", out, "-q", "--strategy", "robust", "--shard-size", "64KB")
     manifest = json.loads((out / "goldfish_manifest.json").read_text())
-    assert manifest["mask"]["strategy"] == "robust" and manifest["mask"]["spec_version"] == 1
+    assert manifest["mask"]["strategy"] == "robust" and manifest["mask"]["spec_version"] == 2  # the default
     counts = manifest["counts"]
     assert abs(counts["dropped_tokens"] / counts["eligible_tokens"] - 0.25) < 0.01, summary
     assert "OK" in invoke("verify", out)

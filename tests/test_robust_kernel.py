@@ -44,10 +44,11 @@ def check_against_reference(table: TokenBytes, pieces: list[bytes], docs: list[l
     lengths = [len(d) for d in docs]
     ids = np.array([i for d in docs for i in d], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    dropped, eligible = decide(ids, starts, table, h, k, seed)
-    expected = [reference_decisions(d, pieces, k, h, seed) for d in docs]
-    assert dropped.tolist() == [x for drop, _ in expected for x in drop]
-    assert eligible.tolist() == [x for _, ok in expected for x in ok]
+    for version in (1, 2):  # spec v2 differs only before each document's h-th unit
+        dropped, eligible = decide(ids, starts, table, h, k, seed, spec_version=version)
+        expected = [reference_decisions(d, pieces, k, h, seed, version) for d in docs]
+        assert dropped.tolist() == [x for drop, _ in expected for x in drop]
+        assert eligible.tolist() == [x for _, ok in expected for x in ok]
     view = normalised_tokens(ids, starts, table, h)
     bounds = np.append(view.doc_start, len(view.norm))
     for d, doc in enumerate(docs):
@@ -141,11 +142,11 @@ def test_small_blocks_give_the_same_masks(
     docs = [rng.choices(range(len(EDGES)), weights, k=rng.randrange(200)) for _ in range(12)]
     ids = np.array([i for d in docs for i in d], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
-    whole = decide(ids, starts, table, h, 2, 5)
+    whole = [decide(ids, starts, table, h, 2, 5, spec_version=v) for v in (1, 2)]
     monkeypatch.setattr(robust, "_BLOCK", block)
     monkeypatch.setattr(robust, "_LOOKBACK", lookback)  # (0, 1): one token of context first, grown until it suffices
-    small = decide(ids, starts, table, h, 2, 5)
-    assert all(np.array_equal(a, b) for a, b in zip(whole, small))
+    small = [decide(ids, starts, table, h, 2, 5, spec_version=v) for v in (1, 2)]
+    assert all(np.array_equal(a, b) for w, s in zip(whole, small) for a, b in zip(w, s))
     check_against_reference(table, EDGES, docs, 2, h, 5)
 
 

@@ -75,7 +75,7 @@ def test_document_figures_match_a_row_by_row_count(outputs: dict[str, Path], rec
     manifest = json.loads((folder / "goldfish_manifest.json").read_text())
     assert stats.names == [r["id"] for r in records]
     assert stats.tokens.tolist() == reference["tokens"] and stats.dropped.tolist() == reference["dropped"]
-    assert stats.eligible.tolist() == [max(0, n - 13) for n in reference["tokens"]]
+    assert stats.eligible.tolist() == reference["tokens"]  # goldfish spec v2 (the default): every position is eligible
     assert int(stats.eligible.sum()) == manifest["counts"]["eligible_tokens"]
     assert stats.overall_rate == pytest.approx(manifest["counts"]["drop_rate"])
     low, high = stats.overall_band()
@@ -115,7 +115,7 @@ def test_static_drops_every_kth_eligible_position(outputs: dict[str, Path]) -> N
     seq_len=st.integers(2, 50),
     lead=st.integers(0, 40),
     opens_mid_document=st.booleans(),
-    strategy=st.sampled_from(["goldfish", "static", "none"]),
+    strategy=st.sampled_from(["goldfish", "goldfish-v1", "static", "none"]),
     k=st.integers(2, 5),
     seed=st.integers(0, 7),
 )
@@ -123,7 +123,8 @@ def test_eligible_per_row_equals_a_position_count(
     lengths: list[int], seq_len: int, lead: int, opens_mid_document: bool, strategy: str, k: int, seed: int
 ) -> None:
     """Rows cut documents anywhere; the row-boundary arithmetic must equal counting positions one by one."""
-    config = MaskConfig(strategy=strategy, k=k, context_width=7, seed=seed)
+    name, _, version = strategy.partition("-v")
+    config = MaskConfig(strategy=name, k=k, context_width=7, seed=seed, spec_version=int(version) if version else None)
     lead = lead if opens_mid_document else 0
     starts = np.cumsum([0] + lengths[:-1]) + (lengths[0] if opens_mid_document else 0)
     n = int(sum(lengths) + (lengths[0] if opens_mid_document else 0))
@@ -132,8 +133,10 @@ def test_eligible_per_row_equals_a_position_count(
         eligible = np.zeros(n, bool)
     elif strategy == "static":
         eligible = local >= 1 + seed % k
-    else:
+    elif strategy == "goldfish-v1":
         eligible = local >= 7
+    else:  # goldfish spec v2: every position
+        eligible = local >= 0
     row_starts = np.append(np.arange(0, n, seq_len), n)
     stream = TokenStream(
         Path("x"), np.zeros(n, np.int32), np.zeros(n, np.int32), row_starts, starts.astype(np.int64), np.zeros(0, np.int64), row_starts
@@ -168,7 +171,10 @@ def test_cli_text_report(outputs: dict[str, Path]) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"{folder}: strategy goldfish, k=4, context width 13, seed 0"
-    assert lines[3] == f"  eligible   {int(stats.eligible.sum()):>14,}   positions t >= 13 of each document"
+    assert (
+        lines[3]
+        == f"  eligible   {int(stats.eligible.sum()):>14,}   100.00% of all tokens: every position (the first 13 of a document hash the ids since its start)"
+    )
     assert any(line.strip().startswith("periodic ") for line in lines)
     assert "◀ expected" in result.output
 
@@ -193,7 +199,10 @@ def test_plot_without_matplotlib_says_what_to_install(outputs: dict[str, Path], 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the optional extra were not installed
     result = run("stats", outputs["static"], "--plot", tmp_path / "x.png")
     assert result.exit_code == 1
-    assert result.stderr == "Error: --plot needs matplotlib, which is not installed; pip install 'goldfish-prep[plot]'\n"
+    assert (
+        result.stderr
+        == "Error: --plot needs the Python package 'matplotlib', which is not installed. Fix: pip install 'goldfish-prep[plot]'\n"
+    )
 
 
 def test_an_output_without_documents(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.config import GOLDFISH_SPEC_VERSION, MaskConfig
+from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.records import Record
 from goldfish_prep.strategies.answer_local import answer_drops
@@ -48,8 +48,13 @@ def drops_nothing(mask: MaskConfig) -> bool:
 
 
 def masks_answers(mask: MaskConfig) -> bool:
-    """Whether answer-local masking implements ``mask``: its hash is the goldfish spec's (or nothing is dropped)."""
-    return mask.strategy_object.spec_version == GOLDFISH_SPEC_VERSION or drops_nothing(mask)
+    """Whether answer-local masking implements ``mask`` (``goldfish``, every spec version, and ``none``).
+
+    The strategy says so itself: a strategy whose rule is not answer-local
+    (``robust`` decides on normalised text, ``hash-table``, ``static``) is
+    refused for chat records instead of being silently replaced by goldfish's.
+    """
+    return mask.strategy_object.masks_chat_answers
 
 
 def tokenize_chats(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.tokenizers.optional import import_for
 
 TEMPLATE_FILE = "chat_template.jinja"
 CONFIG_FILE = "tokenizer_config.json"
@@ -97,7 +98,7 @@ class Compiled:
     """A compiled template and its ``render`` that returns the text and the generation spans."""
 
     def __init__(self, text: str) -> None:
-        import jinja2
+        jinja2 = import_for("jinja2", "hf", "rendering a chat template")  # the first use of Jinja2: checked, one line if missing
 
         environment = _environment()
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.export.names import format_title
 
 
 def token_dtype(vocab_size: int, allowed: Sequence[str], format_name: str, requested: str | None = None) -> np.dtype[Any]:
@@ -28,7 +29,7 @@ def token_dtype(vocab_size: int, allowed: Sequence[str], format_name: str, reque
     if requested is not None:
         if requested not in allowed:
             raise ConfigError(
-                f"--dtype {requested} is not read by {format_name} exports; choose one of {', '.join(allowed)}, or leave --dtype out"
+                f"--dtype {requested} is not read by {format_title(format_name)} exports; choose one of {', '.join(allowed)}, or leave --dtype out"
             )
         if not _holds(requested, vocab_size):
             raise ConfigError(
@@ -39,7 +40,9 @@ def token_dtype(vocab_size: int, allowed: Sequence[str], format_name: str, reque
     for name in allowed:
         if _holds(name, vocab_size):
             return np.dtype(name)
-    raise ConfigError(f"no dtype that {format_name} reads ({', '.join(allowed)}) holds the ids of a {vocab_size:,}-id vocabulary")
+    raise ConfigError(
+        f"no dtype that {format_title(format_name)} reads ({', '.join(allowed)}) holds the ids of a {vocab_size:,}-id vocabulary"
+    )
 
 
 def _holds(name: str, vocab_size: int) -> bool:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +36,8 @@ from goldfish_prep.errors import InputError
 from goldfish_prep.export.dtypes import token_dtype
 from goldfish_prep.export.record import Counts, ExportResult, export_record
 from goldfish_prep.export.source import Source, check_ids_fit, iter_documents
-from goldfish_prep.export.staging import RECORD_NAME, Staging, staged_folder
+from goldfish_prep.format.commit import PendingFile
+from goldfish_prep.format.staging import RECORD_NAME, Staging, staged_folder
 
 DTYPES = ("uint16", "int32")
 TEXT_PREFIX = "text_document"
@@ -50,24 +51,23 @@ def export_megatron(source: Source, out: Path, overwrite: bool = False, dtype_na
     """Write the Megatron folder described in the module docstring."""
     dtype = token_dtype(source.vocab_size, DTYPES, "megatron", dtype_name)
     with staged_folder(out, overwrite) as stage:
-        scratch = stage.root / "sequence-lengths.int32.scratch"
+        scratch = "sequence-lengths.int32.scratch"
         with (
-            open(stage.path(f"{TEXT_PREFIX}.bin"), "wb") as ids_out,
-            open(stage.path(f"{MASK_PREFIX}.bin"), "wb") as mask_out,
-            open(scratch, "wb") as lengths_out,
+            stage.open(f"{TEXT_PREFIX}.bin") as ids_out,
+            stage.open(f"{MASK_PREFIX}.bin") as mask_out,
+            stage.scratch(scratch) as lengths_out,
         ):
             counts = _write_items(source, dtype, ids_out, mask_out, lengths_out)
         for prefix, item in ((TEXT_PREFIX, dtype), (MASK_PREFIX, np.dtype(np.uint8))):
-            stage.commit(f"{prefix}.bin")
             _write_index(stage, prefix, item, scratch, counts.documents)
-        scratch.unlink()
+        stage.discard_scratch(scratch)
         layout = {"data_prefix": TEXT_PREFIX, "loss_mask_prefix": MASK_PREFIX, "mask_dtype": "uint8"}
         stage.write_record(export_record(source, "megatron", str(dtype), counts, layout))
     files = tuple(out / f"{prefix}{suffix}" for prefix in (TEXT_PREFIX, MASK_PREFIX) for suffix in (".bin", ".idx"))
     return ExportResult("megatron", out, out / RECORD_NAME, files, str(dtype), counts)
 
 
-def _write_items(source: Source, dtype: np.dtype[Any], ids_out: BinaryIO, mask_out: BinaryIO, lengths_out: BinaryIO) -> Counts:
+def _write_items(source: Source, dtype: np.dtype[Any], ids_out: PendingFile, mask_out: PendingFile, lengths_out: PendingFile) -> Counts:
     """Stream ids and keep flags to the two ``.bin`` files and each document's length to the scratch file."""
     counts = Counts()
     for chunk in iter_documents(source):
@@ -86,14 +86,15 @@ def _write_items(source: Source, dtype: np.dtype[Any], ids_out: BinaryIO, mask_o
     return counts
 
 
-def _write_index(stage: Staging, prefix: str, item: np.dtype[Any], lengths_path: Path, count: int) -> None:
-    """``prefix.idx`` for ``count`` one-sequence documents whose lengths are in ``lengths_path`` (int32)."""
+def _write_index(stage: Staging, prefix: str, item: np.dtype[Any], lengths_name: str, count: int) -> None:
+    """``prefix.idx`` for ``count`` one-sequence documents whose lengths are in the scratch file ``lengths_name`` (int32)."""
     name = f"{prefix}.idx"
-    with open(stage.path(name), "wb") as out:
+    with stage.open(name) as out:
         out.write(INDEX_MAGIC + struct.pack("<Q", 1) + struct.pack("<B", DTYPE_CODES[str(item)]))
         out.write(struct.pack("<Q", count) + struct.pack("<Q", count + 1))
-        lengths = np.memmap(lengths_path, dtype="<i4", mode="r") if count else np.zeros(0, "<i4")
-        out.writelines(lengths[begin : begin + _BLOCK].tobytes() for begin in range(0, count, _BLOCK))
+        lengths = stage.read_scratch(lengths_name, "<i4") if count else np.zeros(0, "<i4")
+        for begin in range(0, count, _BLOCK):
+            out.write(lengths[begin : begin + _BLOCK].tobytes())
         offset = 0
         for begin in range(0, count, _BLOCK):  # byte offsets: exclusive running sum of length * itemsize
             block = lengths[begin : begin + _BLOCK].astype(np.int64) * item.itemsize
@@ -103,4 +104,3 @@ def _write_index(stage: Staging, prefix: str, item: np.dtype[Any], lengths_path:
         for begin in range(0, count + 1, _BLOCK):
             out.write(np.arange(begin, min(begin + _BLOCK, count + 1), dtype="<i8").tobytes())
         del lengths
-    stage.commit(name)

@@ -7,7 +7,10 @@ output prefix ``OUT`` this writes:
   packed rows left out), as ``uint16`` when the vocabulary fits (nanoGPT's own
   format) else ``uint32``;
 - ``OUT.mask.bin``: one ``uint8`` per token, 1 where the token is in the loss
-  (its label is its id), 0 where the goldfish mask dropped it (label -100);
+  (its label is its id), 0 where the goldfish mask dropped it (label -100).
+  These are *keep* flags, the opposite polarity of ``goldfish_mask`` (True =
+  dropped); the file keeps the name it had because training loops read it by
+  that name (``KEEP_FLAGS_SUFFIX``; docs/training.md says so too);
 - ``OUT.json``: which dtype, the counts, the tokenizer and mask config and the
   source manifest's sha256. Written last: its presence means the export is whole.
 
@@ -19,20 +22,20 @@ the same bytes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-from goldfish_prep.atomic import fsync_and_rename
 from goldfish_prep.errors import OutputError
 from goldfish_prep.export.dtypes import token_dtype
 from goldfish_prep.export.record import Counts, ExportResult
 from goldfish_prep.export.source import Source, check_ids_fit, iter_documents
-from goldfish_prep.format.names import partial_path
+from goldfish_prep.format.commit import PendingFile, committed_file, json_bytes, write_bytes_atomic
 
 DTYPES = ("uint16", "uint32")
+#: the keep flags' file (1 = in the loss), named ``.mask.bin`` since the first release: loops read it by that name
+KEEP_FLAGS_SUFFIX = ".mask.bin"
 
 
 def export_paths(out_prefix: str | Path) -> tuple[Path, Path, Path]:
@@ -42,14 +45,18 @@ def export_paths(out_prefix: str | Path) -> tuple[Path, Path, Path]:
     ['train.bin', 'train.mask.bin', 'train.json']
     """
     prefix = Path(out_prefix)
-    return prefix.with_name(prefix.name + ".bin"), prefix.with_name(prefix.name + ".mask.bin"), prefix.with_name(prefix.name + ".json")
+    return (
+        prefix.with_name(prefix.name + ".bin"),
+        prefix.with_name(prefix.name + KEEP_FLAGS_SUFFIX),
+        prefix.with_name(prefix.name + ".json"),
+    )
 
 
 def export_nanogpt(source: Source, out_prefix: Path, overwrite: bool = False, dtype_name: str | None = None) -> ExportResult:
     """Write ``OUT.bin``, ``OUT.mask.bin`` and, last, ``OUT.json`` (see module docstring)."""
     if Path(out_prefix).is_dir():
         raise OutputError(
-            f"{out_prefix} is a folder; nanogpt exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): pass -o {Path(out_prefix) / 'train'}, say"
+            f"{out_prefix} is a folder; nanoGPT exports take a file prefix (PREFIX.bin, PREFIX.mask.bin, PREFIX.json): pass -o {Path(out_prefix) / 'train'}, say"
         )
     tokens_path, mask_path, meta_path = export_paths(out_prefix)
     existing = [p for p in (tokens_path, mask_path, meta_path) if p.exists()]
@@ -58,29 +65,20 @@ def export_nanogpt(source: Source, out_prefix: Path, overwrite: bool = False, dt
     dtype = token_dtype(source.vocab_size, DTYPES, "nanogpt", dtype_name)
     tokens_path.parent.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)  # a stale record must never vouch for the files being replaced
-    partial_tokens, partial_mask = partial_path(tokens_path), partial_path(mask_path)
-    try:
-        with open(partial_tokens, "wb") as ids_out, open(partial_mask, "wb") as mask_out:
-            counts = _write_streams(source, dtype, ids_out, mask_out)
-        fsync_and_rename(partial_tokens, tokens_path)
-        fsync_and_rename(partial_mask, mask_path)
-    finally:
-        for path in (partial_tokens, partial_mask):
-            path.unlink(missing_ok=True)
+    with committed_file(tokens_path) as ids_out, committed_file(mask_path) as keep_out:
+        counts = _write_streams(source, dtype, ids_out, keep_out)
     meta = _metadata(source, tokens_path, mask_path, dtype, counts)
-    partial_meta = partial_path(meta_path)
-    partial_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    fsync_and_rename(partial_meta, meta_path)  # written last: its presence means the export is complete
+    write_bytes_atomic(meta_path, json_bytes(meta), unique=False)  # written last: its presence means the export is complete
     return ExportResult("nanogpt", Path(out_prefix), meta_path, (tokens_path, mask_path), str(dtype), counts)
 
 
-def _write_streams(source: Source, dtype: np.dtype[Any], ids_out: BinaryIO, mask_out: BinaryIO) -> Counts:
+def _write_streams(source: Source, dtype: np.dtype[Any], ids_out: PendingFile, keep_out: PendingFile) -> Counts:
     """Append each shard's ids (dtype) and keep flags (uint8, 1 = in the loss)."""
     counts = Counts()
     for chunk in iter_documents(source):
         check_ids_fit(chunk, dtype, "Recreate the shards with the right --tokenizer")
         ids_out.write(chunk.ids.astype(dtype).tobytes())
-        mask_out.write(chunk.keep.astype(np.uint8).tobytes())
+        keep_out.write(chunk.keep.astype(np.uint8).tobytes())
         counts.add(len(chunk.lengths), len(chunk.ids), int(chunk.keep.sum()))
     return counts
 

@@ -33,7 +33,7 @@ import numpy as np
 from goldfish_prep.export.dtypes import token_dtype
 from goldfish_prep.export.record import Counts, ExportResult, export_record
 from goldfish_prep.export.source import DocumentChunk, Source, check_ids_fit, iter_documents
-from goldfish_prep.export.staging import RECORD_NAME, Staging, staged_folder
+from goldfish_prep.format.staging import RECORD_NAME, Staging, staged_folder
 
 DTYPES = ("uint8", "uint16", "uint32", "uint64")
 TOKENS_DIR = "token_ids"
@@ -68,13 +68,12 @@ def export_olmo(source: Source, out: Path, overwrite: bool = False, dtype_name: 
 def _write_part(stage: Staging, name: str, chunk: DocumentChunk, dtype: np.dtype[Any]) -> dict[str, Any]:
     """One part: ids, document boundaries and label mask, each renamed into place once written."""
     tokens, mask, metadata = f"{TOKENS_DIR}/{name}", f"{MASK_DIR}/{name}", f"{TOKENS_DIR}/{name[: -len('.npy')]}.csv.gz"
-    chunk.ids.astype(dtype).tofile(stage.path(tokens))  # (tokens,) dtype, no header: OLMo-core memory-maps raw arrays
-    stage.commit(tokens)
-    chunk.keep.astype(np.bool_).tofile(stage.path(mask))  # (tokens,) np.bool_, one byte each
-    stage.commit(mask)
+    with stage.open(tokens) as out:
+        out.write(chunk.ids.astype(dtype).tobytes())  # (tokens,) dtype, no header: OLMo-core memory-maps raw arrays
+    with stage.open(mask) as out:
+        out.write(chunk.keep.astype(np.bool_).tobytes())  # (tokens,) np.bool_, one byte each
     ends = np.cumsum(chunk.lengths)
     rows = "".join(f"{start},{end}\n" for start, end in zip((ends - chunk.lengths).tolist(), ends.tolist()))
-    with open(stage.path(metadata), "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
+    with stage.open(metadata) as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
         packed.write(rows.encode("ascii"))  # mtime 0 and no name: the same bytes on every run
-    stage.commit(metadata)
     return {"file": name, "tokens": len(chunk.ids), "documents": len(chunk.lengths)}

@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.export.record import Counts, ExportResult, export_record
 from goldfish_prep.export.source import Int64s, Source
-from goldfish_prep.export.staging import RECORD_NAME, staged_folder
 from goldfish_prep.format import IGNORE_INDEX, ShardBatch
+from goldfish_prep.format.staging import RECORD_NAME, staged_folder
 
 ROW_GROUP_TOKENS = 1 << 20  # about 8 MiB of ids and labels before compression
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("attention_mask", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
@@ -46,7 +46,7 @@ def export_parquet(
 ) -> ExportResult:
     """Write the Parquet folder described in the module docstring."""
     if dtype_name is not None:
-        raise ConfigError("--dtype does not apply to parquet exports (ids and labels are int32, as in the shards); leave it out")
+        raise ConfigError("--dtype does not apply to Parquet exports (ids and labels are int32, as in the shards); leave it out")
     counts = Counts()
     names: list[str] = []
     with staged_folder(out, overwrite) as stage:

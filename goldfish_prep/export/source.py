@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.atomic import file_sha256
 from goldfish_prep.errors import InputError
 from goldfish_prep.format import IGNORE_INDEX, MANIFEST, Manifest, ShardSet, open_shards
 
@@ -67,7 +66,7 @@ class Source:
 def open_source(folder: str | Path) -> Source:
     """The output folder of `goldfish-prep mask` at ``folder``; a one-line error for anything else."""
     shards = open_shards(folder)
-    return Source(shards, file_sha256(Path(folder) / MANIFEST))
+    return Source(shards, shards.output.manifest_sha256())
 
 
 @dataclasses.dataclass(frozen=True)

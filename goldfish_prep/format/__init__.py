@@ -1,12 +1,19 @@
 """The output format (docs/format.md) in one package: names, schemas, the manifest and the shard reader.
 
-Everything that reads or names files of an output folder goes through here:
-``names`` (every file name and constant), ``schema`` (the Arrow schemas and
-``datasets`` metadata), ``manifest`` (the typed, validated ``Manifest``),
-``columns`` (Arrow list columns as flat numpy arrays) and ``reader``
+Everything that reads, writes or names files of an output folder goes through here:
+``names`` (every file name and constant), ``folder`` (``OutputFolder``: the
+commit protocol, life cycle, task ownership, records, manifest and checked
+shard reads; ``local_folder`` and ``url_folder`` implement its storage),
+``ownership`` (which task may touch which file, what a resume keeps),
+``commit`` (the local atomic write and every checksum), ``staging`` (exports'
+folders), ``schema`` (the Arrow schemas, column names and ``datasets``
+metadata), ``manifest`` (the typed, validated ``Manifest``), ``chat`` (the chat
+columns), ``columns`` (Arrow list columns as flat numpy arrays) and ``reader``
 (``open_shards``: documents or per-shard flat batches, zero-copy).
 """
 
+from goldfish_prep.format.folder import ChecksumError, OutputFolder, open_folder
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest, ShardEntry, load_manifest
 from goldfish_prep.format.names import (
     DATASET_INFO,
@@ -23,9 +30,13 @@ from goldfish_prep.format.names import (
     shard_record_path,
     task_filename,
 )
-from goldfish_prep.format.reader import Document, ShardBatch, ShardSet, iter_shards, open_shards, read_shard
+from goldfish_prep.format.reader import Document, ShardBatch, ShardDocument, ShardSet, iter_shards, open_shards, read_shard
 
 __all__ = [
+    "ChecksumError",
+    "LocalFolder",
+    "OutputFolder",
+    "open_folder",
     "DATASET_INFO",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -38,6 +49,7 @@ __all__ = [
     "Document",
     "Manifest",
     "ShardBatch",
+    "ShardDocument",
     "ShardEntry",
     "ShardSet",
     "iter_shards",

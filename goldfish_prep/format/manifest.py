@@ -1,27 +1,38 @@
-"""The manifest of an output folder as a typed, validated object (docs/format.md).
+"""The manifest of an output folder as a typed, validated object (docs/format.md), for writing and reading.
 
 Every consumer needs the same facts from the manifest (which layout, which
-mask config, which shards), so they are derived here once. A ``Manifest`` is
-checked once, on load, so a damaged or foreign file fails there
-with a message that names it, and afterwards every field has its type:
-``.mask`` is a ``MaskConfig``, ``.shards`` are ``ShardEntry`` records, and
-``.packed`` says which layout the shards use. ``.raw`` keeps the dict exactly as
-read, for the few readers that print or re-export it.
+mask config, which shards, whether it holds conversations), so they are derived
+here once. A ``Manifest`` is checked once, on load, so a damaged or foreign
+file fails there with a message that names it, and afterwards every field has
+its type: ``.mask`` is a ``MaskConfig``, ``.shards`` are ``ShardEntry``
+records, ``.packed`` says which layout the shards use, ``.chat`` and
+``.k_field`` what a chat run recorded. ``.raw`` keeps the dict exactly as read,
+for the few readers that print or re-export it.
+
+The write side uses the same type: ``Manifest.build`` makes the manifest from
+the run description and the shard records, validates it with the code that
+validates a manifest read back, and ``to_dict`` gives what is written, so
+both sides round-trip through one definition.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
-from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, MANIFEST, STATE
+from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, IGNORE_INDEX, MANIFEST
+from goldfish_prep.mask import expected_rate
 
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
+#: the manifest lists this many skipped records by location; counts always cover all of them
+MAX_LISTED_SKIPS = 1000
+#: the keys of a shard record that the manifest repeats for each shard
+SHARD_KEYS = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +80,19 @@ class Manifest:
     layout: Mapping[str, Any]
     shards: tuple[ShardEntry, ...]
     counts: Mapping[str, Any]
+    #: the ``chat`` object of a run over conversations (template, label options, ids never dropped), else None
+    chat: Mapping[str, Any] | None = None
+    #: ``--k-field``: the record field each row's k came from (rows then carry a ``k`` column), else None
+    k_field: str | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        """True for the output of `mask` over conversations (rows carry ``assistant_masks``)."""
+        return self.chat is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object as written (``write_json`` sorts its keys)."""
+        return self.raw
 
     @property
     def pack(self) -> int | None:
@@ -117,6 +141,10 @@ class Manifest:
         shards = data.get("shards")
         if not isinstance(shards, list):
             raise InputError(where, f"'shards' is {type(shards).__name__}, not a list", _RECREATE, "bad-manifest")
+        chat = data.get("chat")
+        k_field = data.get("k_field")
+        if k_field is not None and not isinstance(k_field, str):
+            raise InputError(where, f"'k_field' is {k_field!r}, not a field name", _RECREATE, "bad-manifest")
         return cls(
             folder=Path(folder),
             raw=data,
@@ -125,23 +153,57 @@ class Manifest:
             layout=sections["layout"],
             shards=tuple(ShardEntry.from_dict(entry, where) for entry in shards),
             counts=sections["counts"],
+            chat=chat if isinstance(chat, dict) else None,
+            k_field=k_field,
         )
+
+    @classmethod
+    def build(cls, run: dict[str, Any], records: list[dict[str, Any]], folder: str | Path) -> Manifest:
+        """The manifest (docs/format.md) of a finished run: from its description and its shard records, in shard order."""
+        records = sorted(records, key=lambda record: int(record["index"]))
+        reasons: collections.Counter[str] = collections.Counter()
+        skipped: list[dict[str, str]] = []
+        for record in records:
+            reasons.update(record["skipped_by_reason"])
+            skipped.extend(record["skipped"][: MAX_LISTED_SKIPS - len(skipped)])
+        total = {
+            key: sum(int(record[key]) for record in records)
+            for key in ("documents_read", "documents_written", "documents_skipped", "tokens", "eligible_tokens", "dropped_tokens")
+        }
+        if run.get("chat") is not None:  # conversations: eligible and dropped tokens are the assistant's
+            total["assistant_tokens"] = sum(int(record.get("assistant_tokens", 0)) for record in records)
+        mask = run["mask"]
+        counts = {
+            **total,
+            "skipped_by_reason": dict(sorted(reasons.items())),
+            "drop_rate": total["dropped_tokens"] / total["eligible_tokens"] if total["eligible_tokens"] else 0.0,
+            "expected_drop_rate": expected_rate(MaskConfig.from_dict(mask)),
+        }
+        data = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "tool": run["tool"],
+            "mask": {**mask, "ignore_index": IGNORE_INDEX},
+            "tokenizer": run["tokenizer"],
+            "reader": run["reader"],
+            "inputs": run["inputs"],
+            "ignored_inputs": run.get("ignored_inputs", []),
+            "layout": run["layout"],
+            **({"chat": run["chat"], "k_field": run.get("k_field")} if run.get("chat") is not None else {}),
+            "shards": [{key: record[key] for key in SHARD_KEYS} for record in records],
+            "counts": counts,
+            "skipped": skipped,
+        }
+        return cls.from_dict(data, folder)
+
+
+def is_chat(manifest: Manifest) -> bool:
+    """True for the output of `mask` over conversations (the manifest has a ``chat`` object)."""
+    return manifest.is_chat
 
 
 def load_manifest(folder: str | Path) -> Manifest:
-    """The manifest of a complete output folder; a clear error for anything else."""
-    path = Path(folder) / MANIFEST
-    if not Path(folder).is_dir():
-        raise InputError(str(folder), "no such folder", "Pass the output folder of `goldfish-prep mask`", "missing")
-    if not path.is_file() or not (Path(folder) / STATE).is_file():
-        raise InputError(
-            str(folder),
-            f"no {MANIFEST} and {STATE}: not a goldfish-prep output, or an interrupted run",
-            "Rerun `goldfish-prep mask ... --resume` to finish it",
-            "incomplete-output",
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"unreadable manifest ({exc})", _RECREATE, "bad-manifest") from exc
-    return Manifest.from_dict(data, folder, str(path))
+    """The manifest of a complete output folder; a clear error for anything else (``OutputFolder.read_manifest``)."""
+    from goldfish_prep.format.folder import open_folder  # the folder reads manifests; it imports this module
+
+    return open_folder(folder).read_manifest()

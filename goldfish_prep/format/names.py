@@ -27,6 +27,10 @@ PARTIAL_SUFFIX = ".partial"
 #: ``task-00001-of-00004.json``: the end record of one ``--num-tasks`` task
 TASK_FILE = re.compile(r"task-(\d{5,})-of-(\d{5,})\.json")
 TASK_FILE_GLOB = "task-*-of-*.json"
+#: the shard index in a shard's file name, its record's, or their temporaries'
+_SHARD_INDEX = re.compile(r"(?:data|shard)-(\d+)\.")
+#: what a temporary name adds to the final one (``write_json`` adds the pid)
+_TEMPORARY = re.compile(r"(\.\d+)?" + re.escape(PARTIAL_SUFFIX) + "$")
 
 
 def shard_filename(index: int) -> str:
@@ -38,9 +42,59 @@ def shard_filename(index: int) -> str:
     return f"data-{index:05d}.arrow"
 
 
+def is_shard_filename(name: str) -> bool:
+    """Whether ``name`` is a shard's file name (or its temporary's).
+
+    >>> is_shard_filename("data-00003.arrow"), is_shard_filename("notes.txt")
+    (True, False)
+    """
+    return name.startswith("data-") and final_name(name).endswith(".arrow")
+
+
+def shard_index(name: str) -> int | None:
+    """The shard index a shard file, a shard record or their temporaries are named for; None for other names.
+
+    >>> shard_index("data-00003.arrow.partial"), shard_index("shard-00012.json"), shard_index("state.json")
+    (3, 12, None)
+    """
+    match = _SHARD_INDEX.match(name)
+    return int(match.group(1)) if match else None
+
+
+def final_name(name: str) -> str:
+    """The name a temporary file will have once committed (other names are returned as they are).
+
+    >>> final_name("run.json.1234.partial"), final_name("data-00000.arrow.partial"), final_name("state.json")
+    ('run.json', 'data-00000.arrow', 'state.json')
+    """
+    return _TEMPORARY.sub("", name)
+
+
+def is_temporary(name: str) -> bool:
+    return name.endswith(PARTIAL_SUFFIX)
+
+
+def shard_record_name(index: int) -> str:
+    """The completion record of a shard (in the progress folder): written right after the shard is committed.
+
+    >>> shard_record_name(3)
+    'shard-00003.json'
+    """
+    return f"shard-{index:05d}.json"
+
+
+def is_shard_record_name(name: str) -> bool:
+    """Whether ``name`` is a shard's completion record (not its temporary).
+
+    >>> is_shard_record_name("shard-00003.json"), is_shard_record_name("shard-00003.json.77.partial")
+    (True, False)
+    """
+    return name.startswith("shard-") and name.endswith(".json")
+
+
 def shard_record_path(folder: Path, index: int) -> Path:
-    """The completion record of a shard: written right after the shard is renamed into place."""
-    return folder / PROGRESS_DIR / f"shard-{index:05d}.json"
+    """The completion record of a shard in a local folder."""
+    return folder / PROGRESS_DIR / shard_record_name(index)
 
 
 def task_filename(task_index: int, num_tasks: int) -> str:

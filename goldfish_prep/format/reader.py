@@ -7,7 +7,7 @@ the same bytes, both without copying where Arrow allows:
   without padding (``ids``, ``labels``) plus where each document and each row
   begins. This is the shape ``mask_documents`` takes, so stats, verify and
   repeats work on whole shards at once.
-- ``.documents()``: one ``Document`` at a time, ``input_ids`` and ``labels`` as
+- ``.documents()``: one ``ShardDocument`` at a time, ``input_ids`` and ``labels`` as
   numpy views into the memory-mapped shard. Packed rows are turned back into
   the documents they were cut from (docs/format.md: ``doc_starts``), so a
   consumer never needs to know the layout.
@@ -27,22 +27,18 @@ import pyarrow as pa
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, shard_stream
-from goldfish_prep.format.manifest import Manifest, load_manifest
+from goldfish_prep.format.folder import OutputFolder, open_folder
+from goldfish_prep.format.local_folder import LocalFolder
+from goldfish_prep.format.manifest import Manifest
 
 #: the columns a ShardBatch reads; others (``id``, ``source``) are read when asked for
 _TOKEN_COLUMNS = {False: ["input_ids", "labels"], True: ["input_ids", "labels", "num_tokens", "doc_starts"]}
 
 
 def read_shard(path: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
-    """One shard as a pyarrow Table (memory-mapped, zero-copy)."""
-    try:
-        with pa.memory_map(str(path), "r") as source:
-            table = pa.ipc.open_stream(source).read_all()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(
-            str(path), f"unreadable shard ({exc})", "Run `goldfish-prep verify` on the folder, or recreate it", "bad-shard"
-        ) from exc
-    return table.select(list(columns)) if columns is not None else table
+    """One shard file as a pyarrow Table (memory-mapped, zero-copy)."""
+    path = Path(path)
+    return LocalFolder(path.parent).read_shard(path.name, None if columns is None else list(columns))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +89,7 @@ class ShardBatch:
 
 
 @dataclasses.dataclass(frozen=True)
-class Document:
+class ShardDocument:
     """One document as it was masked: ``labels[t]`` is ``input_ids[t]`` or -100.
 
     ``id`` and ``source`` are the row's columns in document outputs and None in
@@ -110,11 +106,17 @@ class Document:
 
 
 class ShardSet:
-    """An opened output folder (``open_shards``): its ``manifest`` and views of its shards."""
+    """An opened output folder (``open_shards``): its ``manifest`` and views of its shards.
 
-    def __init__(self, folder: str | Path, manifest: Manifest | None = None) -> None:
-        self.folder = Path(folder)
-        self.manifest = manifest if manifest is not None else load_manifest(folder)
+    With ``check_sha256`` every shard's bytes are hashed as it is read and
+    compared with the manifest (a ``ChecksumError`` when they differ).
+    """
+
+    def __init__(self, folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = False) -> None:
+        self.output = folder if isinstance(folder, OutputFolder) else open_folder(folder)
+        self.folder = Path(self.output.where())
+        self.manifest = manifest if manifest is not None else self.output.read_manifest()
+        self.check_sha256 = check_sha256
 
     @property
     def packed(self) -> bool:
@@ -129,13 +131,17 @@ class ShardSet:
 
     def table(self, index: int, columns: Sequence[str] | None = None) -> pa.Table:
         """Shard ``index`` as a pyarrow Table (memory-mapped), for consumers that want Arrow itself."""
-        return read_shard(self.paths[index], columns)
+        return self._read(index, None if columns is None else list(columns))
+
+    def _read(self, index: int, columns: list[str] | None) -> pa.Table:
+        entry = self.manifest.shards[index]
+        return self.output.read_shard(entry.filename, columns, entry.sha256 if self.check_sha256 else None)
 
     def batch(self, index: int, rows_before: int = 0, documents_before: int = 0, columns: Sequence[str] | None = None) -> ShardBatch:
         """Shard ``index`` as flat arrays; ``columns`` limits what is read (the token columns are always read)."""
         path = self.paths[index]
         wanted = None if columns is None else list(dict.fromkeys([*_TOKEN_COLUMNS[self.packed], *columns]))
-        table = read_shard(path, wanted)
+        table = self._read(index, wanted)
         return ShardBatch(index, table, shard_stream(table, path, self.packed), rows_before, documents_before)
 
     def batches(self, columns: Sequence[str] | None = None) -> Iterator[ShardBatch]:
@@ -147,7 +153,7 @@ class ShardSet:
             documents += len(batch.doc_starts)
             yield batch
 
-    def documents(self) -> Iterator[Document]:
+    def documents(self) -> Iterator[ShardDocument]:
         """Every document in order; in packed outputs, rebuilt from the rows it was cut into.
 
         ``input_ids`` and ``labels`` are views into the memory-mapped shard (read one Arrow
@@ -164,22 +170,24 @@ class ShardSet:
         rows = documents = 0
         for index, path in enumerate(self.paths):
             wanted = None if columns is None else list(dict.fromkeys([*_TOKEN_COLUMNS[self.packed], *columns]))
-            for record_batch in read_shard(path, wanted).to_batches():
+            for record_batch in self._read(index, wanted).to_batches():
                 table = pa.Table.from_batches([record_batch])
                 piece = ShardBatch(index, table, shard_stream(table, path, self.packed), rows, documents)
                 rows += piece.stream.num_rows
                 documents += len(piece.doc_starts)
                 yield piece
 
-    def _row_documents(self) -> Iterator[Document]:
+    def _row_documents(self) -> Iterator[ShardDocument]:
         for batch in self._pieces(["id", "source"]):
             offsets = batch.row_starts.tolist()
             names, sources = batch.column("id").to_pylist(), batch.column("source").to_pylist()
             for r in range(batch.stream.num_rows):
                 a, b = offsets[r], offsets[r + 1]
-                yield Document(batch.documents_before + r, names[r], sources[r], batch.rows_before + r, batch.ids[a:b], batch.labels[a:b])
+                yield ShardDocument(
+                    batch.documents_before + r, names[r], sources[r], batch.rows_before + r, batch.ids[a:b], batch.labels[a:b]
+                )
 
-    def _packed_documents(self) -> Iterator[Document]:
+    def _packed_documents(self) -> Iterator[ShardDocument]:
         """Documents run across rows (no copy within a record batch: only the shard's last row has padding)
         and may run across record batches and, in outputs the format allows but ``mask`` never writes,
         across shards (then they are joined by a copy)."""
@@ -205,7 +213,7 @@ class ShardSet:
             edges = [*starts, len(batch.ids)]
             for i in range(len(starts) - 1):
                 a, b = edges[i], edges[i + 1]
-                yield Document(index, None, None, batch.rows_before + int(rows[i]), batch.ids[a:b], batch.labels[a:b])
+                yield ShardDocument(index, None, None, batch.rows_before + int(rows[i]), batch.ids[a:b], batch.labels[a:b])
                 index += 1
             if starts:
                 open_doc = (batch.rows_before + int(rows[-1]), [batch.ids[starts[-1] :]], [batch.labels[starts[-1] :]])
@@ -213,26 +221,30 @@ class ShardSet:
             yield _joined(index, open_doc)
 
 
-def _joined(index: int, piece: tuple[int, list[Int32s], list[Int32s]]) -> Document:
+def _joined(index: int, piece: tuple[int, list[Int32s], list[Int32s]]) -> ShardDocument:
     row, ids, labels = piece
     if len(ids) == 1:
-        return Document(index, None, None, row, ids[0], labels[0])
-    return Document(index, None, None, row, np.concatenate(ids), np.concatenate(labels))
+        return ShardDocument(index, None, None, row, ids[0], labels[0])
+    return ShardDocument(index, None, None, row, np.concatenate(ids), np.concatenate(labels))
 
 
-def open_shards(folder: str | Path) -> ShardSet:
-    """Open a complete goldfish-prep output folder for reading.
+def open_shards(folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = False) -> ShardSet:
+    """Open a complete goldfish-prep output folder for reading (``manifest``: already loaded, to skip reading it again).
 
     >>> # for batch in open_shards("shards/").batches(): batch.ids, batch.labels, batch.doc_starts
     >>> # for doc in open_shards("shards/").documents(): doc.id, doc.input_ids, doc.labels
     """
-    return ShardSet(folder)
+    return ShardSet(folder, manifest, check_sha256)
 
 
 def iter_shards(folder: str | Path, columns: Sequence[str] | None = None) -> Iterator[tuple[Path, pa.Table]]:
     """(path, table) for every shard of a complete output folder, in order: the raw Arrow view."""
-    for path in load_manifest(folder).shard_paths():
-        yield path, read_shard(path, columns)
+    shards = open_shards(folder)
+    for index, path in enumerate(shards.paths):
+        yield path, shards.table(index, columns)
 
 
-__all__ = ["Document", "ShardBatch", "ShardSet", "iter_shards", "open_shards", "read_shard"]
+#: the earlier name of ``ShardDocument``, kept for code that imports it
+Document = ShardDocument
+
+__all__ = ["Document", "ShardBatch", "ShardDocument", "ShardSet", "iter_shards", "open_shards", "read_shard"]

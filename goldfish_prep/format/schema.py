@@ -15,26 +15,39 @@ from typing import Any
 
 import pyarrow as pa
 
+#: the column names of a shard (docs/format.md), spelled once
+ID_COLUMN = "id"
+SOURCE_COLUMN = "source"
+INPUT_IDS_COLUMN = "input_ids"
+LABELS_COLUMN = "labels"
+NUM_TOKENS_COLUMN = "num_tokens"
+NUM_DROPPED_COLUMN = "num_dropped"
+DOC_STARTS_COLUMN = "doc_starts"
+#: chat shards: 1 where the token is the assistant's
+ASSISTANT_COLUMN = "assistant_masks"
+#: ``--k-field``: each document row's own k (0: standard loss)
+K_COLUMN = "k"
+
 DOCUMENT_FIELDS = [
-    pa.field("id", pa.string()),
-    pa.field("source", pa.string()),
-    pa.field("input_ids", pa.list_(pa.int32())),
-    pa.field("labels", pa.list_(pa.int32())),
-    pa.field("num_tokens", pa.int32()),
-    pa.field("num_dropped", pa.int32()),
+    pa.field(ID_COLUMN, pa.string()),
+    pa.field(SOURCE_COLUMN, pa.string()),
+    pa.field(INPUT_IDS_COLUMN, pa.list_(pa.int32())),
+    pa.field(LABELS_COLUMN, pa.list_(pa.int32())),
+    pa.field(NUM_TOKENS_COLUMN, pa.int32()),
+    pa.field(NUM_DROPPED_COLUMN, pa.int32()),
 ]
 PACKED_FIELDS = [
-    pa.field("input_ids", pa.list_(pa.int32())),
-    pa.field("labels", pa.list_(pa.int32())),
-    pa.field("num_tokens", pa.int32()),
-    pa.field("num_dropped", pa.int32()),
-    pa.field("doc_starts", pa.list_(pa.int32())),
+    pa.field(INPUT_IDS_COLUMN, pa.list_(pa.int32())),
+    pa.field(LABELS_COLUMN, pa.list_(pa.int32())),
+    pa.field(NUM_TOKENS_COLUMN, pa.int32()),
+    pa.field(NUM_DROPPED_COLUMN, pa.int32()),
+    pa.field(DOC_STARTS_COLUMN, pa.list_(pa.int32())),
 ]
 
 
 #: chat shards add this (1 where the token is the assistant's), and ``k`` with ``--k-field`` (docs/format.md)
-ASSISTANT_FIELD = pa.field("assistant_masks", pa.list_(pa.int8()))
-K_FIELD = pa.field("k", pa.int32())
+ASSISTANT_FIELD = pa.field(ASSISTANT_COLUMN, pa.list_(pa.int8()))
+K_FIELD = pa.field(K_COLUMN, pa.int32())
 
 
 def output_fields(packed: bool, chat: bool = False, k: bool = False) -> list[pa.Field]:

@@ -18,10 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from goldfish_prep.format.chat import answer_spans, assistant_flags, row_k, run_k
 from goldfish_prep.format.columns import Int32s, Int64s
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import open_shards
-from goldfish_prep.inspect.chat_columns import answer_spans, assistant_flags, row_k, run_k
 from goldfish_prep.inspect.corpus import Corpus
 
 

@@ -40,13 +40,13 @@ class AnswerAgreement:
 def answer_agreement(folder: str | Path) -> AnswerAgreement | None:
     """The agreement of repeated answers, or None for outputs without chat rows or with packed rows."""
     manifest = load_manifest(folder)
-    if manifest.get("chat") is None or manifest.packed:
+    if not manifest.is_chat or manifest.packed:
         return None
     masks: dict[bytes, bytes] = {}
     counts: dict[bytes, int] = {}
     differing: set[bytes] = set()
     dropped: dict[bytes, int] = {}
-    k_field = manifest.get("k_field") is not None
+    k_field = manifest.k_field is not None
     for _, table in iter_shards(folder, ["input_ids", "labels", "assistant_masks", *(["k"] if k_field else [])]):
         row_k = table.column("k").to_pylist() if k_field else None
         for ids, drop, row in _answers(table):

@@ -23,9 +23,9 @@ import numpy.typing as npt
 from goldfish_prep.chat.masking import ChatTokens, mask_answers
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.chat import Bools, assistant_flags, row_k, run_k
 from goldfish_prep.format.columns import Int32s, TokenStream
 from goldfish_prep.format.names import IGNORE_INDEX
-from goldfish_prep.inspect.chat_columns import Bools, assistant_flags, row_k, run_k
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from goldfish_prep.config import MaskConfig
+from goldfish_prep.format.chat import Bools, answer_spans, assistant_flags, row_k, run_k
 from goldfish_prep.format.columns import Int64s, TokenStream
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.inspect.binomial import band_limits, outside_band
-from goldfish_prep.inspect.chat_columns import Bools, answer_spans, assistant_flags, row_k, run_k
 
 #: the answer lengths reported apart ("short answers must not escape", issue 11)
 SHORT_ANSWERS = (2, 12)

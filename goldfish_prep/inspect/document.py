@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError
 from goldfish_prep.format.columns import Int32s, Int64s, list_values
-from goldfish_prep.format.manifest import Manifest, load_manifest
+from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import IGNORE_INDEX, MANIFEST
-from goldfish_prep.format.reader import read_shard
-from goldfish_prep.inspect.chat_columns import never_dropped_ids
+from goldfish_prep.format.reader import ShardSet, open_shards
+from goldfish_prep.inspect.never_dropped import never_dropped_ids
 from goldfish_prep.mask import eligible_counts
 
 
@@ -81,16 +81,18 @@ def load_document(
     """
     if (doc_id is None) == (row is None):
         raise ConfigError("name exactly one document: an id or a row number")
-    manifest = load_manifest(folder)
+    shards = open_shards(folder)
+    manifest = shards.manifest
     packed = manifest.packed
     if doc_id is not None:
         if packed:
             raise InputError(str(folder), "packed outputs have no document ids (rows mix documents)", "Pick a row with --row N", "no-ids")
-        path, shard_row, row = _find_id(folder, manifest, doc_id)
+        index, shard_row, row = _find_id(folder, shards, doc_id)
     else:
         assert row is not None
-        path, shard_row = _find_row(folder, manifest, row)
-    table = read_shard(path).slice(shard_row, 1)
+        index, shard_row = _find_row(folder, manifest, row)
+    path = shards.paths[index]
+    table = shards.table(index).slice(shard_row, 1)
     view = _view(folder, manifest, path, table, row, packed, tokenizer)
     spec = tokenizer or manifest.tokenizer.get("spec")
     pieces, note = token_pieces(spec, view.ids)
@@ -148,14 +150,15 @@ def _row_k(table: pa.Table) -> int | None:
     return int(table.column("k")[0].as_py()) if "k" in table.column_names else None
 
 
-def _find_id(folder: str | Path, manifest: Manifest, doc_id: str) -> tuple[Path, int, int]:
+def _find_id(folder: str | Path, shards: ShardSet, doc_id: str) -> tuple[int, int, int]:
+    """(shard index, row in it, global row) of the document ``doc_id``."""
     before = 0
     first: list[str] = []
-    for path in manifest.shard_paths():
-        ids = read_shard(path, ["id"]).column("id")
+    for index in range(len(shards)):
+        ids = shards.table(index, ["id"]).column("id")
         where = pc.index(ids, doc_id).as_py()
         if where >= 0:
-            return path, where, before + where
+            return index, where, before + where
         if len(first) < 3:
             first.extend(ids.slice(0, 3 - len(first)).to_pylist())
         before += len(ids)
@@ -167,11 +170,12 @@ def _find_id(folder: str | Path, manifest: Manifest, doc_id: str) -> tuple[Path,
     )
 
 
-def _find_row(folder: str | Path, manifest: Manifest, row: int) -> tuple[Path, int]:
+def _find_row(folder: str | Path, manifest: Manifest, row: int) -> tuple[int, int]:
+    """(shard index, row in it) of global row ``row``."""
     before = 0
-    for path, record in zip(manifest.shard_paths(), manifest.shards):
+    for index, record in enumerate(manifest.shards):
         if row < before + record.num_rows:
-            return path, row - before
+            return index, row - before
         before += record.num_rows
     if not before:
         raise InputError(

@@ -21,10 +21,10 @@ import numpy as np
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError
+from goldfish_prep.format.chat import is_chat
 from goldfish_prep.format.columns import Int64s
 from goldfish_prep.format.manifest import load_manifest
 from goldfish_prep.inspect.answer_repeats import load_answer_corpus
-from goldfish_prep.inspect.chat_columns import is_chat
 from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import Passages, merge_windows, passages_hold, spans
 from goldfish_prep.inspect.windows import candidate_windows, confirm

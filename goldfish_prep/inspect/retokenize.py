@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from goldfish_prep.format import Manifest, load_manifest, read_shard
+from goldfish_prep.format import Manifest, load_manifest, open_shards
 from goldfish_prep.readers import InputSource, ReaderOptions, iter_records
 from goldfish_prep.readers.records import Record
 
@@ -102,8 +102,9 @@ def _sample_rows(folder: str | Path, manifest: Manifest, n: int, seed: int) -> d
     chosen = set(random.Random(seed).sample(range(total), min(n, total)))
     wanted: dict[str, npt.NDArray[Any]] = {}
     start = 0
-    for shard in manifest.shards:
-        table = read_shard(Path(folder) / shard.filename, ["id", "input_ids"])
+    shards = open_shards(folder, manifest)
+    for index in range(len(shards)):
+        table = shards.table(index, ["id", "input_ids"])
         for row in (r for r in sorted(chosen) if start <= r < start + table.num_rows):
             doc_id = str(table.column("id")[row - start].as_py())
             wanted[doc_id] = table.column("input_ids")[row - start].values.to_numpy(zero_copy_only=False)

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream
-from goldfish_prep.strategies.robust import TokenBytes, decide
+from goldfish_prep.strategies.robust import TokenBytes, decide_config
 
 
 def robust_recompute(stream: TokenStream, prefix: Int32s, config: MaskConfig, table: TokenBytes) -> tuple[npt.NDArray[np.bool_], Int64s]:
@@ -28,7 +28,7 @@ def robust_recompute(stream: TokenStream, prefix: Int32s, config: MaskConfig, ta
     if len(ids) == 0:
         return np.zeros(0, np.bool_), np.zeros(len(stream.row_starts) - 1, np.int64)
     # per position, not per document: a packed row may hold part of a document
-    drop, eligible = decide(ids, starts, table, config.context_width, config.k, config.seed)
+    drop, eligible = decide_config(ids, starts, table, config)
     drop, eligible = drop[len(prefix) :], eligible[len(prefix) :]
     running = np.zeros(len(eligible) + 1, dtype=np.int64)
     np.cumsum(eligible, out=running[1:])

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from goldfish_prep.atomic import file_sha256
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, int_column, list_values, per_row_counts, row_of, shard_stream
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import ShardEntry
 from goldfish_prep.format.names import IGNORE_INDEX
-from goldfish_prep.format.reader import read_shard
 from goldfish_prep.format.schema import output_fields
 from goldfish_prep.inspect.chat_check import chat_expectation
 from goldfish_prep.inspect.packed import carried_context, eligible_per_row, recompute_drop
@@ -89,18 +88,20 @@ def check_shard(index: int, context: VerifyContext) -> ShardCheck:
     """Every check of shard ``index``; never raises for a damaged shard, it reports."""
     path, record = context.paths[index], context.records[index]
     name = path.name
-    if not path.is_file():
+    folder = LocalFolder(path.parent)
+    if not folder.has_file(name):
         return ShardCheck(name, problems=(Problem(name, "missing: the manifest lists it but the folder lacks it"),), measured=False)
     problems: list[Problem] = []
-    digest = file_sha256(path)
-    if digest != record.sha256:
-        problems.append(
-            Problem(
-                name, f"sha256 {digest[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written"
-            )
-        )
     try:
-        table = read_shard(path)
+        shard = folder.read_shard_bytes(name)  # read once: hashed, then parsed from the same mapped pages
+        if shard.sha256 != record.sha256:
+            problems.append(
+                Problem(
+                    name,
+                    f"sha256 {shard.sha256[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written",
+                )
+            )
+        table = shard.table()
         problems.extend(_schema_problems(table, name, context))
         stream = shard_stream(table, path, context.pack is not None)
         measured = _measure(table, stream, index, context, problems)

@@ -21,13 +21,15 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.config import MaskConfig
+from goldfish_prep.format.chat import is_chat
 from goldfish_prep.format.columns import Int64s, TokenStream, int_column, per_row_counts
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import open_shards
 from goldfish_prep.inspect.binomial import band_limits, outside_band
-from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
 from goldfish_prep.inspect.chat_stats import ChatFigures, ChatPart, combine, flag_units, shard_part
+from goldfish_prep.inspect.coverage import Coverage
+from goldfish_prep.inspect.never_dropped import never_dropped_ids
 from goldfish_prep.inspect.packed import eligible_per_row
 from goldfish_prep.inspect.robust_masks import robust_recompute
 from goldfish_prep.mask import eligible_counts, expected_rate
@@ -66,6 +68,12 @@ class MaskStats:
             return expected_rate(self.config)
         total = int(self.eligible.sum())
         return float((self.eligible * self.chat.expected_per_unit()).sum() / total) if total else 0.0
+
+    @property
+    def coverage(self) -> Coverage:
+        """Eligible and dropped tokens as shares of all tokens (chat: judged against the assistant's)."""
+        supervised = int(self.chat.assistant.sum()) if self.chat is not None else int(self.tokens.sum())
+        return Coverage(int(self.tokens.sum()), int(self.eligible.sum()), int(self.dropped.sum()), supervised, self.chat is not None)
 
     @property
     def overall_rate(self) -> float:
@@ -123,6 +131,9 @@ class MaskStats:
             "eligible": int(self.eligible.sum()),
             "dropped": int(self.dropped.sum()),
             "rate": self.overall_rate,
+            "eligible_share": self.coverage.eligible_share,
+            "dropped_share": self.coverage.dropped_share,
+            "coverage_warning": self.coverage.warning(self.config),
             "expected_rate": self.expected_rate,
             "rate_band": [low, high],
             "band_level": self.band_level,
@@ -193,7 +204,7 @@ def compute_stats(folder: str | Path, band_level: float = 0.999, tokenizer: str 
         parts.append((tokens, eligible, dropped))
     tokens, eligible, dropped = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
     if is_chat(manifest):
-        chat = combine(chat_parts, per_row_k=manifest.get("k_field") is not None)
+        chat = combine(chat_parts, per_row_k=manifest.k_field is not None)
         flagged = flag_units(chat, eligible, dropped, band_level)
         return MaskStats(str(folder), manifest, config, packed, names, tokens, eligible, dropped, band_level, flagged, disagreements, chat)
     flagged = np.flatnonzero(outside_band(eligible, dropped, expected_rate(config), band_level))

@@ -9,14 +9,15 @@ result is a report; the CLI decides how to show it and which exit code to use.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from goldfish_prep.config import MaskConfig
+from goldfish_prep.format.chat import is_chat
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest, load_manifest
 from goldfish_prep.format.names import MANIFEST, STATE
-from goldfish_prep.inspect.chat_columns import is_chat, never_dropped_ids
+from goldfish_prep.inspect.never_dropped import never_dropped_ids
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
 from goldfish_prep.pipeline.pool import ordered_map
 from goldfish_prep.tokenizers.token_bytes import recorded_table
@@ -84,14 +85,14 @@ def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyCon
         vocab_size=tokenizer.get("vocab_size") if tokenizer.get("explicit", True) else None,
         token_bytes=recorded_table(manifest.mask, tokenizer),
         protected=protected,
-        k_field=manifest.get("k_field") is not None,
+        k_field=manifest.k_field is not None,
     )
 
 
 def _state_problems(folder: Path, manifest: Manifest) -> list[Problem]:
     """``load_from_disk`` reads the files state.json lists: they must be the manifest's shards, in order."""
     try:
-        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+        state = LocalFolder(folder).read_json(STATE)
         listed = [entry["filename"] for entry in state["_data_files"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [Problem(STATE, f"unreadable ({exc}); datasets.load_from_disk needs it")]
@@ -110,7 +111,7 @@ def _count_problems(manifest: Manifest, shards: list[ShardCheck], config: MaskCo
         "eligible_tokens": sum(s.eligible for s in shards),
         "dropped_tokens": sum(s.dropped for s in shards),
     }
-    if "chat" in manifest.raw:
+    if manifest.is_chat:
         measured["assistant_tokens"] = sum(s.assistant for s in shards)
     if not all(s.eligible_known for s in shards):  # packed --k-field rows: each document's k is not recorded
         del measured["eligible_tokens"]

@@ -5,7 +5,7 @@ A document's way through it::
     readers (Record) -> _plan (batches at deterministic places)
       -> _batch, in pool workers (tokenize + the mask core)
       -> _shard (Arrow rows; _packing for --pack) -> _writer (sealed shard file)
-      -> _output (folder, progress records, --resume) -> _finish (manifest, written last)
+      -> format.folder (commit, progress records, --resume, task ownership) -> _finish (manifest, written last)
 
 Public entry points: ``job.MaskJob`` / ``job.run_mask`` (one run or one
 ``--num-tasks`` task), ``tasks.finalize_tasks`` (join split runs),

@@ -15,6 +15,7 @@ import numpy as np
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.folder import OutputFolder, as_folder
 from goldfish_prep.format.names import shard_filename
 from goldfish_prep.format.schema import shard_schema
 from goldfish_prep.mask import eligible_counts
@@ -27,13 +28,20 @@ class ShardBuilder:
     """Writes batches to shard ``index`` in document rows, or in packed rows of ``pack`` ids."""
 
     def __init__(
-        self, folder: Path, index: int, mask: MaskConfig, pack: int | None, pad_id: int, chat: bool = False, k: bool = False
+        self,
+        folder: OutputFolder | Path,
+        index: int,
+        mask: MaskConfig,
+        pack: int | None,
+        pad_id: int,
+        chat: bool = False,
+        k: bool = False,
     ) -> None:
         self.index = index
         self.mask = mask
         self.filename = shard_filename(index)
         self.chat = chat
-        self._writer = ShardWriter(folder / self.filename, shard_schema(pack is not None, chat, k))
+        self._writer = ShardWriter(as_folder(folder), self.filename, shard_schema(pack is not None, chat, k))
         self._packer = Packer(pack, pad_id) if pack is not None else None
         self.counts = collections.Counter(
             {"documents_read": 0, "documents_written": 0, "tokens": 0, "eligible_tokens": 0, "dropped_tokens": 0}

@@ -1,4 +1,4 @@
-"""Writes one shard: Arrow IPC stream batches to a temporary name, renamed when complete.
+"""Writes one shard: Arrow IPC stream batches into a pending file of the output folder, committed when complete.
 
 Shards are Arrow *stream* files because that is what ``datasets.save_to_disk``
 writes and ``load_from_disk`` memory-maps. Uncompressed on purpose: IPC writes
@@ -8,16 +8,15 @@ masks themselves.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from goldfish_prep.atomic import fsync_and_rename, write_failure
-from goldfish_prep.format.names import IGNORE_INDEX, partial_path
+from goldfish_prep.format.commit import write_failure
+from goldfish_prep.format.folder import OutputFolder
+from goldfish_prep.format.names import IGNORE_INDEX, PARTIAL_SUFFIX
 
 
 def labels_from(ids: npt.NDArray[np.int32], drop: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
@@ -59,42 +58,16 @@ def string_array(strings: list[str]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
-class _HashingFile:
-    """A write-only file that feeds every byte it writes to a sha256 as well.
-
-    Hashing on the way out, rather than reading the finished shard back, keeps
-    the checksum off the end of the run: there, with ``--num-proc``, the
-    workers would sit idle while the main process re-reads the last shard.
-    """
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        return self._raw.write(data)
-
-    def flush(self) -> None:
-        self._raw.flush()
-
-    def close(self) -> None:
-        self._raw.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._raw.closed
-
-
 class ShardWriter:
-    """Streams record batches into ``final``'s temporary name; ``close`` renames and returns the sha256."""
+    """Streams record batches into shard ``name`` of ``folder`` (hashed on the way out); ``close`` commits it
+    and returns its sha256 (the commit protocol: ``format.folder``)."""
 
-    def __init__(self, final: Path, schema: pa.Schema) -> None:
-        self.final = final
+    def __init__(self, folder: OutputFolder, name: str, schema: pa.Schema) -> None:
         self.schema = schema
-        self._temporary = partial_path(final)
+        self._temporary = Path(folder.where(name) + PARTIAL_SUFFIX)
         try:
-            self._file = _HashingFile(open(self._temporary, "wb", buffering=0))
+            self._file = folder.pending(name)
+            self._temporary = Path(str(self._file.temporary))
             self._sink = pa.PythonFile(self._file, mode="w")
             self._writer = pa.ipc.new_stream(self._sink, schema)
         except OSError as exc:
@@ -114,10 +87,9 @@ class ShardWriter:
         try:
             self._writer.close()
             self._sink.close()
-            fsync_and_rename(self._temporary, self.final)
+            return self._file.commit()
         except OSError as exc:
             raise write_failure(self._temporary, exc) from exc
-        return self._file.sha256.hexdigest()
 
     def abort(self) -> None:
         """Drop the unfinished temporary file (the final name is never touched).
@@ -130,4 +102,4 @@ class ShardWriter:
                 close()
             except (OSError, pa.ArrowException):
                 pass
-        self._temporary.unlink(missing_ok=True)
+        self._file.abort()

@@ -18,23 +18,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import xxhash
 from tqdm import tqdm
 
 from goldfish_prep import __version__
-from goldfish_prep.atomic import write_json
 from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, InputError, OutputError
-from goldfish_prep.format.names import PARTIAL_SUFFIX, PROGRESS_DIR, task_filename
+from goldfish_prep.format.folder import OutputFolder, Task, run_digest
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
 from goldfish_prep.pipeline._finish import finalize_output
-from goldfish_prep.pipeline._output import prepare_output, run_digest, write_shard_record
+from goldfish_prep.pipeline._inputs import finished_inputs, resumed_inputs
 from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
-from goldfish_prep.readers import InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
-from goldfish_prep.readers.remote import describe_url, is_url, use_storage_options
+from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
+from goldfish_prep.readers.remote import use_storage_options
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")
@@ -110,7 +109,8 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
     setup, template = chat_setup(job.chat, tokenizer, job.mask) if job.reader.chat else (None, None)
     vocab_size = tokenizer.vocab_size if job.tokenizer else None
     context = BatchContext(job.tokenizer_spec, add_bos, add_eos, job.mask, vocab_size, job.reader, job.tokenizer_backend, setup)
-    run = _describe_run(job, resolved.sources, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
+    snapshots = [InputSnapshot(source) for source in resolved.sources]  # sizes and times at the start
+    run = _describe_run(job, snapshots, {**tokenizer.describe(), "add_bos": add_bos, "add_eos": add_eos})
     if setup is not None and template is not None:  # chat: the template, label options and rule decide the bytes too
         run["chat"] = describe_chat(setup, template, job.reader, tokenizer)
         run["k_field"] = job.reader.k_field
@@ -119,28 +119,41 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
         shown = ", ".join(resolved.ignored[:3]) + (", ..." if len(resolved.ignored) > 3 else "")
         print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
-    completed = prepare_output(output, run, existing, (job.task_index, job.num_tasks))
-    pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
-    num_shards = _write_shards(job, output, context, resolved.sources, completed, pad_id, pool)
-    if job.num_tasks == 1:
-        return finalize_output(output, num_shards)
-    summary = {"task_index": job.task_index, "num_tasks": job.num_tasks, "num_shards": num_shards, "run_sha256": run_digest(run)}
-    write_json(output / PROGRESS_DIR / task_filename(job.task_index, job.num_tasks), summary)
+    folder, task = LocalFolder(output), Task(job.task_index, job.num_tasks)
+    with folder.writing():
+        expected: dict[int, str] = {}
+        if existing == "resume":
+            run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
+        completed = folder.prepare(run, existing, task)
+        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+        num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
+        # every input has been read: record what was read (the manifest lists it), if it held still
+        run["inputs"] = finished_inputs(snapshots, expected)
+        folder.write_run(run)
+        if task.alone:
+            return finalize_output(folder, num_shards)
+        summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
+        folder.write_task_summary(task, summary)
     return summary
 
 
 def _write_shards(
     job: MaskJob,
-    output: Path,
+    output: OutputFolder,
+    task: Task,
     context: BatchContext,
-    sources: list[InputSource],
+    snapshots: list[InputSnapshot],
     completed: dict[int, dict[str, Any]],
     pad_id: int,
     pool: WorkerPool,
 ) -> int:
-    """Process this task's unfinished shards in input order; return the total number of shards."""
-    plan = _Plan(plan_batches(iter_records(sources, job.reader, parse=False), job.shard_size))
-    todo = ((batch, batch.items) for batch in plan if batch.shard % job.num_tasks == job.task_index and batch.shard not in completed)
+    """Process this task's unfinished shards in input order; return the total number of shards.
+
+    Every input is read to its end (shards are cut by input bytes), also those of
+    skipped shards: so ``snapshots`` always hash whole inputs."""
+    sources = [snapshot.source for snapshot in snapshots]
+    plan = _Plan(plan_batches(iter_records(sources, job.reader, parse=False, snapshots=snapshots), job.shard_size))
+    todo = ((batch, batch.items) for batch in plan if task.owns_shard(batch.shard) and batch.shard not in completed)
     builders: dict[int, ShardBuilder] = {}
     columns = {"chat": context.chat is not None, "k": job.reader.k_field is not None}
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
@@ -158,19 +171,17 @@ def _write_shards(
             )
             builder.add(result)
             if batch.closes_shard:
-                write_shard_record(output, builders.pop(batch.shard).close())
+                output.write_shard_record(builders.pop(batch.shard).close())
             tokens += len(result.ids)
             bar.update(len(result.doc_ids))
             bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9) / 1e6:.2f}M tok/s", refresh=False)
-        if plan.num_shards == 0 and job.task_index == 0 and 0 not in completed:
-            write_shard_record(output, ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
+        if plan.num_shards == 0 and task.owns_shard(0) and 0 not in completed:
+            output.write_shard_record(ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
     except BaseException:
         for builder in builders.values():
             builder.abort()
         # an interrupt can land while a builder is being made or closed, before the dict knows it
-        for partial in output.glob(f"data-*.arrow{PARTIAL_SUFFIX}"):
-            if int(partial.name.split("-")[1].split(".")[0]) % job.num_tasks == job.task_index:
-                partial.unlink(missing_ok=True)
+        output.remove_unfinished_shards(task)
         raise
     finally:
         bar.close()
@@ -216,14 +227,16 @@ def _check_output_outside_inputs(output: Path, sources: list[InputSource]) -> No
             raise OutputError(f"output folder {output} contains the input {source.path}; choose an output folder outside the inputs")
 
 
-def _describe_run(job: MaskJob, sources: list[InputSource], tokenizer: dict[str, Any]) -> dict[str, Any]:
-    """Everything that decides the output bytes; ``--resume`` and ``finalize`` compare and reuse it."""
+def _describe_run(job: MaskJob, snapshots: list[InputSnapshot], tokenizer: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides the output bytes; ``--resume`` and ``finalize`` compare and reuse it.
+
+    The inputs are described by size and time until they have been read (``_inputs``)."""
     return {
         "tool": {"name": "goldfish-prep", "version": __version__},
         "mask": job.mask.to_dict(),
         "tokenizer": {**tokenizer, "explicit": job.tokenizer is not None},
         "reader": dataclasses.asdict(job.reader),
-        "inputs": [_describe_input(source) for source in sources],
+        "inputs": [snapshot.recorded() for snapshot in snapshots],
         "assume_format": job.assume_format,
         "layout": {"pack": job.pack, "shard_size": job.shard_size},
         "on_error": job.on_error,
@@ -231,21 +244,18 @@ def _describe_run(job: MaskJob, sources: list[InputSource], tokenizer: dict[str,
 
 
 def _describe_input(source: InputSource) -> dict[str, Any]:
-    """Size and xxh3-128 of a local input (a folder: over its files in order), so a changed input is noticed."""
-    if is_url(source.path):
-        return describe_url(source)
-    if not source.local:
-        return {"path": source.path, "kind": source.kind}
-    path = Path(source.path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    digest = xxhash.xxh3_128()
-    size = 0
-    for file in files:
-        try:
-            with open(file, "rb") as handle:
-                while block := handle.read(1 << 22):
-                    digest.update(block)
-                    size += len(block)
-        except OSError as exc:  # the reader reports it as a bad record; the manifest notes it here
-            return {"path": source.path, "kind": source.kind, "unreadable": exc.strerror or str(exc)}
-    return {"path": source.path, "kind": source.kind, "size": size, "xxh3_128": digest.hexdigest()}
+    """Size and xxh3-128 of a local input read whole (a folder: over its files in order), as the manifest lists it.
+
+    ``mask`` hashes the bytes it parses as it parses them; this reads an input
+    again to tell whether it is still the one an output was made from."""
+    snapshot = InputSnapshot(source)
+    snapshot.hash_whole()
+    return snapshot.result()
+
+
+def _previous_inputs(folder: OutputFolder) -> Any:
+    """The ``inputs`` of the run described in ``folder`` (None when there is none to read)."""
+    try:
+        return folder.read_run().get("inputs")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -11,8 +11,9 @@ back only the yielding: the other workers go on, up to ``READ_AHEAD`` tasks per
 worker past the oldest unyielded one, which bounds memory (reading results
 in order only leaves a worker idle behind every long document; figures in
 docs/performance.md). A worker that
-dies ends the map with a ``WorkerError`` that says so. The main process runs
-no helper threads.
+dies ends the map with a ``WorkerError`` that says so; a worker whose parent
+dies exits by itself (``_die_with_parent``). The main process runs no helper
+threads.
 
 How workers start (``start_method``): *fork* where that is safe, *spawn*
 elsewhere. A forked worker inherits the tokenizer the main process already
@@ -36,11 +37,14 @@ cannot share an anonymous mapping, use the pipe).
 from __future__ import annotations
 
 import collections
+import ctypes
 import multiprocessing
+import os
 import queue
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -70,6 +74,12 @@ IN_FLIGHT = 2
 READ_AHEAD = 4
 #: slots each way per worker, one for each task in flight
 SLOTS_PER_WORKER = IN_FLIGHT
+#: signals a worker ignores, leaving them to the parent (names: SIGHUP does not exist on Windows)
+STOP_SIGNALS = tuple(name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+#: from linux/prctl.h
+_PR_SET_PDEATHSIG = 1
+#: seconds between two looks at the parent's pid
+_PARENT_POLL_S = 0.2
 
 
 def _serve(
@@ -78,16 +88,21 @@ def _serve(
     slots: tuple[Slots, Slots] | None,
     warm_up: Callable[[Any], object] | None,
     argument: Any,
+    parent: tuple[int, bool],
 ) -> None:
     """A worker's life: run each ``(function, payload, context)`` it is sent; reply ``(ok, value)`` in order.
 
     ``slots``: (task slots, result slots) shared with the parent, or None. A result goes
-    back with its task's ticket, into the result slot of the same number.
+    back with its task's ticket, into the result slot of the same number. ``parent``: the
+    parent's pid, and whether its main thread started this worker (see ``_die_with_parent``).
     """
     task_slots, result_slots = slots if slots is not None else (None, None)
-    # Ctrl-C reaches the whole process group; only the parent reacts (and terminates the
-    # workers), so workers print no tracebacks and cannot hang a dying run.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, and a scheduler's SIGTERM or SIGHUP, may reach the whole process group; only the
+    # parent reacts (and kills the workers), so workers print no tracebacks, cannot hang a
+    # dying run, and cannot die first and make the parent report a lost worker.
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    _die_with_parent(*parent)
     if warm_up is not None:
         try:
             warm_up(argument)
@@ -118,6 +133,30 @@ def _serve(
             channel.send(results, (False, RuntimeError(f"{type(exc).__name__}: {exc}")), result_slots, ticket)
 
 
+def _die_with_parent(parent: int, started_by_main_thread: bool) -> None:
+    """Make this worker exit within moments of its parent's death, by any signal, SIGKILL included.
+
+    A worker left behind keeps its memory (a tokenizer, ~200 MB) and waits forever on a
+    pipe, on every preempted cluster job. Linux's parent-death signal (``prctl``) kills it
+    at once; but it fires when the *thread* that started the worker ends, so it is asked
+    for only when that thread is the parent's main thread (whose end is the process's).
+    Everywhere, a thread also watches the parent's pid: an orphan is adopted by another
+    process, so ``getppid`` changes (this also covers a parent gone before ``prctl`` ran).
+    """
+    if sys.platform == "linux" and started_by_main_thread:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc to call: the watching thread is enough
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="goldfish-parent-watch", daemon=True).start()
+
+
 class _Worker:
     def __init__(self, context: Any, number: int, warm_up: Callable[[Any], object] | None, argument: Any) -> None:
         self.number = number
@@ -127,7 +166,17 @@ class _Worker:
         self.slots = (Slots(SLOTS_PER_WORKER), Slots(SLOTS_PER_WORKER)) if context.get_start_method() == "fork" else None
         self.free_tickets = list(range(SLOTS_PER_WORKER)) if self.slots is not None else []
         self.process: BaseProcess = context.Process(
-            target=_serve, args=(task_reader, result_writer, self.slots, warm_up, argument), name=f"goldfish-worker-{number}", daemon=True
+            target=_serve,
+            args=(
+                task_reader,
+                result_writer,
+                self.slots,
+                warm_up,
+                argument,
+                (os.getpid(), threading.current_thread() is threading.main_thread()),
+            ),
+            name=f"goldfish-worker-{number}",
+            daemon=True,
         )
         self.process.start()
         task_reader.close()  # the child holds its own copies; closing ours lets EOF reach each side
@@ -178,7 +227,7 @@ class _Worker:
 
     def stop(self) -> None:
         if self.process.is_alive():
-            self.process.terminate()
+            self.process.kill()  # workers ignore SIGTERM (see ``_serve``); they hold nothing to clean up
         self.process.join()
         self.tasks.close()
         self.results.close()

@@ -30,7 +30,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from goldfish_prep.errors import ConfigError, GoldfishError, OutputError
+from goldfish_prep.errors import ConfigError, GoldfishError
+from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.pipeline.tasks import finalize_tasks
 
@@ -74,8 +75,8 @@ def _import_ray() -> Any:
         import ray
     except ImportError as exc:
         raise ConfigError(
-            "--ray-address needs Ray, which is not installed; pip install 'goldfish-prep[ray]' "
-            "(or run without --ray-address, or split the run with --num-tasks)"
+            "--ray-address needs the Python package 'ray', which is not installed. "
+            "Fix: pip install 'goldfish-prep[ray]', or run without --ray-address (or split the run with --num-tasks)"
         ) from exc
     return ray
 
@@ -140,11 +141,8 @@ def _working_folder(cwd: str) -> Iterator[None]:
 def _check_output(output: Path, existing: str, cwd: str) -> None:
     """The single-run rule, checked once before any task starts: a new or empty folder unless told otherwise."""
     with _working_folder(cwd):
-        if existing == "refuse" and output.is_dir() and any(output.iterdir()):
-            raise OutputError(
-                f"output folder {output.resolve()} already exists and is not empty; pass --overwrite to replace it, "
-                "or --resume to finish an interrupted run"
-            )
+        if existing == "refuse":
+            LocalFolder(output.resolve()).refuse_unless_empty()  # the same rule, and words, as a plain run's
 
 
 def _run_task(job: MaskJob, cwd: str) -> dict[str, Any]:

@@ -26,16 +26,19 @@ from goldfish_prep.readers.jsonl import read_jsonl
 from goldfish_prep.readers.options import KINDS, InputSource, ReaderOptions
 from goldfish_prep.readers.records import JsonLine, Record
 from goldfish_prep.readers.resolve import ResolvedInputs, resolve_inputs
+from goldfish_prep.readers.snapshot import InputSnapshot
+from goldfish_prep.readers.streams import Tap
 from goldfish_prep.readers.text import read_text
 
-__all__ = ["KINDS", "InputSource", "ReaderOptions", "ResolvedInputs", "iter_records", "resolve_inputs"]
+__all__ = ["KINDS", "InputSnapshot", "InputSource", "ReaderOptions", "ResolvedInputs", "iter_records", "resolve_inputs"]
 
 Reader = Callable[[InputSource, ReaderOptions], Iterator[Record | JsonLine | InputError]]
 
+TextReader = Callable[[InputSource, ReaderOptions, Tap | None], Iterator[Record | InputError]]
+
+# Text formats read through ``streams``, which shows the raw bytes to a snapshot's tap.
+_TEXT_READERS: dict[str, TextReader] = {"json-array": read_json_array, "text": read_text}
 _READERS: dict[str, Reader] = {
-    "jsonl": read_jsonl,
-    "json-array": read_json_array,
-    "text": read_text,
     "parquet": read_parquet,
     "arrow": read_arrow,
     "hf-disk": read_saved_dataset,
@@ -45,21 +48,42 @@ _READERS: dict[str, Reader] = {
 _FILE_FAILURES = (OSError, ValueError, EOFError, pa.ArrowException)
 
 
-def iter_records(sources: Sequence[InputSource], options: ReaderOptions, parse: bool = True) -> Iterator[Record | JsonLine | InputError]:
+def iter_records(
+    sources: Sequence[InputSource],
+    options: ReaderOptions,
+    parse: bool = True,
+    snapshots: Sequence[InputSnapshot] | None = None,
+) -> Iterator[Record | JsonLine | InputError]:
     """Every document of ``sources`` in order, each a ``Record`` or the ``InputError`` saying why not.
 
     ``parse=False`` leaves JSON lines unparsed (``JsonLine``, turned into the
     same ``Record`` or ``InputError`` later by ``jsonl.parse_line``).
+    ``snapshots`` (one per source, made at the start of the run) hash the bytes
+    as they are read; an input that changed while it was read raises
+    ``InputError`` (``input-changed``) after its last record: no option skips it.
 
     >>> list(iter_records([], ReaderOptions()))
     []
     """
-    for source in sources:
-        yield from _read_source(source, options, parse)
+    for index, source in enumerate(sources):
+        snapshot = snapshots[index] if snapshots is not None else None
+        yield from _read_source(source, options, parse, snapshot)
+        if snapshot is not None:
+            snapshot.finish()
 
 
-def _read_source(source: InputSource, options: ReaderOptions, parse: bool) -> Iterator[Record | JsonLine | InputError]:
-    items = read_jsonl(source, options, parse) if source.kind == "jsonl" else _READERS[source.kind](source, options)
+def _read_source(
+    source: InputSource, options: ReaderOptions, parse: bool, snapshot: InputSnapshot | None
+) -> Iterator[Record | JsonLine | InputError]:
+    tap = snapshot.update if snapshot is not None else None
+    if source.kind == "jsonl":
+        items = read_jsonl(source, options, parse, tap)
+    elif source.kind in _TEXT_READERS:
+        items = _TEXT_READERS[source.kind](source, options, tap)
+    else:
+        if snapshot is not None:  # pyarrow reads out of order: hash the files whole, just before
+            snapshot.hash_whole()
+        items = _READERS[source.kind](source, options)
     count = 0
     try:
         for item in items:

@@ -21,7 +21,7 @@ from goldfish_prep.readers.document import record_from_object
 from goldfish_prep.readers.fields import surrogate_problem
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
-from goldfish_prep.readers.streams import iter_chunks, iter_text_chunks
+from goldfish_prep.readers.streams import Tap, iter_chunks, iter_text_chunks
 
 _NON_SPACE = re.compile(r"[^ \t\n\r]")
 _DECODER = json.JSONDecoder()
@@ -30,10 +30,10 @@ _GROW = 1 << 16
 _NEAR_END = 16
 
 
-def read_json_array(source: InputSource, options: ReaderOptions) -> Iterator[Record | InputError]:
-    """Records of a JSON array file, in array order."""
+def read_json_array(source: InputSource, options: ReaderOptions, tap: Tap | None = None) -> Iterator[Record | InputError]:
+    """Records of a JSON array file, in array order; ``tap``: see ``streams.iter_chunks``."""
     path = source.path
-    buffer = _Buffer(iter_text_chunks(path))
+    buffer = _Buffer(iter_text_chunks(path, tap))
     index = 0
     try:
         for value, start, end in _elements(buffer):

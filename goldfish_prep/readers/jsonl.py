@@ -17,16 +17,20 @@ from goldfish_prep.readers.document import record_from_object
 from goldfish_prep.readers.fields import surrogate_problem
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import JsonLine, Record
-from goldfish_prep.readers.streams import iter_lines, iter_text_chunks
+from goldfish_prep.readers.streams import Tap, iter_lines, iter_text_chunks
 
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_jsonl(source: InputSource, options: ReaderOptions, parse: bool = True) -> Iterator[Record | JsonLine | InputError]:
-    """Records of a JSON lines file, in line order; with ``parse=False``, the lines unparsed (``JsonLine``)."""
+def read_jsonl(
+    source: InputSource, options: ReaderOptions, parse: bool = True, tap: Tap | None = None
+) -> Iterator[Record | JsonLine | InputError]:
+    """Records of a JSON lines file, in line order; with ``parse=False``, the lines unparsed (``JsonLine``).
+
+    ``tap`` sees the raw bytes read (``streams.iter_chunks``)."""
     path = source.path
     empty = True
-    for number, line in enumerate(iter_lines(iter_text_chunks(path)), start=1):
+    for number, line in enumerate(iter_lines(iter_text_chunks(path, tap)), start=1):
         if number == 1 and line.startswith(_BOM):
             line = line[len(_BOM) :]
         if line.isspace() or not line:

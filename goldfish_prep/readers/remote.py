@@ -26,10 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
-import xxhash
 
 from goldfish_prep.errors import ConfigError, InputError
-from goldfish_prep.readers.options import InputSource
 from goldfish_prep.readers.redact import remember_options, scrub, shown_url
 
 #: URL scheme -> (the package fsspec needs for it, the goldfish-prep extra that installs it).
@@ -49,7 +47,6 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _NO_LISTING = ("http", "https")
 # 8 MiB per ranged GET: about 128 requests per GB read, and one block of memory per open object.
 _BLOCK = 8 << 20
-_HASH_BLOCK = 1 << 22
 _MAX_CAUSE = 240
 _FIX_NETWORK = "Check the network and the store{endpoint} and run again; --resume keeps finished shards"
 #: where each provider's credentials usually come from, for the message that says they were refused
@@ -190,15 +187,16 @@ def open_arrow(path: str) -> pa.NativeFile:
     return pa.PythonFile(open_binary(path), mode="r") if is_url(path) else pa.memory_map(path)
 
 
-def describe_url(source: InputSource) -> dict[str, Any]:
-    """Size and xxh3-128 of a URL input, as local inputs are recorded, read once in blocks (memory flat)."""
-    digest = xxhash.xxh3_128()
-    size = 0
-    with open_binary(source.path) as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-            size += len(block)
-    return {"path": source.path, "kind": source.kind, "size": size, "xxh3_128": digest.hexdigest()}
+def object_state(path: str) -> tuple[int, int, str | None]:
+    """An object's size, modification time (ns, 0 if the store gives none) and ETag, asked afresh (not from a listing)."""
+    scheme, fs_path = _urls.get(path) or _split(path)
+    fs = _filesystem(scheme, path)
+    if hasattr(fs, "invalidate_cache"):
+        fs.invalidate_cache(fs_path)
+    info = _call(path, lambda: fs.info(fs_path))
+    modified = info.get("LastModified") or info.get("last_modified") or info.get("updated")
+    mtime_ns = int(modified.timestamp() * 1e9) if hasattr(modified, "timestamp") else 0
+    return int(info.get("size") or 0), mtime_ns, _version(info)
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -248,7 +246,7 @@ def _filesystem(scheme: str, shown: str) -> Any:
         fs = fsspec.filesystem(scheme, skip_instance_cache=True, **options_for(scheme))
     except ImportError:
         raise ConfigError(
-            f"{shown}: reading {scheme}:// URLs needs {package}; install it with pip install 'goldfish-prep[{extra}]'"
+            f"{shown}: reading {scheme}:// URLs needs the Python package {package!r}, which is not installed. Fix: pip install 'goldfish-prep[{extra}]'"
         ) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"--storage-options do not fit the {scheme}:// file system: {_short(exc)}") from None

@@ -6,9 +6,10 @@ the output bytes, never depend on the file system's listing order. A file
 reached twice (named twice, or through a symlink) is read once, where it first
 appears. Formats are told by file name (a ``.json`` file is opened to tell an
 array from JSON lines). Whatever cannot work however the run goes (a missing
-path, an empty glob, a symlink loop, an explicitly named file of unknown
-format) raises ``InputError`` here, before any output is written; a folder's
-hidden files and files of unknown formats are listed in ``ignored``.
+path, an empty glob, a symlink loop, a pipe, device or socket, an explicitly
+named file of unknown format) raises ``InputError`` here, before any output is
+written; a folder's hidden files and files of unknown formats are listed in
+``ignored``.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class _Collector:
             raise InputError(path, f"cannot open{target}: {exc.strerror}", "Check the path", "missing-input") from None
         if stat.S_ISDIR(info.st_mode):
             return self._add_folder(path, explicit, frozenset({(info.st_dev, info.st_ino)}))
+        _refuse_special(path, info.st_mode)
         return self._add_file(path, explicit)
 
     def _add_file(self, path: str, explicit: bool) -> int:
@@ -225,6 +227,7 @@ class _Collector:
                 found += self._add_file(path, explicit=False)  # a broken link: reading reports it
                 continue
             if not stat.S_ISDIR(info.st_mode):
+                _refuse_special(path, info.st_mode)
                 found += self._add_file(path, explicit=False)
             elif (info.st_dev, info.st_ino) in ancestors:
                 raise _loop_error(path)
@@ -234,6 +237,28 @@ class _Collector:
             else:
                 found += self._walk(path, ancestors | {(info.st_dev, info.st_ino)})
         return found
+
+
+_SPECIAL = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_special(path: str, mode: int) -> None:
+    """Refuse anything but a regular file before any work: reading a pipe or a device could block
+    forever or never end, and an input must have a size and a hash to be recorded (and re-read by --resume)."""
+    if stat.S_ISREG(mode):
+        return
+    what = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+    raise InputError(
+        path,
+        f"this is {what}, not a regular file; mask reads inputs from regular files only (it records their size and hash)",
+        "Save the data to a file first and mask that file",
+        "special-file",
+    )
 
 
 def _kind_of(path: str) -> str:

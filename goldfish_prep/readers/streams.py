@@ -12,14 +12,18 @@ chunks: no per-character Python work.
 
 from __future__ import annotations
 
+import io
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.remote import open_binary
 
+#: Sees raw file bytes as they are read (``snapshot.InputSnapshot.update``).
+Tap = Callable[[bytes | memoryview], None]
 #: Suffix -> pyarrow codec name.
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 # Plain reads are cheap, so chunks are large; compressed reads are smaller so
@@ -52,21 +56,48 @@ def compression_of(path: str) -> str | None:
     return None
 
 
-def iter_chunks(path: str) -> Generator[bytes, None, None]:
-    """The decompressed bytes of ``path`` in chunks; raises ``OSError`` as pyarrow or the OS does."""
+def iter_chunks(path: str, tap: Tap | None = None) -> Generator[bytes, None, None]:
+    """The decompressed bytes of ``path`` in chunks; raises ``OSError`` as pyarrow or the OS does.
+
+    ``tap`` sees every raw (still compressed) byte read from the file, in order:
+    how the input's recorded hash comes from the very bytes parsed (``snapshot``).
+    """
     codec = compression_of(path)
-    if codec is None:
-        with open_binary(path) as handle:  # a local file, or a URL's object (``remote``)
-            while chunk := handle.read(_PLAIN_CHUNK):
+    with open_binary(path) as handle:  # a local file, or a URL's object (``remote``)
+        raw = _Tapped(handle, tap) if tap is not None else handle
+        if codec is None:
+            while chunk := raw.read(_PLAIN_CHUNK):
                 yield chunk
-        return
-    if codec == "gzip":
-        with open_binary(path) as handle:
-            yield from _inflate(handle.read)
-        return
-    with open_binary(path) as raw, pa.CompressedInputStream(raw, codec) as stream:
-        while chunk := stream.read(_COMPRESSED_CHUNK):
-            yield chunk
+        elif codec == "gzip":
+            yield from _inflate(raw.read)
+        else:
+            with pa.CompressedInputStream(raw, codec) as stream:
+                while chunk := stream.read(_COMPRESSED_CHUNK):
+                    yield chunk
+
+
+class _Tapped(io.RawIOBase):
+    """A binary file that shows each block it reads to ``tap`` (pyarrow reads it through ``readinto``)."""
+
+    def __init__(self, handle: io.BufferedIOBase, tap: Tap) -> None:
+        super().__init__()
+        self._handle = handle
+        self._tap = tap
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._handle.readinto(buffer)
+        if count:
+            self._tap(memoryview(buffer)[:count])
+        return count or 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        if data:
+            self._tap(data)
+        return data
 
 
 def _inflate(read: Callable[[int], bytes]) -> Iterator[bytes]:
@@ -97,9 +128,9 @@ def _inflate(read: Callable[[int], bytes]) -> Iterator[bytes]:
             inflater, in_member = zlib.decompressobj(zlib.MAX_WBITS | 16), False
 
 
-def iter_text_chunks(path: str) -> Iterator[bytes]:
+def iter_text_chunks(path: str, tap: Tap | None = None) -> Iterator[bytes]:
     """``iter_chunks``, refusing a file whose first bytes show it is not text (``binary-file``)."""
-    chunks = iter_chunks(path)
+    chunks = iter_chunks(path, tap)
     try:
         first = next(chunks)
     except StopIteration:

@@ -14,21 +14,21 @@ from collections.abc import Iterator
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
-from goldfish_prep.readers.streams import iter_lines, iter_text_chunks
+from goldfish_prep.readers.streams import Tap, iter_lines, iter_text_chunks
 
 _FIX_ENCODING = "Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
 
 
-def read_text(source: InputSource, options: ReaderOptions) -> Iterator[Record | InputError]:
-    """One record per file, or one per non-blank line with ``options.text_per_line``."""
+def read_text(source: InputSource, options: ReaderOptions, tap: Tap | None = None) -> Iterator[Record | InputError]:
+    """One record per file, or one per non-blank line with ``options.text_per_line``; ``tap``: see ``iter_chunks``."""
     if options.text_per_line:
-        yield from _read_lines(source.path)
+        yield from _read_lines(source.path, tap)
     else:
-        yield _read_whole(source.path)
+        yield _read_whole(source.path, tap)
 
 
-def _read_whole(path: str) -> Record | InputError:
-    data = b"".join(iter_text_chunks(path))
+def _read_whole(path: str, tap: Tap | None) -> Record | InputError:
+    data = b"".join(iter_text_chunks(path, tap))
     body = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
     try:
         text = body.decode("utf-8")
@@ -41,8 +41,8 @@ def _read_whole(path: str) -> Record | InputError:
     return Record(path, path, text=text, weight=len(data))
 
 
-def _read_lines(path: str) -> Iterator[Record | InputError]:
-    for number, line in enumerate(iter_lines(iter_text_chunks(path)), start=1):
+def _read_lines(path: str, tap: Tap | None) -> Iterator[Record | InputError]:
+    for number, line in enumerate(iter_lines(iter_text_chunks(path, tap)), start=1):
         if number == 1 and line.startswith(codecs.BOM_UTF8):
             line = line[len(codecs.BOM_UTF8) :]
         if not line or line.isspace():

@@ -37,7 +37,8 @@ class Strategy(abc.ABC):
 
     #: the ``--strategy`` value and the manifest's ``mask.strategy``
     name: ClassVar[str]
-    #: the version of the spec that fixes every decision, recorded in the manifest (None: no versioned spec)
+    #: the version of the spec that fixes every decision, recorded in the manifest (None: no versioned spec);
+    #: a strategy is found by (name, spec_version), so every version stays selectable and verifiable
     spec_version: ClassVar[int | None] = None
     #: True when a decision depends only on the tokens (a repeated passage gets the same mask anywhere)
     content_addressed: ClassVar[bool] = False
@@ -46,6 +47,11 @@ class Strategy(abc.ABC):
     random_draws: ClassVar[bool] = False
     #: keys of ``extras`` this strategy needs
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: True when chat records can be masked under this strategy (answer by answer, docs/mask-spec.md
+    #: answer-local); the others are refused for chat rather than silently replaced by another rule
+    masks_chat_answers: ClassVar[bool] = False
+    #: what to do when few tokens are eligible (``mask`` and ``stats`` print it with their coverage warning)
+    coverage_fix: ClassVar[str] = "mask with --strategy goldfish (its spec version 2, the default, makes every token eligible)"
 
     @abc.abstractmethod
     def drop(self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None) -> Bools:

@@ -1,6 +1,8 @@
-"""The default ``goldfish`` strategy: a seeded, order-sensitive hash of each window.
+"""The ``goldfish`` strategy, spec version 1: a seeded, order-sensitive hash of each window.
 
-Spec (version 1, docs/mask-spec.md, all arithmetic mod 2**64)::
+Version 2 (``goldfish_v2``, the default) takes these decisions from position h
+on and adds partial windows at a document's start. Spec (version 1,
+docs/mask-spec.md, all arithmetic mod 2**64)::
 
     A = xxh64(b"goldfish-prep/v1/offset", seed)
     B = xxh64(b"goldfish-prep/v1/base",   seed) | 1
@@ -32,10 +34,6 @@ from goldfish_prep.strategies.base import Bools, WindowHashStrategy
 
 if TYPE_CHECKING:
     from goldfish_prep.config import MaskConfig
-
-#: Version of the ``goldfish`` hash specification (docs/mask-spec.md). Bump it
-#: whenever a change would alter any mask; the manifest records it.
-GOLDFISH_SPEC_VERSION = 1
 
 _MASK64 = (1 << 64) - 1
 # Windows are hashed in blocks so the uint64 temporaries stay in cache; 2**15
@@ -122,11 +120,13 @@ def drop_flat(ids: npt.NDArray[np.integer], context_width: int, k: int, seed: in
     return drop
 
 
-class GoldfishStrategy(WindowHashStrategy):
-    """The default: seeded, order-sensitive and versioned (the spec above)."""
+class GoldfishV1Strategy(WindowHashStrategy):
+    """Seeded, order-sensitive, spec version 1 (above): a document's first h positions are never dropped."""
 
     name = "goldfish"
-    spec_version = GOLDFISH_SPEC_VERSION
+    spec_version = 1
+    coverage_fix = "mask again without --spec-version 1 (goldfish spec version 2, the default, makes every token eligible)"
+    masks_chat_answers = True  # answer-local v1 (answer_local.py) extends this hash to answers
 
     def drop_flat(self, ids: npt.NDArray[np.integer], config: MaskConfig) -> Bools:
         return drop_flat(ids, config.context_width, config.k, config.seed)

@@ -89,6 +89,7 @@ class HashTableStrategy(WindowHashStrategy):
     """The reference implementation's table lookup; it has no seed and no versioned spec of ours."""
 
     name = "hash-table"
+    coverage_fix = "mask with --strategy goldfish (spec version 2 makes every token eligible) unless you need the paper's exact masks"
 
     def drop_flat(self, ids: npt.NDArray[np.integer], config: MaskConfig) -> Bools:
         return drop_flat(ids, config.context_width, config.k)

@@ -17,6 +17,7 @@ class NoneStrategy(Strategy):
     """Same format and files as a masked run, every label equal to its id."""
 
     name = "none"
+    masks_chat_answers = True  # nothing is dropped, answers included
 
     def drop(self, ids: npt.NDArray[np.integer], starts: Int64s, config: MaskConfig, extras: Extras | None = None) -> Bools:
         return np.zeros(len(ids), dtype=np.bool_)

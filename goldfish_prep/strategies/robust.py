@@ -1,4 +1,4 @@
-"""``robust``: goldfish decisions taken on normalised text, so near-copies drop alike (spec v1).
+"""``robust``: goldfish decisions taken on normalised text, so near-copies drop alike (spec v1 and v2).
 
 Goldfish hashes the h token ids ending at a token. A passage copied with a case
 change, a double space, a re-wrapped line or curly quotes has other ids after
@@ -18,7 +18,11 @@ Spec (docs/mask-spec.md, all arithmetic mod 2**64)::
     w      = sum_{q=s}^{e_t-1} (S[q] + A) * B**(e_t-1-q);  H = (w ^ (w >> 32)) * M
     drop t iff eligible and H < 2**64 // k
 
-with A, B, M from xxh64 of ``goldfish-prep/robust-v1/{offset,base,mix}``.
+with A, B, M from xxh64 of ``goldfish-prep/robust-v1/{offset,base,mix}``. Spec v2 (the
+default) also decides the tokens with 1 to h-1 units before them, on the
+window from their document's first unit, adding ``(h - units) * D`` to ``w``
+(``D = xxh64(b"goldfish-prep/robust-v1/partial", seed)``); every other
+decision is v1's.
 A unit begins at every non-space character of S except a word character
 (letter, digit or combining mark below U+2E80) right after another: a run of
 word characters, or any other single character (punctuation, a CJK ideograph),
@@ -45,6 +49,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import xxhash
 
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.strategies.base import Bools, Extras, Int64s, Strategy
@@ -55,8 +60,8 @@ from goldfish_prep.strategies.normalize import unit_starts
 if TYPE_CHECKING:
     from goldfish_prep.config import MaskConfig
 
-#: Version of the ``robust`` specification (docs/mask-spec.md); any change that alters one mask bit bumps it
-ROBUST_SPEC_VERSION = 1
+#: Newest version of the ``robust`` specification (docs/mask-spec.md), the default; any change that alters one mask bit bumps it
+ROBUST_SPEC_VERSION = 2
 #: the ``extras`` key robust needs: the tokenizer's ``TokenBytes`` (the same table for every document)
 TOKEN_BYTES = "token_bytes"
 
@@ -108,8 +113,14 @@ _LOOKBACK = (4, 32)
 
 @functools.lru_cache(maxsize=64)
 def hash_constants(seed: int) -> tuple[int, int, int]:
-    """(A, B, M) of robust spec v1 for a seed; B and M odd."""
+    """(A, B, M) of robust spec v1 (and v2) for a seed; B and M odd."""
     return derive_constants(b"goldfish-prep/robust-v1", seed)
+
+
+@functools.lru_cache(maxsize=64)
+def partial_constant(seed: int) -> int:
+    """D of robust spec v2: what each unit missing from a partial window adds to ``w``."""
+    return xxhash.xxh64_intdigest(b"goldfish-prep/robust-v1/partial", seed=seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +129,9 @@ class NormalisedTokens:
 
     ``token_end[t]``: normalised characters completed by tokens up to t (exclusive end);
     ``nonempty[t]``: token t completes at least one; ``window_start[t]``: start of its
-    window of h units; ``enough[t]``: its document has h units up to it;
-    ``doc_start[d]``: where document d's normalised text begins.
+    window of h units (of all its document's units up to it when fewer: spec v2's partial
+    window); ``enough[t]``: its document has h units up to it; ``units[t]``: units begun
+    in its document up to it; ``doc_start[d]``: where document d's normalised text begins.
     """
 
     norm: npt.NDArray[np.uint32]
@@ -128,6 +140,7 @@ class NormalisedTokens:
     nonempty: npt.NDArray[np.bool_]
     window_start: npt.NDArray[np.int64]
     enough: npt.NDArray[np.bool_]
+    units: npt.NDArray[np.int64]
 
     @property
     def eligible(self) -> npt.NDArray[np.bool_]:
@@ -144,8 +157,8 @@ def normalised_tokens(
     before = np.zeros(len(flat) + 1, dtype=np.int64)  # normalised end before token t (a document's tokens stay in it)
     before[1:] = token_end
     doc_norm_start = before[doc_starts]
-    window_start, enough = _window_starts(norm, before, doc_starts, doc_norm_start, context_width)
-    return NormalisedTokens(norm, doc_norm_start, token_end, token_end > before[:-1], window_start, enough)
+    window_start, units = _window_starts(norm, before, doc_starts, doc_norm_start, context_width)
+    return NormalisedTokens(norm, doc_norm_start, token_end, token_end > before[:-1], window_start, units >= context_width, units)
 
 
 def decide(
@@ -155,8 +168,12 @@ def decide(
     context_width: int,
     k: int,
     seed: int,
+    spec_version: int = 1,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """(dropped, eligible) for every token of a flat batch; ``starts[d]`` is where document d begins.
+
+    ``spec_version`` 2 also decides the tokens before a document's h-th unit,
+    on the partial window of the units since its start (``_partial_term``).
 
     >>> table = TokenBytes.from_list([b"Hello", b" world", b"\\n", b"world"])
     >>> dropped, eligible = decide(np.array([0, 1, 0, 2, 3]), np.array([0, 2]), table, 1, 2, 0)
@@ -175,9 +192,11 @@ def decide(
     a = 0
     while a < n:
         view, skip, b = _block_view(flat, doc_starts, bounds, a, table, context_width)
-        np.logical_and(view.nonempty[skip:], view.enough[skip:], out=eligible[a:b])
+        covered = view.enough[skip:] if spec_version == 1 else view.units[skip:] > 0
+        np.logical_and(view.nonempty[skip:], covered, out=eligible[a:b])
         # every token is hashed (fewer gathers than picking the eligible ones); the others' values are discarded
-        hashes = _window_hashes(view.norm, view.window_start[skip:], view.token_end[skip:], seed)
+        partial = None if spec_version == 1 else _partial_term(view.units[skip:], context_width, seed)
+        hashes = _window_hashes(view.norm, view.window_start[skip:], view.token_end[skip:], seed, partial)
         np.logical_and(eligible[a:b], hashes < threshold, out=dropped[a:b])
         a = b
     return dropped, eligible
@@ -242,8 +261,8 @@ def _window_starts(
     doc_starts: npt.NDArray[np.int64],
     doc_norm_start: npt.NDArray[np.int64],
     h: int,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Start of each token's window of h units, and whether its document has h units up to the token.
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Start of each token's window of h units (or of all units since its document's start, when fewer), and those units.
 
     ``before[t]``: normalised end before token t (``before[n]``: the batch's);
     ``doc_starts``/``doc_norm_start``: where each document begins in ids / in ``norm``.
@@ -255,17 +274,29 @@ def _window_starts(
     doc_start = np.repeat(doc_norm_start, np.diff(np.append(doc_starts, len(before) - 1)))  # each token's
     ahead = np.minimum(np.maximum(before[1:], doc_start + 1), len(norm))  # past the token's last character
     doc_through = through[doc_start]
-    units = through[ahead] - doc_through  # units begun in its document up to it
-    enough = units >= h
-    first = doc_through + (units - h)  # index of the window's first unit
+    units = (through[ahead] - doc_through).astype(np.int64)  # units begun in its document up to it
+    first = doc_through + np.maximum(units - h, 0)  # index of the window's first unit
     window_start = begin_at[np.clip(first, 0, max(len(begin_at) - 1, 0))] if len(begin_at) else doc_start
-    return np.where(enough, window_start, doc_start), enough
+    return np.where(units > 0, window_start, doc_start), units
+
+
+def _partial_term(units: npt.NDArray[np.int64], h: int, seed: int) -> npt.NDArray[np.uint64]:
+    """Spec v2's ``(h - u) * D`` for windows of ``u`` units (0 for full windows): partial windows hash apart by length."""
+    missing = np.maximum(h - units, 0).astype(np.uint64)
+    term: npt.NDArray[np.uint64] = missing * np.uint64(partial_constant(seed))
+    return term
 
 
 def _window_hashes(
-    norm: npt.NDArray[np.uint32], start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], seed: int
+    norm: npt.NDArray[np.uint32],
+    start: npt.NDArray[np.int64],
+    end: npt.NDArray[np.int64],
+    seed: int,
+    partial: npt.NDArray[np.uint64] | None = None,
 ) -> npt.NDArray[np.uint64]:
     """H of the spec for windows ``norm[start:end]`` (end exclusive; an empty window's value means nothing).
+
+    ``partial``: spec v2's term added to ``w`` before the finish (``_partial_term``).
 
     ``w = sum_q S[q] * B**(e-1-q) + A * (1 + B + ... + B**(e-s-1))``: one prefix sum of
     ``S[q] * B**-q`` over the batch, evaluated at both ends, plus a cached geometric sum.
@@ -278,6 +309,8 @@ def _window_hashes(
     window = np.take(prefix, end) - np.take(prefix, start)
     window *= np.take(_powers(base, m + 1), end - 1)  # B**(e-1); e = 0 wraps to the last power (an empty window)
     window += np.take(_geometric(base, m + 1), end - start) * np.uint64(offset)
+    if partial is not None:
+        window += partial
     hashed: npt.NDArray[np.uint64] = (window ^ (window >> np.uint64(32))) * np.uint64(mix)
     return hashed
 
@@ -322,11 +355,12 @@ _POWERS: dict[int, npt.NDArray[np.uint64]] = {}
 _GEOMETRIC: dict[int, npt.NDArray[np.uint64]] = {}
 
 
-class RobustStrategy(Strategy):
-    """Goldfish decisions on the normalised text the tokens spell (the spec above)."""
+class RobustV1Strategy(Strategy):
+    """Goldfish decisions on the normalised text the tokens spell (the spec above), from each document's h-th unit on."""
 
     name = "robust"
-    spec_version = ROBUST_SPEC_VERSION
+    spec_version = 1
+    coverage_fix = "mask again without --spec-version 1 (robust spec version 2, the default, covers each document's first units)"
     content_addressed = True
     random_draws = True
     requires = frozenset({TOKEN_BYTES})
@@ -343,7 +377,7 @@ class RobustStrategy(Strategy):
                 f"token id {int(np.max(ids))} is outside the tokenizer's {table.vocab_size} ids; pass the tokenizer the ids were made with"
             )
         starts = np.asarray(starts, dtype=np.int64)
-        dropped, eligible = decide(ids, starts, table, config.context_width, config.k, config.seed)
+        dropped, eligible = decide_config(ids, starts, table, config)
         running = np.concatenate(([0], np.cumsum(eligible)))
         return dropped, running[np.append(starts[1:], len(ids))] - running[starts]
 
@@ -352,6 +386,26 @@ class RobustStrategy(Strategy):
 
     def eligible_rule(self, config: MaskConfig) -> str:
         return f"tokens that complete normalised text, from the {config.context_width}th unit of each document on"
+
+
+class RobustStrategy(RobustV1Strategy):
+    """The default, spec v2: v1's decisions from a document's h-th unit on, partial windows of units before."""
+
+    spec_version = ROBUST_SPEC_VERSION
+    coverage_fix = (
+        "robust never drops tokens that spell no text (special tokens, split characters); mask with --strategy goldfish to reach them"
+    )
+
+    def eligible_rule(self, config: MaskConfig) -> str:
+        return "tokens that complete normalised text, from each document's first unit on"
+
+
+def decide_config(
+    ids: npt.NDArray[np.integer], starts: npt.NDArray[np.integer], table: TokenBytes, config: MaskConfig
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``decide`` under a config's k, width, seed and spec version: (dropped, eligible) per token."""
+    version = config.spec_version if config.spec_version is not None else ROBUST_SPEC_VERSION
+    return decide(ids, starts, table, config.context_width, config.k, config.seed, spec_version=version)
 
 
 def _table(extras: Extras | None) -> TokenBytes:

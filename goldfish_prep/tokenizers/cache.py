@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -101,11 +100,7 @@ def _unpack_ranks(blob: bytes) -> dict[bytes, int]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # imported here: the format package imports pyarrow, which loading a tokenizer does not need
+    from goldfish_prep.format.commit import write_bytes_atomic
+
+    write_bytes_atomic(path, data, unique=True)  # processes may fill the same entry at once

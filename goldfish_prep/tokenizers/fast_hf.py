@@ -34,7 +34,9 @@ from goldfish_prep.tokenizers.bytelevel_bpe import NotExact, TiktokenPlan, plan_
 from goldfish_prep.tokenizers.cache import content_key, read_entry, write_entry
 from goldfish_prep.tokenizers.hf import HFTokenizer, file_parts, load_hf_file
 from goldfish_prep.tokenizers.identity import AdapterIdentity, name_for
+from goldfish_prep.tokenizers.optional import import_optional
 from goldfish_prep.tokenizers.spelling import tiktoken_spelling
+from goldfish_prep.tokenizers.status import first_build_status
 
 
 class TiktokenEncodedHF(AdapterIdentity):
@@ -103,7 +105,7 @@ def load_hf_file_fast(spec: str, path: Path, required: bool) -> Tokenizer:
     """A ``tokenizer.json`` through tiktoken when exact, else HF (or a ``TokenizerError`` if ``required``)."""
     config_path = path.with_name("tokenizer_config.json")
     files = [path, config_path] if config_path.is_file() else [path]
-    key = _key(b"file", files)
+    key = _key(spec, b"file", files)
     cached = read_entry(key)
     if cached is not None:
         facts, ranks = cached
@@ -114,17 +116,19 @@ def load_hf_file_fast(spec: str, path: Path, required: bool) -> Tokenizer:
         # the key is the content: the same files elsewhere hit it, so the name comes from this path
         facts = {**facts, "name": name_for(path)}
         return TiktokenEncodedHF(spec, facts, encoding, files, lambda: load_hf_file(spec, path))
-    return with_fast_path(load_hf_file(spec, path), required, key)
+    with first_build_status(spec):  # seconds for a large vocabulary, once: say so on a terminal
+        return with_fast_path(load_hf_file(spec, path), required, key)
 
 
 def with_fast_path(reference: HFTokenizer, required: bool, key: str | None = None) -> Tokenizer:
     """``reference`` encoded by tiktoken when that is exact, else ``reference`` itself."""
     if key is None and reference.files:
         # a folder goes through transformers, whose version can change the tokenizer it builds
-        key = _key(b"loaded " + _transformers_version().encode(), reference.files)
+        key = _key(reference.spec, b"loaded " + _transformers_version().encode(), reference.files)
     cached = read_entry(key) if key is not None else None
     if cached is None:
-        facts, plan = _analyse(reference, key)
+        with first_build_status(reference.spec):
+            facts, plan = _analyse(reference, key)
     else:
         facts, ranks = {**cached[0], "name": reference.name}, cached[1]
         plan = TiktokenPlan(facts["pattern"], ranks) if ranks is not None else None
@@ -170,9 +174,9 @@ def _refuse_or_pass(spec: str, reason: str, required: bool) -> None:
         )
 
 
-def _key(kind: bytes, files: Sequence[Path]) -> str:
-    import tokenizers
-
+def _key(spec: str, kind: bytes, files: Sequence[Path]) -> str:
+    # the key names the tokenizers version, so the hf extra is checked here, before its first use
+    tokenizers = import_optional("tokenizers", "hf", spec)
     versions = f"{__version__} tokenizers {tokenizers.__version__} tiktoken {tiktoken.__version__}".encode()
     return content_key([kind, versions, *file_parts(files)])
 

@@ -167,6 +167,10 @@ def load_hf_folder(spec: str, folder: Path) -> Tokenizer:
         from goldfish_prep.tokenizers.sentencepiece_adapter import load_sentencepiece
 
         return load_sentencepiece(spec, folder / "tokenizer.model")
+    if "tokenizer.model" in present and "tokenizer.json" not in present:
+        # transformers converts the SentencePiece model to a fast tokenizer with both; missing, it warns at length and fails
+        import_optional("sentencepiece", "sentencepiece", spec)
+        import_optional("google.protobuf", "hf", spec, package="protobuf")
     try:
         auto = _auto_tokenizer(spec, str(folder), from_hub=False)
     except TokenizerError:
@@ -191,6 +195,22 @@ def load_hf_hub(spec: str) -> HFTokenizer:
     return _from_transformers(spec, spec, auto, files=(), declared_add_bos=None)
 
 
+def _import_transformers(spec: str) -> Any:
+    """transformers, without the advice it logs at import when PyTorch is missing (a tokenizer needs no model)."""
+    previous = os.environ.get(_NO_ADVICE)
+    os.environ[_NO_ADVICE] = "1"
+    try:
+        return import_optional("transformers", "hf", spec)
+    finally:
+        if previous is None:
+            del os.environ[_NO_ADVICE]
+        else:
+            os.environ[_NO_ADVICE] = previous
+
+
+_NO_ADVICE = "TRANSFORMERS_NO_ADVISORY_WARNINGS"
+
+
 def hub_is_offline() -> bool:
     """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set now, or was when the hub library loaded."""
     if any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
@@ -203,7 +223,7 @@ def hub_is_offline() -> bool:
 
 
 def _auto_tokenizer(spec: str, source: str, from_hub: bool) -> Any:
-    transformers = import_optional("transformers", "hf", spec)
+    transformers = _import_transformers(spec)
     # a folder never needs the hub; asking it anyway would stall offline machines on timeouts
     local_only = not from_hub or hub_is_offline()
     try:

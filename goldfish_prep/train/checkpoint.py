@@ -8,13 +8,13 @@ to rebuild the model (its ``GPTConfig``), as plain types so that
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.commit import committed_file
 from goldfish_prep.train.model import GPT, GPTConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -23,9 +23,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``run_dir/checkpoint.pt`` via a temporary file and a rename (a crash keeps the old one)."""
     path = run_dir / CHECKPOINT_NAME
-    temporary = path.with_name(path.name + f".{os.getpid()}.partial")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    with committed_file(path, unique=True) as out:  # the commit protocol: fsync, rename, fsync of the folder
+        torch.save(state, cast(IO[bytes], out))  # a binary sink: torch only writes to it
     return path
 
 

@@ -32,10 +32,10 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.chat import ASSISTANT_COLUMN, answer_spans, assistant_flags, is_chat
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import ShardSet, open_shards
-from goldfish_prep.inspect.chat_columns import ASSISTANT_COLUMN, answer_spans, assistant_flags, is_chat
 
 Int32Array = npt.NDArray[np.int32]
 
@@ -124,12 +124,17 @@ class RowSampler:
     def _use_epoch(self, epoch: int) -> None:
         if epoch == self._epoch:
             return
-        count = len(self.data.unit_starts)
-        order = np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
+        order = self._order(epoch)
         self._order_starts = self.data.unit_starts[order]
         self._order_lengths = self.data.unit_lengths[order]
         self._order_offsets = np.concatenate(([0], np.cumsum(self._order_lengths)))
         self._epoch = epoch
+
+    def _order(self, epoch: int) -> npt.NDArray[np.int64]:
+        """The units of ``epoch`` in stream order."""
+        count = len(self.data.unit_starts)
+        order: npt.NDArray[np.int64] = np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
+        return order
 
     def _stream(self, begin: int, end: int) -> tuple[Int32Array, Int32Array]:
         """ids and labels of positions [begin, end) of the current epoch's stream, padded past its end."""
@@ -162,9 +167,13 @@ class RowSampler:
         return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
 
     def supervised_per_epoch(self) -> int:
-        """Targets that count in the loss over one epoch: labels != -100, less the stream's first label
-        (exact in document mode, where every document's first label is kept; used to plan the schedule)."""
-        return int(np.count_nonzero(self.data.labels != IGNORE_INDEX)) - int(self.data.labels[0] != IGNORE_INDEX)
+        """Targets that count in the loss over one epoch: labels != -100, less the stream's first label.
+
+        Exact for epoch 0; the first unit of another epoch may differ by that one
+        label (goldfish spec v2 can drop a document's first token). Used to plan the schedule.
+        """
+        first = int(self.data.unit_starts[self._order(0)[0]]) if len(self.data.unit_starts) else 0
+        return int(np.count_nonzero(self.data.labels != IGNORE_INDEX)) - int(self.data.labels[first] != IGNORE_INDEX)
 
 
 def evaluation_rows(data: ShardData, block_size: int) -> list[tuple[Int32Array, Int32Array]]:
@@ -190,8 +199,8 @@ def evaluation_rows(data: ShardData, block_size: int) -> list[tuple[Int32Array, 
 
 
 @dataclasses.dataclass(frozen=True)
-class Document:
-    """A document's ids. Chat outputs: the conversation up to the end of its final answer,
+class EvalDocument:
+    """A document as memorisation measures it (not a shard row: ``format.ShardDocument``). Chat outputs: the conversation up to the end of its final answer,
     which begins at ``answer_start`` (``len(ids)`` when it has none); None for text outputs."""
 
     doc_id: str
@@ -205,17 +214,23 @@ class Document:
         return None if self.answer_start is None else len(self.ids) - self.answer_start
 
 
-def load_documents(folder: str | Path) -> list[Document]:
+#: the earlier name of ``EvalDocument`` (train/memorization.py still uses it)
+Document = EvalDocument
+
+
+def load_documents(folder: str | Path) -> list[EvalDocument]:
     """The documents of a folder, whole, in order (packed rows are joined back into documents by the shard
     reader); packed outputs keep no ids, so their documents are named by number. Chat documents end
-    with their final answer (see ``Document``)."""
+    with their final answer (see ``EvalDocument``)."""
     shards = open_shards(folder)
     if is_chat(shards.manifest):
         return _chat_documents(shards)
-    return [Document(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids, doc.labels) for doc in shards.documents()]
+    return [
+        EvalDocument(doc.id if doc.id is not None else f"document {doc.index}", doc.input_ids, doc.labels) for doc in shards.documents()
+    ]
 
 
-def _chat_documents(shards: ShardSet) -> list[Document]:
+def _chat_documents(shards: ShardSet) -> list[EvalDocument]:
     """Conversations from the reader's flat batches, with their assistant flags, cut after their final answer."""
     pieces: list[Int32Array] = []
     label_pieces: list[Int32Array] = []
@@ -240,7 +255,7 @@ def _chat_documents(shards: ShardSet) -> list[Document]:
 
 def _split_documents(
     stream: Int32Array, labels: Int32Array, edges: npt.NDArray[np.int64], names: list[str] | None, assistant: npt.NDArray[np.bool_]
-) -> list[Document]:
+) -> list[EvalDocument]:
     """Documents between consecutive ``edges``, each ending with its final answer."""
     answer_ends: dict[int, tuple[int, int]] = {}
     starts, ends = answer_spans(assistant, edges[:-1])
@@ -252,7 +267,7 @@ def _split_documents(
         name = names[i] if names is not None else f"document {i}"
         if i in answer_ends:
             start, end = answer_ends[i]
-            documents.append(Document(name, stream[a:end], labels[a:end], start - a))
+            documents.append(EvalDocument(name, stream[a:end], labels[a:end], start - a))
         else:  # a conversation without an assistant token: no answer to measure (answer length 0)
-            documents.append(Document(name, stream[a:b], labels[a:b], b - a))
+            documents.append(EvalDocument(name, stream[a:b], labels[a:b], b - a))
     return documents

@@ -24,8 +24,8 @@ class HFCausalLM:
         except ImportError as exc:
             raise InputError(
                 str(folder),
-                "this is a Hugging Face model folder and transformers is not installed",
-                "pip install 'goldfish-prep[hf]'",
+                "a Hugging Face model folder needs the Python package 'transformers', which is not installed",
+                "Fix: pip install 'goldfish-prep[hf]'",
                 "missing-dependency",
             ) from exc
         dtype = torch.bfloat16 if runtime.autocast_dtype is not None else torch.float32

@@ -24,6 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from goldfish_prep.errors import ConfigError, OutputError
+from goldfish_prep.format.commit import append_line, json_bytes, write_bytes_atomic
 from goldfish_prep.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import RowSampler, ShardData, check_vocabulary, evaluation_rows, load_shards
@@ -139,7 +140,7 @@ def _prepare_run_dir(config: TrainConfig, dist: Distributed) -> None:
         shutil.rmtree(run_dir)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_bytes_atomic(run_dir / "config.json", json_bytes(config.to_dict()))
 
 
 def _restore(run: _Run) -> None:
@@ -295,8 +296,7 @@ def _step_metrics(run: _Run, loss: float, tokens_per_second: float) -> dict[str,
 def _log(run: _Run, log: LogFn, metrics: dict[str, Any]) -> None:
     if not run.dist.is_main:
         return
-    with open(run.config.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(metrics) + "\n")
+    append_line(run.config.run_dir / "metrics.jsonl", json.dumps(metrics))
     log(metrics)
 
 

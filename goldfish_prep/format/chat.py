@@ -1,18 +1,19 @@
 """Chat shards as columns: which tokens are the assistant's, where each answer lies, each row's k.
 
-A chat output (docs/format.md, "Chat columns") carries ``assistant_masks``
+A chat output (docs/format.md, "Chat shards") carries ``assistant_masks``
 (int8, 1 on the assistant's part of each turn) next to ``input_ids`` and
 ``labels``, and optionally a per-row ``k`` (``--k-field``, 0 = standard loss).
 The goldfish mask is applied to each *answer*, a maximal run of assistant
 tokens, as a sequence of its own; so every consumer (stats, show, verify,
-repeats, memorisation) needs the same two things: the assistant flags as a
-flat array, and the answers as (start, end) pairs that never cross a document.
-They are computed here, on whole shards, with no Python loop over tokens.
+repeats, the trainer, memorisation) needs the same two things: the assistant
+flags as a flat array, and the answers as (start, end) pairs that never cross
+a document. They are part of the format, computed here on whole shards with no
+Python loop over tokens. (``readers/chat_columns.py`` is another matter: it
+finds the conversation fields of *input* tables.)
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -22,54 +23,12 @@ import numpy.typing as npt
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int64s, TokenStream, int_column, list_values
-from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.manifest import is_chat
+from goldfish_prep.format.schema import ASSISTANT_COLUMN, K_COLUMN
 
-ASSISTANT_COLUMN = "assistant_masks"
-K_COLUMN = "k"
 Bools = npt.NDArray[np.bool_]
 
 _RECREATE = "Run `goldfish-prep verify` on the folder, or recreate it with `goldfish-prep mask`"
-
-
-def is_chat(manifest: Manifest) -> bool:
-    """True for the output of `mask` over conversations (the manifest has a ``chat`` object)."""
-    return isinstance(manifest.get("chat"), dict)
-
-
-def never_dropped_ids(manifest: Manifest, tokenizer: str | None = None) -> npt.NDArray[np.int64]:
-    """Ids the answer-local rule never drops: ``--keep-ids`` and the tokenizer's special tokens.
-
-    ``keep_ids`` are in the manifest's ``chat`` object; the special ids are
-    taken from ``chat.special_ids`` where a run recorded them, else from the
-    tokenizer the manifest names (or ``tokenizer``, when it moved): its added
-    tokens marked special, as ``mask`` protects them (docs/mask-spec.md).
-    """
-    chat = manifest.get("chat") or {}
-    special = chat.get("special_ids")
-    if special is None:
-        special = _special_ids(tokenizer or manifest.tokenizer.get("spec"))
-    return np.unique(np.asarray([*chat.get("keep_ids", []), *special], dtype=np.int64))
-
-
-@functools.lru_cache(maxsize=8)
-def _special_ids(spec: str | None) -> tuple[int, ...]:
-    """The tokenizer's added tokens marked special (cached: loading a large tokenizer takes seconds)."""
-    from goldfish_prep.errors import TokenizerError
-    from goldfish_prep.tokenizers import load_tokenizer
-
-    fix = "Pass --tokenizer with the tokenizer the output was made with (its special tokens are never dropped)"
-    if not spec:
-        raise InputError(
-            "goldfish_manifest.json",
-            "the manifest names no tokenizer, so the special tokens of this chat output are unknown",
-            fix,
-            "no-tokenizer",
-        )
-    try:
-        backend = load_tokenizer(spec).chat_backend()  # type: ignore[attr-defined]
-    except (TokenizerError, AttributeError, OSError) as exc:
-        raise InputError(str(spec), f"cannot load the chat output's tokenizer here ({exc})", fix, "no-tokenizer") from exc
-    return tuple(sorted(int(index) for index, token in backend.get_added_tokens_decoder().items() if token.special))
 
 
 def assistant_flags(table: Any, path: Path, stream: TokenStream) -> Bools:
@@ -128,3 +87,6 @@ def answer_positions(starts: Int64s, ends: Int64s, n: int) -> tuple[Int64s, Int6
     index[where] = covered
     local[where] = where - starts[covered]
     return index, local
+
+
+__all__ = ["ASSISTANT_COLUMN", "K_COLUMN", "Bools", "answer_positions", "answer_spans", "assistant_flags", "is_chat", "row_k", "run_k"]

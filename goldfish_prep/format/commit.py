@@ -1,0 +1,218 @@
+"""The commit protocol on a local disk, and the one place that hashes files: write aside, fsync, rename.
+
+Every file goldfish-prep writes (shards, records, the manifest, exports,
+checkpoints, ``show --html``, the tokenizer cache) is written under a temporary
+name, made durable with ``fsync``, renamed into place with ``os.replace`` and
+the rename itself made durable by an ``fsync`` of the folder. A reader, a
+``--resume`` or a crash then sees either nothing or a complete file, never a
+torn one (HF datasets' ``save_to_disk`` and pypa/build do the same).
+
+Object stores have no rename; there the same role falls to files written once
+and a completion marker written after them (``folder.OutputFolder`` states the
+protocol both follow). This module is the local half.
+
+Hashing lives here too: ``PendingFile`` hashes what it writes on the way out,
+``HashingReader`` what a reader streams in, ``file_sha256`` a whole file, so a
+checksum is computed the same way wherever it is written or checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from goldfish_prep.errors import OutputError
+from goldfish_prep.format.names import partial_path
+
+#: read and hash in blocks of this many bytes (large enough that hashlib releases the GIL for long)
+BLOCK = 1 << 22
+
+
+def json_bytes(data: Any) -> bytes:
+    """Stable, human-readable JSON (sorted keys: byte-identical reruns), as every JSON file of an output is written."""
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def temporary_path(path: Path, unique: bool = False) -> Path:
+    """Where ``path`` is written before its rename; ``unique`` adds the pid, for files that several processes may
+    write at once (identical ``--num-tasks`` metadata, a checkpoint, a cache entry)."""
+    temporary = partial_path(path)
+    return temporary.with_suffix(f".{os.getpid()}.partial") if unique else temporary
+
+
+def fsync_and_rename(temporary: Path, final: Path) -> None:
+    """Make ``temporary`` durable, then atomically give it the name ``final``."""
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    fsync_directory(final.parent)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable: the new name survives a power loss."""
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_failure(path: Path, exc: OSError) -> OutputError:
+    """The one-line error for a failed write (full disk, file size limit, permissions)."""
+    cause = exc.strerror or str(exc).splitlines()[0]
+    return OutputError(
+        f"cannot write {path} ({cause}); completed shards are kept: free space or fix the location, then rerun with --resume"
+    )
+
+
+def write_bytes_atomic(path: Path, data: bytes, unique: bool = True) -> None:
+    """Write ``data`` to ``path`` by the commit protocol; a failure leaves no temporary file and raises ``OSError``."""
+    temporary = temporary_path(path, unique)
+    try:
+        temporary.write_bytes(data)
+        fsync_and_rename(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as ``json_bytes`` atomically; an ``OutputError`` naming the file if it cannot be written."""
+    try:
+        write_bytes_atomic(path, json_bytes(data), unique=True)  # the pid: concurrent tasks write identical files
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log (the trainer's ``metrics.jsonl``): the one kind of file that grows instead of
+    being committed whole; each line is written by a single ``write``, so a crash loses at most the last one."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+class PendingFile:
+    """A file being written under its temporary name, hashing every byte; ``commit`` gives it its final name.
+
+    Hashing on the way out, rather than reading the finished file back, keeps
+    the checksum off the end of a run (with ``--num-proc``, the workers would
+    sit idle while the main process re-read the last shard). It is a plain
+    binary sink, so pyarrow (``pa.PythonFile``), ``torch.save`` and numpy write to it.
+    """
+
+    def __init__(self, final: Path, unique: bool = False, hashed: bool = True) -> None:
+        self.final = final
+        self.temporary = temporary_path(final, unique)
+        self._raw: BinaryIO = open(self.temporary, "wb", buffering=0)
+        # shards are hashed (their records hold the sha256); exports and checkpoints need no checksum
+        self._sha256 = hashlib.sha256() if hashed else None
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._sha256 is not None:
+            self._sha256.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def hexdigest(self) -> str:
+        """sha256 of everything written so far ('' for a file opened with ``hashed=False``)."""
+        return self._sha256.hexdigest() if self._sha256 is not None else ""
+
+    def commit(self) -> str:
+        """Close, make durable under the final name, and return the sha256 of the bytes written (see ``hexdigest``)."""
+        self._raw.close()
+        fsync_and_rename(self.temporary, self.final)
+        return self.hexdigest()
+
+    def abort(self) -> None:
+        """Drop the temporary file; the final name is never touched."""
+        self._raw.close()
+        self.temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def committed_file(path: Path, unique: bool = False, hashed: bool = False) -> Iterator[PendingFile]:
+    """A ``PendingFile`` for ``path``, committed when the block ends and dropped if it raises.
+
+    >>> # with committed_file(Path("out/train.bin")) as out: out.write(ids.tobytes())
+    """
+    pending = PendingFile(path, unique, hashed)
+    try:
+        yield pending
+    except BaseException:
+        pending.abort()
+        raise
+    pending.commit()
+
+
+class HashingReader:
+    """A readable binary stream that hashes what passes through it (a shard read by ``pa.ipc.open_stream``)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._sha256.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+    def hexdigest(self) -> str:
+        """sha256 of the whole stream: what is left unread is read (and hashed) first."""
+        while self.read(BLOCK):
+            pass
+        return self._sha256.hexdigest()
+
+
+def buffer_sha256(buffer: Any) -> str:
+    """sha256 of a buffer (a memory-mapped shard), in blocks so the GIL is released while hashing."""
+    digest = hashlib.sha256()
+    view = memoryview(buffer)
+    for start in range(0, len(view), BLOCK):
+        digest.update(view[start : start + BLOCK])
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file, read in 4 MiB blocks."""
+    with open(path, "rb") as handle:
+        return HashingReader(handle).hexdigest()
+
+
+def text_sha256(data: bytes) -> str:
+    """sha256 hex digest of bytes held in memory (a run description, a manifest)."""
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,402 @@
+"""The output folder as one object: every read and write of a goldfish-prep output goes through ``OutputFolder``.
+
+It owns what the rest of the code must agree on: the file names (from
+``names``), the commit protocol, the folder's life cycle (refuse, overwrite,
+resume) and task ownership (``ownership``), the run description, the shard
+records and task files, the manifest, and reading a shard with its checksum
+checked on the way. The place where the writers' lock will live is here too
+(``writing``).
+
+The commit protocol, which every implementation keeps:
+
+1. A shard, record or metadata file becomes visible under its final name only
+   when complete. On a local disk that is write aside, ``fsync``, ``os.replace``,
+   ``fsync`` of the folder (``commit``); on an object store, whose objects
+   appear whole when their upload completes, a write to the final name.
+2. A shard counts as done only once its completion record
+   (``.goldfish/shard-NNNNN.json``, holding its sha256) exists, written after
+   the shard: the written-last marker. ``--resume`` keeps exactly the shards
+   whose record exists and whose bytes hash to it.
+3. The folder counts as complete only once the manifest and ``state.json``
+   exist, ``state.json`` written last.
+
+``LocalFolder`` implements the storage primitives with ``os`` calls
+(memory-mapped reads, ``os.replace``, ``fsync``), which keeps local I/O as fast
+as it was. Everything else is written once, in ``OutputFolder``, on top of
+those primitives, so a folder at a URL (``s3://``, via fsspec) is a second
+subclass with its own primitives, not a second copy of the rules:
+``open_folder`` is where it will be chosen.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from goldfish_prep.errors import InputError, OutputError
+from goldfish_prep.format.commit import buffer_sha256, json_bytes, write_failure
+from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.names import (
+    DATASET_INFO,
+    MANIFEST,
+    PROGRESS_DIR,
+    RUN_FILE,
+    STATE,
+    TASK_FILE,
+    is_shard_filename,
+    is_shard_record_name,
+    is_temporary,
+    shard_record_name,
+)
+from goldfish_prep.format.ownership import (
+    Task,
+    first_difference,
+    is_output_entry,
+    progress_path,
+    run_digest,
+    stale_entries,
+    stale_progress,
+    without_engine,
+)
+
+_RECREATE = "Recreate the output with `goldfish-prep mask`"
+_UNREADABLE_SHARD_FIX = "Run `goldfish-prep verify` on the folder, or recreate it"
+
+
+class PendingWrite(Protocol):
+    """A file being written that becomes visible only on ``commit`` (``commit.PendingFile`` on a local disk)."""
+
+    temporary: Any
+
+    def write(self, data: bytes | memoryview) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def commit(self) -> str: ...
+    def abort(self) -> None: ...
+
+
+class ChecksumError(InputError):
+    """A shard whose bytes do not hash to the checksum its record or the manifest holds."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardBytes:
+    """A shard's bytes as read (``buffer``), their ``sha256``, and the Arrow table they hold."""
+
+    where: str
+    buffer: pa.Buffer
+    sha256: str
+
+    def table(self, columns: list[str] | None = None) -> pa.Table:
+        """The shard as a Table (views of ``buffer``, no copy); an ``InputError`` naming the file if it is not Arrow."""
+        try:
+            table = pa.ipc.open_stream(self.buffer).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(self.where, f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
+        return table.select(columns) if columns is not None else table
+
+
+class OutputFolder(abc.ABC):
+    """One output folder of ``goldfish-prep mask``; names inside it are relative (``".goldfish/run.json"``)."""
+
+    # ---- storage primitives: what a second implementation (a URL folder) provides
+
+    @abc.abstractmethod
+    def exists(self) -> bool:
+        """Whether anything is at the folder's location."""
+
+    @abc.abstractmethod
+    def is_folder(self) -> bool: ...
+
+    @abc.abstractmethod
+    def has_file(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def entries(self, under: str = "") -> list[str]:
+        """The names in the folder (or in its subfolder ``under``), sorted; [] when there is none."""
+
+    @abc.abstractmethod
+    def read_bytes(self, name: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Commit ``data`` as ``name`` (step 1 of the protocol); an ``OSError`` when it cannot be written."""
+
+    @abc.abstractmethod
+    def pending(self, name: str) -> PendingWrite:
+        """Start writing ``name``; it becomes visible on the returned object's ``commit``."""
+
+    @abc.abstractmethod
+    def remove(self, name: str) -> None:
+        """Delete a file or a subfolder; a name already gone is no error (tasks delete concurrently)."""
+
+    @abc.abstractmethod
+    def make_progress_folder(self) -> None: ...
+
+    @abc.abstractmethod
+    def shard_buffer(self, name: str) -> pa.Buffer:
+        """The bytes of shard ``name``: memory-mapped on a local disk (no copy), read whole elsewhere."""
+
+    @abc.abstractmethod
+    def sha256(self, name: str) -> str: ...
+
+    @abc.abstractmethod
+    def where(self, name: str = "") -> str:
+        """How a file of the folder is named in messages."""
+
+    def __str__(self) -> str:
+        return self.where()
+
+    # ---- the writers' lock (issue 25 puts it here; for now one writer is the user's promise)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the folder for writing while the block runs (a no-op until the lock lands)."""
+        yield
+
+    # ---- JSON files
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name).decode("utf-8"))
+
+    def write_json(self, name: str, data: Any) -> None:
+        """Commit ``data`` as stable JSON (sorted keys: byte-identical reruns); an ``OutputError`` naming the file."""
+        try:
+            self.write_bytes(name, json_bytes(data))
+        except OSError as exc:
+            raise write_failure(Path(self.where(name)), exc) from exc
+
+    # ---- run description, shard records, task files
+
+    def read_run(self) -> dict[str, Any]:
+        run: dict[str, Any] = self.read_json(progress_path(RUN_FILE))
+        return run
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        """Replace the run description (``mask`` records the inputs' hashes once it has read them)."""
+        self.write_json(progress_path(RUN_FILE), run)
+
+    def has_run(self) -> bool:
+        return self.has_file(progress_path(RUN_FILE))
+
+    def write_shard_record(self, record: dict[str, Any]) -> None:
+        """Mark a shard complete (step 2 of the protocol: after its file was committed)."""
+        self.write_json(progress_path(shard_record_name(int(record["index"]))), record)
+
+    def read_shard_record(self, index: int) -> dict[str, Any] | None:
+        """The completion record of shard ``index``, or None when the shard is not complete."""
+        name = progress_path(shard_record_name(index))
+        if not self.has_file(name):
+            return None
+        record: dict[str, Any] = self.read_json(name)
+        return record
+
+    def shard_record_names(self) -> list[str]:
+        return [name for name in self.entries(PROGRESS_DIR) if is_shard_record_name(name)]
+
+    def write_task_summary(self, task: Task, summary: dict[str, Any]) -> None:
+        """The end record of one ``--num-tasks`` task: written last by the task, so it means the task finished."""
+        self.write_json(progress_path(task.filename), summary)
+
+    def task_summaries(self) -> dict[tuple[int, int], tuple[str, Any]]:
+        """``(num_tasks, task_index) -> (where, summary)`` of every task file; an ``OutputError`` for an unreadable one."""
+        found: dict[tuple[int, int], tuple[str, Any]] = {}
+        for name in self.entries(PROGRESS_DIR):
+            match = TASK_FILE.fullmatch(name)
+            if match is None:
+                continue
+            where = self.where(progress_path(name))
+            try:
+                summary = self.read_json(progress_path(name))
+            except (OSError, ValueError) as exc:
+                raise OutputError(f"cannot read {where} ({exc}); rerun that task with --resume, then finalize again") from exc
+            found[(int(match.group(2)), int(match.group(1)))] = (where, summary)
+        return found
+
+    # ---- the finished folder
+
+    def write_finished(self, dataset_info: dict[str, Any], manifest: dict[str, Any], state: dict[str, Any]) -> None:
+        """The metadata, the manifest, then ``state.json`` (step 3: last, so whatever opens the folder finds it whole)."""
+        self.write_json(DATASET_INFO, dataset_info)
+        self.write_json(MANIFEST, manifest)
+        self.write_json(STATE, state)
+
+    def is_finished(self) -> bool:
+        return self.has_file(MANIFEST) and self.has_file(STATE)
+
+    def read_manifest(self) -> Manifest:
+        """The typed manifest of a complete output folder; a clear error for anything else."""
+        if not self.is_folder():
+            raise InputError(self.where(), "no such folder", "Pass the output folder of `goldfish-prep mask`", "missing")
+        if not self.is_finished():
+            raise InputError(
+                self.where(),
+                f"no {MANIFEST} and {STATE}: not a goldfish-prep output, or an interrupted run",
+                "Rerun `goldfish-prep mask ... --resume` to finish it",
+                "incomplete-output",
+            )
+        try:
+            data = self.read_json(MANIFEST)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(self.where(MANIFEST), f"unreadable manifest ({exc})", _RECREATE, "bad-manifest") from exc
+        return Manifest.from_dict(data, self.where(), self.where(MANIFEST))
+
+    def manifest_sha256(self) -> str:
+        """The checksum an export records of the manifest it was made from."""
+        return self.sha256(MANIFEST)
+
+    # ---- reading shards
+
+    def read_shard(self, name: str, columns: list[str] | None = None, sha256: str | None = None) -> pa.Table:
+        """Shard ``name`` as a Table (memory-mapped on a local disk); with ``sha256``, its bytes are checked as read."""
+        table, digest = self._read(name, columns, hashed=sha256 is not None)
+        if sha256 is not None and digest != sha256:
+            raise ChecksumError(
+                self.where(name),
+                f"sha256 {digest}, the manifest records {sha256}: the file changed after it was written",
+                "Run `goldfish-prep verify` on the folder, and recreate it with `goldfish-prep mask`",
+                "bad-shard",
+            )
+        return table
+
+    def read_shard_bytes(self, name: str) -> ShardBytes:
+        """Shard ``name``'s bytes and their sha256, from one read; ``.table()`` parses them (``verify`` reports
+        a wrong checksum and still checks the rows, so it compares the digest itself)."""
+        try:
+            buffer = self.shard_buffer(name)
+        except OSError as exc:
+            raise InputError(self.where(name), f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
+        return ShardBytes(self.where(name), buffer, buffer_sha256(buffer))
+
+    def _read(self, name: str, columns: list[str] | None, hashed: bool) -> tuple[pa.Table, str | None]:
+        try:
+            buffer = self.shard_buffer(name)
+        except OSError as exc:
+            raise InputError(self.where(name), f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
+        # the pages hashed are the pages the table maps: the file is read once
+        digest = buffer_sha256(buffer) if hashed else None
+        return ShardBytes(self.where(name), buffer, digest or "").table(columns), digest
+
+    # ---- the life cycle: refuse, overwrite, resume
+
+    def refuse_unless_empty(self) -> None:
+        """The rule of a plain run: a new or empty folder, unless the user said otherwise."""
+        if self.is_folder() and self.entries():
+            raise OutputError(
+                f"output folder {self.where()} already exists and is not empty; pass --overwrite to replace it, "
+                "or --resume to finish an interrupted run"
+            )
+
+    def prepare(self, run: dict[str, Any], existing: str, task: Task | None = None) -> dict[int, dict[str, Any]]:
+        """Make the folder ready for ``run``; return the completed shards' records when resuming.
+
+        ``existing`` is ``"refuse"``, ``"overwrite"`` or ``"resume"``; a ``task``
+        touches only its own shards (``ownership``); None is a plain run.
+        """
+        task = task or Task()
+        if self.exists() and not self.is_folder():
+            raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
+        entries = self.entries()
+        completed: dict[int, dict[str, Any]] = {}
+        if entries:
+            if existing == "refuse":
+                self.refuse_unless_empty()
+            foreign = [name for name in entries if not is_output_entry(name)]
+            if foreign:
+                raise OutputError(
+                    f"output folder {self.where()} holds files goldfish-prep did not write ({', '.join(foreign[:3])}); "
+                    "refusing to touch them. Choose a new or empty folder"
+                )
+            if existing == "overwrite" and task.alone:
+                for name in entries:
+                    self.remove(name)
+            else:
+                completed = {} if existing == "overwrite" else self._completed_shards(run, task)
+                self._remove_stale(completed, task)
+        try:
+            self.make_progress_folder()
+            self.write_json(progress_path(RUN_FILE), run)
+        except OSError as exc:
+            raise OutputError(f"cannot write to output folder {self.where()} ({exc.strerror}); choose a writable location with -o") from exc
+        return completed
+
+    def _completed_shards(self, run: dict[str, Any], task: Task) -> dict[int, dict[str, Any]]:
+        records = self.shard_record_names()
+        if not self.has_run() and not records:
+            # killed before the run was described (or, with tasks, another task just started):
+            # no shard was completed, so there is nothing to keep and resuming is starting afresh
+            return {}
+        try:
+            previous = self.read_run()
+        except (OSError, ValueError) as exc:
+            raise OutputError(
+                f"cannot resume {self.where()}: no readable {PROGRESS_DIR}/{RUN_FILE}; pass --overwrite to start again"
+            ) from exc
+        difference = first_difference(without_engine(previous), without_engine(run))
+        if difference:
+            raise OutputError(
+                f"cannot resume {self.where()}: it was started with different settings ({difference}); "
+                "rerun with the original options, or pass --overwrite to start again"
+            )
+        completed: dict[int, dict[str, Any]] = {}
+        for name in records:
+            if not task.owns(name):
+                continue
+            try:
+                record = self.read_json(progress_path(name))
+            except (OSError, ValueError):
+                continue
+            shard = record["filename"]
+            if self.has_file(shard) and self.sha256(shard) == record["sha256"]:
+                completed[int(record["index"])] = record
+        return completed
+
+    def _remove_stale(self, completed: dict[int, dict[str, Any]], task: Task) -> None:
+        """Delete this task's temporaries and unfinished shards, and the finishing files; keep completed shards."""
+        for name in stale_entries(self.entries(), (record["filename"] for record in completed.values()), task):
+            self.remove(name)
+        for name in stale_progress(self.entries(PROGRESS_DIR), completed, task):
+            self.remove(progress_path(name))
+
+    def remove_unfinished_shards(self, task: Task) -> None:
+        """After a failed run: delete this task's shard temporaries (the final names are never touched)."""
+        for name in self.entries():
+            if is_shard_filename(name) and is_temporary(name) and task.owns(name):
+                self.remove(name)
+
+
+def as_folder(folder: OutputFolder | str | Path) -> OutputFolder:
+    """``folder`` itself, or the local folder at that path (for callers that still pass paths)."""
+    if isinstance(folder, OutputFolder):
+        return folder
+    from goldfish_prep.format.local_folder import LocalFolder  # it subclasses OutputFolder
+
+    return LocalFolder(folder)
+
+
+def open_folder(location: str | Path) -> OutputFolder:
+    """The output folder at ``location``: a ``LocalFolder`` for a path (or ``file://``), a ``UrlFolder`` for a URL.
+
+    >>> open_folder("shards/").where()
+    'shards/'
+    """
+    text = str(location)
+    if isinstance(location, str) and "://" in text and not text.startswith("file://"):
+        from goldfish_prep.format.url_folder import UrlFolder  # imports fsspec only when a URL is given
+
+        return UrlFolder(text)
+    from goldfish_prep.format.local_folder import LocalFolder  # it subclasses OutputFolder
+
+    return LocalFolder(text.removeprefix("file://") if isinstance(location, str) else location)
+
+
+__all__ = ["ChecksumError", "OutputFolder", "PendingWrite", "ShardBytes", "Task", "as_folder", "open_folder", "run_digest"]

@@ -1,0 +1,157 @@
+"""Who may touch which file of an output folder, and what a resumed run keeps: the rules, as pure functions of names.
+
+One rule serves the worker pool (one task of one), ``--num-tasks`` (a Slurm
+array, shell loops) and Ray (N tasks of the same kind): shard ``i`` belongs to
+task ``i % num_tasks``. A task keeps, redoes or deletes only its own shards,
+their records and temporaries, and its own task file; the files that describe
+the whole folder (the manifest, ``state.json``, ``dataset_info.json``) are
+everyone's to delete, since they are rewritten by whoever finishes. Tasks may
+run at the same time, so every deletion tolerates a file already gone.
+
+These functions decide on names alone (and on run descriptions: a resumed
+run must be the run that made the shards it keeps); ``folder.OutputFolder.prepare``
+applies them to a folder. ``tests/test_folder.py`` tests them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from goldfish_prep.format.commit import text_sha256
+from goldfish_prep.format.names import (
+    DATASET_INFO,
+    MANIFEST,
+    PROGRESS_DIR,
+    STATE,
+    final_name,
+    is_temporary,
+    shard_index,
+    task_filename,
+)
+
+#: the entries of an output folder goldfish-prep writes (besides the shards)
+_OURS = frozenset({MANIFEST, STATE, DATASET_INFO, PROGRESS_DIR})
+#: the files written when a run finishes: any new run makes them stale
+FINISHING = (MANIFEST, STATE, DATASET_INFO)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Task ``index`` of ``count`` (``--task-index``, ``--num-tasks``); a plain run is task 0 of 1.
+
+    >>> Task(1, 4).owns_shard(5), Task(1, 4).owns("data-00006.arrow"), Task().owns("state.json")
+    (True, False, True)
+    """
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def alone(self) -> bool:
+        """Whether this task is the whole run (it may then touch every file)."""
+        return self.count == 1
+
+    @property
+    def filename(self) -> str:
+        """The file this task leaves in the progress folder when it has finished."""
+        return task_filename(self.index, self.count)
+
+    def owns_shard(self, shard: int) -> bool:
+        return shard % self.count == self.index
+
+    def owns(self, name: str) -> bool:
+        """Whether a shard file or record (or its temporary) is this task's; other names belong to a single run."""
+        index = shard_index(name)
+        return self.owns_shard(index) if index is not None else self.alone
+
+
+def is_output_entry(name: str) -> bool:
+    """Whether a folder entry is one goldfish-prep writes (so ``--overwrite`` and ``--resume`` may touch it)."""
+    name = final_name(name)
+    return name in _OURS or (name.startswith("data-") and name.endswith(".arrow"))
+
+
+def stale_entries(entries: Iterable[str], kept_shards: Iterable[str], task: Task) -> list[str]:
+    """Top-level entries a resumed ``task`` deletes: its shards not kept (and their temporaries), and the finishing files."""
+    keep = set(kept_shards)
+    stale = []
+    for name in entries:
+        if name.startswith("data-") and name not in keep and task.owns(name):
+            stale.append(name)
+        elif final_name(name) in FINISHING:
+            stale.append(name)
+    return stale
+
+
+def stale_progress(entries: Iterable[str], completed: Iterable[int], task: Task) -> list[str]:
+    """Progress-folder entries a resumed ``task`` deletes.
+
+    Its records of shards not completed (and record temporaries); its own task
+    file and those of an earlier split into another number of tasks; and, run
+    alone, any other temporary.
+    """
+    done = set(completed)
+    stale = []
+    for name in entries:
+        if name.startswith("shard-"):
+            index = shard_index(name)
+            unfinished = index is None or index not in done or is_temporary(name)
+            if unfinished and task.owns(name):
+                stale.append(name)
+        elif name.startswith("task-"):  # a task file or its temporary
+            if name.startswith(task.filename) or not final_name(name).endswith(f"-of-{task.count:05d}.json"):
+                stale.append(name)
+        elif is_temporary(name) and task.alone:
+            stale.append(name)
+    return stale
+
+
+def first_difference(old: Any, new: Any, path: str = "") -> str:
+    """A short description of the first setting that differs between two runs, or ''."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return ""
+    return "" if old == new else f"{path}: {old!r} then, {new!r} now"
+
+
+def without_engine(run: Any) -> Any:
+    """``run`` less ``tokenizer.engine``: engines give identical ids (docs/format.md), so a run resumed
+    or a task run where another engine is installed (or chosen) makes the same shards."""
+    if not isinstance(run, dict) or not isinstance(run.get("tokenizer"), dict):
+        return run
+    return {**run, "tokenizer": {k: v for k, v in run["tokenizer"].items() if k != "engine"}}
+
+
+def run_digest(run: dict[str, Any]) -> str:
+    """sha256 of a run description, independent of key order and layout.
+
+    Each ``--num-tasks`` task records the digest of the run it made its shards
+    under. ``run.json`` holds only the latest task's run, so this is how
+    ``finalize`` notices tasks that were started with other options (each
+    under ``--overwrite``, which skips the comparison ``--resume`` makes).
+    """
+    return text_sha256(json.dumps(without_engine(run), sort_keys=True, separators=(",", ":")).encode())
+
+
+def progress_path(name: str) -> str:
+    """A progress-folder entry as a path relative to the output folder."""
+    return f"{PROGRESS_DIR}/{name}"
+
+
+__all__ = [
+    "FINISHING",
+    "Task",
+    "first_difference",
+    "is_output_entry",
+    "progress_path",
+    "run_digest",
+    "stale_entries",
+    "stale_progress",
+    "without_engine",
+]

@@ -1,0 +1,171 @@
+"""What a local input was when it was read: the size and xxh3-128 of the bytes parsed, and proof it held still.
+
+The manifest records each input's size and hash so that anyone can later tell
+whether an output was made from a given file. Those figures must describe the
+very bytes the readers parsed. Hashing the inputs in a pass of their own before
+reading them records a file as it was then; a file still being written (or
+rewritten) is parsed as it is later, and the run ends with a hash that matches
+none of its rows. So the text readers hand every raw byte they read to
+``InputSnapshot.update`` (one pass: the bytes are read once), and the snapshot
+compares each file's size and modification time at the start of the run with
+what they are once the file has been read (GNU tar's "file changed as we read
+it"); the pipeline compares them once more at the end of the run.
+
+Parquet and Arrow files are read by pyarrow out of order (the footer first, only
+the columns needed): their bytes are hashed in one sequential read just before
+pyarrow opens them, and the same size and time check covers the time between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from typing import Any
+
+import xxhash
+
+from goldfish_prep.errors import InputError
+from goldfish_prep.readers.options import InputSource
+from goldfish_prep.readers.remote import is_url, object_state, open_binary
+
+_BLOCK = 1 << 22
+_FIX = "Copy it and mask the copy, or wait until it is complete; then rerun with --overwrite"
+
+
+@dataclasses.dataclass(frozen=True)
+class FileState:
+    """What ``stat`` says of a file: enough to notice that it was written to."""
+
+    size: int
+    mtime_ns: int
+    #: an object's ETag (URL inputs): a rewrite of the same size within the same second still shows
+    version: str | None = None
+
+
+class InputSnapshot:
+    """One input, observed from the start of the run to the end of its reading.
+
+    Made at the start of a run (it stats the files then); ``update`` takes the raw
+    bytes a reader reads, in file order; ``finish`` hashes whatever the reader left
+    unread and raises ``InputError`` (``input-changed``) if a file changed.
+
+    >>> InputSnapshot(InputSource("user/data", "hub", local=False)).recorded()
+    {'path': 'user/data', 'kind': 'hub'}
+    """
+
+    def __init__(self, source: InputSource) -> None:
+        self.source = source
+        # local files and URL objects are observed; hub datasets are not (their bytes are not in reach)
+        self._tracked = source.local or is_url(source.path)
+        self.files = input_files(source)
+        self.before: dict[str, FileState] = {}
+        self.unreadable: str | None = None
+        self._digest = xxhash.xxh3_128()
+        self._size = 0
+        for path in self.files:
+            try:
+                self.before[path] = _state(path)
+            except OSError as exc:
+                self.unreadable = exc.strerror or str(exc)
+
+    def recorded(self) -> dict[str, Any]:
+        """The input as the run description records it before reading: size and modification time.
+
+        ``--resume`` compares these (a file of the same path, size and time is taken
+        as the same file; its hash is checked against an earlier finished run's once read).
+        """
+        entry: dict[str, Any] = {"path": self.source.path, "kind": self.source.kind}
+        if not self._tracked:
+            return entry
+        if self.unreadable is not None:
+            return {**entry, "unreadable": self.unreadable}
+        states = self.before.values()
+        return {**entry, "size": sum(s.size for s in states), "mtime_ns": max((s.mtime_ns for s in states), default=0)}
+
+    def result(self) -> dict[str, Any]:
+        """The input as the manifest records it: the size and xxh3-128 of the bytes read (after ``finish``)."""
+        entry: dict[str, Any] = {"path": self.source.path, "kind": self.source.kind}
+        if not self._tracked:
+            return entry
+        if self.unreadable is not None:
+            return {**entry, "unreadable": self.unreadable}
+        return {**entry, "size": self._size, "xxh3_128": self._digest.hexdigest()}
+
+    def update(self, data: bytes | memoryview) -> None:
+        """Raw bytes of the (single) file, as the reader reads them, in order."""
+        self._digest.update(data)
+        self._size += len(data) if isinstance(data, bytes) else data.nbytes
+
+    def hash_whole(self) -> None:
+        """Hash every file now, in order (columnar inputs, which pyarrow reads out of order)."""
+        for path in self.files:
+            self._hash_from(path, 0)
+
+    def finish(self) -> None:
+        """Hash what the reader left unread (after an error, or a sniff that stopped early); check nothing changed."""
+        if not self._tracked or self.unreadable is not None:
+            return
+        if len(self.files) == 1 and self._size < self.before[self.files[0]].size:
+            self._hash_from(self.files[0], self._size)
+        self.check_unchanged()
+
+    def check_unchanged(self) -> None:
+        """Raise ``InputError`` (``input-changed``) if a file's size or modification time is not what it was."""
+        if not self._tracked or self.unreadable is not None:
+            return
+        for path, before in self.before.items():
+            try:
+                now: FileState | None = _state(path)
+            except OSError:
+                now = None
+            if now != before:
+                raise changed_error(path, before, now)
+        if self.files and self._size != sum(s.size for s in self.before.values()):
+            raise changed_error(self.files[0] if len(self.files) == 1 else self.source.path, None, None)
+
+    def _hash_from(self, path: str, offset: int) -> None:
+        try:
+            with open_binary(path) as handle:  # a local file or a URL's object
+                handle.seek(offset)
+                while block := handle.read(_BLOCK):
+                    self.update(block)
+        except OSError as exc:  # the reader reports it as a bad record; the manifest notes it here
+            self.unreadable = exc.strerror or str(exc)
+
+
+def input_files(source: InputSource) -> list[str]:
+    """The regular files an input consists of, in hashing order (a folder: all its files, sorted; a URL: its object)."""
+    if is_url(source.path):
+        return [source.path]
+    if not source.local:
+        return []
+    if os.path.isdir(source.path):
+        found: list[str] = []
+        for folder, _, names in os.walk(source.path):
+            found.extend(os.path.join(folder, name) for name in names)
+        # the order ``sorted(Path.rglob("*"))`` gave, which earlier manifests' folder hashes follow
+        return sorted((p for p in found if os.path.isfile(p)), key=lambda p: os.path.relpath(p, source.path).split(os.sep))
+    return [source.path]
+
+
+def changed_error(path: str, before: FileState | None, now: FileState | None) -> InputError:
+    """The one line for an input that changed while the run read it."""
+    if before is None:
+        what = "the bytes read differ in number from its size at the start of the run"
+    elif now is None:
+        what = "it was removed or became unreadable"
+    elif now.size != before.size:
+        what = f"{before.size:,} bytes at the start of the run, {now.size:,} now"
+    else:
+        what = "same size, but modified after the start of the run"
+    return InputError(path, f"the file changed while mask read it ({what}), so the output would not match it", _FIX, "input-changed")
+
+
+def _state(path: str) -> FileState:
+    if is_url(path):
+        return FileState(*object_state(path))
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        raise OSError(0, "not a regular file")
+    return FileState(info.st_size, info.st_mtime_ns)
