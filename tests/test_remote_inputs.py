@@ -328,8 +328,8 @@ def test_answers_slower_than_the_read_timeout_are_retried(bucket: S3Server, corp
 
 
 @pytest.mark.parametrize("name", ["a.jsonl", "sub/c.jsonl.zst", "e.parquet"])
-def test_a_read_that_fails_after_the_hash_pass_stops_even_under_skip(bucket: S3Server, tmp_path: Path, name: str) -> None:
-    # the store fails once the run has hashed its inputs and described itself (run.json): in the masking pass
+def test_a_read_that_fails_mid_run_stops_even_under_skip(bucket: S3Server, tmp_path: Path, name: str) -> None:
+    # the store fails once the run has described itself (run.json) and starts masking
     started = tmp_path / "out" / ".goldfish" / "run.json"
     proxy = FaultyProxy(
         bucket.endpoint, lambda method, path, attempt: "503" if method == "GET" and started.exists() and name in path else None
@@ -358,10 +358,8 @@ def test_a_read_that_fails_after_the_hash_pass_stops_even_under_skip(bucket: S3S
 
 
 @pytest.mark.parametrize("when", ["HEAD", "GET"], ids=["before-the-masking-pass-opens-it", "while-it-is-read"])
-def test_an_object_replaced_between_the_hash_pass_and_the_masking_pass_fails(
-    bucket: S3Server, corpus: Path, tmp_path: Path, when: str
-) -> None:
-    # each open must find the ETag the run resolved, and s3fs reads with If-Match on it: the bytes masked are the bytes hashed
+def test_an_object_replaced_after_the_run_resolved_it_fails(bucket: S3Server, corpus: Path, tmp_path: Path, when: str) -> None:
+    # each open must find the ETag the run resolved, and s3fs reads with If-Match on it: the bytes masked are those of one version
     key, started, replaced = "replaced/a.jsonl", tmp_path / "out" / ".goldfish" / "run.json", []
     client = bucket.client()
     client.put_object(Bucket=BUCKET, Key=key, Body=(corpus / "a.jsonl").read_bytes())

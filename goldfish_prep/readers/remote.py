@@ -62,7 +62,7 @@ _options: dict[str, Any] = {}
 _filesystems: dict[str, Any] = {}
 #: shown URL -> (scheme, the path to open on that scheme's file system)
 _urls: dict[str, tuple[str, str]] = {}
-#: shown URL -> the object's ETag when the run resolved it: the hash pass and the masking pass read that version
+#: shown URL -> the object's ETag when the run resolved it: every open of the run must find that version
 _versions: dict[str, str] = {}
 
 
