@@ -33,11 +33,12 @@ from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
+from goldfish_prep.readers.remote import use_storage_options
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")
 #: reasons that stop a run even under --on-error skip
-FATAL_REASONS = frozenset({"hub-unavailable"})
+FATAL_REASONS = frozenset({"hub-unavailable", "remote-unavailable", "remote-denied", "remote-changed"})
 EXISTING = ("refuse", "overwrite", "resume")
 
 
@@ -64,6 +65,8 @@ class MaskJob:
     task_index: int = 0
     progress: bool = True
     chat: ChatOptions = ChatOptions()
+    #: fsspec options for URL inputs (``readers.remote``); may hold secrets, so never shown or recorded
+    storage_options: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def tokenizer_spec(self) -> str:
@@ -87,6 +90,7 @@ class MaskJob:
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
     output = job.output.resolve()
+    use_storage_options(job.storage_options)
     _check_output_not_in_input_folder(output, job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
@@ -157,7 +161,8 @@ def _write_shards(
     try:
         for batch, result in pool.ordered_map(mask_batch, todo, context):
             if result.errors and job.on_error == "stop":
-                raise _with_skip_hint(result.errors[0])
+                first = result.errors[0]
+                raise first if first.reason in FATAL_REASONS else _with_skip_hint(first)
             fatal = [error for error in result.errors if error.reason in FATAL_REASONS]
             if fatal:  # skipping cannot help: the whole source is out of reach
                 raise fatal[0]
