@@ -116,7 +116,7 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
         print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
     folder, task = LocalFolder(output), Task(job.task_index, job.num_tasks)
-    with folder.writing():
+    with folder.writing(task):  # one writer per folder; refuses at once, before anything is removed
         expected: dict[int, str] = {}
         if existing == "resume":
             run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
