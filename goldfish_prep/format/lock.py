@@ -102,8 +102,7 @@ class Holder:
     def me(cls) -> Holder:
         pid = os.getpid()
         started = process_start(pid) or time.time()
-        command = shlex.join(["goldfish-prep", *sys.argv[1:]]) if sys.argv else "python"
-        return cls(socket.gethostname(), pid, started, command)
+        return cls(socket.gethostname(), pid, started, _command())
 
     @classmethod
     def parse(cls, data: bytes) -> Holder | None:
@@ -128,6 +127,15 @@ class Holder:
         if started is None:
             return True
         return started != 0.0 and abs(started - self.started) > 1.0
+
+
+def _command() -> str:
+    """The command line as the user typed it: ``goldfish-prep ARGS`` for the CLI (also run as ``python -m``)."""
+    argv = sys.argv or ["python"]
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if Path(argv[0]).name == "goldfish-prep" or (spec is not None and spec.name.startswith("goldfish_prep_cli")):
+        return shlex.join(["goldfish-prep", *argv[1:]])
+    return shlex.join(argv)
 
 
 class LockHeldError(OutputError):
@@ -163,7 +171,9 @@ class FileLock:
                 break
             except BlockingIOError:
                 holder = read_holder(self.path)
-                if holder is not None or attempt == 39:
+                # no live holder named: a reader's shared check for an instant, or a writer taking the lock
+                # over that has not written itself in yet; look again before refusing
+                if (holder is not None and not holder.is_dead()) or attempt == 39:
                     os.close(fd)
                     raise LockHeldError(str(self.path), holder) from None
                 time.sleep(0.005)  # held shared for an instant (a reader's check, a task starting): look again
