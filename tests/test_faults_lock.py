@@ -168,6 +168,29 @@ def test_tasks_write_side_by_side_and_finalize_or_a_second_copy_of_a_task_refuse
     assert goldfish("verify", folder).returncode == 0
 
 
+def test_a_ray_driver_s_locks_refuse_a_plain_run_and_finalize_but_not_its_tasks(small: Path, tmp_path: Path) -> None:
+    """The driver's two holds (``ray_backend``), taken here without Ray: its tasks' locks are all it lets through."""
+    from goldfish_prep.format.local_folder import LocalFolder
+    from goldfish_prep.format.lock import RAY_DRIVER_LOCK, WRITER_LOCK
+
+    folder = tmp_path / "out"
+    driver = LocalFolder(folder)
+    with driver.holding(RAY_DRIVER_LOCK), driver.holding(WRITER_LOCK, shared=True):
+        me = Holder.me().describe()
+        plain = goldfish("mask", small, "-o", folder, "--shard-size", SHARD_SIZE, "-q", "--overwrite")
+        assert plain.returncode == 1
+        assert plain.stderr.splitlines() == [refusal(folder, "ray-driver.lock", me)]
+        task = goldfish("mask", small, "-o", folder, "--shard-size", SHARD_SIZE, "-q", "--num-tasks", 1, "--task-index", 0)
+        assert task.returncode == 1  # one task of one is a plain run
+        for index in (0, 1):
+            task = goldfish("mask", small, "-o", folder, "--shard-size", SHARD_SIZE, "-q", "--num-tasks", 2, "--task-index", index)
+            assert task.returncode == 0, task.stderr
+        finalize = goldfish("finalize", folder)  # the driver lets go of writer.lock first
+        assert finalize.returncode == 1 and finalize.stderr.startswith(f"Error: output folder {folder} is being written")
+    assert goldfish("finalize", folder).returncode == 0
+    assert goldfish("verify", folder).returncode == 0
+
+
 def test_a_lock_whose_pid_was_reused_or_is_gone_is_dead_and_one_on_another_host_is_not() -> None:
     me = Holder.me()
     assert not me.is_dead()
