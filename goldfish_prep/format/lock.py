@@ -215,8 +215,11 @@ class FileLock:
             if not self.shared:
                 os.ftruncate(self._fd, 0)
         except OSError:
-            pass  # a read-only remount after the run started: the kernel still drops the lock on close
+            pass  # a read-only remount after the run started: the lock is let go all the same
         finally:
+            if fcntl is not None:
+                # explicitly: a process forked while the lock was held would keep it open past close
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
 
