@@ -319,3 +319,46 @@ def test_a_resume_whose_input_changed_in_place_keeps_the_finished_output(small: 
     )
     assert output_bytes(folder) == before
     assert goldfish("verify", folder).returncode == 0
+
+
+def test_an_overwrite_that_fails_puts_the_finished_output_back(small: Path, tmp_path: Path) -> None:
+    """The replacing run writes most of its shards, then meets a bad record in the last one."""
+    bad, folder = tmp_path / "bad.jsonl", tmp_path / "out"
+    bad.write_bytes(small.read_bytes() + b"not json\n")
+    assert goldfish("mask", small, "-o", folder, "--shard-size", SHARD_SIZE, "-q").returncode == 0
+    before = everything(folder)
+    lines = len(small.read_bytes().splitlines()) + 1
+    run = goldfish("mask", bad, "-o", folder, "--shard-size", SHARD_SIZE, "-q", "--overwrite")
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"note: the run failed, so the finished output it was replacing is back in {folder}",
+        f"Error: {bad} line {lines}: invalid JSON: Expecting value: column 1. Each line must be one complete JSON "
+        "object, or pass --on-error skip to skip and count bad records",
+    ]
+    assert everything(folder) == before
+    assert goldfish("verify", folder).returncode == 0
+
+
+def test_an_overwrite_stopped_keeps_its_shards_for_resume_and_the_old_output_until_it_commits(
+    corpus: Path, reference: dict[str, bytes], tmp_path: Path, killer: list[int]
+) -> None:
+    folder, progress = tmp_path / "out", tmp_path / "out" / ".goldfish"
+    assert goldfish("mask", corpus, "-o", folder, "--shard-size", "48KB", "-q").returncode == 0
+    old = everything(folder)
+    run = start(corpus, "-o", folder, "--shard-size", SHARD_SIZE, "--overwrite")
+    killer.append(run.pid)
+    deadline = time.monotonic() + 120
+    # the old run.json is moved aside first, and the new one written once the whole old output is aside
+    while not ((progress / "replaced" / ".goldfish" / "run.json").exists() and (progress / "shard-00000.json").exists()):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.002)
+    os.kill(run.pid, signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    kept = {name.removeprefix(".goldfish/replaced/"): data for name, data in everything(folder).items() if "replaced/" in name}
+    assert kept == old  # the finished output it was replacing, whole, until the new run commits
+    resumed = goldfish("mask", corpus, "-o", folder, "--shard-size", SHARD_SIZE, "-q", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert output_bytes(folder) == reference
+    assert not (progress / "replaced").exists()
+    assert goldfish("verify", folder).returncode == 0

@@ -76,6 +76,8 @@ from goldfish_prep.format.ownership import (
 )
 
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
+#: ``.goldfish/replaced/``: a finished output that ``--overwrite`` replaces, kept until the new one is committed
+REPLACED = "replaced"
 _UNREADABLE_SHARD_FIX = "Run `goldfish-prep verify` on the folder, or recreate it"
 
 
@@ -156,6 +158,10 @@ class OutputFolder(abc.ABC):
     @abc.abstractmethod
     def remove(self, name: str) -> None:
         """Delete a file or a subfolder; a name already gone is no error (tasks delete concurrently)."""
+
+    @abc.abstractmethod
+    def move(self, name: str, to: str) -> None:
+        """Give file or subfolder ``name`` the name ``to`` (its folder made if needed): a rename on a local disk."""
 
     @abc.abstractmethod
     def make_progress_folder(self) -> None: ...
@@ -320,6 +326,8 @@ class OutputFolder(abc.ABC):
         self.write_json(DATASET_INFO, dataset_info)
         self.write_json(MANIFEST, manifest)
         self.write_json(STATE, state)
+        self.remove(progress_path(REPLACED))  # the output an --overwrite replaced: this one is whole now
+        self._aside = False
 
     def is_finished(self) -> bool:
         return self.has_file(MANIFEST) and self.has_file(STATE)
@@ -416,7 +424,12 @@ class OutputFolder(abc.ABC):
                     "refusing to touch them. Choose a new or empty folder"
                 )
             self.check_writable()  # before anything is removed
-            if existing == "overwrite" and task.alone:
+            if existing == "overwrite" and task.alone and self.is_finished():
+                try:
+                    self._set_aside(entries)
+                except OSError as exc:
+                    raise self._cannot_write(exc) from exc
+            elif existing == "overwrite" and task.alone:
                 for name in entries:
                     if name == PROGRESS_DIR:  # all but the lock files, which are held now
                         for inner in self.entries(PROGRESS_DIR):
@@ -433,6 +446,55 @@ class OutputFolder(abc.ABC):
         except OSError as exc:
             raise OutputError(f"cannot write to output folder {self.where()} ({exc.strerror}); choose a writable location with -o") from exc
         return completed
+
+    #: whether this object set a finished output aside (``put_back`` restores only what it moved)
+    _aside = False
+
+    def _set_aside(self, entries: list[str]) -> None:
+        """``--overwrite`` of a finished output: move it whole (renames, no copy) into ``.goldfish/replaced/``.
+
+        The new run's commit deletes it (``write_finished``); a run that fails gives it back
+        (``put_back``); one killed leaves it there until a ``--resume`` finishes the new run."""
+        aside = progress_path(REPLACED)
+        self.remove(aside)
+        self._aside = True
+        try:
+            for name in sorted(entries, key=lambda name: name != STATE):  # state.json first: not finished from here on
+                if name != PROGRESS_DIR:
+                    self.move(name, f"{aside}/{name}")
+            for name in self.entries(PROGRESS_DIR):
+                if not is_lock_name(name) and name != REPLACED:
+                    self.move(progress_path(name), f"{aside}/{PROGRESS_DIR}/{name}")
+        except BaseException:  # an interrupt (or a failed rename) half-way: nothing new was written yet
+            self._move_back()
+            raise
+
+    def put_back(self) -> bool:
+        """After a failed ``--overwrite``: delete what it wrote and restore the finished output it set aside.
+
+        Returns whether there was one. An interrupt does not call it: the new run's shards
+        are kept for ``--resume``, as the interrupt's message says."""
+        if not self._aside:
+            return False
+        for name in self.entries():
+            if name != PROGRESS_DIR:
+                self.remove(name)
+        for name in self.entries(PROGRESS_DIR):
+            if not is_lock_name(name) and name != REPLACED:
+                self.remove(progress_path(name))
+        self._move_back()
+        return True
+
+    def _move_back(self) -> None:
+        """Move what ``_set_aside`` moved back to its place (state.json last), then drop the empty aside folder."""
+        aside = progress_path(REPLACED)
+        for name in self.entries(f"{aside}/{PROGRESS_DIR}"):
+            self.move(f"{aside}/{PROGRESS_DIR}/{name}", progress_path(name))
+        for name in sorted(self.entries(aside), key=lambda name: name == STATE):  # state.json last
+            if name != PROGRESS_DIR:
+                self.move(f"{aside}/{name}", name)
+        self.remove(aside)
+        self._aside = False
 
     def _entries(self) -> list[str]:
         """The folder's entries, less a progress folder that holds nothing but lock files (a new folder's)."""

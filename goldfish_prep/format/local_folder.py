@@ -7,6 +7,7 @@ copy), commits are ``commit.py``'s write aside, ``fsync``, ``os.replace``,
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,11 @@ class LocalFolder(OutputFolder):
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+    def move(self, name: str, to: str) -> None:
+        target = self.path / to
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path / name, target)
 
     def make_progress_folder(self) -> None:
         (self.path / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)

@@ -163,6 +163,10 @@ class UrlFolder(OutputFolder):
         elif self.fs.exists(path):
             self.fs.rm_file(path)
 
+    def move(self, name: str, to: str) -> None:
+        """A copy and a delete on an object store (no rename there)."""
+        self.fs.mv(self._path(name), self._path(to), recursive=True)
+
     def make_progress_folder(self) -> None:
         self.fs.makedirs(self._path(PROGRESS_DIR), exist_ok=True)
 
