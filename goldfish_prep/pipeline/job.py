@@ -23,7 +23,7 @@ from tqdm import tqdm
 from goldfish_prep import __version__
 from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.errors import ConfigError, InputError, OutputError
+from goldfish_prep.errors import ConfigError, GoldfishError, InputError, OutputError
 from goldfish_prep.format.folder import OutputFolder, Task, run_digest
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
@@ -120,20 +120,40 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
         print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
     folder, task = LocalFolder(output), Task(job.task_index, job.num_tasks)
-    with folder.writing():
-        expected: dict[int, str] = {}
-        if existing == "resume":
-            run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
-        completed = folder.prepare(run, existing, task)
-        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
-        num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
-        # every input has been read: record what was read (the manifest lists it), if it held still
-        run["inputs"] = finished_inputs(snapshots, expected)
-        folder.write_run(run)
-        if task.alone:
-            return finalize_output(folder, num_shards)
-        summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
-        folder.write_task_summary(task, summary)
+    with folder.writing(task):  # one writer per folder; refuses at once, before anything is removed
+        try:
+            return _write(job, folder, task, run, existing, context, snapshots, tokenizer, pool)
+        except GoldfishError:  # a failure, not an interrupt (its shards are kept for --resume)
+            if folder.put_back():
+                print(f"note: the run failed, so the finished output it was replacing is back in {folder.where()}", file=sys.stderr)
+            raise
+
+
+def _write(
+    job: MaskJob,
+    folder: OutputFolder,
+    task: Task,
+    run: dict[str, Any],
+    existing: str,
+    context: BatchContext,
+    snapshots: list[InputSnapshot],
+    tokenizer: Tokenizer,
+    pool: WorkerPool,
+) -> dict[str, Any]:
+    """Prepare the folder, write this task's shards, then the manifest (or the task's summary)."""
+    expected: dict[int, str] = {}
+    if existing == "resume":
+        run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
+    completed = folder.prepare(run, existing, task)
+    pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+    num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
+    # every input has been read: record what was read (the manifest lists it), if it held still
+    run["inputs"] = finished_inputs(snapshots, expected)
+    folder.write_run(run)
+    if task.alone:
+        return finalize_output(folder, num_shards)
+    summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
+    folder.write_task_summary(task, summary)
     return summary
 
 
