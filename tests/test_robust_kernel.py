@@ -383,3 +383,30 @@ def test_the_warm_up_loads_the_pipeline_signatures(monkeypatch: pytest.MonkeyPat
     for dtype in (np.int32, np.int64):
         decide(np.arange(len(EDGES), dtype=dtype), np.array([0, 3]), table, 2, 2, 5, spec_version=2)
     assert {name: len(getattr(kernels, name).signatures) for name in kernels._fields} == before
+
+
+def test_the_normalised_table_is_cached_on_disk_and_rebuilt_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NormalisedPieces.cached``: the same arrays as ``from_bytes`` whether built, read back, or rebuilt from a bad entry."""
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", str(tmp_path))
+    rng = random.Random(11)
+    pieces = [bytes(rng.randrange(256) for _ in range(rng.randrange(6))) for _ in range(5000)] + EDGES
+    table = TokenBytes.from_list(pieces)
+    built = NormalisedPieces.from_bytes(table.flat, table.offsets)
+
+    def same(other: NormalisedPieces) -> bool:
+        return all(
+            np.array_equal(getattr(other, name), getattr(built, name)) and getattr(other, name).dtype == getattr(built, name).dtype
+            for name in ("flat", "offsets", "whole", "lengths", "last", "solid")
+        )
+
+    assert same(NormalisedPieces.cached(table.flat, table.offsets))
+    (entry,) = (tmp_path / "robust").iterdir()
+    assert same(NormalisedPieces.cached(table.flat, table.offsets))
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated
+    assert same(NormalisedPieces.cached(table.flat, table.offsets))
+    assert entry.stat().st_size > 1000  # rewritten whole
+    other = TokenBytes.from_list([b"x" + p for p in pieces])
+    assert np.array_equal(
+        NormalisedPieces.cached(other.flat, other.offsets).flat, NormalisedPieces.from_bytes(other.flat, other.offsets).flat
+    )
+    assert len(list((tmp_path / "robust").iterdir())) == 2  # keyed by the bytes: another vocabulary, another entry

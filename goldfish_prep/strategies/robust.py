@@ -106,7 +106,7 @@ class TokenBytes:
     @functools.cached_property
     def normalised(self) -> NormalisedPieces:
         """N of every id's characters (built on first use, once per table): what the kernel gathers."""
-        return NormalisedPieces.from_bytes(self.flat, self.offsets)
+        return NormalisedPieces.cached(self.flat, self.offsets)
 
 
 #: tokens masked per block (whole documents, or pieces of a longer one): about 1 MB per uint64 temporary of the normalised text
