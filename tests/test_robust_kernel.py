@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -410,3 +411,20 @@ def test_the_normalised_table_is_cached_on_disk_and_rebuilt_when_damaged(tmp_pat
         NormalisedPieces.cached(other.flat, other.offsets).flat, NormalisedPieces.from_bytes(other.flat, other.offsets).flat
     )
     assert len(list((tmp_path / "robust").iterdir())) == 2  # keyed by the bytes: another vocabulary, another entry
+
+
+def test_workers_fork_after_the_background_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``WorkerPool`` waits for the loader thread, so its workers fork (with the kernels loaded) instead of spawning."""
+    from goldfish_prep.pipeline.pool import WorkerPool
+
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
+    monkeypatch.setattr(robust_compiled, "_loader", [])
+    monkeypatch.setattr(robust_compiled, "spare_core", lambda: True)
+    release = threading.Timer(0.3, lambda: None)
+    release.start()
+    robust_compiled.start_loading(release.join)  # the loader ends 0.3 s from now
+    (thread,) = robust_compiled._loader
+    assert thread.is_alive()
+    with WorkerPool(2) as pool:
+        assert not thread.is_alive()
+        assert pool.start_method == ("fork" if sys.platform == "linux" else "spawn")
