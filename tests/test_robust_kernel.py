@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -280,6 +282,7 @@ def test_auto_switches_to_compiled_after_the_first_tokens(monkeypatch: pytest.Mo
     monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
     monkeypatch.setattr(robust_compiled, "NUMPY_FIRST", 100)
     monkeypatch.setattr(robust_compiled, "_numpy_tokens", [0])
+    monkeypatch.setattr(robust_compiled, "_loader", [])  # no background load started by an earlier test's job
     assert [robust_compiled.use_compiled(60) for _ in range(3)] == [False, False, robust_compiled.compiled() is not None]
 
 
@@ -339,3 +342,89 @@ def test_spec_versions_beyond_two_are_refused(kernel: str) -> None:
     table = TokenBytes.from_list(EDGES)
     with pytest.raises(ValueError, match="spec versions 1 and 2"):
         decide(np.array([0, 1]), np.array([0]), table, 1, 2, 0, spec_version=3)
+
+
+def test_auto_switches_to_compiled_when_the_background_load_is_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start_loading``: numpy while the loader thread runs, compiled from the first call after it ends."""
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
+    monkeypatch.setattr(robust_compiled, "_loader", [])
+    monkeypatch.setattr(robust_compiled, "spare_core", lambda: True)
+    release = threading.Event()
+    robust_compiled.start_loading(release.wait)
+    (thread,) = robust_compiled._loader
+    assert thread.name == robust_compiled.LOADER_NAME
+    assert robust_compiled.use_compiled(10**9) is False  # still loading: numpy, whatever the job's size
+    release.set()
+    thread.join()
+    assert robust_compiled.use_compiled(1) is (robust_compiled.compiled() is not None)
+    robust_compiled.start_loading(release.wait)  # once per process
+    assert robust_compiled._loader == [thread]
+
+
+def test_no_background_load_without_a_spare_core_or_under_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(robust_compiled, "_loader", [])
+    monkeypatch.setattr(robust_compiled, "spare_core", lambda: False)
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
+    robust_compiled.start_loading(lambda: None)
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "numpy")
+    monkeypatch.setattr(robust_compiled, "spare_core", lambda: True)
+    robust_compiled.start_loading(lambda: None)
+    assert robust_compiled._loader == []
+
+
+def test_the_warm_up_loads_the_pipeline_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After ``_warm_compiled``, int32 and int64 ids dispatch to signatures already loaded (none is compiled anew)."""
+    kernels = robust_compiled.compiled()
+    if kernels is None:
+        pytest.skip("numba is not installed")
+    robust._warm_compiled()
+    before = {name: len(getattr(kernels, name).signatures) for name in kernels._fields}
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "compiled")
+    table = TokenBytes.from_list(EDGES)
+    for dtype in (np.int32, np.int64):
+        decide(np.arange(len(EDGES), dtype=dtype), np.array([0, 3]), table, 2, 2, 5, spec_version=2)
+    assert {name: len(getattr(kernels, name).signatures) for name in kernels._fields} == before
+
+
+def test_the_normalised_table_is_cached_on_disk_and_rebuilt_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NormalisedPieces.cached``: the same arrays as ``from_bytes`` whether built, read back, or rebuilt from a bad entry."""
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", str(tmp_path))
+    rng = random.Random(11)
+    pieces = [bytes(rng.randrange(256) for _ in range(rng.randrange(6))) for _ in range(5000)] + EDGES
+    table = TokenBytes.from_list(pieces)
+    built = NormalisedPieces.from_bytes(table.flat, table.offsets)
+
+    def same(other: NormalisedPieces) -> bool:
+        return all(
+            np.array_equal(getattr(other, name), getattr(built, name)) and getattr(other, name).dtype == getattr(built, name).dtype
+            for name in ("flat", "offsets", "whole", "lengths", "last", "solid")
+        )
+
+    assert same(NormalisedPieces.cached(table.flat, table.offsets))
+    (entry,) = (tmp_path / "robust").iterdir()
+    assert same(NormalisedPieces.cached(table.flat, table.offsets))
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated
+    assert same(NormalisedPieces.cached(table.flat, table.offsets))
+    assert entry.stat().st_size > 1000  # rewritten whole
+    other = TokenBytes.from_list([b"x" + p for p in pieces])
+    assert np.array_equal(
+        NormalisedPieces.cached(other.flat, other.offsets).flat, NormalisedPieces.from_bytes(other.flat, other.offsets).flat
+    )
+    assert len(list((tmp_path / "robust").iterdir())) == 2  # keyed by the bytes: another vocabulary, another entry
+
+
+def test_workers_fork_after_the_background_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``WorkerPool`` waits for the loader thread, so its workers fork (with the kernels loaded) instead of spawning."""
+    from goldfish_prep.pipeline.pool import WorkerPool
+
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
+    monkeypatch.setattr(robust_compiled, "_loader", [])
+    monkeypatch.setattr(robust_compiled, "spare_core", lambda: True)
+    release = threading.Timer(0.3, lambda: None)
+    release.start()
+    robust_compiled.start_loading(release.join)  # the loader ends 0.3 s from now
+    (thread,) = robust_compiled._loader
+    assert thread.is_alive()
+    with WorkerPool(2) as pool:
+        assert not thread.is_alive()
+        assert pool.start_method == ("fork" if sys.platform == "linux" else "spawn")

@@ -34,7 +34,9 @@ from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
 from goldfish_prep.readers.remote import use_storage_options
+from goldfish_prep.strategies.robust import start_loading_compiled
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
+from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
 
 ON_ERROR = ("stop", "skip")
 #: reasons that stop a run even under --on-error skip
@@ -96,6 +98,8 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     _check_output_outside_inputs(output, resolved.sources)
     if not job.reader.chat and reads_chat(job.chat, job.reader, resolved.sources):
         job = dataclasses.replace(job, reader=dataclasses.replace(job.reader, chat=True))
+    if needs_token_bytes(job.mask):  # robust: numba loads beside the tokenizer (strategies.robust_compiled)
+        start_loading_compiled()
     tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
     # workers start now: forked ones inherit the tokenizer, spawned ones load it
     # while this process hashes the inputs and prepares the output folder

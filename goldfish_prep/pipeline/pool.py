@@ -61,6 +61,13 @@ Payload = TypeVar("Payload")
 Result = TypeVar("Result")
 
 
+def _join_loaders() -> None:
+    """Wait for the background loaders a job started (named ``goldfish-prep-*-loader``) so that workers can fork."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("goldfish-prep-") and thread.name.endswith("-loader"):
+            thread.join()
+
+
 def safe_start_method() -> str:
     """``"fork"`` on Linux from a process with no other Python thread, else ``"spawn"``."""
     return "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
@@ -251,6 +258,8 @@ class WorkerPool:
         start_method: str | None = None,
     ) -> None:
         self.num_proc = num_proc
+        if num_proc > 1:  # robust's kernel loader (strategies.robust_compiled): workers fork with it loaded
+            _join_loaders()
         self.start_method = start_method or safe_start_method()
         self._workers: list[_Worker] = []
         if num_proc <= 1:

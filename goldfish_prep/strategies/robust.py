@@ -106,7 +106,7 @@ class TokenBytes:
     @functools.cached_property
     def normalised(self) -> NormalisedPieces:
         """N of every id's characters (built on first use, once per table): what the kernel gathers."""
-        return NormalisedPieces.from_bytes(self.flat, self.offsets)
+        return NormalisedPieces.cached(self.flat, self.offsets)
 
 
 #: tokens masked per block (whole documents, or pieces of a longer one): about 1 MB per uint64 temporary of the normalised text
@@ -268,6 +268,23 @@ def _decide_compiled(
 
 
 _OUTSIDE = "token id outside the tokenizer's {} ids"
+
+
+def start_loading_compiled() -> None:
+    """Load the compiled kernel beside the rest of a job that will mask with ``robust`` (``robust_compiled.start_loading``)."""
+    robust_compiled.start_loading(_warm_compiled)
+
+
+def _warm_compiled() -> None:
+    """Run the compiled path once on a tiny table with int32 and int64 ids (the pipeline's and the API's), so numba
+    loads those signatures from its cache now, in the loader thread, and not in the first batch."""
+    table = TokenBytes.from_list([b"a", b" b", b"\xe2", b"\x80\x94"])
+    threshold = np.uint64((1 << 64) // 4)
+    for dtype in (np.int32, np.int64):
+        ids = np.array([0, 1, 2, 3, 0], dtype=dtype)
+        _decide_compiled(ids, np.zeros(1, np.int64), table, 2, 0, threshold, ROBUST_SPEC_VERSION)
+    _ID_TABLES.pop((id(table.normalised), 0), None)
+
 
 #: ``robust_compiled._id_tables`` per normalised table and seed: (the table, its tables)
 _ID_TABLES: dict[tuple[int, int], tuple[NormalisedPieces, tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]]] = {}

@@ -30,7 +30,8 @@ as for the numpy kernel, ``normalised_pieces.split_characters``), go character
 by character. Both kernels are held to the plain-Python reference
 (``tests/test_robust_kernel.py``) and give the same bytes.
 
-numba is imported when first needed (``use_compiled``), and the compiled
+numba is imported when first needed (``use_compiled``), or beside the
+pipeline from a job's start (``start_loading``), and the compiled
 functions are cached on disk (next to this file, or in numba's user cache where
 that is read-only), so only the first run on a machine compiles them (a few
 seconds); where numba is missing, the numpy kernel runs.
@@ -38,8 +39,8 @@ seconds); where numba is missing, the numpy kernel runs.
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -285,15 +286,78 @@ def use_compiled(tokens: int) -> bool:
     kernel saves about 75 ns a token, so it pays off after about 6 M tokens,
     which is when ``auto`` loads it: a job of up to about 25 MB of text never
     pays the start-up, and no job spends more than about twice the least it
-    could (the rent-or-buy rule).
+    could (the rent-or-buy rule). Where a job started the load beside its
+    pipeline (``start_loading``), ``auto`` masks compiled as soon as it is done.
     """
     mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
     if mode == "numpy":
         return False
+    if mode != "compiled" and _loader:  # loading beside the pipeline (``start_loading``): numpy until it is done
+        if _loader[0].is_alive():
+            return False
+        return compiled() is not None
     if mode != "compiled" and _numpy_tokens[0] < NUMPY_FIRST:
         _numpy_tokens[0] += tokens
         return False
     return compiled() is not None
+
+
+def start_loading(warm: Callable[[], object]) -> None:
+    """Load numba and the cached kernels in a background thread, once per process (``auto`` and ``compiled`` only).
+
+    Why: a whole ``mask`` process spends about 0.3 s importing numba and 0.3 s
+    loading the cached machine code (LLVM's start-up), which the rent-or-buy
+    rule of ``use_compiled`` pays only after 6 M tokens of the slow numpy
+    kernel. Started when a job is known to mask with ``robust`` (before its
+    tokenizer loads) and a core is spare (``spare_core``; always under
+    ``compiled``), the load overlaps with loading the tokenizer, reading and
+    tokenizing on another core; until it is done ``auto`` masks with numpy,
+    then compiled from the next batch on. Both kernels give the same bytes, so
+    when the switch happens changes no output. ``warm`` calls the kernels once
+    on a tiny batch of the pipeline's types, so every signature is loaded from
+    numba's cache here, not in the first batch. ``pipeline.pool`` joins the
+    thread (``LOADER_NAME``) before it forks workers, which then inherit the
+    loaded kernels instead of each loading them.
+    """
+    mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
+    if _loader or mode == "numpy" or (mode != "compiled" and not spare_core()):
+        return
+    thread = threading.Thread(target=_load, args=(warm,), name=LOADER_NAME)
+    _loader.append(thread)
+    thread.start()
+
+
+def spare_core() -> bool:
+    """Whether this process may use a core that nothing else is busy on (the load average a core below those it may use).
+
+    Why ``auto`` loads beside the pipeline only then: on a machine with every
+    core busy, a second thread gains no wall time and costs the load's CPU
+    time (about 0.6 s, more than the numpy kernel's for a job under about
+    6 M tokens), and its import work contends with the main thread for the
+    GIL; ``use_compiled``'s rent-or-buy rule then decides as before.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        load = 0.0
+    return cores >= 2 and load <= cores - 1
+
+
+def _load(warm: Callable[[], object]) -> None:
+    try:
+        if compiled() is not None:
+            warm()
+    except Exception:  # noqa: BLE001 - a failed load leaves the numpy kernel, which gives the same bytes
+        pass
+
+
+#: the name of ``start_loading``'s thread (``pipeline.pool`` joins it before forking)
+LOADER_NAME = "goldfish-prep-robust-loader"
+_loader: list[threading.Thread] = []
 
 
 #: tokens a process masks with the numpy kernel before it loads the compiled one (``auto``)
@@ -301,9 +365,15 @@ NUMPY_FIRST = 6_000_000
 _numpy_tokens = [0]
 
 
-@functools.lru_cache(maxsize=1)
 def compiled() -> Kernels | None:
-    """The functions above compiled by numba (cached on disk), or None where numba is missing."""
+    """The functions above compiled by numba (cached on disk), or None where numba is missing (thread-safe: once)."""
+    with _compiling:
+        if not _kernels:
+            _kernels.append(_compile())
+        return _kernels[0]
+
+
+def _compile() -> Kernels | None:
     try:
         import numba
     except ImportError:
@@ -314,6 +384,10 @@ def compiled() -> Kernels | None:
     except RuntimeError:  # no writable cache location: compile in memory, each process
         jit = numba.njit(nogil=True)
         return Kernels(jit(_id_tables), jit(_unsolid), jit(_scan))
+
+
+_compiling = threading.Lock()
+_kernels: list[Kernels | None] = []
 
 
 class Kernels(NamedTuple):
