@@ -338,14 +338,20 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one(small_disk:
 
 
 def test_a_missing_folder_is_one_line_and_creates_nothing(made: dict[str, Path], tmp_path: Path) -> None:
+    """show --html and stats --plot write into a folder that exists (export and train make theirs, as before)."""
     missing = tmp_path / "no-such-folder"
     because = f"(No such file or directory): the folder {missing} does not exist: create it or choose another location, then rerun"
-    for name in EXPORTS:
-        result = invoke("export", made["good"], "-o", missing / "x", "--format", name)
-        assert result.exit_code == 1
-        assert last_line(result) == f"Error: cannot write the export {missing / 'x'} {because}"
     shown = invoke("show", made["good"], "--row", "0", "--html", missing / "d.html")
     assert (shown.exit_code, last_line(shown)) == (1, f"Error: cannot write the web page {missing / 'd.html'} {because}")
     plotted = invoke("stats", made["good"], "--plot", missing / "p.png")
     assert (plotted.exit_code, last_line(plotted)) == (1, f"Error: cannot write the plot {missing / 'p.png'} {because}")
     assert not missing.exists()
+
+
+def test_an_export_into_a_folder_that_cannot_be_made_is_one_line(made: dict[str, Path], small_disk: Path) -> None:
+    read_only(small_disk)
+    for name in EXPORTS:
+        result = invoke("export", made["good"], "-o", small_disk / "new" / "x", "--format", name)
+        assert result.exit_code == 1
+        assert last_line(result) == f"Error: cannot write the export {small_disk / 'new' / 'x'} {READ_ONLY}"
+    assert snapshot(small_disk) == {}

@@ -19,8 +19,6 @@ source manifest.
 
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,14 +49,12 @@ def export(
 
     ``dtype`` overrides the token-id type (``None``: the smallest the trainer reads that holds every id).
     Every file is written by the commit protocol, so a failed write (a full disk, a read-only or missing
-    folder) leaves no file that looks finished and a previous export intact; it is one ``OutputError``
+    folder that cannot be made) leaves no file that looks finished and a previous export intact; it is one ``OutputError``
     saying which file, why and what to do. The source is checked as it is read (``open_shards``).
     """
     if format_name not in FORMATS:
         raise ConfigError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
-    if not out.parent.is_dir():  # a mistyped -o is refused rather than made into a tree of folders
-        raise cannot_write("the export", out, OSError(errno.ENOENT, os.strerror(errno.ENOENT)))
     source = open_source(folder)
     try:
         return FORMATS[format_name](source, out, overwrite, dtype)

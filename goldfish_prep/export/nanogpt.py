@@ -22,7 +22,6 @@ the same bytes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from goldfish_prep.errors import OutputError
 from goldfish_prep.export.dtypes import token_dtype
 from goldfish_prep.export.record import Counts, ExportResult
 from goldfish_prep.export.source import Source, check_ids_fit, iter_documents
-from goldfish_prep.format.commit import PendingFile, fsync_and_rename, json_bytes
+from goldfish_prep.format.commit import PendingFile, fsync_and_rename, fsync_file, json_bytes
 
 DTYPES = ("uint16", "uint32")
 #: the keep flags' file (1 = in the loss), named ``.mask.bin`` since the first release: loops read it by that name
@@ -76,8 +75,7 @@ def export_nanogpt(source: Source, out_prefix: Path, overwrite: bool = False, dt
         meta_out.write(json_bytes(_metadata(source, tokens_path, mask_path, dtype, counts)))
         for out in pending:
             out.close()
-            with open(out.temporary, "rb") as handle:  # durable before anything old is touched
-                os.fsync(handle.fileno())
+            fsync_file(out.temporary)  # durable before anything old is touched
     except BaseException:
         for out in pending:
             out.abort()

@@ -47,10 +47,15 @@ def temporary_path(path: Path, unique: bool = False) -> Path:
     return temporary.with_suffix(f".{os.getpid()}.partial") if unique else temporary
 
 
+def fsync_file(path: Path) -> None:
+    """Make a written file's bytes durable (before anything that depends on them, such as a rename)."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def fsync_and_rename(temporary: Path, final: Path) -> None:
     """Make ``temporary`` durable, then atomically give it the name ``final``."""
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
+    fsync_file(temporary)
     os.replace(temporary, final)
     fsync_directory(final.parent)
 
