@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, shard_stream
+from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, numeric_view, shard_stream
 from goldfish_prep.format.commit import buffer_sha256
 from goldfish_prep.format.folder import ChecksumError, OutputFolder, ShardBytes, open_folder
 from goldfish_prep.format.local_folder import LocalFolder
@@ -175,9 +175,10 @@ class ShardSet:
         except InputError:
             self.check_pending()  # a file that is not Arrow at all: say that it is not the one recorded
             raise
-        # summed with numpy: pyarrow.compute would cost its import (~30 ms) to commands that never use it
+        # summed over a numpy view of the data buffer: pyarrow.compute, to_numpy and np.asarray would import
+        # pyarrow.compute (~30 ms) or pandas (~0.5 s) into commands that never use them
         column = table.column("num_tokens") if "num_tokens" in table.column_names else None
-        tokens = None if column is None else sum(int(np.asarray(chunk).sum(dtype=np.int64)) for chunk in column.chunks)
+        tokens = None if column is None else sum(int(numeric_view(chunk).sum(dtype=np.int64)) for chunk in column.chunks)
         if table.num_rows != entry.num_rows or (tokens or 0) != entry.num_tokens:
             self.check_pending()
             found = f"{table.num_rows:,} rows and {tokens or 0:,} tokens"
