@@ -111,7 +111,6 @@ def iter_documents(source: Source) -> Iterator[DocumentChunk]:
             bounds = np.append(starts[starts < end], end).astype(np.int64)
             yield DocumentChunk(batch.path, ids[:end], keep[:end], np.diff(bounds))
         del batch, ids, keep, starts  # the shard's memory map goes before the next shard is opened
-    source.shards.check_pending()  # the last shard's checksum (each earlier one was checked as the next was read)
 
 
 def check_ids_fit(chunk: DocumentChunk, dtype: np.dtype[Any], fix: str) -> None:

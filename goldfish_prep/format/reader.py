@@ -19,9 +19,7 @@ as the batch (or document) that holds it is referenced.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +27,10 @@ import pyarrow as pa
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, numeric_view, shard_stream
-from goldfish_prep.format.commit import buffer_sha256
-from goldfish_prep.format.folder import ChecksumError, OutputFolder, ShardBytes, open_folder
+from goldfish_prep.format.folder import ChecksumError, OutputFolder, open_folder
 from goldfish_prep.format.local_folder import LocalFolder
-from goldfish_prep.format.manifest import Manifest, ShardEntry
+from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import MANIFEST, STATE
-
-
-@functools.cache
-def _hasher() -> ThreadPoolExecutor:
-    """The one thread that hashes shards while their readers work (started on first use)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-sha256")
-
 
 #: the columns a ShardBatch reads; others (``id``, ``source``) are read when asked for
 _TOKEN_COLUMNS = {False: ["input_ids", "labels"], True: ["input_ids", "labels", "num_tokens", "doc_starts"]}
@@ -123,13 +113,12 @@ class ShardSet:
     checks by itself, as ``verify`` does): on opening, the manifest's totals
     against its shard entries and ``state.json``'s file list against the
     manifest's (a lost entry); as each shard is read, its sha256 over the very
-    memory-mapped bytes the table views (a shard swapped in or appended to),
-    on a thread of its own while the caller works on the table, and its rows
-    and tokens against its entry. No second pass over the data; the hash
-    costs about 0.85 ms of CPU per MB of shard (docs/performance.md). Any
-    difference is a one-line ``ChecksumError`` naming the file and pointing to
-    ``verify`` and ``--resume``: raised before the next shard is read, and at
-    the end of ``batches()``/``documents()`` or by ``check_pending()``.
+    memory-mapped bytes the table views (a shard swapped in or appended to;
+    ``OutputFolder.read_shard``), and its rows and tokens against its entry.
+    No second pass over the data; the hash costs about 0.9 ms of CPU per MB
+    of shard (docs/performance.md). Any difference is a one-line
+    ``ChecksumError`` naming the file and pointing to ``verify`` and
+    ``--resume``, raised before the shard's table is handed out.
     """
 
     def __init__(self, folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = True) -> None:
@@ -137,7 +126,6 @@ class ShardSet:
         self.folder = Path(self.output.where())
         self.manifest = manifest if manifest is not None else self.output.read_manifest()
         self.check_sha256 = check_sha256
-        self._pending: tuple[ShardEntry, Future[str]] | None = None
         if check_sha256:
             self._check_totals()
 
@@ -160,45 +148,20 @@ class ShardSet:
         entry = self.manifest.shards[index]
         if not self.check_sha256:
             return self.output.read_shard(entry.filename, columns)
-        self.check_pending()
         wanted = None if columns is None else list(dict.fromkeys([*columns, "num_tokens"]))
-        where = self.output.where(entry.filename)
-        try:
-            buffer = self.output.shard_buffer(entry.filename)
-        except OSError as exc:
-            raise InputError(where, f"unreadable shard ({exc})", "Run `goldfish-prep verify` on the folder", "bad-shard") from exc
-        # hashed on a thread of its own (hashlib lets go of the GIL) while the caller works on the table: the
-        # digest is compared before the next shard is read and before the caller finishes (``check_pending``)
-        self._pending = (entry, _hasher().submit(buffer_sha256, buffer))
-        try:
-            table = ShardBytes(where, buffer, "").table(wanted)
-        except InputError:
-            self.check_pending()  # a file that is not Arrow at all: say that it is not the one recorded
-            raise
+        try:  # the folder hashes the very mapped pages the table then views: the file is read once
+            table = self.output.read_shard(entry.filename, wanted, entry.sha256)
+        except ChecksumError as exc:
+            raise self._damaged(entry.filename, exc.cause) from exc
         # summed over a numpy view of the data buffer: pyarrow.compute, to_numpy and np.asarray would import
         # pyarrow.compute (~30 ms) or pandas (~0.5 s) into commands that never use them
         column = table.column("num_tokens") if "num_tokens" in table.column_names else None
         tokens = None if column is None else sum(int(numeric_view(chunk).sum(dtype=np.int64)) for chunk in column.chunks)
         if table.num_rows != entry.num_rows or (tokens or 0) != entry.num_tokens:
-            self.check_pending()
             found = f"{table.num_rows:,} rows and {tokens or 0:,} tokens"
             listed = f"{entry.num_rows:,} rows and {entry.num_tokens:,} tokens"
             raise self._damaged(entry.filename, f"holds {found}, the manifest lists {listed}")
         return table if columns is None else table.select(columns)
-
-    def check_pending(self) -> None:
-        """Wait for the checksum of the shard read last and raise if it differs from the manifest's.
-
-        ``batches()`` and ``documents()`` call it when they are exhausted; a caller of ``batch()``
-        or ``table()`` calls it before it commits or prints what it made from the last shard.
-        """
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        entry, digest = pending[0], pending[1].result()
-        if digest != entry.sha256:
-            cause = f"sha256 {digest}, the manifest records {entry.sha256}: the file changed after it was written"
-            raise self._damaged(entry.filename, cause)
 
     def _check_totals(self) -> None:
         """The manifest's totals are the sums of its shard entries, whose files are the ones ``state.json`` lists."""
@@ -249,7 +212,6 @@ class ShardSet:
             rows += batch.stream.num_rows
             documents += len(batch.doc_starts)
             yield batch
-        self.check_pending()
 
     def documents(self) -> Iterator[ShardDocument]:
         """Every document in order; in packed outputs, rebuilt from the rows it was cut into.
@@ -274,7 +236,6 @@ class ShardSet:
                 rows += piece.stream.num_rows
                 documents += len(piece.doc_starts)
                 yield piece
-        self.check_pending()
 
     def _row_documents(self) -> Iterator[ShardDocument]:
         for batch in self._pieces(["id", "source"]):
@@ -342,7 +303,6 @@ def iter_shards(folder: str | Path, columns: Sequence[str] | None = None) -> Ite
     shards = open_shards(folder)
     for index, path in enumerate(shards.paths):
         yield path, shards.table(index, columns)
-    shards.check_pending()
 
 
 #: the earlier name of ``ShardDocument``, kept for code that imports it

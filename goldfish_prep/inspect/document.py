@@ -93,7 +93,6 @@ def load_document(
         index, shard_row = _find_row(folder, manifest, row)
     path = shards.paths[index]
     table = shards.table(index).slice(shard_row, 1)
-    shards.check_pending()  # the shard's checksum, hashed while it was opened, before anything is shown
     view = _view(folder, manifest, path, table, row, packed, tokenizer)
     spec = tokenizer or manifest.tokenizer.get("spec")
     pieces, note = token_pieces(spec, view.ids)
