@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = ["one_thread"]  # the module fixture: tiny models train on one thread
 FIX = "rerun the `goldfish-prep mask` command that made it with --resume to redo what differs"
 TINY_MODEL = ["--block-size", "32", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--batch-size", "2", "--device", "cpu"]
 EXPORTS = ("nanogpt", "olmo", "megatron", "parquet")
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def invoke(*args: object) -> Result:
@@ -355,3 +357,18 @@ def test_an_export_into_a_folder_that_cannot_be_made_is_one_line(made: dict[str,
         assert result.exit_code == 1
         assert last_line(result) == f"Error: cannot write the export {small_disk / 'new' / 'x'} {READ_ONLY}"
     assert snapshot(small_disk) == {}
+
+
+def test_memorization_json_onto_a_full_disk_is_one_line(made: dict[str, Path], small_disk: Path) -> None:
+    """--json prints to standard output: the file is the shell's, but the failure is still one line and exit 1."""
+    fill(small_disk)
+    args = ["memorization", made["model"], made["good"], "--json", "-q", "--suffix-length", "8", "--max-documents", "3", "--device", "cpu"]
+    with (small_disk / "report.json").open("w") as out:
+        code = "import sys; from goldfish_prep_cli.main import main; sys.argv[0] = 'goldfish-prep'; main()"
+        done = subprocess.run([sys.executable, "-c", code, *map(str, args)], stdout=out, stderr=subprocess.PIPE, text=True, env=OFFLINE)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "Error: cannot write the JSON report to standard output, the file it is redirected to (No space left on device): "
+        "free space there or choose another location, then rerun"
+    ]
+    assert (small_disk / "report.json").read_bytes() == b""
