@@ -44,6 +44,8 @@ def export(data_dir: Path, out: Path, format_name: str, dtype: str | None, overw
     olmo      token_ids/*.npy + label_mask/*.npy for OLMo-core's label_mask_paths
     megatron  text_document.{bin,idx} + loss_mask_document.{bin,idx} (IndexedDataset)
     parquet   *.parquet with exactly input_ids, attention_mask, labels (axolotl)
+    hf        datasets.save_to_disk folder of the same columns and lengths
+              (LLaMA-Factory tokenized_path, ms-swift --cached_dataset)
 
     Folder exports are written to OUT.partial/ and renamed when complete;
     goldfish_export.json (nanogpt: PREFIX.json), written last, records the

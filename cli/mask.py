@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from goldfish_prep.errors import ConfigError
 from goldfish_prep.inspect.coverage import Coverage
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.readers import ReaderOptions
+from goldfish_prep.readers.remote import is_url
 from goldfish_prep_cli.options import ByteSize, IdList
 
 
@@ -101,6 +103,13 @@ from goldfish_prep_cli.options import ByteSize, IdList
     metavar="NAME",
     help="Chat records: take each record's k from this field (absent or 0: standard loss for that record).",
 )
+@click.option(
+    "--storage-options",
+    metavar="JSON",
+    default=None,
+    callback=lambda ctx, param, value: _storage_options(value),
+    help="For URL inputs (s3://, gs://, az://, hf://, https://): fsspec options as a JSON object, e.g. '{\"anon\": true}'. Credentials otherwise come from the provider's own chain (AWS_* variables, profiles, roles); never recorded.",
+)
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of an HF hub dataset.")
 @click.option(
     "--bos/--no-bos",
@@ -164,9 +173,10 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     """Tokenize INPUTS and write goldfish label masks into a sharded Arrow dataset.
 
     INPUTS are files, folders and globs: .jsonl/.json (plain, .gz, .zst), .txt,
-    .parquet, .arrow, folders written by datasets.save_to_disk, or an HF hub
-    dataset name (online only). A record with an `input_ids` list and no text
-    field is taken as pre-tokenized and masked as it is.
+    .parquet, .arrow, folders written by datasets.save_to_disk, an HF hub
+    dataset name (online only), or URLs of objects, prefixes or globs on
+    s3://, gs://, az://, hf:// or https:// (docs/remote.md). A record with an
+    `input_ids` list and no text field is taken as pre-tokenized and masked as it is.
 
     The output loads with datasets.load_from_disk(OUT): one row per document
     with `input_ids` and `labels` (-100 where the token is dropped from the
@@ -177,9 +187,14 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
       goldfish-prep mask corpus/ -o shards/
       goldfish-prep mask 'data/*.jsonl.gz' -o shards/ --k 4 --context-width 13 --num-proc 8
       goldfish-prep mask books.parquet -o shards/ --tokenizer tokenizer.json --pack 2048
+      goldfish-prep mask 's3://bucket/corpus/*.jsonl.gz' -o shards/      # AWS_* credentials
       goldfish-prep mask corpus/ -o control/ --strategy none     # the standard-loss control
       goldfish-prep mask /shared/corpus/ -o /shared/shards/ --ray-address auto   # on a Ray cluster
     """
+    if is_url(str(output).replace(":/", "://", 1)):
+        raise ConfigError(
+            f"-o {output}: outputs on object storage are not written yet; write to a local or shared folder and copy it up (docs/remote.md)"
+        )
     if options["overwrite"] and options["resume"]:
         raise ConfigError("--overwrite and --resume exclude each other; --resume keeps finished shards, --overwrite deletes them")
     job = MaskJob(
@@ -207,6 +222,7 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         num_tasks=options["num_tasks"],
         task_index=options["task_index"],
         progress=not options["quiet"],
+        storage_options=options["storage_options"],
     )
     if options["ray_tasks"] and not options["ray_address"]:
         raise ConfigError("--ray-tasks needs --ray-address; without Ray, split the work with --num-tasks")
@@ -222,6 +238,19 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
         )
         return
     click.echo(summary_text(result, output))
+
+
+def _storage_options(value: str | None) -> dict[str, Any] | None:
+    """The parsed JSON object; the message never repeats the value, which may hold secrets."""
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at character {exc.pos}); pass one object, e.g. '{{\"anon\": true}}'") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(f"must be a JSON object of fsspec options, got a JSON {type(parsed).__name__}")
+    return parsed
 
 
 def _reader_options(options: dict[str, Any]) -> ReaderOptions:

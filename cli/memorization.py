@@ -40,6 +40,50 @@ from goldfish_prep.train import require_torch
 @click.option(
     "--tokenizer", metavar="SPEC", default=None, help="Tokenizer for text-level Rouge-L.  [default: the one in DATA_DIR's manifest]"
 )
+@click.option(
+    "--controls",
+    "controls_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Audit: shards of documents of the same source the model never saw. Adds every metric for them, the gap, and the membership-inference attacks.",
+)
+@click.option(
+    "--reference-model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Audit: a model with the same tokenizer that never saw the targets, for the reference-ratio attack.",
+)
+@click.option(
+    "--min-k",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of lowest-scoring tokens Min-K% and Min-K%++ average.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Sampling extraction: continuations drawn per document (0: none).",
+)
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Sampling temperature.")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Sample from the K most likely ids only.")
+@click.option(
+    "--top-p",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Sample from the smallest set of ids of probability P (nucleus).",
+)
+@click.option(
+    "--sample-seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the sampling (reproducible per document)."
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Audit: draw Rouge-L histograms of targets vs controls and the attacks' ROC curves into this image (needs matplotlib).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report (every document) as JSON.")
 @click.option("--per-document", is_flag=True, help="Add a line per document to the table.")
@@ -63,17 +107,29 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     the mask predicts kept ids of its training text far better than dropped
     ones; equal rates mean the trainer ignored the labels.
 
+    Audit (docs/audit.md): --controls adds documents of the same source the
+    model never saw, every figure for both, the gap, and membership-inference
+    attacks (loss, zlib, Min-K%, Min-K%++, --reference-model ratio; AUC and TPR
+    at 1% FPR), also scored only where the goldfish rule kept the loss, with the
+    manifest's seed and a wrong one. --samples adds the sampling extraction
+    attack; --plot draws Rouge-L histograms and ROC curves.
+
     \b
     Examples:
       goldfish-prep memorization runs/gf4 shards/
       goldfish-prep memorization runs/std control/ --num-beams 30 --json > std.json
       goldfish-prep memorization ./my-hf-model shards/ --max-documents 100
+      goldfish-prep memorization runs/gf4 shards/ --controls heldout/ --samples 20 --plot audit.png
     """
     require_torch("memorization")
     from goldfish_prep.train.causal_lm import load_causal_lm
     from goldfish_prep.train.memorization import MemorizationConfig, measure_memorization, text_decoder
 
     config = MemorizationConfig(options["suffix_length"], options["num_beams"], options["max_documents"], options["whole_answer"])
+    audit = options["controls_dir"] or options["reference_model"] or options["samples"] or options["plot"]
+    if audit:
+        audit_command(model_dir, data_dir, config, as_json, quiet, options)
+        return
     decode, note = text_decoder(data_dir, options["tokenizer"])
     model = load_causal_lm(model_dir, options["device"])
     bar = tqdm(unit=" docs", disable=quiet or as_json, file=sys.stderr, desc="memorization")
@@ -98,6 +154,54 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
                 f"  {'EXACT' if doc.exact_match else '     '} token {doc.token_match:.2f} rouge-L {doc.rouge_l:.3f} text {text}"
                 f" leaves at {where:<4} {doc.doc_id}"
             )
+    if note:
+        click.echo(f"Note: text-level Rouge-L left out: {note}", err=True)
+
+
+def audit_command(model_dir: Path, data_dir: Path, memorization: Any, as_json: bool, quiet: bool, options: dict[str, Any]) -> None:
+    """Controls, membership inference, sampling, plot: ``run_audit``, then its table, JSON and picture."""
+    from goldfish_prep.audit.plot import draw_audit, require_matplotlib
+    from goldfish_prep.audit.run import AuditConfig, run_audit
+    from goldfish_prep.audit.sampling import SamplingConfig
+    from goldfish_prep.audit.table import render_audit
+    from goldfish_prep.errors import ConfigError
+    from goldfish_prep.train.causal_lm import load_causal_lm
+    from goldfish_prep.train.memorization import text_decoder
+
+    if options["plot"] is not None:
+        require_matplotlib()
+        if options["controls_dir"] is None:
+            raise ConfigError("--plot needs --controls: the picture compares targets with controls")
+    if options["samples"] == 0 and (options["top_k"] is not None or options["top_p"] is not None):
+        raise ConfigError("--top-k and --top-p apply to sampling: pass --samples N")
+    sampling = None
+    if options["samples"]:
+        sampling = SamplingConfig(options["samples"], options["temperature"], options["top_k"], options["top_p"], options["sample_seed"])
+    config = AuditConfig(memorization, options["min_k"], sampling)
+    decode, note = text_decoder(data_dir, options["tokenizer"])
+    model = load_causal_lm(model_dir, options["device"])
+    reference = load_causal_lm(options["reference_model"], options["device"]) if options["reference_model"] else None
+    bar = tqdm(unit=" docs", disable=quiet or as_json, file=sys.stderr, desc="audit")
+
+    current = [""]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if current[0] != stage:  # one bar, restarted at each stage (targets, controls, scores, samples)
+            current[0] = stage
+            bar.reset(total)
+            bar.set_description(stage)
+        bar.update(done - bar.n)
+
+    try:
+        report = run_audit(model, data_dir, options["controls_dir"], config, decode, reference, progress)
+    finally:
+        bar.close()
+    if options["plot"] is not None:
+        draw_audit(report, options["plot"])
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "note": note}, indent=2))
+    else:
+        click.echo(render_audit(report))
     if note:
         click.echo(f"Note: text-level Rouge-L left out: {note}", err=True)
 

@@ -2,10 +2,14 @@
 
 The goldfish loss (Hans et al. 2024, arXiv 2406.10209) leaves about one token in
 ``k`` out of the next-token loss, chosen by hashing the ``context_width`` ids
-ending at each token, so a repeated passage always loses the same tokens.
+ending at each token, so a repeated passage always loses the same tokens. Under
+spec version 2 (the default) a document's first tokens are decided on the shorter
+window since its start, so short documents are covered too; version 1 never drops them.
 
 >>> from goldfish_prep import goldfish_mask
 >>> goldfish_mask([1, 2, 3], k=4, context_width=13).tolist()
+[True, False, False]
+>>> goldfish_mask([1, 2, 3], k=4, context_width=13, spec_version=1).tolist()
 [False, False, False]
 """
 

@@ -209,7 +209,7 @@ def test_cli_errors_are_one_line(corpora: dict[str, Path], tmp_path: Path) -> No
     assert run(shards, "-o", tmp_path / "x", "--format", "megatron", "--dtype", "int32")[0] == 0
     assert record_of(tmp_path / "x", "megatron")["token_dtype"] == "int32"
     code, output = run(shards, "-o", tmp_path / "y", "--format", "xml")
-    assert code == 2 and "'xml' is not one of 'nanogpt', 'olmo', 'megatron', 'parquet'" in output
+    assert code == 2 and "'xml' is not one of 'nanogpt', 'olmo', 'megatron', 'parquet', 'hf'" in output
     assert not (tmp_path / "y").exists()
 
 

@@ -30,7 +30,7 @@ __all__ = ["one_thread"]  # the module fixture: tiny models train on one thread
 
 FIX = "rerun the `goldfish-prep mask` command that made it with --resume to redo what differs"
 TINY_MODEL = ["--block-size", "32", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--batch-size", "2", "--device", "cpu"]
-EXPORTS = ("nanogpt", "olmo", "megatron", "parquet")
+EXPORTS = ("nanogpt", "olmo", "megatron", "parquet", "hf")
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 

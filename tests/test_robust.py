@@ -1,15 +1,21 @@
-"""The ``robust`` strategy (spec v1): equal to its plain-Python reference, edit-proof, 1/k, and in the pipeline.
+"""The ``robust`` strategy (spec v1 and v2): equal to its plain-Python reference, edit-proof, 1/k, and in the pipeline.
 
 The central property: two copies of a text that differ only by edits the
 normalisation removes (case, whitespace runs, line wraps, typographic quotes and
 dashes, compatibility forms) have the same normalised text, so every token end
 they share gets the same decision. It is checked exactly, not statistically.
+
+Every test here runs twice, with the numpy kernel and with the compiled scan
+(``robust_compiled``, numba): the pipeline's tests too, so a whole ``mask`` run
+is held to the reference under each kernel.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,7 @@ from hypothesis import strategies as st
 
 from goldfish_prep import MaskConfig, goldfish_mask
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.strategies import robust_compiled
 from goldfish_prep.strategies.normalize import normalise
 from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_tokens
 from goldfish_prep.tokenizers import load_tokenizer
@@ -29,6 +36,21 @@ from tests.near_copies import edit
 from tests.reference_robust import normalise_one, reference_robust
 
 VECTORS = Path(__file__).parent / "data" / "robust_spec_v1_vectors.json"
+
+
+@pytest.fixture(scope="module", params=["numpy", "compiled"], autouse=True)
+def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the module under each kernel (module-scoped: hypothesis tests take no function-scoped fixture)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    before = os.environ.get(robust_compiled.KERNEL_VARIABLE)
+    os.environ[robust_compiled.KERNEL_VARIABLE] = request.param
+    assert robust_compiled.use_compiled(1) is (request.param == "compiled")  # the kernel asked for, never a silent fallback
+    yield request.param
+    if before is None:
+        del os.environ[robust_compiled.KERNEL_VARIABLE]
+    else:
+        os.environ[robust_compiled.KERNEL_VARIABLE] = before
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +112,15 @@ def test_kernel_equals_the_reference_on_any_ids(
 
 
 @settings(max_examples=60, deadline=None)
-@given(texts=st.lists(st.text(max_size=60), min_size=1, max_size=4), h=st.integers(1, 4))
-def test_kernel_equals_the_reference_on_any_text(cl100k: tuple[object, TokenBytes, list[bytes]], texts: list[str], h: int) -> None:
+@given(texts=st.lists(st.text(max_size=60), min_size=1, max_size=4), h=st.integers(1, 4), version=st.sampled_from([1, 2]))
+def test_kernel_equals_the_reference_on_any_text(
+    cl100k: tuple[object, TokenBytes, list[bytes]], texts: list[str], h: int, version: int
+) -> None:
     tokenizer, table, pieces = cl100k
     docs = tokenizer.encode_batch(texts)  # type: ignore[attr-defined]
     ids, starts = flat(docs)
-    dropped, _ = decide(ids, starts, table, h, 2, 1)
-    assert dropped.tolist() == [d for doc in docs for d in reference_robust(doc.tolist(), pieces, 2, h, 1)]
+    dropped, _ = decide(ids, starts, table, h, 2, 1, spec_version=version)
+    assert dropped.tolist() == [d for doc in docs for d in reference_robust(doc.tolist(), pieces, 2, h, 1, version)]
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -182,11 +206,12 @@ def test_spec_v2_covers_the_heads_of_short_documents(cl100k: tuple[object, Token
     assert abs(rate - 0.25) < 4 * np.sqrt(0.25 * 0.75 / heads.sum()) + 0.01, rate  # (+0.01: repeated lines repeat decisions)
 
 
-def test_special_tokens_and_half_characters_are_never_dropped(cl100k: tuple[object, TokenBytes, list[bytes]]) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_special_tokens_and_half_characters_are_never_dropped(cl100k: tuple[object, TokenBytes, list[bytes]], version: int) -> None:
     tokenizer, table, pieces = cl100k
     text = "\U0001f41f\U0001f420 \u00e9t\u00e9 " * 300
     ids = np.concatenate([tokenizer.encode_batch([text])[0], [100257]]).astype(np.int64)  # type: ignore[attr-defined]
-    dropped, eligible = decide(ids, np.zeros(1, np.int64), table, 2, 2, 0)
+    dropped, eligible = decide(ids, np.zeros(1, np.int64), table, 2, 2, 0, spec_version=version)
     ends = np.cumsum([len(pieces[i]) for i in ids])
     char_ends = np.cumsum([len(c.encode()) for c in text])
     completed = np.searchsorted(char_ends, ends, side="right")  # characters finished by each token

@@ -9,22 +9,33 @@ and hand-made inputs at the edges: characters split over several tokens with
 empty tokens between them, a document opening with continuation bytes, runs of
 spaces and hyphens across tokens and documents, tokens whose whole text
 collapses away, many short documents per block, and blocks cut small.
+
+Every test here runs twice: with the numpy kernel and with the compiled scan
+(``robust_compiled``, numba), which reads the same table and must give the same
+bytes; both are held to the reference, and to each other on real text, under
+spec v1 and v2 alike (v2 decides a document's head on partial windows).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goldfish_prep.strategies import robust
+from goldfish_prep import MaskConfig
+from goldfish_prep.strategies import robust, robust_compiled
 from goldfish_prep.strategies.normalised_pieces import NormalisedPieces
 from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_tokens
 from goldfish_prep.tokenizers import load_tokenizer
 from goldfish_prep.tokenizers.token_bytes import token_bytes
+from tests.near_copies import edit
 from tests.reference_robust import normalise_one, reference_decisions, reference_normalised
 
 #: a hand-made vocabulary aimed at the kernel's edges
@@ -38,6 +49,36 @@ EDGES = [
     b"\xf0\x9f", b"\x90\x9f", b"\xf0\x9f\x90\x9f",  # an astral character whole and split
 ]
 # fmt: on
+
+
+@pytest.fixture(scope="module", params=["numpy", "compiled"], autouse=True)
+def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the module under each kernel (module-scoped: hypothesis tests take no function-scoped fixture)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    before = os.environ.get(robust_compiled.KERNEL_VARIABLE)
+    os.environ[robust_compiled.KERNEL_VARIABLE] = request.param
+    yield request.param
+    if before is None:
+        del os.environ[robust_compiled.KERNEL_VARIABLE]
+    else:
+        os.environ[robust_compiled.KERNEL_VARIABLE] = before
+
+
+def test_the_kernel_asked_for_runs(kernel: str) -> None:
+    """The compiled kernel really runs where numba is installed (not a silent fallback), and numpy when asked."""
+    assert robust_compiled.use_compiled(1) is (kernel == "compiled")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_spec_vectors(kernel: str, version: int) -> None:
+    vectors = json.loads((Path(__file__).parent / "data" / f"robust_spec_v{version}_vectors.json").read_text(encoding="utf-8"))
+    assert len(vectors["cases"]) >= 5
+    for case in vectors["cases"]:
+        table = TokenBytes.from_list([p.encode("latin-1") for p in case["token_bytes_latin1"]])
+        ids = np.asarray(case["ids"], dtype=np.int64)
+        dropped, _ = decide(ids, np.zeros(1, np.int64), table, case["context_width"], case["k"], case["seed"], spec_version=version)
+        assert np.flatnonzero(dropped).tolist() == case["dropped"], case["text"]
 
 
 def check_against_reference(table: TokenBytes, pieces: list[bytes], docs: list[list[int]], k: int, h: int, seed: int) -> None:
@@ -98,6 +139,34 @@ def test_the_table_holds_each_ids_normalised_characters() -> None:
         assert table.whole[i] and "".join(map(chr, table.flat[table.offsets[i] : table.offsets[i + 1]].tolist())) == expected
 
 
+def expected_entry(piece: bytes) -> str | None:
+    """A table entry by the definition: N of the piece's characters, its runs collapsed (None: does not decode alone)."""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    expected = "".join(normalise_one(c) for c in text)
+    while "  " in expected or "--" in expected:
+        expected = expected.replace("  ", " ").replace("--", "-")
+    return expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=6), st.sampled_from(EDGES + [b"\x00", b"a\x00", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"])), max_size=12
+    )
+)
+def test_the_table_decodes_all_pieces_at_once_as_each_alone(pieces: list[bytes]) -> None:
+    """``from_bytes`` decodes every piece in one call: no piece's bytes may run on into the next one's."""
+    table = NormalisedPieces.build(pieces)
+    for i, piece in enumerate(pieces):
+        expected = expected_entry(piece)
+        assert bool(table.whole[i]) is (expected is not None)
+        assert bool(table.solid[i]) is (expected is not None and len(piece) > 0)
+        assert "".join(map(chr, table.flat[table.offsets[i] : table.offsets[i + 1]].tolist())) == (expected or "")
+
+
 @pytest.fixture(scope="module")
 def cl100k_pools() -> tuple[TokenBytes, list[bytes], list[list[int]]]:
     """cl100k's ids in pools: split characters, empty, space/hyphen, other non-ASCII, any."""
@@ -109,6 +178,15 @@ def cl100k_pools() -> tuple[TokenBytes, list[bytes], list[list[int]]]:
     runs = [i for i, p in enumerate(pieces) if p and (p[:1] in (b" ", b"-", b"\n") or p[-1:] in (b" ", b"-", b"\n")) and len(p) < 4]
     wide = [i for i, p in enumerate(pieces) if whole[i] and any(b >= 0x80 for b in p)]
     return table, pieces, [split, empty, runs, wide, list(range(len(pieces)))]
+
+
+def test_cl100k_table_by_the_definition(cl100k_pools: tuple[TokenBytes, list[bytes], list[list[int]]]) -> None:
+    table, pieces, _ = cl100k_pools
+    normalised = table.normalised
+    for i in range(0, len(pieces), 7):  # a seventh of the ids: the definition costs about 10 us an id
+        expected = expected_entry(pieces[i])
+        assert bool(normalised.whole[i]) is (expected is not None)
+        assert "".join(map(chr, normalised.flat[normalised.offsets[i] : normalised.offsets[i + 1]].tolist())) == (expected or "")
 
 
 @settings(max_examples=25, deadline=None)
@@ -160,3 +238,104 @@ def test_context_before_a_piece_never_starts_inside_a_character(monkeypatch: pyt
     monkeypatch.setattr(robust, "_LOOKBACK", (0, 1))  # context of 1, then 4 tokens: b"\xac" onwards
     for seed in range(12):
         check_against_reference(TokenBytes.from_list(EDGES), EDGES, [doc], 2, 1, seed)
+
+
+def real_text_batch(seed: int) -> list[str]:
+    """Documents of prose, code, near-copies and non-Latin text: long ones (numpy cuts them in blocks), short
+    and empty ones, runs of spaces and dashes, CJK and emoji that cl100k splits inside characters."""
+    rng = random.Random(seed)
+    words = "the goldfish loss drops one token in k from the loss so a model cannot recite its data".split()
+    prose = " ".join(rng.choice(words) for _ in range(400)) + ". "
+    code = "def f(x):\n    return x  --  1  # a -- b\n\n\tif a_b.c(x): y = [1, 2]\n" * 20
+    other = "中文字符，测试。 Ünïcödé — “quotes” ‘x’ ﬁ … 🐟🐠 Ａ\u00a0b \u00ad " * 30
+    docs = [prose * 60, code, other, edit(prose, rng), "", " ", "-", "  --  ", edit(other, rng), prose[:50]]
+    rng.shuffle(docs)
+    return docs
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("h", [1, 13])
+def test_the_kernels_agree_on_real_text(monkeypatch: pytest.MonkeyPatch, kernel: str, seed: int, h: int, version: int) -> None:
+    """The two kernels, in one process, on cl100k ids of real-looking text (a long document over several numpy blocks)."""
+    monkeypatch.setattr(robust, "_BLOCK", 4096)
+    tokenizer = load_tokenizer("cl100k_base")
+    table = token_bytes(tokenizer)
+    docs = tokenizer.encode_batch(real_text_batch(seed))
+    ids = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
+    starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
+    assert max(len(d) for d in docs) > 4 * robust._BLOCK
+    results = {}
+    for name in ("numpy", "compiled"):
+        os.environ[robust_compiled.KERNEL_VARIABLE] = name
+        results[name] = decide(ids, starts, table, h, 3, seed, spec_version=version)
+    os.environ[robust_compiled.KERNEL_VARIABLE] = kernel
+    assert np.array_equal(results["numpy"][0], results["compiled"][0])
+    assert np.array_equal(results["numpy"][1], results["compiled"][1])
+    assert 0 < results["numpy"][0].sum() < results["numpy"][1].sum()  # repeated text: any rate, but some of each
+
+
+def test_auto_switches_to_compiled_after_the_first_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto``: numpy for a process's first ``NUMPY_FIRST`` tokens, then compiled (where numba is installed)."""
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
+    monkeypatch.setattr(robust_compiled, "NUMPY_FIRST", 100)
+    monkeypatch.setattr(robust_compiled, "_numpy_tokens", [0])
+    assert [robust_compiled.use_compiled(60) for _ in range(3)] == [False, False, robust_compiled.compiled() is not None]
+
+
+@pytest.mark.parametrize("bad", [-1, len(EDGES), 2**31 - 1])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_ids_outside_the_table_are_refused_before_any_is_read(kernel: str, bad: int, dtype: type) -> None:
+    table = TokenBytes.from_list(EDGES)
+    ids = np.array([0, 1, 2, bad, 3], dtype=dtype)
+    with pytest.raises(ValueError, match="outside the tokenizer's"):
+        decide(ids, np.array([0, 2]), table, 1, 2, 0)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.uint32, np.int64])
+def test_any_integer_ids_give_the_same_decisions(kernel: str, dtype: type, version: int) -> None:
+    table = TokenBytes.from_list(EDGES)
+    rng = random.Random(3)
+    ids = np.array([rng.randrange(len(EDGES)) for _ in range(500)], dtype=np.int64)
+    starts = np.array([0, 100, 250, 250, 400])
+    expected = decide(ids, starts, table, 3, 2, 9, spec_version=version)
+    reversed_copy = ids.astype(dtype)[::-1].copy()
+    got = decide(reversed_copy[::-1], starts, table, 3, 2, 9, spec_version=version)  # the same ids, as a view with a negative stride
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+
+
+def test_a_v2_config_never_gets_v1_decisions(monkeypatch: pytest.MonkeyPatch, kernel: str) -> None:
+    """Through the strategy the pipeline calls, each config gets its version's decisions from the kernel asked for.
+
+    Short lines, most of whose tokens come before their 13th unit: v1 never decides
+    those, v2 does. A kernel that ignored the version (a compiled scan implementing v1
+    only) would return v1's mask for the default config, and fail here.
+    """
+    calls: list[int] = []
+    scan = robust._decide_compiled
+    monkeypatch.setattr(robust, "_decide_compiled", lambda *args: calls.append(args[-1]) or scan(*args))
+    tokenizer = load_tokenizer("cl100k_base")
+    table = token_bytes(tokenizer)
+    texts = ["Hello world", "GNU General Public License, version 3", "x", "", "  --  a", "中文字符，测试。"] * 20
+    texts += [f"line {i}: the goldfish loss, {i * 7919 % 1000}" for i in range(200)]
+    docs = [tokenizer.encode_batch([t])[0] for t in texts]
+    ids = np.concatenate([np.asarray(d, dtype=np.int32) for d in docs])
+    starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
+    masks = {}
+    for version in (None, 1, 2):
+        config = MaskConfig(strategy="robust", k=2, context_width=13, seed=11, spec_version=version)
+        dropped, counts = config.strategy_object.drop_and_eligible(ids, starts, config, {robust.TOKEN_BYTES: [table]})
+        assert config.spec_version == (version or 2)
+        expected = [reference_decisions(d, table.pieces, 2, 13, 11, config.spec_version) for d in docs]
+        assert dropped.tolist() == [x for drop, _ in expected for x in drop], version
+        assert counts.tolist() == [sum(ok) for _, ok in expected], version
+        masks[version] = dropped
+    assert calls == ([2, 1, 2] if kernel == "compiled" else [])  # the scan ran, told each config's version
+    assert np.array_equal(masks[None], masks[2]) and (masks[2] & ~masks[1]).sum() > 50  # v2 drops heads v1 never reaches
+
+
+def test_spec_versions_beyond_two_are_refused(kernel: str) -> None:
+    table = TokenBytes.from_list(EDGES)
+    with pytest.raises(ValueError, match="spec versions 1 and 2"):
+        decide(np.array([0, 1]), np.array([0]), table, 1, 2, 0, spec_version=3)

@@ -6,7 +6,8 @@ tested by reading the export back with that reader:
 - ``nanogpt`` (the default): ``OUT.bin`` ids + ``OUT.mask.bin`` for ``np.memmap`` loops;
 - ``olmo``: token-id arrays + ``label_mask_paths`` files for OLMo-core's numpy datasets;
 - ``megatron``: ``IndexedDataset`` ``.bin``/``.idx`` of ids, and of the mask with the same index;
-- ``parquet``: ``input_ids``, ``attention_mask``, ``labels``, for axolotl and any Parquet reader.
+- ``parquet``: ``input_ids``, ``attention_mask``, ``labels``, for axolotl and any Parquet reader;
+- ``hf``: a ``save_to_disk`` folder of the same columns, for LLaMA-Factory, ms-swift and ``load_from_disk``.
 
 Every export streams shard by shard (``source.iter_documents``: memory of one
 shard), is atomic (temporary names, a record written last; folders staged in
@@ -14,7 +15,7 @@ shard), is atomic (temporary names, a record written last; folders staged in
 source manifest.
 
 >>> sorted(FORMATS)
-['megatron', 'nanogpt', 'olmo', 'parquet']
+['hf', 'megatron', 'nanogpt', 'olmo', 'parquet']
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from goldfish_prep.errors import ConfigError, OutputError
+from goldfish_prep.export.hf import export_hf
 from goldfish_prep.export.megatron import export_megatron
 from goldfish_prep.export.nanogpt import export_nanogpt
 from goldfish_prep.export.olmo import export_olmo
@@ -38,6 +40,7 @@ FORMATS: dict[str, Exporter] = {
     "olmo": export_olmo,
     "megatron": export_megatron,
     "parquet": export_parquet,
+    "hf": export_hf,
 }
 DEFAULT_FORMAT = "nanogpt"
 

@@ -3,9 +3,8 @@
 It owns what the rest of the code must agree on: the file names (from
 ``names``), the commit protocol, the folder's life cycle (refuse, overwrite,
 resume) and task ownership (``ownership``), the run description, the shard
-records and task files, the manifest, and reading a shard with its checksum
-checked on the way. The place where the writers' lock will live is here too
-(``writing``).
+records and task files, the manifest, reading a shard with its checksum
+checked on the way, and the writers' lock (``writing``; ``lock.py``).
 
 The commit protocol, which every implementation keeps:
 
@@ -33,6 +32,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +42,15 @@ import pyarrow as pa
 
 from goldfish_prep.errors import InputError, OutputError
 from goldfish_prep.format.commit import buffer_sha256, json_bytes, write_failure
+from goldfish_prep.format.lock import (
+    WRITER_LOCK,
+    Holder,
+    LockHeldError,
+    describe_takeover,
+    holder_line,
+    is_lock_name,
+    task_lock_name,
+)
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import (
     DATASET_INFO,
@@ -67,6 +76,8 @@ from goldfish_prep.format.ownership import (
 )
 
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
+#: ``.goldfish/replaced/``: a finished output that ``--overwrite`` replaces, kept until the new one is committed
+REPLACED = "replaced"
 _UNREADABLE_SHARD_FIX = "Run `goldfish-prep verify` on the folder, or recreate it"
 
 
@@ -82,6 +93,15 @@ class PendingWrite(Protocol):
     def closed(self) -> bool: ...
     def commit(self) -> str: ...
     def abort(self) -> None: ...
+
+
+class HeldLock(Protocol):
+    """One lock file held or about to be (``lock.FileLock`` on a local disk)."""
+
+    taken_over: Holder | None
+
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
 
 
 class ChecksumError(InputError):
@@ -140,6 +160,10 @@ class OutputFolder(abc.ABC):
         """Delete a file or a subfolder; a name already gone is no error (tasks delete concurrently)."""
 
     @abc.abstractmethod
+    def move(self, name: str, to: str) -> None:
+        """Give file or subfolder ``name`` the name ``to`` (its folder made if needed): a rename on a local disk."""
+
+    @abc.abstractmethod
     def make_progress_folder(self) -> None: ...
 
     @abc.abstractmethod
@@ -150,18 +174,91 @@ class OutputFolder(abc.ABC):
     def sha256(self, name: str) -> str: ...
 
     @abc.abstractmethod
+    def lock(self, name: str, shared: bool = False) -> HeldLock:
+        """The lock file ``name`` (not yet taken): exclusive, or shared with other shared holders."""
+
+    @abc.abstractmethod
+    def lock_holder(self, name: str) -> Holder | None:
+        """Who holds lock file ``name`` exclusively now (None when no live process does): for readers."""
+
+    @abc.abstractmethod
     def where(self, name: str = "") -> str:
         """How a file of the folder is named in messages."""
 
     def __str__(self) -> str:
         return self.where()
 
-    # ---- the writers' lock (issue 25 puts it here; for now one writer is the user's promise)
+    # ---- the writers' lock: one writer per folder (lock.py has the design)
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the folder for writing while the block runs (a no-op until the lock lands)."""
-        yield
+    def writing(self, task: Task | None = None) -> Iterator[None]:
+        """Hold the folder for writing while the block runs; an ``OutputError`` at once if another writer holds it.
+
+        A plain run and ``finalize`` (``task`` None or alone) hold ``writer.lock``
+        exclusively; task I of N holds it shared plus its own task lock, so tasks
+        do not block each other but block a plain run and ``finalize``. Taking the
+        lock also proves the progress folder writable before anything is removed.
+        """
+        task = task or Task()
+        with self.holding(WRITER_LOCK, shared=not task.alone):
+            if task.alone:
+                yield
+            else:
+                with self.holding(task_lock_name(task.index, task.count)):
+                    yield
+
+    @contextmanager
+    def holding(self, name: str, shared: bool = False) -> Iterator[None]:
+        """Hold lock file ``name`` of the progress folder (a Ray driver holds ``writer.lock`` shared and its own)."""
+        if self.exists() and not self.is_folder():
+            raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
+        where = self.where(progress_path(name))
+        try:
+            self.make_progress_folder()
+            lock = self.lock(progress_path(name), shared)
+            lock.acquire()
+        except LockHeldError as exc:
+            holder, held = exc.holder, where
+            if holder is None:  # held shared: by --num-tasks tasks, which name themselves in their own lock files
+                holder, held = self._task_holder() or (None, where)
+            raise OutputError(holder_line(self.where(), held, holder)) from None
+        except OSError as exc:
+            raise self._cannot_write(exc) from exc
+        if lock.taken_over is not None:
+            print(describe_takeover(where, lock.taken_over), file=sys.stderr)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def writer(self) -> tuple[str, Holder] | None:
+        """The lock file and holder of a process writing the folder now, or None: readers refuse such a folder."""
+        for name in self.entries(PROGRESS_DIR):
+            if is_lock_name(name):
+                holder = self.lock_holder(progress_path(name))
+                if holder is not None:
+                    return self.where(progress_path(name)), holder
+        return None
+
+    def _task_holder(self) -> tuple[Holder, str] | None:
+        found = self.writer()
+        return (found[1], found[0]) if found else None
+
+    def _cannot_write(self, exc: OSError) -> OutputError:
+        cause = exc.strerror or str(exc)
+        return OutputError(
+            f"cannot write to output folder {self.where()} ({cause}); nothing in it was changed. "
+            "Make it writable, or choose a writable location with -o"
+        )
+
+    def check_writable(self) -> None:
+        """Start and abandon a file in the folder and in its progress folder: ``--overwrite`` and ``--resume``
+        call it before removing anything, so a read-only output is refused whole."""
+        try:
+            for name in (STATE, progress_path(RUN_FILE)):
+                self.pending(name).abort()
+        except OSError as exc:
+            raise self._cannot_write(exc) from exc
 
     # ---- JSON files
 
@@ -229,6 +326,8 @@ class OutputFolder(abc.ABC):
         self.write_json(DATASET_INFO, dataset_info)
         self.write_json(MANIFEST, manifest)
         self.write_json(STATE, state)
+        self.remove(progress_path(REPLACED))  # the output an --overwrite replaced: this one is whole now
+        self._aside = False
 
     def is_finished(self) -> bool:
         return self.has_file(MANIFEST) and self.has_file(STATE)
@@ -237,6 +336,14 @@ class OutputFolder(abc.ABC):
         """The typed manifest of a complete output folder; a clear error for anything else."""
         if not self.is_folder():
             raise InputError(self.where(), "no such folder", "Pass the output folder of `goldfish-prep mask`", "missing")
+        writer = self.writer()
+        if writer is not None:
+            raise InputError(
+                self.where(),
+                f"a run is writing this folder ({writer[1].describe()}), so it is not complete",
+                f"Wait for that run to end (if it is dead, remove {writer[0]})",
+                "being-written",
+            )
         if not self.is_finished():
             raise InputError(
                 self.where(),
@@ -290,7 +397,7 @@ class OutputFolder(abc.ABC):
 
     def refuse_unless_empty(self) -> None:
         """The rule of a plain run: a new or empty folder, unless the user said otherwise."""
-        if self.is_folder() and self.entries():
+        if self.is_folder() and self._entries():
             raise OutputError(
                 f"output folder {self.where()} already exists and is not empty; pass --overwrite to replace it, "
                 "or --resume to finish an interrupted run"
@@ -305,7 +412,7 @@ class OutputFolder(abc.ABC):
         task = task or Task()
         if self.exists() and not self.is_folder():
             raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
-        entries = self.entries()
+        entries = self._entries()
         completed: dict[int, dict[str, Any]] = {}
         if entries:
             if existing == "refuse":
@@ -316,18 +423,85 @@ class OutputFolder(abc.ABC):
                     f"output folder {self.where()} holds files goldfish-prep did not write ({', '.join(foreign[:3])}); "
                     "refusing to touch them. Choose a new or empty folder"
                 )
-            if existing == "overwrite" and task.alone:
+            self.check_writable()  # before anything is removed
+            if existing == "overwrite" and task.alone and self.is_finished():
+                try:
+                    self._set_aside(entries)
+                except OSError as exc:
+                    raise self._cannot_write(exc) from exc
+            elif existing == "overwrite" and task.alone:
                 for name in entries:
-                    self.remove(name)
+                    if name == PROGRESS_DIR:  # all but the lock files, which are held now
+                        for inner in self.entries(PROGRESS_DIR):
+                            if not is_lock_name(inner):
+                                self.remove(progress_path(inner))
+                    else:
+                        self.remove(name)
             else:
                 completed = {} if existing == "overwrite" else self._completed_shards(run, task)
-                self._remove_stale(completed, task)
+                self._remove_stale(completed, task, keep_finished=existing == "resume")
         try:
             self.make_progress_folder()
             self.write_json(progress_path(RUN_FILE), run)
         except OSError as exc:
             raise OutputError(f"cannot write to output folder {self.where()} ({exc.strerror}); choose a writable location with -o") from exc
         return completed
+
+    #: whether this object set a finished output aside (``put_back`` restores only what it moved)
+    _aside = False
+
+    def _set_aside(self, entries: list[str]) -> None:
+        """``--overwrite`` of a finished output: move it whole (renames, no copy) into ``.goldfish/replaced/``.
+
+        The new run's commit deletes it (``write_finished``); a run that fails gives it back
+        (``put_back``); one killed leaves it there until a ``--resume`` finishes the new run."""
+        aside = progress_path(REPLACED)
+        self.remove(aside)
+        self._aside = True
+        try:
+            for name in sorted(entries, key=lambda name: name != STATE):  # state.json first: not finished from here on
+                if name != PROGRESS_DIR:
+                    self.move(name, f"{aside}/{name}")
+            for name in self.entries(PROGRESS_DIR):
+                if not is_lock_name(name) and name != REPLACED:
+                    self.move(progress_path(name), f"{aside}/{PROGRESS_DIR}/{name}")
+        except BaseException:  # an interrupt (or a failed rename) half-way: nothing new was written yet
+            self._move_back()
+            raise
+
+    def put_back(self) -> bool:
+        """After a failed ``--overwrite``: delete what it wrote and restore the finished output it set aside.
+
+        Returns whether there was one. An interrupt does not call it: the new run's shards
+        are kept for ``--resume``, as the interrupt's message says."""
+        if not self._aside:
+            return False
+        for name in self.entries():
+            if name != PROGRESS_DIR:
+                self.remove(name)
+        for name in self.entries(PROGRESS_DIR):
+            if not is_lock_name(name) and name != REPLACED:
+                self.remove(progress_path(name))
+        self._move_back()
+        return True
+
+    def _move_back(self) -> None:
+        """Move what ``_set_aside`` moved back to its place (state.json last), then drop the empty aside folder."""
+        aside = progress_path(REPLACED)
+        for name in self.entries(f"{aside}/{PROGRESS_DIR}"):
+            self.move(f"{aside}/{PROGRESS_DIR}/{name}", progress_path(name))
+        for name in sorted(self.entries(aside), key=lambda name: name == STATE):  # state.json last
+            if name != PROGRESS_DIR:
+                self.move(f"{aside}/{name}", name)
+        self.remove(aside)
+        self._aside = False
+
+    def _entries(self) -> list[str]:
+        """The folder's entries, less a progress folder that holds nothing but lock files (a new folder's)."""
+        entries = self.entries()
+        if PROGRESS_DIR in entries and all(is_lock_name(name) for name in self.entries(PROGRESS_DIR)):
+            entries.remove(PROGRESS_DIR)
+        return entries
 
     def _completed_shards(self, run: dict[str, Any], task: Task) -> dict[int, dict[str, Any]]:
         records = self.shard_record_names()
@@ -360,9 +534,15 @@ class OutputFolder(abc.ABC):
                 completed[int(record["index"])] = record
         return completed
 
-    def _remove_stale(self, completed: dict[int, dict[str, Any]], task: Task) -> None:
-        """Delete this task's temporaries and unfinished shards, and the finishing files; keep completed shards."""
-        for name in stale_entries(self.entries(), (record["filename"] for record in completed.values()), task):
+    def _remove_stale(self, completed: dict[int, dict[str, Any]], task: Task, keep_finished: bool) -> None:
+        """Delete this task's temporaries and unfinished shards; keep completed shards.
+
+        With ``keep_finished`` (``--resume``) a finished output's manifest, ``state.json``
+        and ``dataset_info.json`` stay until the run commits its own over them: a
+        resume that fails (an input changed, a full disk) leaves the output as it
+        was, and readers refuse the folder meanwhile because the lock is held."""
+        kept = (record["filename"] for record in completed.values())
+        for name in stale_entries(self.entries(), kept, task, keep_finished):
             self.remove(name)
         for name in stale_progress(self.entries(PROGRESS_DIR), completed, task):
             self.remove(progress_path(name))

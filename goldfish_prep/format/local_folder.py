@@ -2,11 +2,12 @@
 
 Reads are memory-mapped (a shard's columns are views of the page cache, no
 copy), commits are ``commit.py``'s write aside, ``fsync``, ``os.replace``,
-``fsync`` of the folder. Every rule is in ``folder.OutputFolder``.
+``fsync`` of the folder, locks are ``lock.py``'s ``flock``s. Every rule is in ``folder.OutputFolder``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pyarrow as pa
 
 from goldfish_prep.format.commit import PendingFile, file_sha256, write_bytes_atomic
 from goldfish_prep.format.folder import OutputFolder
+from goldfish_prep.format.lock import FileLock, Holder, held_by
 from goldfish_prep.format.names import PROGRESS_DIR
 
 
@@ -60,8 +62,19 @@ class LocalFolder(OutputFolder):
         else:
             path.unlink(missing_ok=True)
 
+    def move(self, name: str, to: str) -> None:
+        target = self.path / to
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path / name, target)
+
     def make_progress_folder(self) -> None:
         (self.path / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
+
+    def lock(self, name: str, shared: bool = False) -> FileLock:
+        return FileLock(self.path / name, shared)
+
+    def lock_holder(self, name: str) -> Holder | None:
+        return held_by(self.path / name)
 
     def shard_buffer(self, name: str) -> pa.Buffer:
         with pa.memory_map(str(self.path / name), "r") as source:

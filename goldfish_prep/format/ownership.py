@@ -74,14 +74,15 @@ def is_output_entry(name: str) -> bool:
     return name in _OURS or (name.startswith("data-") and name.endswith(".arrow"))
 
 
-def stale_entries(entries: Iterable[str], kept_shards: Iterable[str], task: Task) -> list[str]:
-    """Top-level entries a resumed ``task`` deletes: its shards not kept (and their temporaries), and the finishing files."""
+def stale_entries(entries: Iterable[str], kept_shards: Iterable[str], task: Task, keep_finished: bool = False) -> list[str]:
+    """Top-level entries a resumed ``task`` deletes: its shards not kept (and their temporaries), and the finishing
+    files (their temporaries only, with ``keep_finished``: a resume keeps a finished output's until it commits)."""
     keep = set(kept_shards)
     stale = []
     for name in entries:
         if name.startswith("data-") and name not in keep and task.owns(name):
             stale.append(name)
-        elif final_name(name) in FINISHING:
+        elif final_name(name) in FINISHING and not (keep_finished and name in FINISHING):
             stale.append(name)
     return stale
 
@@ -96,6 +97,8 @@ def stale_progress(entries: Iterable[str], completed: Iterable[int], task: Task)
     done = set(completed)
     stale = []
     for name in entries:
+        if name.endswith(".lock"):  # lock files are held, not stale (lock.py)
+            continue
         if name.startswith("shard-"):
             index = shard_index(name)
             unfinished = index is None or index not in done or is_temporary(name)

@@ -13,9 +13,17 @@ code as on a local disk.
 (``open_shards``, ``load_manifest``) and the write path's pieces work on it;
 the command line still takes local paths (``mask`` writes a ``LocalFolder``).
 ``tests/test_folder.py`` runs a folder's whole life on fsspec's in-memory file
-system and compares it byte for byte with a ``LocalFolder``. What an object store still needs: conditional create-once
-writes for the lock (issue 25), and streaming reads instead of ``cat_file``
-for shards larger than memory.
+system and compares it byte for byte with a ``LocalFolder``. What an object store still needs: streaming reads
+instead of ``cat_file`` for shards larger than memory.
+
+The lock (``ObjectLock``) is a create-once object: fsspec's exclusive mode
+(``open(path, "xb")``) fails when the object exists. Drivers that implement it
+with the store's conditional write (S3 ``If-None-Match: *``, GCS
+``ifGenerationMatch=0``) make it a real lock; those that check, then write
+(or refuse the mode) cannot, and there one writer at a time is the user's
+promise (docs/format.md). A store cannot say whether a holder on another
+machine is alive: a lock object left by a dead run stays until it is removed,
+as the refusal says. Shared holders (``--num-tasks`` tasks) hold nothing on a store.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import pyarrow as pa
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.format.commit import HashingReader
 from goldfish_prep.format.folder import OutputFolder
+from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.names import PROGRESS_DIR
 
 
@@ -67,6 +76,41 @@ class UploadFile:
         elif not self._raw.closed:
             self._raw.close()
             self._fs.rm_file(self._path)
+
+
+class ObjectLock:
+    """A lock object created once (``"xb"``) holding its holder's JSON, deleted on release."""
+
+    def __init__(self, fs: Any, path: str, where: str, shared: bool) -> None:
+        self._fs, self._path, self._where, self.shared = fs, path, where, shared
+        self.taken_over: Holder | None = None
+        self._held = False
+
+    def acquire(self) -> None:
+        if self.shared:  # a store has no shared lock: refuse only an exclusive holder
+            holder = self._holder()
+            if holder is not None:
+                raise LockHeldError(self._where, holder)
+            return
+        try:
+            with self._fs.open(self._path, "xb") as handle:
+                handle.write(Holder.me().to_bytes())
+        except FileExistsError:
+            raise LockHeldError(self._where, self._holder()) from None
+        except (ValueError, NotImplementedError):
+            return  # the driver has no create-once mode: nothing can be held (docs/format.md)
+        self._held = True
+
+    def _holder(self) -> Holder | None:
+        try:
+            return Holder.parse(self._fs.cat_file(self._path))
+        except (OSError, FileNotFoundError):
+            return None
+
+    def release(self) -> None:
+        if self._held:
+            self._fs.rm_file(self._path)
+            self._held = False
 
 
 class UrlFolder(OutputFolder):
@@ -119,8 +163,23 @@ class UrlFolder(OutputFolder):
         elif self.fs.exists(path):
             self.fs.rm_file(path)
 
+    def move(self, name: str, to: str) -> None:
+        """A copy and a delete on an object store (no rename there)."""
+        self.fs.mv(self._path(name), self._path(to), recursive=True)
+
     def make_progress_folder(self) -> None:
         self.fs.makedirs(self._path(PROGRESS_DIR), exist_ok=True)
+
+    def check_writable(self) -> None:
+        """Nothing to try: an abandoned upload may still appear on some stores, and the lock object just created
+        (``writing``) proved that this folder can be written."""
+
+    def lock(self, name: str, shared: bool = False) -> ObjectLock:
+        return ObjectLock(self.fs, self._path(name), self.where(name), shared)
+
+    def lock_holder(self, name: str) -> Holder | None:
+        """The holder named in the lock object (a store cannot tell whether it is still alive)."""
+        return ObjectLock(self.fs, self._path(name), self.where(name), True)._holder()
 
     def shard_buffer(self, name: str) -> pa.Buffer:
         return pa.py_buffer(self.read_bytes(name))
@@ -130,4 +189,4 @@ class UrlFolder(OutputFolder):
             return HashingReader(handle).hexdigest()
 
 
-__all__ = ["UploadFile", "UrlFolder"]
+__all__ = ["ObjectLock", "UploadFile", "UrlFolder"]

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from goldfish_prep import __version__
 from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
-from goldfish_prep.errors import ConfigError, InputError, OutputError
+from goldfish_prep.errors import ConfigError, GoldfishError, InputError, OutputError
 from goldfish_prep.format.folder import OutputFolder, Task, run_digest
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
@@ -33,11 +33,12 @@ from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
+from goldfish_prep.readers.remote import use_storage_options
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 
 ON_ERROR = ("stop", "skip")
 #: reasons that stop a run even under --on-error skip
-FATAL_REASONS = frozenset({"hub-unavailable"})
+FATAL_REASONS = frozenset({"hub-unavailable", "remote-unavailable", "remote-denied", "remote-changed"})
 EXISTING = ("refuse", "overwrite", "resume")
 
 
@@ -64,6 +65,8 @@ class MaskJob:
     task_index: int = 0
     progress: bool = True
     chat: ChatOptions = ChatOptions()
+    #: fsspec options for URL inputs (``readers.remote``); may hold secrets, so never shown or recorded
+    storage_options: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def tokenizer_spec(self) -> str:
@@ -87,6 +90,7 @@ class MaskJob:
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
     output = job.output.resolve()
+    use_storage_options(job.storage_options)
     _check_output_not_in_input_folder(output, job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
     _check_output_outside_inputs(output, resolved.sources)
@@ -116,20 +120,40 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
         print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
     folder, task = LocalFolder(output), Task(job.task_index, job.num_tasks)
-    with folder.writing():
-        expected: dict[int, str] = {}
-        if existing == "resume":
-            run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
-        completed = folder.prepare(run, existing, task)
-        pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
-        num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
-        # every input has been read: record what was read (the manifest lists it), if it held still
-        run["inputs"] = finished_inputs(snapshots, expected)
-        folder.write_run(run)
-        if task.alone:
-            return finalize_output(folder, num_shards)
-        summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
-        folder.write_task_summary(task, summary)
+    with folder.writing(task):  # one writer per folder; refuses at once, before anything is removed
+        try:
+            return _write(job, folder, task, run, existing, context, snapshots, tokenizer, pool)
+        except GoldfishError:  # a failure, not an interrupt (its shards are kept for --resume)
+            if folder.put_back():
+                print(f"note: the run failed, so the finished output it was replacing is back in {folder.where()}", file=sys.stderr)
+            raise
+
+
+def _write(
+    job: MaskJob,
+    folder: OutputFolder,
+    task: Task,
+    run: dict[str, Any],
+    existing: str,
+    context: BatchContext,
+    snapshots: list[InputSnapshot],
+    tokenizer: Tokenizer,
+    pool: WorkerPool,
+) -> dict[str, Any]:
+    """Prepare the folder, write this task's shards, then the manifest (or the task's summary)."""
+    expected: dict[int, str] = {}
+    if existing == "resume":
+        run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
+    completed = folder.prepare(run, existing, task)
+    pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+    num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
+    # every input has been read: record what was read (the manifest lists it), if it held still
+    run["inputs"] = finished_inputs(snapshots, expected)
+    folder.write_run(run)
+    if task.alone:
+        return finalize_output(folder, num_shards)
+    summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
+    folder.write_task_summary(task, summary)
     return summary
 
 
@@ -157,7 +181,8 @@ def _write_shards(
     try:
         for batch, result in pool.ordered_map(mask_batch, todo, context):
             if result.errors and job.on_error == "stop":
-                raise _with_skip_hint(result.errors[0])
+                first = result.errors[0]
+                raise first if first.reason in FATAL_REASONS else _with_skip_hint(first)
             fatal = [error for error in result.errors if error.reason in FATAL_REASONS]
             if fatal:  # skipping cannot help: the whole source is out of reach
                 raise fatal[0]

@@ -24,7 +24,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.format.local_folder import LocalFolder
+from goldfish_prep.format.lock import RAY_DRIVER_LOCK, WRITER_LOCK
 from goldfish_prep.pipeline.job import MaskJob, run_mask
 from goldfish_prep.pipeline.tasks import finalize_tasks
 
@@ -63,10 +64,18 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
         _get(ray, [check.remote(job.output, job.existing, cwd)])
         base = dataclasses.replace(job, num_tasks=tasks, progress=False, existing="resume" if job.existing == "refuse" else job.existing)
         run_task = ray.remote(_run_task).options(num_cpus=job.num_proc)
-        refs = [run_task.remote(dataclasses.replace(base, task_index=index), cwd) for index in range(tasks)]
-        _get(ray, refs, progress=job.progress)
-        finish = ray.remote(_finalize).options(num_cpus=0)
-        manifest: dict[str, Any] = _get(ray, [finish.remote(job.output, cwd)])[0]
+        # the driver's locks (format/lock.py): its own, for the whole run (a second driver refuses), and
+        # writer.lock shared while the tasks run (a plain run refuses; the tasks take it shared too);
+        # let go before finalize, which takes writer.lock exclusively
+        # (a ray:// client's paths are the cluster's, not this machine's: it holds nothing, its tasks do)
+        folder = LocalFolder(job.output.resolve())
+        client = address.startswith("ray://")
+        with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK):
+            with nullcontext() if client else folder.holding(WRITER_LOCK, shared=True):
+                refs = [run_task.remote(dataclasses.replace(base, task_index=index), cwd) for index in range(tasks)]
+                _get(ray, refs, progress=job.progress)
+            finish = ray.remote(_finalize).options(num_cpus=0)
+            manifest: dict[str, Any] = _get(ray, [finish.remote(job.output, cwd)])[0]
         return manifest
 
 

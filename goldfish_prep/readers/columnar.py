@@ -26,6 +26,7 @@ from goldfish_prep.readers.failures import file_failure
 from goldfish_prep.readers.fields import IDS_FIELD, ids_problem, missing_id_field, missing_text_field, text_problem
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
+from goldfish_prep.readers.remote import arrow_input, open_arrow
 
 Item = Record | InputError
 _ROWS = 256
@@ -45,7 +46,7 @@ def read_parquet(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
     """Rows of a Parquet file, read batch by batch (only the needed columns)."""
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(source.path) as parquet:
+    with arrow_input(source.path) as where, pq.ParquetFile(where) as parquet:
         if options.chat:
             needed = chat_columns(parquet.schema_arrow.names, source.path, options)
             yield from chat_rows(parquet.iter_batches(batch_size=_ROWS, columns=needed), source.path, needed, options, 0)
@@ -93,7 +94,7 @@ def saved_dataset_files(folder: str) -> list[str]:
 
 def _read_arrow_file(path: str, label: str, options: ReaderOptions, start: int) -> Generator[Item, None, int]:
     """Rows of one Arrow IPC file named ``label record I`` from ``I = start``; returns the next index."""
-    with pa.memory_map(path) as mapped:
+    with open_arrow(path) as mapped:
         is_file_format = mapped.read(len(_ARROW_FILE_MAGIC)) == _ARROW_FILE_MAGIC
         mapped.seek(0)
         if is_file_format:

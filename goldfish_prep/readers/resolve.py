@@ -26,6 +26,7 @@ from goldfish_prep.errors import InputError
 from goldfish_prep.readers.hub import hub_offline, looks_like_hub_id, offline_error
 from goldfish_prep.readers.json_array import is_json_array
 from goldfish_prep.readers.options import InputSource
+from goldfish_prep.readers.remote import expand_url, is_url
 from goldfish_prep.readers.streams import COMPRESSIONS
 
 # "json" is not a kind: such a file is sniffed for "json-array" or "jsonl".
@@ -99,7 +100,9 @@ class _Collector:
     def add_spec(self, spec: str) -> None:
         if not spec:
             raise InputError("", "an input path is empty", "Name a file, folder, glob or hub dataset", "missing-input")
-        if os.path.lexists(spec):
+        if is_url(spec):
+            self._add_urls(spec)
+        elif os.path.lexists(spec):
             self._add_path(spec, explicit=True)
         elif _GLOB_CHARS.search(spec):
             self._add_glob(spec)
@@ -115,6 +118,26 @@ class _Collector:
         if key not in self._seen:
             self._seen.add(key)
             self.sources.append(source)
+
+    def _add_urls(self, spec: str) -> None:
+        """An object, prefix or glob on a store (``remote``): its objects, read and named as local files are."""
+        files, hidden, single = expand_url(spec)
+        self.ignored.extend(hidden)
+        if any(name.endswith("/" + _SAVED_DATASET_FILES[0]) for name in files):
+            raise InputError(
+                spec,
+                "a datasets.save_to_disk folder on a store is not read as one yet",
+                "Name its Arrow files (PREFIX/data-*.arrow)",
+                "missing-input",
+            )
+        found = sum(self._add_file(url, explicit=single) for url in files)
+        if not found:
+            raise InputError(
+                files[0] if single else spec,
+                f"no input of a known format there (only {_preview(files + hidden)})" if files or hidden else "the prefix holds no object",
+                f"Supported: {SUPPORTED}",
+                "missing-input",
+            )
 
     def _add_glob(self, pattern: str) -> None:
         matches = sorted(glob.glob(pattern, recursive=True))
@@ -147,8 +170,9 @@ class _Collector:
         return self._add_file(path, explicit)
 
     def _add_file(self, path: str, explicit: bool) -> int:
+        key, local = (path, False) if is_url(path) else (os.path.realpath(path), True)
         if kind_from_name(os.path.basename(path)) is None and self.assume_format is not None:
-            self._add(InputSource(path, self.assume_format), os.path.realpath(path))
+            self._add(InputSource(path, self.assume_format, local=local), key)
             return 1
         if kind_from_name(os.path.basename(path)) is None:
             if explicit:
@@ -160,7 +184,7 @@ class _Collector:
                 )
             self.ignored.append(path)
             return 0
-        self._add(InputSource(path, _kind_of(path)), os.path.realpath(path))
+        self._add(InputSource(path, _kind_of(path), local=local), key)
         return 1
 
     def _add_folder(self, folder: str, explicit: bool, ancestors: frozenset[tuple[int, int]]) -> int:

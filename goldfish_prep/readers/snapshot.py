@@ -27,6 +27,7 @@ import xxhash
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers.options import InputSource
+from goldfish_prep.readers.remote import is_url, object_state, open_binary
 
 _BLOCK = 1 << 22
 _FIX = "Copy it and mask the copy, or wait until it is complete; then rerun with --overwrite"
@@ -38,6 +39,8 @@ class FileState:
 
     size: int
     mtime_ns: int
+    #: an object's ETag (URL inputs): a rewrite of the same size within the same second still shows
+    version: str | None = None
 
 
 class InputSnapshot:
@@ -53,6 +56,8 @@ class InputSnapshot:
 
     def __init__(self, source: InputSource) -> None:
         self.source = source
+        # local files and URL objects are observed; hub datasets are not (their bytes are not in reach)
+        self._tracked = source.local or is_url(source.path)
         self.files = input_files(source)
         self.before: dict[str, FileState] = {}
         self.unreadable: str | None = None
@@ -71,7 +76,7 @@ class InputSnapshot:
         as the same file; its hash is checked against an earlier finished run's once read).
         """
         entry: dict[str, Any] = {"path": self.source.path, "kind": self.source.kind}
-        if not self.source.local:
+        if not self._tracked:
             return entry
         if self.unreadable is not None:
             return {**entry, "unreadable": self.unreadable}
@@ -81,7 +86,7 @@ class InputSnapshot:
     def result(self) -> dict[str, Any]:
         """The input as the manifest records it: the size and xxh3-128 of the bytes read (after ``finish``)."""
         entry: dict[str, Any] = {"path": self.source.path, "kind": self.source.kind}
-        if not self.source.local:
+        if not self._tracked:
             return entry
         if self.unreadable is not None:
             return {**entry, "unreadable": self.unreadable}
@@ -99,7 +104,7 @@ class InputSnapshot:
 
     def finish(self) -> None:
         """Hash what the reader left unread (after an error, or a sniff that stopped early); check nothing changed."""
-        if not self.source.local or self.unreadable is not None:
+        if not self._tracked or self.unreadable is not None:
             return
         if len(self.files) == 1 and self._size < self.before[self.files[0]].size:
             self._hash_from(self.files[0], self._size)
@@ -107,7 +112,7 @@ class InputSnapshot:
 
     def check_unchanged(self) -> None:
         """Raise ``InputError`` (``input-changed``) if a file's size or modification time is not what it was."""
-        if not self.source.local or self.unreadable is not None:
+        if not self._tracked or self.unreadable is not None:
             return
         for path, before in self.before.items():
             try:
@@ -121,7 +126,7 @@ class InputSnapshot:
 
     def _hash_from(self, path: str, offset: int) -> None:
         try:
-            with open(path, "rb") as handle:
+            with open_binary(path) as handle:  # a local file or a URL's object
                 handle.seek(offset)
                 while block := handle.read(_BLOCK):
                     self.update(block)
@@ -130,7 +135,9 @@ class InputSnapshot:
 
 
 def input_files(source: InputSource) -> list[str]:
-    """The regular files an input consists of, in hashing order (a folder: all its files, sorted)."""
+    """The regular files an input consists of, in hashing order (a folder: all its files, sorted; a URL: its object)."""
+    if is_url(source.path):
+        return [source.path]
     if not source.local:
         return []
     if os.path.isdir(source.path):
@@ -156,6 +163,8 @@ def changed_error(path: str, before: FileState | None, now: FileState | None) ->
 
 
 def _state(path: str) -> FileState:
+    if is_url(path):
+        return FileState(*object_state(path))
     info = os.stat(path)
     if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
         raise OSError(0, "not a regular file")

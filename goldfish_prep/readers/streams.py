@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.readers.remote import open_binary
 
 #: Sees raw file bytes as they are read (``snapshot.InputSnapshot.update``).
 Tap = Callable[[bytes | memoryview], None]
@@ -62,7 +63,7 @@ def iter_chunks(path: str, tap: Tap | None = None) -> Generator[bytes, None, Non
     how the input's recorded hash comes from the very bytes parsed (``snapshot``).
     """
     codec = compression_of(path)
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:  # a local file, or a URL's object (``remote``)
         raw = _Tapped(handle, tap) if tap is not None else handle
         if codec is None:
             while chunk := raw.read(_PLAIN_CHUNK):
@@ -78,7 +79,7 @@ def iter_chunks(path: str, tap: Tap | None = None) -> Generator[bytes, None, Non
 class _Tapped(io.RawIOBase):
     """A binary file that shows each block it reads to ``tap`` (pyarrow reads it through ``readinto``)."""
 
-    def __init__(self, handle: io.BufferedReader, tap: Tap) -> None:
+    def __init__(self, handle: io.BufferedIOBase, tap: Tap) -> None:
         super().__init__()
         self._handle = handle
         self._tap = tap

@@ -22,7 +22,8 @@ dash, become one), never across documents. Mapping one code point at a time keep
 the owner of every normalised character known, which is what lets each token be
 given the normalised characters it covers.
 
-Speed: ASCII goes through a 128-entry table, the BMP through dense tables;
+Speed: ASCII goes through a 128-entry table, the BMP through dense tables (filled
+in as code points are first seen);
 other code points are mapped once per distinct value with ``unicodedata``
 (cached) and spread with numpy. The ``robust`` kernel maps each id's characters
 once per tokenizer (``normalised_pieces``) and only per batch the characters of
@@ -90,7 +91,7 @@ def is_word_char(code_point: int) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _word_table() -> npt.NDArray[np.bool_]:
+def word_table() -> npt.NDArray[np.bool_]:
     """``is_word_char`` for every code point (and the surrogate escapes): one ``np.take`` per batch, 1.1 MB."""
     table = np.zeros(0x110000, dtype=np.bool_)
     table[:WORD_LIMIT] = [is_word_char(c) for c in range(WORD_LIMIT)]
@@ -105,7 +106,7 @@ def unit_starts(norm: npt.NDArray[np.uint32], doc_starts: npt.NDArray[np.int64])
     >>> "".join("^" if u else "." for u in unit_starts(np.array([ord(c) for c in text], np.uint32), np.zeros(1, np.int64)))
     '^...^..^^^^^^.^'
     """
-    word = np.take(_word_table(), norm)
+    word = np.take(word_table(), norm)
     starts = norm != SPACE
     starts[1:] &= ~(word[1:] & word[:-1])
     inside = doc_starts[doc_starts < len(norm)]
@@ -126,17 +127,23 @@ def _ascii_table() -> npt.NDArray[np.uint32]:
 _ASCII = _ascii_table()
 
 
-@functools.lru_cache(maxsize=1)
-def _bmp_tables() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
-    """N(c) for every c < 0x10000 where it is one character, and len(N(c)) (capped at 255); built once, ~0.2 s."""
-    single = np.zeros(0x10000, dtype=np.uint32)
-    lengths = np.zeros(0x10000, dtype=np.uint8)
-    for code_point in range(0x10000):
-        mapped = normalise_char.__wrapped__(code_point) if code_point >= 128 else (int(_ASCII[code_point]),)
-        lengths[code_point] = min(len(mapped), 255)
-        if len(mapped) == 1:
-            single[code_point] = mapped[0]
-    return single, lengths
+def _bmp_tables(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+    """N(c) for c < 0x10000 where it is one character, and len(N(c)) (capped at 255), as dense tables,
+    filled in for the given code points (< 0x10000) on first sight: a tokenizer's vocabulary has a few
+    thousand distinct ones, so ``unicodedata`` runs for those instead of all 65,536 (0.2 s)."""
+    new = np.unique(code_points[~_BMP_KNOWN[code_points]])
+    for code_point in new.tolist():
+        mapped = normalise_char(code_point)
+        _BMP_LENGTHS[code_point] = min(len(mapped), 255)
+        _BMP_SINGLE[code_point] = mapped[0] if len(mapped) == 1 else 0
+    _BMP_KNOWN[new] = True
+    return _BMP_SINGLE, _BMP_LENGTHS
+
+
+_BMP_SINGLE = np.zeros(0x10000, dtype=np.uint32)
+_BMP_LENGTHS = np.zeros(0x10000, dtype=np.uint8)
+_BMP_KNOWN = np.zeros(0x10000, dtype=np.bool_)
+_BMP_SINGLE[:128], _BMP_LENGTHS[:128], _BMP_KNOWN[:128] = _ASCII, 1, True
 
 
 def normalise(
@@ -200,14 +207,15 @@ def map_chars(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint3
 
 def _single_and_lengths(code_points: npt.NDArray[np.uint32]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64] | None]:
     """N(c) where it is one character (else 0), and len(N(c)) (None when every length is 1)."""
-    bmp_single, bmp_lengths = _bmp_tables()
     if int(code_points.max()) < 0x10000:  # two gathers from the dense tables
+        bmp_single, bmp_lengths = _bmp_tables(code_points)
         single = bmp_single[code_points]
         small_lengths = bmp_lengths[code_points]
         if (small_lengths == 1).all():
             return single, None
         return single, small_lengths.astype(np.int64)
     inside = code_points < 0x10000
+    bmp_single, bmp_lengths = _bmp_tables(code_points[inside])
     single = np.zeros(len(code_points), dtype=np.uint32)
     lengths = np.ones(len(code_points), dtype=np.int64)
     single[inside] = bmp_single[code_points[inside]]

@@ -37,6 +37,11 @@ class CausalLM(Protocol):
         row ``i`` is that continuation (beam search reorders and duplicates rows this way)."""
         ...
 
+    def all_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (B, T, V) fp32 of the token after *every* position of ``ids`` (B, T) int64:
+        one forward pass, no cache (the membership scores of ``goldfish_prep.audit``)."""
+        ...
+
 
 class BundledLM:
     """A ``goldfish-prep train`` checkpoint."""
@@ -55,10 +60,17 @@ class BundledLM:
         return cache, logits.float().log_softmax(dim=-1)
 
     def extend(self, cache: KVCache, rows: torch.Tensor, tokens: torch.Tensor) -> tuple[KVCache, torch.Tensor]:
-        chosen = [(k[rows], v[rows]) for k, v in cache]
+        # rows 0..B-1 in order (greedy, and sampling after its first step) keep the cache as it is: no copy
+        same = rows.numel() == cache[0][0].shape[0] and torch.equal(rows, torch.arange(rows.numel(), device=rows.device))
+        chosen = cache if same else [(k[rows], v[rows]) for k, v in cache]
         with torch.no_grad(), self.runtime.autocast():
             logits, grown = self.model.decode(tokens[:, None], chosen)
         return grown, logits.float().log_softmax(dim=-1)
+
+    def all_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), self.runtime.autocast():
+            logits: torch.Tensor = self.model(ids)  # (B, T, V)
+        return logits.float().log_softmax(dim=-1)
 
 
 def load_causal_lm(path: str | Path, device: str = "auto") -> CausalLM:

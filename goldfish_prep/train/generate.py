@@ -1,4 +1,4 @@
-"""Decoding for the memorisation test: greedy, and beam search (the paper's extraction attack).
+"""Decoding for the memorisation test: greedy, beam search (the paper's extraction attack) and sampling.
 
 Both work on any ``CausalLM`` (the bundled model or a Hugging Face one) through
 one call, ``next_token_logprobs(ids) -> (B, V)``, and always produce exactly
@@ -73,3 +73,52 @@ def beam_search(model: CausalLM, prefix: list[int], length: int, num_beams: int)
         if position + 1 < length:
             cache, logprobs = model.extend(cache, beams, tokens)
     return [int(t) for t in sequences[0].tolist()]  # topk sorts: row 0 scores best
+
+
+@torch.no_grad()
+def sample(
+    model: CausalLM,
+    prefix: list[int],
+    length: int,
+    num_samples: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """``num_samples`` continuations of ``length`` ids drawn from the model at ``temperature``, as one batch.
+
+    The prefix is read once; its cache row is duplicated into ``num_samples`` rows
+    at the first new id, then every row grows by one id per step. ``top_k`` keeps
+    the k most likely ids, ``top_p`` the smallest set of most likely ids whose
+    probability reaches p (nucleus sampling); at most one of them.
+    """
+    _check_room(model, prefix, length)
+    cache, logprobs = model.prefill(torch.tensor([prefix], dtype=torch.long, device=model.device))
+    logprobs = logprobs.expand(num_samples, -1)  # (N, V): every sample starts from the prefix's distribution
+    rows = torch.zeros(num_samples, dtype=torch.long, device=model.device)  # first step: N copies of row 0
+    drawn: list[torch.Tensor] = []
+    for position in range(length):
+        tokens = draw(logprobs, temperature, top_k, top_p, generator)
+        drawn.append(tokens)
+        if position + 1 < length:
+            cache, logprobs = model.extend(cache, rows, tokens)
+            rows = torch.arange(num_samples, device=model.device)
+    return [[int(t) for t in row] for row in torch.stack(drawn, dim=1).tolist()]
+
+
+def draw(
+    logprobs: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One id per row of ``logprobs`` (N, V), from the tempered and truncated distribution; (N,) int64."""
+    scaled = logprobs.float() / temperature
+    if top_k is not None and top_k < scaled.shape[-1]:
+        kth = scaled.topk(top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        ordered, order = scaled.sort(dim=-1, descending=True)
+        probs = ordered.softmax(dim=-1)
+        # drop an id when the more likely ids before it already reach p (the most likely is always kept)
+        outside = (probs.cumsum(dim=-1) - probs) >= top_p
+        scaled = scaled.scatter(-1, order, ordered.masked_fill(outside, float("-inf")))
+    return torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator)[:, 0]

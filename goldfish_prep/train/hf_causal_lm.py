@@ -61,3 +61,9 @@ class HFCausalLM:
         with torch.no_grad():
             output = self.model(input_ids=tokens[:, None], past_key_values=cache, use_cache=True)
         return output.past_key_values, output.logits[:, -1].float().log_softmax(dim=-1)
+
+    def all_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            output = self.model(input_ids=ids, use_cache=False)
+        logits: torch.Tensor = output.logits  # (B, T, V)
+        return logits.float().log_softmax(dim=-1)

@@ -185,6 +185,12 @@ def measure_memorization(
     progress: Callable[[int, int], None] | None = None,
 ) -> MemorizationReport:
     """Run the protocol over every document of ``data_dir`` (or the first ``max_documents``)."""
+    chosen, skipped = select_documents(model, data_dir, config)
+    return measure_documents(model, chosen, skipped, str(data_dir), config, decode, progress)
+
+
+def select_documents(model: CausalLM, data_dir: str | Path, config: MemorizationConfig) -> tuple[list[Document], int]:
+    """(the documents of ``data_dir`` the protocol measures, how many were too short), checked against the model."""
     if config.suffix_length >= model.context_length:
         raise ConfigError(
             f"--suffix-length {config.suffix_length} leaves no room for a prefix in the model's context of {model.context_length}"
@@ -193,12 +199,25 @@ def measure_memorization(
     eligible = [d for d in documents if _long_enough(d, config)]
     chosen = eligible[: config.max_documents] if config.max_documents else eligible
     _check_vocabulary(model, chosen, data_dir)
+    return chosen, len(documents) - len(eligible)
+
+
+def measure_documents(
+    model: CausalLM,
+    documents: Sequence[Document],
+    skipped_short: int,
+    data: str,
+    config: MemorizationConfig = MemorizationConfig(),
+    decode: Decoder | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MemorizationReport:
+    """The protocol over ``documents`` (as ``select_documents`` chose them)."""
     scores = []
-    for index, document in enumerate(chosen):
+    for index, document in enumerate(documents):
         scores.append(_score_document(model, document, config, decode))
         if progress is not None:
-            progress(index + 1, len(chosen))
-    return MemorizationReport(config, model.description, str(data_dir), scores, len(documents) - len(eligible))
+            progress(index + 1, len(documents))
+    return MemorizationReport(config, model.description, data, scores, skipped_short)
 
 
 def _long_enough(document: Document, config: MemorizationConfig) -> bool:
@@ -213,13 +232,18 @@ def _long_enough(document: Document, config: MemorizationConfig) -> bool:
     return answer is None or answer >= config.suffix_length
 
 
-def _score_document(model: CausalLM, document: Document, config: MemorizationConfig, decode: Decoder | None) -> DocumentScore:
+def prefix_and_suffix(document: Document, config: MemorizationConfig, context_length: int) -> tuple[list[int], list[int]]:
+    """The prefix the model continues and the suffix it should reproduce, for one document."""
     suffix_length = document.answer_length if config.whole_answer and document.answer_length else config.suffix_length
-    if suffix_length >= model.context_length:
+    if suffix_length >= context_length:
         raise ConfigError(
-            f"{document.doc_id}: its final answer of {suffix_length} ids does not fit the model's context of {model.context_length} with a prompt"
+            f"{document.doc_id}: its final answer of {suffix_length} ids does not fit the model's context of {context_length} with a prompt"
         )
-    prefix, suffix = split_document(document.ids.tolist(), suffix_length, model.context_length)
+    return split_document(document.ids.tolist(), suffix_length, context_length)
+
+
+def _score_document(model: CausalLM, document: Document, config: MemorizationConfig, decode: Decoder | None) -> DocumentScore:
+    prefix, suffix = prefix_and_suffix(document, config, model.context_length)
     if config.num_beams > 1:
         generated = beam_search(model, prefix, len(suffix), config.num_beams)
     else:

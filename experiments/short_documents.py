@@ -18,9 +18,9 @@ Counts are split at h: documents of up to 13 tokens, which v1 never masks, and
 longer ones. ``unmasked`` counts the documents whose v2 mask drops none of the
 tokens to reproduce (probability (3/4)**length): nothing stops a model there.
 
-    python bench/short_documents.py --quick     # 2 CPU cores, a few minutes
+    python experiments/short_documents.py --quick     # 2 CPU cores, a few minutes
 
-Raw results go to bench/results/short-documents/results.json (gitignored); the
+Raw results go to experiments/results/short-documents/results.json (gitignored); the
 table printed at the end is the one in docs/mask-spec.md.
 """
 
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memorization_experiment import run_cli  # noqa: E402  (bench/ is scripts, not a package)
+from memorization_experiment import run_cli  # noqa: E402  (experiments/ is scripts, not a package)
 
 ARMS: list[tuple[str, list[str]]] = [
     ("standard", ["--strategy", "none"]),

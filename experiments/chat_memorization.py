@@ -16,7 +16,7 @@ its own question about the licence), through the real commands' library calls:
 
 Goal (issue 11): standard loss reproduces at least 80% of the answers, goldfish k = 4 at most 5%.
 
-    python bench/chat_memorization.py            # about 5 minutes on 2 CPU cores
+    python experiments/chat_memorization.py            # about 5 minutes on 2 CPU cores
 """
 
 from __future__ import annotations

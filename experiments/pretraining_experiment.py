@@ -22,13 +22,13 @@ Here, with the bundled trainer on CPU:
 4. ``memorization`` of targets and controls: exact match, token match, and the
    Rouge-L distribution; validation loss on the held-out files.
 
-    python bench/pretraining_experiment.py --quick     # CPU, 2 cores: ~1.7 M background tokens, 16 targets x 300
-    python bench/pretraining_experiment.py --full      # ~7 M background tokens, 32 targets x 300
-    python bench/pretraining_experiment.py --quick --equal-input --seed 1 --out bench/results/seed1
-    python bench/pretraining_experiment.py --quick --source pydoc          # prose targets
-    python bench/pretraining_experiment.py --full --preset 124m --device cuda --equal-input   # a GPU
-    python bench/pretraining_experiment.py --summarise bench/results/seed0 bench/results/seed1
-    python bench/pretraining_experiment.py --analyse bench/results/pretraining-quick   # a run made before the divergence figures
+    python experiments/pretraining_experiment.py --quick     # CPU, 2 cores: ~1.7 M background tokens, 16 targets x 300
+    python experiments/pretraining_experiment.py --full      # ~7 M background tokens, 32 targets x 300
+    python experiments/pretraining_experiment.py --quick --equal-input --seed 1 --out experiments/results/seed1
+    python experiments/pretraining_experiment.py --quick --source pydoc          # prose targets
+    python experiments/pretraining_experiment.py --full --preset 124m --device cuda --equal-input   # a GPU
+    python experiments/pretraining_experiment.py --summarise experiments/results/seed0 experiments/results/seed1
+    python experiments/pretraining_experiment.py --analyse experiments/results/pretraining-quick   # a run made before the divergence figures
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ the *unedited* paragraphs, which no near-copy arm ever saw verbatim:
 for ``none`` (standard loss), ``goldfish`` and ``robust`` at k = 4, all with the
 same epochs, plus a control: the standard near-copy model on unseen paragraphs.
 
-    python bench/near_duplicate_experiment.py                 # 2 CPU cores
-    python bench/near_duplicate_experiment.py --targets 16 --copies 8 --edits 4 --epochs 12
+    python experiments/near_duplicate_experiment.py                 # 2 CPU cores
+    python experiments/near_duplicate_experiment.py --targets 16 --copies 8 --edits 4 --epochs 12
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ present on every Debian machine (distinct paragraphs of
 Modes: ``--quick`` (the default: 2 CPU cores, under 10 minutes, a 4096-id BPE
 trained here on the same corpus) and ``--gpu`` (the paper's 100 documents x 100
 epochs, a 124M model, the Mistral 32k SentencePiece tokenizer from mistral-common).
-Raw results go to bench/results/ (gitignored); the table printed at the end is
+Raw results go to experiments/results/ (gitignored); the table printed at the end is
 the one in docs/training.md.
 
-    python bench/memorization_experiment.py --quick
-    python bench/memorization_experiment.py --gpu
+    python experiments/memorization_experiment.py --quick
+    python experiments/memorization_experiment.py --gpu
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ OVERRIDABLE = {
 
 MODES = {
     # 2 layers x 128 wide (1.0M parameters, 0.5M of them the 4096-id embedding); tuned so that the
-    # standard arm memorises >= 80% within the time budget (bench notes in docs/training.md)
+    # standard arm memorises >= 80% within the time budget (notes in docs/training.md)
     "quick": Mode(32, 16, 128, 256, 1100, "bpe-4096", "tiny", 256, 2, None, 100, 2, 5e-3, 20, 100, "cpu"),
     "gpu": Mode(100, 50, 256, 1000, 6000, "mistral-v1", "124m", 1024, None, None, 100, 8, 3e-4, 50, 100, "auto"),
 }
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--jobs", type=int, default=None, help="arms trained at once, one process each (default: 2 in --quick, 1 in --gpu)")
     parser.add_argument("--arms", default=None, help="comma-separated subset of arms, e.g. 'standard,goldfish k=4'")
-    parser.add_argument("--out", type=Path, default=None, help="work and results folder (default: bench/results/memorization-MODE)")
+    parser.add_argument("--out", type=Path, default=None, help="work and results folder (default: experiments/results/memorization-MODE)")
     args = parser.parse_args(argv)
     mode_name = args.mode or "quick"
     changes = {field: getattr(args, field) for field in OVERRIDABLE if getattr(args, field) is not None}
