@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -255,5 +255,5 @@ def _print_json(text: str) -> None:
         click.echo(text)
         sys.stdout.flush()
     except OSError as exc:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - what could not be written is dropped, not retried at exit
+        sys.stdout = io.StringIO()  # what could not be written is dropped, not retried (and reported again) at exit
         raise cannot_write("the JSON report to standard output,", "the file it is redirected to", exc) from exc
