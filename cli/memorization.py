@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -142,7 +143,7 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
     finally:
         bar.close()
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "note": note}, indent=2))
+        _print_json(json.dumps({**report.to_dict(), "note": note}, indent=2))
         return
     click.echo(render_table(report.summary(), config.num_beams, 0 if config.whole_answer else config.suffix_length))
     if per_document:
@@ -243,3 +244,16 @@ def render_table(summary: dict[str, Any], num_beams: int, suffix_length: int) ->
         )
     width = max(len(name) for name, _ in rows)
     return "\n".join([f"Memorisation ({decoding})"] + [f"  {name:<{width}}  {value}" for name, value in rows])
+
+
+def _print_json(text: str) -> None:
+    """The report on standard output, flushed here so that a full disk behind a redirection is one line, not a traceback
+    (the file is the shell's: an incomplete one is not valid JSON, and the exit status says it failed)."""
+    from goldfish_prep.format.commit import cannot_write
+
+    try:
+        click.echo(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        sys.stdout = io.StringIO()  # what could not be written is dropped, not retried (and reported again) at exit
+        raise cannot_write("the JSON report to standard output,", "the file it is redirected to", exc) from exc

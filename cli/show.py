@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from goldfish_prep.errors import OutputError
-from goldfish_prep.format.commit import write_bytes_atomic
+from goldfish_prep.format.commit import cannot_write, write_bytes_atomic
 from goldfish_prep.inspect.document import DocumentView, load_document
 
 OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧: cannot be mistaken for text in most corpora
@@ -72,7 +71,7 @@ def show(folder: Path, doc_id: str | None, row: int | None, html_path: Path | No
         try:
             write_bytes_atomic(html_path, page(view).encode("utf-8"), unique=False)
         except OSError as exc:
-            raise OutputError(f"cannot write {html_path} ({exc.strerror}); choose a writable path for --html") from exc
+            raise cannot_write("the web page", html_path, exc) from exc
         click.echo(f"\nWeb page written to {html_path}")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.errors import ConfigError
+from goldfish_prep.format.commit import cannot_write, write_bytes_atomic
 from goldfish_prep.inspect.binomial import band_limits
 from goldfish_prep.inspect.stats import MaskStats, compute_stats
 from goldfish_prep.tokenizers.optional import import_for
@@ -26,7 +30,7 @@ LISTED = 15
 )
 @click.option(
     "--plot",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     metavar="FILE.png",
     help="Also draw the rates into an image (needs Matplotlib: pip install 'goldfish-prep[plot]').",
@@ -66,6 +70,8 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
     """
     if plot is not None:
         import_for("matplotlib", "plot", "--plot")  # before the shards are read, not after
+        if not plot.parent.is_dir():  # nor is a mistyped folder found only after them
+            raise cannot_write("the plot", plot, FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)))
     result = compute_stats(folder, band, tokenizer)
     if plot is not None and not len(result.rates):
         click.echo(f"Note: no plot written: no {result.unit} has an eligible position", err=True)
@@ -223,8 +229,13 @@ def draw(result: MaskStats, path: Path) -> None:
     left.legend()
     _draw_band(right, result, rates, eligible)
     figure.suptitle(f"{result.folder}: {result.config.strategy}, k={result.config.k}, context width {result.config.context_width}")
-    figure.savefig(path, dpi=120)
+    image = io.BytesIO()  # drawn in memory, then committed whole: a full disk leaves no truncated image
+    figure.savefig(image, dpi=120, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(figure)
+    try:
+        write_bytes_atomic(path, image.getvalue(), unique=False)
+    except OSError as exc:
+        raise cannot_write("the plot", path, exc) from exc
 
 
 def _draw_band(ax: Any, result: MaskStats, rates: npt.NDArray[np.float64], eligible: npt.NDArray[np.int64]) -> None:

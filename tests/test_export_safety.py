@@ -242,10 +242,28 @@ def split_first_shard(packed: Path, folder: Path) -> Path:
     for name, part in (("data-split-a.arrow", table.slice(0, cut)), ("data-split-b.arrow", table.slice(cut))):
         with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_stream(sink, part.schema) as writer:
             writer.write_table(part)
-        records.append({**first, "filename": name, "num_rows": part.num_rows})
+        records.append(_entry(first, folder / name, part))
+    records[1]["num_documents"] = first["num_documents"] - records[0]["num_documents"]
     manifest["shards"] = records + manifest["shards"][1:]
     (folder / "goldfish_manifest.json").write_text(json.dumps(manifest))
+    state = json.loads((folder / "state.json").read_text())  # readers check that it lists the manifest's shards
+    state["_data_files"] = [{"filename": entry["filename"]} for entry in manifest["shards"]]
+    (folder / "state.json").write_text(json.dumps(state))
     return folder
+
+
+def _entry(first: dict[str, object], path: Path, part: object) -> dict[str, object]:
+    """The manifest entry of a shard cut by hand: its checksum and counts, so readers' checks pass."""
+    column = part.column  # type: ignore[attr-defined]
+    return {
+        **first,
+        "filename": path.name,
+        "num_rows": part.num_rows,  # type: ignore[attr-defined]
+        "num_tokens": sum(column("num_tokens").to_pylist()),
+        "num_dropped": sum(column("num_dropped").to_pylist()),
+        "num_documents": sum(len(starts) for starts in column("doc_starts").to_pylist()),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # megatron-core warns that Apex/TE are absent

@@ -17,7 +17,7 @@ import pytest
 import goldfish_prep
 from goldfish_prep import MaskConfig, mask_documents
 from goldfish_prep.errors import ConfigError, InputError
-from goldfish_prep.format import IGNORE_INDEX, MANIFEST, Manifest, load_manifest, read_shard
+from goldfish_prep.format import IGNORE_INDEX, MANIFEST, Manifest, load_manifest, open_shards, read_shard
 from goldfish_prep.strategies import REGISTRY, STRATEGY_NAMES, Strategy, get_strategy
 from goldfish_prep.strategies.base import Extras, Int64s
 from tests.shards import mask_documents_with_ids as mask
@@ -105,7 +105,8 @@ def test_a_document_running_across_shards_is_joined(outputs: dict[str, Path], tm
     manifest["shards"] = records
     (folder / MANIFEST).write_text(json.dumps(manifest))
     expected = [d for d in goldfish_prep.open_shards(outputs["packed"]).documents() if d.row < table.num_rows]
-    found = list(goldfish_prep.open_shards(folder).documents())
+    # a folder cut by hand: its checksums and counts are not the manifest's, so it is read unchecked
+    found = list(open_shards(folder, check_sha256=False).documents())
     assert [d.input_ids.tolist() for d in found] == [d.input_ids.tolist() for d in expected]
     assert [d.labels.tolist() for d in found] == [d.labels.tolist() for d in expected]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from goldfish_prep.errors import ConfigError
+from goldfish_prep.errors import ConfigError, OutputError
 from goldfish_prep.export.hf import export_hf
 from goldfish_prep.export.megatron import export_megatron
 from goldfish_prep.export.nanogpt import export_nanogpt
@@ -31,6 +31,7 @@ from goldfish_prep.export.olmo import export_olmo
 from goldfish_prep.export.parquet import export_parquet
 from goldfish_prep.export.record import Counts, ExportResult
 from goldfish_prep.export.source import Source, open_source
+from goldfish_prep.format.commit import cannot_write
 
 Exporter = Callable[[Source, Path, bool, "str | None"], ExportResult]
 
@@ -50,10 +51,20 @@ def export(
     """Export the shards in ``folder`` to ``out`` (nanoGPT: a file prefix; other formats: a folder).
 
     ``dtype`` overrides the token-id type (``None``: the smallest the trainer reads that holds every id).
+    Every file is written by the commit protocol, so a failed write (a full disk, a read-only or missing
+    folder that cannot be made) leaves no file that looks finished and a previous export intact; it is one ``OutputError``
+    saying which file, why and what to do. The source is checked as it is read (``open_shards``).
     """
     if format_name not in FORMATS:
         raise ConfigError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
-    return FORMATS[format_name](open_source(folder), Path(out), overwrite, dtype)
+    out = Path(out)
+    source = open_source(folder)
+    try:
+        return FORMATS[format_name](source, out, overwrite, dtype)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise cannot_write("the export", out, exc) from exc
 
 
 __all__ = ["DEFAULT_FORMAT", "FORMATS", "Counts", "ExportResult", "export"]

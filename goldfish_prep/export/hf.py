@@ -40,6 +40,7 @@ from goldfish_prep.export.record import Counts, ExportResult, export_record
 from goldfish_prep.export.source import Source
 from goldfish_prep.export.staging import RECORD_NAME, Staging, staged_folder
 from goldfish_prep.format import IGNORE_INDEX, ShardBatch
+from goldfish_prep.format.commit import json_bytes
 
 TOKENS = pa.list_(pa.int32())
 SCHEMA = pa.schema([("input_ids", TOKENS), ("attention_mask", TOKENS), ("labels", TOKENS), ("lengths", pa.int32())])
@@ -102,8 +103,8 @@ def _write_arrow(stage: Staging, name: str, table: pa.Table) -> None:
 
 
 def _write_json(stage: Staging, name: str, content: dict[str, Any]) -> None:
-    stage.path(name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    stage.commit(name)
+    with stage.open(name) as out:  # the commit helper: the same bytes as json.dumps(indent=2, sort_keys=True) + newline
+        out.write(json_bytes(content))
 
 
 def _state(names: list[str], manifest_sha256: str) -> dict[str, Any]:

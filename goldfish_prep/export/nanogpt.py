@@ -31,7 +31,7 @@ from goldfish_prep.errors import OutputError
 from goldfish_prep.export.dtypes import token_dtype
 from goldfish_prep.export.record import Counts, ExportResult
 from goldfish_prep.export.source import Source, check_ids_fit, iter_documents
-from goldfish_prep.format.commit import PendingFile, committed_file, json_bytes, write_bytes_atomic
+from goldfish_prep.format.commit import PendingFile, fsync_and_rename, fsync_file, json_bytes
 
 DTYPES = ("uint16", "uint32")
 #: the keep flags' file (1 = in the loss), named ``.mask.bin`` since the first release: loops read it by that name
@@ -64,11 +64,25 @@ def export_nanogpt(source: Source, out_prefix: Path, overwrite: bool = False, dt
         raise OutputError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another -o prefix")
     dtype = token_dtype(source.vocab_size, DTYPES, "nanogpt", dtype_name)
     tokens_path.parent.mkdir(parents=True, exist_ok=True)
-    meta_path.unlink(missing_ok=True)  # a stale record must never vouch for the files being replaced
-    with committed_file(tokens_path) as ids_out, committed_file(mask_path) as keep_out:
+    # all three files are written whole under temporary names first, so a failure (a full disk, a damaged
+    # shard) leaves a previous export untouched; only then are they renamed, the record last
+    pending: list[PendingFile] = []
+    try:
+        for path in (tokens_path, mask_path, meta_path):
+            pending.append(PendingFile(path, hashed=False))
+        ids_out, keep_out, meta_out = pending
         counts = _write_streams(source, dtype, ids_out, keep_out)
-    meta = _metadata(source, tokens_path, mask_path, dtype, counts)
-    write_bytes_atomic(meta_path, json_bytes(meta), unique=False)  # written last: its presence means the export is complete
+        meta_out.write(json_bytes(_metadata(source, tokens_path, mask_path, dtype, counts)))
+        for out in pending:
+            out.close()
+            fsync_file(out.temporary)  # durable before anything old is touched
+    except BaseException:
+        for out in pending:
+            out.abort()
+        raise
+    meta_path.unlink(missing_ok=True)  # a stale record must never vouch for files half replaced
+    for out in pending:  # renames need no space: once every byte is durable, these do not fail for a full disk
+        fsync_and_rename(out.temporary, out.final)
     return ExportResult("nanogpt", Path(out_prefix), meta_path, (tokens_path, mask_path), str(dtype), counts)
 
 

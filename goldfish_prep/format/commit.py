@@ -18,9 +18,11 @@ checksum is computed the same way wherever it is written or checked.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,10 +47,15 @@ def temporary_path(path: Path, unique: bool = False) -> Path:
     return temporary.with_suffix(f".{os.getpid()}.partial") if unique else temporary
 
 
+def fsync_file(path: Path) -> None:
+    """Make a written file's bytes durable (before anything that depends on them, such as a rename)."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def fsync_and_rename(temporary: Path, final: Path) -> None:
     """Make ``temporary`` durable, then atomically give it the name ``final``."""
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
+    fsync_file(temporary)
     os.replace(temporary, final)
     fsync_directory(final.parent)
 
@@ -68,6 +75,29 @@ def write_failure(path: Path, exc: OSError) -> OutputError:
     return OutputError(
         f"cannot write {path} ({cause}); completed shards are kept: free space or fix the location, then rerun with --resume"
     )
+
+
+def cannot_write(what: str, path: Path | str, exc: OSError) -> OutputError:
+    """The one-line error of a command whose output could not be written: what, where, why, and how to fix it.
+
+    >>> str(cannot_write("the web page", Path("out/doc.html"), OSError(errno.ENOSPC, "No space left on device")))
+    'cannot write the web page out/doc.html (No space left on device): free space there or choose another location, then rerun'
+    """
+    where = Path(path)
+    code = exc.errno
+    if code is None:  # pyarrow's writers raise OSError('... Detail: [errno 28] No space left on device')
+        found = re.search(r"\[errno (\d+)\]", str(exc))
+        code = int(found.group(1)) if found else None
+    cause = os.strerror(code) if code else exc.strerror or str(exc).splitlines()[0]
+    if code == errno.ENOENT and not where.parent.is_dir():
+        fix = f"the folder {where.parent} does not exist: create it or choose another location, then rerun"
+    elif code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "the location is not writable: choose a writable one (or fix its permissions), then rerun"
+    elif code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free space there or choose another location, then rerun"
+    else:
+        fix = "fix the location or choose another, then rerun"
+    return OutputError(f"cannot write {what} {where} ({cause}): {fix}")
 
 
 def write_bytes_atomic(path: Path, data: bytes, unique: bool = True) -> None:

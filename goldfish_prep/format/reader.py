@@ -26,10 +26,11 @@ import numpy as np
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, shard_stream
-from goldfish_prep.format.folder import OutputFolder, open_folder
+from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, numeric_view, shard_stream
+from goldfish_prep.format.folder import ChecksumError, OutputFolder, open_folder
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest
+from goldfish_prep.format.names import MANIFEST, STATE
 
 #: the columns a ShardBatch reads; others (``id``, ``source``) are read when asked for
 _TOKEN_COLUMNS = {False: ["input_ids", "labels"], True: ["input_ids", "labels", "num_tokens", "doc_starts"]}
@@ -108,15 +109,25 @@ class ShardDocument:
 class ShardSet:
     """An opened output folder (``open_shards``): its ``manifest`` and views of its shards.
 
-    With ``check_sha256`` every shard's bytes are hashed as it is read and
-    compared with the manifest (a ``ChecksumError`` when they differ).
+    Every reader checks what it reads (``check_sha256``, on unless a caller
+    checks by itself, as ``verify`` does): on opening, the manifest's totals
+    against its shard entries and ``state.json``'s file list against the
+    manifest's (a lost entry); as each shard is read, its sha256 over the very
+    memory-mapped bytes the table views (a shard swapped in or appended to;
+    ``OutputFolder.read_shard``), and its rows and tokens against its entry.
+    No second pass over the data; the hash costs about 0.9 ms of CPU per MB
+    of shard (docs/performance.md). Any difference is a one-line
+    ``ChecksumError`` naming the file and pointing to ``verify`` and
+    ``--resume``, raised before the shard's table is handed out.
     """
 
-    def __init__(self, folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = False) -> None:
+    def __init__(self, folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = True) -> None:
         self.output = folder if isinstance(folder, OutputFolder) else open_folder(folder)
         self.folder = Path(self.output.where())
         self.manifest = manifest if manifest is not None else self.output.read_manifest()
         self.check_sha256 = check_sha256
+        if check_sha256:
+            self._check_totals()
 
     @property
     def packed(self) -> bool:
@@ -135,7 +146,56 @@ class ShardSet:
 
     def _read(self, index: int, columns: list[str] | None) -> pa.Table:
         entry = self.manifest.shards[index]
-        return self.output.read_shard(entry.filename, columns, entry.sha256 if self.check_sha256 else None)
+        if not self.check_sha256:
+            return self.output.read_shard(entry.filename, columns)
+        wanted = None if columns is None else list(dict.fromkeys([*columns, "num_tokens"]))
+        try:  # the folder hashes the very mapped pages the table then views: the file is read once
+            table = self.output.read_shard(entry.filename, wanted, entry.sha256)
+        except ChecksumError as exc:
+            raise self._damaged(entry.filename, exc.cause) from exc
+        # summed over a numpy view of the data buffer: pyarrow.compute, to_numpy and np.asarray would import
+        # pyarrow.compute (~30 ms) or pandas (~0.5 s) into commands that never use them
+        column = table.column("num_tokens") if "num_tokens" in table.column_names else None
+        tokens = None if column is None else sum(int(numeric_view(chunk).sum(dtype=np.int64)) for chunk in column.chunks)
+        if table.num_rows != entry.num_rows or (tokens or 0) != entry.num_tokens:
+            found = f"{table.num_rows:,} rows and {tokens or 0:,} tokens"
+            listed = f"{entry.num_rows:,} rows and {entry.num_tokens:,} tokens"
+            raise self._damaged(entry.filename, f"holds {found}, the manifest lists {listed}")
+        return table if columns is None else table.select(columns)
+
+    def _check_totals(self) -> None:
+        """The manifest's totals are the sums of its shard entries, whose files are the ones ``state.json`` lists."""
+        shards, counts = self.manifest.shards, self.manifest.counts
+        try:
+            listed = [entry["filename"] for entry in self.output.read_json(STATE)["_data_files"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise self._damaged(STATE, f"unreadable ({type(exc).__name__}: {exc})") from exc
+        named = [entry.filename for entry in shards]
+        if listed != named:
+            extra = [name for name in listed if name not in named]
+            lacking = [name for name in named if name not in listed]
+            cause = (
+                f"lists {extra[0]}, which the manifest's {len(named)} shard entries lack"
+                if extra
+                else f"lacks {lacking[0]}, which the manifest lists"
+                if lacking
+                else f"lists the shard files in another order than the manifest ({listed[:3]} ...)"
+            )
+            raise self._damaged(STATE, cause)
+        for total, key in (("tokens", "num_tokens"), ("documents_written", "num_documents"), ("dropped_tokens", "num_dropped")):
+            summed = sum(getattr(entry, key) for entry in shards)
+            if total in counts and counts[total] != summed:
+                cause = f"counts.{total} is {counts[total]:,} but its {len(shards)} shard entries add up to {summed:,}"
+                raise self._damaged(MANIFEST, cause)
+
+    def _damaged(self, name: str, cause: str) -> ChecksumError:
+        return ChecksumError(
+            self.output.where(name),
+            cause,
+            f"The output is damaged: `goldfish-prep verify {self.folder}` says what is wrong; "
+            "rerun the `goldfish-prep mask` command that made it with --resume to redo what differs",
+            "bad-shard",
+        )
 
     def batch(self, index: int, rows_before: int = 0, documents_before: int = 0, columns: Sequence[str] | None = None) -> ShardBatch:
         """Shard ``index`` as flat arrays; ``columns`` limits what is read (the token columns are always read)."""
@@ -228,8 +288,9 @@ def _joined(index: int, piece: tuple[int, list[Int32s], list[Int32s]]) -> ShardD
     return ShardDocument(index, None, None, row, np.concatenate(ids), np.concatenate(labels))
 
 
-def open_shards(folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = False) -> ShardSet:
-    """Open a complete goldfish-prep output folder for reading (``manifest``: already loaded, to skip reading it again).
+def open_shards(folder: str | Path | OutputFolder, manifest: Manifest | None = None, check_sha256: bool = True) -> ShardSet:
+    """Open a complete goldfish-prep output folder for reading (``manifest``: already loaded, to skip reading it again);
+    every shard is checked against the manifest as it is read (``ShardSet``).
 
     >>> # for batch in open_shards("shards/").batches(): batch.ids, batch.labels, batch.doc_starts
     >>> # for doc in open_shards("shards/").documents(): doc.id, doc.input_ids, doc.labels

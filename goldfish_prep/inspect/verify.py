@@ -16,7 +16,7 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.chat import is_chat
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.manifest import Manifest, load_manifest
-from goldfish_prep.format.names import MANIFEST, STATE
+from goldfish_prep.format.names import DATASET_INFO, MANIFEST, STATE
 from goldfish_prep.inspect.never_dropped import never_dropped_ids
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
 from goldfish_prep.pipeline.pool import ordered_map
@@ -90,12 +90,31 @@ def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyCon
 
 
 def _state_problems(folder: Path, manifest: Manifest) -> list[Problem]:
-    """``load_from_disk`` reads the files state.json lists: they must be the manifest's shards, in order."""
-    try:
-        state = LocalFolder(folder).read_json(STATE)
-        listed = [entry["filename"] for entry in state["_data_files"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return [Problem(STATE, f"unreadable ({exc}); datasets.load_from_disk needs it")]
+    """What ``datasets.load_from_disk`` needs: ``dataset_info.json`` and ``state.json`` present and JSON objects, and
+    ``state.json`` listing exactly the manifest's shards, in order (it loads the files listed there and nothing else)."""
+    local = LocalFolder(folder)
+    problems = []
+    for name in (DATASET_INFO, STATE):
+        if not local.has_file(name):
+            problems.append(Problem(name, "missing; datasets.load_from_disk needs it"))
+            continue
+        try:
+            data = local.read_json(name)
+        except (OSError, ValueError) as exc:
+            problems.append(Problem(name, f"not JSON ({exc}); datasets.load_from_disk would fail"))
+            continue
+        if not isinstance(data, dict):
+            problems.append(Problem(name, f"a JSON {type(data).__name__}, not an object; datasets.load_from_disk would fail"))
+        elif name == STATE:
+            problems.extend(_listed_problems(data, manifest))
+    return problems
+
+
+def _listed_problems(state: dict[str, object], manifest: Manifest) -> list[Problem]:
+    files = state.get("_data_files")
+    if not isinstance(files, list) or not all(isinstance(entry, dict) and isinstance(entry.get("filename"), str) for entry in files):
+        return [Problem(STATE, "has no _data_files list of {'filename': ...}; datasets.load_from_disk would fail")]
+    listed = [str(entry["filename"]) for entry in files]
     expected = [shard.filename for shard in manifest.shards]
     if listed != expected:
         return [Problem(STATE, f"lists {listed[:4]}, the manifest {expected[:4]}: datasets would load other files")]

@@ -14,7 +14,7 @@ from typing import IO, Any, cast
 import torch
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.format.commit import committed_file
+from goldfish_prep.format.commit import cannot_write, committed_file
 from goldfish_prep.train.model import GPT, GPTConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -23,8 +23,11 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``run_dir/checkpoint.pt`` via a temporary file and a rename (a crash keeps the old one)."""
     path = run_dir / CHECKPOINT_NAME
-    with committed_file(path, unique=True) as out:  # the commit protocol: fsync, rename, fsync of the folder
-        torch.save(state, cast(IO[bytes], out))  # a binary sink: torch only writes to it
+    try:
+        with committed_file(path, unique=True) as out:  # the commit protocol: fsync, rename, fsync of the folder
+            torch.save(state, cast(IO[bytes], out))  # a binary sink: torch only writes to it
+    except OSError as exc:  # torch wraps a failed write in a RuntimeError only when it writes to a path itself
+        raise cannot_write("the checkpoint", path, exc) from exc
     return path
 
 

@@ -24,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from goldfish_prep.errors import ConfigError, OutputError
-from goldfish_prep.format.commit import append_line, json_bytes, write_bytes_atomic
+from goldfish_prep.format.commit import append_line, cannot_write, json_bytes, write_bytes_atomic
 from goldfish_prep.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from goldfish_prep.train.config import TrainConfig
 from goldfish_prep.train.data import RowSampler, ShardData, check_vocabulary, evaluation_rows, load_shards
@@ -139,8 +139,11 @@ def _prepare_run_dir(config: TrainConfig, dist: Distributed) -> None:
             raise OutputError(f"{run_dir} already holds a training run; pass --resume to continue it or --overwrite to start again")
         shutil.rmtree(run_dir)
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(run_dir / "config.json", json_bytes(config.to_dict()))
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(run_dir / "config.json", json_bytes(config.to_dict()))
+        except OSError as exc:
+            raise cannot_write("the run's config", run_dir / "config.json", exc) from exc
 
 
 def _restore(run: _Run) -> None:
@@ -296,7 +299,10 @@ def _step_metrics(run: _Run, loss: float, tokens_per_second: float) -> dict[str,
 def _log(run: _Run, log: LogFn, metrics: dict[str, Any]) -> None:
     if not run.dist.is_main:
         return
-    append_line(run.config.run_dir / "metrics.jsonl", json.dumps(metrics))
+    try:
+        append_line(run.config.run_dir / "metrics.jsonl", json.dumps(metrics))
+    except OSError as exc:
+        raise cannot_write("the metrics log", run.config.run_dir / "metrics.jsonl", exc) from exc
     log(metrics)
 
 
