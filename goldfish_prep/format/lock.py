@@ -37,10 +37,8 @@ import time
 from pathlib import Path
 
 from goldfish_prep.errors import OutputError
+from goldfish_prep.format.names import LOCK_SUFFIX, RAY_DRIVER_LOCK, WRITER_LOCK, is_lock_name, task_lock_name
 
-WRITER_LOCK = "writer.lock"
-RAY_DRIVER_LOCK = "ray-driver.lock"
-LOCK_SUFFIX = ".lock"
 #: errors that mean "this file system offers no flock", not "someone holds it"
 _NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 
@@ -48,19 +46,6 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock; the content-based lock below is used
     fcntl = None  # type: ignore[assignment]
-
-
-def task_lock_name(index: int, count: int) -> str:
-    """The lock file of task ``index`` of ``count``.
-
-    >>> task_lock_name(1, 4)
-    'task-00001-of-00004.lock'
-    """
-    return f"task-{index:05d}-of-{count:05d}{LOCK_SUFFIX}"
-
-
-def is_lock_name(name: str) -> bool:
-    return name.endswith(LOCK_SUFFIX)
 
 
 def process_start(pid: int) -> float | None:

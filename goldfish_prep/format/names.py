@@ -111,3 +111,22 @@ def task_filename(task_index: int, num_tasks: int) -> str:
 def partial_path(path: Path) -> Path:
     """Where a file is written before the atomic rename to ``path``."""
     return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+#: the progress folder's lock files (format/lock.py): the writer's, a Ray driver's, and one per task
+WRITER_LOCK = "writer.lock"
+RAY_DRIVER_LOCK = "ray-driver.lock"
+LOCK_SUFFIX = ".lock"
+
+
+def task_lock_name(index: int, count: int) -> str:
+    """The lock file of task ``index`` of ``count``.
+
+    >>> task_lock_name(1, 4)
+    'task-00001-of-00004.lock'
+    """
+    return f"task-{index:05d}-of-{count:05d}{LOCK_SUFFIX}"
+
+
+def is_lock_name(name: str) -> bool:
+    return name.endswith(LOCK_SUFFIX)
