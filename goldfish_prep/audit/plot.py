@@ -67,7 +67,9 @@ def audit_figure(report: AuditReport) -> Any:
     left.legend()
     _draw_roc(right, report)
     model = report.targets.model
-    figure.suptitle(f"{model.get('path', model.get('kind', 'model'))}: {report.targets.data} vs {report.controls.data}")
+    # folder names, not whole paths: a long path runs off the figure
+    name = Path(str(model.get("path", model.get("kind", "model")))).name
+    figure.suptitle(f"{name}: {Path(report.targets.data).name} vs {Path(report.controls.data).name}")
     return figure
 
 
