@@ -13,7 +13,11 @@ present on every Debian machine (distinct paragraphs of
    the held-out set;
 4. ``memorization`` on the targets (50-token suffix, greedy), and on the unseen
    held-out documents for the standard model (the floor a model reaches on text
-   it never saw).
+   it never saw);
+5. with ``--audit``, the privacy audit of ``memorization --controls`` on each arm
+   (held-out documents as controls): every membership attack, plain and
+   mask-aware with the manifest's seed and a wrong one, sampling extraction at
+   T = 0.7 and 1.0 with N = 20, distinct-n, and the audit's picture per arm.
 
 Modes: ``--quick`` (the default: 2 CPU cores, under 10 minutes, a 4096-id BPE
 trained here on the same corpus) and ``--gpu`` (the paper's 100 documents x 100
@@ -23,6 +27,7 @@ the one in docs/training.md.
 
     python experiments/memorization_experiment.py --quick
     python experiments/memorization_experiment.py --gpu
+    python experiments/memorization_experiment.py --quick --audit   # standard, goldfish k=4, robust k=4
 """
 
 from __future__ import annotations
@@ -48,6 +53,14 @@ ARMS: list[tuple[str, list[str]]] = [
     ("goldfish k=4", ["--strategy", "goldfish", "--k", "4"]),
     ("goldfish k=8", ["--strategy", "goldfish", "--k", "8"]),
 ]
+#: arms run only when --arms (or --audit) names them: the default run stays the table of docs/training.md
+EXTRA_ARMS: list[tuple[str, list[str]]] = [("robust k=4", ["--strategy", "robust", "--k", "4"])]
+
+#: the arms of the privacy audit (issue 21): standard, goldfish and robust at k = 4, at the default spec version
+AUDIT_ARMS = "standard,goldfish k=4,robust k=4"
+#: sampling attacks of the audit: N samples per document at each temperature (no top-k / top-p)
+AUDIT_SAMPLES = 20
+AUDIT_TEMPERATURES = (0.7, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +275,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--jobs", type=int, default=None, help="arms trained at once, one process each (default: 2 in --quick, 1 in --gpu)")
     parser.add_argument("--arms", default=None, help="comma-separated subset of arms, e.g. 'standard,goldfish k=4'")
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help=f"also run the privacy audit on each arm, held-out documents as controls (arms default to {AUDIT_ARMS!r})",
+    )
     parser.add_argument("--out", type=Path, default=None, help="work and results folder (default: experiments/results/memorization-MODE)")
     args = parser.parse_args(argv)
     mode_name = args.mode or "quick"
@@ -273,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True)
     started = time.perf_counter()
     jobs = args.jobs or (2 if mode_name == "quick" else 1)
-    results = run(mode, work, args.arms.split(",") if args.arms else None, jobs, args.threads)
+    arms = args.arms or (AUDIT_ARMS if args.audit else None)
+    results = run(mode, work, arms.split(",") if arms else None, jobs, args.threads, args.audit)
     results["seconds"] = time.perf_counter() - started
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(table(results["arms"]))
@@ -284,10 +303,12 @@ def main(argv: list[str] | None = None) -> None:
         memo = row["memorization"]
         print(f"{row['arm']}: of {memo['diverged']} generations that leave the suffix, {memo['diverged_at_dropped']} leave it "
               f"at a dropped position, {memo['diverged_at_first_dropped']} at the first one")  # fmt: skip
+    if args.audit:
+        print("\n" + audit_tables(results["arms"]))
     print(f"total {results['seconds']:.0f} s; raw results in {work / 'results.json'}")
 
 
-def run_arm(mode: Mode, work: Path, spec: str, name: str, options: list[str], threads: int | None) -> dict[str, Any]:
+def run_arm(mode: Mode, work: Path, spec: str, name: str, options: list[str], threads: int | None, audit: bool = False) -> dict[str, Any]:
     """Mask, train and measure one arm (in a worker process when arms run in parallel)."""
     if threads:
         import torch
@@ -301,22 +322,121 @@ def run_arm(mode: Mode, work: Path, spec: str, name: str, options: list[str], th
     memorised = measure(work / f"run-{slug}", shards, mode.device)
     print(f"{name}: val loss {trained['eval_loss']:.3f}, exact match {memorised['exact_match_rate']:.1%} "
           f"({trained['seconds']:.0f} s training, {memorised['seconds']:.0f} s measuring)", file=sys.stderr, flush=True)  # fmt: skip
-    return {"arm": name, "drop_rate": drop_rate, "train": trained, "memorization": memorised}
+    row = {"arm": name, "drop_rate": drop_rate, "spec_version": spec_version(shards), "train": trained, "memorization": memorised}
+    if audit:
+        row["audit"] = audit_arm(work / f"run-{slug}", shards, work / "shards-heldout", mode.device, work / f"audit-{slug}")
+        print(f"{name}: audit done ({row['audit']['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    return row
 
 
-def run(mode: Mode, work: Path, arms: list[str] | None, jobs: int, threads: int | None) -> dict[str, Any]:
+def spec_version(shards: Path) -> Any:
+    """The mask spec version the manifest records (None for strategies without one)."""
+    mask = json.loads((shards / "goldfish_manifest.json").read_text())["mask"]
+    return mask.get("spec_version")
+
+
+def audit_arm(run_dir: Path, shards: Path, controls: Path, device: str, out: Path) -> dict[str, Any]:
+    """The audit of ``memorization RUN SHARDS --controls CONTROLS --samples 20 --temperature T`` at each temperature.
+
+    The first temperature's run keeps only its sampling figures; the last one's full report goes to
+    ``out``.json and its picture to ``out``.png (what the command's --json and --plot write)."""
+    from goldfish_prep.audit.plot import draw_audit
+    from goldfish_prep.audit.run import AuditConfig, run_audit
+    from goldfish_prep.audit.sampling import SamplingConfig
+    from goldfish_prep.train.causal_lm import load_causal_lm
+    from goldfish_prep.train.memorization import text_decoder
+
+    decode, _ = text_decoder(shards)
+    model = load_causal_lm(run_dir, device)
+    started = time.perf_counter()
+    sampling: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    for temperature in AUDIT_TEMPERATURES:
+        config = AuditConfig(sampling=SamplingConfig(samples=AUDIT_SAMPLES, temperature=temperature, seed=0))
+        report = run_audit(model, shards, controls, config, decode=decode)
+        summary = report.summary()
+        sampling[f"{temperature:g}"] = {**summary["sampling"], "diversity": summary["diversity"]["sampled"]}
+    out.with_suffix(".json").write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
+    draw_audit(report, out.with_suffix(".png"))
+    return {
+        "targets": summary["targets"],
+        "controls": summary["controls"],
+        "gaps": summary["gaps"],
+        "attacks": summary["attacks"],
+        "attacker": summary["attacker"],
+        "greedy_diversity": summary["diversity"]["greedy"],
+        "sampling": sampling,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+#: the attacks of the audit table, in order, with their column names
+AUDIT_ATTACKS = {"loss": "loss", "zlib": "zlib", "min_k": "min-k%", "min_k_plus_plus": "min-k%++"}
+AUDIT_VARIANTS = {"plain": "plain", "mask_aware": "mask-aware, right seed", "mask_aware_wrong_seed": "mask-aware, wrong seed"}
+
+
+def audit_tables(rows: list[dict[str, Any]]) -> str:
+    """The Markdown tables of docs/audit.md: memorisation against controls, every attack's AUC, sampling and diversity."""
+    lines = [
+        "| arm | spec | exact match, targets | exact match, controls | Rouge-L ids, median targets / controls | Rouge-L AUC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        audit = row["audit"]
+        rouge = audit["gaps"]["rouge_l"]
+        targets, controls = audit["targets"], audit["controls"]
+        lines.append(
+            f"| {row['arm']} | {row.get('spec_version') or '-'} | {targets['exact_match_rate']:.1%} ({targets['exact_matches']}/{targets['documents']}) | "
+            f"{controls['exact_match_rate']:.1%} ({controls['exact_matches']}/{controls['documents']}) | "
+            f"{rouge['median_targets']:.3f} / {rouge['median_controls']:.3f} | {rouge['auc']:.3f} |"
+        )
+    lines += [
+        "",
+        "| arm | attacker | " + " | ".join(f"{name} AUC" for name in AUDIT_ATTACKS.values()) + " |",
+        "|---|---|" + "---|" * len(AUDIT_ATTACKS),
+    ]
+    for row in rows:
+        for variant, label in AUDIT_VARIANTS.items():
+            attacks = row["audit"]["attacks"].get(variant)
+            if attacks is None:
+                continue
+            cells = [f"{attacks[a]['auc']:.3f}" if attacks.get(a) else "-" for a in AUDIT_ATTACKS]
+            seed = (
+                row["audit"]["attacker"].get("config", {}).get("seed")
+                if variant == "mask_aware"
+                else row["audit"]["attacker"].get("wrong_seed")
+            )
+            label = f"{label} ({seed})" if variant != "plain" else label
+            lines.append(f"| {row['arm']} | {label} | " + " | ".join(cells) + " |")
+    header = "| arm | T | >= 1 verbatim suffix in 20, targets | controls | best Rouge-L, targets / controls | distinct-2 / distinct-3 (controls' prefixes) |"
+    lines += ["", header, "|---|---|---|---|---|---|"]
+    for row in rows:
+        greedy = row["audit"]["greedy_diversity"]
+        lines.append(f"| {row['arm']} | greedy | - | - | - | {greedy['distinct_2']:.3f} / {greedy['distinct_3']:.3f} |")
+        for temperature, found in row["audit"]["sampling"].items():
+            t, c, d = found["targets"], found["controls"], found["diversity"]
+            lines.append(
+                f"| {row['arm']} | {temperature} | {t['extracted_rate']:.1%} ({t['extracted']}/{t['documents']}) | "
+                f"{c['extracted_rate']:.1%} ({c['extracted']}/{c['documents']}) | {t['best_rouge_l']:.3f} / {c['best_rouge_l']:.3f} | "
+                f"{d['distinct_2']:.3f} / {d['distinct_3']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def run(mode: Mode, work: Path, arms: list[str] | None, jobs: int, threads: int | None, audit: bool = False) -> dict[str, Any]:
     spec = make_tokenizer(mode, work)
     targets, heldout = select_documents(mode, spec)
     write_jsonl(work / "targets.jsonl", targets)
     write_jsonl(work / "heldout.jsonl", heldout)
     run_cli("mask", str(work / "heldout.jsonl"), "-o", str(work / "shards-heldout"), "--tokenizer", spec, "--strategy", "none", "-q")
     chosen = [(name, options) for name, options in ARMS if arms is None or name in arms or name == "standard"]
+    chosen += [(name, options) for name, options in EXTRA_ARMS if arms is not None and name in arms]
     if jobs == 1:
-        rows = [run_arm(mode, work, spec, name, options, threads) for name, options in chosen]
+        rows = [run_arm(mode, work, spec, name, options, threads, audit) for name, options in chosen]
     else:
         # tiny models use a core better as one single-threaded process per arm than as two threads of one
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_arm, mode, work, spec, name, options, threads or 1) for name, options in chosen]
+            futures = [pool.submit(run_arm, mode, work, spec, name, options, threads or 1, audit) for name, options in chosen]
             rows = [future.result() for future in futures]
     control = measure(work / "run-standard", work / "shards-heldout", mode.device)
     return {

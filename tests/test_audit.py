@@ -275,6 +275,31 @@ def test_cli_audit_prints_json_and_draws_the_plot(trained: dict[str, Path], tmp_
     assert "Membership inference: AUC / TPR at 1% FPR" in table.output and "mask-aware, seed 1" in table.output
 
 
+def test_the_plot_has_the_rouge_l_histograms_and_one_roc_curve_per_attack_and_attacker(trained: dict[str, Path], tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from goldfish_prep.audit.plot import audit_figure, draw_audit
+
+    report = run_audit(load_causal_lm(trained["run-goldfish"], "cpu"), trained["goldfish"], trained["controls"])
+    figure = audit_figure(report)
+    try:
+        histograms, roc = figure.axes
+        assert histograms.get_title() == "Rouge-L, targets vs controls" and roc.get_title() == "Membership inference ROC"
+        assert [len(c) for c in histograms.containers] == [20, 20]  # two histograms of 20 bins each
+        assert [t.get_text().split(" (")[0] for t in histograms.get_legend().get_texts()] == ["targets", "controls"]
+        curves = [line.get_label() for line in roc.get_lines()][:-1]  # the last line is the chance diagonal
+        assert len(curves) == 3 * 4  # loss, zlib, min-k%, min-k%++; plain, mask-aware with seed 0 and with seed 1
+        assert {c.split(",")[0].split(" (")[0] for c in curves} == {"loss", "zlib", "min_k", "min_k_plus_plus"}
+        assert sum("mask-aware (seed 0)" in c for c in curves) == sum("mask-aware (seed 1)" in c for c in curves) == 4
+        fpr, tpr = roc.get_lines()[0].get_data()
+        assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    finally:
+        plt.close(figure)
+    draw_audit(report, tmp_path / "audit.png")
+    assert (tmp_path / "audit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.get_fignums()  # draw_audit closed its figure
+
+
 def test_sampling_alone_needs_no_controls(trained: dict[str, Path]) -> None:
     arguments = [str(trained["run-standard"]), str(trained["standard"]), "--samples", "2", "--top-p", "0.9", "--max-documents", "3", "-q"]
     result = CliRunner().invoke(cli, ["memorization", *arguments])

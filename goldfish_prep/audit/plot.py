@@ -27,7 +27,22 @@ def require_matplotlib() -> None:
 
 
 def draw_audit(report: AuditReport, path: Path) -> None:
-    """Left: Rouge-L (ids) of the greedy continuations, targets against controls. Right: ROC curves of every attack."""
+    """Write ``audit_figure`` to ``path`` (the format follows the suffix: .png, .pdf, .svg)."""
+    import matplotlib.pyplot as plt
+
+    figure = audit_figure(report)
+    try:
+        figure.savefig(path, dpi=120)
+    finally:
+        plt.close(figure)
+
+
+def audit_figure(report: AuditReport) -> Any:
+    """The picture as a Matplotlib figure with two panels, for callers (and tests) that look into it before saving.
+
+    Left: Rouge-L (ids) of the greedy continuations, targets against controls. Right: ROC curves of every
+    attack, one line per attack and attacker (plain, mask-aware with the manifest's seed, with a wrong seed).
+    The caller closes it (``matplotlib.pyplot.close``)."""
     require_matplotlib()
     import matplotlib
 
@@ -52,9 +67,10 @@ def draw_audit(report: AuditReport, path: Path) -> None:
     left.legend()
     _draw_roc(right, report)
     model = report.targets.model
-    figure.suptitle(f"{model.get('path', model.get('kind', 'model'))}: {report.targets.data} vs {report.controls.data}")
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    # folder names, not whole paths: a long path runs off the figure
+    name = Path(str(model.get("path", model.get("kind", "model")))).name
+    figure.suptitle(f"{name}: {Path(report.targets.data).name} vs {Path(report.controls.data).name}")
+    return figure
 
 
 def _draw_roc(ax: Any, report: AuditReport) -> None:
