@@ -1,12 +1,13 @@
 """The mask-ignored check: does a trainer apply the goldfish labels? LLaMA-Factory ``sft`` vs ``pt``.
 
-    python experiments/mask_ignored_check.py          # ~4 minutes of CPU; needs the llamafactory venv
+    python experiments/mask_ignored_check.py          # ~7 CPU minutes; needs the llamafactory venv
 
 A few repeated documents are masked with the real Llama 3 tokenizer
-(``goldfish-prep mask --k 4``) and exported (``export --format hf``). A tiny
+(``goldfish-prep mask --k 4 --pack 128``: ``pt``'s collator cannot pad
+labels, so its rows must all be of one length) and exported (``export --format hf``). A tiny
 random Llama (2 layers, hidden 64, the Llama 3 vocabulary) is trained on the
-export by LLaMA-Factory 0.9.5 (``tokenized_path``) twice, from the same
-weights: ``stage: sft``, which keeps the export's labels, and ``stage: pt``,
+export by LLaMA-Factory 0.9.5 (``tokenized_path``) twice, at once, from the
+same weights: ``stage: sft``, which keeps the export's labels, and ``stage: pt``,
 which rebuilds them from ``input_ids`` (docs/training.md). Each model is saved
 by LLaMA-Factory as a Hugging Face folder, and ``goldfish-prep memorization
 MODEL SHARDS`` reads the documents' suffixes with the true ids fed in: a model
