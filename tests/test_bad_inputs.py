@@ -652,7 +652,10 @@ def test_read_only_output_location(tmp_path: Path, existing: bool) -> None:
         parent.chmod(0o755)
         if existing:
             out.chmod(0o755)
-    expected = f"Error: cannot write to output folder {out} (Permission denied); choose a writable location with -o"
+    expected = (
+        f"Error: cannot write to output folder {out} (Permission denied); nothing in it was changed. "
+        "Make it writable, or choose a writable location with -o"
+    )
     assert_error_text(run.returncode, run.stderr, expected)
     if existing:
         assert list(out.iterdir()) == []

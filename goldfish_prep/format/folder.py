@@ -403,6 +403,24 @@ class OutputFolder(abc.ABC):
                 "or --resume to finish an interrupted run"
             )
 
+    def admit(self, existing: str) -> None:
+        """Refuse, changing nothing, a location ``existing`` may not write to: a file, a non-empty folder under
+        ``"refuse"``, a folder holding files goldfish-prep did not write. Called before the lock is taken, since
+        taking it creates the progress folder."""
+        if self.exists() and not self.is_folder():
+            raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
+        entries = self._entries() if self.is_folder() else []
+        if not entries:
+            return
+        if existing == "refuse":
+            self.refuse_unless_empty()
+        foreign = [name for name in entries if not is_output_entry(name)]
+        if foreign:
+            raise OutputError(
+                f"output folder {self.where()} holds files goldfish-prep did not write ({', '.join(foreign[:3])}); "
+                "refusing to touch them. Choose a new or empty folder"
+            )
+
     def prepare(self, run: dict[str, Any], existing: str, task: Task | None = None) -> dict[int, dict[str, Any]]:
         """Make the folder ready for ``run``; return the completed shards' records when resuming.
 
@@ -410,19 +428,10 @@ class OutputFolder(abc.ABC):
         touches only its own shards (``ownership``); None is a plain run.
         """
         task = task or Task()
-        if self.exists() and not self.is_folder():
-            raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
+        self.admit(existing)
         entries = self._entries()
         completed: dict[int, dict[str, Any]] = {}
         if entries:
-            if existing == "refuse":
-                self.refuse_unless_empty()
-            foreign = [name for name in entries if not is_output_entry(name)]
-            if foreign:
-                raise OutputError(
-                    f"output folder {self.where()} holds files goldfish-prep did not write ({', '.join(foreign[:3])}); "
-                    "refusing to touch them. Choose a new or empty folder"
-                )
             self.check_writable()  # before anything is removed
             if existing == "overwrite" and task.alone and self.is_finished():
                 try:
