@@ -463,21 +463,26 @@ def test_a_100mb_line_fails_clearly(tmp_path: Path, hundred_mb_line: Path) -> No
     assert_one_error(mask(hundred_mb_line, "-o", tmp_path / "out"), expected)
 
 
+#: runs its arguments as a child and prints that child's peak RSS (kilobytes on Linux). A small process must fork
+#: the measured one: Linux counts the RSS a process had before exec in its peak, so a child forked straight from
+#: a pytest process that has grown past 1 GB (trained models, loaded tokenizers) would report pytest's size.
+_PEAK_RSS = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "child.returncode = 0\n"
+    "print(usage.ru_maxrss)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def test_a_100mb_line_is_skipped_in_bounded_memory(tmp_path: Path, hundred_mb_line: Path) -> None:
     """In a fresh process, so the peak RSS is this run's: a few copies of the line, not a blow-up."""
     out = tmp_path / "out"
-    # os.wait4 gives this child's own peak RSS; RUSAGE_CHILDREN would also count any earlier test's child
-    # that subprocess happens to reap meanwhile (Popen reaps abandoned children when it starts a new one)
-    with open(tmp_path / "stderr.txt", "wb") as stderr:
-        child = subprocess.Popen(
-            [*CLI, "mask", str(hundred_mb_line), "-o", str(out), "-q", "--on-error", "skip"], stdout=subprocess.DEVNULL, stderr=stderr
-        )
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            child.returncode = 0  # reaped above: keep Popen from waiting on a pid that is gone
-    assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "stderr.txt").read_text()
-    peak_mib = usage.ru_maxrss / 1024  # kilobytes on Linux
+    command = [*CLI, "mask", str(hundred_mb_line), "-o", str(out), "-q", "--on-error", "skip"]
+    run = subprocess.run([sys.executable, "-c", _PEAK_RSS, *command], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    peak_mib = int(run.stdout.split()[-1]) / 1024
     counts = reconciled_manifest(out)["counts"]
     assert isinstance(counts, dict)
     assert (counts["documents_written"], counts["skipped_by_reason"]) == (2, {"missing-text-field": 1})
