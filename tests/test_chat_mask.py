@@ -6,6 +6,7 @@ tokenizer and the Llama-3-style template of tests/data/chat.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -190,5 +191,13 @@ def test_repeats_reports_that_repeated_answers_carry_one_mask(tmp_path: Path) ->
     table = table.set_column(table.schema.get_field_index("labels"), "labels", pa.array(labels, type=pa.list_(pa.int32())))
     with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
+    # as if the folder had been written so (a masking bug, not a damaged file): the manifest records the new bytes,
+    # so the readers' checksum check lets it through and the agreement check is what must notice
+    manifest_path = tmp_path / "out" / "goldfish_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["shards"]:
+        if entry["filename"] == shard.name:
+            entry["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
     changed = answer_agreement(tmp_path / "out")
     assert changed is not None and changed.differing == 1
