@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from goldfish_prep.errors import OutputError
 from goldfish_prep.format.commit import PendingFile, file_sha256, write_bytes_atomic
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import FileLock, Holder, held_by
@@ -66,6 +67,17 @@ class LocalFolder(OutputFolder):
         target = self.path / to
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path / name, target)
+
+    def admit(self, existing: str) -> None:
+        """Also refuse a progress folder that is a symbolic link: the lock (taken next) and every record would be
+        written through it, outside the output folder."""
+        progress = self.path / PROGRESS_DIR
+        if progress.is_symlink():
+            raise OutputError(
+                f"output folder {self.where()}: {PROGRESS_DIR} is a symbolic link (to {os.readlink(progress)}); goldfish-prep "
+                "never writes through links in an output folder. Remove the link, or choose a new folder with -o"
+            )
+        super().admit(existing)
 
     def make_progress_folder(self) -> None:
         (self.path / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
