@@ -109,6 +109,17 @@ def wait_until_gone(pids: list[int], seconds: float) -> list[int]:
     return left
 
 
+def start_with_workers(corpus: Path, folder: Path, killer: list[int]) -> tuple[subprocess.Popen[str], list[int]]:
+    """A ``--num-proc 2`` run past its first shard, and its workers' pids (all left to ``killer``)."""
+    run = start(corpus, "-o", folder, "--shard-size", SHARD_SIZE, "--num-proc", "2")
+    killer.append(run.pid)
+    wait_for_first_shard(folder, run)
+    workers = children_of(run.pid)
+    killer.extend(workers)
+    assert len(workers) >= 2
+    return run, workers
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("faults") / "corpus.jsonl"
@@ -267,12 +278,7 @@ def test_a_stop_signal_keeps_completed_shards_and_resume_gives_identical_bytes(
     corpus: Path, reference: dict[str, bytes], tmp_path: Path, killer: list[int], number: int, whole_group: bool
 ) -> None:
     folder = tmp_path / "out"
-    run = start(corpus, "-o", folder, "--shard-size", SHARD_SIZE, "--num-proc", "2")
-    killer.append(run.pid)
-    wait_for_first_shard(folder, run)
-    workers = children_of(run.pid)
-    killer.extend(workers)
-    assert len(workers) >= 2
+    run, workers = start_with_workers(corpus, folder, killer)
     if whole_group:  # Slurm signals every process of the step: workers leave it to the parent
         os.killpg(run.pid, number)
     else:  # Kubernetes signals the container's first process
@@ -294,12 +300,7 @@ def test_a_stop_signal_keeps_completed_shards_and_resume_gives_identical_bytes(
 
 def test_workers_exit_by_themselves_when_the_main_process_is_sigkilled(corpus: Path, tmp_path: Path, killer: list[int]) -> None:
     folder = tmp_path / "out"
-    run = start(corpus, "-o", folder, "--shard-size", SHARD_SIZE, "--num-proc", "2")
-    killer.append(run.pid)
-    wait_for_first_shard(folder, run)
-    workers = children_of(run.pid)
-    killer.extend(workers)
-    assert len(workers) >= 2
+    run, workers = start_with_workers(corpus, folder, killer)
     os.kill(run.pid, signal.SIGKILL)
     run.communicate(timeout=60)
     assert wait_until_gone(workers, 5) == []
