@@ -128,6 +128,32 @@ def test_resume_refuses_other_settings_and_names_the_first_difference(tmp_path: 
         folder.prepare({**RUN, "mask": {"k": 5}}, "resume")
 
 
+def test_a_task_matches_its_run_against_the_description_it_read_not_a_newer_one(tmp_path: Path) -> None:
+    """Tasks of one run start together: task 1 may finish and record its inputs' hashes between task 0
+    reading run.json and task 0 preparing; task 0 then compares against what it read, once (CI saw
+    "cannot resume ... different settings" from a Ray run before this)."""
+    folder = LocalFolder(tmp_path / "out")
+    started = {**RUN, "inputs": [{"path": "a.jsonl", "size": 3, "mtime_ns": 7}]}
+    folder.prepare(started, "resume", Task(1, 2))
+    previous = folder.previous_run()
+    assert previous == started
+    finished = {**RUN, "inputs": [{"path": "a.jsonl", "size": 3, "xxh3_128": "f0"}]}
+    folder.write_run(finished)  # task 1 finished
+    assert folder.prepare(started, "resume", Task(0, 2), previous) == {}
+    folder.write_run(finished)
+    with pytest.raises(OutputError, match=r"different settings \(inputs: "):
+        folder.prepare(started, "resume", Task(0, 2))  # read again now: the newer description differs
+
+
+def test_resume_without_a_readable_run_description_is_refused(tmp_path: Path) -> None:
+    folder = LocalFolder(tmp_path / "out")
+    folder.prepare(RUN, "refuse")
+    _finished_shard(folder, 0, b"x")
+    folder.file(".goldfish/run.json").write_text("{torn")
+    with pytest.raises(OutputError, match=r"no readable \.goldfish/run\.json; pass --overwrite"):
+        folder.previous_run()
+
+
 def test_refuse_overwrite_and_foreign_files(tmp_path: Path) -> None:
     folder = LocalFolder(tmp_path / "out")
     folder.prepare(RUN, "refuse")

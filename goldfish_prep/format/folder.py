@@ -421,11 +421,36 @@ class OutputFolder(abc.ABC):
                 "refusing to touch them. Choose a new or empty folder"
             )
 
-    def prepare(self, run: dict[str, Any], existing: str, task: Task | None = None) -> dict[int, dict[str, Any]]:
+    def previous_run(self) -> dict[str, Any] | None:
+        """The run this folder was started with, for ``--resume``; None when none was described yet.
+
+        Read once and handed to ``prepare``: tasks of one run rewrite ``run.json``
+        while they start and finish, so a second reading could see another task's
+        newer description than the one the caller matched its run against.
+        """
+        if not self.has_run() and not self.shard_record_names():
+            # killed before the run was described (or, with tasks, no task has started yet):
+            # no shard was completed, so there is nothing to keep and resuming is starting afresh
+            return None
+        try:
+            run = self.read_run()
+            if not isinstance(run, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise OutputError(
+                f"cannot resume {self.where()}: no readable {PROGRESS_DIR}/{RUN_FILE}; pass --overwrite to start again"
+            ) from exc
+        return run
+
+    def prepare(
+        self, run: dict[str, Any], existing: str, task: Task | None = None, previous: Any = ...
+    ) -> dict[int, dict[str, Any]]:
         """Make the folder ready for ``run``; return the completed shards' records when resuming.
 
         ``existing`` is ``"refuse"``, ``"overwrite"`` or ``"resume"``; a ``task``
         touches only its own shards (``ownership``); None is a plain run.
+        ``previous``: what ``previous_run`` returned when the caller read it
+        (read here when not given).
         """
         task = task or Task()
         self.admit(existing)
@@ -447,7 +472,10 @@ class OutputFolder(abc.ABC):
                     else:
                         self.remove(name)
             else:
-                completed = {} if existing == "overwrite" else self._completed_shards(run, task)
+                if existing == "overwrite":
+                    completed = {}
+                else:
+                    completed = self._completed_shards(run, task, self.previous_run() if previous is ... else previous)
                 self._remove_stale(completed, task, keep_finished=existing == "resume")
         try:
             self.make_progress_folder()
@@ -512,18 +540,9 @@ class OutputFolder(abc.ABC):
             entries.remove(PROGRESS_DIR)
         return entries
 
-    def _completed_shards(self, run: dict[str, Any], task: Task) -> dict[int, dict[str, Any]]:
-        records = self.shard_record_names()
-        if not self.has_run() and not records:
-            # killed before the run was described (or, with tasks, another task just started):
-            # no shard was completed, so there is nothing to keep and resuming is starting afresh
+    def _completed_shards(self, run: dict[str, Any], task: Task, previous: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+        if previous is None:
             return {}
-        try:
-            previous = self.read_run()
-        except (OSError, ValueError) as exc:
-            raise OutputError(
-                f"cannot resume {self.where()}: no readable {PROGRESS_DIR}/{RUN_FILE}; pass --overwrite to start again"
-            ) from exc
         difference = first_difference(without_engine(previous), without_engine(run))
         if difference:
             raise OutputError(
@@ -531,7 +550,7 @@ class OutputFolder(abc.ABC):
                 "rerun with the original options, or pass --overwrite to start again"
             )
         completed: dict[int, dict[str, Any]] = {}
-        for name in records:
+        for name in self.shard_record_names():
             if not task.owns(name):
                 continue
             try:

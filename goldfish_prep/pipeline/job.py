@@ -147,9 +147,11 @@ def _write(
 ) -> dict[str, Any]:
     """Prepare the folder, write this task's shards, then the manifest (or the task's summary)."""
     expected: dict[int, str] = {}
+    previous = None
     if existing == "resume":
-        run["inputs"], expected = resumed_inputs(_previous_inputs(folder), run["inputs"])
-    completed = folder.prepare(run, existing, task)
+        previous = folder.previous_run()  # read once: other tasks rewrite run.json as they go
+        run["inputs"], expected = resumed_inputs(previous.get("inputs") if previous else None, run["inputs"])
+    completed = folder.prepare(run, existing, task, previous)
     pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
     num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
     # every input has been read: record what was read (the manifest lists it), if it held still
@@ -276,11 +278,3 @@ def _describe_input(source: InputSource) -> dict[str, Any]:
     snapshot = InputSnapshot(source)
     snapshot.hash_whole()
     return snapshot.result()
-
-
-def _previous_inputs(folder: OutputFolder) -> Any:
-    """The ``inputs`` of the run described in ``folder`` (None when there is none to read)."""
-    try:
-        return folder.read_run().get("inputs")
-    except (OSError, ValueError, AttributeError):
-        return None
