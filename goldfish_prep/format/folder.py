@@ -442,9 +442,7 @@ class OutputFolder(abc.ABC):
             ) from exc
         return run
 
-    def prepare(
-        self, run: dict[str, Any], existing: str, task: Task | None = None, previous: Any = ...
-    ) -> dict[int, dict[str, Any]]:
+    def prepare(self, run: dict[str, Any], existing: str, task: Task | None = None, previous: Any = ...) -> dict[int, dict[str, Any]]:
         """Make the folder ready for ``run``; return the completed shards' records when resuming.
 
         ``existing`` is ``"refuse"``, ``"overwrite"`` or ``"resume"``; a ``task``
