@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
+from goldfish_prep.errors import ConfigError
+from goldfish_prep.pipeline.job import is_output_url, output_folder
 from goldfish_prep.pipeline.tasks import finalize_tasks
-from goldfish_prep_cli.mask import summary_text
+from goldfish_prep.readers.remote import use_storage_options
+from goldfish_prep_cli.mask import output_location, parse_storage_options, summary_text
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("output", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def finalize(output: Path) -> None:
+@click.argument("output", metavar="OUTPUT", callback=lambda ctx, param, value: output_location(value))
+@click.option(
+    "--storage-options",
+    metavar="JSON",
+    default=None,
+    callback=lambda ctx, param, value: parse_storage_options(value),
+    help="For a URL OUTPUT: fsspec options as a JSON object, as for mask; never recorded.",
+)
+def finalize(output: Path | str, storage_options: dict[str, Any] | None) -> None:
     """Join the shards written by `mask --num-tasks N --task-index I` runs into one dataset.
 
     Run it once every task has finished. It checks that all N tasks finished and
     agree, then writes state.json, dataset_info.json and goldfish_manifest.json
-    into OUTPUT: byte for byte what a single `mask` run over the same inputs
-    writes. It refuses, naming the unfinished tasks, while any is missing.
+    into OUTPUT (a folder, or the URL the tasks wrote to, such as
+    s3://bucket/shards): byte for byte what a single `mask` run over the same
+    inputs writes. It refuses, naming the unfinished tasks, while any is missing.
 
     \b
     Examples:
@@ -28,6 +40,11 @@ def finalize(output: Path) -> None:
       # the same on one machine, tasks in any order
       for i in 2 0 1; do goldfish-prep mask corpus/ -o shards/ --num-tasks 3 --task-index $i; done
       goldfish-prep finalize shards/
+      # tasks that wrote to object storage (AWS_* credentials)
+      goldfish-prep finalize s3://bucket/shards
     """
-    manifest = finalize_tasks(output)
+    if not is_output_url(output) and not Path(output).is_dir():
+        raise ConfigError(f"{output} is not a folder; pass the output folder (or URL) the `mask --num-tasks` runs wrote")
+    use_storage_options(storage_options)
+    manifest = finalize_tasks(output_folder(output))
     click.echo(summary_text(manifest, output))

@@ -12,9 +12,8 @@ from goldfish_prep.chat.options import ChatOptions
 from goldfish_prep.config import STRATEGIES, MaskConfig
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.inspect.coverage import Coverage
-from goldfish_prep.pipeline.job import MaskJob, run_mask
+from goldfish_prep.pipeline.job import MaskJob, is_output_url, run_mask
 from goldfish_prep.readers import ReaderOptions
-from goldfish_prep.readers.remote import is_url
 from goldfish_prep_cli.options import ByteSize, IdList
 
 
@@ -24,8 +23,9 @@ from goldfish_prep_cli.options import ByteSize, IdList
     "-o",
     "--output",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder (must be new or empty unless --overwrite/--resume).",
+    metavar="DIRECTORY|URL",
+    callback=lambda ctx, param, value: output_location(value),
+    help="Output folder, or a URL such as s3://bucket/prefix (docs/remote.md); must be new or empty unless --overwrite/--resume.",
 )
 @click.option(
     "--tokenizer",
@@ -107,8 +107,8 @@ from goldfish_prep_cli.options import ByteSize, IdList
     "--storage-options",
     metavar="JSON",
     default=None,
-    callback=lambda ctx, param, value: _storage_options(value),
-    help="For URL inputs (s3://, gs://, az://, hf://, https://): fsspec options as a JSON object, e.g. '{\"anon\": true}'. Credentials otherwise come from the provider's own chain (AWS_* variables, profiles, roles); never recorded.",
+    callback=lambda ctx, param, value: parse_storage_options(value),
+    help="For URL inputs (s3://, gs://, az://, hf://, https://) and a URL output: fsspec options as a JSON object, e.g. '{\"anon\": true}'. Credentials otherwise come from the provider's own chain (AWS_* variables, profiles, roles); never recorded.",
 )
 @click.option("--split", "hub_split", default="train", show_default=True, help="Split of an HF hub dataset.")
 @click.option(
@@ -169,7 +169,7 @@ from goldfish_prep_cli.options import ByteSize, IdList
     help="Ray tasks to split the work into.  [default: the cluster's CPUs / --num-proc]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
+def mask(inputs: tuple[str, ...], output: Path | str, **options: Any) -> None:
     """Tokenize INPUTS and write goldfish label masks into a sharded Arrow dataset.
 
     INPUTS are files, folders and globs: .jsonl/.json (plain, .gz, .zst), .txt,
@@ -188,13 +188,10 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
       goldfish-prep mask 'data/*.jsonl.gz' -o shards/ --k 4 --context-width 13 --num-proc 8
       goldfish-prep mask books.parquet -o shards/ --tokenizer tokenizer.json --pack 2048
       goldfish-prep mask 's3://bucket/corpus/*.jsonl.gz' -o shards/      # AWS_* credentials
+      goldfish-prep mask corpus/ -o s3://bucket/shards/                 # an output on object storage
       goldfish-prep mask corpus/ -o control/ --strategy none     # the standard-loss control
       goldfish-prep mask /shared/corpus/ -o /shared/shards/ --ray-address auto   # on a Ray cluster
     """
-    if is_url(str(output).replace(":/", "://", 1)):
-        raise ConfigError(
-            f"-o {output}: outputs on object storage are not written yet; write to a local or shared folder and copy it up (docs/remote.md)"
-        )
     if options["overwrite"] and options["resume"]:
         raise ConfigError("--overwrite and --resume exclude each other; --resume keeps finished shards, --overwrite deletes them")
     job = MaskJob(
@@ -240,7 +237,18 @@ def mask(inputs: tuple[str, ...], output: Path, **options: Any) -> None:
     click.echo(summary_text(result, output))
 
 
-def _storage_options(value: str | None) -> dict[str, Any] | None:
+def output_location(value: str) -> Path | str:
+    """``-o`` as ``MaskJob.output`` takes it: a URL as written (``s3://bucket/prefix``), else a local path.
+
+    >>> output_location("s3://bucket/shards/"), output_location("shards"), output_location("file:///tmp/shards")
+    ('s3://bucket/shards', PosixPath('shards'), PosixPath('/tmp/shards'))
+    """
+    if is_output_url(value):
+        return value.rstrip("/")
+    return Path(value.removeprefix("file://"))
+
+
+def parse_storage_options(value: str | None) -> dict[str, Any] | None:
     """The parsed JSON object; the message never repeats the value, which may hold secrets."""
     if value is None:
         return None
@@ -267,7 +275,7 @@ def _reader_options(options: dict[str, Any]) -> ReaderOptions:
     )
 
 
-def summary_text(manifest: dict[str, Any], output: Path) -> str:
+def summary_text(manifest: dict[str, Any], output: Path | str) -> str:
     """The few lines a user reads after a run."""
     counts = manifest["counts"]
     config = MaskConfig.from_dict(manifest["mask"])

@@ -238,11 +238,6 @@ def test_a_missing_provider_package_names_the_extra(tmp_path: Path) -> None:
     )
 
 
-def test_url_outputs_are_refused_in_one_line(tmp_path: Path) -> None:
-    line = error_line(run("mask", "corpus/", "-o", "s3://bucket/shards", *OPTIONS))
-    assert "outputs on object storage are not written yet" in line
-
-
 def test_storage_options_the_provider_does_not_take(bucket: S3Server, tmp_path: Path) -> None:
     line = error_line(
         run("mask", f"s3://{BUCKET}/corpus/a.jsonl", "-o", tmp_path / "out", *OPTIONS, "--storage-options", '{"no_such_option": 1}')

@@ -221,7 +221,7 @@ class OutputFolder(abc.ABC):
             holder, held = exc.holder, where
             if holder is None:  # held shared: by --num-tasks tasks, which name themselves in their own lock files
                 holder, held = self._task_holder() or (None, where)
-            raise OutputError(holder_line(self.where(), held, holder)) from None
+            raise OutputError(self.held_line(held, holder)) from None
         except OSError as exc:
             raise self._cannot_write(exc) from exc
         if lock.taken_over is not None:
@@ -230,6 +230,10 @@ class OutputFolder(abc.ABC):
             yield
         finally:
             lock.release()
+
+    def held_line(self, lock: str, holder: Holder | None) -> str:
+        """The one-line refusal of a second writer (a URL folder words the removal of a lock object)."""
+        return holder_line(self.where(), lock, holder)
 
     def writer(self) -> tuple[str, Holder] | None:
         """The lock file and holder of a process writing the folder now, or None: readers refuse such a folder."""

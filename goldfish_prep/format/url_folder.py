@@ -1,43 +1,116 @@
-"""An output folder at a URL (``memory://``, ``s3://``, ``gs://`` ...): the storage primitives over fsspec.
+"""An output folder at a URL (``s3://``, ``gs://``, ``memory://`` ...): the storage primitives over fsspec.
 
 ``OutputFolder`` holds every rule (names, life cycle, ownership, records,
 manifest, checksums); this class only says how to list, read, write and delete
-through an fsspec file system. Object stores have no rename, so step 1 of the
-commit protocol is the store's own: an object appears whole when its upload
-completes (``pipe_file``, or the close of a file opened for writing), and an
-upload that is abandoned (``abort``) never appears. Steps 2 and 3 (a shard
-record written after its shard, ``state.json`` after everything) are the same
-code as on a local disk.
+through an fsspec file system. ``mask -o s3://bucket/prefix`` writes one
+(``pipeline.job``), with the file system made from the run's
+``--storage-options`` and the provider's own credentials chain.
 
-``open_folder`` returns one for a URL, so the library's readers
-(``open_shards``, ``load_manifest``) and the write path's pieces work on it;
-the command line still takes local paths (``mask`` writes a ``LocalFolder``).
-``tests/test_folder.py`` runs a folder's whole life on fsspec's in-memory file
-system and compares it byte for byte with a ``LocalFolder``. What an object store still needs: streaming reads
-instead of ``cat_file`` for shards larger than memory.
+The commit protocol on an object store, which has no rename:
+
+1. A shard is uploaded under its final name by one upload that becomes visible
+   only when it completes: a single PUT for a small object, else one multipart
+   upload whose ``CompleteMultipartUpload`` (``commit``) makes the whole object
+   appear at once. Until then no listing, HEAD or GET sees any of it; an upload
+   abandoned on an error is aborted (``abort``), and one cut off by SIGKILL or a
+   lost machine stays an invisible incomplete multipart upload (a bucket
+   lifecycle rule ``AbortIncompleteMultipartUpload`` reclaims its parts). No
+   byte is staged on local disk: a part (s3fs: 50 MiB) is held in memory.
+2. The shard's completion record (``.goldfish/shard-NNNNN.json``, its sha256)
+   is PUT only after that upload completed; ``--resume`` keeps exactly the
+   shards whose record exists and whose object hashes to it, and deletes any
+   other shard object (one uploaded whole whose record was never written).
+3. ``dataset_info.json``, the manifest, then ``state.json`` last; readers need
+   both the manifest and ``state.json``, and refuse the folder while a lock
+   object exists.
+
+Steps 2 and 3 are the same code as on a local disk (``OutputFolder``). S3 has
+read-after-write consistency for PUTs and listings (since December 2020), which
+the protocol relies on: a record written after its shard is never seen before
+the shard. Listings are not cached here (``use_listings_cache=False``): other
+tasks write the same prefix. A failed request (after the provider's retries)
+is one ``StoreError`` line naming the object, its cause and the fix; secrets
+are scrubbed from it (``readers.redact``).
 
 The lock (``ObjectLock``) is a create-once object: fsspec's exclusive mode
-(``open(path, "xb")``) fails when the object exists. Drivers that implement it
-with the store's conditional write (S3 ``If-None-Match: *``, GCS
-``ifGenerationMatch=0``) make it a real lock; those that check, then write
-(or refuse the mode) cannot, and there one writer at a time is the user's
-promise (docs/format.md). A store cannot say whether a holder on another
-machine is alive: a lock object left by a dead run stays until it is removed,
-as the refusal says. Shared holders (``--num-tasks`` tasks) hold nothing on a store.
+(``open(path, "xb")``), which s3fs sends as a conditional write (``PutObject``
+or ``CompleteMultipartUpload`` with ``If-None-Match: *``; AWS S3 and moto honour
+it, some S3-compatible stores do not) and gcsfs as ``ifGenerationMatch=0``.
+There it is a real lock: of two writers that race, the store lets exactly one
+create the object. Drivers that check, then write (or refuse the mode) cannot
+lock, and there one writer at a time is the user's promise (docs/remote.md). A
+store cannot say whether a holder is alive: a lock object left by a killed run
+stays until it is removed, and the refusal says how. Shared holders
+(``--num-tasks`` tasks) hold nothing on a store; each task's own lock is
+create-once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from goldfish_prep.errors import ConfigError
+from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.format.commit import HashingReader
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.names import PROGRESS_DIR
+from goldfish_prep.readers.redact import scrub, shown_url
+
+_T = TypeVar("_T")
+#: schemes whose "folders" are key prefixes: nothing to create, and fsspec's makedirs would create a bucket
+_FLAT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+_MAX_CAUSE = 240
+
+
+class StoreError(GoldfishError, RuntimeError):
+    """A request to the store that holds the output failed (after the provider's retries): one line.
+
+    Not an ``OSError`` on purpose: the folder's local wording of a failed write
+    ("free space ...") does not fit, and nothing may take it for a missing file.
+    """
+
+
+def store_failure(where: str, exc: BaseException) -> StoreError:
+    """The one line for a failed request about ``where``: what the store said (scrubbed of secrets), and the fix."""
+    cause = scrub(" ".join(str(exc).split())) or type(exc).__name__
+    cause = cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 3] + "..."
+    lowered = cause.lower()
+    if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
+        return StoreError(
+            f"{where}: the bucket does not exist ({cause}). Create it first, or check the bucket name "
+            "(and AWS_ENDPOINT_URL for an S3-compatible store)"
+        )
+    if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
+        return StoreError(
+            f"{where}: the store refused access ({cause}). Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "a profile or a role; or --storage-options) and their permission to list, read, write and delete under the prefix"
+        )
+    return StoreError(
+        f"{where}: the request failed after retries ({cause}). Check the network and the store and rerun with --resume, "
+        "which keeps finished shards"
+    )
+
+
+@contextmanager
+def _translated(where: str) -> Iterator[None]:
+    """Turn a store's exception into a ``StoreError``; a missing key (``FileNotFoundError``) and the lock's
+    refusal (``FileExistsError``) stay as they are, since callers act on them."""
+    try:
+        yield
+    except (GoldfishError, FileExistsError):
+        raise
+    except FileNotFoundError as exc:
+        if "bucket" in str(exc).lower():
+            raise store_failure(where, exc) from None
+        raise
+    except Exception as exc:  # providers raise many types: OSError subclasses, botocore, aiohttp, their own
+        raise store_failure(where, exc) from None
 
 
 class UploadFile:
@@ -47,12 +120,14 @@ class UploadFile:
         self._fs = fs
         self._path = path
         self.temporary = where  # object stores write to the final name: nothing is visible before the commit
-        self._raw = fs.open(path, "wb")
+        with _translated(where):
+            self._raw = fs.open(path, "wb")
         self._sha256 = hashlib.sha256()
 
     def write(self, data: bytes | memoryview) -> int:
         self._sha256.update(data)
-        written: int = self._raw.write(data)
+        with _translated(self.temporary):  # a full part is uploaded from inside write
+            written: int = self._raw.write(data)
         return written
 
     def flush(self) -> None:
@@ -66,16 +141,22 @@ class UploadFile:
         return bool(self._raw.closed)
 
     def commit(self) -> str:
-        self._raw.close()
+        """Complete the upload: the object appears whole now (the last part, then ``CompleteMultipartUpload``)."""
+        with _translated(self.temporary):
+            self._raw.close()
         return self._sha256.hexdigest()
 
     def abort(self) -> None:
-        discard = getattr(self._raw, "discard", None)
-        if discard is not None:
-            discard()
-        elif not self._raw.closed:
-            self._raw.close()
-            self._fs.rm_file(self._path)
+        """Abort the upload (its parts are dropped, nothing appears); never raises over the error being handled."""
+        try:
+            discard = getattr(self._raw, "discard", None)
+            if discard is not None:
+                discard()
+            elif not self._raw.closed:
+                self._raw.close()
+                self._fs.rm_file(self._path)
+        except Exception:  # the store is failing already: the incomplete upload stays invisible
+            pass
 
 
 class ObjectLock:
@@ -92,25 +173,32 @@ class ObjectLock:
             if holder is not None:
                 raise LockHeldError(self._where, holder)
             return
-        try:
-            with self._fs.open(self._path, "xb") as handle:
-                handle.write(Holder.me().to_bytes())
-        except FileExistsError:
-            raise LockHeldError(self._where, self._holder()) from None
-        except (ValueError, NotImplementedError):
-            return  # the driver has no create-once mode: nothing can be held (docs/format.md)
+        me = Holder.me()
+        me = dataclasses.replace(me, command=scrub(me.command))  # a --storage-options secret stays out of the object
+        with _translated(self._where):
+            try:
+                handle = self._fs.open(self._path, "xb")
+            except (ValueError, NotImplementedError):
+                return  # the driver has no create-once mode: nothing can be held (docs/remote.md)
+            try:
+                with handle:  # the close sends the conditional write
+                    handle.write(me.to_bytes())
+            except FileExistsError:  # s3fs: the store answered 412 Precondition Failed to If-None-Match: *
+                raise LockHeldError(self._where, self._holder()) from None
         self._held = True
 
     def _holder(self) -> Holder | None:
         try:
-            return Holder.parse(self._fs.cat_file(self._path))
-        except (OSError, FileNotFoundError):
+            with _translated(self._where):
+                return Holder.parse(self._fs.cat_file(self._path))
+        except FileNotFoundError:
             return None
 
     def release(self) -> None:
         if self._held:
-            self._fs.rm_file(self._path)
             self._held = False
+            with _translated(self._where):
+                self._fs.rm_file(self._path)
 
 
 class UrlFolder(OutputFolder):
@@ -119,56 +207,82 @@ class UrlFolder(OutputFolder):
     def __init__(self, url: str) -> None:
         from fsspec.core import url_to_fs
 
-        self.url = url.rstrip("/")
+        from goldfish_prep.readers.remote import options_for
+
+        self._url = url.rstrip("/")
+        self.url = shown_url(self._url)  # as messages show it: no query string or password
+        scheme = self._url.split("://", 1)[0].lower()
+        options = {**options_for(scheme), "skip_instance_cache": True, "use_listings_cache": False}
         try:
-            self.fs, self.root = url_to_fs(self.url)
+            self.fs, self.root = url_to_fs(self._url, **options)
         except (ValueError, ImportError) as exc:  # an unknown scheme, or its fsspec driver is not installed
-            raise ConfigError(f"cannot open {url} ({exc}); pass a local path, or install the fsspec driver for it") from exc
+            raise ConfigError(f"cannot open {self.url} ({exc}); pass a local path, or install the fsspec driver for it") from exc
+        except TypeError as exc:  # an option the driver does not take
+            raise ConfigError(f"--storage-options do not fit the file system of {self.url}: {scrub(str(exc))}") from None
+        self._flat = scheme in _FLAT
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
+
+    def _call(self, name: str, operation: Callable[[], _T]) -> _T:
+        with _translated(self.where(name)):
+            return operation()
 
     def where(self, name: str = "") -> str:
         return f"{self.url}/{name}" if name else self.url
 
     def exists(self) -> bool:
-        return bool(self.fs.exists(self.root))
+        return bool(self._call("", lambda: self.fs.exists(self.root)))
 
     def is_folder(self) -> bool:
-        return bool(self.fs.isdir(self.root))
+        return bool(self._call("", lambda: self.fs.isdir(self.root)))
 
     def has_file(self, name: str) -> bool:
-        return bool(self.fs.isfile(self._path(name)))
+        return bool(self._call(name, lambda: self.fs.isfile(self._path(name))))
 
     def entries(self, under: str = "") -> list[str]:
         folder = self._path(under)
-        if not self.fs.isdir(folder):
+        try:
+            found = self._call(under, lambda: self.fs.ls(folder, detail=False))
+        except FileNotFoundError:
             return []
-        return sorted(str(path).rstrip("/").rsplit("/", 1)[-1] for path in self.fs.ls(folder, detail=False))
+        names = {str(path).rstrip("/").rsplit("/", 1)[-1] for path in found}
+        return sorted(names - {""})
 
     def read_bytes(self, name: str) -> bytes:
-        data: bytes = self.fs.cat_file(self._path(name))
+        data: bytes = self._call(name, lambda: self.fs.cat_file(self._path(name)))
         return data
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(name), data)
+        """One PUT: the object appears whole, or not at all."""
+        self._call(name, lambda: self.fs.pipe_file(self._path(name), data))
 
     def pending(self, name: str) -> UploadFile:
         return UploadFile(self.fs, self._path(name), self.where(name))
 
     def remove(self, name: str) -> None:
         path = self._path(name)
-        if self.fs.isdir(path):
-            self.fs.rm(path, recursive=True)
-        elif self.fs.exists(path):
-            self.fs.rm_file(path)
+
+        def remove() -> None:
+            if self.fs.isdir(path):
+                self.fs.rm(path, recursive=True)
+            elif self.fs.exists(path):
+                self.fs.rm_file(path)
+
+        try:
+            self._call(name, remove)
+        except FileNotFoundError:
+            pass  # deleted meanwhile (tasks delete concurrently)
 
     def move(self, name: str, to: str) -> None:
-        """A copy and a delete on an object store (no rename there)."""
-        self.fs.mv(self._path(name), self._path(to), recursive=True)
+        """A copy and a delete on an object store (no rename there): server-side, so no byte travels through here."""
+        self._call(name, lambda: self.fs.mv(self._path(name), self._path(to), recursive=True))
 
     def make_progress_folder(self) -> None:
-        self.fs.makedirs(self._path(PROGRESS_DIR), exist_ok=True)
+        """Nothing on an object store, whose folders are key prefixes (fsspec's ``makedirs`` would even create a
+        missing bucket: a bucket that does not exist is refused instead, by the first write)."""
+        if not self._flat:
+            self._call(PROGRESS_DIR, lambda: self.fs.makedirs(self._path(PROGRESS_DIR), exist_ok=True))
 
     def check_writable(self) -> None:
         """Nothing to try: an abandoned upload may still appear on some stores, and the lock object just created
@@ -181,12 +295,27 @@ class UrlFolder(OutputFolder):
         """The holder named in the lock object (a store cannot tell whether it is still alive)."""
         return ObjectLock(self.fs, self._path(name), self.where(name), True)._holder()
 
+    def held_line(self, lock: str, holder: Holder | None) -> str:
+        """The refusal of a second writer: a lock object stays after its holder died, so say how to tell and remove it."""
+        who = f" ({holder.describe()})" if holder is not None else ""
+        dead = holder is not None and holder.is_dead()
+        why = "; that process is no longer running, so the lock was left by a run that was killed" if dead else ""
+        remove = f" (`aws s3 rm {lock}`)" if lock.startswith(("s3://", "s3a://")) else ""
+        return (
+            f"output folder {self.where()} is being written by another run{who}{why}. A store cannot tell whether "
+            "a holder on another machine is alive: if it ended without letting go (killed, machine lost), delete the "
+            f"lock object {lock}{remove} and rerun with --resume"
+        )
+
     def shard_buffer(self, name: str) -> pa.Buffer:
         return pa.py_buffer(self.read_bytes(name))
 
     def sha256(self, name: str) -> str:
-        with self.fs.open(self._path(name), "rb") as handle:
-            return HashingReader(handle).hexdigest()
+        def digest() -> str:
+            with self.fs.open(self._path(name), "rb") as handle:
+                return HashingReader(handle).hexdigest()
+
+        return self._call(name, digest)
 
 
-__all__ = ["ObjectLock", "UploadFile", "UrlFolder"]
+__all__ = ["ObjectLock", "StoreError", "UploadFile", "UrlFolder", "store_failure"]

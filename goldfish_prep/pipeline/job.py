@@ -6,6 +6,10 @@ The flow a document takes, each step in its own module of this package:
 optional ``_packing``) -> ``_finish`` (the manifest, written last). Everything that decides
 the output bytes is fixed before any worker starts, so the result is identical
 for every ``num_proc`` and every split into ``num_tasks``.
+
+The output is a local folder or a URL (``s3://bucket/prefix``, any fsspec
+URL): ``output_folder`` picks ``LocalFolder`` or ``UrlFolder``, and everything
+after that is the same code (``format.folder`` has the commit protocol each keeps).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from goldfish_prep import __version__
 from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError, OutputError
-from goldfish_prep.format.folder import OutputFolder, Task, run_digest
+from goldfish_prep.format.folder import OutputFolder, Task, open_folder, run_digest
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
 from goldfish_prep.pipeline._finish import finalize_output
@@ -33,6 +37,7 @@ from goldfish_prep.pipeline._plan import Batch, plan_batches
 from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
+from goldfish_prep.readers.redact import shown_url
 from goldfish_prep.readers.remote import use_storage_options
 from goldfish_prep.strategies.robust import start_loading_compiled
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
@@ -49,7 +54,8 @@ class MaskJob:
     """Everything ``mask`` needs. ``shard_size`` is in input bytes per shard (see ``sharding``)."""
 
     inputs: tuple[str, ...]
-    output: Path
+    #: a local folder, or a URL string (``s3://bucket/prefix``): see ``output_folder``
+    output: Path | str
     mask: MaskConfig = MaskConfig()
     assume_format: str | None = None
     tokenizer: str | None = None
@@ -67,7 +73,7 @@ class MaskJob:
     task_index: int = 0
     progress: bool = True
     chat: ChatOptions = ChatOptions()
-    #: fsspec options for URL inputs (``readers.remote``); may hold secrets, so never shown or recorded
+    #: fsspec options for URL inputs and a URL output (``readers.remote``); may hold secrets, so never shown or recorded
     storage_options: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -89,13 +95,36 @@ class MaskJob:
             raise ConfigError(f"--task-index must be in [0, {self.num_tasks}), got {self.task_index}")
 
 
+def is_output_url(output: Path | str) -> bool:
+    """Whether ``-o`` names a URL (any fsspec scheme but ``file://``) rather than a local folder.
+
+    >>> is_output_url("s3://bucket/shards"), is_output_url("shards/"), is_output_url("file:///tmp/shards")
+    (True, False, False)
+    """
+    return isinstance(output, str) and "://" in output and not output.startswith("file://")
+
+
+def output_folder(output: Path | str) -> OutputFolder:
+    """The folder ``mask`` writes: a ``UrlFolder`` for a URL (made with the run's storage options, so call
+    ``use_storage_options`` first), else the ``LocalFolder`` at the resolved path."""
+    if is_output_url(output):
+        return open_folder(str(output))
+    return LocalFolder(Path(str(output).removeprefix("file://")).resolve())
+
+
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
-    output = job.output.resolve()
-    use_storage_options(job.storage_options)
-    _check_output_not_in_input_folder(output, job.inputs)
+    use_storage_options(job.storage_options)  # for the inputs and a URL output alike
+    folder = output_folder(job.output)
+    if isinstance(folder, LocalFolder):
+        _check_output_not_in_input_folder(folder.path, job.inputs)
+    else:
+        _check_url_output_not_in_input_prefix(folder.where(), job.inputs)
     resolved = resolve_inputs(job.inputs, job.assume_format)
-    _check_output_outside_inputs(output, resolved.sources)
+    if isinstance(folder, LocalFolder):
+        _check_output_outside_inputs(folder.path, resolved.sources)
+    else:
+        _check_url_output_outside_inputs(folder.where(), resolved.sources)
     if not job.reader.chat and reads_chat(job.chat, job.reader, resolved.sources):
         job = dataclasses.replace(job, reader=dataclasses.replace(job.reader, chat=True))
     if needs_token_bytes(job.mask):  # robust: numba loads beside the tokenizer (strategies.robust_compiled)
@@ -105,10 +134,10 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
     # while this process hashes the inputs and prepares the output folder
     warm_up = functools.partial(load_tokenizer, backend=job.tokenizer_backend)
     with WorkerPool(job.num_proc, warm_up=warm_up, argument=job.tokenizer_spec) as pool:
-        return _run(job, output, resolved, tokenizer, pool)
+        return _run(job, folder, resolved, tokenizer, pool)
 
 
-def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
+def _run(job: MaskJob, folder: OutputFolder, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
     add_bos, add_eos = resolve_special_tokens(tokenizer, job.add_bos, job.add_eos)
     setup, template = chat_setup(job.chat, tokenizer, job.mask) if job.reader.chat else (None, None)
     vocab_size = tokenizer.vocab_size if job.tokenizer else None
@@ -123,7 +152,7 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
         shown = ", ".join(resolved.ignored[:3]) + (", ..." if len(resolved.ignored) > 3 else "")
         print(f"note: ignoring {len(resolved.ignored)} file(s) of unknown format or hidden in input folders: {shown}", file=sys.stderr)
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
-    folder, task = LocalFolder(output), Task(job.task_index, job.num_tasks)
+    task = Task(job.task_index, job.num_tasks)
     folder.admit(existing)  # a folder that is not ours is refused before the lock's file is made in it
     with folder.writing(task):  # one writer per folder; refuses at once, before anything is removed
         try:
@@ -252,6 +281,22 @@ def _check_output_outside_inputs(output: Path, sources: list[InputSource]) -> No
         path = Path(source.path).resolve()
         if output == path or path.is_relative_to(output):
             raise OutputError(f"output folder {output} contains the input {source.path}; choose an output folder outside the inputs")
+
+
+def _check_url_output_not_in_input_prefix(output: str, inputs: tuple[str, ...]) -> None:
+    """The URL form of ``_check_output_not_in_input_folder``: an output below an input prefix would be read back."""
+    for spec in inputs:
+        if "://" not in spec or any(char in spec for char in "*?["):
+            continue
+        prefix = shown_url(spec).rstrip("/")
+        if output == prefix or output.startswith(prefix + "/"):
+            raise OutputError(f"output {output} is inside the input prefix {prefix}; choose an output prefix outside the inputs")
+
+
+def _check_url_output_outside_inputs(output: str, sources: list[InputSource]) -> None:
+    for source in sources:
+        if source.path == output or source.path.startswith(output + "/"):
+            raise OutputError(f"output {output} contains the input {source.path}; choose an output prefix outside the inputs")
 
 
 def _describe_run(job: MaskJob, snapshots: list[InputSnapshot], tokenizer: dict[str, Any]) -> dict[str, Any]:

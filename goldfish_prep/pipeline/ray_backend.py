@@ -12,8 +12,12 @@ The tokenizer is loaded once per Ray worker process: ``load_tokenizer`` is
 cached per process and Ray reuses its workers across tasks.
 
 Every node must see the inputs and the output folder at the same paths (a
-shared file system). Relative paths are taken from the driver's working
-folder; with a ``ray://`` client, pass absolute paths as the cluster sees them.
+shared file system), or reach them as URLs (``s3://...``): a task writing to a
+URL output uploads each shard straight under its final name (``UrlFolder``),
+so nodes need no shared disk and no local staging. Relative paths are taken
+from the driver's working folder; with a ``ray://`` client, pass absolute
+paths as the cluster sees them. The job's storage options travel with it to
+every task; credentials from the environment must be set on every node.
 Ray is an optional dependency (``pip install 'goldfish-prep[ray]'``), imported
 only here and only when a Ray address is given.
 """
@@ -31,10 +35,10 @@ from typing import Any
 from tqdm import tqdm
 
 from goldfish_prep.errors import ConfigError, GoldfishError
-from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.lock import RAY_DRIVER_LOCK, WRITER_LOCK
-from goldfish_prep.pipeline.job import MaskJob, run_mask
+from goldfish_prep.pipeline.job import MaskJob, output_folder, run_mask
 from goldfish_prep.pipeline.tasks import finalize_tasks
+from goldfish_prep.readers.remote import use_storage_options
 
 #: accepted by ``--ray-address`` besides ``ray://host:port`` and ``host:port``
 ADDRESS_WORDS = ("auto", "local")
@@ -61,21 +65,23 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
         tasks = num_tasks or max(1, int(ray.cluster_resources().get("CPU", 1)) // job.num_proc)
         cwd = os.getcwd()
         check = ray.remote(_check_output).options(num_cpus=0)
-        _get(ray, [check.remote(job.output, job.existing, cwd)])
+        _get(ray, [check.remote(job.output, job.existing, cwd, job.storage_options)])
         base = dataclasses.replace(job, num_tasks=tasks, progress=False, existing="resume" if job.existing == "refuse" else job.existing)
         run_task = ray.remote(_run_task).options(num_cpus=job.num_proc)
         # the driver's locks (format/lock.py): its own, for the whole run (a second driver refuses), and
         # writer.lock shared while the tasks run (a plain run refuses; the tasks take it shared too);
         # let go before finalize, which takes writer.lock exclusively
-        # (a ray:// client's paths are the cluster's, not this machine's: it holds nothing, its tasks do)
-        folder = LocalFolder(job.output.resolve())
-        client = address.startswith("ray://")
+        # (a ray:// client's paths are the cluster's, not this machine's: it holds nothing, its tasks do;
+        # a URL output is the same store everywhere: the driver holds its lock object)
+        use_storage_options(job.storage_options)
+        folder = output_folder(job.output)
+        client = address.startswith("ray://") and isinstance(job.output, Path)
         with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK):
             with nullcontext() if client else folder.holding(WRITER_LOCK, shared=True):
                 refs = [run_task.remote(dataclasses.replace(base, task_index=index), cwd) for index in range(tasks)]
                 _get(ray, refs, progress=job.progress)
             finish = ray.remote(_finalize).options(num_cpus=0)
-            manifest: dict[str, Any] = _get(ray, [finish.remote(job.output, cwd)])[0]
+            manifest: dict[str, Any] = _get(ray, [finish.remote(job.output, cwd, job.storage_options)])[0]
         return manifest
 
 
@@ -147,11 +153,12 @@ def _working_folder(cwd: str) -> Iterator[None]:
         os.chdir(previous)
 
 
-def _check_output(output: Path, existing: str, cwd: str) -> None:
+def _check_output(output: Path | str, existing: str, cwd: str, storage_options: dict[str, Any] | None) -> None:
     """The single-run rule, checked once before any task starts: a new or empty folder unless told otherwise."""
     with _working_folder(cwd):
         if existing == "refuse":
-            LocalFolder(output.resolve()).refuse_unless_empty()  # the same rule, and words, as a plain run's
+            use_storage_options(storage_options)
+            output_folder(output).refuse_unless_empty()  # the same rule, and words, as a plain run's
 
 
 def _run_task(job: MaskJob, cwd: str) -> dict[str, Any]:
@@ -159,6 +166,7 @@ def _run_task(job: MaskJob, cwd: str) -> dict[str, Any]:
         return run_mask(job)
 
 
-def _finalize(output: Path, cwd: str) -> dict[str, Any]:
+def _finalize(output: Path | str, cwd: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
     with _working_folder(cwd):
-        return finalize_tasks(output.resolve())
+        use_storage_options(storage_options)
+        return finalize_tasks(output_folder(output))

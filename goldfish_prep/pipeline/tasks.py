@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from goldfish_prep.errors import OutputError
-from goldfish_prep.format.folder import OutputFolder, as_folder, run_digest
+from goldfish_prep.format.folder import OutputFolder, open_folder, run_digest
 from goldfish_prep.format.names import MANIFEST, PROGRESS_DIR, RUN_FILE
 from goldfish_prep.pipeline._finish import finalize_output
 
 
-def finalize_tasks(output: OutputFolder | Path) -> dict[str, Any]:
+def finalize_tasks(output: OutputFolder | Path | str) -> dict[str, Any]:
     """Check that every task of the split run in ``output`` finished, then write the metadata and manifest.
 
-    Returns the manifest. Running it again on a finished folder rewrites the same bytes.
+    ``output``: a folder object, a local path, or a URL (``s3://bucket/shards``,
+    opened with the storage options in use). Returns the manifest. Running it
+    again on a finished folder rewrites the same bytes.
     """
-    folder = as_folder(output)
+    folder = output if isinstance(output, OutputFolder) else open_folder(output)
     if not folder.has_run():
         raise OutputError(
             f"{folder.where()} is not a goldfish-prep output folder (no {PROGRESS_DIR}/{RUN_FILE}); "

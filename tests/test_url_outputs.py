@@ -1,0 +1,339 @@
+"""Outputs by URL against a real S3-protocol server (moto's server mode, ``tests/s3_server.py``).
+
+``mask -o s3://bucket/prefix`` reaches the server as a user reaches an
+S3-compatible store: through s3fs, configured only by ``AWS_ENDPOINT_URL`` and
+the credentials variables. What it writes must be, object for object, the
+bytes a run into a local folder writes (the lock objects aside: a local folder
+keeps an empty ``writer.lock`` file, a store deletes its lock object when the
+run lets go). The objects are read back with boto3, never through the code
+under test; the commit protocol, the lock and every failure of the store are
+checked with real processes and signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from goldfish_prep_cli.main import cli
+from tests import s3_server as fixtures
+from tests.s3_server import FaultyProxy, S3Server
+
+# the server (one per session) and the environment a user sets to reach it (see tests/s3_server.py)
+s3_server = fixtures.s3_server
+s3_env = fixtures.s3_env
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "outputs"
+OPTIONS = ("-q", "--shard-size", "24KB")
+#: what legitimately differs between a local and a store output: the lock files (a local folder keeps them, empty)
+LOCKS = (".goldfish/writer.lock",)
+
+
+def run(*args: object, env: dict[str, str] | None = None) -> Result:
+    return CliRunner(env=env).invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def error_line(result: Result) -> str:
+    """The one line a failed run prints (and check that it is one line, with no traceback)."""
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def objects(server: S3Server, prefix: str, bucket: str = BUCKET) -> dict[str, bytes]:
+    """Every object below ``prefix``, by its name relative to it, read with boto3."""
+    s3 = server.client()
+    found: dict[str, bytes] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for entry in page.get("Contents", []):
+            name = entry["Key"][len(prefix) + 1 :]
+            found[name] = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
+    return found
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file of a local output, by its path relative to it, lock files left out."""
+    found = {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {name: data for name, data in found.items() if not name.endswith(".lock")}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """About 600 kB of real texts as JSON lines: some 25 shards of 24 kB."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    texts = [text for text in real_texts if 0 < len(text) < 20_000]
+    with path.open("w", encoding="utf-8") as out:
+        for number, text in enumerate(texts):
+            if out.tell() > 600_000:
+                break
+            out.write(json.dumps({"text": f"{number}\n{text}"}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """About 3 MB: hundreds of shards, so a run is still going when a test stops it after its first."""
+    path = tmp_path_factory.mktemp("big") / "big.jsonl"
+    texts = [text for text in real_texts if 0 < len(text) < 20_000]
+    with path.open("w", encoding="utf-8") as out:
+        number = 0
+        while out.tell() < 3_000_000:
+            out.write(json.dumps({"text": f"{number}\n{texts[number % len(texts)]}"}) + "\n")
+            number += 1
+    return path
+
+
+@pytest.fixture
+def bucket(s3_env: S3Server) -> Iterator[S3Server]:
+    """An empty bucket for the test (emptied after it)."""
+    s3 = s3_env.client()
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=BUCKET)
+    yield s3_env
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for entry in page.get("Contents", []):
+            s3.delete_object(Bucket=BUCKET, Key=entry["Key"])
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A local run's files over ``corpus`` (no lock files)."""
+    folder = tmp_path_factory.mktemp("reference") / "out"
+    result = run("mask", corpus, "-o", folder, *OPTIONS)
+    assert result.exit_code == 0, result.output
+    return files(folder)
+
+
+# --- the same bytes as a local run --------------------------------------------------------------
+
+
+def test_an_s3_output_holds_the_objects_a_local_run_writes(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes], tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    assert run("mask", corpus, "-o", local, *OPTIONS).exit_code == 0
+    assert sorted(name for name in (path.relative_to(local).as_posix() for path in local.rglob("*.lock"))) == list(LOCKS)
+    result = run("mask", corpus, "-o", f"s3://{BUCKET}/shards", *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert f"in s3://{BUCKET}/shards" in result.output
+    written = objects(bucket, "shards")
+    assert written == reference  # shards, records, run.json, dataset_info.json, manifest, state.json; no lock object left
+    assert sum(name.startswith("data-") for name in written) >= 10
+    # the library reads it back through the same folder object, checksums checked
+    from goldfish_prep.format.folder import open_folder
+
+    folder = open_folder(f"s3://{BUCKET}/shards")
+    manifest = folder.read_manifest()
+    for shard in manifest.shards:
+        assert folder.read_shard(shard.filename, sha256=shard.sha256).num_rows == shard.num_rows
+
+
+def test_a_prefix_given_with_a_slash_is_the_same_output(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    assert run("mask", corpus, "-o", f"s3://{BUCKET}/nested/shards/", *OPTIONS).exit_code == 0
+    assert objects(bucket, "nested/shards") == reference
+
+
+def test_a_non_empty_prefix_is_refused_and_overwrite_replaces_a_finished_output(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    url = f"s3://{BUCKET}/shards"
+    assert run("mask", corpus, "-o", url, *OPTIONS, "--k", "3").exit_code == 0
+    other = objects(bucket, "shards")
+    assert other != reference
+    line = error_line(run("mask", corpus, "-o", url, *OPTIONS))
+    assert line == (
+        f"Error: output folder {url} already exists and is not empty; pass --overwrite to replace it, "
+        "or --resume to finish an interrupted run"
+    )
+    assert objects(bucket, "shards") == other  # refused whole
+    result = run("mask", corpus, "-o", url, *OPTIONS, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "shards") == reference  # nothing of the replaced output is left (.goldfish/replaced/ included)
+
+
+def test_tasks_then_finalize_on_a_url_give_the_bytes_of_one_run(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    url = f"s3://{BUCKET}/split"
+    for index in (2, 0):
+        result = run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 3, "--task-index", index)
+        assert result.exit_code == 0, result.output
+        assert f"goldfish-prep finalize {url}" in result.output
+    line = error_line(run("finalize", url))
+    assert "1 of 3 tasks has not finished (--task-index 1)" in line, line
+    assert run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 3, "--task-index", 1).exit_code == 0
+    result = run("finalize", url)
+    assert result.exit_code == 0, result.output
+    written = objects(bucket, "split")
+    tasks = {name for name in written if name.startswith(".goldfish/task-")}
+    assert tasks == {f".goldfish/task-0000{i}-of-00003.json" for i in range(3)}  # the tasks' end records, as locally
+    assert {name: data for name, data in written.items() if name not in tasks} == reference
+
+
+def test_an_output_inside_the_input_prefix_is_refused(bucket: S3Server, corpus: Path) -> None:
+    bucket.client().put_object(Bucket=BUCKET, Key="in/corpus.jsonl", Body=corpus.read_bytes()[:5000].rsplit(b"\n", 1)[0] + b"\n")
+    line = error_line(run("mask", f"s3://{BUCKET}/in/", "-o", f"s3://{BUCKET}/in/out", *OPTIONS))
+    assert (
+        line
+        == f"Error: output s3://{BUCKET}/in/out is inside the input prefix s3://{BUCKET}/in; choose an output prefix outside the inputs"
+    )
+
+
+# --- killed mid-run, the lock, --resume -----------------------------------------------------------
+
+
+def start(*args: object, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``mask`` as a process of its own, configured by the environment only."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "goldfish_prep_cli", "mask", *(str(a) for a in args), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+
+
+def wait_for_object(server: S3Server, key: str, process: subprocess.Popen[str]) -> None:
+    s3 = server.client()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            s3.head_object(Bucket=BUCKET, Key=key)
+            return
+        except s3.exceptions.ClientError:
+            assert process.poll() is None, f"the run ended before {key} appeared: {process.communicate()}"
+            assert time.monotonic() < deadline, f"no {key} after 120 s"
+            time.sleep(0.02)
+
+
+def test_sigkill_mid_upload_then_resume_gives_the_bytes_of_an_uninterrupted_run(bucket: S3Server, big_corpus: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    assert run("mask", big_corpus, "-o", local, *OPTIONS).exit_code == 0
+    expected = files(local)
+    url, secret = f"s3://{BUCKET}/killed", "option-secret-0123456789"
+    # credentials given as options (the server checks none): the lock object names the command, never the secret
+    options = json.dumps({"key": bucket.env()["AWS_ACCESS_KEY_ID"], "secret": secret})
+    process = start(big_corpus, "-o", url, *OPTIONS, "--storage-options", options, env=bucket.env())
+    try:
+        wait_for_object(bucket, "killed/.goldfish/shard-00001.json", process)
+        # a second writer refuses at once, naming the holder
+        line = error_line(run("mask", big_corpus, "-o", url, *OPTIONS, "--resume"))
+        assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
+        assert "no longer running" not in line and secret not in line
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    left = objects(bucket, "killed")
+    assert "goldfish_manifest.json" not in left and "state.json" not in left
+    lock = left[".goldfish/writer.lock"]
+    assert str(process.pid).encode() in lock and secret.encode() not in lock
+    # every shard that has a completion record is whole: its bytes are those of the uninterrupted run
+    records = [json.loads(data) for name, data in left.items() if name.startswith(".goldfish/shard-")]
+    assert records
+    for record in records:
+        assert left[record["filename"]] == expected[record["filename"]]
+    # the lock object outlives its killed holder: --resume refuses, saying whose it is and how to remove it
+    line = error_line(run("mask", big_corpus, "-o", url, *OPTIONS, "--resume"))
+    assert f"(pid {process.pid} on " in line and "that process is no longer running" in line, line
+    assert line.endswith(
+        f"delete the lock object {url}/.goldfish/writer.lock (`aws s3 rm {url}/.goldfish/writer.lock`) and rerun with --resume"
+    )
+    bucket.client().delete_object(Bucket=BUCKET, Key="killed/.goldfish/writer.lock")
+    result = run("mask", big_corpus, "-o", url, *OPTIONS, "--resume")
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "killed") == expected
+
+
+def test_the_lock_is_a_conditional_write_the_store_enforces(bucket: S3Server) -> None:
+    from goldfish_prep.format.folder import open_folder
+    from goldfish_prep.format.lock import LockHeldError
+
+    folder = open_folder(f"s3://{BUCKET}/locked")
+    first, second = folder.lock(".goldfish/writer.lock"), folder.lock(".goldfish/writer.lock")
+    first.acquire()
+    with pytest.raises(LockHeldError) as refused:
+        second.acquire()
+    assert refused.value.holder is not None and refused.value.holder.pid == os.getpid()
+    # the refusal comes from the store: the object holds the first holder's bytes still
+    assert json.loads(objects(bucket, "locked")[".goldfish/writer.lock"])["pid"] == os.getpid()
+    first.release()
+    assert objects(bucket, "locked") == {}
+    second.acquire()
+    second.release()
+
+
+# --- one line for each way the store refuses -------------------------------------------------------
+
+
+def test_a_bucket_that_does_not_exist(s3_env: S3Server, corpus: Path) -> None:
+    line = error_line(run("mask", corpus, "-o", "s3://no-such-bucket-here/shards", *OPTIONS))
+    assert line.startswith("Error: s3://no-such-bucket-here/shards/.goldfish/writer.lock: the bucket does not exist ("), line
+    assert line.endswith("Create it first, or check the bucket name (and AWS_ENDPOINT_URL for an S3-compatible store)")
+    assert "no-such-bucket-here" not in [b["Name"] for b in s3_env.client().list_buckets()["Buckets"]]  # not created
+
+
+@pytest.mark.parametrize("who", ["wrong-secret", "no-permission"])
+def test_credentials_the_store_refuses(bucket: S3Server, corpus: Path, who: str) -> None:
+    url = f"s3://{BUCKET}/refused"
+    with bucket.checking_credentials() as (allowed, denied):
+        key = (allowed[0], "not-the-secret-0123") if who == "wrong-secret" else denied
+        result = run("mask", corpus, "-o", url, *OPTIONS, env=bucket.env(key=key))
+    line = error_line(result)
+    assert line.startswith(f"Error: {url}") and ": the store refused access (" in line, line
+    assert "AWS_ACCESS_KEY_ID" in line and key[1] not in result.output
+    assert objects(bucket, "refused") == {}
+
+
+# --- a store under load: retried without harm, or one line ---------------------------------------
+
+
+def test_failed_uploads_are_retried_without_corrupting_anything(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    def fail(method: str, path: str, attempt: int) -> str | None:
+        # the first upload of the lock, of some shards and records, and of the manifest and state.json is refused once
+        names = ("writer.lock", "data-00000.arrow", "data-00004.arrow", "shard-00002.json", "goldfish_manifest.json", "state.json")
+        return "503" if method == "PUT" and attempt == 0 and path.endswith(names) else None
+
+    proxy = FaultyProxy(bucket.endpoint, fail)
+    try:
+        result = run("mask", corpus, "-o", f"s3://{BUCKET}/retried", *OPTIONS, env=bucket.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert proxy.faults == 6
+    assert objects(bucket, "retried") == reference
+
+
+def test_a_store_that_keeps_failing_stops_in_one_line_and_resume_finishes(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    url = f"s3://{BUCKET}/failing"
+
+    def fail(method: str, path: str, attempt: int) -> str | None:
+        return "503" if method == "PUT" and "/data-00003.arrow" in path else None
+
+    proxy = FaultyProxy(bucket.endpoint, fail)
+    options = json.dumps({"config_kwargs": {"retries": {"max_attempts": 1}}})
+    try:
+        result = run("mask", corpus, "-o", url, *OPTIONS, "--storage-options", options, env=bucket.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    line = error_line(result)
+    assert line.startswith(f"Error: {url}/data-00003.arrow: the request failed after retries ("), line
+    left = objects(bucket, "failing")
+    assert "data-00003.arrow" not in left and "state.json" not in left
+    assert ".goldfish/writer.lock" not in left  # a run that fails lets go of the lock
+    result = run("mask", corpus, "-o", url, *OPTIONS, "--resume")
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "failing") == reference
