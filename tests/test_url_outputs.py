@@ -274,6 +274,65 @@ def test_the_lock_is_a_conditional_write_the_store_enforces(bucket: S3Server) ->
     second.release()
 
 
+MULTIPART = ("--shard-size", "8MB", "--storage-options", json.dumps({"default_block_size": 5 << 20}))
+
+
+def test_a_multipart_shard_appears_only_when_its_upload_completes(bucket: S3Server, big_corpus: Path, tmp_path: Path) -> None:
+    # one shard of about 5.7 MB, uploaded in parts of 5 MiB: the object must not exist until the store has
+    # been asked to complete the upload, and its record must come after it
+    local = tmp_path / "local"
+    assert run("mask", big_corpus, "-o", local, "-q", "--shard-size", "8MB").exit_code == 0
+    seen: list[tuple[bool, bool]] = []
+    s3 = bucket.client()
+
+    def exists(key: str) -> bool:
+        try:
+            s3.head_object(Bucket=BUCKET, Key=key)
+            return True
+        except s3.exceptions.ClientError:
+            return False
+
+    def watch(method: str, path: str, attempt: int) -> None:
+        if method == "POST" and "uploadId=" in path and "/data-00000.arrow" in path:  # CompleteMultipartUpload
+            seen.append((exists("parts/data-00000.arrow"), exists("parts/.goldfish/shard-00000.json")))
+
+    proxy = FaultyProxy(bucket.endpoint, watch)
+    try:
+        result = run("mask", big_corpus, "-o", f"s3://{BUCKET}/parts", "-q", *MULTIPART, env=bucket.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    parts = [request for request in proxy.counts if request.startswith("PUT /outputs/parts/data-00000.arrow?") and "partNumber=" in request]
+    assert len(parts) == 2
+    assert seen == [(False, False)]  # every part sent, yet neither the shard nor its record visible
+    assert objects(bucket, "parts") == files(local)
+
+
+def test_a_refused_completion_leaves_no_object_and_no_parts(bucket: S3Server, big_corpus: Path) -> None:
+    url = f"s3://{BUCKET}/refused-complete"
+    proxy = FaultyProxy(bucket.endpoint, lambda method, path, attempt: "503" if method == "POST" and "uploadId=" in path else None)
+    retries = json.dumps({"default_block_size": 5 << 20, "config_kwargs": {"retries": {"max_attempts": 1}}})
+    try:
+        result = run(
+            "mask",
+            big_corpus,
+            "-o",
+            url,
+            "-q",
+            "--shard-size",
+            "8MB",
+            "--storage-options",
+            retries,
+            env=bucket.env(endpoint=proxy.endpoint),
+        )
+    finally:
+        proxy.close()
+    line = error_line(result)
+    assert line.startswith(f"Error: {url}/data-00000.arrow: the request failed after retries ("), line
+    assert list(objects(bucket, "refused-complete")) == [".goldfish/run.json"]  # for --resume; no shard, record or lock
+    assert bucket.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []  # the upload was aborted
+
+
 # --- one line for each way the store refuses -------------------------------------------------------
 
 

@@ -141,9 +141,15 @@ class UploadFile:
         return bool(self._raw.closed)
 
     def commit(self) -> str:
-        """Complete the upload: the object appears whole now (the last part, then ``CompleteMultipartUpload``)."""
-        with _translated(self.temporary):
-            self._raw.close()
+        """Complete the upload: the object appears whole now (the last part, then ``CompleteMultipartUpload``).
+
+        A completion the store refuses aborts the upload, so its parts are not left behind."""
+        try:
+            with _translated(self.temporary):
+                self._raw.close()
+        except BaseException:
+            self.abort()
+            raise
         return self._sha256.hexdigest()
 
     def abort(self) -> None:
