@@ -333,6 +333,33 @@ def test_a_refused_completion_leaves_no_object_and_no_parts(bucket: S3Server, bi
     assert bucket.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []  # the upload was aborted
 
 
+def holder_object(pid: int, host: str = "node-7") -> bytes:
+    """A lock object as a run on another machine writes it."""
+    return json.dumps({"command": "goldfish-prep mask ...", "host": host, "pid": pid, "started": 1.8e9}).encode()
+
+
+def test_a_plain_run_and_the_tasks_of_a_split_run_exclude_each_other(bucket: S3Server, corpus: Path) -> None:
+    url, s3 = f"s3://{BUCKET}/shared", bucket.client()
+    assert run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 0).exit_code == 0
+    before = objects(bucket, "shared")
+    # task 1 is running on another machine (its lock object exists): a plain run may not touch the folder
+    s3.put_object(Bucket=BUCKET, Key="shared/.goldfish/task-00001-of-00002.lock", Body=holder_object(4242))
+    lock = f"{url}/.goldfish/task-00001-of-00002.lock"
+    for options in (("--overwrite",), ("--resume",)):
+        line = error_line(run("mask", corpus, "-o", url, *OPTIONS, *options))
+        assert line.startswith(f"Error: output folder {url} is being written by another run (pid 4242 on node-7, started "), line
+        assert f"delete the lock object {lock} (`aws s3 rm {lock}`)" in line
+    line = error_line(run("finalize", url))
+    assert "(pid 4242 on node-7" in line, line
+    assert objects(bucket, "shared") == {**before, ".goldfish/task-00001-of-00002.lock": holder_object(4242)}  # nothing touched
+    s3.delete_object(Bucket=BUCKET, Key="shared/.goldfish/task-00001-of-00002.lock")
+    # and the other way round: a plain run (or finalize) holds writer.lock, so a task refuses
+    s3.put_object(Bucket=BUCKET, Key="shared/.goldfish/writer.lock", Body=holder_object(4343))
+    line = error_line(run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 1))
+    assert "(pid 4343 on node-7" in line and f"{url}/.goldfish/writer.lock" in line, line
+    assert objects(bucket, "shared") == {**before, ".goldfish/writer.lock": holder_object(4343)}
+
+
 # --- one line for each way the store refuses -------------------------------------------------------
 
 

@@ -218,7 +218,7 @@ class OutputFolder(abc.ABC):
             lock = self.lock(progress_path(name), shared)
             lock.acquire()
         except LockHeldError as exc:
-            holder, held = exc.holder, where
+            holder, held = exc.holder, exc.lock  # the lock found held (a URL folder also checks others)
             if holder is None:  # held shared: by --num-tasks tasks, which name themselves in their own lock files
                 holder, held = self._task_holder() or (None, where)
             raise OutputError(self.held_line(held, holder)) from None

@@ -59,7 +59,7 @@ from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.format.commit import HashingReader
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import Holder, LockHeldError
-from goldfish_prep.format.names import PROGRESS_DIR
+from goldfish_prep.format.names import PROGRESS_DIR, WRITER_LOCK, is_lock_name
 from goldfish_prep.readers.redact import scrub, shown_url
 
 _T = TypeVar("_T")
@@ -166,12 +166,18 @@ class UploadFile:
 
 
 class ObjectLock:
-    """A lock object created once (``"xb"``) holding its holder's JSON, deleted on release."""
+    """A lock object created once (``"xb"``) holding its holder's JSON, deleted on release.
 
-    def __init__(self, fs: Any, path: str, where: str, shared: bool) -> None:
+    ``check``, when given, runs once the object is created and raises ``LockHeldError`` for a
+    conflicting holder (then this lock object is deleted again): ``UrlFolder.lock`` uses it so that
+    a plain run and the tasks of a split run, which hold different objects, still exclude each other.
+    """
+
+    def __init__(self, fs: Any, path: str, where: str, shared: bool, check: Callable[[], None] | None = None) -> None:
         self._fs, self._path, self._where, self.shared = fs, path, where, shared
         self.taken_over: Holder | None = None
         self._held = False
+        self._check = check
 
     def acquire(self) -> None:
         if self.shared:  # a store has no shared lock: refuse only an exclusive holder
@@ -183,15 +189,21 @@ class ObjectLock:
         me = dataclasses.replace(me, command=scrub(me.command))  # a --storage-options secret stays out of the object
         with _translated(self._where):
             try:
-                handle = self._fs.open(self._path, "xb")
-            except (ValueError, NotImplementedError):
-                return  # the driver has no create-once mode: nothing can be held (docs/remote.md)
-            try:
-                with handle:  # the close sends the conditional write
+                try:
+                    handle = self._fs.open(self._path, "xb")  # memory:// refuses here
+                except (ValueError, NotImplementedError):
+                    return  # the driver has no create-once mode: nothing can be held (docs/remote.md)
+                with handle:  # s3fs: the close sends the conditional write
                     handle.write(me.to_bytes())
             except FileExistsError:  # s3fs: the store answered 412 Precondition Failed to If-None-Match: *
                 raise LockHeldError(self._where, self._holder()) from None
         self._held = True
+        if self._check is not None:
+            try:
+                self._check()
+            except BaseException:
+                self.release()
+                raise
 
     def _holder(self) -> Holder | None:
         try:
@@ -295,7 +307,28 @@ class UrlFolder(OutputFolder):
         (``writing``) proved that this folder can be written."""
 
     def lock(self, name: str, shared: bool = False) -> ObjectLock:
-        return ObjectLock(self.fs, self._path(name), self.where(name), shared)
+        """Lock object ``name``. Tasks hold ``writer.lock`` shared, which is nothing on a store, so the exclusion
+        of a plain run (or ``finalize``) and tasks is two flags: each creates its own object, then looks for the
+        other's (``writer.lock`` looks for task locks, a task lock for ``writer.lock``) and backs off if it is
+        there. With the store's read-after-write consistency at least one of two that race sees the other."""
+        base = name.rsplit("/", 1)[-1]
+        check: Callable[[], None] | None = None
+        if not shared and base == WRITER_LOCK:
+            check = self._no_task_holds
+        elif not shared and base.startswith("task-"):
+            check = self._no_writer_holds
+        return ObjectLock(self.fs, self._path(name), self.where(name), shared, check)
+
+    def _no_task_holds(self) -> None:
+        for entry in self.entries(PROGRESS_DIR):
+            if entry.startswith("task-") and is_lock_name(entry):
+                name = f"{PROGRESS_DIR}/{entry}"
+                raise LockHeldError(self.where(name), self.lock_holder(name))
+
+    def _no_writer_holds(self) -> None:
+        name = f"{PROGRESS_DIR}/{WRITER_LOCK}"
+        if self.has_file(name):
+            raise LockHeldError(self.where(name), self.lock_holder(name))
 
     def lock_holder(self, name: str) -> Holder | None:
         """The holder named in the lock object (a store cannot tell whether it is still alive)."""
