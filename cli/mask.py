@@ -160,7 +160,7 @@ from goldfish_prep_cli.options import ByteSize, IdList
     "--ray-address",
     metavar="ADDRESS",
     default=None,
-    help="Run as Ray tasks: local (start Ray here), auto (join this machine's cluster) or ray://HOST:10001. Needs goldfish-prep[ray] and, across machines, a shared file system.",
+    help="Run as Ray tasks: local (start Ray here), auto (join this machine's cluster) or ray://HOST:10001. Needs goldfish-prep[ray] and, across machines, a shared file system or inputs and output by URL.",
 )
 @click.option(
     "--ray-tasks",
