@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,10 @@ s3_env = fixtures.s3_env
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "outputs"
 OPTIONS = ("-q", "--shard-size", "24KB")
+#: about 75 shards of ``big_corpus``: a run is still going well after its first two
+KILL_OPTIONS = ("-q", "--shard-size", "40KB")
+#: one shard of about 5.7 MB from ``big_corpus``, uploaded in parts of 5 MiB (the smallest S3 takes)
+MULTIPART = ("--shard-size", "8MB", "--storage-options", json.dumps({"default_block_size": 5 << 20}))
 #: what legitimately differs between a local and a store output: the lock files (a local folder keeps them, empty)
 LOCKS = (".goldfish/writer.lock",)
 
@@ -113,18 +118,30 @@ def reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     folder = tmp_path_factory.mktemp("reference") / "out"
     result = run("mask", corpus, "-o", folder, *OPTIONS)
     assert result.exit_code == 0, result.output
+    assert sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*.lock")) == list(LOCKS)  # all it leaves out
+    return files(folder)
+
+
+@pytest.fixture(scope="module")
+def big_reference(big_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A local run's files over ``big_corpus`` in shards of 40 kB."""
+    folder = tmp_path_factory.mktemp("big-reference") / "out"
+    assert run("mask", big_corpus, "-o", folder, *KILL_OPTIONS).exit_code == 0
+    return files(folder)
+
+
+@pytest.fixture(scope="module")
+def one_shard_reference(big_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A local run's files over ``big_corpus`` in one shard of about 5.7 MB."""
+    folder = tmp_path_factory.mktemp("one-shard-reference") / "out"
+    assert run("mask", big_corpus, "-o", folder, "-q", "--shard-size", "8MB").exit_code == 0
     return files(folder)
 
 
 # --- the same bytes as a local run --------------------------------------------------------------
 
 
-def test_an_s3_output_holds_the_objects_a_local_run_writes(
-    bucket: S3Server, corpus: Path, reference: dict[str, bytes], tmp_path: Path
-) -> None:
-    local = tmp_path / "local"
-    assert run("mask", corpus, "-o", local, *OPTIONS).exit_code == 0
-    assert sorted(name for name in (path.relative_to(local).as_posix() for path in local.rglob("*.lock"))) == list(LOCKS)
+def test_an_s3_output_holds_the_objects_a_local_run_writes(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
     result = run("mask", corpus, "-o", f"s3://{BUCKET}/shards", *OPTIONS)
     assert result.exit_code == 0, result.output
     assert f"in s3://{BUCKET}/shards" in result.output
@@ -218,18 +235,18 @@ def wait_for_object(server: S3Server, key: str, process: subprocess.Popen[str]) 
             time.sleep(0.02)
 
 
-def test_sigkill_mid_upload_then_resume_gives_the_bytes_of_an_uninterrupted_run(bucket: S3Server, big_corpus: Path, tmp_path: Path) -> None:
-    local = tmp_path / "local"
-    assert run("mask", big_corpus, "-o", local, *OPTIONS).exit_code == 0
-    expected = files(local)
+def test_sigkill_mid_upload_then_resume_gives_the_bytes_of_an_uninterrupted_run(
+    bucket: S3Server, big_corpus: Path, big_reference: dict[str, bytes]
+) -> None:
+    expected = big_reference
     url, secret = f"s3://{BUCKET}/killed", "option-secret-0123456789"
     # credentials given as options (the server checks none): the lock object names the command, never the secret
     options = json.dumps({"key": bucket.env()["AWS_ACCESS_KEY_ID"], "secret": secret})
-    process = start(big_corpus, "-o", url, *OPTIONS, "--storage-options", options, env=bucket.env())
+    process = start(big_corpus, "-o", url, *KILL_OPTIONS, "--storage-options", options, env=bucket.env())
     try:
         wait_for_object(bucket, "killed/.goldfish/shard-00001.json", process)
         # a second writer refuses at once, naming the holder
-        line = error_line(run("mask", big_corpus, "-o", url, *OPTIONS, "--resume"))
+        line = error_line(run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume"))
         assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
         assert "no longer running" not in line and secret not in line
     finally:
@@ -245,15 +262,70 @@ def test_sigkill_mid_upload_then_resume_gives_the_bytes_of_an_uninterrupted_run(
     for record in records:
         assert left[record["filename"]] == expected[record["filename"]]
     # the lock object outlives its killed holder: --resume refuses, saying whose it is and how to remove it
-    line = error_line(run("mask", big_corpus, "-o", url, *OPTIONS, "--resume"))
+    line = error_line(run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume"))
     assert f"(pid {process.pid} on " in line and "that process is no longer running" in line, line
     assert line.endswith(
         f"delete the lock object {url}/.goldfish/writer.lock (`aws s3 rm {url}/.goldfish/writer.lock`) and rerun with --resume"
     )
     bucket.client().delete_object(Bucket=BUCKET, Key="killed/.goldfish/writer.lock")
-    result = run("mask", big_corpus, "-o", url, *OPTIONS, "--resume")
+    result = run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume")
     assert result.exit_code == 0, result.output
     assert objects(bucket, "killed") == expected
+
+
+def test_sigterm_lets_go_of_the_lock_and_resume_needs_nothing_removed(
+    bucket: S3Server, big_corpus: Path, big_reference: dict[str, bytes]
+) -> None:
+    url = f"s3://{BUCKET}/stopped"
+    process = start(big_corpus, "-o", url, *KILL_OPTIONS, env=bucket.env())
+    try:
+        wait_for_object(bucket, "stopped/.goldfish/shard-00000.json", process)
+        os.kill(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1] == "Error: stopped by SIGTERM; completed shards are kept, rerun with --resume to continue"
+    left = objects(bucket, "stopped")
+    assert ".goldfish/writer.lock" not in left and "state.json" not in left
+    result = run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume")
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "stopped") == big_reference
+
+
+def test_sigkill_in_the_middle_of_a_multipart_upload_leaves_no_shard(
+    bucket: S3Server, big_corpus: Path, one_shard_reference: dict[str, bytes]
+) -> None:
+    url, s3 = f"s3://{BUCKET}/cut", bucket.client()
+    sending = threading.Event()
+
+    def stall_the_first_part(method: str, path: str, attempt: int) -> str | None:
+        if method == "PUT" and "/data-00000.arrow?" in path and "partNumber=1" in path:
+            sending.set()
+            return "stall"  # the part is on its way when the process dies
+        return None
+
+    proxy = FaultyProxy(bucket.endpoint, stall_the_first_part, stall_s=2)
+    try:
+        process = start(big_corpus, "-o", url, "--shard-size", "8MB", *MULTIPART[2:], env=bucket.env(endpoint=proxy.endpoint))
+        try:
+            assert sending.wait(120), process.communicate()
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+        time.sleep(3)  # the stalled part reaches the store after its sender died
+    finally:
+        proxy.close()
+    assert sorted(objects(bucket, "cut")) == [".goldfish/run.json", ".goldfish/writer.lock"]  # no shard, no record
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    assert [upload["Key"] for upload in uploads] == ["cut/data-00000.arrow"]  # invisible; a lifecycle rule reclaims it
+    s3.abort_multipart_upload(Bucket=BUCKET, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"])
+    s3.delete_object(Bucket=BUCKET, Key="cut/.goldfish/writer.lock")
+    result = run("mask", big_corpus, "-o", url, "-q", *MULTIPART, "--resume")
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "cut") == one_shard_reference
 
 
 def test_the_lock_is_a_conditional_write_the_store_enforces(bucket: S3Server) -> None:
@@ -274,14 +346,11 @@ def test_the_lock_is_a_conditional_write_the_store_enforces(bucket: S3Server) ->
     second.release()
 
 
-MULTIPART = ("--shard-size", "8MB", "--storage-options", json.dumps({"default_block_size": 5 << 20}))
-
-
-def test_a_multipart_shard_appears_only_when_its_upload_completes(bucket: S3Server, big_corpus: Path, tmp_path: Path) -> None:
+def test_a_multipart_shard_appears_only_when_its_upload_completes(
+    bucket: S3Server, big_corpus: Path, one_shard_reference: dict[str, bytes]
+) -> None:
     # one shard of about 5.7 MB, uploaded in parts of 5 MiB: the object must not exist until the store has
     # been asked to complete the upload, and its record must come after it
-    local = tmp_path / "local"
-    assert run("mask", big_corpus, "-o", local, "-q", "--shard-size", "8MB").exit_code == 0
     seen: list[tuple[bool, bool]] = []
     s3 = bucket.client()
 
@@ -305,7 +374,7 @@ def test_a_multipart_shard_appears_only_when_its_upload_completes(bucket: S3Serv
     parts = [request for request in proxy.counts if request.startswith("PUT /outputs/parts/data-00000.arrow?") and "partNumber=" in request]
     assert len(parts) == 2
     assert seen == [(False, False)]  # every part sent, yet neither the shard nor its record visible
-    assert objects(bucket, "parts") == files(local)
+    assert objects(bucket, "parts") == one_shard_reference
 
 
 def test_a_refused_completion_leaves_no_object_and_no_parts(bucket: S3Server, big_corpus: Path) -> None:
