@@ -115,12 +115,15 @@ class Holder:
 
 
 def _command() -> str:
-    """The command line as the user typed it: ``goldfish-prep ARGS`` for the CLI (also run as ``python -m``)."""
+    """The command line as the user typed it: ``goldfish-prep ARGS`` for the CLI (also run as ``python -m``),
+    with every secret it may carry (``--storage-options``, a signed URL's query) replaced (``redact.scrub``)."""
+    from goldfish_prep.readers.redact import scrub  # stdlib only; imported here to keep this module's imports flat
+
     argv = sys.argv or ["python"]
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if Path(argv[0]).name == "goldfish-prep" or (spec is not None and spec.name.startswith("goldfish_prep_cli")):
-        return shlex.join(["goldfish-prep", *argv[1:]])
-    return shlex.join(argv)
+        return scrub(shlex.join(["goldfish-prep", *argv[1:]]))
+    return scrub(shlex.join(argv))
 
 
 class LockHeldError(OutputError):

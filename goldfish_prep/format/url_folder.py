@@ -47,7 +47,6 @@ create-once.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -185,8 +184,7 @@ class ObjectLock:
             if holder is not None:
                 raise LockHeldError(self._where, holder)
             return
-        me = Holder.me()
-        me = dataclasses.replace(me, command=scrub(me.command))  # a --storage-options secret stays out of the object
+        me = Holder.me()  # its command line has secrets scrubbed (a --storage-options key stays out of the object)
         with _translated(self._where):
             try:
                 try:
