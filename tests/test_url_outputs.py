@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -427,6 +428,43 @@ def test_a_plain_run_and_the_tasks_of_a_split_run_exclude_each_other(bucket: S3S
     line = error_line(run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 1))
     assert "(pid 4343 on node-7" in line and f"{url}/.goldfish/writer.lock" in line, line
     assert objects(bucket, "shared") == {**before, ".goldfish/writer.lock": holder_object(4343)}
+
+
+class IgnoringProxy(FaultyProxy):
+    """A store that ignores conditional writes (as some S3-compatible ones do): ``If-None-Match`` never reaches it."""
+
+    def _forward(self, handler: Any) -> None:
+        del handler.headers["If-None-Match"]
+        super()._forward(handler)
+
+
+def test_on_a_store_that_ignores_conditional_writes_a_later_writer_is_still_refused(bucket: S3Server) -> None:
+    from goldfish_prep.format.folder import open_folder
+    from goldfish_prep.format.lock import LockHeldError
+    from goldfish_prep.readers.remote import use_storage_options
+
+    proxy = IgnoringProxy(bucket.endpoint, lambda method, path, attempt: None)
+    try:
+        use_storage_options({"endpoint_url": proxy.endpoint})
+        folder = open_folder(f"s3://{BUCKET}/ignoring")
+        first = folder.lock(".goldfish/writer.lock")
+        first.acquire()
+        # the store would overwrite the object; the look before the create refuses the second writer
+        with pytest.raises(LockHeldError):
+            folder.lock(".goldfish/writer.lock").acquire()
+        assert json.loads(objects(bucket, "ignoring")[".goldfish/writer.lock"])["pid"] == os.getpid()
+        first.release()
+        # the proxy does make the store ignore the condition: a bare exclusive create replaces an object
+        import fsspec
+
+        bucket.client().put_object(Bucket=BUCKET, Key="ignoring/taken", Body=b"first")
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=proxy.endpoint)
+        with fs.open(f"{BUCKET}/ignoring/taken", "xb") as handle:
+            handle.write(b"second")
+        assert objects(bucket, "ignoring") == {"taken": b"second"}
+    finally:
+        use_storage_options(None)
+        proxy.close()
 
 
 # --- one line for each way the store refuses -------------------------------------------------------

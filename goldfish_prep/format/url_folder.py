@@ -37,8 +37,11 @@ The lock (``ObjectLock``) is a create-once object: fsspec's exclusive mode
 or ``CompleteMultipartUpload`` with ``If-None-Match: *``; AWS S3 and moto honour
 it, some S3-compatible stores do not) and gcsfs as ``ifGenerationMatch=0``.
 There it is a real lock: of two writers that race, the store lets exactly one
-create the object. Drivers that check, then write (or refuse the mode) cannot
-lock, and there one writer at a time is the user's promise (docs/remote.md). A
+create the object. For stores that ignore the header, the lock reads the object
+before creating it (a later writer is refused) and after (an overwritten create
+backs off); writers starting in the same instant can still both win there, and
+one writer at a time is the user's promise (docs/remote.md), as it is for
+drivers without an exclusive mode. A
 store cannot say whether a holder is alive: a lock object left by a killed run
 stays until it is removed, and the refusal says how. Shared holders
 (``--num-tasks`` tasks) hold nothing on a store; each task's own lock is
@@ -184,17 +187,23 @@ class ObjectLock:
             if holder is not None:
                 raise LockHeldError(self._where, holder)
             return
-        me = Holder.me()  # its command line has secrets scrubbed (a --storage-options key stays out of the object)
+        mine = Holder.me().to_bytes()  # its command line has secrets scrubbed (a --storage-options key stays out)
         with _translated(self._where):
+            # a store that ignores If-None-Match would let the create below replace a holder's object:
+            # look first (one GET), so that there only writers starting in the same instant can race
+            if self._content() is not None:
+                raise LockHeldError(self._where, self._holder())
             try:
                 try:
                     handle = self._fs.open(self._path, "xb")  # memory:// refuses here
                 except (ValueError, NotImplementedError):
                     return  # the driver has no create-once mode: nothing can be held (docs/remote.md)
                 with handle:  # s3fs: the close sends the conditional write
-                    handle.write(me.to_bytes())
+                    handle.write(mine)
             except FileExistsError:  # s3fs: the store answered 412 Precondition Failed to If-None-Match: *
                 raise LockHeldError(self._where, self._holder()) from None
+            if self._content() != mine:  # (such a store) another writer's create landed over this one: theirs now
+                raise LockHeldError(self._where, self._holder())
         self._held = True
         if self._check is not None:
             try:
@@ -203,12 +212,17 @@ class ObjectLock:
                 self.release()
                 raise
 
-    def _holder(self) -> Holder | None:
+    def _content(self) -> bytes | None:
         try:
             with _translated(self._where):
-                return Holder.parse(self._fs.cat_file(self._path))
+                data: bytes = self._fs.cat_file(self._path)
+                return data
         except FileNotFoundError:
             return None
+
+    def _holder(self) -> Holder | None:
+        data = self._content()
+        return Holder.parse(data) if data is not None else None
 
     def release(self) -> None:
         if self._held:
