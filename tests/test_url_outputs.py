@@ -553,3 +553,44 @@ def test_ray_tasks_write_a_url_output_with_the_bytes_of_one_run(bucket: S3Server
     tasks = {name for name in written if name.startswith(".goldfish/task-")}
     assert tasks == {f".goldfish/task-0000{i}-of-00003.json" for i in range(3)}
     assert {name: data for name, data in written.items() if name not in tasks} == reference
+
+
+def test_a_ray_task_whose_worker_is_killed_is_retried_and_the_output_is_the_same(
+    bucket: S3Server, big_corpus: Path, big_reference: dict[str, bytes]
+) -> None:
+    """SIGKILL to the worker process of one Ray task mid-run: Ray retries the task (same task id), the retry takes
+    over the lock object its dead attempt left, resumes its finished shards, and the output is one run's bytes."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'goldfish-prep[ray]'")
+    if ray.is_initialized():
+        pytest.skip("another test's Ray is connected; this one needs the store's environment in its workers")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    s3, killed = bucket.client(), []
+
+    def kill_task_1() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                s3.head_object(Bucket=BUCKET, Key="lost/.goldfish/shard-00004.json")  # task 1's second shard
+                lock = s3.get_object(Bucket=BUCKET, Key="lost/.goldfish/task-00001-of-00003.lock")["Body"].read()
+            except s3.exceptions.ClientError:
+                time.sleep(0.02)
+                continue
+            pid = json.loads(lock)["pid"]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": bucket.env()})
+    killer = threading.Thread(target=kill_task_1, daemon=True)
+    killer.start()
+    try:
+        result = run("mask", big_corpus, "-o", f"s3://{BUCKET}/lost", *KILL_OPTIONS, "--ray-address", "local", "--ray-tasks", 3)
+    finally:
+        killer.join(timeout=5)
+        ray.shutdown()
+    assert killed, "task 1 finished before its worker could be killed"
+    assert result.exit_code == 0, result.output
+    written = objects(bucket, "lost")
+    tasks = {name for name in written if name.startswith(".goldfish/task-")}
+    assert tasks == {f".goldfish/task-0000{i}-of-00003.json" for i in range(3)}  # no lock object left
+    assert {name: data for name, data in written.items() if name not in tasks} == big_reference

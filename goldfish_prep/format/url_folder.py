@@ -51,6 +51,7 @@ create-once.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -105,7 +106,7 @@ def _translated(where: str) -> Iterator[None]:
     refusal (``FileExistsError``) stay as they are, since callers act on them."""
     try:
         yield
-    except (GoldfishError, FileExistsError):
+    except (GoldfishError, FileExistsError, _NoCreateOnce):
         raise
     except FileNotFoundError as exc:
         if "bucket" in str(exc).lower():
@@ -167,19 +168,30 @@ class UploadFile:
             pass
 
 
+class _NoCreateOnce(Exception):
+    """The fsspec driver has no exclusive-create mode."""
+
+
 class ObjectLock:
     """A lock object created once (``"xb"``) holding its holder's JSON, deleted on release.
 
     ``check``, when given, runs once the object is created and raises ``LockHeldError`` for a
     conflicting holder (then this lock object is deleted again): ``UrlFolder.lock`` uses it so that
     a plain run and the tasks of a split run, which hold different objects, still exclude each other.
+
+    ``owner`` names a unit of work that a scheduler runs again when its process dies (a Ray task id,
+    the same for each of its attempts): it is written into the object, and an object left with the
+    same owner is taken over, since the scheduler starts an attempt only once the one before is dead.
     """
 
-    def __init__(self, fs: Any, path: str, where: str, shared: bool, check: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, fs: Any, path: str, where: str, shared: bool, check: Callable[[], None] | None = None, owner: str | None = None
+    ) -> None:
         self._fs, self._path, self._where, self.shared = fs, path, where, shared
         self.taken_over: Holder | None = None
         self._held = False
         self._check = check
+        self._owner = owner
 
     def acquire(self) -> None:
         if self.shared:  # a store has no shared lock: refuse only an exclusive holder
@@ -188,6 +200,41 @@ class ObjectLock:
                 raise LockHeldError(self._where, holder)
             return
         mine = Holder.me().to_bytes()  # its command line has secrets scrubbed (a --storage-options key stays out)
+        if self._owner is not None:
+            mine = json.dumps({**json.loads(mine), "owner": self._owner}, sort_keys=True).encode() + b"\n"
+        try:
+            self._create(mine)
+        except _NoCreateOnce:
+            return  # nothing can be held (docs/remote.md)
+        except LockHeldError:
+            left = self._left_by_owner()
+            if left is None:
+                raise
+            with _translated(self._where):  # an earlier attempt of the same task, dead: take its object over
+                self._fs.rm_file(self._path)
+            self._create(mine)
+            self.taken_over = left
+        self._held = True
+        if self._check is not None:
+            try:
+                self._check()
+            except BaseException:
+                self.release()
+                raise
+
+    def _left_by_owner(self) -> Holder | None:
+        """The holder named in the object when it was left by an earlier attempt of this lock's owner."""
+        data = self._content()
+        if self._owner is None or data is None:
+            return None
+        try:
+            owner = json.loads(data.decode("utf-8")).get("owner")
+        except (ValueError, AttributeError):
+            return None
+        return Holder.parse(data) if owner == self._owner else None
+
+    def _create(self, mine: bytes) -> None:
+        """Create the object holding ``mine``, or raise ``LockHeldError``."""
         with _translated(self._where):
             # a store that ignores If-None-Match would let the create below replace a holder's object:
             # look first (one GET), so that there only writers starting in the same instant can race
@@ -197,20 +244,13 @@ class ObjectLock:
                 try:
                     handle = self._fs.open(self._path, "xb")  # memory:// refuses here
                 except (ValueError, NotImplementedError):
-                    return  # the driver has no create-once mode: nothing can be held (docs/remote.md)
+                    raise _NoCreateOnce from None  # the driver has no create-once mode: nothing can be held
                 with handle:  # s3fs: the close sends the conditional write
                     handle.write(mine)
             except FileExistsError:  # s3fs: the store answered 412 Precondition Failed to If-None-Match: *
                 raise LockHeldError(self._where, self._holder()) from None
             if self._content() != mine:  # (such a store) another writer's create landed over this one: theirs now
                 raise LockHeldError(self._where, self._holder())
-        self._held = True
-        if self._check is not None:
-            try:
-                self._check()
-            except BaseException:
-                self.release()
-                raise
 
     def _content(self) -> bytes | None:
         try:
@@ -234,7 +274,8 @@ class ObjectLock:
 class UrlFolder(OutputFolder):
     """An output folder on any fsspec file system (object stores, memory)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, owner: str | None = None) -> None:
+        """``owner``: written into the lock objects this folder creates (``ObjectLock``); a Ray task's id."""
         from fsspec.core import url_to_fs
 
         from goldfish_prep.readers.remote import options_for
@@ -250,6 +291,7 @@ class UrlFolder(OutputFolder):
         except TypeError as exc:  # an option the driver does not take
             raise ConfigError(f"--storage-options do not fit the file system of {self.url}: {scrub(str(exc))}") from None
         self._flat = scheme in _FLAT
+        self.owner = owner
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
@@ -329,7 +371,7 @@ class UrlFolder(OutputFolder):
             check = self._no_task_holds
         elif not shared and base.startswith("task-"):
             check = self._no_writer_holds
-        return ObjectLock(self.fs, self._path(name), self.where(name), shared, check)
+        return ObjectLock(self.fs, self._path(name), self.where(name), shared, check, self.owner)
 
     def _no_task_holds(self) -> None:
         for entry in self.entries(PROGRESS_DIR):

@@ -28,7 +28,7 @@ from goldfish_prep import __version__
 from goldfish_prep.chat.options import ChatOptions, chat_setup, describe_chat, reads_chat
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError, OutputError
-from goldfish_prep.format.folder import OutputFolder, Task, open_folder, run_digest
+from goldfish_prep.format.folder import OutputFolder, Task, run_digest
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
 from goldfish_prep.pipeline._finish import finalize_output
@@ -75,6 +75,9 @@ class MaskJob:
     chat: ChatOptions = ChatOptions()
     #: fsspec options for URL inputs and a URL output (``readers.remote``); may hold secrets, so never shown or recorded
     storage_options: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: a URL output's lock owner: the same for every attempt of one scheduled task (a Ray task id), so that
+    #: an attempt takes over the lock object a dead earlier attempt left (``url_folder.ObjectLock``)
+    lock_owner: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def tokenizer_spec(self) -> str:
@@ -104,18 +107,20 @@ def is_output_url(output: Path | str) -> bool:
     return isinstance(output, str) and "://" in output and not output.startswith("file://")
 
 
-def output_folder(output: Path | str) -> OutputFolder:
+def output_folder(output: Path | str, lock_owner: str | None = None) -> OutputFolder:
     """The folder ``mask`` writes: a ``UrlFolder`` for a URL (made with the run's storage options, so call
-    ``use_storage_options`` first), else the ``LocalFolder`` at the resolved path."""
+    ``use_storage_options`` first; ``lock_owner`` as ``MaskJob`` has it), else the ``LocalFolder`` at the resolved path."""
     if is_output_url(output):
-        return open_folder(str(output))
+        from goldfish_prep.format.url_folder import UrlFolder  # imports fsspec only when a URL is given
+
+        return UrlFolder(str(output), lock_owner)
     return LocalFolder(Path(str(output).removeprefix("file://")).resolve())
 
 
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
     use_storage_options(job.storage_options)  # for the inputs and a URL output alike
-    folder = output_folder(job.output)
+    folder = output_folder(job.output, job.lock_owner)
     if isinstance(folder, LocalFolder):
         _check_output_not_in_input_folder(folder.path, job.inputs)
     else:

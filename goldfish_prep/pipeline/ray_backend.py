@@ -161,12 +161,20 @@ def _check_output(output: Path | str, existing: str, cwd: str, storage_options: 
             output_folder(output).refuse_unless_empty()  # the same rule, and words, as a plain run's
 
 
+def _attempt_owner() -> str:
+    """The same for every attempt of this Ray task (Ray keeps a task's id when it retries it after its worker
+    died): a URL output's lock object left by a dead attempt is taken over by the next (locally, flock frees it)."""
+    import ray
+
+    return f"ray task {ray.get_runtime_context().get_task_id()}"
+
+
 def _run_task(job: MaskJob, cwd: str) -> dict[str, Any]:
     with _working_folder(cwd):
-        return run_mask(job)
+        return run_mask(dataclasses.replace(job, lock_owner=_attempt_owner()))
 
 
 def _finalize(output: Path | str, cwd: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
     with _working_folder(cwd):
         use_storage_options(storage_options)
-        return finalize_tasks(output_folder(output))
+        return finalize_tasks(output_folder(output, _attempt_owner()))
