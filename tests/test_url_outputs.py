@@ -535,26 +535,6 @@ def test_a_store_that_keeps_failing_stops_in_one_line_and_resume_finishes(
 # --- Ray tasks writing to the store ----------------------------------------------------------------
 
 
-def test_ray_tasks_write_a_url_output_with_the_bytes_of_one_run(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
-    """Each Ray task uploads its shards straight to the store (no shared disk, nothing staged); the driver's
-    and the tasks' locks are lock objects, all deleted at the end."""
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'goldfish-prep[ray]'")
-    if ray.is_initialized():
-        pytest.skip("another test's Ray is connected; this one needs the store's environment in its workers")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    # the workers get the store's address and credentials as a user's cluster would: from their environment
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": bucket.env()})
-    try:
-        result = run("mask", corpus, "-o", f"s3://{BUCKET}/ray", *OPTIONS, "--ray-address", "local", "--ray-tasks", 3)
-    finally:
-        ray.shutdown()
-    assert result.exit_code == 0, result.output
-    written = objects(bucket, "ray")
-    tasks = {name for name in written if name.startswith(".goldfish/task-")}
-    assert tasks == {f".goldfish/task-0000{i}-of-00003.json" for i in range(3)}
-    assert {name: data for name, data in written.items() if name not in tasks} == reference
-
-
 def test_a_ray_task_whose_worker_is_killed_is_retried_and_the_output_is_the_same(
     bucket: S3Server, big_corpus: Path, big_reference: dict[str, bytes]
 ) -> None:
