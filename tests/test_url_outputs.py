@@ -489,6 +489,12 @@ def test_credentials_the_store_refuses(bucket: S3Server, corpus: Path, who: str)
     assert objects(bucket, "refused") == {}
 
 
+def test_storage_options_the_driver_does_not_take(bucket: S3Server, corpus: Path) -> None:
+    line = error_line(run("mask", corpus, "-o", f"s3://{BUCKET}/x", *OPTIONS, "--storage-options", '{"no_such_option": 1}'))
+    assert line.startswith(f"Error: --storage-options do not fit the file system of s3://{BUCKET}/x: "), line
+    assert "no_such_option" in line
+
+
 # --- a store under load: retried without harm, or one line ---------------------------------------
 
 

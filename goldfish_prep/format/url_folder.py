@@ -79,10 +79,15 @@ class StoreError(GoldfishError, RuntimeError):
     """
 
 
+def _short(exc: BaseException) -> str:
+    """What an exception says, on one line, scrubbed of secrets, at most ``_MAX_CAUSE`` characters."""
+    cause = scrub(" ".join(str(exc).split())) or type(exc).__name__
+    return cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 3] + "..."
+
+
 def store_failure(where: str, exc: BaseException) -> StoreError:
     """The one line for a failed request about ``where``: what the store said (scrubbed of secrets), and the fix."""
-    cause = scrub(" ".join(str(exc).split())) or type(exc).__name__
-    cause = cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 3] + "..."
+    cause = _short(exc)
     lowered = cause.lower()
     if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
         return StoreError(
@@ -112,6 +117,8 @@ def _translated(where: str) -> Iterator[None]:
         if "bucket" in str(exc).lower():
             raise store_failure(where, exc) from None
         raise
+    except TypeError as exc:  # the driver makes its client on first use, with every option it was given
+        raise ConfigError(f"--storage-options do not fit the file system of {where}: {_short(exc)}") from None
     except Exception as exc:  # providers raise many types: OSError subclasses, botocore, aiohttp, their own
         raise store_failure(where, exc) from None
 
