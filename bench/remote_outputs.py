@@ -1,0 +1,171 @@
+"""``mask -o s3://...`` against the same run into a local folder: speed ratio and memory as the corpus grows.
+
+Goal (issue 26): ``mask`` with its inputs and output on an S3 server within
+1.3x of the same run on local disk at ``--num-proc 2``, memory flat as the
+corpus grows 10x. Three runs per round, each a separate ``goldfish-prep mask``
+process on ``--cores`` CPUs measured by ``measure.py``: ``local`` (local
+inputs, local folder), ``out-s3`` (local inputs, ``-o s3://``: the cost of the
+output alone) and ``s3`` (inputs and output on the store). The server is
+moto's (``tests/s3_server.py``) on the same cores, reached only through
+``AWS_ENDPOINT_URL`` and the credentials variables; its CPU time is reported
+apart. ``out-s3``'s objects are checked byte-identical to ``local``'s files (the
+lock files aside), ``s3``'s shards equal to ``local``'s with the input paths
+taken off. The corpus is ``peers.py``'s, as in ``remote_inputs.py``.
+
+    python bench/remote_outputs.py                       # x1 and x10, 1 round
+    python bench/remote_outputs.py --scales 1,10 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from measure import Measured, measure  # noqa: E402
+from peers import WORK, build_corpus  # noqa: E402
+from remote_inputs import cpu_seconds, mask_command, rows  # noqa: E402
+
+from tests.s3_server import S3Server  # noqa: E402
+
+BUCKET = "bench-out"
+KINDS = ("local", "out-s3", "s3")
+
+
+def objects(server: S3Server, prefix: str) -> dict[str, bytes]:
+    s3 = server.client()
+    found: dict[str, bytes] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
+        for entry in page.get("Contents", []):
+            found[entry["Key"][len(prefix) + 1 :]] = s3.get_object(Bucket=BUCKET, Key=entry["Key"])["Body"].read()
+    return found
+
+
+def clear(server: S3Server, prefix: str) -> None:
+    s3 = server.client()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
+        for entry in page.get("Contents", []):
+            s3.delete_object(Bucket=BUCKET, Key=entry["Key"])
+
+
+def shard_tables(server: S3Server, prefix: str, inputs: str, work: Path) -> list[pa.Table]:
+    """The output's shards read from the store, ``inputs`` taken off ``id`` and ``source``."""
+    folder = work / "remote-out-download"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, data in objects(server, prefix).items():
+        if name.startswith("data-"):
+            (folder / name).write_bytes(data)
+    return rows(folder, inputs)
+
+
+def one_run(kind: str, scale: int, spec: str, args: argparse.Namespace, env: dict[str, str], server: S3Server) -> tuple[Measured, float]:
+    name = f"{kind}-x{scale}"
+    if kind == "local":
+        out: Path | str = args.work / f"remote-out-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        out = f"s3://{BUCKET}/{name}"
+        clear(server, name)
+    before = cpu_seconds(server.pid)
+    command = [str(part) for part in mask_command(spec, Path("OUT"), args.num_proc)]
+    command[command.index("OUT")] = str(out)
+    measured = measure(command, args.cores, args.work / f"remote-out-{name}.log", env)
+    served = cpu_seconds(server.pid) - before
+    if measured.returncode != 0:
+        raise SystemExit(f"mask failed ({name}, exit {measured.returncode}); see {args.work / f'remote-out-{name}.log'}")
+    print(
+        f"  {name:<12} {measured.seconds:6.1f} s, CPU {measured.cpu_seconds:5.1f} s (server {served:4.1f} s), "
+        f"peak tree PSS {measured.peak_tree_pss_mb:6.0f} MB, max RSS {measured.max_rss_mb:6.0f} MB",
+        flush=True,
+    )
+    return measured, served
+
+
+def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[str, Any]:
+    corpus = build_corpus(args.work, scale)
+    server.upload(BUCKET, corpus, f"{corpus.name}/")
+    size_mb = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / 1e6
+    env = {**os.environ, **server.env()}
+    local_spec, url = str(corpus) + "/", f"s3://{BUCKET}/{corpus.name}/"
+    specs = {"local": local_spec, "out-s3": local_spec, "s3": url}
+    runs: dict[str, list[Measured]] = {kind: [] for kind in KINDS}
+    served: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for round_index in range(args.rounds):
+        order = KINDS if round_index % 2 == 0 else KINDS[::-1]
+        for kind in order:
+            measured, cpu = one_run(kind, scale, specs[kind], args, env, server)
+            runs[kind].append(measured)
+            served[kind].append(cpu)
+    local = args.work / f"remote-out-local-x{scale}"
+    files = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
+    if objects(server, f"out-s3-x{scale}") != files:
+        raise SystemExit(f"x{scale}: the objects of -o s3:// differ from the local run's files")
+    if shard_tables(server, f"s3-x{scale}", url, args.work) != rows(local, local_spec):
+        raise SystemExit(f"x{scale}: the shards of the s3 run differ from the local run's")
+    result: dict[str, Any] = {"scale": scale, "mb": size_mb}
+    for kind in KINDS:
+        result[kind] = {
+            "s": statistics.median(m.seconds for m in runs[kind]),
+            "cpu": statistics.median(m.cpu_seconds for m in runs[kind]),
+            "server": statistics.median(served[kind]),
+            "pss": max(m.peak_tree_pss_mb for m in runs[kind]),
+            "rss": max(m.max_rss_mb for m in runs[kind]),
+            "ratios": [m.seconds / base.seconds for m, base in zip(runs[kind], runs["local"])],
+        }
+    return result
+
+
+def report(results: list[dict[str, Any]], num_proc: int) -> str:
+    lines = [
+        f"| corpus | MB | run | wall s | / local (per round) | CPU s (+ server) | peak PSS / max RSS MB |  (--num-proc {num_proc})",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for kind in KINDS:
+            k = r[kind]
+            ratios = ", ".join(f"{x:.2f}" for x in k["ratios"])
+            lines.append(
+                f"| x{r['scale']} | {r['mb']:.0f} | {kind} | {k['s']:.1f} | {statistics.median(k['ratios']):.2f}x ({ratios}) | "
+                f"{k['cpu']:.1f} (+ {k['server']:.1f}) | {k['pss']:.0f} / {k['rss']:.0f} |"
+            )
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        for kind in KINDS:
+            lines.append(
+                f"{kind}, x{large['scale']} vs x{small['scale']}: peak tree PSS {large[kind]['pss'] / small[kind]['pss'] - 1:+.0%}, "
+                f"max RSS {large[kind]['rss'] / small[kind]['rss'] - 1:+.0%}"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", default="1,10", help="corpus sizes as copies of the base corpus")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=WORK)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    server = S3Server()
+    try:
+        server.client().create_bucket(Bucket=BUCKET)
+        results = [run_scale(int(scale), server, args) for scale in args.scales.split(",")]
+    finally:
+        server.stop()
+    print(report(results, args.num_proc))
+
+
+if __name__ == "__main__":
+    main()
