@@ -7,15 +7,14 @@ from typing import Any
 
 import click
 
-from goldfish_prep.errors import ConfigError
-from goldfish_prep.pipeline.job import is_output_url, output_folder
+from goldfish_prep.pipeline.job import output_folder
 from goldfish_prep.pipeline.tasks import finalize_tasks
 from goldfish_prep.readers.remote import use_storage_options
 from goldfish_prep_cli.mask import output_location, parse_storage_options, summary_text
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("output", metavar="OUTPUT", callback=lambda ctx, param, value: output_location(value))
+@click.argument("output", metavar="OUTPUT", callback=lambda ctx, param, value: output_location(value, ctx, param, exists=True))
 @click.option(
     "--storage-options",
     metavar="JSON",
@@ -43,8 +42,6 @@ def finalize(output: Path | str, storage_options: dict[str, Any] | None) -> None
       # tasks that wrote to object storage (AWS_* credentials)
       goldfish-prep finalize s3://bucket/shards
     """
-    if not is_output_url(output) and not Path(output).is_dir():
-        raise ConfigError(f"{output} is not a folder; pass the output folder (or URL) the `mask --num-tasks` runs wrote")
     use_storage_options(storage_options)
     manifest = finalize_tasks(output_folder(output))
     click.echo(summary_text(manifest, output))

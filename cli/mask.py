@@ -24,7 +24,7 @@ from goldfish_prep_cli.options import ByteSize, IdList
     "--output",
     required=True,
     metavar="DIRECTORY|URL",
-    callback=lambda ctx, param, value: output_location(value),
+    callback=lambda ctx, param, value: output_location(value, ctx, param),
     help="Output folder, or a URL such as s3://bucket/prefix (docs/remote.md); must be new or empty unless --overwrite/--resume.",
 )
 @click.option(
@@ -237,15 +237,17 @@ def mask(inputs: tuple[str, ...], output: Path | str, **options: Any) -> None:
     click.echo(summary_text(result, output))
 
 
-def output_location(value: str) -> Path | str:
-    """``-o`` as ``MaskJob.output`` takes it: a URL as written (``s3://bucket/prefix``), else a local path.
+def output_location(value: str, ctx: click.Context | None = None, param: click.Parameter | None = None, exists: bool = False) -> Path | str:
+    """``-o`` as ``MaskJob.output`` takes it: a URL as written (``s3://bucket/prefix``), else a local path,
+    checked as a folder path by click (an existing file is a usage error; with ``exists``, so is a missing path).
 
     >>> output_location("s3://bucket/shards/"), output_location("shards"), output_location("file:///tmp/shards")
     ('s3://bucket/shards', PosixPath('shards'), PosixPath('/tmp/shards'))
     """
     if is_output_url(value):
         return value.rstrip("/")
-    return Path(value.removeprefix("file://"))
+    path: Path = click.Path(file_okay=False, exists=exists, path_type=Path).convert(value.removeprefix("file://"), param, ctx)
+    return path
 
 
 def parse_storage_options(value: str | None) -> dict[str, Any] | None:
