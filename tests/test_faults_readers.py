@@ -10,7 +10,6 @@ read-only mount and a missing folder (mounting needs root: skipped with the reas
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 from click.testing import CliRunner, Result
 
 from goldfish_prep_cli.main import cli
@@ -71,10 +71,10 @@ def _last_shard(folder: Path) -> str:
 
 
 def _checksum_line(folder: Path, shard: str) -> str:
-    recorded = next(s["sha256"] for s in json.loads((folder / "goldfish_manifest.json").read_text())["shards"] if s["filename"] == shard)
-    actual = hashlib.sha256((folder / shard).read_bytes()).hexdigest()
+    recorded = next(s["xxh3_128"] for s in json.loads((folder / "goldfish_manifest.json").read_text())["shards"] if s["filename"] == shard)
+    actual = xxhash.xxh3_128_hexdigest((folder / shard).read_bytes())
     return (
-        f"Error: {folder / shard}: sha256 {actual}, the manifest records {recorded}: the file changed after it was written. "
+        f"Error: {folder / shard}: xxh3_128 {actual}, the manifest records {recorded}: the file changed after it was written. "
         f"The output is damaged: `goldfish-prep verify {folder}` says what is wrong; {FIX}"
     )
 

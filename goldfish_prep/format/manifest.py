@@ -31,13 +31,17 @@ from goldfish_prep.mask import expected_rate
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
 #: the manifest lists this many skipped records by location; counts always cover all of them
 MAX_LISTED_SKIPS = 1000
-#: the keys of a shard record that the manifest repeats for each shard
-SHARD_KEYS = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256")
+#: the keys of a shard record that the manifest repeats for each shard (``xxh3_128`` where the record has it:
+#: shards completed by a version before it have only ``sha256``)
+SHARD_KEYS = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256", "xxh3_128")
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardEntry:
-    """One shard's line in the manifest: its file and what it holds, as written after the shard was sealed."""
+    """One shard's line in the manifest: its file and what it holds, as written after the shard was sealed.
+
+    ``xxh3_128`` is None in manifests written before it was recorded; readers
+    then check ``sha256`` instead (``OutputFolder.read_shard``)."""
 
     filename: str
     num_rows: int
@@ -45,6 +49,7 @@ class ShardEntry:
     num_tokens: int
     num_dropped: int
     sha256: str
+    xxh3_128: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ShardEntry:
@@ -53,7 +58,9 @@ class ShardEntry:
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             value = data.get(field.name)
-            wanted = str if field.type == "str" else int
+            wanted = str if str(field.type).startswith("str") else int
+            if value is None and field.default is None:  # an optional field the writer did not know yet
+                continue
             if not isinstance(value, wanted) or isinstance(value, bool):
                 raise InputError(
                     where,
@@ -190,7 +197,7 @@ class Manifest:
             "ignored_inputs": run.get("ignored_inputs", []),
             "layout": run["layout"],
             **({"chat": run["chat"], "k_field": run.get("k_field")} if run.get("chat") is not None else {}),
-            "shards": [{key: record[key] for key in SHARD_KEYS} for record in records],
+            "shards": [{key: record[key] for key in SHARD_KEYS if key in record} for record in records],
             "counts": counts,
             "skipped": skipped,
         }

@@ -150,7 +150,7 @@ class ShardSet:
             return self.output.read_shard(entry.filename, columns)
         wanted = None if columns is None else list(dict.fromkeys([*columns, "num_tokens"]))
         try:  # the folder hashes the very mapped pages the table then views: the file is read once
-            table = self.output.read_shard(entry.filename, wanted, entry.sha256)
+            table = self.output.read_shard(entry.filename, wanted, entry.sha256, entry.xxh3_128)
         except ChecksumError as exc:
             raise self._damaged(entry.filename, exc.cause) from exc
         # summed over a numpy view of the data buffer: pyarrow.compute, to_numpy and np.asarray would import

@@ -28,13 +28,12 @@ as the refusal says. Shared holders (``--num-tasks`` tasks) hold nothing on a st
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pyarrow as pa
 
 from goldfish_prep.errors import ConfigError
-from goldfish_prep.format.commit import HashingReader
+from goldfish_prep.format.commit import Checksums, HashingReader
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.names import PROGRESS_DIR
@@ -48,10 +47,10 @@ class UploadFile:
         self._path = path
         self.temporary = where  # object stores write to the final name: nothing is visible before the commit
         self._raw = fs.open(path, "wb")
-        self._sha256 = hashlib.sha256()
+        self._hashes = Checksums()
 
     def write(self, data: bytes | memoryview) -> int:
-        self._sha256.update(data)
+        self._hashes.update(data)
         written: int = self._raw.write(data)
         return written
 
@@ -67,7 +66,11 @@ class UploadFile:
 
     def commit(self) -> str:
         self._raw.close()
-        return self._sha256.hexdigest()
+        return self.checksums()["sha256"]
+
+    def checksums(self) -> dict[str, str]:
+        """Every checksum of ``commit.CHECKSUMS`` of the bytes written so far."""
+        return self._hashes.hexdigests()
 
     def abort(self) -> None:
         discard = getattr(self._raw, "discard", None)

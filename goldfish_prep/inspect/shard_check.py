@@ -1,7 +1,7 @@
 """Checks one shard against its manifest record and its recorded mask config.
 
-Three layers, each catching what the others cannot: the sha256 catches any
-changed byte (an id under a dropped label included, which no recomputation can
+Three layers, each catching what the others cannot: the checksums (sha256, and
+xxh3_128 where the manifest records it) catch any changed byte (an id under a dropped label included, which no recomputation can
 see); the recomputed masks say *where* labels went wrong, down to row and
 position, even after someone rewrote the checksums; and the per-row and
 per-shard counts catch accounting that no longer matches the lists. A shard is
@@ -94,11 +94,18 @@ def check_shard(index: int, context: VerifyContext) -> ShardCheck:
     problems: list[Problem] = []
     try:
         shard = folder.read_shard_bytes(name)  # read once: hashed, then parsed from the same mapped pages
-        if shard.sha256 != record.sha256:
+        # both checksums where the manifest has both (xxh3_128 is None in those written before it); one line per shard
+        differing = [
+            (algorithm, shard.checksums[algorithm], recorded)
+            for algorithm, recorded in (("sha256", record.sha256), ("xxh3_128", record.xxh3_128))
+            if recorded is not None and shard.checksums[algorithm] != recorded
+        ]
+        if differing:
+            algorithm, found, recorded = differing[0]
             problems.append(
                 Problem(
                     name,
-                    f"sha256 {shard.sha256[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written",
+                    f"{algorithm} {found[:12]}... differs from the manifest's {recorded[:12]}...: the file changed after it was written",
                 )
             )
         table = shard.table()
