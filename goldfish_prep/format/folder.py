@@ -197,24 +197,25 @@ class OutputFolder(abc.ABC):
     # ---- the writers' lock: one writer per folder (lock.py has the design)
 
     @contextmanager
-    def writing(self, task: Task | None = None) -> Iterator[None]:
+    def writing(self, task: Task | None = None, quiet: bool = False) -> Iterator[None]:
         """Hold the folder for writing while the block runs; an ``OutputError`` at once if another writer holds it.
 
         A plain run and ``finalize`` (``task`` None or alone) hold ``writer.lock``
         exclusively; task I of N holds it shared plus its own task lock, so tasks
         do not block each other but block a plain run and ``finalize``. Taking the
-        lock also proves the progress folder writable before anything is removed.
+        lock also proves the progress folder writable before anything is removed. ``quiet`` (``-q``): no note
+        when a lock left by a dead run is taken over, as ``mask -q`` prints no other note.
         """
         task = task or Task()
-        with self.holding(WRITER_LOCK, shared=not task.alone):
+        with self.holding(WRITER_LOCK, shared=not task.alone, quiet=quiet):
             if task.alone:
                 yield
             else:
-                with self.holding(task_lock_name(task.index, task.count)):
+                with self.holding(task_lock_name(task.index, task.count), quiet=quiet):
                     yield
 
     @contextmanager
-    def holding(self, name: str, shared: bool = False) -> Iterator[None]:
+    def holding(self, name: str, shared: bool = False, quiet: bool = False) -> Iterator[None]:
         """Hold lock file ``name`` of the progress folder (a Ray driver holds ``writer.lock`` shared and its own)."""
         if self.exists() and not self.is_folder():
             raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
@@ -230,7 +231,7 @@ class OutputFolder(abc.ABC):
             raise OutputError(holder_line(self.where(), held, holder)) from None
         except OSError as exc:
             raise self._cannot_write(exc) from exc
-        if lock.taken_over is not None:
+        if lock.taken_over is not None and not quiet:
             print(describe_takeover(where, lock.taken_over), file=sys.stderr)
         try:
             yield

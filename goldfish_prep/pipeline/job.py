@@ -125,7 +125,7 @@ def _run(job: MaskJob, output: Path, resolved: ResolvedInputs, tokenizer: Tokeni
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
     folder, task = LocalFolder(output), Task(job.task_index, job.num_tasks)
     folder.admit(existing)  # a folder that is not ours is refused before the lock's file is made in it
-    with folder.writing(task):  # one writer per folder; refuses at once, before anything is removed
+    with folder.writing(task, quiet=not job.progress):  # one writer per folder; refuses at once, before anything is removed
         try:
             return _write(job, folder, task, run, existing, context, snapshots, tokenizer, pool)
         except GoldfishError:  # a failure, not an interrupt (its shards are kept for --resume)

@@ -70,7 +70,7 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
         # (a ray:// client's paths are the cluster's, not this machine's: it holds nothing, its tasks do)
         folder = LocalFolder(job.output.resolve())
         client = address.startswith("ray://")
-        with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK):
+        with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK, quiet=not job.progress):
             with nullcontext() if client else folder.holding(WRITER_LOCK, shared=True):
                 refs = [run_task.remote(dataclasses.replace(base, task_index=index), cwd) for index in range(tasks)]
                 _get(ray, refs, progress=job.progress)
