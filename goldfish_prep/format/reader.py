@@ -112,10 +112,11 @@ class ShardSet:
     Every reader checks what it reads (``check_sha256``, on unless a caller
     checks by itself, as ``verify`` does): on opening, the manifest's totals
     against its shard entries and ``state.json``'s file list against the
-    manifest's (a lost entry); as each shard is read, its sha256 over the very
-    memory-mapped bytes the table views (a shard swapped in or appended to;
+    manifest's (a lost entry); as each shard is read, its xxh3-128 (sha256 in
+    outputs written before it was recorded) over the very memory-mapped bytes
+    the table views (a shard swapped in or appended to;
     ``OutputFolder.read_shard``), and its rows and tokens against its entry.
-    No second pass over the data; the hash costs about 0.9 ms of CPU per MB
+    No second pass over the data; the hash costs about 0.09 ms of CPU per MB
     of shard (docs/performance.md). Any difference is a one-line
     ``ChecksumError`` naming the file and pointing to ``verify`` and
     ``--resume``, raised before the shard's table is handed out.
