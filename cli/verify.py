@@ -39,7 +39,8 @@ def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int, tokenizer:
     Recomputes every mask from input_ids with the config recorded in the
     manifest and compares it with labels (a label is -100 where the token is
     dropped and equals the input id everywhere else), checks each shard's
-    sha256, row and token counts against the manifest, and that the manifest's
+    checksums (sha256, and xxh3-128 where the manifest records it), row and
+    token counts against the manifest, and that the manifest's
     counts add up (documents read = written + skipped). Exit code 0 when all
     holds; otherwise 1, with the shard, row and position of the first
     mismatches. In chat outputs a label must be -100 off the assistant's

@@ -9,8 +9,11 @@ order). Weights: UTF-8 bytes of the text (``pc.binary_length``, vectorised) or
 4 bytes per pre-tokenized id.
 
 ``mapped`` (from ``InputSnapshot.map_whole``: local files memory-mapped and
-hashed, by normalised path) is what the readers parse when given, so the
+hashed, by normalised path) is what the Arrow readers parse when given, so the
 bytes recorded in the manifest are the bytes parsed and a file is read once.
+Parquet files are not mapped: a mapped file truncated while it is parsed kills
+the process with SIGBUS, where one read through ``read`` fails with a message
+(Arrow files were always mapped, so mapping them adds no such risk).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import dataclasses
 import json
 import os
 from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -51,11 +53,11 @@ class _Columns:
 Mapped = Mapping[str, pa.Buffer]
 
 
-def read_parquet(source: InputSource, options: ReaderOptions, mapped: Mapped | None = None) -> Iterator[Item]:
+def read_parquet(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
     """Rows of a Parquet file, read batch by batch (only the needed columns)."""
     import pyarrow.parquet as pq
 
-    with _parquet_input(source.path, mapped) as where, pq.ParquetFile(where) as parquet:
+    with arrow_input(source.path) as where, pq.ParquetFile(where) as parquet:
         if options.chat:
             needed = chat_columns(parquet.schema_arrow.names, source.path, options)
             yield from chat_rows(parquet.iter_batches(batch_size=_ROWS, columns=needed), source.path, needed, options, 0)
@@ -103,17 +105,6 @@ def saved_dataset_files(folder: str) -> list[str]:
 
 def _mapping(path: str, mapped: Mapped | None) -> pa.Buffer | None:
     return None if mapped is None else mapped.get(os.path.normpath(path))
-
-
-@contextmanager
-def _parquet_input(path: str, mapped: Mapped | None) -> Iterator[str | pa.NativeFile]:
-    """The mapping of ``path`` hashed by the snapshot, else what ``arrow_input`` opens."""
-    buffer = _mapping(path, mapped)
-    if buffer is not None:
-        yield pa.BufferReader(buffer)
-        return
-    with arrow_input(path) as where:
-        yield where
 
 
 def _read_arrow_file(path: str, label: str, options: ReaderOptions, start: int, mapped: Mapped | None = None) -> Generator[Item, None, int]:

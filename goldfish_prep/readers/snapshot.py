@@ -13,11 +13,14 @@ it"); the pipeline compares them once more at the end of the run.
 
 Parquet and Arrow files are read by pyarrow out of order (the footer first, only
 the columns needed), so no reader can hand their bytes over in order. A local
-one is memory-mapped instead (``map_whole``): the mapping is hashed in order,
-and pyarrow then parses that same mapping, not the file, so the bytes hashed are
-the bytes parsed and the file is read from disk once. A URL's object cannot be
-mapped: it is hashed in one sequential read just before pyarrow reads it, and
-the same size and time check covers the time between.
+Arrow file (or ``save_to_disk`` folder), which pyarrow reads memory-mapped, is
+mapped here instead (``map_whole``): the mapping is hashed in order, and pyarrow
+then parses that same mapping, so the bytes hashed are the bytes parsed and the
+file is read from disk once. A Parquet file is not mapped (a mapped file cut
+short while it is parsed kills the process with SIGBUS; read through ``read`` it
+fails with one line), and a URL's object cannot be: both are hashed in one
+sequential read just before pyarrow reads them, and the same size and time
+check covers the time between.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ class InputSnapshot:
         self._size += len(data) if isinstance(data, bytes) else data.nbytes
 
     def hash_whole(self) -> None:
-        """Hash every file now, in order (columnar inputs at a URL, which pyarrow reads out of order)."""
+        """Hash every file now, in order (Parquet files and columnar inputs at a URL, which pyarrow reads out of order)."""
         for path in self.files:
             self._hash_from(path, 0)
 
