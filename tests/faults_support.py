@@ -63,6 +63,15 @@ def write_corpus(path: Path, megabytes: float) -> None:
             number += 1
 
 
+def write_paragraphs(path: Path, files: int) -> None:
+    """Each paragraph of the first ``files`` licence texts as one JSON line (8 files: about 200 KB)."""
+    with path.open("w", encoding="utf-8") as out:
+        for licence in LICENSE_FILES[:files]:
+            for paragraph in Path(licence).read_text(encoding="utf-8", errors="replace").split("\n\n"):
+                if paragraph.strip():
+                    out.write(json.dumps({"text": paragraph}) + "\n")
+
+
 def output_bytes(folder: Path) -> dict[str, bytes]:
     """What a consumer reads: the shards, the manifest and the datasets metadata."""
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}

@@ -20,7 +20,8 @@ from click.testing import CliRunner, Result
 
 from goldfish_prep.format.commit import json_bytes
 from goldfish_prep_cli.main import cli
-from tests.shards import LICENSES, train_bpe
+from tests.faults_support import write_paragraphs
+from tests.shards import train_bpe
 
 MANIFEST = "goldfish_manifest.json"
 
@@ -34,11 +35,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A real `mask` run of two shards or more, and the command that made it (for --resume)."""
     root = tmp_path_factory.mktemp("checksums")
     corpus = root / "corpus.jsonl"
-    with corpus.open("w", encoding="utf-8") as out:
-        for path in sorted(LICENSES.iterdir())[:8]:
-            for paragraph in path.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-                if paragraph.strip():
-                    out.write(json.dumps({"text": paragraph}) + "\n")
+    write_paragraphs(corpus, 8)
     made = {"corpus": corpus, "tokenizer": train_bpe(root), "good": root / "good"}
     result = invoke(*mask_args(made, made["good"]))
     assert result.exit_code == 0, result.output

@@ -24,7 +24,8 @@ import xxhash
 from click.testing import CliRunner, Result
 
 from goldfish_prep_cli.main import cli
-from tests.shards import LICENSES, one_thread, train_bpe
+from tests.faults_support import write_paragraphs
+from tests.shards import one_thread, train_bpe
 
 __all__ = ["one_thread"]  # the module fixture: tiny models train on one thread
 
@@ -48,11 +49,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("made")
     tokenizer = train_bpe(root)
     corpus = root / "corpus.jsonl"
-    with corpus.open("w", encoding="utf-8") as out:
-        for path in sorted(LICENSES.iterdir())[:8]:
-            for paragraph in path.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-                if paragraph.strip():
-                    out.write(json.dumps({"text": paragraph}) + "\n")
+    write_paragraphs(corpus, 8)
     outputs = {"corpus": corpus, "tokenizer": tokenizer}
     for name, seed in (("good", "0"), ("other", "1")):
         args = ["mask", corpus, "-o", root / name, "--tokenizer", tokenizer, "--shard-size", "100KB", "--seed", seed, "-q"]
