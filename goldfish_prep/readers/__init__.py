@@ -39,7 +39,7 @@ TextReader = Callable[[InputSource, ReaderOptions, Tap | None], Iterator[Record 
 
 # Text formats read through ``streams``, which shows the raw bytes to a snapshot's tap.
 _TEXT_READERS: dict[str, TextReader] = {"json-array": read_json_array, "text": read_text}
-_READERS: dict[str, Reader] = {"parquet": read_parquet, "hub": read_hub}
+_READERS: dict[str, Reader] = {"hub": read_hub}
 # Arrow files, which pyarrow reads memory-mapped and out of order: they parse the mappings their snapshot hashed.
 _MAPPED_READERS: dict[str, MappedReader] = {"arrow": read_arrow, "hf-disk": read_saved_dataset}
 # What reading a file can raise when the file, not the program, is at fault.
@@ -82,9 +82,9 @@ def _read_source(
         # pyarrow reads out of order: the snapshot maps and hashes the files whole, and the reader parses those maps
         mapped = snapshot.map_whole() if snapshot is not None else None
         items = _MAPPED_READERS[source.kind](source, options, mapped)
+    elif source.kind == "parquet":  # read out of order and not mapped: a file that hashes what pyarrow reads
+        items = read_parquet(source, options, snapshot.in_order() if snapshot is not None else None)
     else:
-        if snapshot is not None:  # Parquet, read out of order and not mapped (columnar.py): hashed whole, just before
-            snapshot.hash_whole()
         items = _READERS[source.kind](source, options)
     count = 0
     try:

@@ -11,9 +11,10 @@ order). Weights: UTF-8 bytes of the text (``pc.binary_length``, vectorised) or
 ``mapped`` (from ``InputSnapshot.map_whole``: local files memory-mapped and
 hashed, by normalised path) is what the Arrow readers parse when given, so the
 bytes recorded in the manifest are the bytes parsed and a file is read once.
-Parquet files are not mapped: a mapped file truncated while it is parsed kills
-the process with SIGBUS, where one read through ``read`` fails with a message
-(Arrow files were always mapped, so mapping them adds no such risk).
+Parquet files are not mapped (a mapped file truncated while it is parsed kills
+the process with SIGBUS, where one read through ``read`` fails with a message;
+Arrow files were always mapped, so mapping them adds no such risk): they are
+read through ``opened``, the snapshot's file that hashes what pyarrow reads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +36,7 @@ from goldfish_prep.readers.fields import IDS_FIELD, ids_problem, missing_id_fiel
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
 from goldfish_prep.readers.remote import arrow_input, open_arrow
+from goldfish_prep.readers.snapshot import InOrderFile
 
 Item = Record | InputError
 _ROWS = 256
@@ -53,11 +56,12 @@ class _Columns:
 Mapped = Mapping[str, pa.Buffer]
 
 
-def read_parquet(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
-    """Rows of a Parquet file, read batch by batch (only the needed columns)."""
+def read_parquet(source: InputSource, options: ReaderOptions, opened: InOrderFile | None = None) -> Iterator[Item]:
+    """Rows of a Parquet file, read batch by batch (only the needed columns); from ``opened`` when given (the
+    snapshot's ``InOrderFile``, which hashes what pyarrow reads)."""
     import pyarrow.parquet as pq
 
-    with arrow_input(source.path) as where, pq.ParquetFile(where) as parquet:
+    with _parquet_input(source.path, opened) as where, pq.ParquetFile(where) as parquet:
         if options.chat:
             needed = chat_columns(parquet.schema_arrow.names, source.path, options)
             yield from chat_rows(parquet.iter_batches(batch_size=_ROWS, columns=needed), source.path, needed, options, 0)
@@ -101,6 +105,16 @@ def saved_dataset_files(folder: str) -> list[str]:
             "Write the folder again with datasets' save_to_disk",
             "corrupt-file",
         ) from None
+
+
+@contextmanager
+def _parquet_input(path: str, opened: InOrderFile | None) -> Iterator[str | pa.NativeFile]:
+    if opened is None:
+        with arrow_input(path) as where:
+            yield where
+        return
+    with pa.PythonFile(opened, mode="r") as handle:
+        yield handle
 
 
 def _mapping(path: str, mapped: Mapped | None) -> pa.Buffer | None:
