@@ -10,9 +10,12 @@ from goldfish_prep.export import DEFAULT_FORMAT, FORMATS, ExportResult
 from goldfish_prep.export import export as run_export
 from goldfish_prep.export.names import with_article
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=DataFolder(exists=True))
+@storage_options
 @click.option(
     "-o",
     "--output",
@@ -36,7 +39,7 @@ from goldfish_prep.export.names import with_article
     help="Token-id type (nanogpt: uint16/uint32; olmo: uint8/16/32/64; megatron: uint16/int32). Default: the smallest the trainer reads that holds every id.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at that prefix or folder.")
-def export(data_dir: Path, out: Path, format_name: str, dtype: str | None, overwrite: bool) -> None:
+def export(data_dir: Path | str, out: Path, format_name: str, dtype: str | None, overwrite: bool) -> None:
     """Export shards with their goldfish masks to the files a trainer reads.
 
     \b
