@@ -93,7 +93,7 @@ def load_document(
         assert row is not None
         index, shard_row = _find_row(folder, manifest, row)
     path = shards.paths[index]
-    table = shards.table(index).slice(shard_row, 1)
+    table = shards.rows(index, shard_row)  # a shard at a URL is streamed: only this row is kept
     view = _view(folder, manifest, path, table, row, packed, tokenizer)
     spec = tokenizer or manifest.tokenizer.get("spec")
     pieces, note = token_pieces(spec, view.ids)
