@@ -15,7 +15,6 @@ from .options import DataFolder, storage_options  # relative: mypy checks this f
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("data_dir", type=DataFolder(exists=True))
-@storage_options
 @click.option(
     "-o",
     "--output",
@@ -39,6 +38,7 @@ from .options import DataFolder, storage_options  # relative: mypy checks this f
     help="Token-id type (nanogpt: uint16/uint32; olmo: uint8/16/32/64; megatron: uint16/int32). Default: the smallest the trainer reads that holds every id.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at that prefix or folder.")
+@storage_options
 def export(data_dir: Path | str, out: Path, format_name: str, dtype: str | None, overwrite: bool) -> None:
     """Export shards with their goldfish masks to the files a trainer reads.
 
@@ -59,6 +59,7 @@ def export(data_dir: Path | str, out: Path, format_name: str, dtype: str | None,
       goldfish-prep export shards/ -o data/train
       goldfish-prep export shards/ -o olmo-data/ --format olmo
       goldfish-prep export shards/ -o megatron-data/ --format megatron
+      goldfish-prep export s3://bucket/shards/ -o data/train    # shards read by URL
     """
     click.echo(_summary(run_export(data_dir, out, format_name, overwrite=overwrite, dtype=dtype)))
 

@@ -21,7 +21,6 @@ NAMED = 3
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("folder", type=DataFolder())
-@storage_options
 @click.option(
     "--min-length", type=click.IntRange(min=2), default=50, show_default=True, metavar="N", help="Shortest passage reported, in tokens."
 )
@@ -40,6 +39,7 @@ NAMED = 3
     metavar="N",
     help="With --normalized: shortest passage reported, in normalised characters.",
 )
+@storage_options
 def repeats(folder: Path | str, min_length: int, top: int, as_json: bool, normalized: bool, min_chars: int) -> None:
     """Find passages repeated across FOLDER and show what their masks do to them.
 

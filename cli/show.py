@@ -21,7 +21,6 @@ _VISIBLE = str.maketrans({" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": "
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("folder", type=DataFolder())
-@storage_options
 @click.option("--id", "doc_id", default=None, help="The document's id (the `id` column).")
 @click.option("--row", type=click.IntRange(min=0), default=None, help="The row number, from 0 across all shards in order.")
 @click.option(
@@ -43,6 +42,7 @@ _VISIBLE = str.maketrans({" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": "
     default=None,
     help="Tokenizer to show the text with, if the one recorded in the manifest cannot be loaded here.",
 )
+@storage_options
 def show(
     folder: Path | str, doc_id: str | None, row: int | None, html_path: Path | None, color: bool | None, tokenizer: str | None
 ) -> None:

@@ -27,7 +27,6 @@ LISTED = 15
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("folder", type=DataFolder())
-@storage_options
 @click.option(
     "--json", "as_json", is_flag=True, help="Print everything as JSON, with one entry per document (id, tokens, eligible, dropped, rate)."
 )
@@ -52,6 +51,7 @@ LISTED = 15
     default=None,
     help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.",
 )
+@storage_options
 def stats(folder: Path | str, as_json: bool, plot: Path | None, band: float, bins: int, tokenizer: str | None) -> None:
     """Overall and per-document mask rates of a masked output FOLDER.
 
@@ -70,6 +70,7 @@ def stats(folder: Path | str, as_json: bool, plot: Path | None, band: float, bin
       goldfish-prep stats shards/
       goldfish-prep stats shards/ --json > stats.json
       goldfish-prep stats shards/ --plot rates.png
+      goldfish-prep stats s3://bucket/shards/       # AWS_* credentials, or --storage-options
     """
     if plot is not None:
         import_for("matplotlib", "plot", "--plot")  # before the shards are read, not after

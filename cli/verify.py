@@ -20,7 +20,6 @@ LISTED = 20
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("folder", type=DataFolder())
-@storage_options
 @click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes (one shard each at a time).")
 @click.option(
     "--retokenize",
@@ -36,6 +35,7 @@ LISTED = 20
     default=None,
     help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.",
 )
+@storage_options
 def verify(folder: Path | str, num_proc: int, quiet: bool, retokenize: int, tokenizer: str | None) -> None:
     """Prove that FOLDER is intact and its masks are the ones its config makes.
 

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import re
 import shutil
+import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +177,25 @@ def test_storage_options_carry_the_credentials(store: Store, monkeypatch: pytest
     assert error_line(without).startswith(f"Error: {url}: ")
     options = json.dumps({"key": fixtures.DEFAULT_KEY[0], "secret": fixtures.DEFAULT_KEY[1]})
     same_output(["stats", "{}", "--storage-options", options], store.local["docs"], url)
+
+
+def test_datasets_loads_the_output_from_the_store(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_from_disk`` (which copies the shards to a temporary folder first) and ``load_dataset("arrow",
+    streaming=True)`` (which streams them) give the rows of the local copy, credentials passed as storage_options."""
+    import datasets
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # load_from_disk's temporary copy goes here
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(variable)
+    options = {"key": fixtures.DEFAULT_KEY[0], "secret": fixtures.DEFAULT_KEY[1], "client_kwargs": {"endpoint_url": store.server.endpoint}}
+    local = datasets.load_from_disk(str(store.local["docs"]))
+    loaded = datasets.load_from_disk(f"s3://{BUCKET}/docs", storage_options=options)
+    assert loaded.column_names == local.column_names and loaded.num_rows == local.num_rows > 0
+    assert loaded.to_dict() == local.to_dict()
+    streamed = datasets.load_dataset(
+        "arrow", data_files=f"s3://{BUCKET}/docs/data-*.arrow", split="train", streaming=True, storage_options=options
+    )
+    assert list(streamed) == list(local)
 
 
 # --- damage on the store: the same one line as on disk --------------------------------------------
