@@ -33,7 +33,7 @@ from goldfish_prep.format import url_folder as url_folder_module
 from goldfish_prep.readers.remote import use_storage_options
 from goldfish_prep_cli.main import cli
 from tests import s3_server as fixtures
-from tests.s3_server import S3Server
+from tests.s3_server import FaultyProxy, S3Server
 from tests.shards import LICENSES, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
 s3_server = fixtures.s3_server
@@ -278,6 +278,31 @@ def test_a_secret_in_storage_options_is_never_shown(store: Store) -> None:
         result = run("verify", url, "--storage-options", json.dumps({"key": "AKIAUNKNOWN0000", "secret": "sup3r-s3cret-value"}))
     assert error_line(result).startswith(f"Error: {url}: the store refused access (")
     assert "sup3r-s3cret-value" not in result.output
+
+
+def test_a_shard_whose_reads_fail_once_is_retried_and_read_whole(store: Store) -> None:
+    shard = f"/{BUCKET}/docs/data-00001.arrow"
+    proxy = FaultyProxy(
+        store.server.endpoint,
+        lambda method, path, attempt: ("503", "cut")[attempt] if method == "GET" and path.startswith(shard) and attempt < 2 else None,
+    )
+    try:
+        same_output(["stats", "{}"], store.local["docs"], f"s3://{BUCKET}/docs", env=store.server.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    assert proxy.faults == 2, proxy.counts
+
+
+def test_a_shard_the_store_keeps_failing_is_one_line(store: Store) -> None:
+    shard = f"/{BUCKET}/docs/data-00001.arrow"
+    proxy = FaultyProxy(store.server.endpoint, lambda method, path, attempt: "503" if method == "GET" and path.startswith(shard) else None)
+    options = json.dumps({"config_kwargs": {"retries": {"max_attempts": 1}}})  # s3fs's and botocore's default retries take minutes
+    try:
+        result = run("stats", f"s3://{BUCKET}/docs", "--storage-options", options, env=store.server.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    line = error_line(result)
+    assert line.startswith(f"Error: s3://{BUCKET}/docs/data-00001.arrow: the request failed after retries ("), line
 
 
 # --- reads stream ---------------------------------------------------------------------------------
