@@ -16,6 +16,8 @@ import dataclasses
 import json
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import tracemalloc
 from collections.abc import Iterator
@@ -303,6 +305,14 @@ def test_a_shard_the_store_keeps_failing_is_one_line(store: Store) -> None:
         proxy.close()
     line = error_line(result)
     assert line.startswith(f"Error: s3://{BUCKET}/docs/data-00001.arrow: the request failed after retries ("), line
+
+
+def test_a_missing_provider_package_names_the_extra(tmp_path: Path) -> None:
+    code = "import sys; sys.modules['gcsfs'] = None\nfrom goldfish_prep_cli.main import cli\ncli(['stats', 'gs://bucket/shards'])\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1
+    expected = "Error: gs://bucket/shards: reading gs:// URLs needs the Python package 'gcsfs', which is not installed. Fix: pip install 'goldfish-prep[gcs]'"
+    assert result.stderr.strip() == expected
 
 
 # --- reads stream ---------------------------------------------------------------------------------

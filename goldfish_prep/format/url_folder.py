@@ -140,6 +140,8 @@ class UrlFolder(OutputFolder):
         self._shown = shown_url(self.url)  # messages never show a signed URL's query or a password
         try:
             self.fs, self.root = _filesystem(self.url)
+        except GoldfishError:  # readers.remote's own line: the package and the extra to install
+            raise
         except (ValueError, ImportError) as exc:  # an unknown scheme, or its fsspec driver is not installed
             raise ConfigError(f"cannot open {self._shown} ({exc}); pass a local path, or install the fsspec driver for it") from exc
 
