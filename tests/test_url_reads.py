@@ -226,7 +226,14 @@ def drop_manifest_entry(folder: Path) -> None:
 @pytest.mark.parametrize("damage", [replace_shard, drop_manifest_entry], ids=["shard-replaced", "manifest-entry-missing"])
 @pytest.mark.parametrize(
     "args",
-    [["stats", "{}"], ["show", "{}", "--row", "ROW"], ["export", "{}", "-o", "OUT"], ["repeats", "{}"], ["verify", "{}"]],
+    [
+        ["stats", "{}"],
+        ["show", "{}", "--row", "ROW"],
+        ["export", "{}", "-o", "OUT"],
+        ["repeats", "{}"],
+        ["verify", "{}"],
+        ["train", "{}", "-o", "OUT", "--max-steps", "1", *TINY_MODEL],
+    ],
     ids=lambda args: args[0],
 )
 def test_damage_on_the_store_is_refused_as_on_disk(store: Store, tmp_path: Path, damage: Any, args: list[str]) -> None:
