@@ -133,6 +133,8 @@ class ObjectLock:
 class UrlFolder(OutputFolder):
     """An output folder on any fsspec file system (object stores, memory)."""
 
+    streams_shards = True  # a shard read whole would be a copy in memory: readers stream it (``open_shard_file``)
+
     def __init__(self, url: str) -> None:
         from goldfish_prep.readers.redact import shown_url
 
@@ -199,8 +201,6 @@ class UrlFolder(OutputFolder):
     def read_bytes(self, name: str) -> bytes:
         data: bytes = self._ask(name, lambda: self.fs.cat_file(self._path(name)))
         return data
-
-    streams_shards = True
 
     def open_shard_file(self, name: str) -> io.BufferedIOBase:
         """Shard ``name`` streamed in ``READ_BLOCK`` ranged GETs; a failed request is one ``InputError`` line."""
