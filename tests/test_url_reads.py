@@ -248,14 +248,16 @@ def test_damage_on_the_store_is_refused_as_on_disk(store: Store, tmp_path: Path,
 # --- what the store refuses: one line each, no secret ----------------------------------------------
 
 
-def test_a_bucket_that_does_not_exist(store: Store) -> None:
-    line = error_line(run("stats", "s3://no-such-bucket-here/docs"))
-    assert line.startswith("Error: s3://no-such-bucket-here/docs: the bucket does not exist"), line
+MISSING = {
+    "bucket": ("s3://no-such-bucket-here/docs", "the bucket does not exist ("),
+    "prefix": (f"s3://{BUCKET}/no-such-prefix", "no such folder. Pass the output folder of `goldfish-prep mask`"),
+}
 
 
+@pytest.mark.parametrize("missing", MISSING)
 @pytest.mark.parametrize("command", ["stats", "show", "verify", "repeats", "export", "train", "memorization"])
-def test_a_prefix_that_holds_nothing(store: Store, tmp_path: Path, command: str) -> None:
-    url = f"s3://{BUCKET}/no-such-prefix"
+def test_a_bucket_or_prefix_that_does_not_exist(store: Store, tmp_path: Path, command: str, missing: str) -> None:
+    url, cause = MISSING[missing]
     args = {
         "show": [url, "--row", "0"],
         "export": [url, "-o", tmp_path / "out"],
@@ -263,7 +265,7 @@ def test_a_prefix_that_holds_nothing(store: Store, tmp_path: Path, command: str)
         "memorization": [tmp_path, url],
     }.get(command, [url])
     line = error_line(run(command, *args))
-    assert line == f"Error: {url}: no such folder. Pass the output folder of `goldfish-prep mask`", line
+    assert line.startswith(f"Error: {url}: {cause}"), line
 
 
 @pytest.mark.parametrize("who", ["wrong-secret", "unknown-key", "no-permission"])
