@@ -39,7 +39,15 @@ def start(*args: object) -> subprocess.Popen[str]:
         text=True,
         cwd=ROOT,
         start_new_session=True,
+        preexec_fn=default_stop_signals,
     )
+
+
+def default_stop_signals() -> None:
+    """In the child: SIGHUP and SIGTERM as a scheduler's job has them, even when the tests run under
+    ``nohup`` (which ignores SIGHUP, and `mask` rightly keeps an ignored signal ignored)."""
+    for number in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
 
 
 def wait_for_first_shard(folder: Path, run: subprocess.Popen[str]) -> None:

@@ -240,15 +240,17 @@ def committed_file(path: Path, unique: bool = False, hashed: bool = False) -> It
 
 
 class HashingReader:
-    """A readable binary stream that hashes what passes through it (a shard read by ``pa.ipc.open_stream``)."""
+    """A readable binary stream that hashes what passes through it (a shard read by ``pa.ipc.open_stream``),
+    with sha256 unless other ``algorithms`` of ``CHECKSUMS`` are asked for (a reader checks xxh3_128)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, algorithms: tuple[str, ...] = ("sha256",)) -> None:
         self._raw = raw
-        self._sha256 = hashlib.sha256()
+        self._algorithm = algorithms[0]
+        self._hashes = Checksums(algorithms)
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
-        self._sha256.update(data)
+        self._hashes.update(data)
         return data
 
     def readable(self) -> bool:
@@ -262,10 +264,15 @@ class HashingReader:
         return self._raw.closed
 
     def hexdigest(self) -> str:
-        """sha256 of the whole stream: what is left unread is read (and hashed) first."""
+        """The digest of the whole stream (sha256, or the first of ``algorithms``): what is left unread is read
+        (and hashed) first."""
+        return self.checksums()[self._algorithm]
+
+    def checksums(self) -> dict[str, str]:
+        """``{algorithm: hex digest}`` of the whole stream, what is left unread read (and hashed) first."""
         while self.read(BLOCK):
             pass
-        return self._sha256.hexdigest()
+        return self._hashes.hexdigests()
 
 
 def buffer_checksums(buffer: Any, algorithms: tuple[str, ...] = CHECKSUMS) -> dict[str, str]:

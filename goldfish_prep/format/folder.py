@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -175,6 +176,14 @@ class OutputFolder(abc.ABC):
     @abc.abstractmethod
     def shard_buffer(self, name: str) -> pa.Buffer:
         """The bytes of shard ``name``: memory-mapped on a local disk (no copy), read whole elsewhere."""
+
+    #: whether readers stream shards (``open_shard_file``: a URL folder, where reading one whole costs a copy in
+    #: memory) rather than map them (``shard_buffer``: a local disk)
+    streams_shards = False
+
+    def open_shard_file(self, name: str) -> io.BufferedIOBase:
+        """Shard ``name`` opened to be read piece by piece (``reader.ShardSet`` decodes and hashes it as it arrives)."""
+        raise NotImplementedError(f"{type(self).__name__} maps its shards (shard_buffer)")
 
     @abc.abstractmethod
     def sha256(self, name: str) -> str: ...

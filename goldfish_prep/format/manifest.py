@@ -25,6 +25,7 @@ from typing import Any
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.location import Location, UrlPath, location
 from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, IGNORE_INDEX, MANIFEST
 from goldfish_prep.mask import expected_rate
 
@@ -80,7 +81,7 @@ class ShardEntry:
 class Manifest:
     """A validated ``goldfish_manifest.json`` and the folder it describes."""
 
-    folder: Path
+    folder: Location
     raw: dict[str, Any]
     mask: MaskConfig
     tokenizer: Mapping[str, Any]
@@ -123,14 +124,14 @@ class Manifest:
     def get(self, key: str, default: Any = None) -> Any:
         return self.raw.get(key, default)
 
-    def shard_paths(self) -> list[Path]:
+    def shard_paths(self) -> list[Location]:
         """The shard files in order, as the manifest lists them."""
         return [self.folder / shard.filename for shard in self.shards]
 
     @classmethod
-    def from_dict(cls, data: Any, folder: str | Path, where: str | None = None) -> Manifest:
-        """Validate a manifest already parsed from JSON; ``where`` names it in errors."""
-        where = where or str(Path(folder) / MANIFEST)
+    def from_dict(cls, data: Any, folder: str | Path | UrlPath, where: str | None = None) -> Manifest:
+        """Validate a manifest already parsed from JSON; ``where`` names it in errors (``folder`` may be a URL)."""
+        where = where or str(location(folder) / MANIFEST)
         if not isinstance(data, dict):
             raise InputError(where, f"the manifest is {type(data).__name__}, not an object", _RECREATE, "bad-manifest")
         version = data.get("format_version")
@@ -153,7 +154,7 @@ class Manifest:
         if k_field is not None and not isinstance(k_field, str):
             raise InputError(where, f"'k_field' is {k_field!r}, not a field name", _RECREATE, "bad-manifest")
         return cls(
-            folder=Path(folder),
+            folder=location(folder),
             raw=data,
             mask=MaskConfig.from_dict(sections["mask"]),  # refuses an unknown spec version, naming it
             tokenizer=sections["tokenizer"],
