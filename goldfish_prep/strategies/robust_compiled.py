@@ -289,8 +289,8 @@ def use_compiled(tokens: int) -> bool:
     could (the rent-or-buy rule). Where a job started the load beside its
     pipeline (``start_loading``), ``auto`` masks compiled as soon as it is done.
     """
-    mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
-    if mode == "numpy":
+    mode = kernel_mode()
+    if mode in ("numpy", "llvm"):
         return False
     if mode != "compiled" and _loader:  # loading beside the pipeline (``start_loading``): numpy until it is done
         if _loader[0].is_alive():
@@ -300,6 +300,15 @@ def use_compiled(tokens: int) -> bool:
         _numpy_tokens[0] += tokens
         return False
     return compiled() is not None
+
+
+def kernel_mode() -> str:
+    """``GOLDFISH_PREP_ROBUST_KERNEL``, lower case: ``auto`` (the default), ``llvm``, ``compiled`` (numba) or ``numpy``.
+
+    ``auto`` masks with the llvmlite scan (``robust_llvm``) where it compiles, else
+    as described at ``use_compiled``; every kernel gives the same bytes.
+    """
+    return os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
 
 
 def start_loading(warm: Callable[[], object]) -> None:
@@ -319,7 +328,7 @@ def start_loading(warm: Callable[[], object]) -> None:
     thread (``LOADER_NAME``) before it forks workers, which then inherit the
     loaded kernels instead of each loading them.
     """
-    mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
+    mode = kernel_mode()
     if _loader or mode == "numpy" or (mode != "compiled" and not spare_core()):
         return
     thread = threading.Thread(target=_load, args=(warm,), name=LOADER_NAME)
