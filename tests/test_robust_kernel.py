@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from goldfish_prep import MaskConfig
 from goldfish_prep.strategies import robust, robust_compiled, robust_llvm
-from goldfish_prep.strategies.id_rows import TokenTable, id_rows
+from goldfish_prep.strategies.id_rows import TokenTable, cached_rows, id_rows
 from goldfish_prep.strategies.normalised_pieces import NormalisedPieces
 from goldfish_prep.strategies.normalize import word_table
 from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_tokens
@@ -468,3 +468,53 @@ def test_workers_fork_after_the_background_load(monkeypatch: pytest.MonkeyPatch)
         assert not thread.is_alive()
         # the loader no longer counts against forking; threads left by earlier tests in this process still may
         assert pool.start_method == safe_start_method()
+
+
+def test_the_rows_are_cached_on_disk_and_rebuilt_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cached_rows``: the rows ``id_rows`` builds, whether built, read back, or rebuilt from a bad entry; keyed by the constants."""
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", str(tmp_path))
+    rng = random.Random(5)
+    table = TokenBytes.from_list([bytes(rng.randrange(256) for _ in range(rng.randrange(6))) for _ in range(5000)] + EDGES)
+    pieces = NormalisedPieces.from_bytes(table.flat, table.offsets)
+    offset, base, _ = robust.hash_constants(3)
+    inverse = pow(base, -1, 1 << 64)
+    facts = TokenTable.build(pieces.flat, pieces.offsets, offset, inverse)
+    expected = id_rows(facts, pieces.offsets, base, inverse)
+
+    def same() -> bool:
+        rows, prefixes = cached_rows(pieces.flat, pieces.offsets, offset, base, inverse)
+        return np.array_equal(rows, expected) and np.array_equal(prefixes, facts.rel) and rows.ctypes.data % 64 == 0
+
+    assert same()
+    (entry,) = (tmp_path / "robust").iterdir()
+    assert same()
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated
+    assert same()
+    assert entry.stat().st_size > 1000  # rewritten whole
+    cached_rows(pieces.flat, pieces.offsets, offset + 1, base, inverse)
+    assert len(list((tmp_path / "robust").iterdir())) == 2  # other constants, another entry
+
+
+def test_the_llvm_machine_code_is_cached_on_disk_and_recompiled_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``robust_llvm.Compiled``: compiled and stored, then loaded; a damaged entry is compiled again; the scans give the same bytes."""
+    pytest.importorskip("llvmlite")
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", str(tmp_path))
+    table = TokenBytes.from_list(EDGES)
+    rng = random.Random(8)
+    ids = np.array([rng.randrange(len(EDGES)) for _ in range(400)], dtype=np.int64)
+    starts = np.array([0, 90, 90, 300])
+    expected = [reference_decisions(ids[a:b].tolist(), table.pieces, 2, 3, 4, 2) for a, b in zip(starts, [*starts[1:], len(ids)])]
+    compiled: list[int] = []
+    emit = robust_llvm._write_object
+    monkeypatch.setattr(robust_llvm, "_write_object", lambda key, code: compiled.append(1) or emit(key, code))
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "llvm")
+    for damage in (None, None, b"\0" * 40, b""):
+        entries = list((tmp_path / "robust").glob("*.o"))
+        if damage is not None:
+            entries[0].write_bytes(damage)
+        monkeypatch.setattr(robust_llvm, "_compiled", [])  # a new process
+        assert robust_llvm.compiled() is not None
+        dropped, eligible = decide(ids, starts, table, 3, 2, 4, spec_version=2)
+        assert dropped.tolist() == [x for drop, _ in expected for x in drop]
+        assert eligible.tolist() == [x for _, ok in expected for x in ok]
+    assert compiled == [1, 1, 1]  # the first run and each damaged entry compiled; the second loaded the stored code

@@ -58,7 +58,7 @@ from goldfish_prep.errors import ConfigError
 from goldfish_prep.strategies import robust_compiled, robust_llvm
 from goldfish_prep.strategies.base import Bools, Extras, Int64s, Strategy
 from goldfish_prep.strategies.goldfish import derive_constants
-from goldfish_prep.strategies.id_rows import TokenTable, id_rows
+from goldfish_prep.strategies.id_rows import cached_rows
 from goldfish_prep.strategies.normalised_pieces import NormalisedPieces, gather_normalised, split_characters
 from goldfish_prep.strategies.normalize import unit_starts, word_table
 
@@ -296,8 +296,7 @@ def _decide_llvm(
     if cached is None or cached[0] is not pieces:
         if len(_LLVM_ROWS) > 8:
             _LLVM_ROWS.clear()
-        rows = TokenTable.build(pieces.flat, pieces.offsets, offset, inverse)
-        cached = (pieces, id_rows(rows, pieces.offsets, base, inverse), rows.rel)
+        cached = (pieces, *cached_rows(pieces.flat, pieces.offsets, offset, base, inverse))
         _LLVM_ROWS[key] = cached
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= table.vocab_size):  # before any table is read at one
         raise ValueError(_OUTSIDE.format(table.vocab_size))
