@@ -518,3 +518,19 @@ def test_the_llvm_machine_code_is_cached_on_disk_and_recompiled_when_damaged(tmp
         assert dropped.tolist() == [x for drop, _ in expected for x in drop]
         assert eligible.tolist() == [x for _, ok in expected for x in ok]
     assert compiled == [1, 1, 1]  # the first run and each damaged entry compiled; the second loaded the stored code
+
+
+def test_tiktoken_spelling_from_the_ranks_equals_asking_per_id() -> None:
+    """``tiktoken_spelling`` reads the encoding's ranks in one pass: the bytes ``decode_single_token_bytes`` gives per id."""
+    from goldfish_prep.tokenizers.spelling import tiktoken_spelling
+
+    encoding = load_tokenizer("cl100k_base")._encoding  # type: ignore[attr-defined]
+
+    class PerId:  # the same encoding without its ranks: the per-id path
+        special_tokens_set = encoding.special_tokens_set
+        encode_single_token = staticmethod(encoding.encode_single_token)
+        decode_single_token_bytes = staticmethod(encoding.decode_single_token_bytes)
+
+    fast = tiktoken_spelling(encoding, 100277)
+    assert fast == tiktoken_spelling(PerId(), 100277)
+    assert fast[13347] == b"Hi" and fast[100257] == b"" and fast[100256] == b""  # a token, <|endoftext|>, an unused id
