@@ -37,10 +37,12 @@ polynomial hash is one prefix sum over S evaluated at every token, like
 goldfish's kernel. Batches go in blocks of about 32 K tokens (whole documents,
 or pieces of a long one viewed with enough context before them) so the
 temporaries stay in cache. About 3x the speed of decoding and normalising each
-batch, still about 10x slower than goldfish; so where numba is installed, a
-large job masks with a compiled scan over the tokens instead
-(``robust_compiled``, the same bytes, about 1.6x goldfish's CPU time;
-docs/performance.md).
+batch, still about 10x slower than goldfish; so by default (where llvmlite is
+installed) a job masks with a compiled scan over the tokens instead, built as
+LLVM IR (``robust_llvm``; ``robust_compiled`` is the same scan through numba,
+chosen with ``GOLDFISH_PREP_ROBUST_KERNEL=compiled``): the same bytes, about
+1.5x goldfish's kernel time, and a whole ``mask`` process at about 0.9x
+goldfish's speed (docs/performance.md).
 """
 
 from __future__ import annotations

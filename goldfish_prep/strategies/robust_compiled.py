@@ -30,7 +30,11 @@ as for the numpy kernel, ``normalised_pieces.split_characters``), go character
 by character. Both kernels are held to the plain-Python reference
 (``tests/test_robust_kernel.py``) and give the same bytes.
 
-numba is imported when first needed (``use_compiled``), or beside the
+By default the same scan runs built as LLVM IR (``robust_llvm``), which
+needs no numba at run time: numba's start-up (about 0.6 s of CPU) kept a whole
+``mask`` process at about 0.75x goldfish's speed. This kernel stays as
+``GOLDFISH_PREP_ROBUST_KERNEL=compiled``, and as the second opinion the tests
+hold the IR to. numba is imported when first needed (``use_compiled``), or beside the
 pipeline from a job's start (``start_loading``), and the compiled
 functions are cached on disk (next to this file, or in numba's user cache where
 that is read-only), so only the first run on a machine compiles them (a few
@@ -277,7 +281,10 @@ def _scan(
 
 
 def use_compiled(tokens: int) -> bool:
-    """Whether to mask the next ``tokens`` tokens with the compiled kernel (both give the same bytes).
+    """Whether to mask the next ``tokens`` tokens with numba's compiled kernel (both give the same bytes).
+
+    Asked only where the llvmlite scan (``robust_llvm``, the default) is not
+    used: under ``compiled``, or under ``auto`` where it does not compile.
 
     ``GOLDFISH_PREP_ROBUST_KERNEL``: ``numpy`` or ``compiled`` (numba, where
     installed) choose; otherwise (``auto``) a process masks its first
