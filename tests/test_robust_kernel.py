@@ -534,3 +534,19 @@ def test_tiktoken_spelling_from_the_ranks_equals_asking_per_id() -> None:
     fast = tiktoken_spelling(encoding, 100277)
     assert fast == tiktoken_spelling(PerId(), 100277)
     assert fast[13347] == b"Hi" and fast[100257] == b"" and fast[100256] == b""  # a token, <|endoftext|>, an unused id
+
+
+def test_the_llvm_scan_compiles_without_a_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the cache off (``GOLDFISH_PREP_CACHE=off``) every process compiles the scan, and it still runs."""
+    pytest.importorskip("llvmlite")
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", "off")
+    monkeypatch.setattr(robust_llvm, "_compiled", [])
+    assert robust_llvm._object_path(("any",)) is None  # nowhere to read or write
+    kernels = robust_llvm.compiled()
+    assert kernels is not None and set(kernels.scans) == {32, 64}
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "llvm")
+    table = TokenBytes.from_list(EDGES)
+    ids = np.arange(len(EDGES), dtype=np.int32)
+    expected = reference_decisions(ids.tolist(), table.pieces, 2, 2, 0, 2)
+    dropped, eligible = decide(ids, np.array([0]), table, 2, 2, 0, spec_version=2)
+    assert (dropped.tolist(), eligible.tolist()) == (list(expected[0]), list(expected[1]))
