@@ -300,9 +300,10 @@ def _decide_llvm(
             _LLVM_ROWS.clear()
         cached = (pieces, *cached_rows(pieces.flat, pieces.offsets, offset, base, inverse))
         _LLVM_ROWS[key] = cached
-    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= table.vocab_size):  # before any table is read at one
+    unsolid = robust_llvm.unsolid(kernels, ids, pieces.solid)  # checks every id before any table is read at one
+    if unsolid is None:
         raise ValueError(_OUTSIDE.format(table.vocab_size))
-    split = split_characters(ids, doc_starts, table, pieces)
+    split = split_characters(ids, doc_starts, table, pieces, unsolid)
     missing = partial_constant(seed) if spec_version == 2 else None
     return robust_llvm.scan(
         kernels,

@@ -271,6 +271,45 @@ def _build_scan(module: Any, name: str, id_bits: int) -> None:  # noqa: PLR0915 
     b.ret_void()
 
 
+def _build_unsolid(module: Any, name: str, id_bits: int) -> None:
+    """Emit ``robust_compiled._unsolid`` into ``module`` as ``name``: one pass that lists the tokens whose id is not
+    solid (ascending, into ``found``) and stops at the first id outside the table; returns the count, or -1 - t."""
+    from llvmlite import ir
+
+    i8, i64 = ir.IntType(8), ir.IntType(64)
+    arguments = [ir.IntType(id_bits).as_pointer(), i64, i8.as_pointer(), i64, i64.as_pointer()]
+    function = ir.Function(module, ir.FunctionType(i64, arguments), name=name)
+    ids, n, solid, vocab, found = function.args
+    for value in (ids, solid, found):
+        value.add_attribute("noalias")
+    entry, head, body, check, outside, done = (
+        function.append_basic_block(x) for x in ("entry", "head", "body", "check", "outside", "done")
+    )
+    b = ir.IRBuilder(entry)
+    t_slot, count_slot = b.alloca(i64), b.alloca(i64)
+    b.store(ir.Constant(i64, 0), t_slot)
+    b.store(ir.Constant(i64, 0), count_slot)
+    b.branch(head)
+    b.position_at_end(head)
+    t = b.load(t_slot)
+    b.cbranch(b.icmp_signed("<", t, n), body, done)
+    b.position_at_end(body)
+    token = b.load(b.gep(ids, [t]))
+    token = b.sext(token, i64) if id_bits < 64 else token
+    b.cbranch(b.icmp_unsigned(">=", token, vocab), outside, check)  # unsigned: negative ids too
+    b.position_at_end(check)
+    count = b.load(count_slot)
+    b.store(t, b.gep(found, [count]))  # written always, kept only where the id is not solid (branch-free)
+    is_solid = b.zext(b.icmp_unsigned("!=", b.load(b.gep(solid, [token])), ir.Constant(i8, 0)), i64)
+    b.store(b.add(count, b.sub(ir.Constant(i64, 1), is_solid)), count_slot)
+    b.store(b.add(t, ir.Constant(i64, 1)), t_slot)
+    b.branch(head)
+    b.position_at_end(outside)
+    b.ret(b.sub(ir.Constant(i64, -1), t))
+    b.position_at_end(done)
+    b.ret(b.load(count_slot))
+
+
 Scan = Callable[..., None]
 
 
@@ -298,8 +337,9 @@ class Compiled:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         module = ir.Module(name="goldfish_prep_robust")
-        _build_scan(module, "scan_i32", 32)
-        _build_scan(module, "scan_i64", 64)
+        for bits in (32, 64):
+            _build_scan(module, f"scan_i{bits}", bits)
+            _build_unsolid(module, f"unsolid_i{bits}", bits)
         text = str(module)
         target = llvm.Target.from_default_triple()
         machine = target.create_target_machine(opt=2)
@@ -320,10 +360,16 @@ class Compiled:
         self._engine.finalize_object()
         types = {"i64": ctypes.c_int64, "ids": ctypes.c_void_p, "p64": ctypes.c_void_p, "p32": ctypes.c_void_p, "p8": ctypes.c_void_p}
         prototype = ctypes.CFUNCTYPE(None, *(types[kind] for _, kind in _ARGUMENTS))
-        addresses = {bits: self._engine.get_function_address(f"scan_i{bits}") for bits in (32, 64)}
+        addresses = {name: self._engine.get_function_address(name) for name in _FUNCTIONS}
         if not all(addresses.values()):
-            raise RuntimeError("the compiled scan has no address")
-        self.scans = {bits: prototype(address) for bits, address in addresses.items()}
+            raise RuntimeError("a compiled function has no address")
+        self.scans = {bits: prototype(addresses[f"scan_i{bits}"]) for bits in (32, 64)}
+        finder = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+        self.unsolids = {bits: finder(addresses[f"unsolid_i{bits}"]) for bits in (32, 64)}
+
+
+#: the functions of the module: the scan and ``unsolid`` for int32 and int64 ids
+_FUNCTIONS = tuple(f"{name}_i{bits}" for name in ("scan", "unsolid") for bits in (32, 64))
 
 
 def _object_path(key: tuple[str, ...]) -> Path | None:
@@ -376,6 +422,16 @@ _compiled: list[Compiled | None] = []
 def _address(array: npt.NDArray[Any]) -> int:
     address: int = array.ctypes.data
     return address
+
+
+def unsolid(kernels: Compiled, ids: npt.NDArray[np.integer], solid: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64] | None:
+    """The tokens (ascending) whose id is not ``solid`` (``NormalisedPieces.solid``), in one compiled pass; None when
+    an id is outside the table (checked before any table is read at one). ``ids``: int32 or int64, C-contiguous."""
+    assert ids.dtype in (np.int32, np.int64) and ids.flags.c_contiguous and solid.dtype == np.bool_
+    solid = np.ascontiguousarray(solid)
+    found = np.empty(len(ids), dtype=np.int64)  # few are written: only their pages are ever touched
+    count = kernels.unsolids[ids.dtype.itemsize * 8](_address(ids), len(ids), _address(solid), len(solid), _address(found))
+    return None if count < 0 else found[:count].copy()
 
 
 def scan(
