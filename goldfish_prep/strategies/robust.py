@@ -41,7 +41,7 @@ batch, still about 10x slower than goldfish; so by default (where llvmlite is
 installed) a job masks with a compiled scan over the tokens instead, built as
 LLVM IR (``robust_llvm``; ``robust_compiled`` is the same scan through numba,
 chosen with ``GOLDFISH_PREP_ROBUST_KERNEL=compiled``): the same bytes, about
-1.5x goldfish's kernel time, and a whole ``mask`` process at about 0.9x
+1.1x goldfish's kernel CPU time, and a whole ``mask`` process at 0.93x to 0.98x
 goldfish's speed (docs/performance.md).
 """
 
