@@ -10,9 +10,11 @@ from goldfish_prep.export import DEFAULT_FORMAT, FORMATS, ExportResult
 from goldfish_prep.export import export as run_export
 from goldfish_prep.export.names import with_article
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=DataFolder(exists=True))
 @click.option(
     "-o",
     "--output",
@@ -36,7 +38,8 @@ from goldfish_prep.export.names import with_article
     help="Token-id type (nanogpt: uint16/uint32; olmo: uint8/16/32/64; megatron: uint16/int32). Default: the smallest the trainer reads that holds every id.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing export at that prefix or folder.")
-def export(data_dir: Path, out: Path, format_name: str, dtype: str | None, overwrite: bool) -> None:
+@storage_options
+def export(data_dir: Path | str, out: Path, format_name: str, dtype: str | None, overwrite: bool) -> None:
     """Export shards with their goldfish masks to the files a trainer reads.
 
     \b
@@ -56,6 +59,7 @@ def export(data_dir: Path, out: Path, format_name: str, dtype: str | None, overw
       goldfish-prep export shards/ -o data/train
       goldfish-prep export shards/ -o olmo-data/ --format olmo
       goldfish-prep export shards/ -o megatron-data/ --format megatron
+      goldfish-prep export s3://bucket/shards/ -o data/train    # shards read by URL
     """
     click.echo(_summary(run_export(data_dir, out, format_name, overwrite=overwrite, dtype=dtype)))
 

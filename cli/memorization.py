@@ -13,10 +13,12 @@ from tqdm import tqdm
 
 from goldfish_prep.train import require_torch
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=DataFolder(exists=True))
 @click.option(
     "--suffix-length",
     type=click.IntRange(min=1),
@@ -43,7 +45,7 @@ from goldfish_prep.train import require_torch
 @click.option(
     "--controls",
     "controls_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=DataFolder(exists=True),
     default=None,
     help="Audit: shards of documents of the same source the model never saw. Adds every metric for them, the gap, and the membership-inference attacks.",
 )
@@ -88,7 +90,8 @@ from goldfish_prep.train import require_torch
 @click.option("--json", "as_json", is_flag=True, help="Print the full report (every document) as JSON.")
 @click.option("--per-document", is_flag=True, help="Add a line per document to the table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: bool, quiet: bool, **options: Any) -> None:
+@storage_options
+def memorization(model_dir: Path, data_dir: Path | str, as_json: bool, per_document: bool, quiet: bool, **options: Any) -> None:
     """Measure verbatim memorisation of the documents in DATA_DIR, as the paper does.
 
     MODEL_DIR is a `goldfish-prep train` run folder or a local Hugging Face
@@ -158,7 +161,7 @@ def memorization(model_dir: Path, data_dir: Path, as_json: bool, per_document: b
         click.echo(f"Note: text-level Rouge-L left out: {note}", err=True)
 
 
-def audit_command(model_dir: Path, data_dir: Path, memorization: Any, as_json: bool, quiet: bool, options: dict[str, Any]) -> None:
+def audit_command(model_dir: Path, data_dir: Path | str, memorization: Any, as_json: bool, quiet: bool, options: dict[str, Any]) -> None:
     """Controls, membership inference, sampling, plot: ``run_audit``, then its table, JSON and picture."""
     from goldfish_prep.audit.plot import draw_audit, require_matplotlib
     from goldfish_prep.audit.run import AuditConfig, run_audit

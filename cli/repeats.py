@@ -13,12 +13,14 @@ from goldfish_prep.inspect.near_repeats import NearRepeatsReport, find_near_repe
 from goldfish_prep.inspect.repeats import RepeatedPassage, RepeatsReport, find_repeats
 from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 #: occurrences named per passage in the text report
 NAMED = 3
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=DataFolder())
 @click.option(
     "--min-length", type=click.IntRange(min=2), default=50, show_default=True, metavar="N", help="Shortest passage reported, in tokens."
 )
@@ -37,7 +39,8 @@ NAMED = 3
     metavar="N",
     help="With --normalized: shortest passage reported, in normalised characters.",
 )
-def repeats(folder: Path, min_length: int, top: int, as_json: bool, normalized: bool, min_chars: int) -> None:
+@storage_options
+def repeats(folder: Path | str, min_length: int, top: int, as_json: bool, normalized: bool, min_chars: int) -> None:
     """Find passages repeated across FOLDER and show what their masks do to them.
 
     A passage (at least --min-length tokens) that occurs at several places is

@@ -11,6 +11,8 @@ import click
 from goldfish_prep.format.commit import cannot_write, write_bytes_atomic
 from goldfish_prep.inspect.document import DocumentView, load_document
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧: cannot be mistaken for text in most corpora
 BOUNDARY = "\u2016"  # ‖ where a packed document begins
 PROMPT_OPEN, PROMPT_CLOSE = "\u27ea", "\u27eb"  # ⟪ ⟫ around prompt runs of chat outputs (not the assistant's: -100, not dropped)
@@ -18,7 +20,7 @@ _VISIBLE = str.maketrans({" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": "
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=DataFolder())
 @click.option("--id", "doc_id", default=None, help="The document's id (the `id` column).")
 @click.option("--row", type=click.IntRange(min=0), default=None, help="The row number, from 0 across all shards in order.")
 @click.option(
@@ -40,7 +42,10 @@ _VISIBLE = str.maketrans({" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": "
     default=None,
     help="Tokenizer to show the text with, if the one recorded in the manifest cannot be loaded here.",
 )
-def show(folder: Path, doc_id: str | None, row: int | None, html_path: Path | None, color: bool | None, tokenizer: str | None) -> None:
+@storage_options
+def show(
+    folder: Path | str, doc_id: str | None, row: int | None, html_path: Path | None, color: bool | None, tokenizer: str | None
+) -> None:
     """Show one document of FOLDER with its dropped tokens highlighted.
 
     Dropped tokens (label -100: left out of the loss) are coloured on a

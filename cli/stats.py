@@ -19,12 +19,14 @@ from goldfish_prep.inspect.binomial import band_limits
 from goldfish_prep.inspect.stats import MaskStats, compute_stats
 from goldfish_prep.tokenizers.optional import import_for
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 #: flagged documents listed in the text report (--json lists all)
 LISTED = 15
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=DataFolder())
 @click.option(
     "--json", "as_json", is_flag=True, help="Print everything as JSON, with one entry per document (id, tokens, eligible, dropped, rate)."
 )
@@ -49,7 +51,8 @@ LISTED = 15
     default=None,
     help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.",
 )
-def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int, tokenizer: str | None) -> None:
+@storage_options
+def stats(folder: Path | str, as_json: bool, plot: Path | None, band: float, bins: int, tokenizer: str | None) -> None:
     """Overall and per-document mask rates of a masked output FOLDER.
 
     A rate is dropped / eligible tokens, where eligible positions are those the
@@ -67,6 +70,7 @@ def stats(folder: Path, as_json: bool, plot: Path | None, band: float, bins: int
       goldfish-prep stats shards/
       goldfish-prep stats shards/ --json > stats.json
       goldfish-prep stats shards/ --plot rates.png
+      goldfish-prep stats s3://bucket/shards/       # AWS_* credentials, or --storage-options
     """
     if plot is not None:
         import_for("matplotlib", "plot", "--plot")  # before the shards are read, not after

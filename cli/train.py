@@ -9,11 +9,13 @@ import click
 
 from goldfish_prep.train import require_torch
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 PRESET_NAMES = ("tiny", "small", "124m")  # goldfish_prep.train.model.PRESETS, listed here so --help needs no torch
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data_dir", type=DataFolder(exists=True))
 @click.option(
     "-o",
     "--output",
@@ -61,7 +63,7 @@ PRESET_NAMES = ("tiny", "small", "124m")  # goldfish_prep.train.model.PRESETS, l
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Initialisation and data order.")
 @click.option(
     "--eval-data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=DataFolder(exists=True),
     default=None,
     help="Held-out shards: validation loss over all their tokens (no goldfish mask).",
 )
@@ -85,7 +87,8 @@ PRESET_NAMES = ("tiny", "small", "124m")  # goldfish_prep.train.model.PRESETS, l
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its checkpoint (same options).")
 @click.option("--overwrite", is_flag=True, help="Delete a previous run in RUN_DIR and start again.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the result.")
-def train(data_dir: Path, run_dir: Path, compile_model: bool, quiet: bool, **options: Any) -> None:
+@storage_options
+def train(data_dir: Path | str, run_dir: Path, compile_model: bool, quiet: bool, **options: Any) -> None:
     """Train a small decoder-only transformer on masked shards (DATA_DIR from `mask`).
 
     The loss is the mean cross-entropy over supervised tokens: labels of -100

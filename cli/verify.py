@@ -12,12 +12,14 @@ from goldfish_prep.errors import VerifyError
 from goldfish_prep.inspect.shard_check import ShardCheck
 from goldfish_prep.inspect.verify import VerifyReport, verify_folder
 
+from .options import DataFolder, storage_options  # relative: mypy checks this folder as the package `cli`
+
 #: problems printed before the Error line (the count covers all of them)
 LISTED = 20
 
 
 @click.command(context_settings={"max_content_width": 100})
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folder", type=DataFolder())
 @click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes (one shard each at a time).")
 @click.option(
     "--retokenize",
@@ -33,13 +35,15 @@ LISTED = 20
     default=None,
     help="Chat outputs: the tokenizer whose special tokens are never dropped, if the one in the manifest moved.",
 )
-def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int, tokenizer: str | None) -> None:
+@storage_options
+def verify(folder: Path | str, num_proc: int, quiet: bool, retokenize: int, tokenizer: str | None) -> None:
     """Prove that FOLDER is intact and its masks are the ones its config makes.
 
     Recomputes every mask from input_ids with the config recorded in the
     manifest and compares it with labels (a label is -100 where the token is
     dropped and equals the input id everywhere else), checks each shard's
-    sha256, row and token counts against the manifest, and that the manifest's
+    checksums (sha256, and xxh3-128 where the manifest records it), row and
+    token counts against the manifest, and that the manifest's
     counts add up (documents read = written + skipped). Exit code 0 when all
     holds; otherwise 1, with the shard, row and position of the first
     mismatches. In chat outputs a label must be -100 off the assistant's
@@ -76,7 +80,7 @@ def verify(folder: Path, num_proc: int, quiet: bool, retokenize: int, tokenizer:
     )
 
 
-def check_retokenized(folder: Path, n: int) -> None:
+def check_retokenized(folder: Path | str, n: int) -> None:
     """Print the ``--retokenize`` result; differences (or nothing comparable) are a ``VerifyError``."""
     from goldfish_prep.inspect.retokenize import retokenize_sample
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import xxhash
 from click.testing import CliRunner
 
 from goldfish_prep.strategies.answer_local import answer_drops
@@ -198,6 +199,7 @@ def test_repeats_reports_that_repeated_answers_carry_one_mask(tmp_path: Path) ->
     for entry in manifest["shards"]:
         if entry["filename"] == shard.name:
             entry["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
+            entry["xxh3_128"] = xxhash.xxh3_128_hexdigest(shard.read_bytes())
     manifest_path.write_text(json.dumps(manifest))
     changed = answer_agreement(tmp_path / "out")
     assert changed is not None and changed.differing == 1

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import xxhash
 from click.testing import CliRunner, Result
 
 from goldfish_prep_cli.main import cli
@@ -168,11 +169,12 @@ def _copy(outputs: dict[str, Path], layout: str, tmp_path: Path) -> Path:
 
 
 def _reseal(folder: Path, shard: Path) -> None:
-    """Rewrite the manifest's sha256 of ``shard`` to match its corrupted bytes."""
+    """Rewrite the manifest's checksums of ``shard`` to match its corrupted bytes."""
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     for entry in manifest["shards"]:
         if entry["filename"] == shard.name:
             entry["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
+            entry["xxh3_128"] = xxhash.xxh3_128_hexdigest(shard.read_bytes())
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 

@@ -14,6 +14,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import xxhash
 from click.testing import CliRunner
 
 from goldfish_prep.errors import InputError
@@ -77,11 +78,11 @@ def test_a_failure_mid_export_leaves_nothing_behind(
 
     calls = []
 
-    def failing_read(folder: OutputFolder, name: str, columns: object = None, sha256: object = None) -> object:
+    def failing_read(folder: OutputFolder, name: str, columns: object = None, *checksums: object) -> object:
         calls.append(name)
         if len(calls) == 4:
             raise InputError(name, "injected failure")
-        return real_read(folder, name, columns, sha256)
+        return real_read(folder, name, columns, *checksums)
 
     real_read = OutputFolder.read_shard
     monkeypatch.setattr(OutputFolder, "read_shard", failing_read)
@@ -98,11 +99,11 @@ KILL_SCRIPT = textwrap.dedent(
 
     real_read, calls = OutputFolder.read_shard, []
 
-    def read_then_die(folder, name, columns=None, sha256=None):
+    def read_then_die(folder, name, columns=None, *checksums):
         calls.append(name)
         if len(calls) == 4:  # three shards written, the fourth being read: die as a kill -9 would
             os.kill(os.getpid(), signal.SIGKILL)
-        return real_read(folder, name, columns, sha256)
+        return real_read(folder, name, columns, *checksums)
 
     OutputFolder.read_shard = read_then_die  # every shard is read through the output folder
     export(sys.argv[1], sys.argv[2], sys.argv[3])
@@ -152,10 +153,10 @@ def test_memory_does_not_grow_with_the_corpus(format_name: str, many_shards: Pat
     in_use: list[int] = []
     real_read = OutputFolder.read_shard
 
-    def measured_read(folder: OutputFolder, name: str, columns: object = None, sha256: object = None) -> object:
+    def measured_read(folder: OutputFolder, name: str, columns: object = None, *checksums: object) -> object:
         numpy_arrays = tracemalloc.take_snapshot().filter_traces([tracemalloc.DomainFilter(True, NUMPY_DOMAIN)])
         in_use.append(sum(trace.size for trace in numpy_arrays.traces))
-        return real_read(folder, name, columns, sha256)
+        return real_read(folder, name, columns, *checksums)
 
     monkeypatch.setattr(OutputFolder, "read_shard", measured_read)
     tracemalloc.start()
@@ -263,6 +264,7 @@ def _entry(first: dict[str, object], path: Path, part: object) -> dict[str, obje
         "num_dropped": sum(column("num_dropped").to_pylist()),
         "num_documents": sum(len(starts) for starts in column("doc_starts").to_pylist()),
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "xxh3_128": xxhash.xxh3_128_hexdigest(path.read_bytes()),
     }
 
 

@@ -19,65 +19,32 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, iter_records
-from tests.conftest import LICENSE_FILES
+from tests.faults_support import (
+    ROOT,
+    SHARD_SIZE,
+    alive,
+    corpus,
+    goldfish,
+    killer,
+    output_bytes,
+    reference,
+    start,
+    wait_for_first_shard,
+    write_corpus,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARD_SIZE = "24KB"
+__all__ = ["corpus", "killer", "reference"]  # the shared fixtures (tests/faults_support.py)
+
 FIX = "Copy it and mask the copy, or wait until it is complete; then rerun with --overwrite"
 RESUME_LINE = "completed shards are kept, rerun with --resume to continue"
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals, /proc and mkfifo as on Linux")
-
-
-def goldfish(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "goldfish_prep_cli", *(str(a) for a in args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
-
-
-def start(*args: object) -> subprocess.Popen[str]:
-    """``mask`` in a process group of its own (as a batch job's step is), output captured."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "goldfish_prep_cli", "mask", *(str(a) for a in args), "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-
-
-def wait_for_first_shard(folder: Path, run: subprocess.Popen[str]) -> None:
-    """Until shard 0 is complete (its record written after the shard file); fails if the run ends first."""
-    deadline = time.monotonic() + 120
-    while not (folder / ".goldfish" / "shard-00000.json").exists():
-        assert run.poll() is None, f"the run ended before its first shard: {run.communicate()}"
-        assert time.monotonic() < deadline, "no shard after 120 s"
-        time.sleep(0.005)
-
-
-def write_corpus(path: Path, megabytes: float) -> None:
-    """Real licence texts as JSON lines, each document made distinct by a number."""
-    texts = [Path(p).read_text(encoding="utf-8", errors="replace") for p in LICENSE_FILES]
-    if not texts:
-        pytest.skip("needs /usr/share/common-licenses")
-    with path.open("w", encoding="utf-8") as out:
-        number = 0
-        while out.tell() < megabytes * 1e6:
-            out.write(json.dumps({"text": f"document {number}\n{texts[number % len(texts)]}"}) + "\n")
-            number += 1
-
-
-def output_bytes(folder: Path) -> dict[str, bytes]:
-    """What a consumer reads: the shards, the manifest and the datasets metadata."""
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
 
 
 def children_of(pid: int) -> list[int]:
@@ -91,15 +58,6 @@ def children_of(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    """Running or sleeping; an exited process left unreaped (a zombie: init may not reap here) is not."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def wait_until_gone(pids: list[int], seconds: float) -> list[int]:
@@ -118,32 +76,6 @@ def start_with_workers(corpus: Path, folder: Path, killer: list[int]) -> tuple[s
     killer.extend(workers)
     assert len(workers) >= 2
     return run, workers
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("faults") / "corpus.jsonl"
-    write_corpus(path, 6)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(corpus: Path) -> dict[str, bytes]:
-    """The bytes of an uninterrupted run."""
-    folder = corpus.parent / "reference"
-    run = goldfish("mask", corpus, "-o", folder, "--shard-size", SHARD_SIZE, "-q")
-    assert run.returncode == 0, run.stderr
-    return output_bytes(folder)
-
-
-@pytest.fixture()
-def killer() -> Iterator[list[int]]:
-    """Pids to SIGKILL after the test whatever happened (a failed test leaves no process behind)."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------- inputs are snapshots
@@ -218,6 +150,77 @@ def test_the_one_pass_hash_is_the_hash_of_the_whole_file(tmp_path: Path, name: s
     assert sum(1 for _ in iter_records([snapshot.source], ReaderOptions(), snapshots=[snapshot])) >= 1
     stored = path.read_bytes()
     assert snapshot.result() == {"path": str(path), "kind": kind, "size": len(stored), "xxh3_128": xxhash.xxh3_128_hexdigest(stored)}
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read(2) and its kin so far (``rchar``; page faults on a mapping are not
+    counted, which is the point: a mapped file is read once, by the hash, and parsed from the same pages)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "hf-disk"])
+def test_a_columnar_input_is_read_once_and_its_hash_is_that_of_the_bytes_parsed(tmp_path: Path, kind: str) -> None:
+    """Arrow and save_to_disk inputs: the snapshot maps and hashes the files, the reader parses those maps;
+    Parquet: pyarrow reads through a file that hashes in order what it reads (skipped columns included).
+    Before, each file was read whole to hash it, then again by pyarrow (Parquet: twice its size in rchar)."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"text": [f"document {i} " + "words of a licence " * 70 for i in range(3000)]})  # about 4 MB
+    path = tmp_path / {"parquet": "t.parquet", "arrow": "t.arrow", "hf-disk": "saved"}[kind]
+    if kind == "parquet":  # two columns: the one not read is hashed all the same
+        table = table.append_column("other", pa.array([str(i) * 300 for i in range(len(table))]))
+        pq.write_table(table, path, compression="none", row_group_size=500)
+    elif kind == "arrow":
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    else:
+        datasets.Dataset(table).save_to_disk(str(path), num_shards=3)
+    size = sum(f.stat().st_size for f in ([path] if path.is_file() else path.iterdir()))
+    assert size > 3_000_000
+    snapshot = InputSnapshot(InputSource(str(path), kind))
+    before = _bytes_read()
+    texts = [item.text for item in iter_records([snapshot.source], ReaderOptions(), snapshots=[snapshot])]
+    read = _bytes_read() - before
+    assert texts == table.column("text").to_pylist()
+    limit = size * 1.1 if kind == "parquet" else size / 4  # Parquet: read once (the small footer twice); Arrow: mapped
+    assert read < limit, f"{read:,} bytes read for {size:,} bytes of input"
+    whole = InputSnapshot(InputSource(str(path), kind))
+    whole.hash_whole()  # the sequential read every earlier version hashed: the recorded hash must not change
+    assert snapshot.result() == whole.result()
+    assert snapshot.result()["size"] == size
+
+
+def test_a_parquet_input_cut_short_while_it_is_read_fails_in_one_line_not_sigbus(tmp_path: Path) -> None:
+    """Why Parquet is not memory-mapped like Arrow: a mapped file truncated in place while pyarrow parses it
+    kills the process with SIGBUS. Run in a process of its own, so that a crash is this test's failure, not
+    pytest's."""
+    script = textwrap.dedent(
+        """
+        import os, sys
+        import pyarrow as pa, pyarrow.parquet as pq
+        from goldfish_prep.errors import InputError
+        from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, iter_records
+        path = sys.argv[1]
+        texts = [f"document {i} " + "words " * 200 for i in range(3000)]
+        pq.write_table(pa.table({"text": texts}), path, compression="none", row_group_size=500)
+        snapshot = InputSnapshot(InputSource(path, "parquet"))
+        items = iter_records([snapshot.source], ReaderOptions(), snapshots=[snapshot])
+        next(items)
+        os.truncate(path, os.path.getsize(path) // 2)
+        try:
+            list(items)
+        except InputError as exc:
+            print(exc.reason)
+        """
+    )
+    path = tmp_path / "t.parquet"
+    run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert (run.returncode, run.stdout.strip()) == (0, "input-changed"), run.stderr[-2000:]
 
 
 def test_mask_fails_on_a_file_appended_to_during_the_run_and_resume_refuses_it(tmp_path: Path, killer: list[int]) -> None:

@@ -31,7 +31,9 @@ import pytest
 from goldfish_prep.format import lock as lock_module
 from goldfish_prep.format.folder import open_folder
 from goldfish_prep.format.lock import FileLock, Holder, LockHeldError, process_start
-from tests.test_faults import SHARD_SIZE, alive, goldfish, output_bytes, start, wait_for_first_shard, write_corpus
+from tests.faults_support import SHARD_SIZE, corpus, goldfish, killer, output_bytes, reference, start, wait_for_first_shard, write_corpus
+
+__all__ = ["corpus", "killer", "reference"]  # the shared fixtures (tests/faults_support.py)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="flock, /proc and mounts as on Linux")
 
@@ -59,30 +61,6 @@ def refusal(folder: Path, lock: str, holder: str) -> str:
 def everything(folder: Path) -> dict[str, bytes]:
     """Every file of the folder, the progress folder included (lock files aside: they are emptied, not removed)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("lock") / "corpus.jsonl"
-    write_corpus(path, 6)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(corpus: Path) -> dict[str, bytes]:
-    folder = corpus.parent / "reference"
-    run = goldfish("mask", corpus, "-o", folder, "--shard-size", SHARD_SIZE, "-q")
-    assert run.returncode == 0, run.stderr
-    return output_bytes(folder)
-
-
-@pytest.fixture()
-def killer() -> Iterator[list[int]]:
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)  # a stopped process dies of it too
 
 
 # ----------------------------------------------------------------------------- one writer per folder
@@ -129,7 +107,7 @@ def test_a_lock_left_by_a_sigkilled_run_is_taken_over_and_resume_is_byte_identic
     lock = folder / ".goldfish" / "writer.lock"
     left = Holder.parse(lock.read_bytes())
     assert left is not None and left.pid == run.pid and left.is_dead()
-    resumed = goldfish("mask", *args, "-q", "--resume")
+    resumed = goldfish("mask", *args, "--resume")  # not -q: the note is printed where mask's other notes are
     assert resumed.returncode == 0, resumed.stderr
     assert f"note: took over {lock}, left by {holder}, which ended without releasing it" in resumed.stderr.splitlines()
     assert output_bytes(folder) == reference
@@ -189,6 +167,22 @@ def test_a_ray_driver_s_locks_refuse_a_plain_run_and_finalize_but_not_its_tasks(
         assert finalize.returncode == 1 and finalize.stderr.startswith(f"Error: output folder {folder} is being written")
     assert goldfish("finalize", folder).returncode == 0
     assert goldfish("verify", folder).returncode == 0
+
+
+def test_the_takeover_note_follows_quiet_as_other_notes_do(small: Path, tmp_path: Path) -> None:
+    """A lock file still naming a dead run: taken over by both runs; only the one without -q says so."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    left = Holder(socket.gethostname(), gone.pid, time.time() - 60, "goldfish-prep mask gone.jsonl -o out")
+    for quiet in (True, False):
+        folder = tmp_path / ("quiet" if quiet else "loud")
+        (folder / ".goldfish").mkdir(parents=True)
+        (folder / ".goldfish" / "writer.lock").write_bytes(left.to_bytes())
+        run = goldfish("mask", small, "-o", folder, "--shard-size", SHARD_SIZE, *(["-q"] if quiet else []))
+        assert run.returncode == 0, run.stderr
+        note = f"note: took over {folder / '.goldfish' / 'writer.lock'}, left by {left.describe()}, which ended without releasing it"
+        assert (note in run.stderr.splitlines()) is not quiet, run.stderr
+        assert ("note:" in run.stderr) is not quiet
 
 
 def test_a_lock_whose_pid_was_reused_or_is_gone_is_dead_and_one_on_another_host_is_not() -> None:

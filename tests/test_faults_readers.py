@@ -10,7 +10,6 @@ read-only mount and a missing folder (mounting needs root: skipped with the reas
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -21,10 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 from click.testing import CliRunner, Result
 
 from goldfish_prep_cli.main import cli
-from tests.shards import LICENSES, one_thread, train_bpe
+from tests.faults_support import write_paragraphs
+from tests.shards import one_thread, train_bpe
 
 __all__ = ["one_thread"]  # the module fixture: tiny models train on one thread
 
@@ -48,11 +49,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("made")
     tokenizer = train_bpe(root)
     corpus = root / "corpus.jsonl"
-    with corpus.open("w", encoding="utf-8") as out:
-        for path in sorted(LICENSES.iterdir())[:8]:
-            for paragraph in path.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-                if paragraph.strip():
-                    out.write(json.dumps({"text": paragraph}) + "\n")
+    write_paragraphs(corpus, 8)
     outputs = {"corpus": corpus, "tokenizer": tokenizer}
     for name, seed in (("good", "0"), ("other", "1")):
         args = ["mask", corpus, "-o", root / name, "--tokenizer", tokenizer, "--shard-size", "100KB", "--seed", seed, "-q"]
@@ -71,10 +68,10 @@ def _last_shard(folder: Path) -> str:
 
 
 def _checksum_line(folder: Path, shard: str) -> str:
-    recorded = next(s["sha256"] for s in json.loads((folder / "goldfish_manifest.json").read_text())["shards"] if s["filename"] == shard)
-    actual = hashlib.sha256((folder / shard).read_bytes()).hexdigest()
+    recorded = next(s["xxh3_128"] for s in json.loads((folder / "goldfish_manifest.json").read_text())["shards"] if s["filename"] == shard)
+    actual = xxhash.xxh3_128_hexdigest((folder / shard).read_bytes())
     return (
-        f"Error: {folder / shard}: sha256 {actual}, the manifest records {recorded}: the file changed after it was written. "
+        f"Error: {folder / shard}: xxh3_128 {actual}, the manifest records {recorded}: the file changed after it was written. "
         f"The output is damaged: `goldfish-prep verify {folder}` says what is wrong; {FIX}"
     )
 

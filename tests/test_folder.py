@@ -237,7 +237,7 @@ def _life_of_a_folder(folder: OutputFolder) -> None:
                 "num_dropped": int32_array(np.zeros(2)),
             }
         )
-        sha = writer.close()
+        checksums = writer.close()
         counts = {
             "documents_read": 2,
             "documents_written": 2,
@@ -250,7 +250,7 @@ def _life_of_a_folder(folder: OutputFolder) -> None:
             {
                 "index": index,
                 "filename": shard_filename(index),
-                "sha256": sha,
+                **checksums,
                 "num_rows": 2,
                 "num_documents": 2,
                 "num_tokens": 7,

@@ -10,10 +10,11 @@ empty tokens between them, a document opening with continuation bytes, runs of
 spaces and hyphens across tokens and documents, tokens whose whole text
 collapses away, many short documents per block, and blocks cut small.
 
-Every test here runs twice: with the numpy kernel and with the compiled scan
-(``robust_compiled``, numba), which reads the same table and must give the same
-bytes; both are held to the reference, and to each other on real text, under
-spec v1 and v2 alike (v2 decides a document's head on partial windows).
+Every test here runs three times: with the numpy kernel, with the compiled scan
+(``robust_compiled``, numba), and with the same scan built as LLVM IR
+(``robust_llvm``, the default), which read the same table and must give the
+same bytes; all are held to the reference, and to each other on real text,
+under spec v1 and v2 alike (v2 decides a document's head on partial windows).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goldfish_prep import MaskConfig
-from goldfish_prep.strategies import robust, robust_compiled
+from goldfish_prep.strategies import robust, robust_compiled, robust_llvm
+from goldfish_prep.strategies.id_rows import TokenTable, cached_rows, id_rows
 from goldfish_prep.strategies.normalised_pieces import NormalisedPieces
+from goldfish_prep.strategies.normalize import word_table
 from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_tokens
 from goldfish_prep.tokenizers import load_tokenizer
 from goldfish_prep.tokenizers.token_bytes import token_bytes
@@ -52,11 +55,13 @@ EDGES = [
 # fmt: on
 
 
-@pytest.fixture(scope="module", params=["numpy", "compiled"], autouse=True)
+@pytest.fixture(scope="module", params=["numpy", "compiled", "llvm"], autouse=True)
 def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the module under each kernel (module-scoped: hypothesis tests take no function-scoped fixture)."""
     if request.param == "compiled":
         pytest.importorskip("numba")
+    if request.param == "llvm":
+        pytest.importorskip("llvmlite")
     before = os.environ.get(robust_compiled.KERNEL_VARIABLE)
     os.environ[robust_compiled.KERNEL_VARIABLE] = request.param
     yield request.param
@@ -66,9 +71,42 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[str]:
         os.environ[robust_compiled.KERNEL_VARIABLE] = before
 
 
-def test_the_kernel_asked_for_runs(kernel: str) -> None:
-    """The compiled kernel really runs where numba is installed (not a silent fallback), and numpy when asked."""
+def test_the_kernel_asked_for_runs(monkeypatch: pytest.MonkeyPatch, kernel: str) -> None:
+    """Each compiled kernel really runs where installed (not a silent fallback), and numpy when asked."""
     assert robust_compiled.use_compiled(1) is (kernel == "compiled")
+    ran: list[str] = []
+    for name in ("_decide_llvm", "_decide_compiled"):
+        original = getattr(robust, name)
+        monkeypatch.setattr(robust, name, lambda *args, _f=original, _n=name: ran.append(_n) or _f(*args))
+    decide(np.array([0, 1, 3]), np.array([0]), TokenBytes.from_list(EDGES), 1, 2, 0)
+    assert ran == {"numpy": [], "compiled": ["_decide_compiled"], "llvm": ["_decide_llvm"]}[kernel]
+
+
+def test_auto_is_the_llvm_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default kernel is the llvmlite scan (where llvmlite is installed), from a process's first token."""
+    pytest.importorskip("llvmlite")
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
+    ran: list[int] = []
+    original = robust._decide_llvm
+    monkeypatch.setattr(robust, "_decide_llvm", lambda *args: ran.append(1) or original(*args))
+    decide(np.array([0, 1, 3]), np.array([0]), TokenBytes.from_list(EDGES), 1, 2, 0)
+    assert ran == [1] and robust_llvm.compiled() is not None
+
+
+def test_the_numpy_rows_are_the_numba_rows() -> None:
+    """``id_rows`` (numpy, for the llvmlite scan) lays out exactly what ``robust_compiled._id_tables`` (numba) computes."""
+    if robust_compiled.compiled() is None:
+        pytest.skip("numba is not installed")
+    table = token_bytes(load_tokenizer("cl100k_base"))
+    pieces = table.normalised
+    for seed in (0, 7):
+        offset, base, _ = robust.hash_constants(seed)
+        inverse = pow(base, -1, 1 << 64)
+        facts = TokenTable.build(pieces.flat, pieces.offsets, offset, inverse)
+        constants = (np.uint64(offset), np.uint64(base), np.uint64(inverse))
+        rows, prefixes = robust_compiled.id_tables(pieces.flat, pieces.offsets, word_table(), constants)
+        assert np.array_equal(id_rows(facts, pieces.offsets, base, inverse), rows)
+        assert np.array_equal(facts.rel, prefixes)
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -258,7 +296,7 @@ def real_text_batch(seed: int) -> list[str]:
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("h", [1, 13])
 def test_the_kernels_agree_on_real_text(monkeypatch: pytest.MonkeyPatch, kernel: str, seed: int, h: int, version: int) -> None:
-    """The two kernels, in one process, on cl100k ids of real-looking text (a long document over several numpy blocks)."""
+    """The three kernels, in one process, on cl100k ids of real-looking text (a long document over several numpy blocks)."""
     monkeypatch.setattr(robust, "_BLOCK", 4096)
     tokenizer = load_tokenizer("cl100k_base")
     table = token_bytes(tokenizer)
@@ -267,12 +305,13 @@ def test_the_kernels_agree_on_real_text(monkeypatch: pytest.MonkeyPatch, kernel:
     starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
     assert max(len(d) for d in docs) > 4 * robust._BLOCK
     results = {}
-    for name in ("numpy", "compiled"):
+    for name in ("numpy", "compiled", "llvm"):
         os.environ[robust_compiled.KERNEL_VARIABLE] = name
         results[name] = decide(ids, starts, table, h, 3, seed, spec_version=version)
     os.environ[robust_compiled.KERNEL_VARIABLE] = kernel
-    assert np.array_equal(results["numpy"][0], results["compiled"][0])
-    assert np.array_equal(results["numpy"][1], results["compiled"][1])
+    for name in ("compiled", "llvm"):
+        assert np.array_equal(results["numpy"][0], results[name][0]), name
+        assert np.array_equal(results["numpy"][1], results[name][1]), name
     assert 0 < results["numpy"][0].sum() < results["numpy"][1].sum()  # repeated text: any rate, but some of each
 
 
@@ -315,8 +354,9 @@ def test_a_v2_config_never_gets_v1_decisions(monkeypatch: pytest.MonkeyPatch, ke
     only) would return v1's mask for the default config, and fail here.
     """
     calls: list[int] = []
-    scan = robust._decide_compiled
+    scan, llvm_scan = robust._decide_compiled, robust._decide_llvm
     monkeypatch.setattr(robust, "_decide_compiled", lambda *args: calls.append(args[-1]) or scan(*args))
+    monkeypatch.setattr(robust, "_decide_llvm", lambda *args: calls.append(args[-1]) or llvm_scan(*args))
     tokenizer = load_tokenizer("cl100k_base")
     table = token_bytes(tokenizer)
     texts = ["Hello world", "GNU General Public License, version 3", "x", "", "  --  a", "中文字符，测试。"] * 20
@@ -333,7 +373,7 @@ def test_a_v2_config_never_gets_v1_decisions(monkeypatch: pytest.MonkeyPatch, ke
         assert dropped.tolist() == [x for drop, _ in expected for x in drop], version
         assert counts.tolist() == [sum(ok) for _, ok in expected], version
         masks[version] = dropped
-    assert calls == ([2, 1, 2] if kernel == "compiled" else [])  # the scan ran, told each config's version
+    assert calls == ([] if kernel == "numpy" else [2, 1, 2])  # the scan ran, told each config's version
     assert np.array_equal(masks[None], masks[2]) and (masks[2] & ~masks[1]).sum() > 50  # v2 drops heads v1 never reaches
 
 
@@ -428,3 +468,85 @@ def test_workers_fork_after_the_background_load(monkeypatch: pytest.MonkeyPatch)
         assert not thread.is_alive()
         # the loader no longer counts against forking; threads left by earlier tests in this process still may
         assert pool.start_method == safe_start_method()
+
+
+def test_the_rows_are_cached_on_disk_and_rebuilt_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cached_rows``: the rows ``id_rows`` builds, whether built, read back, or rebuilt from a bad entry; keyed by the constants."""
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", str(tmp_path))
+    rng = random.Random(5)
+    table = TokenBytes.from_list([bytes(rng.randrange(256) for _ in range(rng.randrange(6))) for _ in range(5000)] + EDGES)
+    pieces = NormalisedPieces.from_bytes(table.flat, table.offsets)
+    offset, base, _ = robust.hash_constants(3)
+    inverse = pow(base, -1, 1 << 64)
+    facts = TokenTable.build(pieces.flat, pieces.offsets, offset, inverse)
+    expected = id_rows(facts, pieces.offsets, base, inverse)
+
+    def same() -> bool:
+        rows, prefixes = cached_rows(pieces.flat, pieces.offsets, offset, base, inverse)
+        return np.array_equal(rows, expected) and np.array_equal(prefixes, facts.rel) and rows.ctypes.data % 64 == 0
+
+    assert same()
+    (entry,) = (tmp_path / "robust").iterdir()
+    assert same()
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated
+    assert same()
+    assert entry.stat().st_size > 1000  # rewritten whole
+    cached_rows(pieces.flat, pieces.offsets, offset + 1, base, inverse)
+    assert len(list((tmp_path / "robust").iterdir())) == 2  # other constants, another entry
+
+
+def test_the_llvm_machine_code_is_cached_on_disk_and_recompiled_when_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``robust_llvm.Compiled``: compiled and stored, then loaded; a damaged entry is compiled again; the scans give the same bytes."""
+    pytest.importorskip("llvmlite")
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", str(tmp_path))
+    table = TokenBytes.from_list(EDGES)
+    rng = random.Random(8)
+    ids = np.array([rng.randrange(len(EDGES)) for _ in range(400)], dtype=np.int64)
+    starts = np.array([0, 90, 90, 300])
+    expected = [reference_decisions(ids[a:b].tolist(), table.pieces, 2, 3, 4, 2) for a, b in zip(starts, [*starts[1:], len(ids)])]
+    compiled: list[int] = []
+    emit = robust_llvm._write_object
+    monkeypatch.setattr(robust_llvm, "_write_object", lambda key, code: compiled.append(1) or emit(key, code))
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "llvm")
+    for damage in (None, None, b"\0" * 40, b""):
+        entries = list((tmp_path / "robust").glob("*.o"))
+        if damage is not None:
+            entries[0].write_bytes(damage)
+        monkeypatch.setattr(robust_llvm, "_compiled", [])  # a new process
+        assert robust_llvm.compiled() is not None
+        dropped, eligible = decide(ids, starts, table, 3, 2, 4, spec_version=2)
+        assert dropped.tolist() == [x for drop, _ in expected for x in drop]
+        assert eligible.tolist() == [x for _, ok in expected for x in ok]
+    assert compiled == [1, 1, 1]  # the first run and each damaged entry compiled; the second loaded the stored code
+
+
+def test_tiktoken_spelling_from_the_ranks_equals_asking_per_id() -> None:
+    """``tiktoken_spelling`` reads the encoding's ranks in one pass: the bytes ``decode_single_token_bytes`` gives per id."""
+    from goldfish_prep.tokenizers.spelling import tiktoken_spelling
+
+    encoding = load_tokenizer("cl100k_base")._encoding  # type: ignore[attr-defined]
+
+    class PerId:  # the same encoding without its ranks: the per-id path
+        special_tokens_set = encoding.special_tokens_set
+        encode_single_token = staticmethod(encoding.encode_single_token)
+        decode_single_token_bytes = staticmethod(encoding.decode_single_token_bytes)
+
+    fast = tiktoken_spelling(encoding, 100277)
+    assert fast == tiktoken_spelling(PerId(), 100277)
+    assert fast[13347] == b"Hi" and fast[100257] == b"" and fast[100256] == b""  # a token, <|endoftext|>, an unused id
+
+
+def test_the_llvm_scan_compiles_without_a_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the cache off (``GOLDFISH_PREP_CACHE=off``) every process compiles the scan, and it still runs."""
+    pytest.importorskip("llvmlite")
+    monkeypatch.setenv("GOLDFISH_PREP_CACHE", "off")
+    monkeypatch.setattr(robust_llvm, "_compiled", [])
+    assert robust_llvm._object_path(("any",)) is None  # nowhere to read or write
+    kernels = robust_llvm.compiled()
+    assert kernels is not None and set(kernels.scans) == {32, 64}
+    monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "llvm")
+    table = TokenBytes.from_list(EDGES)
+    ids = np.arange(len(EDGES), dtype=np.int32)
+    expected = reference_decisions(ids.tolist(), table.pieces, 2, 2, 0, 2)
+    dropped, eligible = decide(ids, np.array([0]), table, 2, 2, 0, spec_version=2)
+    assert (dropped.tolist(), eligible.tolist()) == (list(expected[0]), list(expected[1]))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+import xxhash
 
 from goldfish_prep.format import read_shard
 from goldfish_prep.format.columns import list_values
@@ -79,10 +80,11 @@ def write_stream(path: Path, table: pa.Table) -> None:
 
 
 def reseal(folder: Path, index: int = 0) -> None:
-    """Record the shard's new sha256 in the manifest, as a careful forger would."""
+    """Record the shard's new checksums in the manifest, as a careful forger would."""
     manifest = manifest_of(folder)
     shard = manifest["shards"][index]
-    shard["sha256"] = hashlib.sha256((folder / shard["filename"]).read_bytes()).hexdigest()
+    data = (folder / shard["filename"]).read_bytes()
+    shard["sha256"], shard["xxh3_128"] = hashlib.sha256(data).hexdigest(), xxhash.xxh3_128_hexdigest(data)
     write_manifest(folder, manifest)
 
 

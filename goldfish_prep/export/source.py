@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from goldfish_prep.errors import InputError
 from goldfish_prep.format import IGNORE_INDEX, MANIFEST, Manifest, ShardSet, open_shards
+from goldfish_prep.format.location import Location
 
 Int32s = npt.NDArray[np.int32]
 Int64s = npt.NDArray[np.int64]
@@ -39,7 +40,7 @@ class Source:
     manifest_sha256: str
 
     @property
-    def folder(self) -> Path:
+    def folder(self) -> Location:
         return self.shards.folder
 
     @property
@@ -76,7 +77,7 @@ class DocumentChunk:
     ``shard`` names the shard that completed the chunk, for error messages.
     """
 
-    shard: Path
+    shard: Location
     ids: Int32s
     keep: Bools
     lengths: Int64s

@@ -14,7 +14,6 @@ finds the conversation fields of *input* tables.)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy.typing as npt
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int64s, TokenStream, int_column, list_values
+from goldfish_prep.format.location import Location
 from goldfish_prep.format.manifest import is_chat
 from goldfish_prep.format.schema import ASSISTANT_COLUMN, K_COLUMN
 
@@ -31,7 +31,7 @@ Bools = npt.NDArray[np.bool_]
 _RECREATE = "Run `goldfish-prep verify` on the folder, or recreate it with `goldfish-prep mask`"
 
 
-def assistant_flags(table: Any, path: Path, stream: TokenStream) -> Bools:
+def assistant_flags(table: Any, path: Location, stream: TokenStream) -> Bools:
     """The ``assistant_masks`` column as one flag per token of ``stream`` (padding left out, like the stream)."""
     values, offsets = list_values(table, ASSISTANT_COLUMN, path)
     if not np.array_equal(offsets, stream.raw_offsets):
@@ -51,7 +51,7 @@ def run_k(config: MaskConfig) -> int:
     return config.k if config.strategy_object.expected_rate(config) > 0 else 0
 
 
-def row_k(table: Any, path: Path) -> Int64s | None:
+def row_k(table: Any, path: Location) -> Int64s | None:
     """Each row's own k (``--k-field``; 0: standard loss for that row), or None when rows carry none."""
     if K_COLUMN not in table.column_names:
         return None

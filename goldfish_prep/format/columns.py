@@ -11,13 +11,13 @@ to end without padding plus where each document begins, which is the shape
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.location import Location
 from goldfish_prep.strategies.base import local_positions
 
 Int32s = npt.NDArray[np.int32]
@@ -38,7 +38,7 @@ def numeric_view(array: Any) -> npt.NDArray[Any]:
     return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
-def list_values(table: Any, name: str, path: Path) -> tuple[Int32s, Int64s]:
+def list_values(table: Any, name: str, path: Location) -> tuple[Int32s, Int64s]:
     """(flat values, row offsets of length rows+1 starting at 0) of a ``list<int32>`` column."""
     if name not in table.column_names:
         raise InputError(str(path), f"no {name!r} column (columns: {', '.join(table.column_names)})", _RECREATE, "bad-shard")
@@ -59,7 +59,7 @@ def list_values(table: Any, name: str, path: Path) -> tuple[Int32s, Int64s]:
     return flat_values, np.concatenate(offsets)
 
 
-def int_column(table: Any, name: str, path: Path) -> Int64s:
+def int_column(table: Any, name: str, path: Location) -> Int64s:
     """A scalar integer column (``num_tokens``, ``num_dropped``) as int64."""
     if name not in table.column_names:
         raise InputError(str(path), f"no {name!r} column (columns: {', '.join(table.column_names)})", _RECREATE, "bad-shard")
@@ -113,7 +113,7 @@ class TokenStream:
     of the padding slots (packed shards only).
     """
 
-    path: Path
+    path: Location
     ids: Int32s
     labels: Int32s
     row_starts: Int64s
@@ -126,7 +126,7 @@ class TokenStream:
         return len(self.row_starts) - 1
 
 
-def document_stream(table: Any, path: Path) -> TokenStream:
+def document_stream(table: Any, path: Location) -> TokenStream:
     """Document mode: one row per document, so rows and documents coincide."""
     ids, offsets = list_values(table, "input_ids", path)
     labels, label_offsets = list_values(table, "labels", path)
@@ -134,7 +134,7 @@ def document_stream(table: Any, path: Path) -> TokenStream:
     return TokenStream(path, ids, labels, offsets, offsets[:-1].copy(), np.zeros(0, np.int64), offsets)
 
 
-def packed_stream(table: Any, path: Path) -> TokenStream:
+def packed_stream(table: Any, path: Location) -> TokenStream:
     """Packed mode: keep the first ``num_tokens`` slots of each row; shift ``doc_starts`` by the row's place."""
     ids, offsets = list_values(table, "input_ids", path)
     labels, label_offsets = list_values(table, "labels", path)
@@ -159,19 +159,19 @@ def packed_stream(table: Any, path: Path) -> TokenStream:
     return TokenStream(path, ids[keep], labels[keep], row_starts, doc_starts, np.flatnonzero(~keep), offsets)
 
 
-def shard_stream(table: Any, path: Path, packed: bool) -> TokenStream:
+def shard_stream(table: Any, path: Location, packed: bool) -> TokenStream:
     """The shard's tokens end to end, whichever layout the manifest records."""
     return packed_stream(table, path) if packed else document_stream(table, path)
 
 
-def _same_lengths(offsets: Int64s, label_offsets: Int64s, path: Path) -> None:
+def _same_lengths(offsets: Int64s, label_offsets: Int64s, path: Location) -> None:
     if len(offsets) != len(label_offsets) or not np.array_equal(offsets, label_offsets):
         rows = np.flatnonzero(np.diff(offsets) != np.diff(label_offsets)) if len(offsets) == len(label_offsets) else [0]
         row = int(rows[0])
         raise InputError(f"{path} row {row}", "labels and input_ids differ in length", _RECREATE, "bad-shard")
 
 
-def _check_doc_starts(starts: Int64s, rows: Int64s, start_offsets: Int64s, used: Int64s, path: Path) -> None:
+def _check_doc_starts(starts: Int64s, rows: Int64s, start_offsets: Int64s, used: Int64s, path: Location) -> None:
     """Each row's starts must increase strictly and lie inside its tokens."""
     outside = (starts < 0) | (starts >= used[rows])
     step = np.diff(starts) <= 0

@@ -13,7 +13,7 @@ The commit protocol, which every implementation keeps:
    ``fsync`` of the folder (``commit``); on an object store, whose objects
    appear whole when their upload completes, a write to the final name.
 2. A shard counts as done only once its completion record
-   (``.goldfish/shard-NNNNN.json``, holding its sha256) exists, written after
+   (``.goldfish/shard-NNNNN.json``, holding its checksums) exists, written after
    the shard: the written-last marker. ``--resume`` keeps exactly the shards
    whose record exists and whose bytes hash to it.
 3. The folder counts as complete only once the manifest and ``state.json``
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError, OutputError
-from goldfish_prep.format.commit import buffer_sha256, json_bytes, write_failure
+from goldfish_prep.format.commit import CHECKSUMS, buffer_checksums, json_bytes, write_failure
 from goldfish_prep.format.lock import (
     WRITER_LOCK,
     Holder,
@@ -92,6 +93,7 @@ class PendingWrite(Protocol):
     @property
     def closed(self) -> bool: ...
     def commit(self) -> str: ...
+    def checksums(self) -> dict[str, str]: ...
     def abort(self) -> None: ...
 
 
@@ -110,11 +112,16 @@ class ChecksumError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class ShardBytes:
-    """A shard's bytes as read (``buffer``), their ``sha256``, and the Arrow table they hold."""
+    """A shard's bytes as read (``buffer``), their ``checksums`` (``{algorithm: hex digest}``), and the Arrow
+    table they hold."""
 
     where: str
     buffer: pa.Buffer
-    sha256: str
+    checksums: dict[str, str]
+
+    @property
+    def sha256(self) -> str:
+        return self.checksums.get("sha256", "")
 
     def table(self, columns: list[str] | None = None) -> pa.Table:
         """The shard as a Table (views of ``buffer``, no copy); an ``InputError`` naming the file if it is not Arrow."""
@@ -170,6 +177,14 @@ class OutputFolder(abc.ABC):
     def shard_buffer(self, name: str) -> pa.Buffer:
         """The bytes of shard ``name``: memory-mapped on a local disk (no copy), read whole elsewhere."""
 
+    #: whether readers stream shards (``open_shard_file``: a URL folder, where reading one whole costs a copy in
+    #: memory) rather than map them (``shard_buffer``: a local disk)
+    streams_shards = False
+
+    def open_shard_file(self, name: str) -> io.BufferedIOBase:
+        """Shard ``name`` opened to be read piece by piece (``reader.ShardSet`` decodes and hashes it as it arrives)."""
+        raise NotImplementedError(f"{type(self).__name__} maps its shards (shard_buffer)")
+
     @abc.abstractmethod
     def sha256(self, name: str) -> str: ...
 
@@ -191,24 +206,25 @@ class OutputFolder(abc.ABC):
     # ---- the writers' lock: one writer per folder (lock.py has the design)
 
     @contextmanager
-    def writing(self, task: Task | None = None) -> Iterator[None]:
+    def writing(self, task: Task | None = None, quiet: bool = False) -> Iterator[None]:
         """Hold the folder for writing while the block runs; an ``OutputError`` at once if another writer holds it.
 
         A plain run and ``finalize`` (``task`` None or alone) hold ``writer.lock``
         exclusively; task I of N holds it shared plus its own task lock, so tasks
         do not block each other but block a plain run and ``finalize``. Taking the
-        lock also proves the progress folder writable before anything is removed.
+        lock also proves the progress folder writable before anything is removed. ``quiet`` (``-q``): no note
+        when a lock left by a dead run is taken over, as ``mask -q`` prints no other note.
         """
         task = task or Task()
-        with self.holding(WRITER_LOCK, shared=not task.alone):
+        with self.holding(WRITER_LOCK, shared=not task.alone, quiet=quiet):
             if task.alone:
                 yield
             else:
-                with self.holding(task_lock_name(task.index, task.count)):
+                with self.holding(task_lock_name(task.index, task.count), quiet=quiet):
                     yield
 
     @contextmanager
-    def holding(self, name: str, shared: bool = False) -> Iterator[None]:
+    def holding(self, name: str, shared: bool = False, quiet: bool = False) -> Iterator[None]:
         """Hold lock file ``name`` of the progress folder (a Ray driver holds ``writer.lock`` shared and its own)."""
         if self.exists() and not self.is_folder():
             raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
@@ -224,7 +240,7 @@ class OutputFolder(abc.ABC):
             raise OutputError(self.held_line(held, holder)) from None
         except OSError as exc:
             raise self._cannot_write(exc) from exc
-        if lock.taken_over is not None:
+        if lock.taken_over is not None and not quiet:
             print(describe_takeover(where, lock.taken_over), file=sys.stderr)
         try:
             yield
@@ -367,35 +383,34 @@ class OutputFolder(abc.ABC):
 
     # ---- reading shards
 
-    def read_shard(self, name: str, columns: list[str] | None = None, sha256: str | None = None) -> pa.Table:
-        """Shard ``name`` as a Table (memory-mapped on a local disk); with ``sha256``, its bytes are checked as read."""
-        table, digest = self._read(name, columns, hashed=sha256 is not None)
-        if sha256 is not None and digest != sha256:
-            raise ChecksumError(
-                self.where(name),
-                f"sha256 {digest}, the manifest records {sha256}: the file changed after it was written",
-                "Run `goldfish-prep verify` on the folder, and recreate it with `goldfish-prep mask`",
-                "bad-shard",
-            )
-        return table
+    def read_shard(self, name: str, columns: list[str] | None = None, sha256: str | None = None, xxh3_128: str | None = None) -> pa.Table:
+        """Shard ``name`` as a Table (memory-mapped on a local disk), its bytes checked as read against
+        ``xxh3_128`` when given (outputs written since the manifest records it), else against ``sha256``
+        when given (older outputs): one checksum, the fastest recorded, is enough to notice a changed file."""
+        expected = {"xxh3_128": xxh3_128} if xxh3_128 is not None else {"sha256": sha256} if sha256 is not None else {}
+        shard = self._shard_bytes(name, tuple(expected))
+        for algorithm, digest in shard.checksums.items():
+            if digest != expected[algorithm]:
+                raise ChecksumError(
+                    self.where(name),
+                    f"{algorithm} {digest}, the manifest records {expected[algorithm]}: the file changed after it was written",
+                    "Run `goldfish-prep verify` on the folder, and recreate it with `goldfish-prep mask`",
+                    "bad-shard",
+                )
+        return shard.table(columns)
 
     def read_shard_bytes(self, name: str) -> ShardBytes:
-        """Shard ``name``'s bytes and their sha256, from one read; ``.table()`` parses them (``verify`` reports
-        a wrong checksum and still checks the rows, so it compares the digest itself)."""
-        try:
-            buffer = self.shard_buffer(name)
-        except OSError as exc:
-            raise InputError(self.where(name), f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
-        return ShardBytes(self.where(name), buffer, buffer_sha256(buffer))
+        """Shard ``name``'s bytes and every checksum of them (sha256, xxh3_128), from one read; ``.table()`` parses
+        them (``verify`` reports a wrong checksum and still checks the rows, so it compares the digests itself)."""
+        return self._shard_bytes(name, CHECKSUMS)
 
-    def _read(self, name: str, columns: list[str] | None, hashed: bool) -> tuple[pa.Table, str | None]:
+    def _shard_bytes(self, name: str, algorithms: tuple[str, ...]) -> ShardBytes:
         try:
             buffer = self.shard_buffer(name)
         except OSError as exc:
             raise InputError(self.where(name), f"unreadable shard ({exc})", _UNREADABLE_SHARD_FIX, "bad-shard") from exc
         # the pages hashed are the pages the table maps: the file is read once
-        digest = buffer_sha256(buffer) if hashed else None
-        return ShardBytes(self.where(name), buffer, digest or "").table(columns), digest
+        return ShardBytes(self.where(name), buffer, buffer_checksums(buffer, algorithms) if algorithms else {})
 
     # ---- the life cycle: refuse, overwrite, resume
 
@@ -560,9 +575,25 @@ class OutputFolder(abc.ABC):
             except (OSError, ValueError):
                 continue
             shard = record["filename"]
-            if self.has_file(shard) and self.sha256(shard) == record["sha256"]:
+            if not self.has_file(shard):
+                continue
+            if "xxh3_128" not in record:  # completed by a version that recorded sha256 alone: add the other
+                upgraded = self._with_xxh3(record)
+                if upgraded is not None:
+                    completed[int(record["index"])] = upgraded
+            elif self.sha256(shard) == record["sha256"]:
                 completed[int(record["index"])] = record
         return completed
+
+    def _with_xxh3(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """A shard record from before ``xxh3_128`` was recorded, with it added and committed (so a resumed
+        output's manifest is the one a fresh run writes), or None when the shard no longer hashes to it."""
+        checksums = self.read_shard_bytes(record["filename"]).checksums
+        if checksums["sha256"] != record["sha256"]:
+            return None
+        record = {**record, "xxh3_128": checksums["xxh3_128"]}
+        self.write_shard_record(record)
+        return record
 
     def _remove_stale(self, completed: dict[int, dict[str, Any]], task: Task, keep_finished: bool) -> None:
         """Delete this task's temporaries and unfinished shards; keep completed shards.

@@ -25,19 +25,24 @@ from typing import Any
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
+from goldfish_prep.format.location import Location, UrlPath, location
 from goldfish_prep.format.names import FORMAT_NAME, FORMAT_VERSION, IGNORE_INDEX, MANIFEST
 from goldfish_prep.mask import expected_rate
 
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
 #: the manifest lists this many skipped records by location; counts always cover all of them
 MAX_LISTED_SKIPS = 1000
-#: the keys of a shard record that the manifest repeats for each shard
-SHARD_KEYS = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256")
+#: the keys of a shard record that the manifest repeats for each shard (``xxh3_128`` where the record has it:
+#: shards completed by a version before it have only ``sha256``)
+SHARD_KEYS = ("filename", "num_rows", "num_documents", "num_tokens", "num_dropped", "sha256", "xxh3_128")
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardEntry:
-    """One shard's line in the manifest: its file and what it holds, as written after the shard was sealed."""
+    """One shard's line in the manifest: its file and what it holds, as written after the shard was sealed.
+
+    ``xxh3_128`` is None in manifests written before it was recorded; readers
+    then check ``sha256`` instead (``OutputFolder.read_shard``)."""
 
     filename: str
     num_rows: int
@@ -45,6 +50,7 @@ class ShardEntry:
     num_tokens: int
     num_dropped: int
     sha256: str
+    xxh3_128: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ShardEntry:
@@ -53,7 +59,9 @@ class ShardEntry:
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             value = data.get(field.name)
-            wanted = str if field.type == "str" else int
+            wanted = str if str(field.type).startswith("str") else int
+            if value is None and field.default is None:  # an optional field the writer did not know yet
+                continue
             if not isinstance(value, wanted) or isinstance(value, bool):
                 raise InputError(
                     where,
@@ -73,7 +81,7 @@ class ShardEntry:
 class Manifest:
     """A validated ``goldfish_manifest.json`` and the folder it describes."""
 
-    folder: Path
+    folder: Location
     raw: dict[str, Any]
     mask: MaskConfig
     tokenizer: Mapping[str, Any]
@@ -116,14 +124,14 @@ class Manifest:
     def get(self, key: str, default: Any = None) -> Any:
         return self.raw.get(key, default)
 
-    def shard_paths(self) -> list[Path]:
+    def shard_paths(self) -> list[Location]:
         """The shard files in order, as the manifest lists them."""
         return [self.folder / shard.filename for shard in self.shards]
 
     @classmethod
-    def from_dict(cls, data: Any, folder: str | Path, where: str | None = None) -> Manifest:
-        """Validate a manifest already parsed from JSON; ``where`` names it in errors."""
-        where = where or str(Path(folder) / MANIFEST)
+    def from_dict(cls, data: Any, folder: str | Path | UrlPath, where: str | None = None) -> Manifest:
+        """Validate a manifest already parsed from JSON; ``where`` names it in errors (``folder`` may be a URL)."""
+        where = where or str(location(folder) / MANIFEST)
         if not isinstance(data, dict):
             raise InputError(where, f"the manifest is {type(data).__name__}, not an object", _RECREATE, "bad-manifest")
         version = data.get("format_version")
@@ -146,7 +154,7 @@ class Manifest:
         if k_field is not None and not isinstance(k_field, str):
             raise InputError(where, f"'k_field' is {k_field!r}, not a field name", _RECREATE, "bad-manifest")
         return cls(
-            folder=Path(folder),
+            folder=location(folder),
             raw=data,
             mask=MaskConfig.from_dict(sections["mask"]),  # refuses an unknown spec version, naming it
             tokenizer=sections["tokenizer"],
@@ -190,7 +198,7 @@ class Manifest:
             "ignored_inputs": run.get("ignored_inputs", []),
             "layout": run["layout"],
             **({"chat": run["chat"], "k_field": run.get("k_field")} if run.get("chat") is not None else {}),
-            "shards": [{key: record[key] for key in SHARD_KEYS} for record in records],
+            "shards": [{key: record[key] for key in SHARD_KEYS if key in record} for record in records],
             "counts": counts,
             "skipped": skipped,
         }

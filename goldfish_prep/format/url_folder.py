@@ -27,10 +27,29 @@ The commit protocol on an object store, which has no rename:
 Steps 2 and 3 are the same code as on a local disk (``OutputFolder``). S3 has
 read-after-write consistency for PUTs and listings (since December 2020), which
 the protocol relies on: a record written after its shard is never seen before
-the shard. Listings are not cached here (``use_listings_cache=False``): other
-tasks write the same prefix. A failed request (after the provider's retries)
-is one ``StoreError`` line naming the object, its cause and the fix; secrets
-are scrubbed from it (``readers.redact``).
+the shard. The lock checks drop the file system's cached listing of
+``.goldfish/`` first: other processes write there. A failed request (after the
+provider's retries) is one line naming the object, its cause and the fix
+(``StoreError`` with a write's wording when the folder is opened for writing),
+with secrets scrubbed (``readers.redact``).
+
+``open_folder`` returns one for a URL, so the library's readers
+(``open_shards``, ``load_manifest``) and the write path's pieces work on it,
+and so do the reading commands (``stats``, ``show``, ``verify``, ``repeats``,
+``export``, ``train``, ``memorization``: docs/remote.md).
+``tests/test_folder.py`` runs a folder's whole life on fsspec's in-memory file
+system and compares it byte for byte with a ``LocalFolder``; ``tests/test_url_reads.py``
+reads an output on a real S3-protocol server.
+
+Reading. A URL of a scheme ``readers.remote`` knows (``s3://``, ``gs://`` ...)
+opens the run's file system for it, with the run's ``--storage-options`` and the
+provider's credential chain; other fsspec schemes (``memory://``) open as fsspec
+opens them. Shards are never fetched whole (no ``cat_file``): ``open_shard_file``
+streams one in ``READ_BLOCK`` ranged GETs (about 128 requests per GB, one block of
+memory at a time), and ``reader.ShardSet`` decodes its record batches and hashes
+the same bytes as they arrive. What the store refuses (no bucket, no such
+prefix, wrong credentials, no permission, a store that keeps failing) is one
+``InputError`` line from ``readers.remote.store_error``, with no secret in it.
 
 The lock (``ObjectLock``) is a create-once object: fsspec's exclusive mode
 (``open(path, "xb")``), which s3fs sends as a conditional write (``PutObject``
@@ -50,21 +69,23 @@ create-once.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 import pyarrow as pa
 
 from goldfish_prep.errors import ConfigError, GoldfishError
-from goldfish_prep.format.commit import HashingReader
+from goldfish_prep.format.commit import Checksums, HashingReader
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.names import PROGRESS_DIR, WRITER_LOCK, is_lock_name
-from goldfish_prep.readers.redact import scrub, shown_url
+from goldfish_prep.readers.redact import scrub
 
+#: bytes per ranged GET when a shard is streamed: memory held per open shard, and about 128 requests per GB
+READ_BLOCK = 8 << 20
 _T = TypeVar("_T")
 #: schemes whose "folders" are key prefixes: nothing to create, and fsspec's makedirs would create a bucket
 _FLAT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
@@ -132,10 +153,10 @@ class UploadFile:
         self.temporary = where  # object stores write to the final name: nothing is visible before the commit
         with _translated(where):
             self._raw = fs.open(path, "wb")
-        self._sha256 = hashlib.sha256()
+        self._hashes = Checksums()
 
     def write(self, data: bytes | memoryview) -> int:
-        self._sha256.update(data)
+        self._hashes.update(data)
         with _translated(self.temporary):  # a full part is uploaded from inside write
             written: int = self._raw.write(data)
         return written
@@ -160,7 +181,11 @@ class UploadFile:
         except BaseException:
             self.abort()
             raise
-        return self._sha256.hexdigest()
+        return self.checksums()["sha256"]
+
+    def checksums(self) -> dict[str, str]:
+        """Every checksum of ``commit.CHECKSUMS`` of the bytes written so far."""
+        return self._hashes.hexdigests()
 
     def abort(self) -> None:
         """Abort the upload (its parts are dropped, nothing appears); never raises over the error being handled."""
@@ -281,60 +306,96 @@ class ObjectLock:
 class UrlFolder(OutputFolder):
     """An output folder on any fsspec file system (object stores, memory)."""
 
-    def __init__(self, url: str, owner: str | None = None) -> None:
-        """``owner``: written into the lock objects this folder creates (``ObjectLock``); a Ray task's id."""
-        from fsspec.core import url_to_fs
+    streams_shards = True  # a shard read whole would be a copy in memory: readers stream it (``open_shard_file``)
 
-        from goldfish_prep.readers.remote import options_for
+    def __init__(self, url: str, owner: str | None = None, writing: bool = False) -> None:
+        """``owner``: written into the lock objects this folder creates (``ObjectLock``; a Ray task's id);
+        ``writing``: a run writes it (``mask -o``, ``finalize``), so a refused request is worded as a write's."""
+        from goldfish_prep.readers.redact import shown_url
 
-        self._url = url.rstrip("/")
-        self.url = shown_url(self._url)  # as messages show it: no query string or password
-        scheme = self._url.split("://", 1)[0].lower()
-        options = {**options_for(scheme), "skip_instance_cache": True, "use_listings_cache": False}
+        self.url = url.rstrip("/")
+        self._shown = shown_url(self.url)  # messages never show a signed URL's query or a password
         try:
-            self.fs, self.root = url_to_fs(self._url, **options)
+            self.fs, self.root = _filesystem(self.url)
+        except GoldfishError:  # readers.remote's own line: the package and the extra to install
+            raise
         except (ValueError, ImportError) as exc:  # an unknown scheme, or its fsspec driver is not installed
-            raise ConfigError(f"cannot open {self.url} ({exc}); pass a local path, or install the fsspec driver for it") from exc
-        except TypeError as exc:  # an option the driver does not take
-            raise ConfigError(f"--storage-options do not fit the file system of {self.url}: {scrub(str(exc))}") from None
-        self._flat = scheme in _FLAT
+            raise ConfigError(f"cannot open {self._shown} ({exc}); pass a local path, or install the fsspec driver for it") from exc
+        self._flat = self.url.split("://", 1)[0].lower() in _FLAT
         self.owner = owner
+        self._writing = writing
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
 
-    def _call(self, name: str, operation: Callable[[], _T]) -> _T:
-        with _translated(self.where(name)):
-            return operation()
-
     def where(self, name: str = "") -> str:
-        return f"{self.url}/{name}" if name else self.url
+        return f"{self._shown}/{name}" if name else self._shown
+
+    def _ask(self, name: str, request: Callable[[], _T]) -> _T:
+        """Run one request to the store; what it refuses becomes one line naming ``name``."""
+        try:
+            return request()
+        except GoldfishError:
+            raise
+        except Exception as exc:  # providers raise many types: OSError subclasses, botocore, aiohttp, their own
+            raise self._refused(name, exc) from None
+
+    def _refused(self, name: str, exc: BaseException) -> GoldfishError:
+        from goldfish_prep.readers.remote import store_error
+
+        if isinstance(exc, TypeError):  # the driver makes its client on first use, with every option it was given
+            return ConfigError(f"--storage-options do not fit the file system of {self.where(name)}: {_short(exc)}")
+        return store_failure(self.where(name), exc) if self._writing else store_error(self.where(name), exc)
 
     def exists(self) -> bool:
-        return bool(self._call("", lambda: self.fs.exists(self.root)))
+        return self._kind() is not None
 
     def is_folder(self) -> bool:
-        return bool(self._call("", lambda: self.fs.isdir(self.root)))
+        return self._kind() == "directory"
+
+    def _kind(self) -> str | None:
+        """``"directory"``, ``"file"`` or None (nothing there). ``fs.isdir`` would answer False for a bucket that
+        does not exist or credentials the store refuses; ``info`` lets the store say which it is."""
+        try:
+            info = self.fs.info(self.root)
+        except FileNotFoundError as exc:
+            if "bucket" not in str(exc).lower():  # s3fs: "The specified bucket does not exist"
+                return None
+            raise self._refused("", exc) from None
+        except GoldfishError:
+            raise
+        except Exception as exc:
+            raise self._refused("", exc) from None
+        return str(info.get("type"))
 
     def has_file(self, name: str) -> bool:
-        return bool(self._call(name, lambda: self.fs.isfile(self._path(name))))
+        return bool(self._ask(name, lambda: self.fs.isfile(self._path(name))))
 
     def entries(self, under: str = "") -> list[str]:
         folder = self._path(under)
-        try:
-            found = self._call(under, lambda: self.fs.ls(folder, detail=False))
-        except FileNotFoundError:
+        if not self._ask(under, lambda: self.fs.isdir(folder)):
             return []
-        names = {str(path).rstrip("/").rsplit("/", 1)[-1] for path in found}
-        return sorted(names - {""})
+        listed = self._ask(under, lambda: self.fs.ls(folder, detail=False))
+        return sorted(str(path).rstrip("/").rsplit("/", 1)[-1] for path in listed)
 
     def read_bytes(self, name: str) -> bytes:
-        data: bytes = self._call(name, lambda: self.fs.cat_file(self._path(name)))
+        data: bytes = self._ask(name, lambda: self.fs.cat_file(self._path(name)))
         return data
+
+    def open_shard_file(self, name: str) -> io.BufferedIOBase:
+        """Shard ``name`` streamed in ``READ_BLOCK`` ranged GETs; a failed request is one ``InputError`` line."""
+        from goldfish_prep.readers.remote import failing_in_one_line
+
+        handle = self._ask(name, lambda: self.fs.open(self._path(name), "rb", block_size=READ_BLOCK, cache_type="readahead"))
+        return failing_in_one_line(handle, self.where(name))
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """One PUT: the object appears whole, or not at all."""
-        self._call(name, lambda: self.fs.pipe_file(self._path(name), data))
+        self._write(name, lambda: self.fs.pipe_file(self._path(name), data))
+
+    def _write(self, name: str, operation: Callable[[], _T]) -> _T:
+        with _translated(self.where(name)):
+            return operation()
 
     def pending(self, name: str) -> UploadFile:
         return UploadFile(self.fs, self._path(name), self.where(name))
@@ -349,19 +410,19 @@ class UrlFolder(OutputFolder):
                 self.fs.rm_file(path)
 
         try:
-            self._call(name, remove)
+            self._write(name, remove)
         except FileNotFoundError:
             pass  # deleted meanwhile (tasks delete concurrently)
 
     def move(self, name: str, to: str) -> None:
         """A copy and a delete on an object store (no rename there): server-side, so no byte travels through here."""
-        self._call(name, lambda: self.fs.mv(self._path(name), self._path(to), recursive=True))
+        self._write(name, lambda: self.fs.mv(self._path(name), self._path(to), recursive=True))
 
     def make_progress_folder(self) -> None:
         """Nothing on an object store, whose folders are key prefixes (fsspec's ``makedirs`` would even create a
         missing bucket: a bucket that does not exist is refused instead, by the first write)."""
         if not self._flat:
-            self._call(PROGRESS_DIR, lambda: self.fs.makedirs(self._path(PROGRESS_DIR), exist_ok=True))
+            self._write(PROGRESS_DIR, lambda: self.fs.makedirs(self._path(PROGRESS_DIR), exist_ok=True))
 
     def check_writable(self) -> None:
         """Nothing to try: an abandoned upload may still appear on some stores, and the lock object just created
@@ -380,7 +441,14 @@ class UrlFolder(OutputFolder):
             check = self._no_writer_holds
         return ObjectLock(self.fs, self._path(name), self.where(name), shared, check, self.owner)
 
+    def _fresh(self) -> None:
+        """Drop the file system's cached listing of ``.goldfish/``: other processes create lock objects there."""
+        invalidate = getattr(self.fs, "invalidate_cache", None)
+        if invalidate is not None:
+            invalidate(self._path(PROGRESS_DIR))
+
     def _no_task_holds(self) -> None:
+        self._fresh()
         for entry in self.entries(PROGRESS_DIR):
             if entry.startswith("task-") and is_lock_name(entry):
                 name = f"{PROGRESS_DIR}/{entry}"
@@ -388,6 +456,7 @@ class UrlFolder(OutputFolder):
 
     def _no_writer_holds(self) -> None:
         name = f"{PROGRESS_DIR}/{WRITER_LOCK}"
+        self._fresh()
         if self.has_file(name):
             raise LockHeldError(self.where(name), self.lock_holder(name))
 
@@ -408,14 +477,37 @@ class UrlFolder(OutputFolder):
         )
 
     def shard_buffer(self, name: str) -> pa.Buffer:
-        return pa.py_buffer(self.read_bytes(name))
+        """The whole shard, read block by block into one buffer (``verify`` checks a shard as a whole): one copy
+        of it in memory, never two (``cat_file`` would hold the response and then the bytes)."""
+        with self.open_shard_file(name) as handle:
+            size = int(self._ask(name, lambda: self.fs.size(self._path(name))))
+            buffer = pa.allocate_buffer(size, resizable=False)
+            view, done = memoryview(buffer).cast("B"), 0
+            while done < size:
+                read = handle.readinto(view[done : done + READ_BLOCK])
+                if not read:
+                    raise OSError(f"the object ended after {done:,} of its {size:,} bytes")
+                done += read
+        return buffer
 
     def sha256(self, name: str) -> str:
-        def digest() -> str:
-            with self.fs.open(self._path(name), "rb") as handle:
-                return HashingReader(handle).hexdigest()
-
-        return self._call(name, digest)
+        with self.open_shard_file(name) as handle:
+            return HashingReader(cast(BinaryIO, handle)).hexdigest()
 
 
-__all__ = ["ObjectLock", "StoreError", "UploadFile", "UrlFolder", "store_failure"]
+def _filesystem(url: str) -> tuple[Any, str]:
+    """(file system, path on it) of ``url``: the run's, with its storage options, for a scheme ``readers.remote``
+    reads (fresh for each command: credentials set since are used); fsspec's own for any other scheme."""
+    from fsspec.core import url_to_fs
+
+    from goldfish_prep.readers.remote import PROVIDERS, filesystem_of
+
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in PROVIDERS:
+        fs = filesystem_of(url)
+        return fs, str(fs._strip_protocol(url)).rstrip("/")
+    fs, root = url_to_fs(url)
+    return fs, str(root)
+
+
+__all__ = ["READ_BLOCK", "ObjectLock", "StoreError", "UploadFile", "UrlFolder", "store_failure"]

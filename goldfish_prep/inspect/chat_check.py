@@ -14,7 +14,6 @@ which answer tokens were dropped.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.chat import Bools, assistant_flags, row_k, run_k
 from goldfish_prep.format.columns import Int32s, TokenStream
+from goldfish_prep.format.location import Location
 from goldfish_prep.format.names import IGNORE_INDEX
 
 
@@ -42,7 +42,7 @@ def chat_expectation(
     table: Any, stream: TokenStream, protected: npt.NDArray[np.int64], config: MaskConfig, k_field: bool
 ) -> ChatExpectation:
     """Recompute a chat shard's labels (see the module docstring)."""
-    path: Path = stream.path
+    path: Location = stream.path
     assistant = assistant_flags(table, path, stream)
     if len(stream.ids) and (not len(stream.doc_starts) or stream.doc_starts[0] != 0):
         raise InputError(

@@ -17,7 +17,6 @@ the ``context_width``-th token) would show here as a rate near 0.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.chat import Bools, answer_spans, assistant_flags, row_k, run_k
 from goldfish_prep.format.columns import Int64s, TokenStream
+from goldfish_prep.format.location import Location
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.inspect.binomial import band_limits, outside_band
 
@@ -44,7 +44,7 @@ class ChatPart:
     short: dict[int, list[int]]
 
 
-def shard_part(table: Any, path: Path, stream: TokenStream, never: Int64s, config: MaskConfig) -> ChatPart:
+def shard_part(table: Any, path: Location, stream: TokenStream, never: Int64s, config: MaskConfig) -> ChatPart:
     """The assistant figures of one shard (whole-shard array passes, one cumulative sum per figure)."""
     assistant = assistant_flags(table, path, stream)
     units = stream.num_rows

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import ConfigError, GoldfishError, InputError
 from goldfish_prep.format.columns import Int32s, Int64s, list_values
+from goldfish_prep.format.location import Location
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import IGNORE_INDEX, MANIFEST
 from goldfish_prep.format.reader import ShardSet, open_shards
@@ -92,7 +93,7 @@ def load_document(
         assert row is not None
         index, shard_row = _find_row(folder, manifest, row)
     path = shards.paths[index]
-    table = shards.table(index).slice(shard_row, 1)
+    table = shards.rows(index, shard_row)  # a shard at a URL is streamed: only this row is kept
     view = _view(folder, manifest, path, table, row, packed, tokenizer)
     spec = tokenizer or manifest.tokenizer.get("spec")
     pieces, note = token_pieces(spec, view.ids)
@@ -112,7 +113,7 @@ def _eligible(manifest: Manifest, ids: Int32s) -> int:
 
 
 def _view(
-    folder: str | Path, manifest: Manifest, path: Path, table: pa.Table, row: int, packed: bool, tokenizer: str | None = None
+    folder: str | Path, manifest: Manifest, path: Location, table: pa.Table, row: int, packed: bool, tokenizer: str | None = None
 ) -> DocumentView:
     config = manifest.mask
     ids, _ = list_values(table, "input_ids", path)

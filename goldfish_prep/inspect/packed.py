@@ -12,7 +12,6 @@ these functions keep every consumer right when it happens.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +19,8 @@ import numpy.typing as npt
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, packed_stream
-from goldfish_prep.format.reader import read_shard
+from goldfish_prep.format.folder import OutputFolder
+from goldfish_prep.format.location import Location
 from goldfish_prep.mask import eligible_counts, mask_documents
 from goldfish_prep.strategies.robust import TOKEN_BYTES
 
@@ -62,7 +62,7 @@ def eligible_per_row(stream: TokenStream, lead: int, config: MaskConfig) -> tupl
     return np.diff(cumulative).astype(np.int64), next_lead
 
 
-def carried_context(paths: Sequence[Path], index: int, config: MaskConfig) -> tuple[Int32s, int]:
+def carried_context(folder: OutputFolder, paths: Sequence[Location], index: int, config: MaskConfig) -> tuple[Int32s, int]:
     """A stand-in prefix for the document still open where shard ``index`` begins, and its true length so far.
 
     A mask at position t depends only on the ``context_width`` ids ending at t
@@ -76,7 +76,7 @@ def carried_context(paths: Sequence[Path], index: int, config: MaskConfig) -> tu
     pieces: list[Int32s] = []
     length = 0
     for previous in range(index - 1, -1, -1):
-        stream = packed_stream(read_shard(paths[previous]), paths[previous])
+        stream = packed_stream(folder.read_shard(paths[previous].name), paths[previous])
         last = int(stream.doc_starts[-1]) if len(stream.doc_starts) else 0
         piece = stream.ids[last:]
         pieces.append(piece if keep is None else piece[-keep:])

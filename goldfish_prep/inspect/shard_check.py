@@ -1,7 +1,7 @@
 """Checks one shard against its manifest record and its recorded mask config.
 
-Three layers, each catching what the others cannot: the sha256 catches any
-changed byte (an id under a dropped label included, which no recomputation can
+Three layers, each catching what the others cannot: the checksums (sha256, and
+xxh3_128 where the manifest records it) catch any changed byte (an id under a dropped label included, which no recomputation can
 see); the recomputed masks say *where* labels went wrong, down to row and
 position, even after someone rewrote the checksums; and the per-row and
 per-shard counts catch accounting that no longer matches the lists. A shard is
@@ -13,7 +13,6 @@ Chat shards are recomputed from ``assistant_masks`` and the answer-local rule
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,8 @@ import numpy as np
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.errors import InputError
 from goldfish_prep.format.columns import Int32s, Int64s, TokenStream, int_column, list_values, per_row_counts, row_of, shard_stream
-from goldfish_prep.format.local_folder import LocalFolder
+from goldfish_prep.format.folder import OutputFolder
+from goldfish_prep.format.location import Location
 from goldfish_prep.format.manifest import ShardEntry
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.schema import output_fields
@@ -48,9 +48,11 @@ class Problem:
 
 @dataclasses.dataclass(frozen=True)
 class VerifyContext:
-    """What every shard check needs; small and picklable for worker processes."""
+    """What every shard check needs; small and picklable for worker processes (``folder`` too: a URL folder
+    pickles its file system's options, and a worker opens its own connections)."""
 
-    paths: tuple[Path, ...]
+    folder: OutputFolder
+    paths: tuple[Location, ...]
     records: tuple[ShardEntry, ...]
     config: MaskConfig
     pack: int | None
@@ -88,17 +90,24 @@ def check_shard(index: int, context: VerifyContext) -> ShardCheck:
     """Every check of shard ``index``; never raises for a damaged shard, it reports."""
     path, record = context.paths[index], context.records[index]
     name = path.name
-    folder = LocalFolder(path.parent)
+    folder = context.folder
     if not folder.has_file(name):
         return ShardCheck(name, problems=(Problem(name, "missing: the manifest lists it but the folder lacks it"),), measured=False)
     problems: list[Problem] = []
     try:
         shard = folder.read_shard_bytes(name)  # read once: hashed, then parsed from the same mapped pages
-        if shard.sha256 != record.sha256:
+        # both checksums where the manifest has both (xxh3_128 is None in those written before it); one line per shard
+        differing = [
+            (algorithm, shard.checksums[algorithm], recorded)
+            for algorithm, recorded in (("sha256", record.sha256), ("xxh3_128", record.xxh3_128))
+            if recorded is not None and shard.checksums[algorithm] != recorded
+        ]
+        if differing:
+            algorithm, found, recorded = differing[0]
             problems.append(
                 Problem(
                     name,
-                    f"sha256 {shard.sha256[:12]}... differs from the manifest's {record.sha256[:12]}...: the file changed after it was written",
+                    f"{algorithm} {found[:12]}... differs from the manifest's {recorded[:12]}...: the file changed after it was written",
                 )
             )
         table = shard.table()
@@ -152,7 +161,7 @@ def _prefix(stream: TokenStream, index: int, context: VerifyContext) -> tuple[In
     """The open document's stand-in prefix and length (packed shards that open mid-document only)."""
     if context.pack is None or (len(stream.doc_starts) and stream.doc_starts[0] == 0) or len(stream.ids) == 0:
         return np.zeros(0, np.int32), 0
-    return carried_context(context.paths, index, context.config)
+    return carried_context(context.folder, context.paths, index, context.config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +206,7 @@ def _id_problems(at: _Locator, stream: TokenStream, vocab_size: int | None) -> l
     return [Problem(at(position), f"input id {stream.ids[position]} is outside the vocabulary [0, {limit}) ({len(bad)} such ids)")]
 
 
-def _column_problems(table: Any, path: Path, tokens: Int64s, dropped: Int64s) -> list[Problem]:
+def _column_problems(table: Any, path: Location, tokens: Int64s, dropped: Int64s) -> list[Problem]:
     problems = []
     for column, measured, meaning in (("num_tokens", tokens, "tokens"), ("num_dropped", dropped, "-100 labels")):
         recorded = int_column(table, column, path)

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.chat import is_chat
 from goldfish_prep.format.columns import Int64s, TokenStream, int_column, per_row_counts
+from goldfish_prep.format.location import Location
 from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import IGNORE_INDEX
 from goldfish_prep.format.reader import open_shards
@@ -211,7 +212,7 @@ def compute_stats(folder: str | Path, band_level: float = 0.999, tokenizer: str 
     return MaskStats(str(folder), manifest, config, packed, names, tokens, eligible, dropped, band_level, flagged, disagreements)
 
 
-def _names(table: Any, path: Path, stream: TokenStream, packed: bool, before: int) -> list[str]:
+def _names(table: Any, path: Location, stream: TokenStream, packed: bool, before: int) -> list[str]:
     if packed:
         return [f"row {before + r}" for r in range(stream.num_rows)]
     return table.column("id").to_pylist() if "id" in table.column_names else [str(path)] * stream.num_rows
@@ -222,6 +223,6 @@ def _dropped_per_row(stream: TokenStream) -> Int64s:
     return per_row_counts(stream.labels == IGNORE_INDEX, stream.row_starts)
 
 
-def _column_disagreements(table: Any, path: Path, tokens: Int64s, dropped: Int64s) -> int:
+def _column_disagreements(table: Any, path: Location, tokens: Int64s, dropped: Int64s) -> int:
     columns = [int_column(table, name, path) for name in ("num_tokens", "num_dropped")]
     return int(np.count_nonzero((columns[0] != tokens) | (columns[1] != dropped)))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from goldfish_prep.config import MaskConfig
 from goldfish_prep.format.chat import is_chat
-from goldfish_prep.format.local_folder import LocalFolder
-from goldfish_prep.format.manifest import Manifest, load_manifest
+from goldfish_prep.format.folder import OutputFolder, open_folder
+from goldfish_prep.format.manifest import Manifest
 from goldfish_prep.format.names import DATASET_INFO, MANIFEST, STATE
 from goldfish_prep.inspect.never_dropped import never_dropped_ids
 from goldfish_prep.inspect.shard_check import Problem, ShardCheck, VerifyContext, check_shard
@@ -55,27 +55,29 @@ def verify_folder(
     Chat outputs need the ids never dropped: the special tokens of the manifest's
     tokenizer (or of ``tokenizer``, where it moved) and its ``keep_ids``.
     """
-    manifest = load_manifest(folder)
+    output = open_folder(folder)
+    manifest = output.read_manifest()
     config = manifest.mask
-    context = _context(manifest, tokenizer)
+    context = _context(output, manifest, tokenizer)
     shards: list[ShardCheck] = []
     for _, check in ordered_map(check_shard, ((i, i) for i in range(len(context.paths))), context, num_proc):
         shards.append(check)
         if on_shard is not None:
             on_shard(check)
     problems = [problem for shard in shards for problem in shard.problems]
-    problems.extend(_state_problems(Path(folder), manifest))
+    problems.extend(_state_problems(output, manifest))
     problems.extend(_count_problems(manifest, shards, config))
     return VerifyReport(
         str(folder), config, context.pack is not None, tuple(shards), tuple(problems), context.protected is not None, context.k_field
     )
 
 
-def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyContext:
+def _context(output: OutputFolder, manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyContext:
     tokenizer = manifest.tokenizer
     eos = tokenizer.get("eos_id")
     protected = tuple(int(i) for i in never_dropped_ids(manifest, tokenizer_spec)) if is_chat(manifest) else None
     return VerifyContext(
+        folder=output,
         paths=tuple(manifest.shard_paths()),
         records=manifest.shards,
         config=manifest.mask,
@@ -89,17 +91,16 @@ def _context(manifest: Manifest, tokenizer_spec: str | None = None) -> VerifyCon
     )
 
 
-def _state_problems(folder: Path, manifest: Manifest) -> list[Problem]:
+def _state_problems(output: OutputFolder, manifest: Manifest) -> list[Problem]:
     """What ``datasets.load_from_disk`` needs: ``dataset_info.json`` and ``state.json`` present and JSON objects, and
     ``state.json`` listing exactly the manifest's shards, in order (it loads the files listed there and nothing else)."""
-    local = LocalFolder(folder)
     problems = []
     for name in (DATASET_INFO, STATE):
-        if not local.has_file(name):
+        if not output.has_file(name):
             problems.append(Problem(name, "missing; datasets.load_from_disk needs it"))
             continue
         try:
-            data = local.read_json(name)
+            data = output.read_json(name)
         except (OSError, ValueError) as exc:
             problems.append(Problem(name, f"not JSON ({exc}); datasets.load_from_disk would fail"))
             continue

@@ -95,12 +95,12 @@ class ShardBuilder:
         """Finish the shard file (renamed into place) and return its completion record."""
         if self._packer is not None:
             self._write_packed(self._packer.finish())
-        sha256 = self._writer.close()
+        checksums = self._writer.close()  # sha256 and xxh3_128, from the one pass that wrote the file
         read, written = self.counts["documents_read"], self.counts["documents_written"]
         return {
             "index": self.index,
             "filename": self.filename,
-            "sha256": sha256,
+            **checksums,
             "num_rows": self._writer.num_rows,
             "num_documents": written,
             "num_tokens": self.counts["tokens"],

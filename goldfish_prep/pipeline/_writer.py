@@ -60,7 +60,7 @@ def string_array(strings: list[str]) -> pa.Array:
 
 class ShardWriter:
     """Streams record batches into shard ``name`` of ``folder`` (hashed on the way out); ``close`` commits it
-    and returns its sha256 (the commit protocol: ``format.folder``)."""
+    and returns its checksums (the commit protocol: ``format.folder``)."""
 
     def __init__(self, folder: OutputFolder, name: str, schema: pa.Schema) -> None:
         self.schema = schema
@@ -82,12 +82,13 @@ class ShardWriter:
             raise write_failure(self._temporary, exc) from exc
         self.num_rows += batch.num_rows
 
-    def close(self) -> str:
-        """Finish the stream, make it durable under its final name, and return its sha256."""
+    def close(self) -> dict[str, str]:
+        """Finish the stream, make it durable under its final name, and return its ``{"sha256": ..., "xxh3_128": ...}``."""
         try:
             self._writer.close()
             self._sink.close()
-            return self._file.commit()
+            self._file.commit()
+            return self._file.checksums()
         except OSError as exc:
             raise write_failure(self._temporary, exc) from exc
 

@@ -113,7 +113,7 @@ def output_folder(output: Path | str, lock_owner: str | None = None) -> OutputFo
     if is_output_url(output):
         from goldfish_prep.format.url_folder import UrlFolder  # imports fsspec only when a URL is given
 
-        return UrlFolder(str(output), lock_owner)
+        return UrlFolder(str(output), lock_owner, writing=True)
     return LocalFolder(Path(str(output).removeprefix("file://")).resolve())
 
 
@@ -159,7 +159,7 @@ def _run(job: MaskJob, folder: OutputFolder, resolved: ResolvedInputs, tokenizer
     existing = "resume" if job.num_tasks > 1 and job.existing == "refuse" else job.existing
     task = Task(job.task_index, job.num_tasks)
     folder.admit(existing)  # a folder that is not ours is refused before the lock's file is made in it
-    with folder.writing(task):  # one writer per folder; refuses at once, before anything is removed
+    with folder.writing(task, quiet=not job.progress):  # one writer per folder; refuses at once, before anything is removed
         try:
             return _write(job, folder, task, run, existing, context, snapshots, tokenizer, pool)
         except GoldfishError:  # a failure, not an interrupt (its shards are kept for --resume)

@@ -76,7 +76,7 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
         use_storage_options(job.storage_options)
         folder = output_folder(job.output)
         client = address.startswith("ray://") and isinstance(job.output, Path)
-        with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK):
+        with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK, quiet=not job.progress):
             with nullcontext() if client else folder.holding(WRITER_LOCK, shared=True):
                 refs = [run_task.remote(dataclasses.replace(base, task_index=index), cwd) for index in range(tasks)]
                 _get(ray, refs, progress=job.progress)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError
-from goldfish_prep.readers.columnar import read_arrow, read_parquet, read_saved_dataset
+from goldfish_prep.readers.columnar import Mapped, read_arrow, read_parquet, read_saved_dataset
 from goldfish_prep.readers.failures import file_failure
 from goldfish_prep.readers.hub import read_hub
 from goldfish_prep.readers.json_array import read_json_array
@@ -33,17 +33,15 @@ from goldfish_prep.readers.text import read_text
 __all__ = ["KINDS", "InputSnapshot", "InputSource", "ReaderOptions", "ResolvedInputs", "iter_records", "resolve_inputs"]
 
 Reader = Callable[[InputSource, ReaderOptions], Iterator[Record | JsonLine | InputError]]
+MappedReader = Callable[[InputSource, ReaderOptions, Mapped | None], Iterator[Record | InputError]]
 
 TextReader = Callable[[InputSource, ReaderOptions, Tap | None], Iterator[Record | InputError]]
 
 # Text formats read through ``streams``, which shows the raw bytes to a snapshot's tap.
 _TEXT_READERS: dict[str, TextReader] = {"json-array": read_json_array, "text": read_text}
-_READERS: dict[str, Reader] = {
-    "parquet": read_parquet,
-    "arrow": read_arrow,
-    "hf-disk": read_saved_dataset,
-    "hub": read_hub,
-}
+_READERS: dict[str, Reader] = {"hub": read_hub}
+# Arrow files, which pyarrow reads memory-mapped and out of order: they parse the mappings their snapshot hashed.
+_MAPPED_READERS: dict[str, MappedReader] = {"arrow": read_arrow, "hf-disk": read_saved_dataset}
 # What reading a file can raise when the file, not the program, is at fault.
 _FILE_FAILURES = (OSError, ValueError, EOFError, pa.ArrowException)
 
@@ -80,9 +78,13 @@ def _read_source(
         items = read_jsonl(source, options, parse, tap)
     elif source.kind in _TEXT_READERS:
         items = _TEXT_READERS[source.kind](source, options, tap)
+    elif source.kind in _MAPPED_READERS:
+        # pyarrow reads out of order: the snapshot maps and hashes the files whole, and the reader parses those maps
+        mapped = snapshot.map_whole() if snapshot is not None else None
+        items = _MAPPED_READERS[source.kind](source, options, mapped)
+    elif source.kind == "parquet":  # read out of order and not mapped: a file that hashes what pyarrow reads
+        items = read_parquet(source, options, snapshot.in_order() if snapshot is not None else None)
     else:
-        if snapshot is not None:  # pyarrow reads out of order: hash the files whole, just before
-            snapshot.hash_whole()
         items = _READERS[source.kind](source, options)
     count = 0
     try:

@@ -7,6 +7,14 @@ row-group or batch sizes. Rows are named ``path record I`` (0-based; for a
 ``save_to_disk`` folder, counted across its Arrow files in ``state.json``
 order). Weights: UTF-8 bytes of the text (``pc.binary_length``, vectorised) or
 4 bytes per pre-tokenized id.
+
+``mapped`` (from ``InputSnapshot.map_whole``: local files memory-mapped and
+hashed, by normalised path) is what the Arrow readers parse when given, so the
+bytes recorded in the manifest are the bytes parsed and a file is read once.
+Parquet files are not mapped (a mapped file truncated while it is parsed kills
+the process with SIGBUS, where one read through ``read`` fails with a message;
+Arrow files were always mapped, so mapping them adds no such risk): they are
+read through ``opened``, the snapshot's file that hashes what pyarrow reads.
 """
 
 from __future__ import annotations
@@ -14,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +36,7 @@ from goldfish_prep.readers.fields import IDS_FIELD, ids_problem, missing_id_fiel
 from goldfish_prep.readers.options import InputSource, ReaderOptions
 from goldfish_prep.readers.records import Record
 from goldfish_prep.readers.remote import arrow_input, open_arrow
+from goldfish_prep.readers.snapshot import InOrderFile
 
 Item = Record | InputError
 _ROWS = 256
@@ -42,11 +52,16 @@ class _Columns:
     names: list[str]
 
 
-def read_parquet(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
-    """Rows of a Parquet file, read batch by batch (only the needed columns)."""
+#: memory-mapped input files by normalised path (``InputSnapshot.map_whole``)
+Mapped = Mapping[str, pa.Buffer]
+
+
+def read_parquet(source: InputSource, options: ReaderOptions, opened: InOrderFile | None = None) -> Iterator[Item]:
+    """Rows of a Parquet file, read batch by batch (only the needed columns); from ``opened`` when given (the
+    snapshot's ``InOrderFile``, which hashes what pyarrow reads)."""
     import pyarrow.parquet as pq
 
-    with arrow_input(source.path) as where, pq.ParquetFile(where) as parquet:
+    with _parquet_input(source.path, opened) as where, pq.ParquetFile(where) as parquet:
         if options.chat:
             needed = chat_columns(parquet.schema_arrow.names, source.path, options)
             yield from chat_rows(parquet.iter_batches(batch_size=_ROWS, columns=needed), source.path, needed, options, 0)
@@ -56,12 +71,12 @@ def read_parquet(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
         yield from _rows(parquet.iter_batches(batch_size=_ROWS, columns=needed), source.path, columns, 0)
 
 
-def read_arrow(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
+def read_arrow(source: InputSource, options: ReaderOptions, mapped: Mapped | None = None) -> Iterator[Item]:
     """Rows of an Arrow IPC file (file or stream format)."""
-    yield from _read_arrow_file(source.path, source.path, options, 0)
+    yield from _read_arrow_file(source.path, source.path, options, 0, mapped)
 
 
-def read_saved_dataset(source: InputSource, options: ReaderOptions) -> Iterator[Item]:
+def read_saved_dataset(source: InputSource, options: ReaderOptions, mapped: Mapped | None = None) -> Iterator[Item]:
     """Rows of a ``save_to_disk`` folder: its Arrow files in ``state.json`` order.
 
     The first file that fails ends the folder (later row numbers would be unknown).
@@ -70,7 +85,7 @@ def read_saved_dataset(source: InputSource, options: ReaderOptions) -> Iterator[
     count = 0
     for path in saved_dataset_files(folder):
         try:
-            count = yield from _read_arrow_file(path, folder, options, count)
+            count = yield from _read_arrow_file(path, folder, options, count, mapped)
         except (OSError, ValueError, pa.ArrowException) as exc:
             yield file_failure(path, exc, count)
             return
@@ -92,16 +107,31 @@ def saved_dataset_files(folder: str) -> list[str]:
         ) from None
 
 
-def _read_arrow_file(path: str, label: str, options: ReaderOptions, start: int) -> Generator[Item, None, int]:
+@contextmanager
+def _parquet_input(path: str, opened: InOrderFile | None) -> Iterator[str | pa.NativeFile]:
+    if opened is None:
+        with arrow_input(path) as where:
+            yield where
+        return
+    with pa.PythonFile(opened, mode="r") as handle:
+        yield handle
+
+
+def _mapping(path: str, mapped: Mapped | None) -> pa.Buffer | None:
+    return None if mapped is None else mapped.get(os.path.normpath(path))
+
+
+def _read_arrow_file(path: str, label: str, options: ReaderOptions, start: int, mapped: Mapped | None = None) -> Generator[Item, None, int]:
     """Rows of one Arrow IPC file named ``label record I`` from ``I = start``; returns the next index."""
-    with open_arrow(path) as mapped:
-        is_file_format = mapped.read(len(_ARROW_FILE_MAGIC)) == _ARROW_FILE_MAGIC
-        mapped.seek(0)
+    buffer = _mapping(path, mapped)
+    with pa.BufferReader(buffer) if buffer is not None else open_arrow(path) as opened:
+        is_file_format = opened.read(len(_ARROW_FILE_MAGIC)) == _ARROW_FILE_MAGIC
+        opened.seek(0)
         if is_file_format:
-            reader = pa.ipc.open_file(mapped)
+            reader = pa.ipc.open_file(opened)
             batches: Iterator[pa.RecordBatch] = (reader.get_batch(i) for i in range(reader.num_record_batches))
         else:
-            stream = pa.ipc.open_stream(mapped)
+            stream = pa.ipc.open_stream(opened)
             batches = iter(stream)
         schema = reader.schema if is_file_format else stream.schema
         if options.chat:

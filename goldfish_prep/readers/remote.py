@@ -199,6 +199,17 @@ def object_state(path: str) -> tuple[int, int, str | None]:
     return int(info.get("size") or 0), mtime_ns, _version(info)
 
 
+def filesystem_of(url: str) -> Any:
+    """This run's fsspec file system for ``url``'s scheme, with the run's storage options (``format.url_folder``
+    reads output folders through it)."""
+    return _filesystem(url.split("://", 1)[0].lower(), shown_url(url))
+
+
+def failing_in_one_line(handle: Any, shown: str) -> io.BufferedIOBase:
+    """An open fsspec file whose failed reads (after the provider's retries) are one ``InputError`` naming ``shown``."""
+    return _RemoteFile(handle, shown)
+
+
 def _split(spec: str) -> tuple[str, str]:
     """(scheme, the path the scheme's fsspec file system takes)."""
     scheme = spec.split("://", 1)[0].lower()

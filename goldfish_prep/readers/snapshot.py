@@ -12,8 +12,17 @@ what they are once the file has been read (GNU tar's "file changed as we read
 it"); the pipeline compares them once more at the end of the run.
 
 Parquet and Arrow files are read by pyarrow out of order (the footer first, only
-the columns needed): their bytes are hashed in one sequential read just before
-pyarrow opens them, and the same size and time check covers the time between.
+the columns needed), so no reader can hand their bytes over in order. A local
+Arrow file (or ``save_to_disk`` folder), which pyarrow reads memory-mapped, is
+mapped here instead (``map_whole``): the mapping is hashed in order, and pyarrow
+then parses that same mapping, so the bytes hashed are the bytes parsed and the
+file is read from disk once. A Parquet file is not mapped (a mapped file cut
+short while it is parsed kills the process with SIGBUS; read through ``read`` it
+fails with one line): pyarrow reads it through ``InOrderFile``, which hashes in
+order what pyarrow reads and what it skips, so it too is read once (its small
+footer twice). A URL's object can be neither: it is hashed in one sequential
+read just before pyarrow reads it, and the same size and time check covers
+the time between.
 """
 
 from __future__ import annotations
@@ -98,9 +107,57 @@ class InputSnapshot:
         self._size += len(data) if isinstance(data, bytes) else data.nbytes
 
     def hash_whole(self) -> None:
-        """Hash every file now, in order (columnar inputs, which pyarrow reads out of order)."""
+        """Hash every file now, in order (Parquet files and columnar inputs at a URL, which pyarrow reads out of order)."""
         for path in self.files:
             self._hash_from(path, 0)
+
+    def in_order(self) -> InOrderFile | None:
+        """The single local file open for pyarrow, hashed in order as pyarrow reads it (``InOrderFile``, Parquet).
+
+        None when there is nothing to hash or no such file: an untracked or unreadable input, or a URL's
+        object, which is hashed here by a read of its own (``hash_whole``) for pyarrow to read after."""
+        if not self._tracked or self.unreadable is not None:
+            return None
+        if not self.source.local or len(self.files) != 1:
+            self.hash_whole()
+            return None
+        try:
+            return InOrderFile(self.files[0], self)
+        except OSError as exc:  # the reader reports it as a bad record; the manifest notes it here
+            self.unreadable = exc.strerror or str(exc)
+            return None
+
+    def map_whole(self) -> dict[str, Any]:
+        """Memory-map every local file, hash the mappings in order, and return them (``pa.Buffer``) by
+        ``os.path.normpath`` of their path, for the columnar readers to parse instead of the files.
+
+        The order is the folder order of ``input_files``, which the recorded hash has always followed (a
+        ``save_to_disk`` folder is parsed in ``state.json`` order, hashed in this one). A URL's object is
+        hashed by a read of its own (``hash_whole``) and {} returned: the reader then opens it itself.
+
+        >>> InputSnapshot(InputSource("user/data", "hub", local=False)).map_whole()
+        {}
+        """
+        if not self._tracked or self.unreadable is not None:
+            return {}
+        if not self.source.local:
+            self.hash_whole()
+            return {}
+        import pyarrow as pa  # here: the text readers' runs need no pyarrow for their snapshots
+
+        mapped: dict[str, Any] = {}
+        for path in self.files:
+            try:
+                with pa.memory_map(path) as source:
+                    buffer = source.read_buffer()  # the buffer keeps the mapping alive after the file is closed
+            except OSError as exc:  # the reader reports it as a bad record; the manifest notes it here
+                self.unreadable = exc.strerror or str(exc)
+                return {}
+            view = memoryview(buffer)
+            for start in range(0, len(view), _BLOCK):
+                self.update(view[start : start + _BLOCK])
+            mapped[os.path.normpath(path)] = buffer
+        return mapped
 
     def finish(self) -> None:
         """Hash what the reader left unread (after an error, or a sniff that stopped early); check nothing changed."""
@@ -132,6 +189,72 @@ class InputSnapshot:
                     self.update(block)
         except OSError as exc:  # the reader reports it as a bad record; the manifest notes it here
             self.unreadable = exc.strerror or str(exc)
+
+
+class InOrderFile:
+    """A local Parquet file that pyarrow reads out of order, hashed in order by the same reads.
+
+    pyarrow reads the footer first, then the column chunks it needs, row group by
+    row group, at rising offsets. A read from at or beyond where the hash stands
+    reads on from there: the bytes pyarrow skips (other columns) are hashed and
+    dropped, its own are hashed and returned, so every byte before the footer is
+    read once and the data pyarrow parses is the data hashed. The footer (the last
+    8 bytes give its length) and anything pyarrow reads a second time are read
+    again with ``pread``; the snapshot's ``finish`` hashes the footer, in order,
+    and its size and time check covers those re-reads. No memory map: a file cut
+    short while it is read gives a short read and a one-line error, not SIGBUS.
+    """
+
+    def __init__(self, path: str, snapshot: InputSnapshot) -> None:
+        self._raw = open(path, "rb")  # noqa: SIM115 - closed by close(), as pyarrow's PythonFile calls it
+        self._fd = self._raw.fileno()
+        self._snapshot = snapshot
+        self._size = os.fstat(self._fd).st_size
+        self._position = 0
+        tail = os.pread(self._fd, 8, max(0, self._size - 8))  # Parquet ends with the footer's length and b"PAR1"
+        footer = int.from_bytes(tail[:4], "little") + 8 if len(tail) == 8 and tail[4:] == b"PAR1" else 0
+        self._footer = max(0, self._size - footer)
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._position
+        end = self._size if size is None or size < 0 else min(self._size, start + size)
+        hashed = self._snapshot._size
+        if hashed <= start and end <= self._footer:
+            self._raw.seek(hashed)
+            skip = start - hashed
+            while skip > 0 and (block := self._raw.read(min(_BLOCK, skip))):
+                self._snapshot.update(block)
+                skip -= len(block)
+            data = self._raw.read(end - start) if skip == 0 else b""
+            self._snapshot.update(data)
+        else:  # the footer, or a range pyarrow reads again
+            data = os.pread(self._fd, end - start, start)
+        self._position = start + len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
 
 
 def input_files(source: InputSource) -> list[str]:

@@ -37,10 +37,12 @@ polynomial hash is one prefix sum over S evaluated at every token, like
 goldfish's kernel. Batches go in blocks of about 32 K tokens (whole documents,
 or pieces of a long one viewed with enough context before them) so the
 temporaries stay in cache. About 3x the speed of decoding and normalising each
-batch, still about 10x slower than goldfish; so where numba is installed, a
-large job masks with a compiled scan over the tokens instead
-(``robust_compiled``, the same bytes, about 1.6x goldfish's CPU time;
-docs/performance.md).
+batch, still about 10x slower than goldfish; so by default (where llvmlite is
+installed) a job masks with a compiled scan over the tokens instead, built as
+LLVM IR (``robust_llvm``; ``robust_compiled`` is the same scan through numba,
+chosen with ``GOLDFISH_PREP_ROBUST_KERNEL=compiled``): the same bytes, about
+1.1x goldfish's kernel CPU time, and a whole ``mask`` process at 0.93x to 0.98x
+goldfish's speed (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ import numpy.typing as npt
 import xxhash
 
 from goldfish_prep.errors import ConfigError
-from goldfish_prep.strategies import robust_compiled
+from goldfish_prep.strategies import robust_compiled, robust_llvm
 from goldfish_prep.strategies.base import Bools, Extras, Int64s, Strategy
 from goldfish_prep.strategies.goldfish import derive_constants
+from goldfish_prep.strategies.id_rows import cached_rows
 from goldfish_prep.strategies.normalised_pieces import NormalisedPieces, gather_normalised, split_characters
 from goldfish_prep.strategies.normalize import unit_starts, word_table
 
@@ -188,6 +191,12 @@ def decide(
         raise ValueError(f"robust has spec versions 1 and 2, not {spec_version}")
     doc_starts = np.asarray(starts, dtype=np.int64)
     threshold = np.uint64((1 << 64) // k)
+    mode = robust_compiled.kernel_mode()
+    if len(ids) and mode in ("auto", "llvm"):
+        kernels = robust_llvm.compiled()
+        if kernels is not None:
+            given = np.ascontiguousarray(ids) if ids.dtype in (np.int32, np.int64) else np.asarray(ids, dtype=np.int64)
+            return _decide_llvm(kernels, given, doc_starts, table, context_width, seed, threshold, spec_version)
     if len(ids) and robust_compiled.use_compiled(len(ids)):
         # int32 ids (the pipeline's) are read as they are: a copy to int64 would cost about what the scan does
         given = np.ascontiguousarray(ids) if ids.dtype in (np.int32, np.int64) else np.asarray(ids, dtype=np.int64)
@@ -270,9 +279,64 @@ def _decide_compiled(
 _OUTSIDE = "token id outside the tokenizer's {} ids"
 
 
+def _decide_llvm(
+    kernels: robust_llvm.Compiled,
+    ids: npt.NDArray[np.integer],
+    doc_starts: npt.NDArray[np.int64],
+    table: TokenBytes,
+    h: int,
+    seed: int,
+    threshold: np.uint64,
+    spec_version: int,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``decide`` by the scan compiled with llvmlite (``robust_llvm``): numba's scan, the same rows and split characters."""
+    pieces = table.normalised
+    offset, base, mix = hash_constants(seed)
+    inverse = pow(base, -1, 1 << 64)
+    key = (id(pieces), seed)
+    cached = _LLVM_ROWS.get(key)
+    if cached is None or cached[0] is not pieces:
+        if len(_LLVM_ROWS) > 8:
+            _LLVM_ROWS.clear()
+        cached = (pieces, *cached_rows(pieces.flat, pieces.offsets, offset, base, inverse))
+        _LLVM_ROWS[key] = cached
+    unsolid = robust_llvm.unsolid(kernels, ids, pieces.solid)  # checks every id before any table is read at one
+    if unsolid is None:
+        raise ValueError(_OUTSIDE.format(table.vocab_size))
+    split = split_characters(ids, doc_starts, table, pieces, unsolid)
+    missing = partial_constant(seed) if spec_version == 2 else None
+    return robust_llvm.scan(
+        kernels,
+        ids,
+        doc_starts,
+        pieces.flat,
+        cached[1],
+        cached[2],
+        split,
+        word_table(),
+        h,
+        (offset, base, inverse, mix),
+        int(threshold),
+        missing,
+    )
+
+
+#: ``robust_llvm.id_rows`` per normalised table and seed: (the table, its rows, the units' prefixes)
+_LLVM_ROWS: dict[tuple[int, int], tuple[NormalisedPieces, npt.NDArray[np.uint64], npt.NDArray[np.uint64]]] = {}
+
+
 def start_loading_compiled() -> None:
-    """Load the compiled kernel beside the rest of a job that will mask with ``robust`` (``robust_compiled.start_loading``)."""
-    robust_compiled.start_loading(_warm_compiled)
+    """Prepare the compiled kernel at the start of a job that will mask with ``robust``, before workers fork.
+
+    ``auto`` and ``llvm``: the llvmlite scan, compiled here (about 0.05 s), so
+    ``--num-proc`` workers forked later inherit it instead of each compiling
+    it. ``compiled``: numba, loaded beside the pipeline (``robust_compiled.start_loading``).
+    """
+    mode = robust_compiled.kernel_mode()
+    if mode in ("auto", "llvm"):
+        robust_llvm.compiled()
+    elif mode == "compiled":
+        robust_compiled.start_loading(_warm_compiled)
 
 
 def _warm_compiled() -> None:

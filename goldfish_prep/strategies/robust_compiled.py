@@ -30,7 +30,11 @@ as for the numpy kernel, ``normalised_pieces.split_characters``), go character
 by character. Both kernels are held to the plain-Python reference
 (``tests/test_robust_kernel.py``) and give the same bytes.
 
-numba is imported when first needed (``use_compiled``), or beside the
+By default the same scan runs built as LLVM IR (``robust_llvm``), which
+needs no numba at run time: numba's start-up (about 0.6 s of CPU) kept a whole
+``mask`` process at about 0.75x goldfish's speed. This kernel stays as
+``GOLDFISH_PREP_ROBUST_KERNEL=compiled``, and as the second opinion the tests
+hold the IR to. numba is imported when first needed (``use_compiled``), or beside the
 pipeline from a job's start (``start_loading``), and the compiled
 functions are cached on disk (next to this file, or in numba's user cache where
 that is read-only), so only the first run on a machine compiles them (a few
@@ -277,7 +281,10 @@ def _scan(
 
 
 def use_compiled(tokens: int) -> bool:
-    """Whether to mask the next ``tokens`` tokens with the compiled kernel (both give the same bytes).
+    """Whether to mask the next ``tokens`` tokens with numba's compiled kernel (both give the same bytes).
+
+    Asked only where the llvmlite scan (``robust_llvm``, the default) is not
+    used: under ``compiled``, or under ``auto`` where it does not compile.
 
     ``GOLDFISH_PREP_ROBUST_KERNEL``: ``numpy`` or ``compiled`` (numba, where
     installed) choose; otherwise (``auto``) a process masks its first
@@ -289,8 +296,8 @@ def use_compiled(tokens: int) -> bool:
     could (the rent-or-buy rule). Where a job started the load beside its
     pipeline (``start_loading``), ``auto`` masks compiled as soon as it is done.
     """
-    mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
-    if mode == "numpy":
+    mode = kernel_mode()
+    if mode in ("numpy", "llvm"):
         return False
     if mode != "compiled" and _loader:  # loading beside the pipeline (``start_loading``): numpy until it is done
         if _loader[0].is_alive():
@@ -300,6 +307,15 @@ def use_compiled(tokens: int) -> bool:
         _numpy_tokens[0] += tokens
         return False
     return compiled() is not None
+
+
+def kernel_mode() -> str:
+    """``GOLDFISH_PREP_ROBUST_KERNEL``, lower case: ``auto`` (the default), ``llvm``, ``compiled`` (numba) or ``numpy``.
+
+    ``auto`` masks with the llvmlite scan (``robust_llvm``) where it compiles, else
+    as described at ``use_compiled``; every kernel gives the same bytes.
+    """
+    return os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
 
 
 def start_loading(warm: Callable[[], object]) -> None:
@@ -319,7 +335,7 @@ def start_loading(warm: Callable[[], object]) -> None:
     thread (``LOADER_NAME``) before it forks workers, which then inherit the
     loaded kernels instead of each loading them.
     """
-    mode = os.environ.get(KERNEL_VARIABLE, "auto").strip().lower()
+    mode = kernel_mode()
     if _loader or mode == "numpy" or (mode != "compiled" and not spare_core()):
         return
     thread = threading.Thread(target=_load, args=(warm,), name=LOADER_NAME)

@@ -33,6 +33,12 @@ def tiktoken_spelling(encoding: Any, vocab_size: int) -> list[bytes]:
     """Bytes of every rank of a ``tiktoken.Encoding``; special and unused ids empty."""
     special = {encoding.encode_single_token(text) for text in encoding.special_tokens_set}
     pieces = [b""] * vocab_size
+    ranks = getattr(encoding, "_mergeable_ranks", None)
+    if isinstance(ranks, dict):  # what decode_single_token_bytes reads for every non-special id: 10x faster than asking per id
+        for piece, rank in ranks.items():
+            if 0 <= rank < vocab_size and rank not in special:
+                pieces[rank] = piece
+        return pieces
     for token_id in range(vocab_size):
         if token_id in special:
             continue

@@ -21,7 +21,8 @@ class TrainConfig:
     ``batch_size * grad_accum * world_size`` rows of ``block_size`` tokens.
     """
 
-    data: Path
+    #: an output folder of ``mask``: a local path, or a URL (``s3://bucket/shards``) as text
+    data: Path | str
     run_dir: Path
     preset: str = "tiny"
     block_size: int | None = None
@@ -42,7 +43,7 @@ class TrainConfig:
     epochs: float | None = None
     max_supervised_tokens: int | None = None
     seed: int = 0
-    eval_data: Path | None = None
+    eval_data: Path | str | None = None
     eval_interval: int = 0
     log_interval: int = 10
     checkpoint_interval: int = 0
