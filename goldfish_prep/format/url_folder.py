@@ -54,15 +54,16 @@ prefix, wrong credentials, no permission, a store that keeps failing) is one
 The lock (``ObjectLock``) is a create-once object: fsspec's exclusive mode
 (``open(path, "xb")``), which s3fs sends as a conditional write (``PutObject``
 or ``CompleteMultipartUpload`` with ``If-None-Match: *``; AWS S3 and moto honour
-it, some S3-compatible stores do not) and gcsfs as ``ifGenerationMatch=0``.
+it, some S3-compatible stores do not); gcsfs's ``ifGenerationMatch=0`` is untested here.
 There it is a real lock: of two writers that race, the store lets exactly one
 create the object. For stores that ignore the header, the lock reads the object
 before creating it (a later writer is refused) and after (an overwritten create
 backs off); writers starting in the same instant can still both win there, and
 one writer at a time is the user's promise (docs/remote.md), as it is for
-drivers without an exclusive mode. A
-store cannot say whether a holder is alive: a lock object left by a killed run
-stays until it is removed, and the refusal says how. Shared holders
+drivers without an exclusive mode. A store cannot say whether a holder is
+alive: a lock object left by a killed run stays until it is removed, and the
+refusal says how; only a later attempt of the same ``owner`` (a Ray task Ray
+retries) takes it over. Shared holders
 (``--num-tasks`` tasks) hold nothing on a store; each task's own lock is
 create-once.
 """
