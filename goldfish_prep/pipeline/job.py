@@ -132,7 +132,7 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
         _check_url_output_outside_inputs(folder.where(), resolved.sources)
     if not job.reader.chat and reads_chat(job.chat, job.reader, resolved.sources):
         job = dataclasses.replace(job, reader=dataclasses.replace(job.reader, chat=True))
-    if needs_token_bytes(job.mask):  # robust: numba loads beside the tokenizer (strategies.robust_compiled)
+    if needs_token_bytes(job.mask):  # robust: its compiled scan is built before workers fork (strategies.robust)
         start_loading_compiled()
     tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
     # workers start now: forked ones inherit the tokenizer, spawned ones load it
