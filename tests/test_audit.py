@@ -19,7 +19,7 @@ from goldfish_prep.audit.gap import gap
 from goldfish_prep.audit.mask_attack import kept_in_window, recompute_drops, wrong_seed
 from goldfish_prep.audit.membership import TokenStats, lowest_mean, membership_scores
 from goldfish_prep.audit.roc import roc_auc, roc_curve, tpr_at_fpr
-from goldfish_prep.audit.run import AuditConfig, attacker_view, run_audit
+from goldfish_prep.audit.run import AuditConfig, attacker_view, resample, run_audit
 from goldfish_prep.audit.sampling import SamplingConfig, sample_document
 from goldfish_prep.audit.token_stats import token_stats
 from goldfish_prep.errors import ConfigError
@@ -254,6 +254,16 @@ def test_the_standard_models_targets_stand_apart_from_the_controls(trained: dict
     assert rouge is not None and rouge.median_targets > rouge.median_controls
     assert report.summary()["sampling"]["targets"]["documents"] == 7
     assert len(report.sampled_controls) == 7 and all(len(d.samples) == 3 for d in report.sampled_controls)
+
+
+def test_resampling_at_another_temperature_equals_a_whole_audit_at_it(trained: dict[str, Path]) -> None:
+    model = load_causal_lm(trained["run-goldfish"], "cpu")
+    hot, cold = SamplingConfig(samples=3, temperature=1.0), SamplingConfig(samples=3, temperature=0.3)
+    first = run_audit(model, trained["goldfish"], trained["controls"], AuditConfig(sampling=hot))
+    again = resample(model, first, trained["goldfish"], trained["controls"], cold)
+    whole = run_audit(model, trained["goldfish"], trained["controls"], AuditConfig(sampling=cold))
+    assert again.to_dict() == whole.to_dict()
+    assert [d.samples for d in again.sampled_targets] != [d.samples for d in first.sampled_targets]  # it did sample again
 
 
 def test_cli_audit_prints_json_and_draws_the_plot(trained: dict[str, Path], tmp_path: Path) -> None:
