@@ -31,7 +31,7 @@ Here, with the bundled trainer on CPU:
     python experiments/pretraining_experiment.py --full      # ~7 M background tokens, 32 targets x 300
     python experiments/pretraining_experiment.py --quick --equal-input --seed 1 --out experiments/results/seed1
     python experiments/pretraining_experiment.py --quick --source pydoc          # prose targets
-    python experiments/pretraining_experiment.py --quick --audit --background-chars 1500000   # the audit of docs/audit.md
+    python experiments/pretraining_experiment.py --quick --audit --threads 1   # docs/audit.md
     python experiments/pretraining_experiment.py --full --preset 124m --device cuda --equal-input   # a GPU
     python experiments/pretraining_experiment.py --summarise experiments/results/seed0 experiments/results/seed1
     python experiments/pretraining_experiment.py --analyse experiments/results/pretraining-quick   # a run made before the divergence figures
@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also run the privacy audit on each arm, the controls as controls (tables: pretraining_report.py DIR)",
     )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads of the standard arm, trained alone (default 2; 1 on a busy machine)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--analyse", type=Path, metavar="DIR", help="measure a finished run's targets again, against each arm's mask")
     parser.add_argument("--summarise", type=Path, nargs="+", metavar="DIR", help="one table over several finished runs (seeds)")
@@ -290,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     corpus = build(setting, work, spec)
     print(f"corpus: {corpus} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     chosen = arms(args.k, tuple(args.strategies.split(",")), args.context_width)
-    standard = run_arm(setting, work, spec, *chosen[0], None, threads=2, audit=args.audit)  # alone: both cores
+    standard = run_arm(setting, work, spec, *chosen[0], None, threads=args.threads, audit=args.audit)  # alone: both cores
     masked = [(arm, options, standard["supervised_tokens"]) for arm, options in chosen[1:]]
     if args.equal_input:
         masked += [(arm + EQUAL_INPUT, options, None) for arm, options in chosen[1:]]
