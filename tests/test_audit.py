@@ -266,6 +266,35 @@ def test_resampling_at_another_temperature_equals_a_whole_audit_at_it(trained: d
     assert [d.samples for d in again.sampled_targets] != [d.samples for d in first.sampled_targets]  # it did sample again
 
 
+def test_the_experiments_audit_an_arm_at_both_temperatures_and_tabulate_it(trained: dict[str, Path], tmp_path: Path) -> None:
+    """experiments/_audit_common.py, which the memorisation and pretraining experiments share: one audit per
+    arm, samples drawn again per temperature, and the tables of docs/audit.md printed from its result."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    try:
+        from _audit_common import AUDIT_SAMPLES, AUDIT_TEMPERATURES, audit_arm, audit_tables, spec_version
+    finally:
+        sys.path.pop(0)
+    torch.set_num_threads(2)  # the one_thread fixture sets 1 again afterwards
+    audit = audit_arm(trained["run-goldfish"], trained["goldfish"], trained["controls"], "cpu", tmp_path / "audit-goldfish")
+    assert list(audit["sampling"]) == [f"{t:g}" for t in AUDIT_TEMPERATURES] == ["0.7", "1"]
+    assert torch.get_num_threads() == 2  # it audits on one thread, then restores the count it found
+    report = json.loads((tmp_path / "audit-goldfish.json").read_text())
+    assert report["sampling_config"]["temperature"] == AUDIT_TEMPERATURES[-1] and report["sampling_config"]["samples"] == AUDIT_SAMPLES
+    assert (tmp_path / "audit-goldfish.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert audit["attacks"]["mask_aware"]["loss"]["auc"] == report["summary"]["attacks"]["mask_aware"]["loss"]["auc"]
+    tables = audit_tables([{"arm": "goldfish k=2", "spec_version": spec_version(trained["goldfish"]), "audit": audit}])
+    rows = [line for line in tables.splitlines() if line.startswith("| goldfish k=2 |")]
+    assert [r.split(" | ")[1] for r in rows] == [
+        "2",
+        "plain",
+        "mask-aware, right seed (0)",
+        "mask-aware, wrong seed (1)",
+        "greedy",
+        "0.7",
+        "1",
+    ]
+
+
 def test_cli_audit_prints_json_and_draws_the_plot(trained: dict[str, Path], tmp_path: Path) -> None:
     plot = tmp_path / "audit.png"
     arguments = ["memorization", str(trained["run-goldfish"]), str(trained["goldfish"]), "--controls", str(trained["controls"])]
