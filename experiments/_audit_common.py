@@ -41,8 +41,9 @@ def audit_arm(run_dir: Path, shards: Path, controls: Path, device: str, out: Pat
     mask-aware attacker reads the rule from it."""
     import torch
 
-    # one thread: an audit is many small forward passes (one id at a time, batches of 20 samples), and
-    # a second thread on a busy 2-core machine made one 48-document audit ~100x slower (645 s against 7 s)
+    # one thread: an audit is many small forward passes (one id at a time, batches of 20 samples), and on
+    # a busy 2-core machine a second thread only waits: a 48-document audit at both temperatures took
+    # 746 s on torch's default 2 threads, 93 s on one (load average about 7 both times)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
