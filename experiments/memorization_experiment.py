@@ -46,6 +46,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _audit_common import AUDIT_ARMS, audit_arm, audit_tables, spec_version  # noqa: E402  (experiments/ is scripts, not a package)
+
 ARMS: list[tuple[str, list[str]]] = [
     ("standard", ["--strategy", "none"]),
     ("static k=4", ["--strategy", "static", "--k", "4"]),
@@ -55,12 +59,6 @@ ARMS: list[tuple[str, list[str]]] = [
 ]
 #: arms run only when --arms (or --audit) names them: the default run stays the table of docs/training.md
 EXTRA_ARMS: list[tuple[str, list[str]]] = [("robust k=4", ["--strategy", "robust", "--k", "4"])]
-
-#: the arms of the privacy audit (issue 21): standard, goldfish and robust at k = 4, at the default spec version
-AUDIT_ARMS = "standard,goldfish k=4,robust k=4"
-#: sampling attacks of the audit: N samples per document at each temperature (no top-k / top-p)
-AUDIT_SAMPLES = 20
-AUDIT_TEMPERATURES = (0.7, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,100 +325,6 @@ def run_arm(mode: Mode, work: Path, spec: str, name: str, options: list[str], th
         row["audit"] = audit_arm(work / f"run-{slug}", shards, work / "shards-heldout", mode.device, work / f"audit-{slug}")
         print(f"{name}: audit done ({row['audit']['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return row
-
-
-def spec_version(shards: Path) -> Any:
-    """The mask spec version the manifest records (None for strategies without one)."""
-    mask = json.loads((shards / "goldfish_manifest.json").read_text())["mask"]
-    return mask.get("spec_version")
-
-
-def audit_arm(run_dir: Path, shards: Path, controls: Path, device: str, out: Path) -> dict[str, Any]:
-    """The audit of ``memorization RUN SHARDS --controls CONTROLS --samples 20 --temperature T`` at each temperature.
-
-    The first temperature's run keeps only its sampling figures; the last one's full report goes to
-    ``out``.json and its picture to ``out``.png (what the command's --json and --plot write)."""
-    from goldfish_prep.audit.plot import draw_audit
-    from goldfish_prep.audit.run import AuditConfig, run_audit
-    from goldfish_prep.audit.sampling import SamplingConfig
-    from goldfish_prep.train.causal_lm import load_causal_lm
-    from goldfish_prep.train.memorization import text_decoder
-
-    decode, _ = text_decoder(shards)
-    model = load_causal_lm(run_dir, device)
-    started = time.perf_counter()
-    sampling: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
-    for temperature in AUDIT_TEMPERATURES:
-        config = AuditConfig(sampling=SamplingConfig(samples=AUDIT_SAMPLES, temperature=temperature, seed=0))
-        report = run_audit(model, shards, controls, config, decode=decode)
-        summary = report.summary()
-        sampling[f"{temperature:g}"] = {**summary["sampling"], "diversity": summary["diversity"]["sampled"]}
-    out.with_suffix(".json").write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
-    draw_audit(report, out.with_suffix(".png"))
-    return {
-        "targets": summary["targets"],
-        "controls": summary["controls"],
-        "gaps": summary["gaps"],
-        "attacks": summary["attacks"],
-        "attacker": summary["attacker"],
-        "greedy_diversity": summary["diversity"]["greedy"],
-        "sampling": sampling,
-        "seconds": time.perf_counter() - started,
-    }
-
-
-#: the attacks of the audit table, in order, with their column names
-AUDIT_ATTACKS = {"loss": "loss", "zlib": "zlib", "min_k": "min-k%", "min_k_plus_plus": "min-k%++"}
-AUDIT_VARIANTS = {"plain": "plain", "mask_aware": "mask-aware, right seed", "mask_aware_wrong_seed": "mask-aware, wrong seed"}
-
-
-def audit_tables(rows: list[dict[str, Any]]) -> str:
-    """The Markdown tables of docs/audit.md: memorisation against controls, every attack's AUC, sampling and diversity."""
-    lines = [
-        "| arm | spec | exact match, targets | exact match, controls | Rouge-L ids, median targets / controls | Rouge-L AUC |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        audit = row["audit"]
-        rouge = audit["gaps"]["rouge_l"]
-        targets, controls = audit["targets"], audit["controls"]
-        lines.append(
-            f"| {row['arm']} | {row.get('spec_version') or '-'} | {targets['exact_match_rate']:.1%} ({targets['exact_matches']}/{targets['documents']}) | "
-            f"{controls['exact_match_rate']:.1%} ({controls['exact_matches']}/{controls['documents']}) | "
-            f"{rouge['median_targets']:.3f} / {rouge['median_controls']:.3f} | {rouge['auc']:.3f} |"
-        )
-    lines += [
-        "",
-        "| arm | attacker | " + " | ".join(f"{name} AUC" for name in AUDIT_ATTACKS.values()) + " |",
-        "|---|---|" + "---|" * len(AUDIT_ATTACKS),
-    ]
-    for row in rows:
-        for variant, label in AUDIT_VARIANTS.items():
-            attacks = row["audit"]["attacks"].get(variant)
-            if attacks is None:
-                continue
-            cells = [f"{attacks[a]['auc']:.3f}" if attacks.get(a) else "-" for a in AUDIT_ATTACKS]
-            seed = (
-                row["audit"]["attacker"].get("config", {}).get("seed")
-                if variant == "mask_aware"
-                else row["audit"]["attacker"].get("wrong_seed")
-            )
-            label = f"{label} ({seed})" if variant != "plain" else label
-            lines.append(f"| {row['arm']} | {label} | " + " | ".join(cells) + " |")
-    header = "| arm | T | >= 1 verbatim suffix in 20, targets | controls | best Rouge-L, targets / controls | distinct-2 / distinct-3 (controls' prefixes) |"
-    lines += ["", header, "|---|---|---|---|---|---|"]
-    for row in rows:
-        greedy = row["audit"]["greedy_diversity"]
-        lines.append(f"| {row['arm']} | greedy | - | - | - | {greedy['distinct_2']:.3f} / {greedy['distinct_3']:.3f} |")
-        for temperature, found in row["audit"]["sampling"].items():
-            t, c, d = found["targets"], found["controls"], found["diversity"]
-            lines.append(
-                f"| {row['arm']} | {temperature} | {t['extracted_rate']:.1%} ({t['extracted']}/{t['documents']}) | "
-                f"{c['extracted_rate']:.1%} ({c['extracted']}/{c['documents']}) | {t['best_rouge_l']:.3f} / {c['best_rouge_l']:.3f} | "
-                f"{d['distinct_2']:.3f} / {d['distinct_3']:.3f} |"
-            )
-    return "\n".join(lines)
 
 
 def run(mode: Mode, work: Path, arms: list[str] | None, jobs: int, threads: int | None, audit: bool = False) -> dict[str, Any]:

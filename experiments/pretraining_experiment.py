@@ -20,12 +20,18 @@ Here, with the bundled trainer on CPU:
    ``train`` the standard arm for ``--epochs`` (about one), the others to the
    standard arm's supervised tokens (``--max-supervised-tokens``);
 4. ``memorization`` of targets and controls: exact match, token match, and the
-   Rouge-L distribution; validation loss on the held-out files.
+   Rouge-L distribution; validation loss on the held-out files;
+5. with ``--audit``, the privacy audit of ``memorization --controls`` on each arm
+   (the controls as controls, the targets masked as the arm masked its corpus, so
+   that the mask-aware attacker reads the arm's rule): every membership attack,
+   plain and mask-aware with the manifest's seed and a wrong one, sampling
+   extraction at T = 0.7 and 1.0 with N = 20, distinct-n, and a picture per arm.
 
     python experiments/pretraining_experiment.py --quick     # CPU, 2 cores: ~1.7 M background tokens, 16 targets x 300
     python experiments/pretraining_experiment.py --full      # ~7 M background tokens, 32 targets x 300
     python experiments/pretraining_experiment.py --quick --equal-input --seed 1 --out experiments/results/seed1
     python experiments/pretraining_experiment.py --quick --source pydoc          # prose targets
+    python experiments/pretraining_experiment.py --quick --audit --threads 1   # docs/audit.md
     python experiments/pretraining_experiment.py --full --preset 124m --device cuda --equal-input   # a GPU
     python experiments/pretraining_experiment.py --summarise experiments/results/seed0 experiments/results/seed1
     python experiments/pretraining_experiment.py --analyse experiments/results/pretraining-quick   # a run made before the divergence figures
@@ -50,8 +56,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _audit_common import audit_arm, spec_version  # noqa: E402
 from memorization_experiment import MODES, make_tokenizer, run_cli, select_documents, write_jsonl  # noqa: E402
-from pretraining_report import EQUAL_INPUT, arm_slug, divergence_table, summarise, table  # noqa: E402
+from pretraining_report import EQUAL_INPUT, arm_slug, run_tables, summarise  # noqa: E402
 
 
 def arms(k: int, strategies: tuple[str, ...] = ("goldfish", "robust"), context_width: int | None = None) -> list[tuple[str, list[str]]]:
@@ -140,7 +147,7 @@ def build(setting: Setting, work: Path, spec: str) -> dict[str, Any]:
 
 
 def run_arm(
-    setting: Setting, work: Path, spec: str, name: str, options: list[str], supervised: int | None, threads: int = 1
+    setting: Setting, work: Path, spec: str, name: str, options: list[str], supervised: int | None, threads: int = 1, audit: bool = False
 ) -> dict[str, Any]:
     import torch
 
@@ -159,12 +166,18 @@ def run_arm(
         **duration,
     )  # fmt: skip
     result = train(config)
+    torch.set_num_threads(1)  # measuring is one id at a time: a second thread only waits on a busy machine
     row = {"arm": name, "options": options, "tokens": counts["tokens"], "drop_rate": counts["drop_rate"], "steps": result.steps,
            "trained_tokens": result.tokens, "supervised_tokens": result.supervised_tokens, "eval_loss": result.eval_loss,
            "seconds": result.seconds, "targets": masked_memorisation(work, spec, name, options, "targets", setting.device),
            "controls": masked_memorisation(work, spec, name, options, "controls", setting.device)}  # fmt: skip
     print(f"{name}: val loss {result.eval_loss:.4f}, targets exact {row['targets']['exact_matches']}, "
           f"Rouge-L median {row['targets']['rouge_l_median']:.3f} ({result.seconds:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    if audit:  # the targets masked as this arm masked them: the manifest gives the mask-aware attacker the rule
+        targets = work / f"shards-targets-{slug}"
+        row["spec_version"] = spec_version(targets)
+        row["audit"] = audit_arm(work / f"run-{slug}", targets, work / "shards-controls", setting.device, work / f"audit-{slug}")
+        print(f"{name}: audit done ({row['audit']['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return row
 
 
@@ -249,6 +262,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--equal-input", action="store_true", help="also train the masked arms for the standard arm's epochs (each target seen as often)"
     )
+    parser.add_argument(
+        "--audit",
+        action="store_true",
+        help="also run the privacy audit on each arm, the controls as controls (tables: pretraining_report.py DIR)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads of the standard arm, trained alone (default 2; 1 on a busy machine)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--analyse", type=Path, metavar="DIR", help="measure a finished run's targets again, against each arm's mask")
     parser.add_argument("--summarise", type=Path, nargs="+", metavar="DIR", help="one table over several finished runs (seeds)")
@@ -257,8 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         print(summarise(args.summarise))
         return
     if args.analyse:
-        rows = analyse(args.analyse)["arms"]
-        print(table(rows) + "\n\n" + divergence_table(rows))
+        print(run_tables(analyse(args.analyse)["arms"]))
         return
     name = args.setting or "quick"
     knobs = ("background_chars", "insertions", "epochs", "targets", "batch_size", "learning_rate", "seed", "source", "preset", "device")
@@ -273,16 +293,18 @@ def main(argv: list[str] | None = None) -> None:
     corpus = build(setting, work, spec)
     print(f"corpus: {corpus} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     chosen = arms(args.k, tuple(args.strategies.split(",")), args.context_width)
-    standard = run_arm(setting, work, spec, *chosen[0], None, threads=2)  # alone: both cores
+    standard = run_arm(setting, work, spec, *chosen[0], None, threads=args.threads, audit=args.audit)  # alone: both cores
     masked = [(arm, options, standard["supervised_tokens"]) for arm, options in chosen[1:]]
     if args.equal_input:
         masked += [(arm + EQUAL_INPUT, options, None) for arm, options in chosen[1:]]
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_arm, setting, work, spec, arm, options, supervised) for arm, options, supervised in masked]
+        futures = [
+            pool.submit(run_arm, setting, work, spec, arm, options, supervised, 1, args.audit) for arm, options, supervised in masked
+        ]
         rows = [standard, *(future.result() for future in futures)]
     results = {"setting": dataclasses.asdict(setting), "corpus": corpus, "arms": rows, "seconds": time.perf_counter() - started}
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(table(rows) + "\n\n" + divergence_table(rows))
+    print(run_tables(rows))
     print(f"total {results['seconds']:.0f} s; raw results in {work / 'results.json'}")
 
 

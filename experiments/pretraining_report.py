@@ -1,15 +1,24 @@
 """The tables of ``pretraining_experiment.py``: one run's arms, where their continuations leave the
-targets, and several runs (seeds) of one setting side by side.
+targets, its privacy audit (``--audit``), and several runs (seeds) of one setting side by side.
 
 Each row is an arm of ``results.json`` (see ``pretraining_experiment.run_arm``); the first row of
-a run is its standard arm, the reference for validation loss.
+a run is its standard arm, the reference for validation loss. The tables of a finished run, from
+its result file:
+
+    python experiments/pretraining_report.py experiments/results/pretraining-quick
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _audit_common import audit_tables  # noqa: E402  (experiments/ is scripts, not a package)
 
 #: the suffix of a masked arm trained for the standard arm's epochs (``--equal-input``)
 EQUAL_INPUT = ", 1 epoch"
@@ -35,6 +44,14 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{c['exact_matches']}/{c['documents']} | {dist(c)} |"
         )
     return "\n".join(lines)
+
+
+def run_tables(rows: list[dict[str, Any]]) -> str:
+    """Every table of one run: its arms, where their continuations leave the targets, and the audit when it was run."""
+    tables = [table(rows), divergence_table(rows)]
+    if all("audit" in row for row in rows):
+        tables.append(audit_tables(rows))
+    return "\n\n".join(tables)
 
 
 def divergence_table(rows: list[dict[str, Any]]) -> str:
@@ -145,3 +162,19 @@ def dropped_by_place_table(works: list[Path], arms: list[str]) -> str:
             cells.append(f"{a / n if n else 0:.3f} ({n}) / {b / m if m else 0:.3f} ({m})")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Print the tables of finished pretraining_experiment.py runs from their results.json.")
+    parser.add_argument("runs", type=Path, nargs="+", metavar="DIR", help="a run's folder; several: one table over them (seeds)")
+    args = parser.parse_args(argv)
+    if len(args.runs) > 1:
+        print(summarise(args.runs))
+        return
+    results = json.loads((args.runs[0] / "results.json").read_text(encoding="utf-8"))
+    print(run_tables(results["arms"]))
+    print(f"\n{results['seconds']:.0f} s in all; setting {results['setting']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ from goldfish_prep.audit.gap import gap
 from goldfish_prep.audit.mask_attack import kept_in_window, recompute_drops, wrong_seed
 from goldfish_prep.audit.membership import TokenStats, lowest_mean, membership_scores
 from goldfish_prep.audit.roc import roc_auc, roc_curve, tpr_at_fpr
-from goldfish_prep.audit.run import AuditConfig, attacker_view, run_audit
+from goldfish_prep.audit.run import AuditConfig, attacker_view, resample, run_audit
 from goldfish_prep.audit.sampling import SamplingConfig, sample_document
 from goldfish_prep.audit.token_stats import token_stats
 from goldfish_prep.errors import ConfigError
@@ -254,6 +254,45 @@ def test_the_standard_models_targets_stand_apart_from_the_controls(trained: dict
     assert rouge is not None and rouge.median_targets > rouge.median_controls
     assert report.summary()["sampling"]["targets"]["documents"] == 7
     assert len(report.sampled_controls) == 7 and all(len(d.samples) == 3 for d in report.sampled_controls)
+
+
+def test_resampling_at_another_temperature_equals_a_whole_audit_at_it(trained: dict[str, Path]) -> None:
+    model = load_causal_lm(trained["run-goldfish"], "cpu")
+    hot, cold = SamplingConfig(samples=3, temperature=1.0), SamplingConfig(samples=3, temperature=0.3)
+    first = run_audit(model, trained["goldfish"], trained["controls"], AuditConfig(sampling=hot))
+    again = resample(model, first, trained["goldfish"], trained["controls"], cold)
+    whole = run_audit(model, trained["goldfish"], trained["controls"], AuditConfig(sampling=cold))
+    assert again.to_dict() == whole.to_dict()
+    assert [d.samples for d in again.sampled_targets] != [d.samples for d in first.sampled_targets]  # it did sample again
+
+
+def test_the_experiments_audit_an_arm_at_both_temperatures_and_tabulate_it(trained: dict[str, Path], tmp_path: Path) -> None:
+    """experiments/_audit_common.py, which the memorisation and pretraining experiments share: one audit per
+    arm, samples drawn again per temperature, and the tables of docs/audit.md printed from its result."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    try:
+        from _audit_common import AUDIT_SAMPLES, AUDIT_TEMPERATURES, audit_arm, audit_tables, spec_version
+    finally:
+        sys.path.pop(0)
+    torch.set_num_threads(2)  # the one_thread fixture sets 1 again afterwards
+    audit = audit_arm(trained["run-goldfish"], trained["goldfish"], trained["controls"], "cpu", tmp_path / "audit-goldfish")
+    assert list(audit["sampling"]) == [f"{t:g}" for t in AUDIT_TEMPERATURES] == ["0.7", "1"]
+    assert torch.get_num_threads() == 2  # it audits on one thread, then restores the count it found
+    report = json.loads((tmp_path / "audit-goldfish.json").read_text())
+    assert report["sampling_config"]["temperature"] == AUDIT_TEMPERATURES[-1] and report["sampling_config"]["samples"] == AUDIT_SAMPLES
+    assert (tmp_path / "audit-goldfish.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert audit["attacks"]["mask_aware"]["loss"]["auc"] == report["summary"]["attacks"]["mask_aware"]["loss"]["auc"]
+    tables = audit_tables([{"arm": "goldfish k=2", "spec_version": spec_version(trained["goldfish"]), "audit": audit}])
+    rows = [line for line in tables.splitlines() if line.startswith("| goldfish k=2 |")]
+    assert [r.split(" | ")[1] for r in rows] == [
+        "2",
+        "plain",
+        "mask-aware, right seed (0)",
+        "mask-aware, wrong seed (1)",
+        "greedy",
+        "0.7",
+        "1",
+    ]
 
 
 def test_cli_audit_prints_json_and_draws_the_plot(trained: dict[str, Path], tmp_path: Path) -> None:

@@ -97,6 +97,33 @@ def run_audit(
     )
 
 
+def resample(
+    model: CausalLM,
+    report: AuditReport,
+    data_dir: str | Path,
+    controls_dir: str | Path | None,
+    sampling: SamplingConfig,
+    memorization: MemorizationConfig | None = None,
+) -> AuditReport:
+    """``report`` with its sampling attack drawn again under ``sampling`` (another temperature, say).
+
+    Greedy continuations and membership scores do not depend on the sampling settings, so an audit
+    at several temperatures computes them once and only samples again: the result equals
+    ``run_audit`` with ``sampling`` (same documents, same per-document generators) at the cost of
+    the samples alone. ``memorization`` must be the settings ``report`` was made with (default: the defaults).
+    """
+    memorization = memorization or MemorizationConfig()
+    config = AuditConfig(memorization=memorization, min_k=report.min_k, sampling=sampling)
+    targets, _ = select_documents(model, data_dir, memorization)
+    controls = select_documents(model, controls_dir, memorization)[0] if controls_dir is not None else []
+    return dataclasses.replace(
+        report,
+        sampling=sampling,
+        sampled_targets=_sample(model, targets, config, None),
+        sampled_controls=_sample(model, controls, config, None),
+    )
+
+
 def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:
     if progress is None:
         return None
