@@ -10,7 +10,8 @@ import click
 from goldfish_prep.pipeline.job import output_folder
 from goldfish_prep.pipeline.tasks import finalize_tasks
 from goldfish_prep.readers.remote import use_storage_options
-from goldfish_prep_cli.mask import output_location, parse_storage_options, summary_text
+from goldfish_prep_cli.mask import output_location, summary_text
+from goldfish_prep_cli.options import parse_storage_options
 
 
 @click.command(context_settings={"max_content_width": 100})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from goldfish_prep.errors import ConfigError
 from goldfish_prep.inspect.coverage import Coverage
 from goldfish_prep.pipeline.job import MaskJob, is_output_url, run_mask
 from goldfish_prep.readers import ReaderOptions
-from goldfish_prep_cli.options import ByteSize, IdList
+from goldfish_prep_cli.options import ByteSize, IdList, parse_storage_options
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -248,19 +247,6 @@ def output_location(value: str, ctx: click.Context | None = None, param: click.P
         return value.rstrip("/")
     path: Path = click.Path(file_okay=False, exists=exists, path_type=Path).convert(value.removeprefix("file://"), param, ctx)
     return path
-
-
-def parse_storage_options(value: str | None) -> dict[str, Any] | None:
-    """The parsed JSON object; the message never repeats the value, which may hold secrets."""
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc.msg} at character {exc.pos}); pass one object, e.g. '{{\"anon\": true}}'") from None
-    if not isinstance(parsed, dict):
-        raise click.BadParameter(f"must be a JSON object of fsspec options, got a JSON {type(parsed).__name__}")
-    return parsed
 
 
 def _reader_options(options: dict[str, Any]) -> ReaderOptions:

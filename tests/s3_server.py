@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
+
+from goldfish_prep_cli.main import cli
 
 REGION = "us-east-1"
 # moto accepts any key while its IAM checks are off
@@ -244,3 +247,16 @@ class FaultyProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def run(*args: object, env: dict[str, str] | None = None) -> Result:
+    """A goldfish-prep command in this process (``env``: variables set for it alone)."""
+    return CliRunner(env=env).invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def error_line(result: Result) -> str:
+    """The one line a failed command prints (and check that it is one line, with no traceback)."""
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]

@@ -24,13 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xxhash
-from click.testing import CliRunner, Result
 
 from goldfish_prep.readers import remote
 from goldfish_prep.readers.redact import scrub
-from goldfish_prep_cli.main import cli
 from tests import s3_server as fixtures
-from tests.s3_server import FaultyProxy, S3Server
+from tests.s3_server import FaultyProxy, S3Server, error_line, run
 
 # the server (one per session) and the environment a user sets to reach it (see tests/s3_server.py)
 s3_server = fixtures.s3_server
@@ -38,18 +36,6 @@ s3_env = fixtures.s3_env
 
 OPTIONS = ("-q", "--shard-size", "40KB")
 BUCKET = "corpora"
-
-
-def run(*args: object, env: dict[str, str] | None = None) -> Result:
-    return CliRunner(env=env).invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def error_line(result: Result) -> str:
-    """The one line a failed run prints (and check that it is one line, with no traceback)."""
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from goldfish_prep_cli.main import cli
 from tests import s3_server as fixtures
-from tests.s3_server import FaultyProxy, S3Server
+from tests.s3_server import FaultyProxy, S3Server, error_line, run
 
 # the server (one per session) and the environment a user sets to reach it (see tests/s3_server.py)
 s3_server = fixtures.s3_server
@@ -44,18 +42,6 @@ KILL_OPTIONS = ("-q", "--shard-size", "40KB")
 MULTIPART = ("--shard-size", "8MB", "--storage-options", json.dumps({"default_block_size": 5 << 20}))
 #: what legitimately differs between a local and a store output: the lock files (a local folder keeps them, empty)
 LOCKS = (".goldfish/writer.lock",)
-
-
-def run(*args: object, env: dict[str, str] | None = None) -> Result:
-    return CliRunner(env=env).invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def error_line(result: Result) -> str:
-    """The one line a failed run prints (and check that it is one line, with no traceback)."""
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 def objects(server: S3Server, prefix: str, bucket: str = BUCKET) -> dict[str, bytes]:

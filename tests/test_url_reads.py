@@ -28,14 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from goldfish_prep.format import open_shards
 from goldfish_prep.format import url_folder as url_folder_module
 from goldfish_prep.readers.remote import use_storage_options
-from goldfish_prep_cli.main import cli
 from tests import s3_server as fixtures
-from tests.s3_server import FaultyProxy, S3Server
+from tests.s3_server import FaultyProxy, S3Server, error_line, run
 from tests.shards import LICENSES, one_thread, train_bpe  # noqa: F401  (one_thread: an autouse fixture, registered by import)
 
 s3_server = fixtures.s3_server
@@ -43,18 +42,6 @@ s3_env = fixtures.s3_env
 
 BUCKET = "outputs"
 TINY_MODEL = ("--block-size", "32", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--batch-size", "2", "--device", "cpu")
-
-
-def run(*args: object, env: dict[str, str] | None = None) -> Result:
-    return CliRunner(env=env).invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def error_line(result: Result) -> str:
-    """The one line a failed command prints (and check that it is one line, with no traceback)."""
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
