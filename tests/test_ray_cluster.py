@@ -98,6 +98,10 @@ class Cluster:
 def _start_node(name: str, args: list[str], folder: Path, temp_dir: str, env: dict[str, str]) -> Node:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "ray-start.log"
+    # free ports for what Ray otherwise binds at fixed defaults, so that another Ray on this machine (a test
+    # running beside this one) cannot collide with these nodes, nor these two nodes with each other
+    fixed = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
+    ports = [f"--{name}={free_port()}" for name in fixed]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
@@ -109,6 +113,7 @@ def _start_node(name: str, args: list[str], folder: Path, temp_dir: str, env: di
                 f"--temp-dir={temp_dir}",
                 "--object-store-memory=80000000",
                 "--disable-usage-stats",
+                *ports,
             ],
             cwd=folder,
             env=env,
