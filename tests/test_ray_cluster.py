@@ -207,6 +207,7 @@ class TaskWatcher:
     def __init__(self, server: S3Server, cluster: Cluster, prefix: str) -> None:
         self.s3, self.cluster, self.prefix = server.client(), cluster, prefix
         self.holders: dict[str, set[str]] = {}  # task lock -> the nodes its attempts ran on
+        self.folders: set[str] = set()  # the working folders of the processes seen holding a task
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
@@ -226,6 +227,8 @@ class TaskWatcher:
             with contextlib.suppress(self.s3.exceptions.NoSuchKey, ValueError, KeyError):
                 pid = int(json.loads(self.s3.get_object(Bucket=OUTPUTS, Key=entry["Key"])["Body"].read())["pid"])
                 held[entry["Key"]] = pid
+                with contextlib.suppress(OSError):  # a task that has just ended
+                    self.folders.add(os.readlink(f"/proc/{pid}/cwd"))
                 node = self.cluster.node_of(pid)
                 if node is not None:
                     self.holders.setdefault(entry["Key"].rsplit("/", 1)[1], set()).add(node)
@@ -276,6 +279,10 @@ def test_tasks_on_two_nodes_write_the_bytes_of_one_local_run(
     ran_on = set().union(*watcher.holders.values())
     assert ran_on == {"head", "worker"}, watcher.holders
     assert not list((tmp_path / "driver").iterdir())  # the driver's folder: nothing written there either
+    # the tasks ran in temporary folders of their own (the driver's folder is on this machine's disk, so a task that
+    # changed into it would work here and fail on a real cluster); /proc/PID/cwd of each lock holder while it held it
+    temporary = {folder for folder in watcher.folders if Path(folder).name.startswith("goldfish-prep-ray-")}
+    assert temporary and not any(folder.startswith(str(tmp_path / "driver")) for folder in watcher.folders), watcher.folders
 
 
 def test_a_worker_node_lost_mid_run_is_retried_and_the_output_is_the_same(
