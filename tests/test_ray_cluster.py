@@ -350,3 +350,27 @@ def test_a_node_that_does_not_see_a_local_path_of_the_job_stops_the_run_in_one_l
         own = os.getcwd()
         assert Path(own).name.startswith("goldfish-prep-ray-") and own != before
     assert not Path(own).exists() and os.getcwd() == before
+
+
+def test_a_tokenizer_file_on_the_driver_s_disk_only_stops_the_run_in_one_line(
+    cluster: Cluster, s3_server: S3Server, corpus_url: str, tmp_path: Path
+) -> None:
+    """``--tokenizer ~/tok.json`` with the driver's home folder somewhere the nodes' home is not: a path on the
+    driver's machine only, as on a real cluster. The first task says so, in one line, before anything is written."""
+    if Path("~/tok.json").expanduser().exists():
+        pytest.skip("the nodes' home folder holds a tok.json: the path would not be the driver's alone")
+    home = tmp_path / "driver-home"
+    home.mkdir()
+    (home / "tok.json").write_text("{}")
+    with contextlib.suppress(Exception):
+        s3_server.client().create_bucket(Bucket=OUTPUTS)
+    folder = tmp_path / "driver"
+    folder.mkdir()
+    command = [sys.executable, "-m", "goldfish_prep_cli", "mask", corpus_url, "-o", f"s3://{OUTPUTS}/unseen", *OPTIONS]
+    command += ["--tokenizer", "~/tok.json", "--ray-address", cluster.address]
+    done = subprocess.run(command, cwd=folder, env={**cluster.env, "HOME": str(home)}, capture_output=True, text=True, timeout=240)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 1 and lines[-1].startswith("Error: a Ray task on node "), lines
+    assert "does not see ~/tok.json, a path on the driver's machine" in lines[-1] and "--tokenizer as an encoding name" in lines[-1]
+    assert not any(line.startswith("Traceback") for line in lines), lines
+    assert objects(s3_server, "unseen", bucket=OUTPUTS) == {}  # refused before anything was written
