@@ -11,13 +11,20 @@ finished shards) and reports errors.
 The tokenizer is loaded once per Ray worker process: ``load_tokenizer`` is
 cached per process and Ray reuses its workers across tasks.
 
-Every node must see the inputs and the output folder at the same paths (a
-shared file system), or reach them as URLs (``s3://...``): a task writing to a
-URL output uploads each shard straight under its final name (``UrlFolder``),
-so nodes need no shared disk and no local staging. Relative paths are taken
-from the driver's working folder; with a ``ray://`` client, pass absolute
-paths as the cluster sees them. The job's storage options travel with it to
-every task; credentials from the environment must be set on every node.
+A task needs nothing of the driver's disk when the inputs and the output are
+URLs (``s3://...``) and the tokenizer is an encoding name (``cl100k_base``) or a
+hub id: it then runs in a temporary folder of its own on its node (removed when
+it ends), reads the inputs from the store and uploads each shard straight under
+its final name (``UrlFolder``: no local staging, no rename), so the nodes need
+no shared disk. Their tokenizer-analysis cache (``tokenizers.cache``) is each
+node's own and only saves time. Local paths (inputs, ``-o``, a tokenizer file
+or folder) are the driver's: every node must see them at the same paths (a
+shared file system); relative ones are taken from the driver's working folder.
+A task on a node that does not see one stops the run with one ``Error:`` line
+saying so, rather than a confusing "no such file". With a ``ray://`` client,
+pass absolute paths as the cluster sees them. The job's storage options travel
+with it to every task; credentials from the environment (or an instance role)
+must be set on every node.
 Ray is an optional dependency (``pip install 'goldfish-prep[ray]'``), imported
 only here and only when a Ray address is given.
 """
@@ -25,8 +32,11 @@ only here and only when a Ray address is given.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
+import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -38,7 +48,8 @@ from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.format.lock import RAY_DRIVER_LOCK, WRITER_LOCK
 from goldfish_prep.pipeline.job import MaskJob, output_folder, run_mask
 from goldfish_prep.pipeline.tasks import finalize_tasks
-from goldfish_prep.readers.remote import use_storage_options
+from goldfish_prep.readers.remote import is_url, use_storage_options
+from goldfish_prep.tokenizers.tiktoken_adapter import is_tiktoken_name
 
 #: accepted by ``--ray-address`` besides ``ray://host:port`` and ``host:port``
 ADDRESS_WORDS = ("auto", "local")
@@ -63,9 +74,9 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
     ray = _import_ray()
     with _connected(ray, address):
         tasks = num_tasks or max(1, int(ray.cluster_resources().get("CPU", 1)) // job.num_proc)
-        cwd = os.getcwd()
+        disk = driver_disk(job)
         check = ray.remote(_check_output).options(num_cpus=0)
-        _get(ray, [check.remote(job.output, job.existing, cwd, job.storage_options)])
+        _get(ray, [check.remote(job.output, job.existing, disk, job.storage_options)])
         base = dataclasses.replace(job, num_tasks=tasks, progress=False, existing="resume" if job.existing == "refuse" else job.existing)
         run_task = ray.remote(_run_task).options(num_cpus=job.num_proc)
         # the driver's locks (format/lock.py): its own, for the whole run (a second driver refuses), and
@@ -78,10 +89,10 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
         client = address.startswith("ray://") and isinstance(job.output, Path)
         with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK, quiet=not job.progress):
             with nullcontext() if client else folder.holding(WRITER_LOCK, shared=True):
-                refs = [run_task.remote(dataclasses.replace(base, task_index=index), cwd) for index in range(tasks)]
+                refs = [run_task.remote(dataclasses.replace(base, task_index=index), disk) for index in range(tasks)]
                 _get(ray, refs, progress=job.progress)
             finish = ray.remote(_finalize).options(num_cpus=0)
-            manifest: dict[str, Any] = _get(ray, [finish.remote(job.output, cwd, job.storage_options)])[0]
+            manifest: dict[str, Any] = _get(ray, [finish.remote(job.output, disk, job.storage_options)])[0]
         return manifest
 
 
@@ -141,21 +152,71 @@ def _get(ray: Any, refs: list[Any], progress: bool = False) -> list[Any]:
     return list(ray.get(refs))
 
 
+@dataclasses.dataclass(frozen=True)
+class DriverDisk:
+    """What a task may need of the driver's machine: its working folder and the job's local paths."""
+
+    #: the driver's working folder, where relative paths start
+    cwd: str
+    #: the inputs and the tokenizer file or folder the job names that are paths on the driver's disk
+    paths: tuple[str, ...]
+    #: whether ``-o`` is a local folder (then the nodes must share the driver's file system)
+    local_output: bool
+
+
+def driver_disk(job: MaskJob) -> DriverDisk:
+    """The local paths ``job`` names, as the driver sees them (none when inputs and output are URLs).
+
+    >>> driver_disk(MaskJob(("s3://corpus/*.jsonl.gz",), "s3://shards/run1")).paths
+    ()
+    """
+    paths = [spec for spec in job.inputs if not is_url(spec) and (os.path.exists(spec) or glob.has_magic(spec) and glob.glob(spec))]
+    if job.tokenizer is not None and not is_tiktoken_name(job.tokenizer) and os.path.exists(os.path.expanduser(job.tokenizer)):
+        paths.append(job.tokenizer)
+    return DriverDisk(os.getcwd(), tuple(paths), isinstance(job.output, Path))
+
+
 @contextmanager
-def _working_folder(cwd: str) -> Iterator[None]:
-    """Resolve relative paths as the driver does (when that folder exists on this node)."""
+def _working_folder(disk: DriverDisk) -> Iterator[None]:
+    """Where a task runs: a temporary folder of its own when the job names no local path, else the driver's
+    working folder (when this node sees it), after checking that this node sees every local path the job names."""
     previous = os.getcwd()
-    if os.path.isdir(cwd):
-        os.chdir(cwd)
+    with tempfile.TemporaryDirectory(prefix="goldfish-prep-ray-") as own:
+        needs_driver = bool(disk.paths) or disk.local_output
+        os.chdir(disk.cwd if needs_driver and os.path.isdir(disk.cwd) else own)
+        try:
+            for path in disk.paths:
+                if not (os.path.exists(os.path.expanduser(path)) or glob.has_magic(path) and glob.glob(path)):
+                    raise ConfigError(_unseen(path, disk.cwd))
+            yield
+        finally:
+            os.chdir(previous)
+
+
+def _unseen(path: str, cwd: str) -> str:
+    where = f" (relative to the driver's working folder {cwd})" if not os.path.isabs(os.path.expanduser(path)) else ""
+    return (
+        f"a Ray task on node {_node_address()} does not see {path}{where}, a path on the driver's machine: with "
+        "--ray-address every node must see the inputs, -o and --tokenizer at the same paths. Fix: mount a shared file "
+        "system at the same path on every node, or, on a cluster without one, give the inputs and -o as URLs (s3://...) "
+        "and --tokenizer as an encoding name (cl100k_base) or a hub id (owner/name, in every node's Hugging Face cache "
+        "or downloadable there)"
+    )
+
+
+def _node_address() -> str:
     try:
-        yield
-    finally:
-        os.chdir(previous)
+        from ray.util import get_node_ip_address
+
+        address: Any = get_node_ip_address  # untyped in Ray
+        return str(address())
+    except Exception:  # the name is only for the message
+        return socket.gethostname()
 
 
-def _check_output(output: Path | str, existing: str, cwd: str, storage_options: dict[str, Any] | None) -> None:
+def _check_output(output: Path | str, existing: str, disk: DriverDisk, storage_options: dict[str, Any] | None) -> None:
     """The single-run rule, checked once before any task starts: a new or empty folder unless told otherwise."""
-    with _working_folder(cwd):
+    with _working_folder(disk):
         if existing == "refuse":
             use_storage_options(storage_options)
             output_folder(output).refuse_unless_empty()  # the same rule, and words, as a plain run's
@@ -169,12 +230,12 @@ def _attempt_owner() -> str:
     return f"ray task {ray.get_runtime_context().get_task_id()}"
 
 
-def _run_task(job: MaskJob, cwd: str) -> dict[str, Any]:
-    with _working_folder(cwd):
+def _run_task(job: MaskJob, disk: DriverDisk) -> dict[str, Any]:
+    with _working_folder(disk):
         return run_mask(dataclasses.replace(job, lock_owner=_attempt_owner()))
 
 
-def _finalize(output: Path | str, cwd: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
-    with _working_folder(cwd):
+def _finalize(output: Path | str, disk: DriverDisk, storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    with _working_folder(disk):
         use_storage_options(storage_options)
         return finalize_tasks(output_folder(output, _attempt_owner()))
