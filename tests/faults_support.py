@@ -44,9 +44,10 @@ def start(*args: object) -> subprocess.Popen[str]:
 
 
 def default_stop_signals() -> None:
-    """In the child: SIGHUP and SIGTERM as a scheduler's job has them, even when the tests run under
-    ``nohup`` (which ignores SIGHUP, and `mask` rightly keeps an ignored signal ignored)."""
-    for number in (signal.SIGHUP, signal.SIGTERM):
+    """In the child: SIGINT, SIGHUP and SIGTERM as a terminal or a scheduler's job has them, even when the
+    tests run under ``nohup`` (SIGHUP ignored) or as a background job of a non-interactive shell (SIGINT
+    ignored): `mask` rightly keeps an ignored signal ignored, and the run would not stop."""
+    for number in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(number, signal.SIG_DFL)
 
 

@@ -62,6 +62,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from goldfish_prep_cli.main import cli
+from tests.faults_support import default_stop_signals
 
 BAD = Path(__file__).parent / "data" / "bad"
 SKIP_HINT = ", or pass --on-error skip to skip and count bad records"
@@ -738,7 +739,9 @@ def test_ctrl_c_keeps_completed_shards_and_resume_finishes(tmp_path: Path, small
     out = tmp_path / "out"
     job = [small_corpus, "-o", out, "--shard-size", "64KB"]
     command = [*CLI, "mask", *map(str, job), "-q", "--num-proc", str(num_proc)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_stop_signals
+    )
     try:
         deadline = time.monotonic() + 120
         while process.poll() is None and not list(out.glob(".goldfish/shard-*.json")) and time.monotonic() < deadline:
