@@ -32,7 +32,6 @@ only here and only when a Ray address is given.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import socket
 import sys
@@ -48,7 +47,8 @@ from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.format.lock import RAY_DRIVER_LOCK, WRITER_LOCK
 from goldfish_prep.pipeline.job import MaskJob, output_folder, run_mask
 from goldfish_prep.pipeline.tasks import finalize_tasks
-from goldfish_prep.readers.remote import is_url, use_storage_options
+from goldfish_prep.readers.remote import use_storage_options
+from goldfish_prep.readers.resolve import names_local_files
 from goldfish_prep.tokenizers.tiktoken_adapter import is_tiktoken_name
 
 #: accepted by ``--ray-address`` besides ``ray://host:port`` and ``host:port``
@@ -170,7 +170,7 @@ def driver_disk(job: MaskJob) -> DriverDisk:
     >>> driver_disk(MaskJob(("s3://corpus/*.jsonl.gz",), "s3://shards/run1")).paths
     ()
     """
-    paths = [spec for spec in job.inputs if not is_url(spec) and (os.path.exists(spec) or glob.has_magic(spec) and glob.glob(spec))]
+    paths = [spec for spec in job.inputs if names_local_files(spec)]
     if job.tokenizer is not None and not is_tiktoken_name(job.tokenizer) and os.path.exists(os.path.expanduser(job.tokenizer)):
         paths.append(job.tokenizer)
     return DriverDisk(os.getcwd(), tuple(paths), isinstance(job.output, Path))
@@ -186,7 +186,7 @@ def _working_folder(disk: DriverDisk) -> Iterator[None]:
         os.chdir(disk.cwd if needs_driver and os.path.isdir(disk.cwd) else own)
         try:
             for path in disk.paths:
-                if not (os.path.exists(os.path.expanduser(path)) or glob.has_magic(path) and glob.glob(path)):
+                if not names_local_files(path):
                     raise ConfigError(_unseen(path, disk.cwd))
             yield
         finally:

@@ -65,6 +65,18 @@ def resolve_inputs(specs: Sequence[str], assume_format: str | None = None) -> Re
     return ResolvedInputs(collector.sources, collector.ignored)
 
 
+def names_local_files(spec: str) -> bool:
+    """Whether an input spec names something on this machine's disk: a path that exists, or a glob that matches.
+
+    Ray's driver asks it to learn which inputs its nodes must see at the same paths.
+
+    >>> names_local_files("s3://corpus/*.jsonl"), names_local_files("/no/such/file.jsonl"), names_local_files("/")
+    (False, False, True)
+    """
+    path = os.path.expanduser(spec)
+    return not is_url(spec) and (os.path.exists(path) or (glob.has_magic(path) and bool(glob.glob(path))))
+
+
 def kind_from_name(name: str) -> str | None:
     """The reader kind a file name asks for ("json" until sniffed), or None when unknown.
 
