@@ -30,14 +30,16 @@ def goldfish(*args: object, timeout: float = 300) -> subprocess.CompletedProcess
     )
 
 
-def start(*args: object) -> subprocess.Popen[str]:
-    """``mask`` in a process group of its own (as a batch job's step is), output captured."""
+def start(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``mask`` in a process group of its own (as a batch job's step is), output captured;
+    ``env``: variables added to this process's environment for it (an object store's settings)."""
     return subprocess.Popen(
         [sys.executable, "-m", "goldfish_prep_cli", "mask", *(str(a) for a in args), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env={**os.environ, **env} if env else None,
         start_new_session=True,
         preexec_fn=default_stop_signals,
     )

@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,13 +26,13 @@ from typing import Any
 import pytest
 
 from tests import s3_server as fixtures
+from tests.faults_support import start
 from tests.s3_server import FaultyProxy, S3Server, error_line, run
 
 # the server (one per session) and the environment a user sets to reach it (see tests/s3_server.py)
 s3_server = fixtures.s3_server
 s3_env = fixtures.s3_env
 
-ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "outputs"
 OPTIONS = ("-q", "--shard-size", "24KB")
 #: about 75 shards of ``big_corpus``: a run is still going well after its first two
@@ -194,19 +193,6 @@ def test_an_output_inside_the_input_prefix_is_refused(bucket: S3Server, corpus: 
 
 
 # --- killed mid-run, the lock, --resume -----------------------------------------------------------
-
-
-def start(*args: object, env: dict[str, str]) -> subprocess.Popen[str]:
-    """``mask`` as a process of its own, configured by the environment only."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "goldfish_prep_cli", "mask", *(str(a) for a in args), "-q"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        start_new_session=True,
-    )
 
 
 def wait_for_object(server: S3Server, key: str, process: subprocess.Popen[str]) -> None:
