@@ -220,7 +220,7 @@ def test_a_missing_provider_package_names_the_extra(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert (
         result.stderr.strip()
-        == "Error: gs://bucket/a.jsonl: reading gs:// URLs needs the Python package 'gcsfs', which is not installed. Fix: pip install 'goldfish-prep[gcs]'"
+        == "Error: gs://bucket/a.jsonl: gs:// URLs need the Python package 'gcsfs', which is not installed. Fix: pip install 'goldfish-prep[gcs]'"
     )
 
 
