@@ -13,12 +13,12 @@ Llama-3-style template of tests/data/chat).
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import random
 import re
 import shutil
-import sys
 from pathlib import Path
 
 
@@ -49,4 +49,7 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/chatdemo"))
+    # argparse, not sys.argv[1]: `--help` was taken for the output folder and a folder named "--help" written
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", nargs="?", type=Path, default=Path("bench/results/chatdemo"), help="where chats.jsonl and llama3/ go")
+    main(parser.parse_args().out)

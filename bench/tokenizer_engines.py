@@ -189,7 +189,9 @@ def start(spec: str, backend: str) -> None:
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "engines"
-    if command == "engines":
+    if command in ("-h", "--help"):
+        print(__doc__)
+    elif command == "engines":
         engines()
     elif command == "corpus":
         print(write_corpus())

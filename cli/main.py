@@ -67,8 +67,18 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt as exc:
             signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
             what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-            click.echo(f"Error: {what}; completed shards are kept, rerun with --resume to continue", err=True)
+            after = AFTER_AN_INTERRUPT.get(ctx.invoked_subcommand or "")
+            click.echo(f"Error: {what}" + (f"; {after}" if after else ""), err=True)
             sys.exit(128 + signum)
+
+
+#: what is left after a stop, for the commands that leave something to continue; the others only read (or write
+#: in one step at the end), so their line says what stopped them and no more (`memorization` once said
+#: "completed shards are kept, rerun with --resume", an option it does not have)
+AFTER_AN_INTERRUPT = {
+    "mask": "completed shards are kept, rerun with --resume to continue",
+    "train": "rerun with --resume to continue from the last checkpoint, if --checkpoint-interval saved one",
+}
 
 
 class Stopped(KeyboardInterrupt):

@@ -120,6 +120,15 @@ def train(data_dir: Path | str, run_dir: Path, compile_model: bool, quiet: bool,
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:
+    if metrics.get("event") == "start":  # said at once: on a CPU the first step line can take minutes
+        about = "about " if metrics["estimated"] else ""
+        since = f" from step {metrics['from_step']:,}" if metrics["from_step"] else ""
+        click.echo(
+            f"Training {metrics['parameters']:,} parameters on {metrics['device']}: {about}{metrics['total_steps']:,} steps{since}, "
+            f"a line every {metrics['log_interval']:,} steps",
+            err=True,
+        )
+        return
     if "event" in metrics:
         return
     if "eval_loss" in metrics:

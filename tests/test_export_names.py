@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from goldfish_prep.export import FORMATS
+from goldfish_prep.export.names import TITLES
 from goldfish_prep_cli.main import cli
 
 
@@ -26,12 +28,18 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("olmo", "Wrote an OLMo export of 3 documents"),
         ("megatron", "Wrote a Megatron export of 3 documents"),
         ("parquet", "Wrote a Parquet export of 3 documents"),
+        ("hf", "Wrote a Hugging Face datasets export of 3 documents"),
     ],
 )
 def test_the_summary_names_the_format_as_its_project_does(shards: Path, tmp_path: Path, format_name: str, words: str) -> None:
     result = CliRunner().invoke(cli, ["export", str(shards), "-o", str(tmp_path / format_name), "--format", format_name])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(words + ", ")
+
+
+def test_every_export_format_has_its_projects_spelling() -> None:
+    """A format added later must not fall back to its --format key ("Wrote a hf export", found in the README walk)."""
+    assert sorted(TITLES) == sorted(FORMATS)
 
 
 def test_a_dtype_error_names_the_format_as_its_project_does(shards: Path, tmp_path: Path) -> None:

@@ -128,6 +128,24 @@ def test_resume_refuses_other_settings_and_names_the_first_difference(tmp_path: 
         folder.prepare({**RUN, "mask": {"k": 5}}, "resume")
 
 
+def test_resume_over_another_runs_inputs_names_the_first_input_not_both_lists(tmp_path: Path) -> None:
+    """A newcomer who reuses an output folder for another corpus with --resume gets one readable line
+    (it used to hold both runs' whole input lists, every size and hash)."""
+    folder = LocalFolder(tmp_path / "out")
+    before = [{"path": f"data/part{i}.jsonl.gz", "size": 40_000 + i, "xxh3_128": "be7f" * 8} for i in range(2)]
+    after = [{"path": f"corpus/{i}.txt", "size": 11_358 + i, "mtime_ns": 1796531903104771863} for i in range(5)]
+    folder.prepare({**RUN, "inputs": before}, "refuse")
+    _finished_shard(folder, 0, b"x")
+    with pytest.raises(OutputError) as refused:
+        folder.prepare({**RUN, "inputs": after}, "resume")
+    expected = "(inputs: 2 item(s) then, 5 now; the first: inputs[0].path: 'data/part0.jsonl.gz' then, 'corpus/0.txt' now)"
+    assert expected in str(refused.value) and "xxh3" not in str(refused.value)
+    # one input changed in place: its own field is named
+    touched = [{**before[0], "size": 1}, before[1]]
+    with pytest.raises(OutputError, match=r"\(inputs\[0\]\.size: 40000 then, 1 now\)"):
+        folder.prepare({**RUN, "inputs": touched}, "resume")
+
+
 def test_a_task_matches_its_run_against_the_description_it_read_not_a_newer_one(tmp_path: Path) -> None:
     """Tasks of one run start together: task 1 may finish and record its inputs' hashes between task 0
     reading run.json and task 0 preparing; task 0 then compares against what it read, once (CI saw
@@ -141,7 +159,7 @@ def test_a_task_matches_its_run_against_the_description_it_read_not_a_newer_one(
     folder.write_run(finished)  # task 1 finished
     assert folder.prepare(started, "resume", Task(0, 2), previous) == {}
     folder.write_run(finished)
-    with pytest.raises(OutputError, match=r"different settings \(inputs: "):
+    with pytest.raises(OutputError, match=r"different settings \(inputs\[0\]\.mtime_ns: absent then, 7 now\)"):
         folder.prepare(started, "resume", Task(0, 2))  # read again now: the newer description differs
 
 

@@ -210,17 +210,27 @@ def test_credentials_the_store_refuses(bucket: S3Server, tmp_path: Path, who: st
     assert key[1] not in result.output
 
 
-def test_a_missing_provider_package_names_the_extra(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("url", "package", "extra"),
+    [
+        ("gs://bucket/a.jsonl", "gcsfs", "gcs"),
+        ("s3://bucket/a.jsonl", "s3fs", "s3"),
+        ("az://container/a.jsonl", "adlfs", "azure"),
+        ("https://example.com/a.jsonl", "aiohttp", "http"),
+    ],
+)
+def test_a_missing_provider_package_names_the_extra(tmp_path: Path, url: str, package: str, extra: str) -> None:
+    """Each store extra of the README's install table, from a base install (the package hidden as it is absent there)."""
     code = (
-        "import sys; sys.modules['gcsfs'] = None\n"
+        f"import sys; sys.modules[{package!r}] = None\n"
         "from goldfish_prep_cli.main import cli\n"
-        "cli(['mask', 'gs://bucket/a.jsonl', '-o', sys.argv[1], '-q'])\n"
+        f"cli(['mask', {url!r}, '-o', sys.argv[1], '-q'])\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        == "Error: gs://bucket/a.jsonl: reading gs:// URLs needs the Python package 'gcsfs', which is not installed. Fix: pip install 'goldfish-prep[gcs]'"
+    scheme = url.split("://")[0]
+    assert result.stderr.strip() == (
+        f"Error: {url}: {scheme}:// URLs need the Python package {package!r}, which is not installed. Fix: pip install 'goldfish-prep[{extra}]'"
     )
 
 

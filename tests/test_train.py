@@ -233,6 +233,8 @@ def test_cli_trains_and_refuses_to_mix_runs(corpus: dict[str, Path], tmp_path: P
     assert first.exit_code == 0, first.output
     assert re.search(r"step +2 \| loss \d+\.\d+ \| lr .* tok/s \| supervised \d", first.output)
     assert "for 2 steps: 256 tokens" in first.output
+    # said before the first step (on a CPU the first step line can take minutes): the size, the device, the plan
+    assert re.fullmatch(r"Training [\d,]+ parameters on cpu: 2 steps, a line every 1 steps", first.output.splitlines()[0])
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1
     assert again.output.strip().splitlines()[-1] == (

@@ -449,6 +449,20 @@ def test_a_bucket_that_does_not_exist(s3_env: S3Server, corpus: Path) -> None:
     assert "no-such-bucket-here" not in [b["Name"] for b in s3_env.client().list_buckets()["Buckets"]]  # not created
 
 
+def test_a_bucket_named_bucket_takes_an_output(s3_env: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    """docs/remote.md's own example, `-o s3://bucket/shards`: s3fs says a missing key by its path alone
+    ("bucket/shards"), which was once taken for a missing bucket, and the run refused the new prefix."""
+    s3 = s3_env.client()
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket="bucket")
+    result = run("mask", corpus, "-o", "s3://bucket/shards", *OPTIONS)
+    written = objects(s3_env, "shards", bucket="bucket")
+    for name in written:
+        s3.delete_object(Bucket="bucket", Key=f"shards/{name}")
+    assert result.exit_code == 0, result.output
+    assert written == reference
+
+
 @pytest.mark.parametrize("who", ["wrong-secret", "no-permission"])
 def test_credentials_the_store_refuses(bucket: S3Server, corpus: Path, who: str) -> None:
     url = f"s3://{BUCKET}/refused"

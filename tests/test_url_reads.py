@@ -307,7 +307,7 @@ def test_a_missing_provider_package_names_the_extra(tmp_path: Path) -> None:
     code = "import sys; sys.modules['gcsfs'] = None\nfrom goldfish_prep_cli.main import cli\ncli(['stats', 'gs://bucket/shards'])\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 1
-    expected = "Error: gs://bucket/shards: reading gs:// URLs needs the Python package 'gcsfs', which is not installed. Fix: pip install 'goldfish-prep[gcs]'"
+    expected = "Error: gs://bucket/shards: gs:// URLs need the Python package 'gcsfs', which is not installed. Fix: pip install 'goldfish-prep[gcs]'"
     assert result.stderr.strip() == expected
 
 

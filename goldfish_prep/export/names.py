@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-#: --format value -> the project's own spelling: nanoGPT, OLMo(-core), Megatron(-LM), Apache Parquet
-TITLES = {"nanogpt": "nanoGPT", "olmo": "OLMo", "megatron": "Megatron", "parquet": "Parquet"}
+#: --format value -> the project's own spelling: nanoGPT, OLMo(-core), Megatron(-LM), Apache Parquet, Hugging Face
+#: datasets (a ``save_to_disk`` folder); every format needs one (tests/test_export_names.py)
+TITLES = {"nanogpt": "nanoGPT", "olmo": "OLMo", "megatron": "Megatron", "parquet": "Parquet", "hf": "Hugging Face datasets"}
 
 
 def format_title(format_name: str) -> str:

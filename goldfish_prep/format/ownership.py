@@ -113,14 +113,43 @@ def stale_progress(entries: Iterable[str], completed: Iterable[int], task: Task)
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str:
-    """A short description of the first setting that differs between two runs, or ''."""
+    """A short description of the first setting that differs between two runs, or ''.
+
+    It goes into one ``Error:`` line, so lists are compared item by item (their lengths first) and a
+    long value is cut: resuming another run's folder once printed both runs' whole input lists.
+
+    >>> first_difference({"mask": {"k": 4}}, {"mask": {"k": 8}})
+    'mask.k: 4 then, 8 now'
+    >>> first_difference({"inputs": [{"path": "a.txt", "size": 1}]}, {"inputs": [{"path": "b.txt", "size": 1}, {"path": "c.txt"}]})
+    "inputs: 1 item(s) then, 2 now; the first: inputs[0].path: 'a.txt' then, 'b.txt' now"
+    """
     if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+        # an input's path first: it says which input, its size or hash then says what changed
+        for key in sorted(set(old) | set(new), key=lambda key: (key != "path", key)):
+            found = first_difference(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{path}.{key}" if path else key)
             if found:
                 return found
         return ""
-    return "" if old == new else f"{path}: {old!r} then, {new!r} now"
+    if isinstance(old, list) and isinstance(new, list):
+        first = next((first_difference(a, b, f"{path}[{i}]") for i, (a, b) in enumerate(zip(old, new)) if a != b), "")
+        if len(old) == len(new):
+            return first
+        return f"{path}: {len(old)} item(s) then, {len(new)} now" + (f"; the first: {first}" if first else "")
+    return "" if old == new else f"{path}: {_shown(old)} then, {_shown(new)} now"
+
+
+class _Absent:
+    """A key one run description has and the other lacks (its value there is not None: there is none)."""
+
+
+_ABSENT = _Absent()
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``value`` for the message: 'absent', or its repr, cut to ``limit`` characters (a value long enough
+    to drown the message)."""
+    text = "absent" if value is _ABSENT else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def without_engine(run: Any) -> Any:

@@ -127,6 +127,17 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
     )
 
 
+def _speaks_of_a_bucket(exc: FileNotFoundError) -> bool:
+    """Whether a store's "not found" is about the bucket (s3fs: "The specified bucket does not exist") rather than
+    a key. Words with a "/" are left out: s3fs's missing key says only its path, and a bucket may well be named
+    "bucket" (docs/remote.md's examples are): `mask -o s3://bucket/shards` once failed on the new prefix.
+
+    >>> _speaks_of_a_bucket(FileNotFoundError("bucket/shards")), _speaks_of_a_bucket(FileNotFoundError(2, "The specified bucket does not exist"))
+    (False, True)
+    """
+    return "bucket" in " ".join(word for word in str(exc).lower().split() if "/" not in word)
+
+
 @contextmanager
 def _translated(where: str) -> Iterator[None]:
     """Turn a store's exception into a ``StoreError``; a missing key (``FileNotFoundError``) and the lock's
@@ -136,7 +147,7 @@ def _translated(where: str) -> Iterator[None]:
     except (GoldfishError, FileExistsError, _NoCreateOnce):
         raise
     except FileNotFoundError as exc:
-        if "bucket" in str(exc).lower():
+        if _speaks_of_a_bucket(exc):
             raise store_failure(where, exc) from None
         raise
     except TypeError as exc:  # the driver makes its client on first use, with every option it was given
@@ -360,7 +371,7 @@ class UrlFolder(OutputFolder):
         try:
             info = self.fs.info(self.root)
         except FileNotFoundError as exc:
-            if "bucket" not in str(exc).lower():  # s3fs: "The specified bucket does not exist"
+            if not _speaks_of_a_bucket(exc):  # s3fs: "The specified bucket does not exist"
                 return None
             raise self._refused("", exc) from None
         except GoldfishError:

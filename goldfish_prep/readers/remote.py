@@ -257,7 +257,7 @@ def _filesystem(scheme: str, shown: str) -> Any:
         fs = fsspec.filesystem(scheme, skip_instance_cache=True, **options_for(scheme))
     except ImportError:
         raise ConfigError(
-            f"{shown}: reading {scheme}:// URLs needs the Python package {package!r}, which is not installed. Fix: pip install 'goldfish-prep[{extra}]'"
+            f"{shown}: {scheme}:// URLs need the Python package {package!r}, which is not installed. Fix: pip install 'goldfish-prep[{extra}]'"
         ) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"--storage-options do not fit the {scheme}:// file system: {_short(exc)}") from None

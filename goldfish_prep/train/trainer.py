@@ -196,6 +196,18 @@ def _finished(run: _Run) -> bool:
 
 def _loop(run: _Run, log: LogFn) -> TrainResult:
     eval_data = _load_eval_data(run)
+    if run.dist.is_main:  # for the console only (not metrics.jsonl): the first step line may be minutes away on a CPU
+        planned = {"total_steps": run.total_steps, "estimated": run.config.max_supervised_tokens is not None}
+        log(
+            {
+                "event": "start",
+                "from_step": run.step,
+                **planned,
+                "parameters": run.model.num_parameters(),
+                "device": str(run.runtime.device),
+                "log_interval": run.config.log_interval,
+            }
+        )
     started, window_start, window_tokens = time.perf_counter(), time.perf_counter(), 0
     while not _finished(run):
         if eval_data is not None and run.config.eval_interval and run.step % run.config.eval_interval == 0 and run.step:
