@@ -61,9 +61,14 @@ before creating it (a later writer is refused) and after (an overwritten create
 backs off); writers starting in the same instant can still both win there, and
 one writer at a time is the user's promise (docs/remote.md), as it is for
 drivers without an exclusive mode. A store cannot say whether a holder is
-alive: a lock object left by a killed run stays until it is removed, and the
-refusal says how; only a later attempt of the same ``owner`` (a Ray task Ray
-retries) takes it over. Shared holders
+alive, but the machine it ran on can: a lock object names its holder's host,
+boot and pid namespace (``machine_id``), and a run on that machine takes over
+an object whose holder is no longer running (its pid gone or reused), as the
+local lock does without flock; so does a later attempt of the same ``owner`` (a
+Ray task Ray retries). On S3 the take-over is a PUT conditional on the stale
+object's ETag (``If-Match``), so of two runs taking over, one wins. An object
+left by a holder on another machine stays until it is removed, and the refusal
+says how. Shared holders
 (``--num-tasks`` tasks) hold nothing on a store; each task's own lock is
 create-once.
 """
@@ -72,8 +77,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
 import pyarrow as pa
@@ -232,21 +239,22 @@ class ObjectLock:
             if holder is not None:
                 raise LockHeldError(self._where, holder)
             return
-        mine = Holder.me().to_bytes()  # its command line has secrets scrubbed (a --storage-options key stays out)
+        # its command line has secrets scrubbed (a --storage-options key stays out); "machine" tells a later run on
+        # the same machine that it can judge whether this process is alive
+        fields = {**json.loads(Holder.me().to_bytes()), "machine": machine_id()}
         if self._owner is not None:
-            mine = json.dumps({**json.loads(mine), "owner": self._owner}, sort_keys=True).encode() + b"\n"
+            fields["owner"] = self._owner
+        mine = json.dumps(fields, sort_keys=True).encode() + b"\n"
         try:
             self._create(mine)
         except _NoCreateOnce:
             return  # nothing can be held (docs/remote.md)
         except LockHeldError:
-            left = self._left_by_owner()
+            left = self._stale()
             if left is None:
                 raise
-            with _translated(self._where):  # an earlier attempt of the same task, dead: take its object over
-                self._fs.rm_file(self._path)
-            self._create(mine)
-            self.taken_over = left
+            self._take_over(mine, *left)
+            self.taken_over = left[0]
         self._held = True
         if self._check is not None:
             try:
@@ -255,16 +263,58 @@ class ObjectLock:
                 self.release()
                 raise
 
-    def _left_by_owner(self) -> Holder | None:
-        """The holder named in the object when it was left by an earlier attempt of this lock's owner."""
+    def _stale(self) -> tuple[Holder, str | None] | None:
+        """(holder, the object's ETag) when the lock object was left by a process known to be dead, else None.
+
+        Known dead: an earlier attempt of this lock's ``owner`` (a Ray task Ray retried), or a process of this very
+        machine (same host name, boot and pid namespace: ``machine_id``) whose pid is gone or was reused (``Holder.
+        is_dead``), as the local lock judges a holder without flock. A holder on another machine is never judged."""
+        with _translated(self._where):
+            invalidate = getattr(self._fs, "invalidate_cache", None)
+            if invalidate is not None:
+                invalidate(self._path)  # an ETag cached from a listing would be stale
+            try:
+                etag = self._fs.info(self._path).get("ETag") if self._conditional else None  # first: see _take_over
+            except FileNotFoundError:
+                return None  # let go meanwhile: the caller's refusal stands, a rerun finds the folder free
         data = self._content()
-        if self._owner is None or data is None:
+        holder = Holder.parse(data) if data is not None else None
+        if data is None or holder is None:
             return None
         try:
-            owner = json.loads(data.decode("utf-8")).get("owner")
-        except (ValueError, AttributeError):
+            fields = json.loads(data.decode("utf-8"))
+        except ValueError:
             return None
-        return Holder.parse(data) if owner == self._owner else None
+        if self._owner is not None and fields.get("owner") == self._owner:
+            return holder, etag
+        here = machine_id()
+        if here is not None and fields.get("machine") == here and holder.is_dead():
+            return holder, etag
+        return None
+
+    @property
+    def _conditional(self) -> bool:
+        """Whether the driver can replace an object only if it is still the one read (s3fs: ``If-Match``)."""
+        return "s3" in getattr(self._fs, "protocol", ())
+
+    def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
+        """Replace the dead holder's object with ``mine``: on S3 by a PUT with ``If-Match`` on the ETag read
+        before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
+        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
+        delete and a create-once, where two runs taking over in the same instant could both delete."""
+        with _translated(self._where):
+            if etag is None:
+                self._fs.rm_file(self._path)
+                self._create(mine)
+                return
+            try:
+                self._fs.pipe_file(self._path, mine, IfMatch=etag)
+            except (OSError, FileNotFoundError) as exc:
+                if isinstance(exc, FileNotFoundError) or "precondition" in str(exc).lower():
+                    raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
+                raise
+            if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
+                raise LockHeldError(self._where, self._holder())
 
     def _create(self, mine: bytes) -> None:
         """Create the object holding ``mine``, or raise ``LockHeldError``."""
@@ -494,6 +544,20 @@ class UrlFolder(OutputFolder):
     def sha256(self, name: str) -> str:
         with self.open_shard_file(name) as handle:
             return HashingReader(cast(BinaryIO, handle)).hexdigest()
+
+
+def machine_id() -> str | None:
+    """This machine and pid namespace: the boot id and ``/proc/self/ns/pid`` (Linux), or None elsewhere.
+
+    A host name alone is not enough to judge a pid: containers with the host's network share its name but
+    not its pids, and a machine keeps its name across reboots. Within one boot and pid namespace, a pid that
+    is gone (or was reused, its start time differs) is a dead process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot} {namespace}"
 
 
 def _filesystem(url: str) -> tuple[Any, str]:
