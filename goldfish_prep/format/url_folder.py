@@ -114,10 +114,47 @@ def _short(exc: BaseException) -> str:
     return cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 3] + "..."
 
 
+#: what stores answer when a bucket, account or drive is full: AWS-style and S3-compatible codes (MinIO, Ceph RGW
+#: answers QuotaExceeded with 403), matched lower-cased; HTTP 507 Insufficient Storage whatever the code
+_FULL_CODES = frozenset(
+    {"quotaexceeded", "insufficientstorage", "xminiostoragefull", "xminioadminbucketquotaexceeded", "storagequotaexceeded"}
+)
+_FULL_WORDS = ("quota", "insufficient storage", "storage full", "no space left", "minimum free drive")
+
+
+def _store_answer(exc: BaseException) -> tuple[str, int | None]:
+    """(error code, HTTP status) of the store's answer behind ``exc`` (a botocore ``ClientError`` that s3fs wraps
+    as its ``__cause__``), or ("", None): s3fs keeps only the message, which need not name the code."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return code, status if isinstance(status, int) else None
+        seen = seen.__cause__ or seen.__context__
+    return "", None
+
+
 def store_failure(where: str, exc: BaseException) -> StoreError:
     """The one line for a failed request about ``where``: what the store said (scrubbed of secrets), and the fix."""
     cause = _short(exc)
+    code, status = _store_answer(exc)
+    if code and code not in cause:
+        cause = f"{code}: {cause}"
     lowered = cause.lower()
+    if status == 507 or code.lower() in _FULL_CODES or any(word in lowered for word in _FULL_WORDS):
+        return StoreError(
+            f"{where}: the store is full or over its quota ({cause}). Free space under the bucket or raise its quota, "
+            "then rerun with --resume, which keeps finished shards"
+        )
+    if code == "EntityTooLarge":
+        return StoreError(
+            f"{where}: the store refused the object as too large ({cause}). Rerun with --overwrite and a smaller "
+            "--shard-size, or raise the store's limit on an object's size"
+        )
     if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
         return StoreError(
             f"{where}: the bucket does not exist ({cause}). Create it first, or check the bucket name "
@@ -162,11 +199,18 @@ class UploadFile:
         with _translated(where):
             self._raw = fs.open(path, "wb")
         self._hashes = Checksums()
+        self._failed: StoreError | None = None
 
     def write(self, data: bytes | memoryview) -> int:
+        if self._failed is not None:  # closing the Arrow stream after a failed part: do not ask the store again
+            raise self._failed
         self._hashes.update(data)
-        with _translated(self.temporary):  # a full part is uploaded from inside write
-            written: int = self._raw.write(data)
+        try:
+            with _translated(self.temporary):  # a full part is uploaded from inside write
+                written: int = self._raw.write(data)
+        except StoreError as exc:
+            self._failed = exc
+            raise
         return written
 
     def flush(self) -> None:
@@ -201,6 +245,7 @@ class UploadFile:
             discard = getattr(self._raw, "discard", None)
             if discard is not None:
                 discard()
+                self._raw.closed = True  # else its __del__ would close it: a flush of the buffer discard dropped
             elif not self._raw.closed:
                 self._raw.close()
                 self._fs.rm_file(self._path)
@@ -310,7 +355,8 @@ class ObjectLock:
             try:
                 self._fs.pipe_file(self._path, mine, IfMatch=etag)
             except (OSError, FileNotFoundError) as exc:
-                if isinstance(exc, FileNotFoundError) or "precondition" in str(exc).lower():
+                code, status = _store_answer(exc)
+                if isinstance(exc, FileNotFoundError) or code == "PreconditionFailed" or status == 412:
                     raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
                 raise
             if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
