@@ -77,7 +77,9 @@ from __future__ import annotations
 
 import io
 import json
+import mmap
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -574,18 +576,29 @@ class UrlFolder(OutputFolder):
         )
 
     def shard_buffer(self, name: str) -> pa.Buffer:
-        """The whole shard, read block by block into one buffer (``verify`` checks a shard as a whole): one copy
-        of it in memory, never two (``cat_file`` would hold the response and then the bytes)."""
-        with self.open_shard_file(name) as handle:
+        """The whole shard (``verify`` checks a shard as a whole), as a local shard is: memory-mapped. It is
+        streamed in ``READ_BLOCK`` GETs into an unnamed temporary file (``TMPDIR``; nothing to clean up, even
+        after SIGKILL), so the process holds one block, not the shard: the mapped pages are the page cache's,
+        which the kernel can drop, where a buffer in memory could not be (bench/url_verify_memory.py)."""
+        with self.open_shard_file(name) as handle, tempfile.TemporaryFile(prefix="goldfish-shard-") as staged:
             size = int(self._ask(name, lambda: self.fs.size(self._path(name))))
-            buffer = pa.allocate_buffer(size, resizable=False)
-            view, done = memoryview(buffer).cast("B"), 0
-            while done < size:
-                read = handle.readinto(view[done : done + READ_BLOCK])
-                if not read:
-                    raise OSError(f"the object ended after {done:,} of its {size:,} bytes")
-                done += read
-        return buffer
+            done = 0
+            while block := handle.read(READ_BLOCK):
+                try:
+                    staged.write(block)
+                except OSError as exc:
+                    raise OSError(
+                        f"no room for a temporary copy of the shard in {tempfile.gettempdir()} ({exc.strerror or exc}); "
+                        "set TMPDIR to a folder with room for one shard"
+                    ) from exc
+                done += len(block)
+            if done != size:
+                raise OSError(f"the object ended after {done:,} of its {size:,} bytes")
+            staged.flush()
+            if not size:
+                return pa.py_buffer(b"")
+            mapped = mmap.mmap(staged.fileno(), size, access=mmap.ACCESS_READ)  # outlives the file's descriptor
+        return pa.py_buffer(mapped)
 
     def sha256(self, name: str) -> str:
         with self.open_shard_file(name) as handle:
