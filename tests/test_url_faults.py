@@ -23,12 +23,12 @@ from tests import s3_server as fixtures
 from tests import test_url_outputs as outputs
 from tests.faults_support import start
 from tests.s3_server import FaultyProxy, S3Server, error_line, run
-from tests.test_url_outputs import BUCKET, MULTIPART, OPTIONS, objects
+from tests.test_url_outputs import BUCKET, KILL_OPTIONS, MULTIPART, OPTIONS, objects
 
 # the server, a bucket emptied after each test, the corpora and the local runs' files (see tests/test_url_outputs.py)
 s3_server, s3_env = fixtures.s3_server, fixtures.s3_env
 bucket, corpus, big_corpus = outputs.bucket, outputs.corpus, outputs.big_corpus
-reference, one_shard_reference = outputs.reference, outputs.one_shard_reference
+reference, big_reference, one_shard_reference = outputs.reference, outputs.big_reference, outputs.one_shard_reference
 
 
 class FullStore(FaultyProxy):
@@ -211,3 +211,66 @@ def test_a_killed_task_s_lock_is_taken_over_by_the_rerun_of_that_task(bucket: S3
     assert result.exit_code == 0, result.output
     assert f"note: took over {url}/.goldfish/task-00000-of-00002.lock, left by pid {process.pid} on " in result.output
     assert ".goldfish/task-00000-of-00002.lock" not in objects(bucket, "task")
+
+
+# --- --overwrite of a finished output on the store ----------------------------------------------------
+
+
+def test_an_overwrite_killed_mid_run_keeps_the_old_output_until_resume_commits_the_new(
+    bucket: S3Server, big_corpus: Path, big_reference: dict[str, bytes]
+) -> None:
+    """The finished output is moved aside whole (server-side copies into .goldfish/replaced/) before the new run
+    writes; SIGKILL then leaves it there intact, and the rerun with --resume finishes the new output and drops it."""
+    url = f"s3://{BUCKET}/over"
+    assert run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--k", "3").exit_code == 0
+    old = objects(bucket, "over")
+    process = start(big_corpus, "-o", url, *KILL_OPTIONS[1:], "--overwrite", env=bucket.env())
+    try:
+        # the old records are moved aside last; then the new run's second shard completes
+        last = max(name for name in old if name.startswith(".goldfish/shard-"))
+        outputs.wait_for_object(bucket, f"over/.goldfish/replaced/{last}", process)
+        outputs.wait_for_object(bucket, "over/.goldfish/shard-00001.json", process)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    left = objects(bucket, "over")
+    aside = ".goldfish/replaced/"
+    assert {name[len(aside) :]: data for name, data in left.items() if name.startswith(aside)} == old  # whole, byte for byte
+    assert "state.json" not in left and "goldfish_manifest.json" not in left  # neither output looks finished
+    result = run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume")  # takes the dead run's lock over
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "over") == big_reference  # the new output, and nothing of the old
+
+
+def test_an_overwrite_that_fails_puts_the_old_output_back(bucket: S3Server, corpus: Path, tmp_path: Path) -> None:
+    url = f"s3://{BUCKET}/back"
+    assert run("mask", corpus, "-o", url, *OPTIONS).exit_code == 0
+    old = objects(bucket, "back")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(corpus.read_bytes() + b"{not json\n")
+    result = run("mask", bad, "-o", url, *OPTIONS[1:], "--overwrite")
+    assert result.exit_code == 1
+    assert f"note: the run failed, so the finished output it was replacing is back in {url}" in result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"Error: {bad} line ")
+    assert objects(bucket, "back") == old
+
+
+# --- verify on a URL output holds no shard in memory --------------------------------------------------
+
+
+def test_a_whole_shard_read_by_url_is_mapped_from_a_temporary_file_not_held_in_memory(
+    bucket: S3Server, big_corpus: Path, one_shard_reference: dict[str, bytes]
+) -> None:
+    import pyarrow as pa
+
+    from goldfish_prep.format.folder import open_folder
+
+    assert run("mask", big_corpus, "-o", f"s3://{BUCKET}/whole", "-q", "--shard-size", "8MB").exit_code == 0
+    folder = open_folder(f"s3://{BUCKET}/whole")
+    before = pa.total_allocated_bytes()
+    shard = folder.read_shard_bytes("data-00000.arrow")
+    size = len(one_shard_reference["data-00000.arrow"])
+    assert pa.total_allocated_bytes() - before < size // 10  # Arrow holds none of it: the pages are a mapped file's
+    assert shard.buffer.to_pybytes() == one_shard_reference["data-00000.arrow"]
+    assert shard.checksums["sha256"] == json.loads(one_shard_reference[".goldfish/shard-00000.json"])["sha256"]
+    assert shard.table().num_rows > 0
