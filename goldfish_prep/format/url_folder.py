@@ -79,6 +79,8 @@ import io
 import json
 import mmap
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -336,6 +338,8 @@ class ObjectLock:
             return holder, etag
         here = machine_id()
         if here is not None and fields.get("machine") == here and holder.is_dead():
+            return holder, etag
+        if ray_job_ended(fields.get("owner")):
             return holder, etag
         return None
 
@@ -617,6 +621,30 @@ def machine_id() -> str | None:
     except OSError:
         return None
     return f"{boot} {namespace}"
+
+
+_RAY_OWNER = re.compile(r"ray .* of job ([0-9a-f]+) started (\d+)")
+
+
+def ray_job_ended(owner: object) -> bool:
+    """Whether ``owner`` (a Ray task's or driver's, ``ray_backend.lock_owner``) names a job that has ended on the
+    Ray cluster this process is connected to: Ray ends every task of a job whose driver died, on every node.
+
+    The owner names the job by its id and its start time in the cluster's job table; ids restart at 1 in a
+    new cluster, so both must match: a job of a cluster started since (its head lost) is never taken for it."""
+    ray = sys.modules.get("ray")
+    match = _RAY_OWNER.fullmatch(owner) if isinstance(owner, str) else None
+    if match is None or ray is None or not ray.is_initialized():
+        return False
+    try:
+        from ray._private import state
+
+        listing: Any = state.jobs  # untyped in Ray
+        jobs = listing()
+    except Exception:  # an API Ray may move: without it, nothing is judged
+        return False
+    job, started = match.groups()
+    return any(entry.get("JobID") == job and str(entry.get("StartTime")) == started and entry.get("IsDead") is True for entry in jobs)
 
 
 def _filesystem(url: str) -> tuple[Any, str]:
