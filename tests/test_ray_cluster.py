@@ -239,10 +239,10 @@ class TaskWatcher:
         self.thread.join(timeout=10)
 
 
-def run_on_cluster(cluster: Cluster, corpus_url: str, prefix: str, folder: Path) -> subprocess.Popen[str]:
+def run_on_cluster(cluster: Cluster, corpus_url: str, prefix: str, folder: Path, *more: str) -> subprocess.Popen[str]:
     """The driver: `goldfish-prep mask` from a folder of its own, reaching the store and the cluster by env and flags only."""
     folder.mkdir()
-    command = [sys.executable, "-m", "goldfish_prep_cli", "mask", corpus_url, "-o", f"s3://{OUTPUTS}/{prefix}", *OPTIONS]
+    command = [sys.executable, "-m", "goldfish_prep_cli", "mask", corpus_url, "-o", f"s3://{OUTPUTS}/{prefix}", *OPTIONS, *more]
     command += ["--ray-address", cluster.address, "--ray-tasks", str(TASKS)]
     return subprocess.Popen(command, cwd=folder, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -283,6 +283,50 @@ def test_tasks_on_two_nodes_write_the_bytes_of_one_local_run(
     # changed into it would work here and fail on a real cluster); /proc/PID/cwd of each lock holder while it held it
     temporary = {folder for folder in watcher.folders if Path(folder).name.startswith("goldfish-prep-ray-")}
     assert temporary and not any(folder.startswith(str(tmp_path / "driver")) for folder in watcher.folders), watcher.folders
+
+
+def test_the_driver_killed_mid_run_then_resume_gives_the_bytes_of_one_run(
+    cluster: Cluster, s3_server: S3Server, corpus_url: str, reference: dict[str, bytes], tmp_path: Path
+) -> None:
+    """SIGKILL to the driver once tasks have written shards: Ray ends the job's task workers, the lock objects stay
+    (the driver's and the tasks'), and the same command rerun with --resume takes each over, since the cluster's job
+    table says their job ended (each names it), keeps the finished shards and writes one local run's bytes."""
+    with contextlib.suppress(Exception):
+        s3_server.client().create_bucket(Bucket=OUTPUTS)
+    driver = run_on_cluster(cluster, corpus_url, "driver-lost", tmp_path / "driver")
+    watcher = TaskWatcher(s3_server, cluster, "driver-lost")
+    s3 = s3_server.client()
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # two shards with their records, and tasks still holding their locks
+            assert driver.poll() is None and time.monotonic() < deadline, "the run ended before two shards"
+            with contextlib.suppress(s3.exceptions.ClientError):
+                s3.head_object(Bucket=OUTPUTS, Key="driver-lost/.goldfish/shard-00001.json")
+                if watcher.poll():
+                    break
+            time.sleep(0.05)
+        driver.kill()
+        driver.communicate(timeout=60)
+        holders = watcher.poll()
+    finally:
+        watcher.close()
+    left = objects(s3_server, "driver-lost", bucket=OUTPUTS)
+    assert ".goldfish/ray-driver.lock" in left and holders and "state.json" not in left
+    deadline = time.monotonic() + 60  # Ray kills the workers of a job whose driver died
+    while any(Path(f"/proc/{pid}").exists() for pid in holders.values()):
+        assert time.monotonic() < deadline, f"task workers still running 60 s after their driver died: {holders}"
+        time.sleep(0.2)
+    # as if every holder had run on another machine (the nodes of a real cluster): only the cluster's word that the
+    # job ended can free the locks now (the machine check would take over a dead holder of the rerun's own machine)
+    for name, data in left.items():
+        if name.endswith(".lock"):
+            fields = json.loads(data)
+            assert " of job " in fields["owner"], fields  # the job, by its id and start time in the cluster's job table
+            moved = {**fields, "machine": "another machine", "host": "another-host"}
+            s3.put_object(Bucket=OUTPUTS, Key=f"driver-lost/{name}", Body=json.dumps(moved).encode())
+    rerun = run_on_cluster(cluster, corpus_url, "driver-lost", tmp_path / "rerun", "--resume")
+    finished(rerun)
+    same_as_reference(s3_server, "driver-lost", reference)
 
 
 def test_a_worker_node_lost_mid_run_is_retried_and_the_output_is_the_same(

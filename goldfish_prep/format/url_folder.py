@@ -61,9 +61,14 @@ before creating it (a later writer is refused) and after (an overwritten create
 backs off); writers starting in the same instant can still both win there, and
 one writer at a time is the user's promise (docs/remote.md), as it is for
 drivers without an exclusive mode. A store cannot say whether a holder is
-alive: a lock object left by a killed run stays until it is removed, and the
-refusal says how; only a later attempt of the same ``owner`` (a Ray task Ray
-retries) takes it over. Shared holders
+alive, but the machine it ran on can: a lock object names its holder's host,
+boot and pid namespace (``machine_id``), and a run on that machine takes over
+an object whose holder is no longer running (its pid gone or reused), as the
+local lock does without flock; so does a later attempt of the same ``owner`` (a
+Ray task Ray retries). On S3 the take-over is a PUT conditional on the stale
+object's ETag (``If-Match``), so of two runs taking over, one wins. An object
+left by a holder on another machine stays until it is removed, and the refusal
+says how. Shared holders
 (``--num-tasks`` tasks) hold nothing on a store; each task's own lock is
 create-once.
 """
@@ -72,8 +77,14 @@ from __future__ import annotations
 
 import io
 import json
+import mmap
+import os
+import re
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
 import pyarrow as pa
@@ -107,10 +118,47 @@ def _short(exc: BaseException) -> str:
     return cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 3] + "..."
 
 
+#: what stores answer when a bucket, account or drive is full: AWS-style and S3-compatible codes (MinIO, Ceph RGW
+#: answers QuotaExceeded with 403), matched lower-cased; HTTP 507 Insufficient Storage whatever the code
+_FULL_CODES = frozenset(
+    {"quotaexceeded", "insufficientstorage", "xminiostoragefull", "xminioadminbucketquotaexceeded", "storagequotaexceeded"}
+)
+_FULL_WORDS = ("quota", "insufficient storage", "storage full", "no space left", "minimum free drive")
+
+
+def _store_answer(exc: BaseException) -> tuple[str, int | None]:
+    """(error code, HTTP status) of the store's answer behind ``exc`` (a botocore ``ClientError`` that s3fs wraps
+    as its ``__cause__``), or ("", None): s3fs keeps only the message, which need not name the code."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return code, status if isinstance(status, int) else None
+        seen = seen.__cause__ or seen.__context__
+    return "", None
+
+
 def store_failure(where: str, exc: BaseException) -> StoreError:
     """The one line for a failed request about ``where``: what the store said (scrubbed of secrets), and the fix."""
     cause = _short(exc)
+    code, status = _store_answer(exc)
+    if code and code not in cause:
+        cause = f"{code}: {cause}"
     lowered = cause.lower()
+    if status == 507 or code.lower() in _FULL_CODES or any(word in lowered for word in _FULL_WORDS):
+        return StoreError(
+            f"{where}: the store is full or over its quota ({cause}). Free space under the bucket or raise its quota, "
+            "then rerun with --resume, which keeps finished shards"
+        )
+    if code == "EntityTooLarge":
+        return StoreError(
+            f"{where}: the store refused the object as too large ({cause}). Rerun with --overwrite and a smaller "
+            "--shard-size, or raise the store's limit on an object's size"
+        )
     if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
         return StoreError(
             f"{where}: the bucket does not exist ({cause}). Create it first, or check the bucket name "
@@ -166,11 +214,18 @@ class UploadFile:
         with _translated(where):
             self._raw = fs.open(path, "wb")
         self._hashes = Checksums()
+        self._failed: StoreError | None = None
 
     def write(self, data: bytes | memoryview) -> int:
+        if self._failed is not None:  # closing the Arrow stream after a failed part: do not ask the store again
+            raise self._failed
         self._hashes.update(data)
-        with _translated(self.temporary):  # a full part is uploaded from inside write
-            written: int = self._raw.write(data)
+        try:
+            with _translated(self.temporary):  # a full part is uploaded from inside write
+                written: int = self._raw.write(data)
+        except StoreError as exc:
+            self._failed = exc
+            raise
         return written
 
     def flush(self) -> None:
@@ -205,6 +260,7 @@ class UploadFile:
             discard = getattr(self._raw, "discard", None)
             if discard is not None:
                 discard()
+                self._raw.closed = True  # else its __del__ would close it: a flush of the buffer discard dropped
             elif not self._raw.closed:
                 self._raw.close()
                 self._fs.rm_file(self._path)
@@ -243,21 +299,22 @@ class ObjectLock:
             if holder is not None:
                 raise LockHeldError(self._where, holder)
             return
-        mine = Holder.me().to_bytes()  # its command line has secrets scrubbed (a --storage-options key stays out)
+        # its command line has secrets scrubbed (a --storage-options key stays out); "machine" tells a later run on
+        # the same machine that it can judge whether this process is alive
+        fields = {**json.loads(Holder.me().to_bytes()), "machine": machine_id()}
         if self._owner is not None:
-            mine = json.dumps({**json.loads(mine), "owner": self._owner}, sort_keys=True).encode() + b"\n"
+            fields["owner"] = self._owner
+        mine = json.dumps(fields, sort_keys=True).encode() + b"\n"
         try:
             self._create(mine)
         except _NoCreateOnce:
             return  # nothing can be held (docs/remote.md)
         except LockHeldError:
-            left = self._left_by_owner()
+            left = self._stale()
             if left is None:
                 raise
-            with _translated(self._where):  # an earlier attempt of the same task, dead: take its object over
-                self._fs.rm_file(self._path)
-            self._create(mine)
-            self.taken_over = left
+            self._take_over(mine, *left)
+            self.taken_over = left[0]
         self._held = True
         if self._check is not None:
             try:
@@ -266,16 +323,61 @@ class ObjectLock:
                 self.release()
                 raise
 
-    def _left_by_owner(self) -> Holder | None:
-        """The holder named in the object when it was left by an earlier attempt of this lock's owner."""
+    def _stale(self) -> tuple[Holder, str | None] | None:
+        """(holder, the object's ETag) when the lock object was left by a process known to be dead, else None.
+
+        Known dead: an earlier attempt of this lock's ``owner`` (a Ray task Ray retried), or a process of this very
+        machine (same host name, boot and pid namespace: ``machine_id``) whose pid is gone or was reused (``Holder.
+        is_dead``), as the local lock judges a holder without flock. A holder on another machine is never judged."""
+        with _translated(self._where):
+            invalidate = getattr(self._fs, "invalidate_cache", None)
+            if invalidate is not None:
+                invalidate(self._path)  # an ETag cached from a listing would be stale
+            try:
+                etag = self._fs.info(self._path).get("ETag") if self._conditional else None  # first: see _take_over
+            except FileNotFoundError:
+                return None  # let go meanwhile: the caller's refusal stands, a rerun finds the folder free
         data = self._content()
-        if self._owner is None or data is None:
+        holder = Holder.parse(data) if data is not None else None
+        if data is None or holder is None:
             return None
         try:
-            owner = json.loads(data.decode("utf-8")).get("owner")
-        except (ValueError, AttributeError):
+            fields = json.loads(data.decode("utf-8"))
+        except ValueError:
             return None
-        return Holder.parse(data) if owner == self._owner else None
+        if self._owner is not None and fields.get("owner") == self._owner:
+            return holder, etag
+        here = machine_id()
+        if here is not None and fields.get("machine") == here and holder.is_dead():
+            return holder, etag
+        if ray_job_ended(fields.get("owner")):
+            return holder, etag
+        return None
+
+    @property
+    def _conditional(self) -> bool:
+        """Whether the driver can replace an object only if it is still the one read (s3fs: ``If-Match``)."""
+        return "s3" in getattr(self._fs, "protocol", ())
+
+    def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
+        """Replace the dead holder's object with ``mine``: on S3 by a PUT with ``If-Match`` on the ETag read
+        before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
+        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
+        delete and a create-once, where two runs taking over in the same instant could both delete."""
+        with _translated(self._where):
+            if etag is None:
+                self._fs.rm_file(self._path)
+                self._create(mine)
+                return
+            try:
+                self._fs.pipe_file(self._path, mine, IfMatch=etag)
+            except (OSError, FileNotFoundError) as exc:
+                code, status = _store_answer(exc)
+                if isinstance(exc, FileNotFoundError) or code == "PreconditionFailed" or status == 412:
+                    raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
+                raise
+            if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
+                raise LockHeldError(self._where, self._holder())
 
     def _create(self, mine: bytes) -> None:
         """Create the object holding ``mine``, or raise ``LockHeldError``."""
@@ -489,22 +591,71 @@ class UrlFolder(OutputFolder):
         )
 
     def shard_buffer(self, name: str) -> pa.Buffer:
-        """The whole shard, read block by block into one buffer (``verify`` checks a shard as a whole): one copy
-        of it in memory, never two (``cat_file`` would hold the response and then the bytes)."""
-        with self.open_shard_file(name) as handle:
+        """The whole shard (``verify`` checks a shard as a whole), as a local shard is: memory-mapped. It is
+        streamed in ``READ_BLOCK`` GETs into an unnamed temporary file (``TMPDIR``; nothing to clean up, even
+        after SIGKILL), so the process holds one block, not the shard: the mapped pages are the page cache's,
+        which the kernel can drop, where a buffer in memory could not be (bench/url_verify_memory.py)."""
+        with self.open_shard_file(name) as handle, tempfile.TemporaryFile(prefix="goldfish-shard-") as staged:
             size = int(self._ask(name, lambda: self.fs.size(self._path(name))))
-            buffer = pa.allocate_buffer(size, resizable=False)
-            view, done = memoryview(buffer).cast("B"), 0
-            while done < size:
-                read = handle.readinto(view[done : done + READ_BLOCK])
-                if not read:
-                    raise OSError(f"the object ended after {done:,} of its {size:,} bytes")
-                done += read
-        return buffer
+            done = 0
+            while block := handle.read(READ_BLOCK):
+                try:
+                    staged.write(block)
+                except OSError as exc:
+                    raise OSError(
+                        f"no room for a temporary copy of the shard in {tempfile.gettempdir()} ({exc.strerror or exc}); "
+                        "set TMPDIR to a folder with room for one shard"
+                    ) from exc
+                done += len(block)
+            if done != size:
+                raise OSError(f"the object ended after {done:,} of its {size:,} bytes")
+            staged.flush()
+            if not size:
+                return pa.py_buffer(b"")
+            mapped = mmap.mmap(staged.fileno(), size, access=mmap.ACCESS_READ)  # outlives the file's descriptor
+        return pa.py_buffer(mapped)
 
     def sha256(self, name: str) -> str:
         with self.open_shard_file(name) as handle:
             return HashingReader(cast(BinaryIO, handle)).hexdigest()
+
+
+def machine_id() -> str | None:
+    """This machine and pid namespace: the boot id and ``/proc/self/ns/pid`` (Linux), or None elsewhere.
+
+    A host name alone is not enough to judge a pid: containers with the host's network share its name but
+    not its pids, and a machine keeps its name across reboots. Within one boot and pid namespace, a pid that
+    is gone (or was reused, its start time differs) is a dead process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot} {namespace}"
+
+
+_RAY_OWNER = re.compile(r"ray .* of job ([0-9a-f]+) started (\d+)")
+
+
+def ray_job_ended(owner: object) -> bool:
+    """Whether ``owner`` (a Ray task's or driver's, ``ray_backend.lock_owner``) names a job that has ended on the
+    Ray cluster this process is connected to: Ray ends every task of a job whose driver died, on every node.
+
+    The owner names the job by its id and its start time in the cluster's job table; ids restart at 1 in a
+    new cluster, so both must match: a job of a cluster started since (its head lost) is never taken for it."""
+    ray = sys.modules.get("ray")
+    match = _RAY_OWNER.fullmatch(owner) if isinstance(owner, str) else None
+    if match is None or ray is None or not ray.is_initialized():
+        return False
+    try:
+        from ray._private import state
+
+        listing: Any = state.jobs  # untyped in Ray
+        jobs = listing()
+    except Exception:  # an API Ray may move: without it, nothing is judged
+        return False
+    job, started = match.groups()
+    return any(entry.get("JobID") == job and str(entry.get("StartTime")) == started and entry.get("IsDead") is True for entry in jobs)
 
 
 def _filesystem(url: str) -> tuple[Any, str]:

@@ -83,24 +83,31 @@ class ShardWriter:
         self.num_rows += batch.num_rows
 
     def close(self) -> dict[str, str]:
-        """Finish the stream, make it durable under its final name, and return its ``{"sha256": ..., "xxh3_128": ...}``."""
+        """Finish the stream, make it durable under its final name, and return its ``{"sha256": ..., "xxh3_128": ...}``.
+
+        A failure aborts the file here: the caller no longer holds this writer, and an upload left open would be
+        completed by the garbage collector (s3fs closes a file in ``__del__``), without the part that failed."""
         try:
             self._writer.close()
             self._sink.close()
             self._file.commit()
             return self._file.checksums()
-        except OSError as exc:
-            raise write_failure(self._temporary, exc) from exc
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise write_failure(self._temporary, exc) from exc
+            raise
 
     def abort(self) -> None:
         """Drop the unfinished temporary file (the final name is never touched).
 
-        Closing may fail again (the disk is still full): that is not news, the
-        original error is what the user needs to see.
+        Closing may fail again (the disk is still full, the store refuses, as the
+        ``StoreError`` it raised the first time): that is not news, the original
+        error is what the user needs to see, and the file must still be aborted.
         """
         for close in (self._writer.close, self._sink.close):
             try:
                 close()
-            except (OSError, pa.ArrowException):
+            except Exception:
                 pass
         self._file.abort()

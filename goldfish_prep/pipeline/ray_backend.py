@@ -85,7 +85,8 @@ def run_mask_on_ray(job: MaskJob, address: str, num_tasks: int | None = None) ->
         # (a ray:// client's paths are the cluster's, not this machine's: it holds nothing, its tasks do;
         # a URL output is the same store everywhere: the driver holds its lock object)
         use_storage_options(job.storage_options)
-        folder = output_folder(job.output)
+        of_job = _of_job()  # names this driver's lock object (no owner at all without it: "ray driver" is any driver's)
+        folder = output_folder(job.output, f"ray driver{of_job}" if of_job else None)
         client = address.startswith("ray://") and isinstance(job.output, Path)
         with nullcontext() if client else folder.holding(RAY_DRIVER_LOCK, quiet=not job.progress):
             with nullcontext() if client else folder.holding(WRITER_LOCK, shared=True):
@@ -227,7 +228,23 @@ def _attempt_owner() -> str:
     died): a URL output's lock object left by a dead attempt is taken over by the next (locally, flock frees it)."""
     import ray
 
-    return f"ray task {ray.get_runtime_context().get_task_id()}"
+    return f"ray task {ray.get_runtime_context().get_task_id()}{_of_job()}"
+
+
+def _of_job() -> str:
+    """`` of job ID started MS``: the job in the cluster's job table, so that a later run on the same cluster can
+    tell that this job ended (its driver died) and take its lock objects over (``url_folder.ray_job_ended``)."""
+    import ray
+
+    job = ray.get_runtime_context().get_job_id()
+    try:
+        from ray._private import state
+
+        listing: Any = state.jobs  # untyped in Ray
+        started = next(entry["StartTime"] for entry in listing() if entry.get("JobID") == job)
+    except Exception:  # an API Ray may move, or the job not listed yet: the owner then names no job
+        return ""
+    return f" of job {job} started {started}"
 
 
 def _run_task(job: MaskJob, disk: DriverDisk) -> dict[str, Any]:
