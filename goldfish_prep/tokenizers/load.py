@@ -11,7 +11,11 @@ A spec is read as the first of these that fits:
    rank line (Llama 3 ships its ranks as ``tokenizer.model``);
    any other name -> tiktoken ranks if it looks like them, a ``tokenizer.json``
    if it starts with ``{``, else a SentencePiece model;
-3. an existing folder -> a Hugging Face tokenizer or model folder (``hf``);
+3. an existing folder -> a Hugging Face tokenizer or model folder (``hf``),
+   except a folder whose only tokenizer file is ``tokenizer.json``: that is read
+   as the file (2.), so ``DIR/`` and ``DIR/tokenizer.json`` give the same ids and
+   special tokens (without a config, AutoTokenizer knows no BOS/EOS, while the
+   file's loader finds them by their names);
 4. something path-like that does not exist (starts with ``/``, ``.`` or ``~``,
    has two or more ``/``, or ends in ``.json``/``.model``/``.tiktoken``) -> an error;
 5. anything else shaped like ``owner/name`` (or a bare legacy name) -> a hub id,
@@ -95,8 +99,10 @@ def _load(spec: str, backend: str) -> Tokenizer:
     if path.is_file():
         return _load_file(spec, path, backend)
     if path.is_dir():
-        from goldfish_prep.tokenizers.hf import load_hf_folder
+        from goldfish_prep.tokenizers.hf import TOKENIZER_FILES, load_hf_folder
 
+        if [name for name in TOKENIZER_FILES if (path / name).is_file()] == ["tokenizer.json"]:
+            return _load_file(spec, path.resolve() / "tokenizer.json", backend)
         return _maybe_fast(load_hf_folder(spec, path), backend)
     if _looks_like_path(spec):
         raise TokenizerError(
