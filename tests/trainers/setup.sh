@@ -13,6 +13,7 @@
 # Installer: uv (the [test] extra pins it), which resolves and links a trainer's few hundred packages several
 # times faster than pip and keeps one cache for all the venvs. Without uv, or with GOLDFISH_TRAINERS_INSTALLER=pip,
 # pip installs them one after the other, as before (slower: tests/trainers/ci-trainers.txt gives both times).
+# uv's venvs hold no pip of their own: `python -m uv pip install --python VENV/bin/python PACKAGE` adds to one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="${GOLDFISH_TRAINERS_DIR:-$PWD/.trainers}"
