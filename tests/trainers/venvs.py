@@ -24,7 +24,7 @@ def venv_root() -> Path:
 
 
 def ci_trainers() -> list[str]:
-    """The venvs setup.sh makes by default, which CI must have (tests/trainers/ci-trainers.txt says why axolotl is not one)."""
+    """The venvs setup.sh makes by default, which CI must have (tests/trainers/ci-trainers.txt, with their install times)."""
     lines = (HERE / "ci-trainers.txt").read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
