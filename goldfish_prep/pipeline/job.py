@@ -38,7 +38,7 @@ from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
 from goldfish_prep.readers.redact import shown_url
-from goldfish_prep.readers.remote import use_storage_options
+from goldfish_prep.readers.remote import is_url, use_storage_options
 from goldfish_prep.strategies.robust import start_loading_compiled
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
@@ -120,6 +120,31 @@ def output_folder(output: Path | str, lock_owner: str | None = None) -> OutputFo
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
     use_storage_options(job.storage_options)  # for the inputs and a URL output alike
+    opened = None if _uses_a_store(job) else _open(job)  # a store is opened once the workers have started
+    if needs_token_bytes(job.mask):  # robust: its compiled scan is built before workers fork (strategies.robust)
+        start_loading_compiled()
+    tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
+    # workers start now: forked ones inherit the tokenizer, spawned ones load it
+    # while this process hashes the inputs and prepares the output folder
+    warm_up = functools.partial(load_tokenizer, backend=job.tokenizer_backend)
+    with WorkerPool(job.num_proc, warm_up=warm_up, argument=job.tokenizer_spec) as pool:
+        folder, resolved, job = opened if opened is not None else _open(job)
+        return _run(job, folder, resolved, tokenizer, pool)
+
+
+def _uses_a_store(job: MaskJob) -> bool:
+    """Whether the output or an input is a URL. Then the workers start before the output folder and the inputs
+    are opened: a store's client (fsspec) runs an I/O thread from its first use on, and a process with a thread
+    spawns its workers (``pool.safe_start_method``), which then load the tokenizer again and get their batches
+    pickled through pipes instead of shared memory (measured: docs/remote.md, "Speed and memory of a URL output").
+    The price is the order of the errors: a tokenizer that cannot be loaded is reported before an input that
+    does not exist."""
+    return is_output_url(job.output) or any(is_url(str(spec)) for spec in job.inputs)
+
+
+def _open(job: MaskJob) -> tuple[OutputFolder, ResolvedInputs, MaskJob]:
+    """The output folder and the resolved inputs, after the checks that they are apart; the job, with chat
+    reading switched on when the inputs hold conversations."""
     folder = output_folder(job.output, job.lock_owner)
     if isinstance(folder, LocalFolder):
         _check_output_not_in_input_folder(folder.path, job.inputs)
@@ -132,14 +157,7 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
         _check_url_output_outside_inputs(folder.where(), resolved.sources)
     if not job.reader.chat and reads_chat(job.chat, job.reader, resolved.sources):
         job = dataclasses.replace(job, reader=dataclasses.replace(job.reader, chat=True))
-    if needs_token_bytes(job.mask):  # robust: its compiled scan is built before workers fork (strategies.robust)
-        start_loading_compiled()
-    tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
-    # workers start now: forked ones inherit the tokenizer, spawned ones load it
-    # while this process hashes the inputs and prepares the output folder
-    warm_up = functools.partial(load_tokenizer, backend=job.tokenizer_backend)
-    with WorkerPool(job.num_proc, warm_up=warm_up, argument=job.tokenizer_spec) as pool:
-        return _run(job, folder, resolved, tokenizer, pool)
+    return folder, resolved, job
 
 
 def _run(job: MaskJob, folder: OutputFolder, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
