@@ -84,11 +84,23 @@ class ShardWriter:
 
     def close(self) -> dict[str, str]:
         """Finish the stream, make it durable under its final name, and return its ``{"sha256": ..., "xxh3_128": ...}``."""
+        checksums = self.finish()
+        self.commit()
+        return checksums
+
+    def finish(self) -> dict[str, str]:
+        """Write the stream's last bytes and return its checksums; nothing is visible under the final name yet."""
         try:
             self._writer.close()
             self._sink.close()
-            self._file.commit()
             return self._file.checksums()
+        except OSError as exc:
+            raise write_failure(self._temporary, exc) from exc
+
+    def commit(self) -> None:
+        """Make the finished file visible, whole, under its final name (a rename, or an upload that completes)."""
+        try:
+            self._file.commit()
         except OSError as exc:
             raise write_failure(self._temporary, exc) from exc
 

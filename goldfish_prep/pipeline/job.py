@@ -31,6 +31,7 @@ from goldfish_prep.errors import ConfigError, GoldfishError, InputError, OutputE
 from goldfish_prep.format.folder import OutputFolder, Task, run_digest
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
+from goldfish_prep.pipeline._commits import ShardCommits
 from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.pipeline._inputs import finished_inputs, resumed_inputs
 from goldfish_prep.pipeline._plan import Batch, plan_batches
@@ -237,6 +238,7 @@ def _write_shards(
     columns = {"chat": context.chat is not None, "k": job.reader.k_field is not None}
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
     started, tokens = time.perf_counter(), 0
+    commits = ShardCommits(output)  # on a store, a shard's upload overlaps the next shard's work
     try:
         for batch, result in pool.ordered_map(mask_batch, todo, context):
             if result.errors and job.on_error == "stop":
@@ -250,15 +252,19 @@ def _write_shards(
             )
             builder.add(result)
             if batch.closes_shard:
-                output.write_shard_record(builders.pop(batch.shard).close())
+                commits.commit(builders[batch.shard])
+                del builders[batch.shard]  # kept until it is handed over, so that a failure aborts it
             tokens += len(result.ids)
             bar.update(len(result.doc_ids))
             bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9) / 1e6:.2f}M tok/s", refresh=False)
         if plan.num_shards == 0 and task.owns_shard(0) and 0 not in completed:
-            output.write_shard_record(ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
+            commits.commit(ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns))
+        commits.wait()  # every shard and record is on the store before the manifest
+        commits.close()
     except BaseException:
         for builder in builders.values():
             builder.abort()
+        commits.abandon()  # the commit in flight ends before the clean-up, and before the lock is let go
         # an interrupt can land while a builder is being made or closed, before the dict knows it
         output.remove_unfinished_shards(task)
         raise
