@@ -53,10 +53,10 @@ class ShardCommits:
         self._output.write_shard_record(record)
 
     def wait(self) -> None:
-        """Wait for the commit in flight and raise its error, if it failed."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Wait for the commit in flight and raise its error, if it failed (it stays pending until it has ended)."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
 
     def abandon(self) -> None:
         """After an error or an interrupt: wait for the commit in flight to end (its error is not news), then stop."""
@@ -69,5 +69,6 @@ class ShardCommits:
         self.close()
 
     def close(self) -> None:
+        """Stop the thread; ``shutdown`` waits for a commit still running (one an interrupt left unawaited too)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
