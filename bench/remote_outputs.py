@@ -86,7 +86,8 @@ def one_run(kind: str, scale: int, spec: str, args: argparse.Namespace, env: dic
         raise SystemExit(f"mask failed ({name}, exit {measured.returncode}); see {args.work / f'remote-out-{name}.log'}")
     print(
         f"  {name:<12} {measured.seconds:6.1f} s, CPU {measured.cpu_seconds:5.1f} s (server {served:4.1f} s), "
-        f"peak tree PSS {measured.peak_tree_pss_mb:6.0f} MB, max RSS {measured.max_rss_mb:6.0f} MB",
+        f"peak tree PSS {measured.peak_tree_pss_mb:6.0f} MB, max RSS {measured.max_rss_mb:6.0f} MB, "
+        f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     return measured, served
@@ -122,14 +123,16 @@ def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[st
             "pss": max(m.peak_tree_pss_mb for m in runs[kind]),
             "rss": max(m.max_rss_mb for m in runs[kind]),
             "ratios": [m.seconds / base.seconds for m, base in zip(runs[kind], runs["local"])],
+            # the run's own CPU against the local run's: what a store whose CPU is not on these cores would cost
+            "cpu_ratios": [m.cpu_seconds / base.cpu_seconds for m, base in zip(runs[kind], runs["local"])],
         }
     return result
 
 
 def report(results: list[dict[str, Any]], num_proc: int) -> str:
     lines = [
-        f"| corpus | MB | run | wall s | / local (per round) | CPU s (+ server) | peak PSS / max RSS MB |  (--num-proc {num_proc})",
-        "|---|---|---|---|---|---|---|",
+        f"| corpus | MB | run | wall s | / local (per round) | CPU s (+ server) | CPU / local | peak PSS / max RSS MB |  (--num-proc {num_proc})",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for kind in KINDS:
@@ -137,7 +140,7 @@ def report(results: list[dict[str, Any]], num_proc: int) -> str:
             ratios = ", ".join(f"{x:.2f}" for x in k["ratios"])
             lines.append(
                 f"| x{r['scale']} | {r['mb']:.0f} | {kind} | {k['s']:.1f} | {statistics.median(k['ratios']):.2f}x ({ratios}) | "
-                f"{k['cpu']:.1f} (+ {k['server']:.1f}) | {k['pss']:.0f} / {k['rss']:.0f} |"
+                f"{k['cpu']:.1f} (+ {k['server']:.1f}) | {statistics.median(k['cpu_ratios']):.2f}x | {k['pss']:.0f} / {k['rss']:.0f} |"
             )
     if len(results) >= 2:
         small, large = results[0], results[-1]

@@ -177,6 +177,11 @@ class OutputFolder(abc.ABC):
     def shard_buffer(self, name: str) -> pa.Buffer:
         """The bytes of shard ``name``: memory-mapped on a local disk (no copy), read whole elsewhere."""
 
+    #: whether ``mask`` commits a shard (its upload, then its record) in the background while it builds the next one:
+    #: a URL folder, where a commit is an upload the run would otherwise wait for (``pipeline.job``); a local
+    #: disk commits in place (fsync and rename)
+    commits_in_background = False
+
     #: whether readers stream shards (``open_shard_file``: a URL folder, where reading one whole costs a copy in
     #: memory) rather than map them (``shard_buffer``: a local disk)
     streams_shards = False

@@ -260,7 +260,9 @@ class UploadFile:
             discard = getattr(self._raw, "discard", None)
             if discard is not None:
                 discard()
-                self._raw.closed = True  # else its __del__ would close it: a flush of the buffer discard dropped
+                # fsspec's __del__ closes a file not closed yet, which would try to send what is left: never
+                # (s3fs's discard drops the buffer, so that close fails; a shard's upload is abandoned here for good)
+                self._raw.closed = True
             elif not self._raw.closed:
                 self._raw.close()
                 self._fs.rm_file(self._path)
@@ -421,6 +423,7 @@ class UrlFolder(OutputFolder):
     """An output folder on any fsspec file system (object stores, memory)."""
 
     streams_shards = True  # a shard read whole would be a copy in memory: readers stream it (``open_shard_file``)
+    commits_in_background = True  # a shard's upload overlaps the next shard's work (``pipeline.job``)
 
     def __init__(self, url: str, owner: str | None = None, writing: bool = False) -> None:
         """``owner``: written into the lock objects this folder creates (``ObjectLock``; a Ray task's id);

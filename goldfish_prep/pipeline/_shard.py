@@ -92,10 +92,20 @@ class ShardBuilder:
         self.skipped.append({"location": error.location, "reason": error.reason, "cause": error.cause})
 
     def close(self) -> dict[str, Any]:
-        """Finish the shard file (renamed into place) and return its completion record."""
+        """Finish the shard file, commit it (renamed into place, or uploaded) and return its completion record."""
+        record = self.finish()
+        self.commit()
+        return record
+
+    def commit(self) -> None:
+        """Make the finished shard visible under its final name (``finish`` first); on a store, the upload."""
+        self._writer.commit()
+
+    def finish(self) -> dict[str, Any]:
+        """Write the shard's last bytes and return its completion record; the shard is not visible before ``commit``."""
         if self._packer is not None:
             self._write_packed(self._packer.finish())
-        checksums = self._writer.close()  # sha256 and xxh3_128, from the one pass that wrote the file
+        checksums = self._writer.finish()  # sha256 and xxh3_128, from the one pass that wrote the file
         read, written = self.counts["documents_read"], self.counts["documents_written"]
         return {
             "index": self.index,

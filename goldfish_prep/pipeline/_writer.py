@@ -85,13 +85,29 @@ class ShardWriter:
     def close(self) -> dict[str, str]:
         """Finish the stream, make it durable under its final name, and return its ``{"sha256": ..., "xxh3_128": ...}``.
 
-        A failure aborts the file here: the caller no longer holds this writer, and an upload left open would be
-        completed by the garbage collector (s3fs closes a file in ``__del__``), without the part that failed."""
+        A failure aborts the file here (in ``finish`` or ``commit``): the caller no longer holds this writer, and an
+        upload left open would be completed by the garbage collector (s3fs closes a file in ``__del__``), without the
+        part that failed."""
+        checksums = self.finish()
+        self.commit()
+        return checksums
+
+    def finish(self) -> dict[str, str]:
+        """Write the stream's last bytes and return its checksums; nothing is visible under the final name yet."""
         try:
             self._writer.close()
             self._sink.close()
-            self._file.commit()
             return self._file.checksums()
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise write_failure(self._temporary, exc) from exc
+            raise
+
+    def commit(self) -> None:
+        """Make the finished file visible, whole, under its final name (a rename, or an upload that completes)."""
+        try:
+            self._file.commit()
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError):

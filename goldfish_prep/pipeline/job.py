@@ -31,6 +31,7 @@ from goldfish_prep.errors import ConfigError, GoldfishError, InputError, OutputE
 from goldfish_prep.format.folder import OutputFolder, Task, run_digest
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.pipeline._batch import BatchContext, mask_batch
+from goldfish_prep.pipeline._commits import ShardCommits
 from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.pipeline._inputs import finished_inputs, resumed_inputs
 from goldfish_prep.pipeline._plan import Batch, plan_batches
@@ -38,7 +39,7 @@ from goldfish_prep.pipeline._shard import ShardBuilder
 from goldfish_prep.pipeline.pool import WorkerPool
 from goldfish_prep.readers import InputSnapshot, InputSource, ReaderOptions, ResolvedInputs, iter_records, resolve_inputs
 from goldfish_prep.readers.redact import shown_url
-from goldfish_prep.readers.remote import use_storage_options
+from goldfish_prep.readers.remote import is_url, use_storage_options
 from goldfish_prep.strategies.robust import start_loading_compiled
 from goldfish_prep.tokenizers import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer, resolve_special_tokens
 from goldfish_prep.tokenizers.token_bytes import needs_token_bytes
@@ -120,6 +121,31 @@ def output_folder(output: Path | str, lock_owner: str | None = None) -> OutputFo
 def run_mask(job: MaskJob) -> dict[str, Any]:
     """Run the job; return the manifest (or, for one of several tasks, that task's summary)."""
     use_storage_options(job.storage_options)  # for the inputs and a URL output alike
+    opened = None if _uses_a_store(job) else _open(job)  # a store is opened once the workers have started
+    if needs_token_bytes(job.mask):  # robust: its compiled scan is built before workers fork (strategies.robust)
+        start_loading_compiled()
+    tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
+    # workers start now: forked ones inherit the tokenizer, spawned ones load it
+    # while this process hashes the inputs and prepares the output folder
+    warm_up = functools.partial(load_tokenizer, backend=job.tokenizer_backend)
+    with WorkerPool(job.num_proc, warm_up=warm_up, argument=job.tokenizer_spec) as pool:
+        folder, resolved, job = opened if opened is not None else _open(job)
+        return _run(job, folder, resolved, tokenizer, pool)
+
+
+def _uses_a_store(job: MaskJob) -> bool:
+    """Whether the output or an input is a URL. Then the workers start before the output folder and the inputs
+    are opened: a store's client (fsspec) runs an I/O thread from its first use on, and a process with a thread
+    spawns its workers (``pool.safe_start_method``), which then load the tokenizer again and get their batches
+    pickled through pipes instead of shared memory (measured: docs/remote.md, "Speed and memory of a URL output").
+    The price is the order of the errors: a tokenizer that cannot be loaded is reported before an input that
+    does not exist."""
+    return is_output_url(job.output) or any(is_url(str(spec)) for spec in job.inputs)
+
+
+def _open(job: MaskJob) -> tuple[OutputFolder, ResolvedInputs, MaskJob]:
+    """The output folder and the resolved inputs, after the checks that they are apart; the job, with chat
+    reading switched on when the inputs hold conversations."""
     folder = output_folder(job.output, job.lock_owner)
     if isinstance(folder, LocalFolder):
         _check_output_not_in_input_folder(folder.path, job.inputs)
@@ -132,14 +158,7 @@ def run_mask(job: MaskJob) -> dict[str, Any]:
         _check_url_output_outside_inputs(folder.where(), resolved.sources)
     if not job.reader.chat and reads_chat(job.chat, job.reader, resolved.sources):
         job = dataclasses.replace(job, reader=dataclasses.replace(job.reader, chat=True))
-    if needs_token_bytes(job.mask):  # robust: its compiled scan is built before workers fork (strategies.robust)
-        start_loading_compiled()
-    tokenizer = load_tokenizer(job.tokenizer_spec, job.tokenizer_backend)
-    # workers start now: forked ones inherit the tokenizer, spawned ones load it
-    # while this process hashes the inputs and prepares the output folder
-    warm_up = functools.partial(load_tokenizer, backend=job.tokenizer_backend)
-    with WorkerPool(job.num_proc, warm_up=warm_up, argument=job.tokenizer_spec) as pool:
-        return _run(job, folder, resolved, tokenizer, pool)
+    return folder, resolved, job
 
 
 def _run(job: MaskJob, folder: OutputFolder, resolved: ResolvedInputs, tokenizer: Tokenizer, pool: WorkerPool) -> dict[str, Any]:
@@ -219,6 +238,7 @@ def _write_shards(
     columns = {"chat": context.chat is not None, "k": job.reader.k_field is not None}
     bar = tqdm(unit=" docs", disable=not job.progress, file=sys.stderr, dynamic_ncols=True, desc="mask")
     started, tokens = time.perf_counter(), 0
+    commits = ShardCommits(output)  # on a store, a shard's upload overlaps the next shard's work
     try:
         for batch, result in pool.ordered_map(mask_batch, todo, context):
             if result.errors and job.on_error == "stop":
@@ -232,15 +252,19 @@ def _write_shards(
             )
             builder.add(result)
             if batch.closes_shard:
-                output.write_shard_record(builders.pop(batch.shard).close())
+                commits.commit(builders[batch.shard])
+                del builders[batch.shard]  # kept until it is handed over, so that a failure aborts it
             tokens += len(result.ids)
             bar.update(len(result.doc_ids))
             bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9) / 1e6:.2f}M tok/s", refresh=False)
         if plan.num_shards == 0 and task.owns_shard(0) and 0 not in completed:
-            output.write_shard_record(ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns).close())
+            commits.commit(ShardBuilder(output, 0, job.mask, job.pack, pad_id, **columns))
+        commits.wait()  # every shard and record is on the store before the manifest
+        commits.close()
     except BaseException:
         for builder in builders.values():
             builder.abort()
+        commits.abandon()  # the commit in flight ends before the clean-up, and before the lock is let go
         # an interrupt can land while a builder is being made or closed, before the dict knows it
         output.remove_unfinished_shards(task)
         raise

@@ -13,7 +13,8 @@ in order only leaves a worker idle behind every long document; figures in
 docs/performance.md). A worker that
 dies ends the map with a ``WorkerError`` that says so; a worker whose parent
 dies exits by itself (``_die_with_parent``). The main process runs no helper
-threads.
+threads of its own before the workers start (a URL output's upload thread,
+``_commits``, and the store client's I/O thread come after: ``job.run_mask``).
 
 How workers start (``start_method``): *fork* where that is safe, *spawn*
 elsewhere. A forked worker inherits the tokenizer the main process already
