@@ -122,10 +122,13 @@ def first_difference(old: Any, new: Any, path: str = "") -> str:
     'mask.k: 4 then, 8 now'
     >>> first_difference({"inputs": [{"path": "a.txt", "size": 1}]}, {"inputs": [{"path": "b.txt", "size": 1}, {"path": "c.txt"}]})
     "inputs: 1 item(s) then, 2 now; the first: inputs[0].path: 'a.txt' then, 'b.txt' now"
+    >>> first_difference({"inputs": [{"path": "a", "mtime_ns": 1, "size": 5}]}, {"inputs": [{"path": "a", "mtime_ns": 2, "size": 9}]})
+    'inputs[0].size: 5 then, 9 now'
     """
     if isinstance(old, dict) and isinstance(new, dict):
-        # an input's path first: it says which input, its size or hash then says what changed
-        for key in sorted(set(old) | set(new), key=lambda key: (key != "path", key)):
+        # an input's path first: it says which input; then its size, which says what changed more plainly
+        # than a modification time or a hash
+        for key in sorted(set(old) | set(new), key=lambda key: (_FIRST_KEYS.get(key, len(_FIRST_KEYS)), key)):
             found = first_difference(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{path}.{key}" if path else key)
             if found:
                 return found
@@ -136,6 +139,10 @@ def first_difference(old: Any, new: Any, path: str = "") -> str:
             return first
         return f"{path}: {len(old)} item(s) then, {len(new)} now" + (f"; the first: {first}" if first else "")
     return "" if old == new else f"{path}: {_shown(old)} then, {_shown(new)} now"
+
+
+#: keys a difference is looked for first, in this order (the rest alphabetically)
+_FIRST_KEYS = {"path": 0, "size": 1}
 
 
 class _Absent:
