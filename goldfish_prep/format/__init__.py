@@ -4,7 +4,9 @@ Everything that reads, writes or names files of an output folder goes through he
 ``names`` (every file name and constant), ``folder`` (``OutputFolder``: the
 commit protocol, life cycle, task ownership, records, manifest and checked
 shard reads; ``local_folder`` and ``url_folder`` implement its storage),
-``ownership`` (which task may touch which file, what a resume keeps),
+``life_cycle`` (refuse, ``--overwrite``'s set-aside, ``--resume``: what a
+run keeps, deletes or moves), ``ownership`` (which task may touch which file,
+what a resume keeps),
 ``commit`` (the local atomic write and every checksum), ``staging`` (exports'
 folders), ``schema`` (the Arrow schemas, column names and ``datasets``
 metadata), ``manifest`` (the typed, validated ``Manifest``), ``chat`` (the chat

@@ -42,7 +42,9 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from goldfish_prep.errors import InputError, OutputError
+from goldfish_prep.format import life_cycle
 from goldfish_prep.format.commit import CHECKSUMS, buffer_checksums, json_bytes, write_failure
+from goldfish_prep.format.life_cycle import REPLACED
 from goldfish_prep.format.lock import (
     WRITER_LOCK,
     Holder,
@@ -60,25 +62,16 @@ from goldfish_prep.format.names import (
     RUN_FILE,
     STATE,
     TASK_FILE,
-    is_shard_filename,
     is_shard_record_name,
-    is_temporary,
     shard_record_name,
 )
 from goldfish_prep.format.ownership import (
     Task,
-    first_difference,
-    is_output_entry,
     progress_path,
     run_digest,
-    stale_entries,
-    stale_progress,
-    without_engine,
 )
 
 _RECREATE = "Recreate the output with `goldfish-prep mask`"
-#: ``.goldfish/replaced/``: a finished output that ``--overwrite`` replaces, kept until the new one is committed
-REPLACED = "replaced"
 _UNREADABLE_SHARD_FIX = "Run `goldfish-prep verify` on the folder, or recreate it"
 
 
@@ -244,7 +237,7 @@ class OutputFolder(abc.ABC):
                 holder, held = self._task_holder() or (None, where)
             raise OutputError(self.held_line(held, holder)) from None
         except OSError as exc:
-            raise self._cannot_write(exc) from exc
+            raise self.unwritable(exc) from exc
         if lock.taken_over is not None and not quiet:
             print(describe_takeover(where, lock.taken_over), file=sys.stderr)
         try:
@@ -269,7 +262,8 @@ class OutputFolder(abc.ABC):
         found = self.writer()
         return (found[1], found[0]) if found else None
 
-    def _cannot_write(self, exc: OSError) -> OutputError:
+    def unwritable(self, exc: OSError) -> OutputError:
+        """The one line for a folder this run may not change (read-only, gone, full), before anything was changed."""
         cause = exc.strerror or str(exc)
         return OutputError(
             f"cannot write to output folder {self.where()} ({cause}); nothing in it was changed. "
@@ -283,7 +277,7 @@ class OutputFolder(abc.ABC):
             for name in (STATE, progress_path(RUN_FILE)):
                 self.pending(name).abort()
         except OSError as exc:
-            raise self._cannot_write(exc) from exc
+            raise self.unwritable(exc) from exc
 
     # ---- JSON files
 
@@ -417,207 +411,34 @@ class OutputFolder(abc.ABC):
         # the pages hashed are the pages the table maps: the file is read once
         return ShardBytes(self.where(name), buffer, buffer_checksums(buffer, algorithms) if algorithms else {})
 
-    # ---- the life cycle: refuse, overwrite, resume
+    # ---- the life cycle: refuse, overwrite, resume (the rules are in ``life_cycle``)
+
+    #: whether this object set a finished output aside (``put_back`` restores only what it moved)
+    set_aside_output = False
 
     def refuse_unless_empty(self) -> None:
         """The rule of a plain run: a new or empty folder, unless the user said otherwise."""
-        if self.is_folder() and self._entries():
-            raise OutputError(
-                f"output folder {self.where()} already exists and is not empty; pass --overwrite to replace it, "
-                "or --resume to finish an interrupted run"
-            )
+        life_cycle.refuse_unless_empty(self)
 
     def admit(self, existing: str) -> None:
-        """Refuse, changing nothing, a location ``existing`` may not write to: a file, a non-empty folder under
-        ``"refuse"``, a folder holding files goldfish-prep did not write. Called before the lock is taken, since
-        taking it creates the progress folder."""
-        if self.exists() and not self.is_folder():
-            raise OutputError(f"output {self.where()} exists and is not a folder; choose a folder path with -o")
-        entries = self._entries() if self.is_folder() else []
-        if not entries:
-            return
-        if existing == "refuse":
-            self.refuse_unless_empty()
-        foreign = [name for name in entries if not is_output_entry(name)]
-        if foreign:
-            raise OutputError(
-                f"output folder {self.where()} holds files goldfish-prep did not write ({', '.join(foreign[:3])}); "
-                "refusing to touch them. Choose a new or empty folder"
-            )
+        """Refuse, changing nothing, a location ``existing`` may not write to (``life_cycle.admit``)."""
+        life_cycle.admit(self, existing)
 
     def previous_run(self) -> dict[str, Any] | None:
-        """The run this folder was started with, for ``--resume``; None when none was described yet.
-
-        Read once and handed to ``prepare``: tasks of one run rewrite ``run.json``
-        while they start and finish, so a second reading could see another task's
-        newer description than the one the caller matched its run against.
-        """
-        if not self.has_run() and not self.shard_record_names():
-            # killed before the run was described (or, with tasks, no task has started yet):
-            # no shard was completed, so there is nothing to keep and resuming is starting afresh
-            return None
-        try:
-            run = self.read_run()
-            if not isinstance(run, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            raise OutputError(
-                f"cannot resume {self.where()}: no readable {PROGRESS_DIR}/{RUN_FILE}; pass --overwrite to start again"
-            ) from exc
-        return run
+        """The run this folder was started with, for ``--resume``; None when none was described yet (read once)."""
+        return life_cycle.previous_run(self)
 
     def prepare(self, run: dict[str, Any], existing: str, task: Task | None = None, previous: Any = ...) -> dict[int, dict[str, Any]]:
-        """Make the folder ready for ``run``; return the completed shards' records when resuming.
-
-        ``existing`` is ``"refuse"``, ``"overwrite"`` or ``"resume"``; a ``task``
-        touches only its own shards (``ownership``); None is a plain run.
-        ``previous``: what ``previous_run`` returned when the caller read it
-        (read here when not given).
-        """
-        task = task or Task()
-        self.admit(existing)
-        entries = self._entries()
-        completed: dict[int, dict[str, Any]] = {}
-        if entries:
-            self.check_writable()  # before anything is removed
-            if existing == "overwrite" and task.alone and self.is_finished():
-                try:
-                    self._set_aside(entries)
-                except OSError as exc:
-                    raise self._cannot_write(exc) from exc
-            elif existing == "overwrite" and task.alone:
-                for name in entries:
-                    if name == PROGRESS_DIR:  # all but the lock files, which are held now
-                        for inner in self.entries(PROGRESS_DIR):
-                            if not is_lock_name(inner):
-                                self.remove(progress_path(inner))
-                    else:
-                        self.remove(name)
-            else:
-                if existing == "overwrite":
-                    completed = {}
-                else:
-                    completed = self._completed_shards(run, task, self.previous_run() if previous is ... else previous)
-                self._remove_stale(completed, task, keep_finished=existing == "resume")
-        try:
-            self.make_progress_folder()
-            self.write_json(progress_path(RUN_FILE), run)
-        except OSError as exc:
-            raise OutputError(f"cannot write to output folder {self.where()} ({exc.strerror}); choose a writable location with -o") from exc
-        return completed
-
-    #: whether this object set a finished output aside (``put_back`` restores only what it moved)
-    _aside = False
-
-    def _set_aside(self, entries: list[str]) -> None:
-        """``--overwrite`` of a finished output: move it whole (renames, no copy) into ``.goldfish/replaced/``.
-
-        The new run's commit deletes it (``write_finished``); a run that fails gives it back
-        (``put_back``); one killed leaves it there until a ``--resume`` finishes the new run."""
-        aside = progress_path(REPLACED)
-        self.remove(aside)
-        self._aside = True
-        try:
-            for name in sorted(entries, key=lambda name: name != STATE):  # state.json first: not finished from here on
-                if name != PROGRESS_DIR:
-                    self.move(name, f"{aside}/{name}")
-            for name in self.entries(PROGRESS_DIR):
-                if not is_lock_name(name) and name != REPLACED:
-                    self.move(progress_path(name), f"{aside}/{PROGRESS_DIR}/{name}")
-        except BaseException:  # an interrupt (or a failed rename) half-way: nothing new was written yet
-            self._move_back()
-            raise
+        """Make the folder ready for ``run``; return the completed shards' records when resuming (``life_cycle.prepare``)."""
+        return life_cycle.prepare(self, run, existing, task, previous)
 
     def put_back(self) -> bool:
-        """After a failed ``--overwrite``: delete what it wrote and restore the finished output it set aside.
-
-        Returns whether there was one. An interrupt does not call it: the new run's shards
-        are kept for ``--resume``, as the interrupt's message says."""
-        if not self._aside:
-            return False
-        for name in self.entries():
-            if name != PROGRESS_DIR:
-                self.remove(name)
-        for name in self.entries(PROGRESS_DIR):
-            if not is_lock_name(name) and name != REPLACED:
-                self.remove(progress_path(name))
-        self._move_back()
-        return True
-
-    def _move_back(self) -> None:
-        """Move what ``_set_aside`` moved back to its place (state.json last), then drop the empty aside folder."""
-        aside = progress_path(REPLACED)
-        for name in self.entries(f"{aside}/{PROGRESS_DIR}"):
-            self.move(f"{aside}/{PROGRESS_DIR}/{name}", progress_path(name))
-        for name in sorted(self.entries(aside), key=lambda name: name == STATE):  # state.json last
-            if name != PROGRESS_DIR:
-                self.move(f"{aside}/{name}", name)
-        self.remove(aside)
-        self._aside = False
-
-    def _entries(self) -> list[str]:
-        """The folder's entries, less a progress folder that holds nothing but lock files (a new folder's)."""
-        entries = self.entries()
-        if PROGRESS_DIR in entries and all(is_lock_name(name) for name in self.entries(PROGRESS_DIR)):
-            entries.remove(PROGRESS_DIR)
-        return entries
-
-    def _completed_shards(self, run: dict[str, Any], task: Task, previous: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
-        if previous is None:
-            return {}
-        difference = first_difference(without_engine(previous), without_engine(run))
-        if difference:
-            raise OutputError(
-                f"cannot resume {self.where()}: it was started with different settings ({difference}); "
-                "rerun with the original options, or pass --overwrite to start again"
-            )
-        completed: dict[int, dict[str, Any]] = {}
-        for name in self.shard_record_names():
-            if not task.owns(name):
-                continue
-            try:
-                record = self.read_json(progress_path(name))
-            except (OSError, ValueError):
-                continue
-            shard = record["filename"]
-            if not self.has_file(shard):
-                continue
-            if "xxh3_128" not in record:  # completed by a version that recorded sha256 alone: add the other
-                upgraded = self._with_xxh3(record)
-                if upgraded is not None:
-                    completed[int(record["index"])] = upgraded
-            elif self.sha256(shard) == record["sha256"]:
-                completed[int(record["index"])] = record
-        return completed
-
-    def _with_xxh3(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        """A shard record from before ``xxh3_128`` was recorded, with it added and committed (so a resumed
-        output's manifest is the one a fresh run writes), or None when the shard no longer hashes to it."""
-        checksums = self.read_shard_bytes(record["filename"]).checksums
-        if checksums["sha256"] != record["sha256"]:
-            return None
-        record = {**record, "xxh3_128": checksums["xxh3_128"]}
-        self.write_shard_record(record)
-        return record
-
-    def _remove_stale(self, completed: dict[int, dict[str, Any]], task: Task, keep_finished: bool) -> None:
-        """Delete this task's temporaries and unfinished shards; keep completed shards.
-
-        With ``keep_finished`` (``--resume``) a finished output's manifest, ``state.json``
-        and ``dataset_info.json`` stay until the run commits its own over them: a
-        resume that fails (an input changed, a full disk) leaves the output as it
-        was, and readers refuse the folder meanwhile because the lock is held."""
-        kept = (record["filename"] for record in completed.values())
-        for name in stale_entries(self.entries(), kept, task, keep_finished):
-            self.remove(name)
-        for name in stale_progress(self.entries(PROGRESS_DIR), completed, task):
-            self.remove(progress_path(name))
+        """After a failed ``--overwrite``: restore the finished output it set aside; whether there was one."""
+        return life_cycle.put_back(self)
 
     def remove_unfinished_shards(self, task: Task) -> None:
         """After a failed run: delete this task's shard temporaries (the final names are never touched)."""
-        for name in self.entries():
-            if is_shard_filename(name) and is_temporary(name) and task.owns(name):
-                self.remove(name)
+        life_cycle.remove_unfinished_shards(self, task)
 
 
 def as_folder(folder: OutputFolder | str | Path) -> OutputFolder:
