@@ -8,6 +8,8 @@ masks themselves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -94,20 +96,22 @@ class ShardWriter:
 
     def finish(self) -> dict[str, str]:
         """Write the stream's last bytes and return its checksums; nothing is visible under the final name yet."""
-        try:
+        with self._aborted_on_failure():
             self._writer.close()
             self._sink.close()
-            return self._file.checksums()
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError):
-                raise write_failure(self._temporary, exc) from exc
-            raise
+            checksums = self._file.checksums()
+        return checksums
 
     def commit(self) -> None:
         """Make the finished file visible, whole, under its final name (a rename, or an upload that completes)."""
-        try:
+        with self._aborted_on_failure():
             self._file.commit()
+
+    @contextmanager
+    def _aborted_on_failure(self) -> Iterator[None]:
+        """Abort the file on any failure inside (an ``OSError`` becomes the one-line write failure)."""
+        try:
+            yield
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError):
