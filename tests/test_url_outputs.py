@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -181,6 +182,23 @@ def test_tasks_then_finalize_on_a_url_give_the_bytes_of_one_run(bucket: S3Server
     tasks = {name for name in written if name.startswith(".goldfish/task-")}
     assert tasks == {f".goldfish/task-0000{i}-of-00003.json" for i in range(3)}  # the tasks' end records, as locally
     assert {name: data for name, data in written.items() if name not in tasks} == reference
+
+
+def test_finishing_reads_each_record_once_without_a_head_per_record(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    """The manifest is built from every shard's record, read together (one listing, concurrent GETs): one by one
+    they cost a HEAD and a GET each, in turn, which on a real store is minutes for thousands of shards."""
+    proxy = FaultyProxy(bucket.endpoint, lambda method, path, attempt: None)
+    try:
+        result = run("mask", corpus, "-o", f"s3://{BUCKET}/counted", *OPTIONS, env=bucket.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "counted") == reference
+    shards = sum(name.startswith("data-") for name in reference)
+    records = {request: count for request, count in proxy.counts.items() if re.search(r"/counted/\.goldfish/shard-\d{5}\.json", request)}
+    gets = [request for request in records if request.startswith("GET ")]
+    assert len(gets) == shards and all(records[request] == 1 for request in gets), records
+    assert not [request for request in records if request.startswith("HEAD ")], records
 
 
 def test_an_output_inside_the_input_prefix_is_refused(bucket: S3Server, corpus: Path) -> None:

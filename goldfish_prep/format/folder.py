@@ -316,6 +316,13 @@ class OutputFolder(abc.ABC):
         record: dict[str, Any] = self.read_json(name)
         return record
 
+    def read_shard_records(self, count: int) -> list[dict[str, Any] | None]:
+        """The completion records of shards ``0 .. count-1`` (None where a shard is not complete).
+
+        One call, so that an implementation can fetch them together: on an object store a record read one
+        by one costs a HEAD and a GET each, one after another (``UrlFolder`` lists once and GETs concurrently)."""
+        return [self.read_shard_record(index) for index in range(count)]
+
     def shard_record_names(self) -> list[str]:
         return [name for name in self.entries(PROGRESS_DIR) if is_shard_record_name(name)]
 

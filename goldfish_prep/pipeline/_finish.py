@@ -26,14 +26,9 @@ def finalize_output(output: OutputFolder | Path, num_shards: int) -> dict[str, A
     """Check that shards 0..num_shards-1 are complete, then write state.json, dataset_info.json and the manifest."""
     folder = as_folder(output)
     run = folder.read_run()
-    records = []
-    missing = []
-    for index in range(num_shards):
-        record = folder.read_shard_record(index)
-        if record is None:
-            missing.append(index)
-            continue
-        records.append(record)
+    found = folder.read_shard_records(num_shards)
+    records = [record for record in found if record is not None]
+    missing = [index for index, record in enumerate(found) if record is None]
     if missing:
         raise OutputError(
             f"{folder.where()} is missing {len(missing)} of {num_shards} shards (first: {missing[0]}); "
