@@ -144,7 +144,7 @@ def dead_pid() -> int:
 def test_only_a_dead_holder_of_this_machine_is_taken_over(bucket: S3Server) -> None:
     from goldfish_prep.format.folder import open_folder
     from goldfish_prep.format.lock import LockHeldError
-    from goldfish_prep.format.url_folder import machine_id
+    from goldfish_prep.format.object_lock import machine_id
 
     here = machine_id()
     if here is None:
@@ -179,7 +179,7 @@ def test_of_two_runs_taking_over_one_dead_lock_only_one_wins(bucket: S3Server) -
     the first replace the object and refuses the second (412): it never overwrites the new holder."""
     from goldfish_prep.format.folder import open_folder
     from goldfish_prep.format.lock import LockHeldError
-    from goldfish_prep.format.url_folder import machine_id
+    from goldfish_prep.format.object_lock import machine_id
 
     here = machine_id()
     if here is None:

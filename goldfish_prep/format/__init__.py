@@ -3,7 +3,8 @@
 Everything that reads, writes or names files of an output folder goes through here:
 ``names`` (every file name and constant), ``folder`` (``OutputFolder``: the
 commit protocol, life cycle, task ownership, records, manifest and checked
-shard reads; ``local_folder`` and ``url_folder`` implement its storage),
+shard reads; ``local_folder`` and ``url_folder`` implement its storage, the
+latter with ``object_lock`` and ``store_errors``),
 ``life_cycle`` (refuse, ``--overwrite``'s set-aside, ``--resume``: what a
 run keeps, deletes or moves), ``ownership`` (which task may touch which file,
 what a resume keeps),

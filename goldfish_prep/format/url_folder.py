@@ -78,13 +78,8 @@ from __future__ import annotations
 import io
 import json
 import mmap
-import os
-import re
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, BinaryIO, TypeVar, cast
 
 import pyarrow as pa
@@ -94,115 +89,15 @@ from goldfish_prep.format.commit import Checksums, HashingReader
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.names import PROGRESS_DIR, WRITER_LOCK, is_lock_name, shard_record_name
+from goldfish_prep.format.object_lock import ObjectLock
 from goldfish_prep.format.ownership import progress_path
-from goldfish_prep.readers.redact import scrub
+from goldfish_prep.format.store_errors import StoreError, short_cause, speaks_of_a_bucket, store_failure, translated
 
 #: bytes per ranged GET when a shard is streamed: memory held per open shard, and about 128 requests per GB
 READ_BLOCK = 8 << 20
 _T = TypeVar("_T")
 #: schemes whose "folders" are key prefixes: nothing to create, and fsspec's makedirs would create a bucket
 _FLAT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
-_MAX_CAUSE = 240
-
-
-class StoreError(GoldfishError, RuntimeError):
-    """A request to the store that holds the output failed (after the provider's retries): one line.
-
-    Not an ``OSError`` on purpose: the folder's local wording of a failed write
-    ("free space ...") does not fit, and nothing may take it for a missing file.
-    """
-
-
-def _short(exc: BaseException) -> str:
-    """What an exception says, on one line, scrubbed of secrets, at most ``_MAX_CAUSE`` characters."""
-    cause = scrub(" ".join(str(exc).split())) or type(exc).__name__
-    return cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 3] + "..."
-
-
-#: what stores answer when a bucket, account or drive is full: AWS-style and S3-compatible codes (MinIO, Ceph RGW
-#: answers QuotaExceeded with 403), matched lower-cased; HTTP 507 Insufficient Storage whatever the code
-_FULL_CODES = frozenset(
-    {"quotaexceeded", "insufficientstorage", "xminiostoragefull", "xminioadminbucketquotaexceeded", "storagequotaexceeded"}
-)
-_FULL_WORDS = ("quota", "insufficient storage", "storage full", "no space left", "minimum free drive")
-
-
-def _store_answer(exc: BaseException) -> tuple[str, int | None]:
-    """(error code, HTTP status) of the store's answer behind ``exc`` (a botocore ``ClientError`` that s3fs wraps
-    as its ``__cause__``), or ("", None): s3fs keeps only the message, which need not name the code."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            break
-        response = getattr(seen, "response", None)
-        if isinstance(response, dict):
-            code = str(response.get("Error", {}).get("Code", ""))
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            return code, status if isinstance(status, int) else None
-        seen = seen.__cause__ or seen.__context__
-    return "", None
-
-
-def store_failure(where: str, exc: BaseException) -> StoreError:
-    """The one line for a failed request about ``where``: what the store said (scrubbed of secrets), and the fix."""
-    cause = _short(exc)
-    code, status = _store_answer(exc)
-    if code and code not in cause:
-        cause = f"{code}: {cause}"
-    lowered = cause.lower()
-    if status == 507 or code.lower() in _FULL_CODES or any(word in lowered for word in _FULL_WORDS):
-        return StoreError(
-            f"{where}: the store is full or over its quota ({cause}). Free space under the bucket or raise its quota, "
-            "then rerun with --resume, which keeps finished shards"
-        )
-    if code == "EntityTooLarge":
-        return StoreError(
-            f"{where}: the store refused the object as too large ({cause}). Rerun with --overwrite and a smaller "
-            "--shard-size, or raise the store's limit on an object's size"
-        )
-    if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
-        return StoreError(
-            f"{where}: the bucket does not exist ({cause}). Create it first, or check the bucket name "
-            "(and AWS_ENDPOINT_URL for an S3-compatible store)"
-        )
-    if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
-        return StoreError(
-            f"{where}: the store refused access ({cause}). Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "a profile or a role; or --storage-options) and their permission to list, read, write and delete under the prefix"
-        )
-    return StoreError(
-        f"{where}: the request failed after retries ({cause}). Check the network and the store and rerun with --resume, "
-        "which keeps finished shards"
-    )
-
-
-def _speaks_of_a_bucket(exc: FileNotFoundError) -> bool:
-    """Whether a store's "not found" is about the bucket (s3fs: "The specified bucket does not exist") rather than
-    a key. Words with a "/" are left out: s3fs's missing key says only its path, and a bucket may well be named
-    "bucket" (docs/remote.md's examples are): `mask -o s3://bucket/shards` once failed on the new prefix.
-
-    >>> _speaks_of_a_bucket(FileNotFoundError("bucket/shards")), _speaks_of_a_bucket(FileNotFoundError(2, "The specified bucket does not exist"))
-    (False, True)
-    """
-    return "bucket" in " ".join(word for word in str(exc).lower().split() if "/" not in word)
-
-
-@contextmanager
-def _translated(where: str) -> Iterator[None]:
-    """Turn a store's exception into a ``StoreError``; a missing key (``FileNotFoundError``) and the lock's
-    refusal (``FileExistsError``) stay as they are, since callers act on them."""
-    try:
-        yield
-    except (GoldfishError, FileExistsError, _NoCreateOnce):
-        raise
-    except FileNotFoundError as exc:
-        if _speaks_of_a_bucket(exc):
-            raise store_failure(where, exc) from None
-        raise
-    except TypeError as exc:  # the driver makes its client on first use, with every option it was given
-        raise ConfigError(f"--storage-options do not fit the file system of {where}: {_short(exc)}") from None
-    except Exception as exc:  # providers raise many types: OSError subclasses, botocore, aiohttp, their own
-        raise store_failure(where, exc) from None
 
 
 class UploadFile:
@@ -212,7 +107,7 @@ class UploadFile:
         self._fs = fs
         self._path = path
         self.temporary = where  # object stores write to the final name: nothing is visible before the commit
-        with _translated(where):
+        with translated(where):
             self._raw = fs.open(path, "wb")
         self._hashes = Checksums()
         self._failed: StoreError | None = None
@@ -222,7 +117,7 @@ class UploadFile:
             raise self._failed
         self._hashes.update(data)
         try:
-            with _translated(self.temporary):  # a full part is uploaded from inside write
+            with translated(self.temporary):  # a full part is uploaded from inside write
                 written: int = self._raw.write(data)
         except StoreError as exc:
             self._failed = exc
@@ -244,7 +139,7 @@ class UploadFile:
 
         A completion the store refuses aborts the upload, so its parts are not left behind."""
         try:
-            with _translated(self.temporary):
+            with translated(self.temporary):
                 self._raw.close()
         except BaseException:
             self.abort()
@@ -269,155 +164,6 @@ class UploadFile:
                 self._fs.rm_file(self._path)
         except Exception:  # the store is failing already: the incomplete upload stays invisible
             pass
-
-
-class _NoCreateOnce(Exception):
-    """The fsspec driver has no exclusive-create mode."""
-
-
-class ObjectLock:
-    """A lock object created once (``"xb"``) holding its holder's JSON, deleted on release.
-
-    ``check``, when given, runs once the object is created and raises ``LockHeldError`` for a
-    conflicting holder (then this lock object is deleted again): ``UrlFolder.lock`` uses it so that
-    a plain run and the tasks of a split run, which hold different objects, still exclude each other.
-
-    ``owner`` names a unit of work that a scheduler runs again when its process dies (a Ray task id,
-    the same for each of its attempts): it is written into the object, and an object left with the
-    same owner is taken over, since the scheduler starts an attempt only once the one before is dead.
-    """
-
-    def __init__(
-        self, fs: Any, path: str, where: str, shared: bool, check: Callable[[], None] | None = None, owner: str | None = None
-    ) -> None:
-        self._fs, self._path, self._where, self.shared = fs, path, where, shared
-        self.taken_over: Holder | None = None
-        self._held = False
-        self._check = check
-        self._owner = owner
-
-    def acquire(self) -> None:
-        if self.shared:  # a store has no shared lock: refuse only an exclusive holder
-            holder = self._holder()
-            if holder is not None:
-                raise LockHeldError(self._where, holder)
-            return
-        # its command line has secrets scrubbed (a --storage-options key stays out); "machine" tells a later run on
-        # the same machine that it can judge whether this process is alive
-        fields = {**json.loads(Holder.me().to_bytes()), "machine": machine_id()}
-        if self._owner is not None:
-            fields["owner"] = self._owner
-        mine = json.dumps(fields, sort_keys=True).encode() + b"\n"
-        try:
-            self._create(mine)
-        except _NoCreateOnce:
-            return  # nothing can be held (docs/remote.md)
-        except LockHeldError:
-            left = self._stale()
-            if left is None:
-                raise
-            self._take_over(mine, *left)
-            self.taken_over = left[0]
-        self._held = True
-        if self._check is not None:
-            try:
-                self._check()
-            except BaseException:
-                self.release()
-                raise
-
-    def _stale(self) -> tuple[Holder, str | None] | None:
-        """(holder, the object's ETag) when the lock object was left by a process known to be dead, else None.
-
-        Known dead: an earlier attempt of this lock's ``owner`` (a Ray task Ray retried), or a process of this very
-        machine (same host name, boot and pid namespace: ``machine_id``) whose pid is gone or was reused (``Holder.
-        is_dead``), as the local lock judges a holder without flock. A holder on another machine is never judged."""
-        with _translated(self._where):
-            invalidate = getattr(self._fs, "invalidate_cache", None)
-            if invalidate is not None:
-                invalidate(self._path)  # an ETag cached from a listing would be stale
-            try:
-                etag = self._fs.info(self._path).get("ETag") if self._conditional else None  # first: see _take_over
-            except FileNotFoundError:
-                return None  # let go meanwhile: the caller's refusal stands, a rerun finds the folder free
-        data = self._content()
-        holder = Holder.parse(data) if data is not None else None
-        if data is None or holder is None:
-            return None
-        try:
-            fields = json.loads(data.decode("utf-8"))
-        except ValueError:
-            return None
-        if self._owner is not None and fields.get("owner") == self._owner:
-            return holder, etag
-        here = machine_id()
-        if here is not None and fields.get("machine") == here and holder.is_dead():
-            return holder, etag
-        if ray_job_ended(fields.get("owner")):
-            return holder, etag
-        return None
-
-    @property
-    def _conditional(self) -> bool:
-        """Whether the driver can replace an object only if it is still the one read (s3fs: ``If-Match``)."""
-        return "s3" in getattr(self._fs, "protocol", ())
-
-    def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
-        """Replace the dead holder's object with ``mine``: on S3 by a PUT with ``If-Match`` on the ETag read
-        before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
-        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
-        delete and a create-once, where two runs taking over in the same instant could both delete."""
-        with _translated(self._where):
-            if etag is None:
-                self._fs.rm_file(self._path)
-                self._create(mine)
-                return
-            try:
-                self._fs.pipe_file(self._path, mine, IfMatch=etag)
-            except (OSError, FileNotFoundError) as exc:
-                code, status = _store_answer(exc)
-                if isinstance(exc, FileNotFoundError) or code == "PreconditionFailed" or status == 412:
-                    raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
-                raise
-            if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
-                raise LockHeldError(self._where, self._holder())
-
-    def _create(self, mine: bytes) -> None:
-        """Create the object holding ``mine``, or raise ``LockHeldError``."""
-        with _translated(self._where):
-            # a store that ignores If-None-Match would let the create below replace a holder's object:
-            # look first (one GET), so that there only writers starting in the same instant can race
-            if self._content() is not None:
-                raise LockHeldError(self._where, self._holder())
-            try:
-                try:
-                    handle = self._fs.open(self._path, "xb")  # memory:// refuses here
-                except (ValueError, NotImplementedError):
-                    raise _NoCreateOnce from None  # the driver has no create-once mode: nothing can be held
-                with handle:  # s3fs: the close sends the conditional write
-                    handle.write(mine)
-            except FileExistsError:  # s3fs: the store answered 412 Precondition Failed to If-None-Match: *
-                raise LockHeldError(self._where, self._holder()) from None
-            if self._content() != mine:  # (such a store) another writer's create landed over this one: theirs now
-                raise LockHeldError(self._where, self._holder())
-
-    def _content(self) -> bytes | None:
-        try:
-            with _translated(self._where):
-                data: bytes = self._fs.cat_file(self._path)
-                return data
-        except FileNotFoundError:
-            return None
-
-    def _holder(self) -> Holder | None:
-        data = self._content()
-        return Holder.parse(data) if data is not None else None
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            with _translated(self._where):
-                self._fs.rm_file(self._path)
 
 
 class UrlFolder(OutputFolder):
@@ -462,7 +208,7 @@ class UrlFolder(OutputFolder):
         from goldfish_prep.readers.remote import store_error
 
         if isinstance(exc, TypeError):  # the driver makes its client on first use, with every option it was given
-            return ConfigError(f"--storage-options do not fit the file system of {self.where(name)}: {_short(exc)}")
+            return ConfigError(f"--storage-options do not fit the file system of {self.where(name)}: {short_cause(exc)}")
         return store_failure(self.where(name), exc) if self._writing else store_error(self.where(name), exc)
 
     def exists(self) -> bool:
@@ -477,7 +223,7 @@ class UrlFolder(OutputFolder):
         try:
             info = self.fs.info(self.root)
         except FileNotFoundError as exc:
-            if not _speaks_of_a_bucket(exc):  # s3fs: "The specified bucket does not exist"
+            if not speaks_of_a_bucket(exc):  # s3fs: "The specified bucket does not exist"
                 return None
             raise self._refused("", exc) from None
         except GoldfishError:
@@ -512,7 +258,7 @@ class UrlFolder(OutputFolder):
         self._write(name, lambda: self.fs.pipe_file(self._path(name), data))
 
     def _write(self, name: str, operation: Callable[[], _T]) -> _T:
-        with _translated(self.where(name)):
+        with translated(self.where(name)):
             return operation()
 
     def pending(self, name: str) -> UploadFile:
@@ -636,44 +382,6 @@ class UrlFolder(OutputFolder):
     def sha256(self, name: str) -> str:
         with self.open_shard_file(name) as handle:
             return HashingReader(cast(BinaryIO, handle)).hexdigest()
-
-
-def machine_id() -> str | None:
-    """This machine and pid namespace: the boot id and ``/proc/self/ns/pid`` (Linux), or None elsewhere.
-
-    A host name alone is not enough to judge a pid: containers with the host's network share its name but
-    not its pids, and a machine keeps its name across reboots. Within one boot and pid namespace, a pid that
-    is gone (or was reused, its start time differs) is a dead process."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-    return f"{boot} {namespace}"
-
-
-_RAY_OWNER = re.compile(r"ray .* of job ([0-9a-f]+) started (\d+)")
-
-
-def ray_job_ended(owner: object) -> bool:
-    """Whether ``owner`` (a Ray task's or driver's, ``ray_backend.lock_owner``) names a job that has ended on the
-    Ray cluster this process is connected to: Ray ends every task of a job whose driver died, on every node.
-
-    The owner names the job by its id and its start time in the cluster's job table; ids restart at 1 in a
-    new cluster, so both must match: a job of a cluster started since (its head lost) is never taken for it."""
-    ray = sys.modules.get("ray")
-    match = _RAY_OWNER.fullmatch(owner) if isinstance(owner, str) else None
-    if match is None or ray is None or not ray.is_initialized():
-        return False
-    try:
-        from ray._private import state
-
-        listing: Any = state.jobs  # untyped in Ray
-        jobs = listing()
-    except Exception:  # an API Ray may move: without it, nothing is judged
-        return False
-    job, started = match.groups()
-    return any(entry.get("JobID") == job and str(entry.get("StartTime")) == started and entry.get("IsDead") is True for entry in jobs)
 
 
 def _filesystem(url: str) -> tuple[Any, str]:

@@ -77,7 +77,7 @@ class MaskJob:
     #: fsspec options for URL inputs and a URL output (``readers.remote``); may hold secrets, so never shown or recorded
     storage_options: dict[str, Any] | None = dataclasses.field(default=None, repr=False, compare=False)
     #: a URL output's lock owner: the same for every attempt of one scheduled task (a Ray task id), so that
-    #: an attempt takes over the lock object a dead earlier attempt left (``url_folder.ObjectLock``)
+    #: an attempt takes over the lock object a dead earlier attempt left (``object_lock.ObjectLock``)
     lock_owner: str | None = dataclasses.field(default=None, compare=False)
 
     @property

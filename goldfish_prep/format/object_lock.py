@@ -1,0 +1,206 @@
+"""The writers' lock on an object store: a create-once object (``ObjectLock``), and how a stale one is told apart.
+
+Why a module of its own: a store has no ``flock`` and cannot say whether a
+holder is alive, so the lock is an object created with a conditional write
+(see ``url_folder``'s docstring for the protocol and the stores that honour it),
+which records the machine its holder ran on (``machine_id``: host, boot and pid
+namespace) and, for Ray, the job (``ray_job_ended``); a run on that machine, or
+on a cluster whose job table says the job ended, takes a dead holder's object
+over with a PUT conditional on its ETag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from goldfish_prep.format.lock import Holder, LockHeldError
+from goldfish_prep.format.store_errors import NoCreateOnce, store_answer, translated
+
+
+class ObjectLock:
+    """A lock object created once (``"xb"``) holding its holder's JSON, deleted on release.
+
+    ``check``, when given, runs once the object is created and raises ``LockHeldError`` for a
+    conflicting holder (then this lock object is deleted again): ``UrlFolder.lock`` uses it so that
+    a plain run and the tasks of a split run, which hold different objects, still exclude each other.
+
+    ``owner`` names a unit of work that a scheduler runs again when its process dies (a Ray task id,
+    the same for each of its attempts): it is written into the object, and an object left with the
+    same owner is taken over, since the scheduler starts an attempt only once the one before is dead.
+    """
+
+    def __init__(
+        self, fs: Any, path: str, where: str, shared: bool, check: Callable[[], None] | None = None, owner: str | None = None
+    ) -> None:
+        self._fs, self._path, self._where, self.shared = fs, path, where, shared
+        self.taken_over: Holder | None = None
+        self._held = False
+        self._check = check
+        self._owner = owner
+
+    def acquire(self) -> None:
+        if self.shared:  # a store has no shared lock: refuse only an exclusive holder
+            holder = self._holder()
+            if holder is not None:
+                raise LockHeldError(self._where, holder)
+            return
+        # its command line has secrets scrubbed (a --storage-options key stays out); "machine" tells a later run on
+        # the same machine that it can judge whether this process is alive
+        fields = {**json.loads(Holder.me().to_bytes()), "machine": machine_id()}
+        if self._owner is not None:
+            fields["owner"] = self._owner
+        mine = json.dumps(fields, sort_keys=True).encode() + b"\n"
+        try:
+            self._create(mine)
+        except NoCreateOnce:
+            return  # nothing can be held (docs/remote.md)
+        except LockHeldError:
+            left = self._stale()
+            if left is None:
+                raise
+            self._take_over(mine, *left)
+            self.taken_over = left[0]
+        self._held = True
+        if self._check is not None:
+            try:
+                self._check()
+            except BaseException:
+                self.release()
+                raise
+
+    def _stale(self) -> tuple[Holder, str | None] | None:
+        """(holder, the object's ETag) when the lock object was left by a process known to be dead, else None.
+
+        Known dead: an earlier attempt of this lock's ``owner`` (a Ray task Ray retried), or a process of this very
+        machine (same host name, boot and pid namespace: ``machine_id``) whose pid is gone or was reused (``Holder.
+        is_dead``), as the local lock judges a holder without flock. A holder on another machine is never judged."""
+        with translated(self._where):
+            invalidate = getattr(self._fs, "invalidate_cache", None)
+            if invalidate is not None:
+                invalidate(self._path)  # an ETag cached from a listing would be stale
+            try:
+                etag = self._fs.info(self._path).get("ETag") if self._conditional else None  # first: see _take_over
+            except FileNotFoundError:
+                return None  # let go meanwhile: the caller's refusal stands, a rerun finds the folder free
+        data = self._content()
+        holder = Holder.parse(data) if data is not None else None
+        if data is None or holder is None:
+            return None
+        try:
+            fields = json.loads(data.decode("utf-8"))
+        except ValueError:
+            return None
+        if self._owner is not None and fields.get("owner") == self._owner:
+            return holder, etag
+        here = machine_id()
+        if here is not None and fields.get("machine") == here and holder.is_dead():
+            return holder, etag
+        if ray_job_ended(fields.get("owner")):
+            return holder, etag
+        return None
+
+    @property
+    def _conditional(self) -> bool:
+        """Whether the driver can replace an object only if it is still the one read (s3fs: ``If-Match``)."""
+        return "s3" in getattr(self._fs, "protocol", ())
+
+    def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
+        """Replace the dead holder's object with ``mine``: on S3 by a PUT with ``If-Match`` on the ETag read
+        before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
+        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
+        delete and a create-once, where two runs taking over in the same instant could both delete."""
+        with translated(self._where):
+            if etag is None:
+                self._fs.rm_file(self._path)
+                self._create(mine)
+                return
+            try:
+                self._fs.pipe_file(self._path, mine, IfMatch=etag)
+            except (OSError, FileNotFoundError) as exc:
+                code, status = store_answer(exc)
+                if isinstance(exc, FileNotFoundError) or code == "PreconditionFailed" or status == 412:
+                    raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
+                raise
+            if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
+                raise LockHeldError(self._where, self._holder())
+
+    def _create(self, mine: bytes) -> None:
+        """Create the object holding ``mine``, or raise ``LockHeldError``."""
+        with translated(self._where):
+            # a store that ignores If-None-Match would let the create below replace a holder's object:
+            # look first (one GET), so that there only writers starting in the same instant can race
+            if self._content() is not None:
+                raise LockHeldError(self._where, self._holder())
+            try:
+                try:
+                    handle = self._fs.open(self._path, "xb")  # memory:// refuses here
+                except (ValueError, NotImplementedError):
+                    raise NoCreateOnce from None  # the driver has no create-once mode: nothing can be held
+                with handle:  # s3fs: the close sends the conditional write
+                    handle.write(mine)
+            except FileExistsError:  # s3fs: the store answered 412 Precondition Failed to If-None-Match: *
+                raise LockHeldError(self._where, self._holder()) from None
+            if self._content() != mine:  # (such a store) another writer's create landed over this one: theirs now
+                raise LockHeldError(self._where, self._holder())
+
+    def _content(self) -> bytes | None:
+        try:
+            with translated(self._where):
+                data: bytes = self._fs.cat_file(self._path)
+                return data
+        except FileNotFoundError:
+            return None
+
+    def _holder(self) -> Holder | None:
+        data = self._content()
+        return Holder.parse(data) if data is not None else None
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            with translated(self._where):
+                self._fs.rm_file(self._path)
+
+
+def machine_id() -> str | None:
+    """This machine and pid namespace: the boot id and ``/proc/self/ns/pid`` (Linux), or None elsewhere.
+
+    A host name alone is not enough to judge a pid: containers with the host's network share its name but
+    not its pids, and a machine keeps its name across reboots. Within one boot and pid namespace, a pid that
+    is gone (or was reused, its start time differs) is a dead process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot} {namespace}"
+
+
+_RAY_OWNER = re.compile(r"ray .* of job ([0-9a-f]+) started (\d+)")
+
+
+def ray_job_ended(owner: object) -> bool:
+    """Whether ``owner`` (a Ray task's or driver's, ``ray_backend.lock_owner``) names a job that has ended on the
+    Ray cluster this process is connected to: Ray ends every task of a job whose driver died, on every node.
+
+    The owner names the job by its id and its start time in the cluster's job table; ids restart at 1 in a
+    new cluster, so both must match: a job of a cluster started since (its head lost) is never taken for it."""
+    ray = sys.modules.get("ray")
+    match = _RAY_OWNER.fullmatch(owner) if isinstance(owner, str) else None
+    if match is None or ray is None or not ray.is_initialized():
+        return False
+    try:
+        from ray._private import state
+
+        listing: Any = state.jobs  # untyped in Ray
+        jobs = listing()
+    except Exception:  # an API Ray may move: without it, nothing is judged
+        return False
+    job, started = match.groups()
+    return any(entry.get("JobID") == job and str(entry.get("StartTime")) == started and entry.get("IsDead") is True for entry in jobs)

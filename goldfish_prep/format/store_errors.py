@@ -1,0 +1,124 @@
+"""What a store's refusals become: one line naming the object, the cause and the fix (``StoreError``).
+
+Why a module of its own: every request ``UrlFolder``, its uploads and its lock
+objects send can fail in the provider's own exception types (OSError
+subclasses, botocore, aiohttp ...); this is the one place that tells a full
+store or quota, a missing bucket, options that do not fit the driver, and any
+other refusal apart, and words each as the house's ``Error:`` line, with secrets
+scrubbed (``readers.redact``). A missing key and the lock's refusal stay as they
+are: callers act on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from goldfish_prep.errors import ConfigError, GoldfishError
+from goldfish_prep.readers.redact import scrub
+
+_MAX_CAUSE = 240
+
+
+class StoreError(GoldfishError, RuntimeError):
+    """A request to the store that holds the output failed (after the provider's retries): one line.
+
+    Not an ``OSError`` on purpose: the folder's local wording of a failed write
+    ("free space ...") does not fit, and nothing may take it for a missing file.
+    """
+
+
+def short_cause(exc: BaseException) -> str:
+    """What an exception says, on one line, scrubbed of secrets, at most ``_MAX_CAUSE`` characters."""
+    cause = scrub(" ".join(str(exc).split())) or type(exc).__name__
+    return cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 3] + "..."
+
+
+#: what stores answer when a bucket, account or drive is full: AWS-style and S3-compatible codes (MinIO, Ceph RGW
+#: answers QuotaExceeded with 403), matched lower-cased; HTTP 507 Insufficient Storage whatever the code
+_FULL_CODES = frozenset(
+    {"quotaexceeded", "insufficientstorage", "xminiostoragefull", "xminioadminbucketquotaexceeded", "storagequotaexceeded"}
+)
+_FULL_WORDS = ("quota", "insufficient storage", "storage full", "no space left", "minimum free drive")
+
+
+def store_answer(exc: BaseException) -> tuple[str, int | None]:
+    """(error code, HTTP status) of the store's answer behind ``exc`` (a botocore ``ClientError`` that s3fs wraps
+    as its ``__cause__``), or ("", None): s3fs keeps only the message, which need not name the code."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            return code, status if isinstance(status, int) else None
+        seen = seen.__cause__ or seen.__context__
+    return "", None
+
+
+def store_failure(where: str, exc: BaseException) -> StoreError:
+    """The one line for a failed request about ``where``: what the store said (scrubbed of secrets), and the fix."""
+    cause = short_cause(exc)
+    code, status = store_answer(exc)
+    if code and code not in cause:
+        cause = f"{code}: {cause}"
+    lowered = cause.lower()
+    if status == 507 or code.lower() in _FULL_CODES or any(word in lowered for word in _FULL_WORDS):
+        return StoreError(
+            f"{where}: the store is full or over its quota ({cause}). Free space under the bucket or raise its quota, "
+            "then rerun with --resume, which keeps finished shards"
+        )
+    if code == "EntityTooLarge":
+        return StoreError(
+            f"{where}: the store refused the object as too large ({cause}). Rerun with --overwrite and a smaller "
+            "--shard-size, or raise the store's limit on an object's size"
+        )
+    if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
+        return StoreError(
+            f"{where}: the bucket does not exist ({cause}). Create it first, or check the bucket name "
+            "(and AWS_ENDPOINT_URL for an S3-compatible store)"
+        )
+    if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
+        return StoreError(
+            f"{where}: the store refused access ({cause}). Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "a profile or a role; or --storage-options) and their permission to list, read, write and delete under the prefix"
+        )
+    return StoreError(
+        f"{where}: the request failed after retries ({cause}). Check the network and the store and rerun with --resume, "
+        "which keeps finished shards"
+    )
+
+
+def speaks_of_a_bucket(exc: FileNotFoundError) -> bool:
+    """Whether a store's "not found" is about the bucket (s3fs: "The specified bucket does not exist") rather than
+    a key. Words with a "/" are left out: s3fs's missing key says only its path, and a bucket may well be named
+    "bucket" (docs/remote.md's examples are): `mask -o s3://bucket/shards` once failed on the new prefix.
+
+    >>> speaks_of_a_bucket(FileNotFoundError("bucket/shards")), speaks_of_a_bucket(FileNotFoundError(2, "The specified bucket does not exist"))
+    (False, True)
+    """
+    return "bucket" in " ".join(word for word in str(exc).lower().split() if "/" not in word)
+
+
+@contextmanager
+def translated(where: str) -> Iterator[None]:
+    """Turn a store's exception into a ``StoreError``; a missing key (``FileNotFoundError``) and the lock's
+    refusal (``FileExistsError``) stay as they are, since callers act on them."""
+    try:
+        yield
+    except (GoldfishError, FileExistsError, NoCreateOnce):
+        raise
+    except FileNotFoundError as exc:
+        if speaks_of_a_bucket(exc):
+            raise store_failure(where, exc) from None
+        raise
+    except TypeError as exc:  # the driver makes its client on first use, with every option it was given
+        raise ConfigError(f"--storage-options do not fit the file system of {where}: {short_cause(exc)}") from None
+    except Exception as exc:  # providers raise many types: OSError subclasses, botocore, aiohttp, their own
+        raise store_failure(where, exc) from None
+
+
+class NoCreateOnce(Exception):
+    """The fsspec driver has no exclusive-create mode."""
