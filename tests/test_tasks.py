@@ -93,6 +93,26 @@ def test_finalize_refuses_while_a_task_is_missing(tmp_path: Path, corpus: Path, 
     assert tree_bytes(out) == single
 
 
+def test_a_damaged_shard_record_is_one_line_and_resume_then_finalize_recover(
+    tmp_path: Path, corpus: Path, single: dict[str, bytes]
+) -> None:
+    """A record cut short (a disk that lost its tail, a hand edit) stops finalize in one line naming it; --resume of the
+    task that owns it redoes that shard, and finalize then writes the bytes of one run."""
+    out = tmp_path / "out"
+    for index in (0, 1):
+        assert run_task(corpus, out, 2, index).exit_code == 0
+    record = out / ".goldfish" / "shard-00001.json"
+    record.write_bytes(record.read_bytes()[:20])
+    refused = run("finalize", out)
+    assert refused.exit_code == 1, refused.output
+    line = refused.output.strip().splitlines()[-1]
+    assert line.startswith(f"Error: {record} is damaged (") and "with --resume" in line, line
+    assert not (out / "state.json").exists()
+    assert run_task(corpus, out, 2, 1, "--resume").exit_code == 0  # shard 1 belongs to task 1 of 2
+    assert run("finalize", out).exit_code == 0
+    assert tree_bytes(out) == single
+
+
 def test_finalize_refuses_tasks_run_with_different_options(tmp_path: Path, corpus: Path) -> None:
     """Each task under --overwrite skips the settings check --resume makes; finalize must catch the mix."""
     out = tmp_path / "out"

@@ -313,7 +313,20 @@ class OutputFolder(abc.ABC):
         name = progress_path(shard_record_name(index))
         if not self.has_file(name):
             return None
-        record: dict[str, Any] = self.read_json(name)
+        return self.parse_shard_record(name, self.read_bytes(name))
+
+    def parse_shard_record(self, name: str, data: bytes) -> dict[str, Any]:
+        """The record ``name`` holds; a damaged one (cut, edited) is one line naming it, and the way out: ``--resume``
+        treats an unreadable record as an unfinished shard and redoes it (``life_cycle.completed_shards``)."""
+        try:
+            record = json.loads(data.decode("utf-8"))
+            if not isinstance(record, dict) or "filename" not in record or "sha256" not in record:
+                raise ValueError("not a shard completion record")
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise OutputError(
+                f"{self.where(name)} is damaged ({str(exc)[:120]}); rerun the task that wrote it with --resume "
+                "(a plain run: the same mask command with --resume), which redoes that shard, then finish again"
+            ) from None
         return record
 
     def read_shard_records(self, count: int) -> list[dict[str, Any] | None]:

@@ -76,7 +76,6 @@ create-once.
 from __future__ import annotations
 
 import io
-import json
 import mmap
 import tempfile
 from collections.abc import Callable
@@ -316,7 +315,7 @@ class UrlFolder(OutputFolder):
         by_path = {self.fs._strip_protocol(path): data for path, data in fetched.items()}
         found: list[dict[str, Any] | None] = [None] * count
         for index, path in wanted.items():
-            found[index] = json.loads(by_path[self.fs._strip_protocol(path)].decode("utf-8"))
+            found[index] = self.parse_shard_record(progress_path(shard_record_name(index)), by_path[self.fs._strip_protocol(path)])
         return found
 
     def _fresh(self) -> None:
