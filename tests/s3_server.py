@@ -162,6 +162,10 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     for name, value in s3_server.env().items():
         monkeypatch.setenv(name, value)
+    # a file system made for another module's server (each test module starts its own) must not be reused
+    from goldfish_prep.readers.remote import use_storage_options
+
+    use_storage_options(None)
     return s3_server
 
 

@@ -15,7 +15,8 @@ The commit protocol on an object store, which has no rename:
    abandoned on an error is aborted (``abort``), and one cut off by SIGKILL or a
    lost machine stays an invisible incomplete multipart upload (a bucket
    lifecycle rule ``AbortIncompleteMultipartUpload`` reclaims its parts). No
-   byte is staged on local disk: a part (s3fs: 50 MiB) is held in memory.
+   byte is staged on local disk: parts (``upload.PART_SIZE``) are held in
+   memory and sent by a thread while the next ones are built (``UploadFile``).
 2. The shard's completion record (``.goldfish/shard-NNNNN.json``, its sha256)
    is PUT only after that upload completed; ``--resume`` keeps exactly the
    shards whose record exists and whose object hashes to it, and deletes any
@@ -84,85 +85,20 @@ from typing import Any, BinaryIO, TypeVar, cast
 import pyarrow as pa
 
 from goldfish_prep.errors import ConfigError, GoldfishError
-from goldfish_prep.format.commit import Checksums, HashingReader
+from goldfish_prep.format.commit import HashingReader
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.names import PROGRESS_DIR, WRITER_LOCK, is_lock_name, shard_record_name
 from goldfish_prep.format.object_lock import ObjectLock
 from goldfish_prep.format.ownership import progress_path
 from goldfish_prep.format.store_errors import StoreError, short_cause, speaks_of_a_bucket, store_failure, translated
+from goldfish_prep.format.upload import UploadFile, part_size_of
 
 #: bytes per ranged GET when a shard is streamed: memory held per open shard, and about 128 requests per GB
 READ_BLOCK = 8 << 20
 _T = TypeVar("_T")
 #: schemes whose "folders" are key prefixes: nothing to create, and fsspec's makedirs would create a bucket
 _FLAT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
-
-
-class UploadFile:
-    """A file being uploaded, hashed on the way; it appears on the store only when ``commit`` closes it."""
-
-    def __init__(self, fs: Any, path: str, where: str) -> None:
-        self._fs = fs
-        self._path = path
-        self.temporary = where  # object stores write to the final name: nothing is visible before the commit
-        with translated(where):
-            self._raw = fs.open(path, "wb")
-        self._hashes = Checksums()
-        self._failed: StoreError | None = None
-
-    def write(self, data: bytes | memoryview) -> int:
-        if self._failed is not None:  # closing the Arrow stream after a failed part: do not ask the store again
-            raise self._failed
-        self._hashes.update(data)
-        try:
-            with translated(self.temporary):  # a full part is uploaded from inside write
-                written: int = self._raw.write(data)
-        except StoreError as exc:
-            self._failed = exc
-            raise
-        return written
-
-    def flush(self) -> None:
-        """Buffered by the upload; the bytes are sent on ``commit``."""
-
-    def close(self) -> None:
-        """Closing the Arrow sink must not complete the upload: ``commit`` does."""
-
-    @property
-    def closed(self) -> bool:
-        return bool(self._raw.closed)
-
-    def commit(self) -> str:
-        """Complete the upload: the object appears whole now (the last part, then ``CompleteMultipartUpload``).
-
-        A completion the store refuses aborts the upload, so its parts are not left behind."""
-        try:
-            with translated(self.temporary):
-                self._raw.close()
-        except BaseException:
-            self.abort()
-            raise
-        return self.checksums()["sha256"]
-
-    def checksums(self) -> dict[str, str]:
-        """Every checksum of ``commit.CHECKSUMS`` of the bytes written so far."""
-        return self._hashes.hexdigests()
-
-    def abort(self) -> None:
-        """Abort the upload (its parts are dropped, nothing appears); never raises over the error being handled."""
-        try:
-            discard = getattr(self._raw, "discard", None)
-            if discard is not None:
-                discard()
-                # fsspec's __del__ closes a file not closed yet, which would try to send what is left: never
-                # (s3fs's discard drops the buffer, so that close fails; a shard's upload is abandoned here for good)
-                self._raw.closed = True
-            elif not self._raw.closed:
-                self._raw.close()
-                self._fs.rm_file(self._path)
-        except Exception:  # the store is failing already: the incomplete upload stays invisible
-            pass
 
 
 class UrlFolder(OutputFolder):
@@ -261,7 +197,7 @@ class UrlFolder(OutputFolder):
             return operation()
 
     def pending(self, name: str) -> UploadFile:
-        return UploadFile(self.fs, self._path(name), self.where(name))
+        return UploadFile(self.fs, self._path(name), self.where(name), part_size_of(self.fs))
 
     def remove(self, name: str) -> None:
         path = self._path(name)

@@ -1,0 +1,171 @@
+"""A shard being uploaded to an object store: its parts are sent by a thread while the next ones are built.
+
+A store file from fsspec (s3fs, gcsfs, adlfs) sends a part from inside the
+``write`` that fills its buffer, and the caller waits for the request. Written
+from the main process, that is every part of every shard but the last, with the
+workers idle once they have finished the batches they hold. ``UploadFile``
+writes behind instead: the main process hashes and copies each chunk the Arrow
+writer hands it into a buffer, and once the buffer holds a part (``PART_SIZE``)
+hands it to its own thread, which writes it to the store file (the part's
+request runs there). At most one part waits for that thread while it sends
+another, so memory is bounded by about three parts, whatever the shard's size;
+a thread that falls behind makes the next hand-over wait (backpressure), never
+the buffer grow.
+
+Visibility is unchanged: the object appears only when ``commit`` closes the
+store file (the last part, then ``CompleteMultipartUpload``, or one PUT for a
+shard smaller than a part); an upload that failed or was abandoned is aborted,
+and one cut off by SIGKILL stays an invisible incomplete upload
+(``url_folder``'s docstring: the commit protocol). The checksums are computed
+in the caller's thread, from the bytes in the order they were written, so the
+record (``ShardWriter.finish``) does not wait for any upload.
+
+A failed part (after the provider's retries) is kept by the thread and raised,
+as the one-line ``StoreError``, at the caller's next ``write`` or at ``commit``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+from goldfish_prep.errors import GoldfishError
+from goldfish_prep.format.commit import Checksums
+from goldfish_prep.format.store_errors import store_failure, translated
+
+#: bytes per part: sent while the next one is built. S3 allows 10,000 parts (a shard of up to 312 GiB) of at
+#: least 5 MiB; gcsfs wants multiples of 256 KiB. About 32 requests per GB of shards.
+PART_SIZE = 32 << 20
+_END = None
+
+
+def part_size_of(fs: Any) -> int:
+    """``PART_SIZE``, unless the run's ``--storage-options`` chose the file system's block size
+    (``default_block_size``, which s3fs and gcsfs take): then that."""
+    chosen = getattr(fs, "default_block_size", None)
+    default = getattr(type(fs), "default_block_size", None)
+    return int(chosen) if isinstance(chosen, int) and chosen > 0 and chosen != default else PART_SIZE
+
+
+class UploadFile:
+    """A file being uploaded, hashed on the way; it appears on the store only when ``commit`` closes it."""
+
+    def __init__(self, fs: Any, path: str, where: str, part_size: int = PART_SIZE) -> None:
+        self._fs = fs
+        self._path = path
+        self.temporary = where  # object stores write to the final name: nothing is visible before the commit
+        self._part_size = part_size
+        self._raw: Any = None  # the store file, opened with the first part: a shard of one part is one PUT
+        self._hashes = Checksums()
+        self._buffer = bytearray()
+        self._parts: queue.Queue[bytearray | None] = queue.Queue(maxsize=1)
+        self._sender: threading.Thread | None = None
+        self._failed: GoldfishError | None = None
+        self._abandoned = False
+        self._closed = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._failed is not None:  # a part failed: the Arrow stream's later writes must not reach the store
+            raise self._failed
+        self._hashes.update(data)
+        self._buffer += data  # the one copy: the caller may reuse its buffer once this returns
+        if len(self._buffer) >= self._part_size:
+            self._hand_over()
+        return len(data)
+
+    def _hand_over(self) -> None:
+        """Give the buffered part to the sending thread (started on the first part); waits while one is queued."""
+        part, self._buffer = self._buffer, bytearray()
+        if self._sender is None:
+            if self._raw is None:
+                with translated(self.temporary):
+                    self._raw = self._fs.open(self._path, "wb", block_size=self._part_size)
+            self._sender = threading.Thread(target=self._send, name="goldfish-prep-parts", daemon=True)
+            self._sender.start()
+        self._parts.put(part)
+
+    def _send(self) -> None:
+        """The sending thread: write each part to the store file (a full part is uploaded from inside ``write``)."""
+        while (part := self._parts.get()) is not _END:
+            if self._failed is not None or self._abandoned:
+                continue  # keep taking parts, so that the caller never waits on a queue nobody empties
+            try:
+                with translated(self.temporary):
+                    self._raw.write(part)
+            except GoldfishError as exc:
+                self._failed = exc
+            except BaseException as exc:  # kept, and raised in the caller's thread as one line
+                self._failed = store_failure(self.temporary, exc)
+
+    def _sent(self) -> None:
+        """Wait until every handed-over part has been written to the store file."""
+        if self._sender is not None:
+            self._parts.put(_END)
+            self._sender.join()
+            self._sender = None
+
+    def flush(self) -> None:
+        """Buffered here and by the upload; the bytes are sent by parts, and the rest on ``commit``."""
+
+    def close(self) -> None:
+        """Closing the Arrow sink must not complete the upload: ``commit`` does."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def commit(self) -> str:
+        """Complete the upload: the object appears whole now (the last part, then ``CompleteMultipartUpload``).
+
+        A completion the store refuses aborts the upload, so its parts are not left behind."""
+        try:
+            self._sent()
+            if self._failed is not None:
+                raise self._failed
+            with translated(self.temporary):
+                if self._raw is None:  # smaller than a part: one PUT, without a store file's copies
+                    self._fs.pipe_file(self._path, bytes(self._buffer))
+                else:
+                    if self._buffer:
+                        self._raw.write(self._buffer)
+                    self._raw.close()
+            self._buffer = bytearray()
+            self._closed = True
+        except BaseException:
+            self.abort()
+            raise
+        return self.checksums()["sha256"]
+
+    def checksums(self) -> dict[str, str]:
+        """Every checksum of ``commit.CHECKSUMS`` of the bytes written so far."""
+        return self._hashes.hexdigests()
+
+    def abort(self) -> None:
+        """Abort the upload (its parts are dropped, nothing appears); never raises over the error being handled.
+
+        The part being sent, if any, ends first (its request is not cut off)."""
+        self._abandoned = True
+        self._buffer = bytearray()
+        try:
+            self._sent()
+        except BaseException:  # an interrupt while waiting: the daemon thread ends with the process
+            pass
+        self._closed = True
+        if self._raw is None:  # nothing was sent
+            return
+        try:
+            discard = getattr(self._raw, "discard", None)
+            if discard is not None:
+                discard()
+                # fsspec's __del__ closes a file not closed yet, which would try to send what is left: never
+                # (s3fs's discard drops the buffer, so that close fails; a shard's upload is abandoned here for good)
+                self._raw.closed = True
+            elif not self._raw.closed:
+                self._raw.close()
+                self._fs.rm_file(self._path)
+        except Exception:  # the store is failing already: the incomplete upload stays invisible
+            pass
+
+
+__all__ = ["PART_SIZE", "UploadFile", "part_size_of"]
