@@ -7,6 +7,12 @@ which records the machine its holder ran on (``machine_id``: host, boot and pid
 namespace) and, for Ray, the job (``ray_job_ended``); a run on that machine, or
 on a cluster whose job table says the job ended, takes a dead holder's object
 over with a PUT conditional on its ETag.
+
+On Azure (adlfs) both hold as on S3: the exclusive create is a ``Put Block List``
+with ``If-None-Match: *``, refused ``409 BlobAlreadyExists`` (adlfs raises
+``FileExistsError``), and the take-over an ``upload_blob`` with ``If-Match`` on the
+ETag (``if_match``), refused ``412 ConditionNotMet``; both tested against Azurite
+(``tests/test_azure_urls.py``).
 """
 
 from __future__ import annotations
@@ -111,7 +117,7 @@ class ObjectLock:
         return "s3" in getattr(self._fs, "protocol", ()) or is_azure(self._fs)
 
     def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
-        """Replace the dead holder's object with ``mine``: on S3 by a PUT with ``If-Match`` on the ETag read
+        """Replace the dead holder's object with ``mine``: on S3 and Azure by a PUT with ``If-Match`` on the ETag read
         before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
         the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
         delete and a create-once, where two runs taking over in the same instant could both delete."""
