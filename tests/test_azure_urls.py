@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,41 +191,54 @@ def test_az_inputs_give_the_shards_of_the_same_local_files(
 # --- killed mid-run, then --resume -------------------------------------------------------------------
 
 
-def wait_for_blob(server: AzureServer, name: str, process: object) -> None:
-    import subprocess
-    import time
-
-    assert isinstance(process, subprocess.Popen)
+def wait_for_blob(server: AzureServer, name: str, process: subprocess.Popen[str] | None = None) -> None:
+    """Until blob ``name`` exists; fails after 120 s, or when ``process`` ends first."""
     blob = server.client().get_blob_client(CONTAINER, name)
     deadline = time.monotonic() + 120
     while not blob.exists():
-        assert process.poll() is None, f"the run ended before {name} appeared: {process.communicate()}"
+        assert process is None or process.poll() is None, f"the run ended before {name} appeared: {process.communicate()}"
         assert time.monotonic() < deadline, f"no {name} after 120 s"
         time.sleep(0.02)
 
 
-def test_sigkill_mid_run_then_resume_gives_the_bytes_of_an_uninterrupted_run(
+def test_sigkill_mid_commit_then_resume_gives_the_bytes_of_an_uninterrupted_run(
     container: AzureServer, corpus: Path, kill_reference: dict[str, bytes]
 ) -> None:
+    """SIGKILL while shard 5's Put Block List (its commit) is on its way, held by a proxy: the commit lands after
+    its sender died, so the store holds a whole shard without its record; `--resume` must not trust it."""
     url = f"az://{CONTAINER}/killed"
-    # the account given as an option: the lock blob names the command, never the key
-    options = json.dumps({"connection_string": container.connection_string()})
-    process = start(corpus, "-o", url, *KILL_OPTIONS, "--storage-options", options, env={"AZURE_STORAGE_CONNECTION_STRING": ""})
+    committing = threading.Event()
+
+    def stall_the_commit_of_shard_5(method: str, path: str, attempt: int) -> str | None:
+        if method == "PUT" and "/killed/data-00005.arrow?" in path and "comp=blocklist" in path:
+            committing.set()
+            return "stall"
+        return None
+
+    proxy = FaultyProxy(container.address, stall_the_commit_of_shard_5, stall_s=2)
+    # the account given as an option (not the environment): the lock blob names the command, never the key
+    options = json.dumps({"connection_string": container.connection_string(endpoint=f"{proxy.endpoint}/{fixtures.ACCOUNT}")})
     try:
-        wait_for_blob(container, "killed/.goldfish/shard-00002.json", process)
-        # a second writer refuses at once, naming the holder
-        line = error_line(run("mask", corpus, "-o", url, *KILL_OPTIONS, "--resume"))
-        assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
+        process = start(corpus, "-o", url, *KILL_OPTIONS, "--storage-options", options, env={"AZURE_STORAGE_CONNECTION_STRING": ""})
+        try:
+            assert committing.wait(120), process.communicate()
+            # a second writer refuses at once, naming the holder
+            line = error_line(run("mask", corpus, "-o", url, *KILL_OPTIONS, "--resume"))
+            assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+        wait_for_blob(container, "killed/data-00005.arrow")  # the stalled commit reaches the store after its sender died
     finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.communicate(timeout=60)
+        proxy.close()
     left = container.blobs(CONTAINER, "killed")
     assert "goldfish_manifest.json" not in left and "state.json" not in left
+    assert left["data-00005.arrow"] == kill_reference["data-00005.arrow"] and ".goldfish/shard-00005.json" not in left
     assert str(process.pid).encode() in left[".goldfish/writer.lock"]
     assert not [name for name, data in left.items() if KEY.encode() in data]
     records = [json.loads(data) for name, data in left.items() if name.startswith(".goldfish/shard-")]
-    assert records and len(records) < sum(name.startswith("data-") for name in kill_reference)
-    for record in records:  # every shard that has a completion record is whole
+    assert records  # shards before 5 (and any the next upload finished meanwhile), each whole
+    for record in records:
         assert left[record["filename"]] == kill_reference[record["filename"]]
     # the lock blob outlives its killed holder; a run on the same machine sees that its pid is gone and takes it over
     result = run("mask", corpus, "-o", url, *KILL_OPTIONS[1:], "--resume")
@@ -320,18 +335,33 @@ def test_a_container_that_does_not_exist(azure_env: AzureServer, corpus: Path, t
     assert line.startswith(f"Error: {url}/a.jsonl: "), line
 
 
-@pytest.mark.parametrize("where", ["output", "input"])
-def test_a_key_the_account_refuses(container: AzureServer, corpus: Path, tmp_path: Path, where: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "who"), [("output", "wrong-key"), ("input", "wrong-key"), ("output", "read-only-sas"), ("input", "list-only-sas")]
+)
+def test_credentials_the_account_refuses(container: AzureServer, corpus: Path, tmp_path: Path, where: str, who: str) -> None:
+    """A wrong account key (403 AuthorizationFailure), or a SAS without the permission a run needs (403
+    AuthorizationPermissionMismatch): one line naming the URL and where Azure credentials come from, no secret."""
+    import datetime
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
     container.upload(CONTAINER, corpus.parent, "in/")
-    wrong = container.env(key=WRONG_KEY)
+    if who == "wrong-key":
+        secret, env = WRONG_KEY, container.env(key=WRONG_KEY)
+    else:
+        permission = ContainerSasPermissions(read=who == "read-only-sas", list=True)
+        expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        secret = generate_container_sas(fixtures.ACCOUNT, CONTAINER, account_key=KEY, permission=permission, expiry=expiry)
+        env = {"AZURE_STORAGE_CONNECTION_STRING": f"BlobEndpoint={container.endpoint};SharedAccessSignature={secret}"}
     if where == "output":
         url = f"az://{CONTAINER}/refused"
-        result = run("mask", corpus, "-o", url, *OPTIONS, env=wrong)
+        result = run("mask", corpus, "-o", url, *OPTIONS, env=env)
     else:
         url = f"az://{CONTAINER}/in/{corpus.name}"
-        result = run("mask", url, "-o", tmp_path / "out", *OPTIONS, env=wrong)
+        result = run("mask", url, "-o", tmp_path / "out", *OPTIONS, env=env)
     line = error_line(result)
     assert line.startswith(f"Error: {url}") and "the store refused access (" in line, line
     assert "AZURE_STORAGE_CONNECTION_STRING" in line and "AWS_" not in line, line
-    assert WRONG_KEY not in result.output and KEY not in result.output
+    signature = secret.split("sig=")[-1]
+    assert secret not in result.output and signature not in result.output and KEY not in result.output
     assert container.blobs(CONTAINER, "refused") == {}

@@ -112,7 +112,11 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
             f"{where}: the container does not exist ({cause}). Create it first (az storage container create), or check "
             "the container name and the account (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_NAME)"
         )
-    if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
+    if (
+        isinstance(exc, PermissionError)
+        or status == 403
+        or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials"))
+    ):
         return StoreError(
             f"{where}: the store refused access ({cause}). Check the credentials ({credentials_for(where)}; or --storage-options) "
             "and their permission to list, read, write and delete under the prefix"

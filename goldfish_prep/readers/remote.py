@@ -298,7 +298,11 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         return _changed(shown)
     if isinstance(exc, FileNotFoundError):
         return InputError(shown, "no such object or prefix", "Check the URL; a prefix must hold at least one object", "missing-input")
-    if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
+    if (
+        isinstance(exc, PermissionError)
+        or refused_by_status(exc)
+        or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials"))
+    ):
         return InputError(
             shown,
             f"the store refused access ({cause})",
@@ -307,6 +311,14 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         )
     endpoint = " (and AWS_ENDPOINT_URL for an S3-compatible store)" if family == "s3" else ""
     return InputError(shown, f"the request failed after retries ({cause})", _FIX_NETWORK.format(endpoint=endpoint), "remote-unavailable")
+
+
+def refused_by_status(exc: BaseException) -> bool:
+    """Whether the store answered 403 (Azure's ``AuthorizationPermissionMismatch``, a SAS without the permission,
+    says neither "forbidden" nor "denied")."""
+    from goldfish_prep.format.store_errors import store_answer
+
+    return store_answer(exc)[1] == 403
 
 
 def credentials_for(url: str) -> str:
