@@ -159,8 +159,12 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]
 
 @pytest.mark.parametrize(
     ("local_spec", "url"),
-    [("corpus/", f"az://{CONTAINER}/corpus/"), ("corpus/**/*.jsonl*", f"az://{CONTAINER}/corpus/**/*.jsonl*")],
-    ids=["prefix", "glob"],
+    [
+        ("corpus/", f"az://{CONTAINER}/corpus/"),
+        ("corpus/**/*.jsonl*", f"az://{CONTAINER}/corpus/**/*.jsonl*"),
+        ("corpus/", f"abfs://{CONTAINER}/corpus/"),
+    ],
+    ids=["prefix", "glob", "abfs-prefix"],
 )
 def test_az_inputs_give_the_shards_of_the_same_local_files(
     container: AzureServer, small_corpus: Path, tmp_path: Path, local_spec: str, url: str
@@ -175,17 +179,18 @@ def test_az_inputs_give_the_shards_of_the_same_local_files(
         os.chdir(cwd)
     result = run("mask", url, "-o", on_azure, "-q", "--shard-size", "40KB")
     assert result.exit_code == 0, result.output
-    local_tables, azure_tables = shard_tables(local), shard_tables(on_azure, f"az://{CONTAINER}/")
+    base = url.split("corpus/")[0]  # az://outputs/ or abfs://outputs/
+    local_tables, azure_tables = shard_tables(local), shard_tables(on_azure, base)
     assert len(azure_tables) == len(local_tables) >= 2
     for got, expected in zip(azure_tables, local_tables):
         assert got.equals(expected)
     recorded = manifest(on_azure)
     assert recorded["counts"] == manifest(local)["counts"]
-    inputs = [{**entry, "path": entry["path"].removeprefix(f"az://{CONTAINER}/")} for entry in recorded["inputs"]]
+    inputs = [{**entry, "path": entry["path"].removeprefix(base)} for entry in recorded["inputs"]]
     assert inputs == manifest(local)["inputs"]  # each input's size and hash: only the path differs
     if local_spec == "corpus/":
         assert [entry["path"] for entry in inputs] == ["corpus/a.jsonl", "corpus/d.txt", "corpus/sub/b.jsonl.gz"]
-        assert recorded["ignored_inputs"] == [f"az://{CONTAINER}/corpus/.hidden.jsonl"]
+        assert recorded["ignored_inputs"] == [f"{base}corpus/.hidden.jsonl"]
 
 
 # --- killed mid-run, then --resume -------------------------------------------------------------------
