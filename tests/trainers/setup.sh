@@ -138,7 +138,7 @@ install_azurite() {
   fi
   if ! command -v npm >/dev/null; then
     echo "azurite: npm is not installed (apt-get install npm): the Azure tests skip without Azurite" >&2
-    [ "${GOLDFISH_TRAINERS_REQUIRED:-}" = 1 ] && exit 1
+    if [ "${GOLDFISH_TRAINERS_REQUIRED:-}" = 1 ]; then exit 1; fi
     return
   fi
   start=$(date +%s)
@@ -159,7 +159,9 @@ if [ $# -eq 0 ]; then
   mapfile -t names < <(grep -v '^#' tests/trainers/ci-trainers.txt | grep .)
   azurite=1
 fi
-[ "$azurite" = 1 ] && install_azurite
+if [ "$azurite" = 1 ]; then
+  install_azurite
+fi
 total=$(date +%s)
 todo=()
 for name in "${names[@]}"; do
