@@ -7,6 +7,12 @@ which records the machine its holder ran on (``machine_id``: host, boot and pid
 namespace) and, for Ray, the job (``ray_job_ended``); a run on that machine, or
 on a cluster whose job table says the job ended, takes a dead holder's object
 over with a PUT conditional on its ETag.
+
+On Azure (adlfs) both hold as on S3: the exclusive create is a ``Put Block List``
+with ``If-None-Match: *``, refused ``409 BlobAlreadyExists`` (adlfs raises
+``FileExistsError``), and the take-over an ``upload_blob`` with ``If-Match`` on the
+ETag (``if_match``), refused ``412 ConditionNotMet``; both tested against Azurite
+(``tests/test_azure_urls.py``).
 """
 
 from __future__ import annotations
@@ -85,7 +91,7 @@ class ObjectLock:
             if invalidate is not None:
                 invalidate(self._path)  # an ETag cached from a listing would be stale
             try:
-                etag = self._fs.info(self._path).get("ETag") if self._conditional else None  # first: see _take_over
+                etag = etag_of(self._fs.info(self._path)) if self._conditional else None  # first: see _take_over
             except FileNotFoundError:
                 return None  # let go meanwhile: the caller's refusal stands, a rerun finds the folder free
         data = self._content()
@@ -107,11 +113,11 @@ class ObjectLock:
 
     @property
     def _conditional(self) -> bool:
-        """Whether the driver can replace an object only if it is still the one read (s3fs: ``If-Match``)."""
-        return "s3" in getattr(self._fs, "protocol", ())
+        """Whether the driver can replace an object only if it is still the one read (s3fs, adlfs: ``If-Match``)."""
+        return "s3" in getattr(self._fs, "protocol", ()) or is_azure(self._fs)
 
     def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
-        """Replace the dead holder's object with ``mine``: on S3 by a PUT with ``If-Match`` on the ETag read
+        """Replace the dead holder's object with ``mine``: on S3 and Azure by a PUT with ``If-Match`` on the ETag read
         before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
         the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
         delete and a create-once, where two runs taking over in the same instant could both delete."""
@@ -121,10 +127,10 @@ class ObjectLock:
                 self._create(mine)
                 return
             try:
-                self._fs.pipe_file(self._path, mine, IfMatch=etag)
-            except (OSError, FileNotFoundError) as exc:
+                self._fs.pipe_file(self._path, mine, **if_match(self._fs, etag))
+            except Exception as exc:  # s3fs raises OSError subclasses; adlfs lets Azure's own errors through
                 code, status = store_answer(exc)
-                if isinstance(exc, FileNotFoundError) or code == "PreconditionFailed" or status == 412:
+                if isinstance(exc, FileNotFoundError) or code in ("PreconditionFailed", "ConditionNotMet") or status == 412:
                     raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
                 raise
             if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
@@ -166,6 +172,28 @@ class ObjectLock:
             self._held = False
             with translated(self._where):
                 self._fs.rm_file(self._path)
+
+
+def is_azure(fs: Any) -> bool:
+    """Whether ``fs`` is adlfs's Azure Blob file system (``az://``, ``abfs://``)."""
+    return "abfs" in getattr(fs, "protocol", ())
+
+
+def etag_of(info: dict[str, Any]) -> str | None:
+    """An object's ETag in a driver's ``info`` (s3fs: ``ETag``; adlfs: ``etag``, quoted as Azure sends it)."""
+    value = info.get("ETag") or info.get("etag")
+    return str(value) if value else None
+
+
+def if_match(fs: Any, etag: str) -> dict[str, Any]:
+    """The keyword arguments of ``fs.pipe_file`` that make its PUT conditional on the object's ETag being ``etag``:
+    s3fs passes ``IfMatch`` to PutObject; adlfs passes ``etag`` and ``match_condition`` to azure-storage-blob's
+    ``upload_blob``, which sends ``If-Match`` (Azure answers 412 ConditionNotMet, also for a blob deleted since)."""
+    if is_azure(fs):
+        from azure.core import MatchConditions
+
+        return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+    return {"IfMatch": etag}
 
 
 def machine_id() -> str | None:

@@ -49,6 +49,8 @@ def store_answer(exc: BaseException) -> tuple[str, int | None]:
     for _ in range(5):
         if seen is None:
             break
+        if (answer := azure_answer(seen)) is not None:
+            return answer
         response = getattr(seen, "response", None)
         if isinstance(response, dict):
             code = str(response.get("Error", {}).get("Code", ""))
@@ -58,9 +60,34 @@ def store_answer(exc: BaseException) -> tuple[str, int | None]:
     return "", None
 
 
+def azure_answer(exc: BaseException) -> tuple[str, int | None] | None:
+    """(error code, HTTP status) of an azure-core ``HttpResponseError`` (adlfs raises them as they are, or as the
+    cause of its own ``RuntimeError``), or None for an exception of any other kind."""
+    if not type(exc).__module__.startswith("azure.") or not hasattr(exc, "status_code"):
+        return None
+    code, status = getattr(exc, "error_code", None), getattr(exc, "status_code", None)
+    return str(getattr(code, "value", code) or ""), status if isinstance(status, int) else None
+
+
+def azure_cause(exc: BaseException) -> str | None:
+    """What the Azure error behind ``exc`` says, its first line only (the rest is a request id, a time and the XML
+    of the answer), scrubbed of secrets; None when no Azure error is behind it."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if azure_answer(seen) is not None:
+            lines = str(seen).strip().splitlines()
+            return short_cause(Exception(lines[0] if lines else ""))
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def store_failure(where: str, exc: BaseException) -> StoreError:
     """The one line for a failed request about ``where``: what the store said (scrubbed of secrets), and the fix."""
-    cause = short_cause(exc)
+    from goldfish_prep.readers.remote import credentials_for
+
+    cause = azure_cause(exc) or short_cause(exc)
     code, status = store_answer(exc)
     if code and code not in cause:
         cause = f"{code}: {cause}"
@@ -80,10 +107,19 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
             f"{where}: the bucket does not exist ({cause}). Create it first, or check the bucket name "
             "(and AWS_ENDPOINT_URL for an S3-compatible store)"
         )
-    if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
+    if code == "ContainerNotFound":  # Azure
         return StoreError(
-            f"{where}: the store refused access ({cause}). Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "a profile or a role; or --storage-options) and their permission to list, read, write and delete under the prefix"
+            f"{where}: the container does not exist ({cause}). Create it first (az storage container create), or check "
+            "the container name and the account (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_NAME)"
+        )
+    if (
+        isinstance(exc, PermissionError)
+        or status == 403
+        or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials"))
+    ):
+        return StoreError(
+            f"{where}: the store refused access ({cause}). Check the credentials ({credentials_for(where)}; or --storage-options) "
+            "and their permission to list, read, write and delete under the prefix"
         )
     return StoreError(
         f"{where}: the request failed after retries ({cause}). Check the network and the store and rerun with --resume, "

@@ -53,7 +53,8 @@ _FIX_NETWORK = "Check the network and the store{endpoint} and run again; --resum
 _CREDENTIALS = {
     "s3": "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role",
     "gs": "GOOGLE_APPLICATION_CREDENTIALS or gcloud's login",
-    "az": "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_KEY or a SAS token, or az login",
+    # what adlfs reads: a connection string, or an account name with its key or a SAS token; else Azure's default chain
+    "az": "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or az login",
     "hf": "HF_TOKEN or hf auth login",
 }
 _FAMILY = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az"}
@@ -285,7 +286,7 @@ def store_error(shown: str, exc: BaseException) -> InputError:
     lowered = cause.lower()
     scheme = shown.split("://", 1)[0].lower()
     family = _FAMILY.get(scheme, scheme)
-    credentials = _CREDENTIALS.get(family, "the credentials in the URL or --storage-options")
+    credentials = credentials_for(shown)
     if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
         return InputError(
             shown,
@@ -297,7 +298,11 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         return _changed(shown)
     if isinstance(exc, FileNotFoundError):
         return InputError(shown, "no such object or prefix", "Check the URL; a prefix must hold at least one object", "missing-input")
-    if isinstance(exc, PermissionError) or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials")):
+    if (
+        isinstance(exc, PermissionError)
+        or refused_by_status(exc)
+        or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials"))
+    ):
         return InputError(
             shown,
             f"the store refused access ({cause})",
@@ -306,6 +311,24 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         )
     endpoint = " (and AWS_ENDPOINT_URL for an S3-compatible store)" if family == "s3" else ""
     return InputError(shown, f"the request failed after retries ({cause})", _FIX_NETWORK.format(endpoint=endpoint), "remote-unavailable")
+
+
+def refused_by_status(exc: BaseException) -> bool:
+    """Whether the store answered 403 (Azure's ``AuthorizationPermissionMismatch``, a SAS without the permission,
+    says neither "forbidden" nor "denied")."""
+    from goldfish_prep.format.store_errors import store_answer
+
+    return store_answer(exc)[1] == 403
+
+
+def credentials_for(url: str) -> str:
+    """Where the credentials for ``url``'s store usually come from, for a message that says they were refused.
+
+    >>> credentials_for("abfs://container/prefix")
+    'AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or az login'
+    """
+    scheme = url.split("://", 1)[0].lower()
+    return _CREDENTIALS.get(_FAMILY.get(scheme, scheme), "the credentials in the URL")
 
 
 def _changed(shown: str) -> InputError:

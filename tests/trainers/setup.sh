@@ -5,7 +5,7 @@
 # suite's own environment. Each venv gets the suite's CPU torch (torch==2.13.0, the very file pip picks for
 # it: a plain "torch" requirement could pull a multi-GB CUDA build), then the trainer at a pinned release.
 #
-# Usage: bash tests/trainers/setup.sh [NAME...]   (default: those in tests/trainers/ci-trainers.txt)
+# Usage: bash tests/trainers/setup.sh [NAME...]   (default: those in tests/trainers/ci-trainers.txt, and azurite)
 # Venvs go to $GOLDFISH_TRAINERS_DIR (default: .trainers/ in the repository root, which git ignores);
 # one made for the same pins by the same installer that still imports its trainer is kept as it is. Each
 # install's wall time is printed.
@@ -125,9 +125,43 @@ make_venv() {
   echo "trainers: $name installed by $installer in $(( $(date +%s) - start )) s"
 }
 
-names=("$@")
-# default: the trainers CI runs (tests/trainers/ci-trainers.txt); any name of reqs above may be given
-[ ${#names[@]} -eq 0 ] && mapfile -t names < <(grep -v '^#' tests/trainers/ci-trainers.txt | grep .)
+# Azurite, Microsoft's Azure Blob server, for tests/test_azure_urls.py (tests/azure_server.py): an npm package,
+# installed into $root/azurite beside the venvs, so a later run reuses it; `setup.sh azurite` installs it alone.
+# 3.37.0 declares node >= 22 but its blob server runs on the node 20 of these machines (npm only warns).
+azurite_version=3.37.0
+install_azurite() {
+  local dir="$root/azurite" start
+  if [ "$(node -p "require('$dir/node_modules/azurite/package.json').version" 2>/dev/null)" = "$azurite_version" ] \
+    && [ -x "$dir/node_modules/.bin/azurite-blob" ]; then
+    echo "azurite: $azurite_version ready in $dir"
+    return
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "azurite: npm is not installed (apt-get install npm): the Azure tests skip without Azurite" >&2
+    if [ "${GOLDFISH_TRAINERS_REQUIRED:-}" = 1 ]; then exit 1; fi
+    return
+  fi
+  start=$(date +%s)
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "azurite@$azurite_version"
+  "$dir/node_modules/.bin/azurite-blob" --version >/dev/null
+  echo "azurite: $azurite_version installed in $dir in $(( $(date +%s) - start )) s"
+}
+
+names=()
+azurite=0
+for name in "$@"; do
+  if [ "$name" = azurite ]; then azurite=1; else names+=("$name"); fi
+done
+# default: the trainers CI runs (tests/trainers/ci-trainers.txt) and Azurite; any name of reqs above may be given
+if [ $# -eq 0 ]; then
+  mapfile -t names < <(grep -v '^#' tests/trainers/ci-trainers.txt | grep .)
+  azurite=1
+fi
+if [ "$azurite" = 1 ]; then
+  install_azurite
+fi
 total=$(date +%s)
 todo=()
 for name in "${names[@]}"; do
