@@ -222,7 +222,7 @@ class UrlFolder(OutputFolder):
         try:
             info = self.fs.info(self.root)
         except FileNotFoundError as exc:
-            if not speaks_of_a_bucket(exc):  # s3fs: "The specified bucket does not exist"
+            if not speaks_of_a_bucket(exc, self._shown):  # s3fs: "The specified bucket does not exist"; gcsfs: "b/NAME/o"
                 return None
             raise self._refused("", exc) from None
         except GoldfishError:
