@@ -2,7 +2,9 @@
 
 Why a module of its own: a store has no ``flock`` and cannot say whether a
 holder is alive, so the lock is an object created with a conditional write
-(see ``url_folder``'s docstring for the protocol and the stores that honour it),
+(see ``url_folder``'s docstring for the protocol and the stores that honour it:
+s3fs's ``If-None-Match: *``, tested on moto; gcsfs's ``ifGenerationMatch=0`` on one
+multipart upload, tested on fake-gcs-server; docs/remote.md says what holds where),
 which records the machine its holder ran on (``machine_id``: host, boot and pid
 namespace) and, for Ray, the job (``ray_job_ended``); a run on that machine, or
 on a cluster whose job table says the job ended, takes a dead holder's object
@@ -121,8 +123,9 @@ class ObjectLock:
     def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
         """Replace the dead holder's object with ``mine``: on S3 by a PUT with ``If-Match`` on the ETag read
         before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
-        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
-        delete and a create-once, where two runs taking over in the same instant could both delete."""
+        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere
+        (GCS included: gcsfs's ``pipe_file`` takes no ``ifGenerationMatch`` of a generation) a delete and a
+        create-once, where two runs taking over in the same instant could both delete."""
         with translated(self._where):
             if etag is None:
                 self._fs.rm_file(self._path)
