@@ -56,8 +56,9 @@ def binary() -> Path:
 class GcsServer:
     """fake-gcs-server in a child process, for one test session."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None, external: str | None = None) -> None:
+        """``external``: the address the server names for a resumable upload's session (a proxy in front of it)."""
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
             [
@@ -71,7 +72,7 @@ class GcsServer:
                 "-port",
                 str(self.port),
                 "-external-url",  # where a resumable upload's session lives (its Location answer)
-                self.endpoint,
+                external or self.endpoint,
                 "-log-level",
                 "error",
             ],
@@ -93,9 +94,9 @@ class GcsServer:
     def pid(self) -> int:
         return self._process.pid
 
-    def env(self) -> dict[str, str]:
-        """The variables a user sets to reach this emulator (see the module's docstring)."""
-        return {"STORAGE_EMULATOR_HOST": self.endpoint, _TOKEN_VARIABLE: "anon", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    def env(self, endpoint: str | None = None) -> dict[str, str]:
+        """The variables a user sets to reach this emulator (``endpoint``: another address in front of it)."""
+        return {"STORAGE_EMULATOR_HOST": endpoint or self.endpoint, _TOKEN_VARIABLE: "anon", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
 
     # --- the JSON API, straight: test setup and inspection ----------------------------------------
 

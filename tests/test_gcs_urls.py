@@ -18,8 +18,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -27,7 +31,7 @@ import pytest
 from tests import gcs_server as fixtures
 from tests.faults_support import ROOT, start
 from tests.gcs_server import GcsServer
-from tests.s3_server import error_line, run
+from tests.s3_server import FaultyProxy, error_line, free_port, run
 
 # the server (one per session) and the environment a user sets to reach it (see tests/gcs_server.py)
 gcs_server = fixtures.gcs_server
@@ -286,12 +290,14 @@ def test_a_writer_that_missed_the_holder_is_refused_by_the_store(bucket: GcsServ
     object appeared sends its create all the same, and the store must refuse it."""
     from goldfish_prep.format.folder import open_folder
     from goldfish_prep.format.lock import LockHeldError
+    from goldfish_prep.format.object_lock import ObjectLock
 
     folder = open_folder(f"gs://{BUCKET}/locked")
     first, late = folder.lock(LOCK), folder.lock(LOCK)
+    assert isinstance(late, ObjectLock)
     first.acquire()
     held = bucket.get(BUCKET, f"locked/{LOCK}")
-    looked = []
+    looked: list[bool] = []
     real = late._content
 
     def blind_once() -> bytes | None:
@@ -324,6 +330,93 @@ def test_two_writers_racing_on_one_prefix_one_wins(bucket: GcsServer, corpus: Pa
     # refused by the lock, or (when the winner had finished first) by the finished output it found
     assert "is being written by another run" in loser[0] or "already exists and is not empty" in loser[0], loser
     assert bucket.objects(BUCKET, "race") == files(reference)
+
+
+# --- a shard sent in chunks (a resumable upload session) -------------------------------------------
+
+CHUNKED = ("--shard-size", "1MB", "--storage-options", json.dumps({"block_size": 256 << 10}))  # 256 KiB: gcsfs's smallest chunk
+
+
+class WatchingProxy(FaultyProxy):
+    """``FaultyProxy`` that also shows ``watch`` each request's ``Content-Range`` (a chunk of an upload session)."""
+
+    def __init__(self, target: str, fail: Any, watch: Any, stall_s: float = 0.0) -> None:
+        self.watch = watch
+        super().__init__(target, fail, stall_s)
+
+    def _forward(self, handler: Any) -> None:
+        self.watch(handler.command, urllib.parse.unquote(handler.path), handler.headers.get("Content-Range"))
+        super()._forward(handler)
+
+
+@pytest.fixture
+def behind_a_proxy(gcs_env: GcsServer) -> Iterator[tuple[GcsServer, WatchingProxy]]:
+    """An emulator of its own whose upload sessions are sent through a proxy (its ``-external-url``), and the proxy;
+    the proxy's ``fail`` and ``watch`` do nothing until a test sets them."""
+    port = free_port()
+    proxy = WatchingProxy(f"http://127.0.0.1:{port}", lambda method, path, attempt: None, lambda method, path, sent: None)
+    server = GcsServer(port, external=proxy.endpoint)
+    try:
+        server.make_bucket(BUCKET)
+        yield server, proxy
+    finally:
+        proxy.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def chunked_reference(big_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("chunked-reference") / "out"
+    assert run("mask", big_corpus, "-o", folder, "-q", "--shard-size", "1MB").exit_code == 0
+    return files(folder)
+
+
+def test_a_shard_sent_in_chunks_appears_only_when_its_last_chunk_arrives(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    server, proxy = behind_a_proxy
+    seen: list[tuple[bool, bool]] = []
+    chunks: list[str] = []
+
+    def watch(method: str, path: str, sent: str | None) -> None:
+        if "upload_id=" in path and "name=chunks/data-00000.arrow" in path:
+            chunks.append(sent or "")
+            if sent and not sent.endswith("/*"):  # "bytes A-B/TOTAL": the last chunk, which completes the object
+                seen.append((server.exists(BUCKET, "chunks/data-00000.arrow"), server.exists(BUCKET, "chunks/.goldfish/shard-00000.json")))
+
+    proxy.watch = watch
+    result = run("mask", big_corpus, "-o", f"gs://{BUCKET}/chunks", "-q", *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert len(chunks) >= 3, chunks  # a shard of about 1 MB in chunks of 256 KiB
+    assert seen == [(False, False)]  # every chunk but the last sent, yet neither the shard nor its record visible
+    assert server.objects(BUCKET, "chunks") == chunked_reference
+
+
+def test_sigkill_while_a_chunk_is_on_its_way_leaves_no_shard(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    server, proxy = behind_a_proxy
+    url, sending = f"gs://{BUCKET}/cut", threading.Event()
+
+    def stall_the_first_chunk(method: str, path: str, attempt: int) -> str | None:
+        if "upload_id=" in urllib.parse.unquote(path) and "name=cut/data-00000.arrow" in urllib.parse.unquote(path):
+            sending.set()
+            return "stall"  # the chunk is on its way when the process dies
+        return None
+
+    proxy.fail, proxy.stall_s = stall_the_first_chunk, 2
+    process = start(big_corpus, "-o", url, *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    try:
+        assert sending.wait(120), process.communicate()
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    time.sleep(2.5)  # the stalled chunk reaches the store after its sender died
+    proxy.fail = lambda method, path, attempt: None
+    assert sorted(server.objects(BUCKET, "cut")) == [".goldfish/run.json", LOCK]  # no shard, no record
+    result = run("mask", big_corpus, "-o", url, *CHUNKED, "--resume", env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert server.objects(BUCKET, "cut") == chunked_reference
 
 
 # --- a bucket that does not exist ------------------------------------------------------------------
