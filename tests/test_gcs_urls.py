@@ -419,6 +419,42 @@ def test_sigkill_while_a_chunk_is_on_its_way_leaves_no_shard(
     assert server.objects(BUCKET, "cut") == chunked_reference
 
 
+def test_uploads_answered_503_are_retried_without_corrupting_anything(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    """gcsfs's own retries (503 is retried, after 1 to 2 s) under the lock's create, a session's start and a chunk."""
+    server, proxy = behind_a_proxy
+
+    def fail(method: str, path: str, attempt: int) -> str | None:
+        path = urllib.parse.unquote(path)
+        first_create = "uploadType=multipart" in path and "ifGenerationMatch=0" in path  # the lock object
+        start_or_chunk = "name=retried/data-00001.arrow" in path
+        return "503" if method == "POST" and attempt == 0 and (first_create or start_or_chunk) else None
+
+    proxy.fail = fail
+    result = run("mask", big_corpus, "-o", f"gs://{BUCKET}/retried", "-q", *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert proxy.faults == 3  # the lock's create, the start of shard 1's session, its first chunk
+    assert server.objects(BUCKET, "retried") == chunked_reference
+
+
+def test_a_lost_answer_to_the_lock_s_create_is_not_taken_for_another_writer(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], corpus: Path, reference: Path
+) -> None:
+    """The store stores the lock object but the connection is cut before its answer; gcsfs retries the create,
+    which the store refuses (412: the object exists). The run must see its own object there, not another run's."""
+    server, proxy = behind_a_proxy
+
+    def cut_the_first_create(method: str, path: str, attempt: int) -> str | None:
+        return "cut" if method == "POST" and attempt == 0 and "ifGenerationMatch=0" in path else None
+
+    proxy.fail = cut_the_first_create
+    result = run("mask", corpus, "-o", f"gs://{BUCKET}/lost", *OPTIONS, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert proxy.faults == 1
+    assert server.objects(BUCKET, "lost") == files(reference)  # the lock object deleted at the end, as always
+
+
 # --- a bucket that does not exist ------------------------------------------------------------------
 
 

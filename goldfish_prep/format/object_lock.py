@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,9 @@ class ObjectLock:
         # its command line has secrets scrubbed (a --storage-options key stays out); "machine" tells a later run on
         # the same machine that it can judge whether this process is alive
         fields = {**json.loads(Holder.me().to_bytes()), "machine": machine_id()}
+        # this acquisition's own mark: a create whose answer was lost, retried by the driver and refused (412)
+        # because the first attempt had landed, finds its own bytes there (``_landed``)
+        fields["token"] = secrets.token_hex(8)
         if self._owner is not None:
             fields["owner"] = self._owner
         mine = json.dumps(fields, sort_keys=True).encode() + b"\n"
@@ -136,6 +140,8 @@ class ObjectLock:
             except (OSError, FileNotFoundError) as exc:
                 code, status = store_answer(exc)
                 if isinstance(exc, FileNotFoundError) or code == "PreconditionFailed" or status == 412:
+                    if self._landed(mine):
+                        return
                     raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
                 raise
             if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
@@ -159,9 +165,17 @@ class ObjectLock:
                     with handle:  # s3fs: the close sends the conditional write
                         handle.write(mine)
             except FileExistsError:  # the store answered 412 Precondition Failed (s3fs: If-None-Match: *, gcsfs: ifGenerationMatch=0)
+                if self._landed(mine):
+                    return
                 raise LockHeldError(self._where, self._holder()) from None
             if self._content() != mine:  # (such a store) another writer's create landed over this one: theirs now
                 raise LockHeldError(self._where, self._holder())
+
+    def _landed(self, mine: bytes) -> bool:
+        """Whether the object holds ``mine`` after the store refused a conditional write of it: the driver retried
+        a write whose answer was lost (a connection cut after the store had stored it), and the retry found the
+        first attempt's object. Without this the run would refuse itself, naming its own pid."""
+        return self._content() == mine
 
     def _content(self) -> bytes | None:
         try:
