@@ -250,6 +250,7 @@ def test_sigkill_mid_run_then_resume_gives_the_bytes_of_an_uninterrupted_run(buc
         # a second writer refuses at once, naming the holder
         line = error_line(run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume"))
         assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
+        assert line.endswith(f"delete the lock object {url}/{LOCK} (`gcloud storage rm {url}/{LOCK}`) and rerun with --resume"), line
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.communicate(timeout=60)
@@ -473,3 +474,13 @@ def test_a_bucket_that_does_not_exist_is_one_line(gcs_env: GcsServer, corpus: Pa
     assert "STORAGE_EMULATOR_HOST" in line, line
     line = error_line(run("stats", url))
     assert line.startswith(f"Error: {url}: the bucket does not exist ("), line
+
+
+def test_a_prefix_that_holds_nothing_is_not_a_missing_bucket(bucket: GcsServer, tmp_path: Path) -> None:
+    """gcsfs's "not found" of a key names its path too (``b/BUCKET/o/KEY``): only the bucket's own collection is
+    read as a missing bucket."""
+    url = f"gs://{BUCKET}/nothing-here"
+    line = error_line(run("mask", f"{url}/", "-o", tmp_path / "out", *OPTIONS))
+    assert line.startswith(f"Error: {url}/: no such object or prefix"), line
+    line = error_line(run("stats", url))
+    assert line == f"Error: {url}: no such folder. Pass the output folder of `goldfish-prep mask`"

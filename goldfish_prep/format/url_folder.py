@@ -348,7 +348,8 @@ class UrlFolder(OutputFolder):
         who = f" ({holder.describe()})" if holder is not None else ""
         dead = holder is not None and holder.is_dead()
         why = "; that process is no longer running, so the lock was left by a run that was killed" if dead else ""
-        remove = f" (`aws s3 rm {lock}`)" if lock.startswith(("s3://", "s3a://")) else ""
+        tool = {"s3": "aws s3 rm", "s3a": "aws s3 rm", "gs": "gcloud storage rm"}.get(lock.split("://", 1)[0])
+        remove = f" (`{tool} {lock}`)" if tool else ""
         return (
             f"output folder {self.where()} is being written by another run{who}{why}. A store cannot tell whether "
             "a holder on another machine is alive: if it ended without letting go (killed, machine lost), delete the "
