@@ -2,7 +2,9 @@
 
 Why a module of its own: a store has no ``flock`` and cannot say whether a
 holder is alive, so the lock is an object created with a conditional write
-(see ``url_folder``'s docstring for the protocol and the stores that honour it),
+(see ``url_folder``'s docstring for the protocol and the stores that honour it:
+s3fs's ``If-None-Match: *``, tested on moto; gcsfs's ``ifGenerationMatch=0`` on one
+multipart upload, tested on fake-gcs-server; docs/remote.md says what holds where),
 which records the machine its holder ran on (``machine_id``: host, boot and pid
 namespace) and, for Ray, the job (``ray_job_ended``); a run on that machine, or
 on a cluster whose job table says the job ended, takes a dead holder's object
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +62,9 @@ class ObjectLock:
         # its command line has secrets scrubbed (a --storage-options key stays out); "machine" tells a later run on
         # the same machine that it can judge whether this process is alive
         fields = {**json.loads(Holder.me().to_bytes()), "machine": machine_id()}
+        # this acquisition's own mark: a create whose answer was lost, retried by the driver and refused (412)
+        # because the first attempt had landed, finds its own bytes there (``_landed``)
+        fields["token"] = secrets.token_hex(8)
         if self._owner is not None:
             fields["owner"] = self._owner
         mine = json.dumps(fields, sort_keys=True).encode() + b"\n"
@@ -116,11 +122,20 @@ class ObjectLock:
         """Whether the driver can replace an object only if it is still the one read (s3fs, adlfs: ``If-Match``)."""
         return "s3" in getattr(self._fs, "protocol", ()) or is_azure(self._fs)
 
+    @property
+    def _one_request_create(self) -> bool:
+        """Whether the create-once is ``pipe_file(mode="create")`` (gcsfs): one multipart upload with
+        ``ifGenerationMatch=0`` on the request that creates the object. gcsfs's ``"xb"`` file instead opens a
+        resumable upload session with the precondition on its first request, which fake-gcs-server (1.54, the
+        emulator of tests/gcs_server.py) ignores: there two writers both won (tests/test_gcs_urls.py)."""
+        return "gs" in getattr(self._fs, "protocol", ())
+
     def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
         """Replace the dead holder's object with ``mine``: on S3 and Azure by a PUT with ``If-Match`` on the ETag read
         before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
-        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere a
-        delete and a create-once, where two runs taking over in the same instant could both delete."""
+        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere
+        (GCS included: gcsfs's ``pipe_file`` takes no ``ifGenerationMatch`` of a generation) a delete and a
+        create-once, where two runs taking over in the same instant could both delete."""
         with translated(self._where):
             if etag is None:
                 self._fs.rm_file(self._path)
@@ -131,6 +146,8 @@ class ObjectLock:
             except Exception as exc:  # s3fs raises OSError subclasses; adlfs lets Azure's own errors through
                 code, status = store_answer(exc)
                 if isinstance(exc, FileNotFoundError) or code in ("PreconditionFailed", "ConditionNotMet") or status == 412:
+                    if self._landed(mine):
+                        return
                     raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
                 raise
             if self._content() != mine:  # a store that ignores If-Match: the last writer's object is the lock
@@ -144,16 +161,27 @@ class ObjectLock:
             if self._content() is not None:
                 raise LockHeldError(self._where, self._holder())
             try:
-                try:
-                    handle = self._fs.open(self._path, "xb")  # memory:// refuses here
-                except (ValueError, NotImplementedError):
-                    raise NoCreateOnce from None  # the driver has no create-once mode: nothing can be held
-                with handle:  # s3fs: the close sends the conditional write
-                    handle.write(mine)
-            except FileExistsError:  # s3fs: the store answered 412 Precondition Failed to If-None-Match: *
+                if self._one_request_create:
+                    self._fs.pipe_file(self._path, mine, mode="create")
+                else:
+                    try:
+                        handle = self._fs.open(self._path, "xb")  # memory:// refuses here
+                    except (ValueError, NotImplementedError):
+                        raise NoCreateOnce from None  # the driver has no create-once mode: nothing can be held
+                    with handle:  # s3fs: the close sends the conditional write
+                        handle.write(mine)
+            except FileExistsError:  # the store answered 412 Precondition Failed (s3fs: If-None-Match: *, gcsfs: ifGenerationMatch=0)
+                if self._landed(mine):
+                    return
                 raise LockHeldError(self._where, self._holder()) from None
             if self._content() != mine:  # (such a store) another writer's create landed over this one: theirs now
                 raise LockHeldError(self._where, self._holder())
+
+    def _landed(self, mine: bytes) -> bool:
+        """Whether the object holds ``mine`` after the store refused a conditional write of it: the driver retried
+        a write whose answer was lost (a connection cut after the store had stored it), and the retry found the
+        first attempt's object. Without this the run would refuse itself, naming its own pid."""
+        return self._content() == mine
 
     def _content(self) -> bytes | None:
         try:

@@ -11,6 +11,7 @@ are: callers act on them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -102,11 +103,8 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
             f"{where}: the store refused the object as too large ({cause}). Rerun with --overwrite and a smaller "
             "--shard-size, or raise the store's limit on an object's size"
         )
-    if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
-        return StoreError(
-            f"{where}: the bucket does not exist ({cause}). Create it first, or check the bucket name "
-            "(and AWS_ENDPOINT_URL for an S3-compatible store)"
-        )
+    if missing_bucket(exc, where) or ("bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)):
+        return StoreError(f"{where}: the bucket does not exist ({bucket_cause(exc, where, cause)}). {bucket_fix(where)}")
     if code == "ContainerNotFound":  # Azure
         return StoreError(
             f"{where}: the container does not exist ({cause}). Create it first (az storage container create), or check "
@@ -127,14 +125,52 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
     )
 
 
-def speaks_of_a_bucket(exc: FileNotFoundError) -> bool:
-    """Whether a store's "not found" is about the bucket (s3fs: "The specified bucket does not exist") rather than
-    a key. Words with a "/" are left out: s3fs's missing key says only its path, and a bucket may well be named
+#: gcsfs's "not found" names the request's path alone; a 404 for a bucket's object collection (``b/NAME/o``: a
+#: listing, or an upload, with its query) can only mean that the bucket does not exist
+_GCS_COLLECTION = re.compile(r"(?:^|/)b/([^/?\s]+)/o(?:\?\S*)?$")
+
+
+def missing_bucket(exc: BaseException, where: str) -> str | None:
+    """The bucket of gcsfs's "not found" about a bucket rather than a key, else None; ``where``: the shown URL
+    the request was about (only a gs:// one: s3fs's missing key "b/x/o" is a key of a bucket named "b").
+
+    >>> missing_bucket(FileNotFoundError("b/nobucket/o"), "gs://nobucket/out")
+    'nobucket'
+    >>> missing_bucket(FileNotFoundError("http://127.0.0.1:9/upload/storage/v1/b/x/o?name=a%2Fb"), "gs://x/a")
+    'x'
+    >>> missing_bucket(FileNotFoundError("b/outputs/o/shards"), "gs://outputs/shards"), missing_bucket(FileNotFoundError("b/x/o"), "s3://b/x/o")
+    (None, None)
+    """
+    if not isinstance(exc, FileNotFoundError) or not where.lower().startswith(("gs://", "gcs://")):
+        return None
+    match = _GCS_COLLECTION.search(str(exc).strip())
+    return match.group(1) if match else None
+
+
+def bucket_cause(exc: BaseException, where: str, cause: str) -> str:
+    """What the store said of a missing bucket: gcsfs's bare request path would say nothing to a user."""
+    bucket = missing_bucket(exc, where)
+    return f"404 Not Found for the objects of bucket {bucket}" if bucket else cause
+
+
+def bucket_fix(where: str) -> str:
+    """How to make the missing bucket of ``where`` (a shown URL), in its provider's words."""
+    if where.lower().startswith(("gs://", "gcs://")):
+        return "Create it first (`gcloud storage buckets create gs://BUCKET`), or check the bucket name (and STORAGE_EMULATOR_HOST for an emulator)"
+    return "Create it first, or check the bucket name (and AWS_ENDPOINT_URL for an S3-compatible store)"
+
+
+def speaks_of_a_bucket(exc: FileNotFoundError, where: str = "") -> bool:
+    """Whether a store's "not found" about ``where`` (a shown URL) is about the bucket rather than a key: s3fs
+    says "The specified bucket does not exist", gcsfs names the bucket's object collection (``missing_bucket``).
+    Words with a "/" are left out: s3fs's missing key says only its path, and a bucket may well be named
     "bucket" (docs/remote.md's examples are): `mask -o s3://bucket/shards` once failed on the new prefix.
 
     >>> speaks_of_a_bucket(FileNotFoundError("bucket/shards")), speaks_of_a_bucket(FileNotFoundError(2, "The specified bucket does not exist"))
     (False, True)
     """
+    if missing_bucket(exc, where) is not None:
+        return True
     return "bucket" in " ".join(word for word in str(exc).lower().split() if "/" not in word)
 
 
@@ -147,7 +183,7 @@ def translated(where: str) -> Iterator[None]:
     except (GoldfishError, FileExistsError, NoCreateOnce):
         raise
     except FileNotFoundError as exc:
-        if speaks_of_a_bucket(exc):
+        if speaks_of_a_bucket(exc, where):
             raise store_failure(where, exc) from None
         raise
     except TypeError as exc:  # the driver makes its client on first use, with every option it was given

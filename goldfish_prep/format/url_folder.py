@@ -40,7 +40,8 @@ and so do the reading commands (``stats``, ``show``, ``verify``, ``repeats``,
 ``export``, ``train``, ``memorization``: docs/remote.md).
 ``tests/test_folder.py`` runs a folder's whole life on fsspec's in-memory file
 system and compares it byte for byte with a ``LocalFolder``; ``tests/test_url_reads.py``
-reads an output on a real S3-protocol server.
+reads an output on a real S3-protocol server, ``tests/test_gcs_urls.py`` writes and reads
+one on a GCS emulator.
 
 Reading. A URL of a scheme ``readers.remote`` knows (``s3://``, ``gs://`` ...)
 opens the run's file system for it, with the run's ``--storage-options`` and the
@@ -55,8 +56,9 @@ prefix, wrong credentials, no permission, a store that keeps failing) is one
 The lock (``ObjectLock``) is a create-once object: fsspec's exclusive mode
 (``open(path, "xb")``), which s3fs sends as a conditional write (``PutObject``
 or ``CompleteMultipartUpload`` with ``If-None-Match: *``; AWS S3 and moto honour
-it, some S3-compatible stores do not); gcsfs's ``ifGenerationMatch=0`` is untested here.
-There it is a real lock: of two writers that race, the store lets exactly one
+it, some S3-compatible stores do not); on GCS it is one multipart upload with
+``ifGenerationMatch=0`` (``ObjectLock._one_request_create``), which fake-gcs-server
+honours (``tests/test_gcs_urls.py``). There it is a real lock: of two writers that race, the store lets exactly one
 create the object. For stores that ignore the header, the lock reads the object
 before creating it (a later writer is refused) and after (an overwritten create
 backs off); writers starting in the same instant can still both win there, and
@@ -158,7 +160,7 @@ class UrlFolder(OutputFolder):
         try:
             info = self.fs.info(self.root)
         except FileNotFoundError as exc:
-            if not speaks_of_a_bucket(exc):  # s3fs: "The specified bucket does not exist"
+            if not speaks_of_a_bucket(exc, self._shown):  # s3fs: "The specified bucket does not exist"; gcsfs: "b/NAME/o"
                 return None
             raise self._refused("", exc) from None
         except GoldfishError:
@@ -282,7 +284,8 @@ class UrlFolder(OutputFolder):
         who = f" ({holder.describe()})" if holder is not None else ""
         dead = holder is not None and holder.is_dead()
         why = "; that process is no longer running, so the lock was left by a run that was killed" if dead else ""
-        remove = f" (`aws s3 rm {lock}`)" if lock.startswith(("s3://", "s3a://")) else ""
+        tool = {"s3": "aws s3 rm", "s3a": "aws s3 rm", "gs": "gcloud storage rm"}.get(lock.split("://", 1)[0])
+        remove = f" (`{tool} {lock}`)" if tool else ""
         return (
             f"output folder {self.where()} is being written by another run{who}{why}. A store cannot tell whether "
             "a holder on another machine is alive: if it ended without letting go (killed, machine lost), delete the "

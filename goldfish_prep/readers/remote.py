@@ -282,17 +282,17 @@ def _call(shown: str, operation: Callable[[], Any]) -> Any:
 
 def store_error(shown: str, exc: BaseException) -> InputError:
     """The one line for a failed request to a store: what it said (scrubbed of secrets) and what to check."""
+    from goldfish_prep.format.store_errors import bucket_cause, missing_bucket
+
     cause = _short(exc)
     lowered = cause.lower()
     scheme = shown.split("://", 1)[0].lower()
     family = _FAMILY.get(scheme, scheme)
     credentials = credentials_for(shown)
-    if "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered):
+    if missing_bucket(exc, shown) or ("bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)):
+        where = "STORAGE_EMULATOR_HOST for an emulator" if family == "gs" else "AWS_ENDPOINT_URL for an S3-compatible store"
         return InputError(
-            shown,
-            f"the bucket does not exist ({cause})",
-            "Check the bucket name, and AWS_ENDPOINT_URL for an S3-compatible store",
-            "missing-input",
+            shown, f"the bucket does not exist ({bucket_cause(exc, shown, cause)})", f"Check the bucket name, and {where}", "missing-input"
         )
     if type(exc).__name__ == "FileExpired" or "no longer exists" in lowered:  # s3fs: the ETag it listed no longer matches
         return _changed(shown)

@@ -1,0 +1,486 @@
+"""gs:// inputs and outputs against a real GCS-protocol server (fake-gcs-server, ``tests/gcs_server.py``).
+
+The S3 suites (test_url_outputs.py, test_url_reads.py, test_remote_inputs.py)
+test the URL code over s3fs; this one runs the same routes over gcsfs, which
+the code reaches through the same fsspec calls but which speaks another API,
+words its errors otherwise and makes its create-once write another way. The CLI
+reaches the emulator as a user reaches one, configured only by environment
+variables; what the store holds is read with its JSON API, never through the
+code under test.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests import gcs_server as fixtures
+from tests.faults_support import ROOT, start
+from tests.gcs_server import GcsServer
+from tests.s3_server import FaultyProxy, error_line, free_port, run
+
+# the server (one per session) and the environment a user sets to reach it (see tests/gcs_server.py)
+gcs_server = fixtures.gcs_server
+gcs_env = fixtures.gcs_env
+
+BUCKET = "outputs"
+OPTIONS = ("-q", "--shard-size", "24KB")
+#: dozens of shards of ``big_corpus``: a run is still going well after its first two
+KILL_OPTIONS = ("-q", "--shard-size", "40KB")
+LOCK = ".goldfish/writer.lock"
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file of a local output, by its path relative to it, lock files left out (a store deletes its lock)."""
+    found = {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {name: data for name, data in found.items() if not name.endswith(".lock")}
+
+
+def jsonl(texts: list[str], limit: int) -> bytes:
+    out, size = [], 0
+    for number, text in enumerate(texts):
+        line = json.dumps({"text": f"{number}\n{text}"}) + "\n"
+        out.append(line)
+        size += len(line)
+        if size > limit:
+            break
+    return "".join(out).encode()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """About 300 kB of real texts as JSON lines: a dozen shards of 24 kB."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    path.write_bytes(jsonl([text for text in real_texts if 0 < len(text) < 20_000], 300_000))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local run's output folder over ``corpus``."""
+    folder = tmp_path_factory.mktemp("reference") / "out"
+    result = run("mask", corpus, "-o", folder, *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert sum(1 for _ in folder.glob("data-*.arrow")) >= 8
+    return folder
+
+
+@pytest.fixture
+def bucket(gcs_env: GcsServer) -> GcsServer:
+    """An empty bucket for the test."""
+    gcs_env.make_bucket(BUCKET)
+    gcs_env.empty(BUCKET)
+    return gcs_env
+
+
+# --- outputs: the bytes of a local run, read back by every consumer ---------------------------------
+
+
+def test_a_gcs_output_holds_the_objects_a_local_run_writes_and_the_readers_read_it(
+    bucket: GcsServer, corpus: Path, reference: Path, tmp_path: Path
+) -> None:
+    url = f"gs://{BUCKET}/shards"
+    result = run("mask", corpus, "-o", url, *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert f"in {url}" in result.output
+    assert bucket.objects(BUCKET, "shards") == files(reference)  # shards, records, manifest, state.json; no lock left
+    for args in (
+        ["stats", "{}", "--json"],
+        ["show", "{}", "--row", "5", "--no-color"],
+        ["verify", "{}"],
+        ["repeats", "{}", "--min-length", "12"],
+    ):
+        on_disk = run(*[str(reference) if a == "{}" else a for a in args])
+        on_store = run(*[url if a == "{}" else a for a in args])
+        assert on_disk.exit_code == on_store.exit_code == 0, on_store.output
+        assert on_store.output.replace(url, str(reference)) == on_disk.output
+    written = {}
+    for where, source in (("disk", str(reference)), ("store", url)):
+        out = tmp_path / where / "export"
+        out.parent.mkdir()
+        result = run("export", source, "-o", out, "--format", "parquet")
+        assert result.exit_code == 0, result.output
+        written[where] = {path.relative_to(out.parent): path.read_bytes() for path in sorted(out.parent.rglob("*")) if path.is_file()}
+    assert written["store"].keys() == written["disk"].keys() and written["disk"]
+    for name, data in written["disk"].items():
+        assert written["store"][name].replace(url.encode(), str(reference).encode()) == data, name  # the record names its source
+
+
+def test_overwrite_and_tasks_then_finalize_on_gcs(bucket: GcsServer, corpus: Path, reference: Path) -> None:
+    url = f"gs://{BUCKET}/split"
+    assert run("mask", corpus, "-o", url, *OPTIONS, "--k", "3").exit_code == 0
+    line = error_line(run("mask", corpus, "-o", url, *OPTIONS))
+    assert line == (
+        f"Error: output folder {url} already exists and is not empty; pass --overwrite to replace it, "
+        "or --resume to finish an interrupted run"
+    )
+    for index in (1, 0):  # --overwrite on every task replaces the earlier run (docs/performance.md)
+        result = run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", index, "--overwrite")
+        assert result.exit_code == 0, result.output
+    result = run("finalize", url)
+    assert result.exit_code == 0, result.output
+    written = bucket.objects(BUCKET, "split")
+    tasks = {name for name in written if name.startswith(".goldfish/task-")}
+    assert tasks == {f".goldfish/task-0000{i}-of-00002.json" for i in range(2)}
+    assert {name: data for name, data in written.items() if name not in tasks} == files(reference)
+
+
+def test_datasets_loads_the_output_from_gcs(bucket: GcsServer, corpus: Path, reference: Path, tmp_path: Path) -> None:
+    """``load_from_disk`` (a copy of the shards in a temporary folder) and ``load_dataset("arrow", streaming=True)``
+    give the rows of the local run, gcsfs reaching the emulator by ``STORAGE_EMULATOR_HOST`` as for the CLI."""
+    import datasets
+
+    url = f"gs://{BUCKET}/hf"
+    assert run("mask", corpus, "-o", url, *OPTIONS).exit_code == 0
+    tempfile.tempdir, before = str(tmp_path), tempfile.tempdir  # load_from_disk copies the shards to a temporary folder
+    try:
+        loaded = datasets.load_from_disk(url, storage_options={"token": "anon"})
+    finally:
+        tempfile.tempdir = before
+    local = datasets.load_from_disk(str(reference))
+    assert loaded.column_names == local.column_names and loaded.num_rows == local.num_rows > 0
+    assert loaded.to_dict() == local.to_dict()
+    streamed = datasets.load_dataset(
+        "arrow", data_files=f"{url}/data-*.arrow", split="train", streaming=True, storage_options={"token": "anon"}
+    )
+    assert list(streamed) == list(local)
+
+
+# --- inputs: the shards of the same local files ------------------------------------------------------
+
+
+def shard_tables(folder: Path, prefix: str = "") -> list[pa.Table]:
+    """The shards as tables, ``prefix`` taken off the input paths in their ``id`` and ``source`` columns."""
+    tables = []
+    for shard in sorted(folder.glob("data-*.arrow")):
+        with pa.memory_map(str(shard)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+        for name in ("id", "source"):
+            if name in table.column_names:
+                values = [value.removeprefix(prefix) for value in table.column(name).to_pylist()]
+                table = table.set_column(table.column_names.index(name), name, pa.array(values, table.column(name).type))
+        tables.append(table)
+    return tables
+
+
+@pytest.fixture(scope="module")
+def input_folder(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """JSON lines plain and gzipped, in a folder and a subfolder, with a hidden file a walk passes over."""
+    folder = tmp_path_factory.mktemp("inputs") / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    texts = [text for text in real_texts if 0 < len(text) < 12_000]
+    (folder / "a.jsonl").write_bytes(jsonl(texts[:20], 60_000))
+    (folder / "sub" / "b.jsonl.gz").write_bytes(gzip.compress(jsonl(texts[20:40], 60_000)))
+    (folder / "c.jsonl").write_bytes(jsonl(texts[40:50], 30_000))
+    (folder / ".hidden.jsonl").write_bytes(jsonl(texts[:2], 1))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("local_spec", "url"),
+    [
+        ("corpus/", f"gs://{BUCKET}/in/corpus/"),
+        ("corpus/**/*.jsonl*", f"gs://{BUCKET}/in/corpus/**/*.jsonl*"),
+        ("corpus/sub/b.jsonl.gz", f"gs://{BUCKET}/in/corpus/sub/b.jsonl.gz"),
+    ],
+    ids=["prefix", "glob", "gzip-object"],
+)
+def test_gcs_inputs_give_the_shards_of_the_same_local_files(
+    bucket: GcsServer, input_folder: Path, tmp_path: Path, local_spec: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket.upload(BUCKET, input_folder, "in/corpus/")
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    monkeypatch.chdir(input_folder.parent)
+    assert run("mask", local_spec, "-o", local, *OPTIONS).exit_code == 0
+    result = run("mask", url, "-o", remote, *OPTIONS)
+    assert result.exit_code == 0, result.output
+    local_tables, remote_tables = shard_tables(local), shard_tables(remote, f"gs://{BUCKET}/in/")
+    assert len(remote_tables) == len(local_tables) >= 1
+    for got, expected in zip(remote_tables, local_tables):
+        assert got.equals(expected)
+    local_manifest = json.loads((local / "goldfish_manifest.json").read_text())
+    remote_manifest = json.loads((remote / "goldfish_manifest.json").read_text())
+    assert remote_manifest["counts"] == local_manifest["counts"]
+    inputs = [{**entry, "path": entry["path"].removeprefix(f"gs://{BUCKET}/in/")} for entry in remote_manifest["inputs"]]
+    assert inputs == local_manifest["inputs"]  # each input's size and hash as on disk: only the path differs
+
+
+# --- killed mid-run, --resume, and the lock --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """About 2 MB: some fifty shards of 40 kB, so a run is still going when a test stops it after its second."""
+    path = tmp_path_factory.mktemp("big") / "big.jsonl"
+    texts = [text for text in real_texts if 0 < len(text) < 20_000]
+    path.write_bytes(jsonl(texts * (1 + 2_000_000 // sum(len(t) for t in texts)), 2_000_000))
+    return path
+
+
+def wait_for_object(server: GcsServer, name: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while not server.exists(BUCKET, name):
+        assert process.poll() is None, f"the run ended before {name} appeared: {process.communicate()}"
+        assert time.monotonic() < deadline, f"no {name} after 120 s"
+        time.sleep(0.02)
+
+
+def test_sigkill_mid_run_then_resume_gives_the_bytes_of_an_uninterrupted_run(bucket: GcsServer, big_corpus: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    assert run("mask", big_corpus, "-o", reference, *KILL_OPTIONS).exit_code == 0
+    expected = files(reference)
+    url = f"gs://{BUCKET}/killed"
+    process = start(big_corpus, "-o", url, *KILL_OPTIONS, env=bucket.env())
+    try:
+        wait_for_object(bucket, "killed/.goldfish/shard-00001.json", process)
+        # a second writer refuses at once, naming the holder
+        line = error_line(run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume"))
+        assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
+        assert line.endswith(f"delete the lock object {url}/{LOCK} (`gcloud storage rm {url}/{LOCK}`) and rerun with --resume"), line
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    left = bucket.objects(BUCKET, "killed")
+    assert "goldfish_manifest.json" not in left and "state.json" not in left
+    assert str(process.pid).encode() in left[LOCK]
+    records = [json.loads(data) for name, data in left.items() if name.startswith(".goldfish/shard-")]
+    assert records and len(records) < sum(name.startswith("data-") for name in expected)
+    for record in records:  # every shard with a completion record is whole
+        assert left[record["filename"]] == expected[record["filename"]]
+    # the lock object outlives its killed holder; a run on this machine sees its pid gone and takes it over
+    result = run("mask", big_corpus, "-o", url, *KILL_OPTIONS[1:], "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"note: took over {url}/{LOCK}, left by pid {process.pid} on " in result.output
+    assert bucket.objects(BUCKET, "killed") == expected
+
+
+def test_the_create_once_write_the_lock_sends_is_enforced_by_the_store(bucket: GcsServer) -> None:
+    """gcsfs's ``open(path, "xb")`` puts ``ifGenerationMatch=0`` on a resumable upload session, which
+    fake-gcs-server ignores (the object is replaced); ``pipe_file(mode="create")``, one multipart upload with the
+    precondition, it refuses with 412 (FileExistsError). The lock sends the latter (``ObjectLock``)."""
+    import fsspec
+
+    fs = fsspec.filesystem("gs", skip_instance_cache=True)
+    bucket.put(BUCKET, "x/taken", b"first")
+    with fs.open(f"{BUCKET}/x/taken", "xb") as handle:
+        handle.write(b"second")
+    assert bucket.get(BUCKET, "x/taken") == b"second"  # the emulator ignored the session's precondition
+    with pytest.raises(FileExistsError):
+        fs.pipe_file(f"{BUCKET}/x/taken", b"third", mode="create")
+    assert bucket.get(BUCKET, "x/taken") == b"second"
+    fs.pipe_file(f"{BUCKET}/x/new", b"made", mode="create")
+    assert bucket.get(BUCKET, "x/new") == b"made"
+
+
+def test_a_writer_that_missed_the_holder_is_refused_by_the_store(bucket: GcsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock looks for a holder before it creates its object; a writer that looked just before the holder's
+    object appeared sends its create all the same, and the store must refuse it."""
+    from goldfish_prep.format.folder import open_folder
+    from goldfish_prep.format.lock import LockHeldError
+    from goldfish_prep.format.object_lock import ObjectLock
+
+    folder = open_folder(f"gs://{BUCKET}/locked")
+    first, late = folder.lock(LOCK), folder.lock(LOCK)
+    assert isinstance(late, ObjectLock)
+    first.acquire()
+    held = bucket.get(BUCKET, f"locked/{LOCK}")
+    looked: list[bool] = []
+    real = late._content
+
+    def blind_once() -> bytes | None:
+        if not looked:  # the look before the create: made before the holder's object appeared
+            looked.append(True)
+            return None
+        return real()
+
+    monkeypatch.setattr(late, "_content", blind_once)
+    with pytest.raises(LockHeldError) as refused:
+        late.acquire()
+    assert isinstance(refused.value.__context__, FileExistsError)  # the store's 412, not the lock's own look
+    assert refused.value.holder is not None and refused.value.holder.pid == os.getpid()
+    assert bucket.get(BUCKET, f"locked/{LOCK}") == held  # the holder's object, untouched
+    first.release()
+    assert bucket.objects(BUCKET, "locked") == {}
+
+
+def test_two_writers_racing_on_one_prefix_one_wins(bucket: GcsServer, corpus: Path, reference: Path) -> None:
+    url = f"gs://{BUCKET}/race"
+    command = [sys.executable, "-m", "goldfish_prep_cli", "mask", str(corpus), "-o", url, *OPTIONS]
+    env = {**os.environ, **bucket.env()}
+    racers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env) for _ in range(2)]
+    answers = [racer.communicate(timeout=120) for racer in racers]
+    codes = sorted(racer.returncode for racer in racers)
+    assert codes == [0, 1], answers
+    loser = answers[[racer.returncode for racer in racers].index(1)][1].strip().splitlines()
+    assert len(loser) == 1 or print("\n".join(loser[-8:])), loser
+    assert len(loser) == 1 and loser[0].startswith(f"Error: output folder {url} "), loser
+    # refused by the lock, or (when the winner had finished first) by the finished output it found
+    assert "is being written by another run" in loser[0] or "already exists and is not empty" in loser[0], loser
+    assert bucket.objects(BUCKET, "race") == files(reference)
+
+
+# --- a shard sent in chunks (a resumable upload session) -------------------------------------------
+
+CHUNKED = ("--shard-size", "1MB", "--storage-options", json.dumps({"block_size": 256 << 10}))  # 256 KiB: gcsfs's smallest chunk
+
+
+class WatchingProxy(FaultyProxy):
+    """``FaultyProxy`` that also shows ``watch`` each request's ``Content-Range`` (a chunk of an upload session)."""
+
+    def __init__(self, target: str, fail: Any, watch: Any, stall_s: float = 0.0) -> None:
+        self.watch = watch
+        super().__init__(target, fail, stall_s)
+
+    def _forward(self, handler: Any) -> None:
+        self.watch(handler.command, urllib.parse.unquote(handler.path), handler.headers.get("Content-Range"))
+        super()._forward(handler)
+
+
+@pytest.fixture
+def behind_a_proxy(gcs_env: GcsServer) -> Iterator[tuple[GcsServer, WatchingProxy]]:
+    """An emulator of its own whose upload sessions are sent through a proxy (its ``-external-url``), and the proxy;
+    the proxy's ``fail`` and ``watch`` do nothing until a test sets them."""
+    port = free_port()
+    proxy = WatchingProxy(f"http://127.0.0.1:{port}", lambda method, path, attempt: None, lambda method, path, sent: None)
+    server = GcsServer(port, external=proxy.endpoint)
+    try:
+        server.make_bucket(BUCKET)
+        yield server, proxy
+    finally:
+        proxy.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def chunked_reference(big_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("chunked-reference") / "out"
+    assert run("mask", big_corpus, "-o", folder, "-q", "--shard-size", "1MB").exit_code == 0
+    return files(folder)
+
+
+def test_a_shard_sent_in_chunks_appears_only_when_its_last_chunk_arrives(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    server, proxy = behind_a_proxy
+    seen: list[tuple[bool, bool]] = []
+    chunks: list[str] = []
+
+    def watch(method: str, path: str, sent: str | None) -> None:
+        if "upload_id=" in path and "name=chunks/data-00000.arrow" in path:
+            chunks.append(sent or "")
+            if sent and not sent.endswith("/*"):  # "bytes A-B/TOTAL": the last chunk, which completes the object
+                seen.append((server.exists(BUCKET, "chunks/data-00000.arrow"), server.exists(BUCKET, "chunks/.goldfish/shard-00000.json")))
+
+    proxy.watch = watch
+    result = run("mask", big_corpus, "-o", f"gs://{BUCKET}/chunks", "-q", *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert len(chunks) >= 3, chunks  # a shard of about 1 MB in chunks of 256 KiB
+    assert seen == [(False, False)]  # every chunk but the last sent, yet neither the shard nor its record visible
+    assert server.objects(BUCKET, "chunks") == chunked_reference
+
+
+def test_sigkill_while_a_chunk_is_on_its_way_leaves_no_shard(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    server, proxy = behind_a_proxy
+    url, sending = f"gs://{BUCKET}/cut", threading.Event()
+
+    def stall_the_first_chunk(method: str, path: str, attempt: int) -> str | None:
+        if "upload_id=" in urllib.parse.unquote(path) and "name=cut/data-00000.arrow" in urllib.parse.unquote(path):
+            sending.set()
+            return "stall"  # the chunk is on its way when the process dies
+        return None
+
+    proxy.fail, proxy.stall_s = stall_the_first_chunk, 2
+    process = start(big_corpus, "-o", url, *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    try:
+        assert sending.wait(120), process.communicate()
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    time.sleep(2.5)  # the stalled chunk reaches the store after its sender died
+    proxy.fail = lambda method, path, attempt: None
+    assert sorted(server.objects(BUCKET, "cut")) == [".goldfish/run.json", LOCK]  # no shard, no record
+    result = run("mask", big_corpus, "-o", url, *CHUNKED, "--resume", env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert server.objects(BUCKET, "cut") == chunked_reference
+
+
+def test_uploads_answered_503_are_retried_without_corrupting_anything(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    """gcsfs's own retries (503 is retried, after 1 to 2 s) under the lock's create, a session's start and a chunk."""
+    server, proxy = behind_a_proxy
+
+    def fail(method: str, path: str, attempt: int) -> str | None:
+        path = urllib.parse.unquote(path)
+        first_create = "uploadType=multipart" in path and "ifGenerationMatch=0" in path  # the lock object
+        start_or_chunk = "name=retried/data-00001.arrow" in path
+        return "503" if method == "POST" and attempt == 0 and (first_create or start_or_chunk) else None
+
+    proxy.fail = fail
+    result = run("mask", big_corpus, "-o", f"gs://{BUCKET}/retried", "-q", *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert proxy.faults == 3  # the lock's create, the start of shard 1's session, its first chunk
+    assert server.objects(BUCKET, "retried") == chunked_reference
+
+
+def test_a_lost_answer_to_the_lock_s_create_is_not_taken_for_another_writer(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], corpus: Path, reference: Path
+) -> None:
+    """The store stores the lock object but the connection is cut before its answer; gcsfs retries the create,
+    which the store refuses (412: the object exists). The run must see its own object there, not another run's."""
+    server, proxy = behind_a_proxy
+
+    def cut_the_first_create(method: str, path: str, attempt: int) -> str | None:
+        return "cut" if method == "POST" and attempt == 0 and "ifGenerationMatch=0" in path else None
+
+    proxy.fail = cut_the_first_create
+    result = run("mask", corpus, "-o", f"gs://{BUCKET}/lost", *OPTIONS, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert proxy.faults == 1
+    assert server.objects(BUCKET, "lost") == files(reference)  # the lock object deleted at the end, as always
+
+
+# --- a bucket that does not exist ------------------------------------------------------------------
+
+
+def test_a_bucket_that_does_not_exist_is_one_line(gcs_env: GcsServer, corpus: Path, tmp_path: Path) -> None:
+    url = "gs://no-such-bucket-here/shards"
+    line = error_line(run("mask", corpus, "-o", url, *OPTIONS))
+    assert line == (
+        f"Error: {url}: the bucket does not exist (404 Not Found for the objects of bucket no-such-bucket-here). "
+        "Create it first (`gcloud storage buckets create gs://BUCKET`), or check the bucket name (and STORAGE_EMULATOR_HOST for an emulator)"
+    )
+    assert "no-such-bucket-here" not in gcs_env.buckets()  # not created
+    line = error_line(run("mask", "gs://no-such-bucket-here/corpus/", "-o", tmp_path / "out", *OPTIONS))
+    assert line.startswith("Error: gs://no-such-bucket-here/corpus/: the bucket does not exist (404 Not Found for the objects of bucket"), (
+        line
+    )
+    assert "STORAGE_EMULATOR_HOST" in line, line
+    line = error_line(run("stats", url))
+    assert line.startswith(f"Error: {url}: the bucket does not exist ("), line
+
+
+def test_a_prefix_that_holds_nothing_is_not_a_missing_bucket(bucket: GcsServer, tmp_path: Path) -> None:
+    """gcsfs's "not found" of a key names its path too (``b/BUCKET/o/KEY``): only the bucket's own collection is
+    read as a missing bucket."""
+    url = f"gs://{BUCKET}/nothing-here"
+    line = error_line(run("mask", f"{url}/", "-o", tmp_path / "out", *OPTIONS))
+    assert line.startswith(f"Error: {url}/: no such object or prefix"), line
+    line = error_line(run("stats", url))
+    assert line == f"Error: {url}: no such folder. Pass the output folder of `goldfish-prep mask`"
