@@ -14,6 +14,11 @@ taken off. The corpus is ``peers.py``'s, as in ``remote_inputs.py``.
 
     python bench/remote_outputs.py                       # x1 and x10, 1 round
     python bench/remote_outputs.py --scales 1,10 --rounds 2
+    python bench/remote_outputs.py --scales 10 --rounds 4 --store-apart
+
+``--store-apart`` pins the server to the last CPU and every run (the local one
+too) to the others: a store whose CPU is not the client's, as a real one's is
+not. On a 2-core machine the runs then have one core, still at ``--num-proc``.
 """
 
 from __future__ import annotations
@@ -67,6 +72,12 @@ def shard_tables(server: S3Server, prefix: str, inputs: str, work: Path) -> list
         if name.startswith("data-"):
             (folder / name).write_bytes(data)
     return rows(folder, inputs)
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (threads it starts later inherit it)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), cpus)
 
 
 def one_run(kind: str, scale: int, spec: str, args: argparse.Namespace, env: dict[str, str], server: S3Server) -> tuple[Measured, float]:
@@ -159,15 +170,23 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--store-apart", action="store_true", help="the server on the last CPU, the runs on the others")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     server = S3Server()
+    if args.store_apart:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--store-apart needs two CPUs or more")
+        args.cores = min(args.cores, len(cpus) - 1)
+        pin_process(server.pid, {cpus[-1]})
     try:
         server.client().create_bucket(Bucket=BUCKET)
         results = [run_scale(int(scale), server, args) for scale in args.scales.split(",")]
     finally:
         server.stop()
-    print(report(results, args.num_proc))
+    where = f", server on CPU {sorted(os.sched_getaffinity(0))[-1]}, runs on {args.cores} other(s)" if args.store_apart else ""
+    print(report(results, args.num_proc) + where)
 
 
 if __name__ == "__main__":

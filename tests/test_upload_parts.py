@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from goldfish_prep.format.store_errors import StoreError
-from goldfish_prep.format.upload import PART_SIZE
+from goldfish_prep.format.upload import part_size_of
 from goldfish_prep.format.url_folder import UrlFolder
 from goldfish_prep.readers.remote import use_storage_options
 from tests import s3_server as fixtures
@@ -92,8 +92,9 @@ def test_a_shard_smaller_than_a_part_is_one_put(bucket: S3Server) -> None:
         if "data-00000.arrow" in path:
             seen.append(f"{method} {path.split('?', 1)[1] if '?' in path else ''}".strip())
 
-    data = os.urandom(PART_SIZE // 4)
     with through(FaultyProxy(bucket.endpoint, watch)) as folder:
+        assert part_size_of(folder.fs) == 50 << 20  # s3fs's own block size
+        data = os.urandom(5 << 20)
         upload = folder.pending("data-00000.arrow")
         for start in range(0, len(data), 1 << 20):
             upload.write(data[start : start + (1 << 20)])

@@ -15,7 +15,7 @@ The commit protocol on an object store, which has no rename:
    abandoned on an error is aborted (``abort``), and one cut off by SIGKILL or a
    lost machine stays an invisible incomplete multipart upload (a bucket
    lifecycle rule ``AbortIncompleteMultipartUpload`` reclaims its parts). No
-   byte is staged on local disk: parts (``upload.PART_SIZE``) are held in
+   byte is staged on local disk: parts (the driver's block size) are held in
    memory and sent by a thread while the next ones are built (``UploadFile``).
 2. The shard's completion record (``.goldfish/shard-NNNNN.json``, its sha256)
    is PUT only after that upload completed; ``--resume`` keeps exactly the
