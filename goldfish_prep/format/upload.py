@@ -127,7 +127,7 @@ class UploadFile:
                 raise self._failed
             with translated(self.temporary):
                 if self._raw is None:  # smaller than a part: one PUT, without a store file's copies
-                    self._fs.pipe_file(self._path, bytes(self._buffer))
+                    self._fs.pipe_file(self._path, bytes(self._buffer))  # bytes: adlfs refuses a bytearray
                 else:
                     if self._buffer:
                         self._raw.write(self._buffer)
