@@ -26,6 +26,7 @@ as the one-line ``StoreError``, at the caller's next ``write`` or at ``commit``.
 
 from __future__ import annotations
 
+import io
 import queue
 import threading
 from typing import Any
@@ -60,8 +61,8 @@ class UploadFile:
         self._part_size = part_size
         self._raw: Any = None  # the store file, opened with the first part: a shard of one part is one PUT
         self._hashes = Checksums()
-        self._buffer = bytearray()
-        self._parts: queue.Queue[bytearray | None] = queue.Queue(maxsize=1)
+        self._buffer = io.BytesIO()  # its getvalue() hands over the bytes without a copy
+        self._parts: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
         self._sender: threading.Thread | None = None
         self._failed: GoldfishError | None = None
         self._abandoned = False
@@ -71,14 +72,14 @@ class UploadFile:
         if self._failed is not None:  # a part failed: the Arrow stream's later writes must not reach the store
             raise self._failed
         self._hashes.update(data)
-        self._buffer += data  # the one copy: the caller may reuse its buffer once this returns
-        if len(self._buffer) >= self._part_size:
+        self._buffer.write(data)  # the one copy: the caller may reuse its buffer once this returns
+        if self._buffer.tell() >= self._part_size:
             self._hand_over()
         return len(data)
 
     def _hand_over(self) -> None:
         """Give the buffered part to the sending thread (started on the first part); waits while one is queued."""
-        part, self._buffer = self._buffer, bytearray()
+        part, self._buffer = self._buffer.getvalue(), io.BytesIO()
         if self._sender is None:
             if self._raw is None:
                 with translated(self.temporary):
@@ -126,13 +127,14 @@ class UploadFile:
             if self._failed is not None:
                 raise self._failed
             with translated(self.temporary):
+                rest = self._buffer.getvalue()
                 if self._raw is None:  # smaller than a part: one PUT, without a store file's copies
-                    self._fs.pipe_file(self._path, bytes(self._buffer))  # bytes: adlfs refuses a bytearray
+                    self._fs.pipe_file(self._path, rest)
                 else:
-                    if self._buffer:
-                        self._raw.write(self._buffer)
+                    if rest:
+                        self._raw.write(rest)
                     self._raw.close()
-            self._buffer = bytearray()
+            self._buffer = io.BytesIO()
             self._closed = True
         except BaseException:
             self.abort()
@@ -148,7 +150,7 @@ class UploadFile:
 
         The part being sent, if any, ends first (its request is not cut off)."""
         self._abandoned = True
-        self._buffer = bytearray()
+        self._buffer = io.BytesIO()
         try:
             self._sent()
         except BaseException:  # an interrupt while waiting: the daemon thread ends with the process
