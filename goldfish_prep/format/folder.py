@@ -304,8 +304,14 @@ class OutputFolder(abc.ABC):
     def has_run(self) -> bool:
         return self.has_file(progress_path(RUN_FILE))
 
+    #: the run every shard record this object writes names as the one that made it (``ownership.shard_run``):
+    #: set by ``prepare``, so that a task keeps, and ``finalize`` accepts, only shards of one run
+    made_by: dict[str, Any] | None = None
+
     def write_shard_record(self, record: dict[str, Any]) -> None:
-        """Mark a shard complete (step 2 of the protocol: after its file was committed)."""
+        """Mark a shard complete (step 2 of the protocol: after its file was committed), naming the run that made it."""
+        if self.made_by is not None:
+            record = {**record, "run": self.made_by}
         self.write_json(progress_path(shard_record_name(int(record["index"]))), record)
 
     def read_shard_record(self, index: int) -> dict[str, Any] | None:

@@ -22,6 +22,8 @@ from goldfish_prep.format.ownership import (
     first_difference,
     is_output_entry,
     progress_path,
+    run_difference,
+    shard_run,
     stale_entries,
     stale_progress,
     without_engine,
@@ -96,6 +98,7 @@ def prepare(
     """
     task = task or Task()
     folder.admit(existing)
+    folder.made_by = shard_run(run)
     entries = meaningful_entries(folder)
     completed: dict[int, dict[str, Any]] = {}
     if entries:
@@ -201,6 +204,7 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
             record = folder.read_json(progress_path(name))
         except (OSError, ValueError):
             continue
+        refuse_another_run(folder, record, run)
         shard = record["filename"]
         if not folder.has_file(shard):
             continue
@@ -211,6 +215,25 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
         elif folder.sha256(shard) == record["sha256"]:
             completed[int(record["index"])] = record
     return completed
+
+
+def refuse_another_run(folder: OutputFolder, record: dict[str, Any], run: dict[str, Any]) -> None:
+    """Refuse to keep a completed shard that another run made.
+
+    ``run.json`` is the latest task's run: when one task started a new run with
+    ``--overwrite`` and this one did not, the settings match run.json while the
+    shards this task owns are still those of the run before. Redoing them
+    silently would hide that the tasks were not all given ``--overwrite``; the
+    record names the run that made it (``ownership.shard_run``), so say which
+    setting differs and how to go on."""
+    difference = run_difference(record.get("run"), run)
+    if difference:
+        raise OutputError(
+            f"cannot resume {folder.where()}: shard {record.get('index')} ({record.get('filename')}) was made by "
+            f"another run ({difference}), which this run would keep: a task of a new run got --overwrite and this one "
+            "did not. Rerun every task of the new run with --overwrite (a plain run: --overwrite), or rerun with the "
+            "inputs and options of the run that made the shard"
+        )
 
 
 def with_xxh3(folder: OutputFolder, record: dict[str, Any]) -> dict[str, Any] | None:

@@ -212,7 +212,8 @@ def _write(
     folder.write_run(run)
     if task.alone:
         return finalize_output(folder, num_shards)
-    summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
+    # the run it ended with, whole: finalize names the first setting in which the tasks differ
+    summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run), "run": run}
     folder.write_task_summary(task, summary)
     return summary
 
