@@ -13,6 +13,7 @@ CLI runs on real files; each case mixed two runs silently before.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -190,3 +191,21 @@ def test_overwrite_on_every_task_replaces_an_earlier_run_in_either_order(
     assert task(corpus, out, order[1], "--overwrite").exit_code == 0
     assert run("finalize", out).exit_code == 0
     assert tree_bytes(out) == single
+
+
+def test_a_task_without_overwrite_redoes_shards_of_an_input_since_rewritten_to_the_same_size(tmp_path: Path, corpus: Path) -> None:
+    """Same settings, same path and size, other bytes: the record's run is the same, but the earlier run saw the file
+    at another modification time, so its shards are redone, not kept. Before, run.json held the new run's hashes
+    (task 1's), the end-of-run hash check passed, and the output held shards of both versions of the file."""
+    path, out, reference = tmp_path / "c.jsonl", tmp_path / "out", tmp_path / "reference"
+    path.write_bytes(corpus.read_bytes())
+    assert run("mask", path, "-o", out, *OPTIONS).exit_code == 0
+    before = path.stat().st_mtime_ns
+    path.write_bytes(path.read_bytes().replace(b"Copyright", b"COPYRIGHT"))
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))  # as an edit two seconds later leaves it
+    assert task(path, out, 1, "--overwrite").exit_code == 0
+    resumed = task(path, out, 0)
+    assert resumed.exit_code == 0, resumed.output
+    assert run("finalize", out).exit_code == 0
+    assert run("mask", path, "-o", reference, *OPTIONS).exit_code == 0
+    assert tree_bytes(out) == tree_bytes(reference)

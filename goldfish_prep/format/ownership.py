@@ -197,6 +197,21 @@ def shard_run(run: dict[str, Any]) -> dict[str, Any]:
     return {**settings, "inputs_sha256": text_sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())}
 
 
+def inputs_seen(inputs: list[dict[str, Any]]) -> str:
+    """A digest of the inputs as a run saw them when it started (path, kind, size and modification time of each).
+
+    ``shard_run`` leaves the times out, so a file rewritten to the same size
+    between two runs leaves the run the same: a record also holds this, and a
+    resumed task keeps a shard only if it sees its inputs as the run that made
+    the shard did (else it redoes it). The hash could not serve: a shard is
+    recorded before its run has read every input to the end.
+
+    >>> inputs_seen([{"path": "a", "size": 3, "mtime_ns": 7}]) == inputs_seen([{"path": "a", "size": 3, "mtime_ns": 8}])
+    False
+    """
+    return text_sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
+
+
 def run_difference(made: Any, run: dict[str, Any]) -> str:
     """The first difference between the run a shard record names (``made``) and ``run``'s, for an ``Error:``
     line; '' when they are the same run (or the record predates ``shard_run`` and names none).
@@ -234,6 +249,7 @@ __all__ = [
     "FINISHING",
     "Task",
     "first_difference",
+    "inputs_seen",
     "is_output_entry",
     "progress_path",
     "run_difference",
