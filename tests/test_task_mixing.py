@@ -180,7 +180,11 @@ def test_finalize_names_the_setting_in_which_the_tasks_differ(tmp_path: Path, co
     assert task(corpus, out, 1, "--overwrite").exit_code == 0
     line = error_line(run("finalize", out))
     assert line.startswith(f"Error: the tasks of {out} were not all run with the same inputs and options: "), line
-    assert "--task-index 0" in line and "(mask.k: 3 then, 4 now)" in line and "--overwrite" in line, line
+    assert line == (
+        f"Error: the tasks of {out} were not all run with the same inputs and options: --task-index 0 made shards under "
+        "other settings than the latest task (mask.k: 3 then, 4 now; its run is .goldfish/run.json). Rerun every task "
+        "with the same inputs and options (--overwrite), then finalize again"
+    )
     assert task(corpus, out, 0, "--overwrite").exit_code == 0
     assert run("finalize", out).exit_code == 0
     assert tree_bytes(out) == single

@@ -66,11 +66,11 @@ def _check_one_run(folder: OutputFolder, tasks: dict[int, dict[str, Any]]) -> No
         listed = ", ".join(str(i) for i in others[:10]) + (", ..." if len(others) > 10 else "")
         ended = tasks[others[0]].get("run")
         difference = first_difference(without_engine(ended), without_engine(latest)) if isinstance(ended, dict) else ""
-        named = f" ({'task ' + str(others[0]) + ': ' if len(others) > 1 else ''}{difference})" if difference else ""
+        named = f"{'task ' + str(others[0]) + ': ' if len(others) > 1 else ''}{difference}; " if difference else ""
         raise OutputError(
             f"the tasks of {folder.where()} were not all run with the same inputs and options: --task-index {listed} "
-            f"made shards under other settings than the latest task ({PROGRESS_DIR}/{RUN_FILE}){named}. Rerun every "
-            "task with the same inputs and options (--overwrite), then finalize again"
+            f"made shards under other settings than the latest task ({named}its run is {PROGRESS_DIR}/{RUN_FILE}). "
+            "Rerun every task with the same inputs and options (--overwrite), then finalize again"
         )
 
 
