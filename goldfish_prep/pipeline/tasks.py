@@ -4,8 +4,10 @@ Each task of a split run (a Slurm array, Ray tasks, plain shell loops) writes
 its own shards and, when it has finished, ``.goldfish/task-IIIII-of-NNNNN.json``
 with the number of shards the whole input makes. Only those files say that a
 task ran to its end, so finalizing waits for all N of them, checks that they
-agree with each other, and then writes the dataset metadata and the manifest
-(``_finish.finalize_output``), which check every shard's completion record.
+agree with each other and with ``run.json``, and then writes the dataset metadata
+and the manifest (``_finish.finalize_output``), which check that every shard's
+completion record exists and names that run (``ownership.shard_run``): a folder
+never finishes with two runs' shards.
 The bytes are those of a single-process run: finishing reads nothing but the
 run description and the shard records.
 """
