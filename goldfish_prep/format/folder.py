@@ -304,8 +304,18 @@ class OutputFolder(abc.ABC):
     def has_run(self) -> bool:
         return self.has_file(progress_path(RUN_FILE))
 
+    #: the run every shard record this object writes names as the one that made it (``ownership.shard_run``):
+    #: set by ``prepare``, so that a task keeps, and ``finalize`` accepts, only shards of one run
+    made_by: dict[str, Any] | None = None
+    #: how the run that writes the records saw its inputs at its start (``ownership.inputs_seen``), set by ``prepare``
+    seen_inputs: str | None = None
+
     def write_shard_record(self, record: dict[str, Any]) -> None:
-        """Mark a shard complete (step 2 of the protocol: after its file was committed)."""
+        """Mark a shard complete (step 2 of the protocol: after its file was committed), naming the run that made it."""
+        if self.made_by is not None:
+            record = {**record, "run": self.made_by}
+        if self.seen_inputs is not None:
+            record = {**record, "inputs_seen": self.seen_inputs}
         self.write_json(progress_path(shard_record_name(int(record["index"]))), record)
 
     def read_shard_record(self, index: int) -> dict[str, Any] | None:
@@ -448,9 +458,11 @@ class OutputFolder(abc.ABC):
         """The run this folder was started with, for ``--resume``; None when none was described yet (read once)."""
         return life_cycle.previous_run(self)
 
-    def prepare(self, run: dict[str, Any], existing: str, task: Task | None = None, previous: Any = ...) -> dict[int, dict[str, Any]]:
+    def prepare(
+        self, run: dict[str, Any], existing: str, task: Task | None = None, previous: Any = ..., seen: list[dict[str, Any]] | None = None
+    ) -> dict[int, dict[str, Any]]:
         """Make the folder ready for ``run``; return the completed shards' records when resuming (``life_cycle.prepare``)."""
-        return life_cycle.prepare(self, run, existing, task, previous)
+        return life_cycle.prepare(self, run, existing, task, previous, seen)
 
     def put_back(self) -> bool:
         """After a failed ``--overwrite``: restore the finished output it set aside; whether there was one."""

@@ -20,8 +20,11 @@ from goldfish_prep.format.names import PROGRESS_DIR, RUN_FILE, STATE, is_shard_f
 from goldfish_prep.format.ownership import (
     Task,
     first_difference,
+    inputs_seen,
     is_output_entry,
     progress_path,
+    run_difference,
+    shard_run,
     stale_entries,
     stale_progress,
     without_engine,
@@ -85,17 +88,26 @@ def previous_run(folder: OutputFolder) -> dict[str, Any] | None:
 
 
 def prepare(
-    folder: OutputFolder, run: dict[str, Any], existing: str, task: Task | None = None, previous: Any = ...
+    folder: OutputFolder,
+    run: dict[str, Any],
+    existing: str,
+    task: Task | None = None,
+    previous: Any = ...,
+    seen: list[dict[str, Any]] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Make the folder ready for ``run``; return the completed shards' records when resuming.
 
     ``existing`` is ``"refuse"``, ``"overwrite"`` or ``"resume"``; a ``task``
     touches only its own shards (``ownership``); None is a plain run.
     ``previous``: what ``previous_run`` returned when the caller read it
-    (read here when not given).
+    (read here when not given). ``seen``: the inputs as this run found them at
+    its start (sizes and times, before a resume takes hashes over): a completed
+    shard is kept only if the run that made it saw the same.
     """
     task = task or Task()
     folder.admit(existing)
+    folder.made_by = shard_run(run)
+    folder.seen_inputs = inputs_seen(seen) if seen is not None else None
     entries = meaningful_entries(folder)
     completed: dict[int, dict[str, Any]] = {}
     if entries:
@@ -201,8 +213,9 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
             record = folder.read_json(progress_path(name))
         except (OSError, ValueError):
             continue
+        refuse_another_run(folder, record, run)
         shard = record["filename"]
-        if not folder.has_file(shard):
+        if not folder.has_file(shard) or not same_inputs_seen(folder, record):
             continue
         if "xxh3_128" not in record:  # completed by a version that recorded sha256 alone: add the other
             upgraded = with_xxh3(folder, record)
@@ -211,6 +224,36 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
         elif folder.sha256(shard) == record["sha256"]:
             completed[int(record["index"])] = record
     return completed
+
+
+def refuse_another_run(folder: OutputFolder, record: dict[str, Any], run: dict[str, Any]) -> None:
+    """Refuse to keep a completed shard that another run made.
+
+    ``run.json`` is the latest task's run: when one task started a new run with
+    ``--overwrite`` and this one did not, the settings match run.json while the
+    shards this task owns are still those of the run before. Redoing them
+    silently would hide that the tasks were not all given ``--overwrite``; the
+    record names the run that made it (``ownership.shard_run``), so say which
+    setting differs and how to go on."""
+    difference = run_difference(record.get("run"), run)
+    if difference:
+        raise OutputError(
+            f"cannot resume {folder.where()}: shard {record.get('index')} ({record.get('filename')}) was made by "
+            f"another run ({difference}), which this run would keep: a task of a new run got --overwrite and this one "
+            "did not. Rerun every task of the new run with --overwrite (a plain run: --overwrite), or rerun with the "
+            "inputs and options of the run that made the shard"
+        )
+
+
+def same_inputs_seen(folder: OutputFolder, record: dict[str, Any]) -> bool:
+    """Whether the run that made a shard saw the inputs as this one does (a record from before it was recorded: yes).
+
+    Not, and the run is still the same (``refuse_another_run`` passed): an input
+    was touched, copied or rewritten to its size since. The end-of-run hash check
+    covers only the hashes in run.json, which may be another task's new run, so
+    the shard is redone rather than kept."""
+    made_from = record.get("inputs_seen")
+    return made_from is None or folder.seen_inputs is None or made_from == folder.seen_inputs
 
 
 def with_xxh3(folder: OutputFolder, record: dict[str, Any]) -> dict[str, Any] | None:

@@ -167,6 +167,68 @@ def without_engine(run: Any) -> Any:
     return {**run, "tokenizer": {k: v for k, v in run["tokenizer"].items() if k != "engine"}}
 
 
+#: what an input entry of a run description holds besides its identity: the modification time is recorded
+#: until the input has been read, its xxh3-128 after (``pipeline._inputs``), so neither ties a shard to a run
+_INPUT_STATE = frozenset({"mtime_ns", "xxh3_128"})
+
+
+def shard_run(run: dict[str, Any]) -> dict[str, Any]:
+    """The run a shard record names as the one that made it: ``run`` less the engine, with its inputs
+    (path, kind and size of each) as one digest.
+
+    Tasks share one folder and each keeps its own completed shards, so a task
+    that did not get ``--overwrite`` after another task started a new run would
+    keep shards of the run before: the record says which run made it, and a task
+    keeps (and ``finalize`` accepts) only shards of its own run. It must be the
+    same for every task and every moment of one run, so it leaves out what a run
+    description learns as it goes (the inputs' times, then their hashes) and what
+    may differ between machines (the engine); the inputs are a digest, since a
+    record is written per shard and a corpus may be thousands of files.
+
+    >>> made = shard_run({"mask": {"k": 4}, "inputs": [{"path": "a", "size": 3, "mtime_ns": 7}]})
+    >>> made == shard_run({"mask": {"k": 4}, "inputs": [{"path": "a", "size": 3, "xxh3_128": "f0"}]}), sorted(made)
+    (True, ['inputs_sha256', 'mask'])
+    """
+    inputs = [
+        {key: value for key, value in entry.items() if key not in _INPUT_STATE} if isinstance(entry, dict) else entry
+        for entry in run.get("inputs") or []
+    ]
+    settings = {key: value for key, value in without_engine(run).items() if key != "inputs"}
+    return {**settings, "inputs_sha256": text_sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())}
+
+
+def inputs_seen(inputs: list[dict[str, Any]]) -> str:
+    """A digest of the inputs as a run saw them when it started (path, kind, size and modification time of each).
+
+    ``shard_run`` leaves the times out, so a file rewritten to the same size
+    between two runs leaves the run the same: a record also holds this, and a
+    resumed task keeps a shard only if it sees its inputs as the run that made
+    the shard did (else it redoes it). The hash could not serve: a shard is
+    recorded before its run has read every input to the end.
+
+    >>> inputs_seen([{"path": "a", "size": 3, "mtime_ns": 7}]) == inputs_seen([{"path": "a", "size": 3, "mtime_ns": 8}])
+    False
+    """
+    return text_sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
+
+
+def run_difference(made: Any, run: dict[str, Any]) -> str:
+    """The first difference between the run a shard record names (``made``) and ``run``'s, for an ``Error:``
+    line; '' when they are the same run (or the record predates ``shard_run`` and names none).
+
+    >>> run_difference(shard_run({"mask": {"k": 3}, "inputs": []}), {"mask": {"k": 4}, "inputs": []})
+    'mask.k: 3 then, 4 now'
+    >>> run_difference(shard_run({"inputs": [{"path": "a", "size": 3}]}), {"inputs": [{"path": "a", "size": 4}]})
+    'inputs: the paths, kinds or sizes of the inputs differ'
+    """
+    if made is None:
+        return ""
+    difference = first_difference(made, shard_run(run))
+    if difference.startswith("inputs_sha256"):
+        return "inputs: the paths, kinds or sizes of the inputs differ"
+    return difference
+
+
 def run_digest(run: dict[str, Any]) -> str:
     """sha256 of a run description, independent of key order and layout.
 
@@ -187,9 +249,12 @@ __all__ = [
     "FINISHING",
     "Task",
     "first_difference",
+    "inputs_seen",
     "is_output_entry",
     "progress_path",
+    "run_difference",
     "run_digest",
+    "shard_run",
     "stale_entries",
     "stale_progress",
     "without_engine",

@@ -201,10 +201,11 @@ def _write(
     """Prepare the folder, write this task's shards, then the manifest (or the task's summary)."""
     expected: dict[int, str] = {}
     previous = None
+    seen = list(run["inputs"])  # sizes and times now: a resume keeps only shards made from inputs seen the same
     if existing == "resume":
         previous = folder.previous_run()  # read once: other tasks rewrite run.json as they go
         run["inputs"], expected = resumed_inputs(previous.get("inputs") if previous else None, run["inputs"])
-    completed = folder.prepare(run, existing, task, previous)
+    completed = folder.prepare(run, existing, task, previous, seen)
     pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
     num_shards = _write_shards(job, folder, task, context, snapshots, completed, pad_id, pool)
     # every input has been read: record what was read (the manifest lists it), if it held still
@@ -212,7 +213,8 @@ def _write(
     folder.write_run(run)
     if task.alone:
         return finalize_output(folder, num_shards)
-    summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run)}
+    # the run it ended with, whole: finalize names the first setting in which the tasks differ
+    summary = {"task_index": task.index, "num_tasks": task.count, "num_shards": num_shards, "run_sha256": run_digest(run), "run": run}
     folder.write_task_summary(task, summary)
     return summary
 

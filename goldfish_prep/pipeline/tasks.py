@@ -4,8 +4,10 @@ Each task of a split run (a Slurm array, Ray tasks, plain shell loops) writes
 its own shards and, when it has finished, ``.goldfish/task-IIIII-of-NNNNN.json``
 with the number of shards the whole input makes. Only those files say that a
 task ran to its end, so finalizing waits for all N of them, checks that they
-agree with each other, and then writes the dataset metadata and the manifest
-(``_finish.finalize_output``), which check every shard's completion record.
+agree with each other and with ``run.json``, and then writes the dataset metadata
+and the manifest (``_finish.finalize_output``), which check that every shard's
+completion record exists and names that run (``ownership.shard_run``): a folder
+never finishes with two runs' shards.
 The bytes are those of a single-process run: finishing reads nothing but the
 run description and the shard records.
 """
@@ -18,6 +20,7 @@ from typing import Any
 from goldfish_prep.errors import OutputError
 from goldfish_prep.format.folder import OutputFolder, open_folder, run_digest
 from goldfish_prep.format.names import MANIFEST, PROGRESS_DIR, RUN_FILE
+from goldfish_prep.format.ownership import first_difference, without_engine
 from goldfish_prep.pipeline._finish import finalize_output
 
 
@@ -55,15 +58,21 @@ def finalize_tasks(output: OutputFolder | Path | str) -> dict[str, Any]:
 
 
 def _check_one_run(folder: OutputFolder, tasks: dict[int, dict[str, Any]]) -> None:
-    """Every task must have made its shards under the run in ``run.json`` (the latest task's run)."""
-    latest = run_digest(folder.read_run())
-    others = sorted(index for index, summary in tasks.items() if summary.get("run_sha256") != latest)
+    """Every task must have made its shards under the run in ``run.json`` (the latest task's run).
+
+    A task file holds the run it ended with (inputs hashed), so the first setting that differs is named;
+    one written before it did holds only the digest."""
+    latest = folder.read_run()
+    others = sorted(index for index, summary in tasks.items() if summary.get("run_sha256") != run_digest(latest))
     if others:
         listed = ", ".join(str(i) for i in others[:10]) + (", ..." if len(others) > 10 else "")
+        ended = tasks[others[0]].get("run")
+        difference = first_difference(without_engine(ended), without_engine(latest)) if isinstance(ended, dict) else ""
+        named = f"{'task ' + str(others[0]) + ': ' if len(others) > 1 else ''}{difference}; " if difference else ""
         raise OutputError(
             f"the tasks of {folder.where()} were not all run with the same inputs and options: --task-index {listed} "
-            f"made shards under other settings than the latest task ({PROGRESS_DIR}/{RUN_FILE}). Rerun every task "
-            "with the same inputs and options (--overwrite), then finalize again"
+            f"made shards under other settings than the latest task ({named}its run is {PROGRESS_DIR}/{RUN_FILE}). "
+            "Rerun every task with the same inputs and options (--overwrite), then finalize again"
         )
 
 

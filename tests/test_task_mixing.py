@@ -1,0 +1,247 @@
+"""Two runs' shards must never end up in one output: every shard record and task file belongs to one run.
+
+The tasks of a ``--num-tasks`` run each delete, keep or redo only their own
+shards, and a task without ``--overwrite`` keeps its completed ones. So when
+one task starts a new run (other settings, other inputs) with ``--overwrite``
+and another does not, the second could keep shards an earlier run made: each
+record names the run that made it (``ownership.shard_run``), a task refuses to
+keep a shard of another run, and ``finalize`` refuses a folder whose records or
+task files are not all of the run in ``.goldfish/run.json``. These are real
+CLI runs on real files; each case mixed two runs silently before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from goldfish_prep_cli.main import cli
+from tests import s3_server as fixtures
+from tests.s3_server import S3Server
+
+# moto's S3 server (one per session) and the environment a user sets to reach it (tests/s3_server.py)
+s3_server = fixtures.s3_server
+s3_env = fixtures.s3_env
+
+OPTIONS = ("-q", "--shard-size", "24KB")
+
+
+def run(*args: object) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def task(corpus: Path, out: Path, index: int, *extra: object, num_tasks: int = 2) -> Result:
+    return run("mask", corpus, "-o", out, *OPTIONS, "--num-tasks", num_tasks, "--task-index", index, *extra)
+
+
+def error_line(result: Result) -> str:
+    assert result.exit_code == 1, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and ".goldfish" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """About 300 KB of real documents: a dozen shards of 24 KB, so each of 2 tasks owns several."""
+    path = tmp_path_factory.mktemp("corpus") / "c.jsonl"
+    texts = [t for t in real_texts if 0 < len(t) < 20_000][:120]
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> dict[str, bytes]:
+    """What one plain run with the default k writes (the bytes every correct split run must end with)."""
+    out = tmp_path_factory.mktemp("single") / "out"
+    result = run("mask", corpus, "-o", out, *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert sum(name.startswith("data-") for name in tree_bytes(out)) >= 6
+    return tree_bytes(out)
+
+
+def finished_with_k3(corpus: Path, out: Path) -> None:
+    result = run("mask", corpus, "-o", out, *OPTIONS, "--k", "3")
+    assert result.exit_code == 0, result.output
+
+
+def refused_as_another_run(line: str, out: Path, difference: str) -> None:
+    assert line.startswith(f"Error: cannot resume {out}: "), line
+    assert f"({difference})" in line, line
+    assert "--overwrite" in line, line
+
+
+@pytest.mark.parametrize("first", [1, 0], ids=["task-1-first", "task-0-first"])
+def test_a_task_without_overwrite_refuses_the_shards_an_earlier_run_left(
+    tmp_path: Path, corpus: Path, single: dict[str, bytes], first: int
+) -> None:
+    """A finished k=3 output; one task of a k=4 split with --overwrite, the other without: before, the second
+    kept the k=3 shards it owned and finalize wrote a mixed output (29% of tokens dropped, not 25%)."""
+    out = tmp_path / "out"
+    finished_with_k3(corpus, out)
+    assert task(corpus, out, first, "--overwrite").exit_code == 0
+    line = error_line(task(corpus, out, 1 - first))
+    assert line == (
+        f"Error: cannot resume {out}: shard {1 - first} (data-0000{1 - first}.arrow) was made by another run "
+        "(mask.k: 3 then, 4 now), which this run would keep: a task of a new run got --overwrite and this one did not. "
+        "Rerun every task of the new run with --overwrite (a plain run: --overwrite), or rerun with the inputs and "
+        "options of the run that made the shard"
+    )
+    assert not (out / "state.json").exists()
+    assert error_line(run("finalize", out)).startswith("Error: ")  # the refused task never finished
+    assert task(corpus, out, 1 - first, "--overwrite").exit_code == 0
+    finalized = run("finalize", out)
+    assert finalized.exit_code == 0, finalized.output
+    assert tree_bytes(out) == single
+
+
+@pytest.mark.parametrize(
+    "old", [("--k", "3"), ("--shard-size", "30KB"), ("--context-width", "7")], ids=["k", "shard-size", "context-width"]
+)
+def test_a_split_run_over_another_split_run_refuses_the_other_run_s_shards(
+    tmp_path: Path, corpus: Path, single: dict[str, bytes], old: tuple[str, str]
+) -> None:
+    """Two tasks of one run, then a new run whose task 1 overwrites and whose task 0 does not: task 0 must not keep
+    the shards the first run made (it did when only the setting in run.json was compared, which task 1 rewrote)."""
+    out = tmp_path / "out"
+    for index in (0, 1):
+        assert task(corpus, out, index, *old).exit_code == 0
+    assert run("finalize", out).exit_code == 0
+    assert task(corpus, out, 1, "--overwrite").exit_code == 0
+    line = error_line(task(corpus, out, 0))
+    assert line.startswith(f"Error: cannot resume {out}: ") and "another run" in line and "--overwrite" in line, line
+    assert task(corpus, out, 0, "--overwrite").exit_code == 0
+    assert run("finalize", out).exit_code == 0
+    assert tree_bytes(out) == single
+
+
+def test_a_plain_resume_refuses_shards_of_a_run_a_task_replaced(tmp_path: Path, corpus: Path, single: dict[str, bytes]) -> None:
+    """A finished k=3 output, task 1 of a k=4 split with --overwrite, then a plain `--resume` with k=4: it matched its
+    settings against run.json (task 1's) and kept the even k=3 shards."""
+    out = tmp_path / "out"
+    finished_with_k3(corpus, out)
+    assert task(corpus, out, 1, "--overwrite").exit_code == 0
+    line = error_line(run("mask", corpus, "-o", out, *OPTIONS, "--resume"))
+    refused_as_another_run(line, out, "mask.k: 3 then, 4 now")
+    assert run("mask", corpus, "-o", out, *OPTIONS, "--overwrite").exit_code == 0
+    assert tree_bytes(out) == single
+
+
+def test_a_task_without_overwrite_refuses_shards_of_an_input_since_changed(tmp_path: Path, corpus: Path) -> None:
+    """The same settings over an input that grew between the runs: the earlier run's shards are of the old bytes."""
+    grown = tmp_path / "c.jsonl"
+    grown.write_bytes(corpus.read_bytes())
+    out = tmp_path / "out"
+    assert run("mask", grown, "-o", out, *OPTIONS).exit_code == 0
+    with grown.open("a", encoding="utf-8") as file:
+        file.write(json.dumps({"text": "one more document " * 40}) + "\n")
+    assert task(grown, out, 1, "--overwrite").exit_code == 0
+    line = error_line(task(grown, out, 0))
+    assert line.startswith(f"Error: cannot resume {out}: ") and "another run" in line, line
+    assert "inputs" in line and "--overwrite" in line, line
+    assert task(grown, out, 0, "--overwrite").exit_code == 0
+    assert run("finalize", out).exit_code == 0
+    reference = tmp_path / "reference"
+    assert run("mask", grown, "-o", reference, *OPTIONS).exit_code == 0
+    assert tree_bytes(out) == tree_bytes(reference)
+
+
+def test_finalize_refuses_a_shard_record_of_another_run(tmp_path: Path, corpus: Path) -> None:
+    """Whatever put it there (a version before this check, a hand copy), a shard of another run in the folder stops
+    finalize, naming the shard and the setting, and nothing is finished."""
+    old, out = tmp_path / "old", tmp_path / "out"
+    for index in (0, 1):
+        assert task(corpus, old, index, "--k", "3").exit_code == 0
+        assert task(corpus, out, index).exit_code == 0
+    for name in ("data-00002.arrow", ".goldfish/shard-00002.json"):
+        shutil.copyfile(old / name, out / name)
+    line = error_line(run("finalize", out))
+    assert line == (
+        f"Error: {out}: shard 2 (data-00002.arrow) was made by another run than the one in .goldfish/run.json "
+        "(mask.k: 3 then, 4 now); rerun every task with --overwrite (a plain run: mask --overwrite), then finalize again"
+    )
+    assert not (out / "state.json").exists() and not (out / "goldfish_manifest.json").exists()
+
+
+def test_finalize_names_the_setting_in_which_the_tasks_differ(tmp_path: Path, corpus: Path, single: dict[str, bytes]) -> None:
+    out = tmp_path / "out"
+    assert task(corpus, out, 0, "--k", "3", "--overwrite").exit_code == 0
+    assert task(corpus, out, 1, "--overwrite").exit_code == 0
+    line = error_line(run("finalize", out))
+    assert line.startswith(f"Error: the tasks of {out} were not all run with the same inputs and options: "), line
+    assert line == (
+        f"Error: the tasks of {out} were not all run with the same inputs and options: --task-index 0 made shards under "
+        "other settings than the latest task (mask.k: 3 then, 4 now; its run is .goldfish/run.json). Rerun every task "
+        "with the same inputs and options (--overwrite), then finalize again"
+    )
+    assert task(corpus, out, 0, "--overwrite").exit_code == 0
+    assert run("finalize", out).exit_code == 0
+    assert tree_bytes(out) == single
+
+
+@pytest.mark.parametrize("order", [(1, 0), (0, 1)], ids=["1-then-0", "0-then-1"])
+def test_overwrite_on_every_task_replaces_an_earlier_run_in_either_order(
+    tmp_path: Path, corpus: Path, single: dict[str, bytes], order: tuple[int, int]
+) -> None:
+    """The documented way to replace a run: still works, with a task rerun with --resume in between."""
+    out = tmp_path / "out"
+    finished_with_k3(corpus, out)
+    assert task(corpus, out, order[0], "--overwrite").exit_code == 0
+    resumed = task(corpus, out, order[0], "--resume")  # a task run again (a requeued array task) keeps its own shards
+    assert resumed.exit_code == 0, resumed.output
+    assert task(corpus, out, order[1], "--overwrite").exit_code == 0
+    assert run("finalize", out).exit_code == 0
+    assert tree_bytes(out) == single
+
+
+def test_a_task_without_overwrite_redoes_shards_of_an_input_since_rewritten_to_the_same_size(tmp_path: Path, corpus: Path) -> None:
+    """Same settings, same path and size, other bytes: the record's run is the same, but the earlier run saw the file
+    at another modification time, so its shards are redone, not kept. Before, run.json held the new run's hashes
+    (task 1's), the end-of-run hash check passed, and the output held shards of both versions of the file."""
+    path, out, reference = tmp_path / "c.jsonl", tmp_path / "out", tmp_path / "reference"
+    path.write_bytes(corpus.read_bytes())
+    assert run("mask", path, "-o", out, *OPTIONS).exit_code == 0
+    before = path.stat().st_mtime_ns
+    path.write_bytes(path.read_bytes().replace(b"Copyright", b"COPYRIGHT"))
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))  # as an edit two seconds later leaves it
+    assert task(path, out, 1, "--overwrite").exit_code == 0
+    resumed = task(path, out, 0)
+    assert resumed.exit_code == 0, resumed.output
+    assert run("finalize", out).exit_code == 0
+    assert run("mask", path, "-o", reference, *OPTIONS).exit_code == 0
+    assert tree_bytes(out) == tree_bytes(reference)
+
+
+@pytest.fixture
+def bucket(s3_env: S3Server) -> Iterator[str]:
+    """An empty bucket on moto's S3 server (emptied after the test); its name."""
+    s3, name = s3_env.client(), "mixing"
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=name)
+    yield name
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for entry in page.get("Contents", []):
+            s3.delete_object(Bucket=name, Key=entry["Key"])
+
+
+def test_on_a_url_output_a_task_without_overwrite_refuses_an_earlier_run_s_shards(bucket: str, corpus: Path) -> None:
+    """The same rule on object storage: the check is in the folder layer every output shares."""
+    url = f"s3://{bucket}/split"
+    assert run("mask", corpus, "-o", url, *OPTIONS, "--k", "3").exit_code == 0
+    assert run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 1, "--overwrite").exit_code == 0
+    line = error_line(run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 0))
+    assert line.startswith(f"Error: cannot resume {url}: shard 0 (data-00000.arrow) was made by another run (mask.k: 3 then, 4 now)"), line
+    assert run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 0, "--overwrite").exit_code == 0
+    finalized = run("finalize", url)
+    assert finalized.exit_code == 0, finalized.output
