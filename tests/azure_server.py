@@ -21,18 +21,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.s3_server import free_port
+from tests.server_process import ServerProcess, free_port
 from tests.trainers.venvs import venv_root
 
 VERSION = "3.37.0"
@@ -61,29 +57,17 @@ class AzureServer:
         self.address = f"http://127.0.0.1:{self.port}"
         self.endpoint = f"{self.address}/{ACCOUNT}"  # the account's blob endpoint (Azurite names the account in the path)
         self._workspace = tempfile.mkdtemp(prefix="goldfish-azurite-")  # its working folder: nothing is written there
-        self._process = subprocess.Popen(
+        self._server = ServerProcess(
             [str(program), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--inMemoryPersistence"]
             + ["--disableTelemetry", "--skipApiVersionCheck", "--silent"],
+            f"{self.endpoint}?comp=list",  # an unsigned request: refused (403) once it is up
+            "Azurite",
             cwd=self._workspace,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.endpoint}?comp=list", timeout=2).close()
-                break
-            except urllib.error.HTTPError:
-                break  # it answers (403 for an unsigned request): it is up
-            except OSError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"Azurite did not start ({program})") from None
-                time.sleep(0.1)
 
     @property
     def pid(self) -> int:
-        return self._process.pid
+        return self._server.pid
 
     def connection_string(self, key: str = KEY, endpoint: str | None = None) -> str:
         return f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};BlobEndpoint={endpoint or self.endpoint};"
@@ -127,13 +111,7 @@ class AzureServer:
             client.delete_blob(blob.name)
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        self._server.stop()
         shutil.rmtree(self._workspace, ignore_errors=True)
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.s3_server import free_port
+from tests.server_process import ServerProcess, free_port
 
 #: fsspec reads FSSPEC_<PROTOCOL>_<OPTION> variables when it is imported (``fsspec.config``)
 _TOKEN_VARIABLE = "FSSPEC_GS_TOKEN"
@@ -60,7 +58,7 @@ class GcsServer:
         """``external``: the address the server names for a resumable upload's session (a proxy in front of it)."""
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._process = subprocess.Popen(
+        self._server = ServerProcess(
             [
                 str(binary()),
                 "-scheme",
@@ -76,23 +74,14 @@ class GcsServer:
                 "-log-level",
                 "error",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            f"{self.endpoint}/storage/v1/b",
+            "fake-gcs-server",
+            timeout_s=30,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/storage/v1/b", timeout=2).close()
-                break
-            except OSError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("fake-gcs-server did not start") from None
-                time.sleep(0.05)
 
     @property
     def pid(self) -> int:
-        return self._process.pid
+        return self._server.pid
 
     def env(self, endpoint: str | None = None) -> dict[str, str]:
         """The variables a user sets to reach this emulator (``endpoint``: another address in front of it)."""
@@ -166,13 +155,7 @@ class GcsServer:
             self.delete(bucket, name)
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        self._server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ import http.server
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -37,18 +36,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from goldfish_prep_cli.main import cli
+from tests.server_process import ServerProcess, free_port
 
 REGION = "us-east-1"
 # moto accepts any key while its IAM checks are off
 DEFAULT_KEY = ("goldfishtestkey", "goldfishtestsecret")
 _ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class S3Server:
@@ -57,25 +50,15 @@ class S3Server:
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._process = subprocess.Popen(
+        self._server = ServerProcess(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            f"{self.endpoint}/moto-api/data.json",
+            "moto's server (is moto[server] installed?)",
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=2).close()
-                break
-            except OSError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("moto's server did not start (is moto[server] installed?)") from None
-                time.sleep(0.1)
 
     @property
     def pid(self) -> int:
-        return self._process.pid
+        return self._server.pid
 
     def env(self, endpoint: str | None = None, key: tuple[str, str] = DEFAULT_KEY) -> dict[str, str]:
         """The variables a user sets to reach this store (``endpoint``: another address in front of it)."""
@@ -132,13 +115,7 @@ class S3Server:
         urllib.request.urlopen(request, timeout=10).close()
 
     def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        self._server.stop()
 
 
 @pytest.fixture(scope="session")
