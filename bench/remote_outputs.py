@@ -15,6 +15,13 @@ taken off. The corpus is ``peers.py``'s, as in ``remote_inputs.py``.
     python bench/remote_outputs.py                       # x1 and x10, 1 round
     python bench/remote_outputs.py --scales 1,10 --rounds 2
     python bench/remote_outputs.py --scales 10 --rounds 4 --store-apart
+    python bench/remote_outputs.py --scales 10 --rounds 4 --python-b OTHER/.venv/bin/python
+
+``--python-b`` adds ``out-s3@b`` and ``s3@b``: the same runs by another
+interpreter (another checkout's venv: the code before a change), in the same
+rounds against the same server and local run, so the two codes are compared
+under the same load. Their objects are not compared (the codes may differ in
+their records).
 
 ``--store-apart`` pins the server to the last CPU and every run (the local one
 too) to the others: a store whose CPU is not the client's, as a real one's is
@@ -45,6 +52,7 @@ from tests.s3_server import S3Server  # noqa: E402
 
 BUCKET = "bench-out"
 KINDS = ("local", "out-s3", "s3")
+B_KINDS = ("out-s3@b", "s3@b")
 
 
 def objects(server: S3Server, prefix: str) -> dict[str, bytes]:
@@ -90,6 +98,8 @@ def one_run(kind: str, scale: int, spec: str, args: argparse.Namespace, env: dic
         clear(server, name)
     before = cpu_seconds(server.pid)
     command = [str(part) for part in mask_command(spec, Path("OUT"), args.num_proc)]
+    if kind.endswith("@b"):
+        command[0] = args.python_b
     command[command.index("OUT")] = str(out)
     measured = measure(command, args.cores, args.work / f"remote-out-{name}.log", env)
     served = cpu_seconds(server.pid) - before
@@ -110,11 +120,12 @@ def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[st
     size_mb = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / 1e6
     env = {**os.environ, **server.env()}
     local_spec, url = str(corpus) + "/", f"s3://{BUCKET}/{corpus.name}/"
-    specs = {"local": local_spec, "out-s3": local_spec, "s3": url}
-    runs: dict[str, list[Measured]] = {kind: [] for kind in KINDS}
-    served: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    specs = {"local": local_spec, "out-s3": local_spec, "s3": url, "out-s3@b": local_spec, "s3@b": url}
+    kinds = KINDS + (B_KINDS if args.python_b else ())
+    runs: dict[str, list[Measured]] = {kind: [] for kind in kinds}
+    served: dict[str, list[float]] = {kind: [] for kind in kinds}
     for round_index in range(args.rounds):
-        order = KINDS if round_index % 2 == 0 else KINDS[::-1]
+        order = kinds if round_index % 2 == 0 else kinds[::-1]
         for kind in order:
             measured, cpu = one_run(kind, scale, specs[kind], args, env, server)
             runs[kind].append(measured)
@@ -125,8 +136,8 @@ def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[st
         raise SystemExit(f"x{scale}: the objects of -o s3:// differ from the local run's files")
     if shard_tables(server, f"s3-x{scale}", url, args.work) != rows(local, local_spec):
         raise SystemExit(f"x{scale}: the shards of the s3 run differ from the local run's")
-    result: dict[str, Any] = {"scale": scale, "mb": size_mb}
-    for kind in KINDS:
+    result: dict[str, Any] = {"scale": scale, "mb": size_mb, "kinds": kinds}
+    for kind in kinds:
         result[kind] = {
             "s": statistics.median(m.seconds for m in runs[kind]),
             "cpu": statistics.median(m.cpu_seconds for m in runs[kind]),
@@ -146,7 +157,7 @@ def report(results: list[dict[str, Any]], num_proc: int) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        for kind in KINDS:
+        for kind in r["kinds"]:
             k = r[kind]
             ratios = ", ".join(f"{x:.2f}" for x in k["ratios"])
             lines.append(
@@ -155,7 +166,7 @@ def report(results: list[dict[str, Any]], num_proc: int) -> str:
             )
     if len(results) >= 2:
         small, large = results[0], results[-1]
-        for kind in KINDS:
+        for kind in large["kinds"]:
             lines.append(
                 f"{kind}, x{large['scale']} vs x{small['scale']}: peak tree PSS {large[kind]['pss'] / small[kind]['pss'] - 1:+.0%}, "
                 f"max RSS {large[kind]['rss'] / small[kind]['rss'] - 1:+.0%}"
@@ -171,6 +182,7 @@ def main() -> None:
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--store-apart", action="store_true", help="the server on the last CPU, the runs on the others")
+    parser.add_argument("--python-b", help="another interpreter (another checkout's venv) for the out-s3@b and s3@b runs")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     server = S3Server()
