@@ -167,26 +167,28 @@ def without_engine(run: Any) -> Any:
     return {**run, "tokenizer": {k: v for k, v in run["tokenizer"].items() if k != "engine"}}
 
 
-#: what an input entry of a run description holds besides its identity: the modification time is recorded
-#: until the input has been read, its xxh3-128 after (``pipeline._inputs``), so neither ties a shard to a run
-_INPUT_STATE = frozenset({"mtime_ns", "xxh3_128"})
+#: what an input entry of a run description holds besides its identity: the size and modification time are
+#: recorded when the run starts, the size read and xxh3-128 once it has been read, or ``unreadable`` instead
+#: (``pipeline._inputs``), so none of them ties a shard to a run; ``inputs_seen`` covers size and time
+_INPUT_STATE = frozenset({"mtime_ns", "xxh3_128", "size", "unreadable"})
 
 
 def shard_run(run: dict[str, Any]) -> dict[str, Any]:
     """The run a shard record names as the one that made it: ``run`` less the engine, with its inputs
-    (path, kind and size of each) as one digest.
+    (path and kind of each) as one digest.
 
     Tasks share one folder and each keeps its own completed shards, so a task
     that did not get ``--overwrite`` after another task started a new run would
     keep shards of the run before: the record says which run made it, and a task
     keeps (and ``finalize`` accepts) only shards of its own run. It must be the
     same for every task and every moment of one run, so it leaves out what a run
-    description learns as it goes (the inputs' times, then their hashes) and what
+    description learns as it goes (the inputs' sizes and times, then their sizes read and hashes, or that one
+    could not be read: an input skipped as unreadable has no size at the end) and what
     may differ between machines (the engine); the inputs are a digest, since a
     record is written per shard and a corpus may be thousands of files.
 
     >>> made = shard_run({"mask": {"k": 4}, "inputs": [{"path": "a", "size": 3, "mtime_ns": 7}]})
-    >>> made == shard_run({"mask": {"k": 4}, "inputs": [{"path": "a", "size": 3, "xxh3_128": "f0"}]}), sorted(made)
+    >>> made == shard_run({"mask": {"k": 4}, "inputs": [{"path": "a", "unreadable": "Permission denied"}]}), sorted(made)
     (True, ['inputs_sha256', 'mask'])
     """
     inputs = [
@@ -200,7 +202,7 @@ def shard_run(run: dict[str, Any]) -> dict[str, Any]:
 def inputs_seen(inputs: list[dict[str, Any]]) -> str:
     """A digest of the inputs as a run saw them when it started (path, kind, size and modification time of each).
 
-    ``shard_run`` leaves the times out, so a file rewritten to the same size
+    ``shard_run`` leaves sizes and times out, so an input rewritten (or grown)
     between two runs leaves the run the same: a record also holds this, and a
     resumed task keeps a shard only if it sees its inputs as the run that made
     the shard did (else it redoes it). The hash could not serve: a shard is
@@ -218,14 +220,14 @@ def run_difference(made: Any, run: dict[str, Any]) -> str:
 
     >>> run_difference(shard_run({"mask": {"k": 3}, "inputs": []}), {"mask": {"k": 4}, "inputs": []})
     'mask.k: 3 then, 4 now'
-    >>> run_difference(shard_run({"inputs": [{"path": "a", "size": 3}]}), {"inputs": [{"path": "a", "size": 4}]})
-    'inputs: the paths, kinds or sizes of the inputs differ'
+    >>> run_difference(shard_run({"inputs": [{"path": "a", "size": 3}]}), {"inputs": [{"path": "b", "size": 3}]})
+    'inputs: the paths or kinds of the inputs differ'
     """
     if made is None:
         return ""
     difference = first_difference(made, shard_run(run))
     if difference.startswith("inputs_sha256"):
-        return "inputs: the paths, kinds or sizes of the inputs differ"
+        return "inputs: the paths or kinds of the inputs differ"
     return difference
 
 
