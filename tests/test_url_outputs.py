@@ -233,16 +233,29 @@ def test_sigkill_mid_upload_then_resume_gives_the_bytes_of_an_uninterrupted_run(
     url, secret = f"s3://{BUCKET}/killed", "option-secret-0123456789"
     # credentials given as options (the server checks none): the lock object names the command, never the secret
     options = json.dumps({"key": bucket.env()["AWS_ACCESS_KEY_ID"], "secret": secret})
-    process = start(big_corpus, "-o", url, *KILL_OPTIONS, "--storage-options", options, env=bucket.env())
+
+    release = threading.Event()
+
+    def hold_shard_3(method: str, path: str, attempt: int) -> None:
+        # the run cannot finish before the kill: shard 3's upload is held until then (the next commit waits for it)
+        if method == "PUT" and "/killed/data-00003.arrow" in path and attempt == 0:
+            release.wait(120)
+
+    proxy = FaultyProxy(bucket.endpoint, hold_shard_3)
     try:
-        wait_for_object(bucket, "killed/.goldfish/shard-00001.json", process)
-        # a second writer refuses at once, naming the holder
-        line = error_line(run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume"))
-        assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
-        assert "no longer running" not in line and secret not in line
+        process = start(big_corpus, "-o", url, *KILL_OPTIONS, "--storage-options", options, env=bucket.env(endpoint=proxy.endpoint))
+        try:
+            wait_for_object(bucket, "killed/.goldfish/shard-00001.json", process)
+            # a second writer refuses at once, naming the holder
+            line = error_line(run("mask", big_corpus, "-o", url, *KILL_OPTIONS, "--resume"))
+            assert line.startswith(f"Error: output folder {url} is being written by another run (pid {process.pid} on "), line
+            assert "no longer running" not in line and secret not in line
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
     finally:
-        os.kill(process.pid, signal.SIGKILL)
-        process.communicate(timeout=60)
+        release.set()
+        proxy.close()
     left = objects(bucket, "killed")
     assert "goldfish_manifest.json" not in left and "state.json" not in left
     lock = left[".goldfish/writer.lock"]
