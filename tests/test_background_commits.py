@@ -1,19 +1,20 @@
-"""``pipeline._commits.ShardCommits`` on a URL folder: a shard's upload runs while the next shard is built, and the
-commit protocol holds (a record only once its shard is whole, records in order, a failed upload raised, nothing
-written after an abandon). The folder is a real ``UrlFolder`` on fsspec's in-memory file system; the shards are
+"""``pipeline._commits.ShardCommits`` on a URL folder: two shards' uploads run while the next shard is built, and the
+commit protocol holds (a record only once its shard is whole, records in order even when a later upload completes
+first, a failed upload raised with no record after it, nothing written after an abandon). The folder is a real ``UrlFolder`` on fsspec's in-memory file system; the shards are
 stand-ins whose commit the test holds back, so the order of events is forced rather than timed.
 ``tests/test_url_outputs.py`` runs whole ``mask -o s3://`` runs through the same code against a real S3 server."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any, cast
 
 import pytest
 
 from goldfish_prep.format.url_folder import UrlFolder
-from goldfish_prep.pipeline._commits import ShardCommits
+from goldfish_prep.pipeline._commits import IN_FLIGHT, ShardCommits
 from goldfish_prep.pipeline._shard import ShardBuilder
 
 
@@ -48,45 +49,64 @@ def records(out: UrlFolder) -> list[int]:
     return sorted(int(name.split("-")[1].split(".")[0]) for name in out.shard_record_names())
 
 
-def test_the_next_shard_is_built_while_an_upload_runs_and_its_record_comes_after_it() -> None:
+def test_the_next_shards_are_built_while_uploads_run_and_each_record_comes_after_its_shard() -> None:
     out = folder()
     commits = ShardCommits(out)
-    first, second = HeldShard(out, 0), HeldShard(out, 1)
+    assert IN_FLIGHT == 2  # what the steps below are written for
+    first, second, third = HeldShard(out, 0), HeldShard(out, 1), HeldShard(out, 2)
     commits.commit(cast(ShardBuilder, first))
-    assert first.started.wait(30)
-    # the main process is free while shard 0 uploads: it goes on (here: nothing of shard 0 is visible yet)
+    commits.commit(cast(ShardBuilder, second))  # handed over while shard 0 still uploads: the two overlap
+    assert first.started.wait(30) and second.started.wait(30)
+    # the main process is free while both upload: nothing of either is visible yet
     assert not out.has_file("data-00000.arrow") and records(out) == []
+    second.release()  # shard 1's upload completes first ...
+    time.sleep(0.2)
+    assert out.has_file("data-00001.arrow")
+    assert records(out) == []  # ... but its record waits for shard 0's: records only ever name a prefix
+    third_handed = threading.Event()
+
+    def hand_over_third() -> None:
+        commits.commit(cast(ShardBuilder, third))  # two in flight: waits for shard 0
+        third_handed.set()
+
+    threading.Thread(target=hand_over_third, daemon=True).start()
+    time.sleep(0.2)
+    assert not third_handed.is_set() and not third.finished
     first.release()
-    commits.commit(cast(ShardBuilder, second))  # waits for shard 0 (upload, then record) before handing over shard 1
-    assert out.has_file("data-00000.arrow") and records(out) == [0]
-    second.release()
+    assert third_handed.wait(30)
+    third.release()
     commits.wait()
     commits.close()
-    assert records(out) == [0, 1]
+    assert records(out) == [0, 1, 2]
 
 
-def test_a_failed_upload_is_raised_at_the_next_shard_and_leaves_no_record() -> None:
+def test_a_failed_upload_is_raised_and_no_record_follows_it() -> None:
     out = folder()
     commits = ShardCommits(out)
-    failing, nxt = HeldShard(out, 0, fail=True), HeldShard(out, 1)
+    failing, nxt, last = HeldShard(out, 0, fail=True), HeldShard(out, 1), HeldShard(out, 2)
     commits.commit(cast(ShardBuilder, failing))
+    commits.commit(cast(ShardBuilder, nxt))
+    nxt.release()  # shard 1 uploads whole ...
     failing.release()
     with pytest.raises(OSError, match="upload of shard 0 failed"):
-        commits.commit(cast(ShardBuilder, nxt))
-    assert not nxt.finished  # the next shard was not handed over: the caller still holds it, and aborts it
+        commits.commit(cast(ShardBuilder, last))
+    assert not last.finished  # the last shard was not handed over: the caller still holds it, and aborts it
     commits.abandon()
-    assert records(out) == [] and not out.has_file("data-00000.arrow")
+    # ... and gets no record after the missing one (the run's clean-up, or --resume, deletes such a shard)
+    assert records(out) == [] and not out.has_file("data-00000.arrow") and out.has_file("data-00001.arrow")
 
 
-def test_abandon_waits_for_the_upload_in_flight_before_the_run_lets_go() -> None:
+def test_abandon_waits_for_every_upload_in_flight_before_the_run_lets_go() -> None:
     out = folder()
     commits = ShardCommits(out)
-    shard = HeldShard(out, 0)
-    commits.commit(cast(ShardBuilder, shard))
-    assert shard.started.wait(30)
-    threading.Timer(0.2, shard.release).start()
-    commits.abandon()  # an interrupt in the main process: returns only once the commit in flight has ended
-    assert shard.released.is_set() and records(out) == [0]  # it completed: a whole shard with its record
+    shards = [HeldShard(out, 0), HeldShard(out, 1)]
+    for shard in shards:
+        commits.commit(cast(ShardBuilder, shard))
+    assert all(shard.started.wait(30) for shard in shards)
+    threading.Timer(0.2, shards[0].release).start()
+    threading.Timer(0.4, shards[1].release).start()
+    commits.abandon()  # an interrupt in the main process: returns only once the commits in flight have ended
+    assert all(shard.released.is_set() for shard in shards) and records(out) == [0, 1]  # whole shards with records
 
 
 def test_a_local_folder_commits_in_place(tmp_path: Any) -> None:

@@ -3,31 +3,44 @@
 On a local disk a commit is an fsync and a rename, done in place. On an
 object store it is the shard's upload (a PUT, or the last part and
 ``CompleteMultipartUpload``), which the run would otherwise wait for with its
-workers idle once they have finished the batches they hold. There the commit
-runs in one background thread while the main process builds the next shard:
-at most one shard is being committed at a time (``commit`` waits for the one
-before), so memory grows by at most one shard's unsent bytes (at most one part,
-s3fs: 50 MiB). The protocol is unchanged (``format.folder``): the thread PUTs
-a shard's record only after the shard's upload completed, and records are
-written in shard order.
+workers idle once they have finished the batches they hold. There commits run
+in background threads while the main process builds the next shard, up to
+``IN_FLIGHT`` shards at once. Why more than one: a store's PUT of a 33 MB
+shard takes about as long as the run takes to build the next shard (0.27 s on
+the bench's moto server when nothing else runs), so with one commit at a time
+the main process waited for the one before at almost every shard (0.05 to
+0.25 s each, seen in ``bench/remote_outputs.py``'s x10 run). Two uploads now
+overlap. Their records are still written in shard order, each only after its
+own shard's upload completed *and* the record before it was written
+(``_commit`` waits for the commit submitted before it), so the records on the
+store always name a prefix of the shards, as ``--resume`` and ``finalize``
+expect; the protocol is unchanged (``format.folder``). Memory grows by at most
+``IN_FLIGHT`` shards' unsent bytes: a shard smaller than one part is held whole
+until its PUT, a larger one a part or two (s3fs's part: 50 MiB).
 
 Failures and interrupts: an upload that fails after the provider's retries
 aborts itself (``UploadFile.commit``), and its error is raised in the main
-process at the next ``commit`` or at ``wait``. ``abandon`` (an error or an
-interrupt in the main process) waits for the commit in flight to end before
+process at the next ``commit`` or at ``wait``; the shard after a failed one
+writes no record (its upload, if it completed, is a shard without a record,
+which the clean-up and ``--resume`` delete). ``abandon`` (an error or an
+interrupt in the main process) waits for every commit in flight to end before
 the run cleans up and lets go of its lock, so nothing is written into the
-folder once the run has let go of it. A SIGKILL ends the thread with the
-process: the shard's upload is then either complete without its record
+folder once the run has let go of it. A SIGKILL ends the threads with the
+process: each shard's upload is then either complete without its record
 (``--resume`` deletes it) or invisible, as before.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.pipeline._shard import ShardBuilder
+
+#: shards being committed at once on a store, each on a thread of its own (a local disk commits in place)
+IN_FLIGHT = 2
 
 
 class ShardCommits:
@@ -35,40 +48,46 @@ class ShardCommits:
 
     def __init__(self, output: OutputFolder) -> None:
         self._output = output
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="goldfish-prep-upload") if output.commits_in_background else None
-        self._pending: Future[None] | None = None
+        background = output.commits_in_background
+        self._executor = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="goldfish-prep-upload") if background else None
+        self._pending: deque[Future[None]] = deque()  # oldest first
 
     def commit(self, builder: ShardBuilder) -> None:
         """Finish ``builder``'s shard, then commit it and write its record (in the background on a store)."""
-        self.wait()  # one commit at a time; a failed one is raised here
+        while len(self._pending) >= IN_FLIGHT:  # a failed commit is raised here
+            self._pending[0].result()
+            self._pending.popleft()
         record = builder.finish()
         if self._executor is None:
             builder.commit()
             self._output.write_shard_record(record)
         else:
-            self._pending = self._executor.submit(self._commit, builder, record)
+            before = self._pending[-1] if self._pending else None
+            self._pending.append(self._executor.submit(self._commit, builder, record, before))
 
-    def _commit(self, builder: ShardBuilder, record: dict[str, Any]) -> None:
+    def _commit(self, builder: ShardBuilder, record: dict[str, Any], before: Future[None] | None) -> None:
         builder.commit()  # the shard is whole on the store before its record exists
+        if before is not None:  # submitted, so started, before this one: no thread here waits on a queued task
+            before.result()  # its failure is this shard's too: no record may follow a missing one
         self._output.write_shard_record(record)
 
     def wait(self) -> None:
-        """Wait for the commit in flight and raise its error, if it failed (it stays pending until it has ended)."""
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+        """Wait for every commit in flight; the first failure is raised (it stays pending until it has ended)."""
+        while self._pending:
+            self._pending[0].result()
+            self._pending.popleft()
 
     def abandon(self) -> None:
-        """After an error or an interrupt: wait for the commit in flight to end (its error is not news), then stop."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        """After an error or an interrupt: wait for the commits in flight to end (their errors are not news), then stop."""
+        pending, self._pending = self._pending, deque()
+        for future in pending:
             try:
-                pending.result()
+                future.result()
             except Exception:  # a failed upload aborted itself; the error being handled is the one to report
                 pass
         self.close()
 
     def close(self) -> None:
-        """Stop the thread; ``shutdown`` waits for a commit still running (one an interrupt left unawaited too)."""
+        """Stop the threads; ``shutdown`` waits for commits still running (ones an interrupt left unawaited too)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
