@@ -183,3 +183,70 @@ def test_a_private_repository_is_read_with_hf_token(hub: HubServer, repo: Path, 
     assert_same_output(tmp_path / "local", tmp_path / "hub", "hf://datasets/goldfish/private/")
     written = b"".join(path.read_bytes() for path in (tmp_path / "hub").rglob("*") if path.is_file())
     assert TOKEN.encode() not in written and TOKEN not in result.stdout + result.stderr
+
+
+# --- one line for each refusal, never the token ---------------------------------------------------------
+
+
+def test_a_repository_that_does_not_exist_is_one_line(hub: HubServer, tmp_path: Path) -> None:
+    url = "hf://datasets/goldfish/no-such-repo/data/"
+    assert error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS)) == (
+        f"Error: {url}: the hub shows no dataset repository goldfish/no-such-repo without a token: it does not exist, "
+        "or it is private or gated (401 Repository Not Found). "
+        "Check the repository id; for a private or gated repository set HF_TOKEN (or run `hf auth login`)"
+    )
+    line = error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS, token=TOKEN))
+    assert line == (
+        f"Error: {url}: the hub shows no dataset repository goldfish/no-such-repo to the token sent: it does not exist, "
+        "or the token may not read it (404 Repository Not Found). "
+        "Check the repository id, and that the token (HF_TOKEN or hf auth login) may read it; a gated one needs access granted on its page"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_url_meant_for_a_dataset_names_the_dataset_form(hub: HubServer, tmp_path: Path) -> None:
+    line = error_line(mask(hub, "hf://goldfish/corpus/data/a.jsonl", "-o", tmp_path / "out", *OPTIONS))
+    assert line.startswith("Error: hf://goldfish/corpus/data/a.jsonl: the hub shows no model repository goldfish/corpus without a token"), (
+        line
+    )
+    assert line.endswith("; a dataset's URL is hf://datasets/OWNER/NAME/PATH"), line
+
+
+def test_a_private_repository_without_a_token_names_hf_token(hub: HubServer, tmp_path: Path) -> None:
+    url = "hf://datasets/goldfish/private/data/a.jsonl"
+    line = error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS))
+    assert line.startswith(f"Error: {url}: the hub shows no dataset repository goldfish/private without a token: "), line
+    assert "set HF_TOKEN" in line, line
+
+
+def test_a_token_the_hub_does_not_know_is_refused_in_one_line_without_the_token(hub: HubServer, tmp_path: Path) -> None:
+    wrong = "hf_WrongTokenThatMustNeverBePrinted77"
+    result = mask(hub, "hf://datasets/goldfish/private/data/a.jsonl", "-o", tmp_path / "out", *OPTIONS, token=wrong)
+    line = error_line(result)
+    assert line.startswith("Error: hf://datasets/goldfish/private/data/a.jsonl: the store refused access ("), line
+    assert "Invalid credentials in Authorization header" in line and "Check the credentials (HF_TOKEN or hf auth login" in line, line
+    assert wrong not in result.stdout + result.stderr
+
+
+def test_a_revision_that_does_not_exist_is_one_line(hub: HubServer, tmp_path: Path) -> None:
+    url = f"{REPO}@v9/data/a.jsonl"
+    assert error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS)) == (
+        f"Error: {url}: the dataset repository goldfish/corpus has no revision 'v9' (404 Revision Not Found). "
+        "Check the revision after @: a branch, a tag or a commit id"
+    )
+
+
+def test_a_file_that_does_not_exist_is_one_line(hub: HubServer, tmp_path: Path) -> None:
+    url = f"{REPO}/data/nothing.jsonl"
+    assert error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS)) == (
+        f"Error: {url}: no such object or prefix. Check the URL; a prefix must hold at least one object"
+    )
+
+
+def test_hub_access_switched_off_is_one_line_that_names_the_switch(hub: HubServer, tmp_path: Path) -> None:
+    hub.forget()
+    url = f"{REPO}/data/"
+    assert error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS, token=TOKEN, offline=True)) == (
+        f"Error: {url}: hub access is off (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE (or set it to 0) to read hf:// URLs"
+    )
+    assert hub.requests() == []  # refused by the client itself: nothing reached the hub
