@@ -65,12 +65,29 @@ def older(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Pa
 
 
 @pytest.fixture(scope="module")
-def hub(repo: Path, older: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+def big(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """A repository holding one JSON lines file of about 20 MB: more than two of the reader's 8 MiB blocks (the
+    hub keeps a file that large in LFS, so its bytes come from the CDN the hub redirects to)."""
+    root = tmp_path_factory.mktemp("hub-big") / "big"
+    root.mkdir()
+    texts = [text for text in real_texts if 0 < len(text) < 20_000]
+    lines, size, number = [], 0, 0
+    while size < 20_000_000:
+        lines.append(json.dumps({"text": f"{number}\n{texts[number % len(texts)]}"}) + "\n")
+        size += len(lines[-1])
+        number += 1
+    (root / "big.jsonl").write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def hub(repo: Path, older: Path, big: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
     """The hub, serving the repository (branches main and v1) and a private copy of it; tree listings come in
     pages of 3 entries (the hub's are 1000), so every listing here follows the ``Link`` header's next pages."""
     repos = {
         "goldfish/corpus": {"revisions": {"main": str(repo), "v1": str(older)}},
         "goldfish/private": {"revisions": {"main": str(repo)}, "private": True},
+        "goldfish/big": {"revisions": {"main": str(big)}},
     }
     server = HubServer(tmp_path_factory.mktemp("hub-server"), repos, token=TOKEN, page_size=3)
     try:
@@ -250,3 +267,26 @@ def test_hub_access_switched_off_is_one_line_that_names_the_switch(hub: HubServe
         f"Error: {url}: hub access is off (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE (or set it to 0) to read hf:// URLs"
     )
     assert hub.requests() == []  # refused by the client itself: nothing reached the hub
+
+
+# --- streamed in ranges, never downloaded whole ----------------------------------------------------------
+
+
+def test_a_large_file_is_read_in_ranges_and_about_once(hub: HubServer, big: Path, tmp_path: Path) -> None:
+    """Every read of the file's bytes is one ranged GET of at most a block (8 MiB, and the 1 MiB read that asked for
+    it); the masking pass reads the file once, front to back; before it, the run reads only the first block (to look
+    at the first record), so the hub serves the file's size plus at most one block, not the file twice."""
+    size = (big / "big.jsonl").stat().st_size
+    hub.forget()
+    result = mask(hub, "hf://datasets/goldfish/big/big.jsonl", "-o", tmp_path / "out", "-q", "--num-proc", "1")
+    assert result.returncode == 0, result.stderr
+    reads = [entry for entry in hub.requests() if entry["method"] == "GET" and entry["status"] in (200, 206)]
+    reads = [entry for entry in reads if entry["path"].startswith(("/cdn/", "/datasets/goldfish/big/resolve/"))]
+    assert reads and all(entry["status"] == 206 and entry["range"] for entry in reads), reads  # no whole download
+    spans = [tuple(int(end) for end in entry["range"].removeprefix("bytes=").split("-")) for entry in reads]
+    assert all(last - first + 1 <= 9 << 20 for first, last in spans), spans
+    starts = [first for first, _ in spans]
+    assert 1 <= starts.count(0) <= 2, spans  # the masking pass, and perhaps a look at the first record before it
+    masking = spans[len(starts) - 1 - starts[::-1].index(0) :]
+    assert [first for first, _ in masking] == [0] + [last + 1 for _, last in masking[:-1]] and masking[-1][1] == size - 1, masking
+    assert sum(entry["sent"] for entry in reads) <= size + (9 << 20)
