@@ -32,6 +32,9 @@ header"; an unknown revision 404 ``RevisionNotFound``; a missing path 404
 ``EntryNotFound``. A revision is a branch name of the configuration, or its
 commit id.
 
+A test can have a commit land while a run reads a file (``replace``: the file
+is swapped for another once N reads of it were served).
+
 Every request is appended to a log (one JSON object a line: method, path,
 ``Range``, status, body bytes sent, whether a token came with it; never the
 token), which tests read to count requests and bytes.
@@ -173,6 +176,9 @@ class Hub:
         self._log = Path(config["log"])
         self._lock = threading.Lock()
         self._key = os.urandom(16)
+        #: file -> {"with": another file, "after": N}: a commit that replaces the file once N reads of it were served
+        self._commits: dict[str, dict[str, Any]] = dict(config.get("replace", {}))
+        self._reads: dict[str, int] = {}
 
     def repository(self, kind: str, repo_id: str, authorization: str | None) -> Repository:
         """The repository, if this request may see it (the hub's answers for a missing or closed one); only
@@ -186,6 +192,16 @@ class Hub:
                 raise HubError(401, "RepoNotFound", "Invalid username or password.")
             raise HubError(404, "RepoNotFound", "Repository not found")
         return repo
+
+    def read(self, file: Path) -> bytes:
+        """A file's bytes for one answer; a commit set up for it lands right after, before the caller has them."""
+        data = file.read_bytes()
+        with self._lock:
+            self._reads[str(file)] = self._reads.get(str(file), 0) + 1
+            commit = self._commits.get(str(file))
+            if commit is not None and self._reads[str(file)] == commit["after"]:
+                os.replace(commit["with"], file)
+        return data
 
     def signature(self, sha256: str) -> str:
         return hmac.new(self._key, sha256.encode(), "sha256").hexdigest()
@@ -296,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
             where = f"http://{self.headers['Host']}/cdn/{lfs['oid']}?{urllib.parse.urlencode({'X-Amz-Signature': signature})}"
             headers |= {"Location": where, "ETag": f'"{oid}"', "X-Linked-Size": str(lfs["size"]), "X-Linked-Etag": f'"{lfs["oid"]}"'}
             return self._send(302, b"", headers, "text/plain")
-        self._bytes(file.read_bytes(), headers | {"ETag": f'"{oid}"'})
+        self._bytes(self.server.hub.read(file), headers | {"ETag": f'"{oid}"'})
 
     def _cdn(self, sha256: str, query: dict[str, str]) -> None:
         if not hmac.compare_digest(query.get("X-Amz-Signature", ""), self.server.hub.signature(sha256)):
@@ -306,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
                 for file in repo.files(folder):
                     lfs = repo.blob(file)[1]
                     if lfs is not None and lfs["oid"] == sha256:
-                        return self._bytes(file.read_bytes(), {"ETag": f'"{sha256}"'})
+                        return self._bytes(self.server.hub.read(file), {"ETag": f'"{sha256}"'})
         self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", {}, "application/xml")
 
     def _bytes(self, data: bytes, headers: dict[str, str]) -> None:
@@ -356,10 +372,13 @@ class HubHttpServer(ThreadingHTTPServer):
 class HubServer:
     """The hub in a child process (``python -m tests.hub_server CONFIG``), serving ``repos``.
 
-    ``repos``: repo id -> {"revisions": {branch: folder}, "private": bool}; ``token`` opens the private ones.
+    ``repos``: repo id -> {"revisions": {branch: folder}, "private": bool}; ``token`` opens the private ones;
+    ``replace``: file -> {"with": another file, "after": N}, a commit pushed while a run reads the file.
     """
 
-    def __init__(self, workdir: Path, repos: dict[str, Any], token: str | None = None, page_size: int = 1000) -> None:
+    def __init__(
+        self, workdir: Path, repos: dict[str, Any], token: str | None = None, page_size: int = 1000, replace: dict[str, Any] | None = None
+    ) -> None:
         from tests.server_process import ServerProcess, free_port
 
         self.port = free_port()
@@ -368,7 +387,11 @@ class HubServer:
         self.home = workdir / "hf-home"  # no token saved there: a run sees only the HF_TOKEN it is given
         self.home.mkdir(exist_ok=True)
         config = workdir / "hub.json"
-        config.write_text(json.dumps({"port": self.port, "repos": repos, "token": token, "page_size": page_size, "log": str(self.log)}))
+        config.write_text(
+            json.dumps(
+                {"port": self.port, "repos": repos, "token": token, "page_size": page_size, "log": str(self.log), "replace": replace or {}}
+            )
+        )
         root = Path(__file__).resolve().parents[1]
         self._server = ServerProcess(
             [sys.executable, "-m", "tests.hub_server", str(config)], f"{self.endpoint}/api/datasets/-/-", "hub", cwd=root

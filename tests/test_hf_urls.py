@@ -81,15 +81,29 @@ def big(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path
 
 
 @pytest.fixture(scope="module")
-def hub(repo: Path, older: Path, big: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+def moving(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """A repository whose one file a commit replaces (the hub's ``replace``) once a run has read it once: by its
+    lines in the other order, so of the same size."""
+    root = tmp_path_factory.mktemp("hub-moving")
+    (root / "repo").mkdir()
+    lines = [json.dumps({"text": text}) + "\n" for text in real_texts if 0 < len(text) < 12_000][:40]
+    (root / "repo" / "moving.jsonl").write_text("".join(lines), encoding="utf-8")
+    (root / "next.jsonl").write_text("".join(reversed(lines)), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def hub(repo: Path, older: Path, big: Path, moving: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
     """The hub, serving the repository (branches main and v1) and a private copy of it; tree listings come in
     pages of 3 entries (the hub's are 1000), so every listing here follows the ``Link`` header's next pages."""
     repos = {
         "goldfish/corpus": {"revisions": {"main": str(repo), "v1": str(older)}},
         "goldfish/private": {"revisions": {"main": str(repo)}, "private": True},
         "goldfish/big": {"revisions": {"main": str(big)}},
+        "goldfish/moving": {"revisions": {"main": str(moving / "repo")}},
     }
-    server = HubServer(tmp_path_factory.mktemp("hub-server"), repos, token=TOKEN, page_size=3)
+    replace = {str(moving / "repo" / "moving.jsonl"): {"with": str(moving / "next.jsonl"), "after": 1}}
+    server = HubServer(tmp_path_factory.mktemp("hub-server"), repos, token=TOKEN, page_size=3, replace=replace)
     try:
         yield server
     finally:
@@ -267,6 +281,16 @@ def test_hub_access_switched_off_is_one_line_that_names_the_switch(hub: HubServe
         f"Error: {url}: hub access is off (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE (or set it to 0) to read hf:// URLs"
     )
     assert hub.requests() == []  # refused by the client itself: nothing reached the hub
+
+
+def test_a_commit_that_replaces_a_file_while_a_run_reads_it_stops_the_run(hub: HubServer, moving: Path, tmp_path: Path) -> None:
+    """The branch moves on under the run: the file keeps its size but its bytes (and git blob id) change after its
+    first read. A run must not mask a mix of two versions: one line, no manifest."""
+    url = "hf://datasets/goldfish/moving/moving.jsonl"
+    line = error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS))
+    assert line.startswith(f"Error: {url}: the ") and "changed while mask read it" in line, line
+    assert not (tmp_path / "out" / "goldfish_manifest.json").exists()
+    assert (moving / "repo" / "moving.jsonl").stat().st_size == len((moving / "repo" / "moving.jsonl").read_bytes())
 
 
 # --- streamed in ranges, never downloaded whole ----------------------------------------------------------

@@ -228,8 +228,10 @@ def _remember(scheme: str, fs_path: str, shown: str, info: Mapping[str, Any]) ->
 
 
 def _version(info: Mapping[str, Any]) -> str | None:
-    """An object's ETag as its store reports it (s3fs: ETag; gcsfs, adlfs: etag), if any."""
-    value = info.get("ETag") or info.get("etag")
+    """An object's ETag as its store reports it (s3fs: ETag; gcsfs, adlfs: etag), if any; for a hub file, its git
+    blob id (huggingface_hub's listings carry no ETag, and a commit to the branch changes the blob id, even when
+    the size stays: without it such a file would pass for unchanged)."""
+    value = info.get("ETag") or info.get("etag") or info.get("blob_id")
     return str(value) if value else None
 
 
