@@ -7,8 +7,9 @@ error is its ``__cause__``), and a request made with ``HF_HUB_OFFLINE=1`` into a
 "the request failed after retries: check the network", which send the user the
 wrong way: the hub answers 401 for a private repository asked without a token
 exactly as for one that does not exist, so the fix to name is the token, and
-an offline switch is fixed by unsetting it, not by the network. The line names
-the repository, the revision and whether a token was sent, never the token.
+an offline switch is fixed by unsetting it, not by the network; a token the hub
+does not know is named as such. The line names the repository, the revision
+and whether a token was sent, never the token.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def hub_error(shown: str, exc: BaseException) -> InputError | None:
             )
         if isinstance(seen, errors.RepositoryNotFoundError):
             return _closed_or_missing(shown, seen)
+        if isinstance(seen, errors.HfHubHTTPError) and _status(seen) == "401":  # a token the hub does not know
+            said = scrub(" ".join(str(getattr(seen, "server_message", None) or "Unauthorized").split()))
+            return InputError(
+                shown,
+                f"the hub refused the token sent (401 {said})",
+                "Check HF_TOKEN (or the token `hf auth login` saved): the hub does not take it",
+                "remote-denied",
+            )
     return None
 
 
