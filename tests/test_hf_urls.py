@@ -16,6 +16,7 @@ import gzip
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,10 +191,13 @@ def test_hf_inputs_give_the_shards_of_the_same_local_files(hub: HubServer, repo:
 def test_the_whole_repository_reads_as_its_folder_does(hub: HubServer, repo: Path, tmp_path: Path) -> None:
     """The repository's root: .gitattributes passed over as a hidden file, the README as one of no known format."""
     mask_locally(".", repo, tmp_path / "local")
+    hub.forget()
     result = mask(hub, REPO, "-o", tmp_path / "hub", *OPTIONS)
     assert result.returncode == 0, result.stderr
     assert_same_output(tmp_path / "local", tmp_path / "hub", f"{REPO}/")
     assert f"{REPO}/.gitattributes" in manifest(tmp_path / "hub")["ignored_inputs"]
+    listings = [entry for entry in hub.requests() if entry["path"] == "/api/datasets/goldfish/corpus/tree/main"]
+    assert any("cursor=" in entry["query"] for entry in listings), listings  # the listing's later pages were followed
 
 
 def test_a_revision_in_the_url_reads_that_revision(hub: HubServer, repo: Path, older: Path, tmp_path: Path) -> None:
@@ -205,6 +209,12 @@ def test_a_revision_in_the_url_reads_that_revision(hub: HubServer, repo: Path, o
     main = mask(hub, f"{REPO}/data/a.jsonl", "-o", tmp_path / "main", *OPTIONS)
     assert main.returncode == 0, main.stderr
     assert manifest(tmp_path / "main")["inputs"][0]["xxh3_128"] != manifest(tmp_path / "hub")["inputs"][0]["xxh3_128"]
+    # the same revision named by its commit id (asked of the hub's API)
+    with urllib.request.urlopen(f"{hub.endpoint}/api/datasets/goldfish/corpus/revision/v1", timeout=30) as answer:
+        commit = json.load(answer)["sha"]
+    pinned = mask(hub, f"{REPO}@{commit}/data/a.jsonl", "-o", tmp_path / "pinned", *OPTIONS)
+    assert pinned.returncode == 0, pinned.stderr
+    assert_same_output(tmp_path / "local", tmp_path / "pinned", f"{REPO}@{commit}/")
 
 
 def test_a_private_repository_is_read_with_hf_token(hub: HubServer, repo: Path, tmp_path: Path) -> None:
