@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from goldfish_prep.errors import ConfigError, InputError
+from goldfish_prep.readers.hub_urls import hub_error
 from goldfish_prep.readers.redact import remember_options, scrub, shown_url
 
 #: URL scheme -> (the package fsspec needs for it, the goldfish-prep extra that installs it).
@@ -227,8 +228,10 @@ def _remember(scheme: str, fs_path: str, shown: str, info: Mapping[str, Any]) ->
 
 
 def _version(info: Mapping[str, Any]) -> str | None:
-    """An object's ETag as its store reports it (s3fs: ETag; gcsfs, adlfs: etag), if any."""
-    value = info.get("ETag") or info.get("etag")
+    """An object's ETag as its store reports it (s3fs: ETag; gcsfs, adlfs: etag), if any; for a hub file, its git
+    blob id (huggingface_hub's listings carry no ETag, and a commit to the branch changes the blob id, even when
+    the size stays: without it such a file would pass for unchanged)."""
+    value = info.get("ETag") or info.get("etag") or info.get("blob_id")
     return str(value) if value else None
 
 
@@ -289,6 +292,8 @@ def store_error(shown: str, exc: BaseException) -> InputError:
     scheme = shown.split("://", 1)[0].lower()
     family = _FAMILY.get(scheme, scheme)
     credentials = credentials_for(shown)
+    if family == "hf" and (refused := hub_error(shown, exc)) is not None:  # a repository, a revision, offline
+        return refused
     if missing_bucket(exc, shown) or ("bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)):
         where = "STORAGE_EMULATOR_HOST for an emulator" if family == "gs" else "AWS_ENDPOINT_URL for an S3-compatible store"
         return InputError(
