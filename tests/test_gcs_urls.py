@@ -572,6 +572,90 @@ def test_a_lost_answer_to_the_lock_s_create_is_not_taken_for_another_writer(
     assert server.objects(BUCKET, "lost") == files(reference)  # the lock object deleted at the end, as always
 
 
+def test_a_slow_store_still_gives_the_bytes_of_a_local_run(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    """Every request (the lock's, listings, each chunk of each shard's upload session) answered late, and the
+    first chunk of shard 0 and the lock's create very late: shard 1 is built while shard 0 is still on its way."""
+    server, proxy = behind_a_proxy
+    delays: list[float] = []
+
+    def slow(method: str, path: str, attempt: int) -> str | None:
+        path = urllib.parse.unquote(path)
+        very = attempt == 0 and ("ifGenerationMatch=0" in path or ("name=slow/data-00000.arrow" in path and "upload_id=" in path))
+        delays.append(2.0 if very else 0.1)
+        time.sleep(delays[-1])
+        return None
+
+    proxy.fail = slow
+    result = run("mask", big_corpus, "-o", f"gs://{BUCKET}/slow", "-q", *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert delays.count(2.0) == 2 and len(delays) > 20, delays  # the lock's create and one chunk; every request late
+    assert server.objects(BUCKET, "slow") == chunked_reference
+
+
+class RefusingProxy(FaultyProxy):
+    """A proxy that answers every request as GCS answers credentials it refuses: ``status`` with its JSON error."""
+
+    def __init__(self, target: str, status: int, message: str, reason: str) -> None:
+        super().__init__(target, lambda method, path, attempt: None)
+        error = {"code": status, "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}]}
+        self.payload, self.status, self.refused = json.dumps({"error": error}).encode(), status, list[str]()
+
+    def _forward(self, handler: Any) -> None:
+        self.refused.append(f"{handler.command} {urllib.parse.unquote(handler.path)}")
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        handler.send_response(self.status)
+        handler.send_header("Content-Type", "application/json; charset=UTF-8")
+        handler.send_header("Content-Length", str(len(self.payload)))
+        handler.end_headers()
+        handler.wfile.write(self.payload if handler.command != "HEAD" else b"")
+
+
+#: what GCS answers a service account without the permission (403), and a request with no credentials (401)
+_REFUSALS = {
+    "403-no-permission": (
+        403,
+        "runner@project.iam.gserviceaccount.com does not have storage.objects.list access to the Google Cloud Storage "
+        "bucket. Permission 'storage.objects.list' denied on resource (or it may not exist).",
+        "forbidden",
+    ),
+    "401-anonymous": (
+        401,
+        "Anonymous caller does not have storage.objects.get access to the Google Cloud Storage object. "
+        "Permission 'storage.objects.get' denied on resource (or it may not exist).",
+        "required",
+    ),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(_REFUSALS))
+def test_credentials_the_store_refuses_are_one_line(gcs_env: GcsServer, corpus: Path, refusal: str) -> None:
+    """A real process, as a user runs it: gcsfs logs a refusal it gives up on with its traceback, which only a
+    process without logging handlers prints (pytest's own handlers would swallow it in this one)."""
+    proxy = RefusingProxy(gcs_env.endpoint, *_REFUSALS[refusal])
+    url = f"gs://{BUCKET}/denied"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "goldfish_prep_cli", "mask", str(corpus), "-o", url, *OPTIONS],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**os.environ, **gcs_env.env(endpoint=proxy.endpoint)},
+        )
+    finally:
+        proxy.close()
+    assert result.returncode == 1 and result.stdout == "", result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    line = lines[0]
+    assert line.startswith(f"Error: {url}: the store refused access ("), line
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in line and "gcloud auth application-default login" in line, line
+    assert proxy.refused and len(set(proxy.refused)) == len(proxy.refused), proxy.refused  # no request retried
+    assert not gcs_env.exists(BUCKET, f"denied/{LOCK}")
+
+
 # --- a bucket that does not exist ------------------------------------------------------------------
 
 
