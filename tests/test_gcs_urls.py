@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from tests import gcs_server as fixtures
 from tests.faults_support import ROOT, start
 from tests.gcs_server import GcsServer
 from tests.s3_server import FaultyProxy, error_line, free_port, run
+from tests.test_url_faults import dead_pid, lock_object
 
 # the server (one per session) and the environment a user sets to reach it (see tests/gcs_server.py)
 gcs_server = fixtures.gcs_server
@@ -333,6 +335,120 @@ def test_two_writers_racing_on_one_prefix_one_wins(bucket: GcsServer, corpus: Pa
     assert bucket.objects(BUCKET, "race") == files(reference)
 
 
+def test_the_emulator_refuses_a_write_conditional_on_a_generation_it_no_longer_holds(bucket: GcsServer) -> None:
+    """What the take-over of a dead holder's lock relies on (``ObjectLock._take_over``): a multipart upload with
+    ``ifGenerationMatch=N``, N the object's generation, replaces it once; sent again with the same N (the object
+    replaced since) or for an object that no longer exists, it is refused with 412 and nothing changes."""
+    bucket.put(BUCKET, "x/lock", b"dead")
+    first = bucket.generation(BUCKET, "x/lock")
+    assert bucket.put_if_generation(BUCKET, "x/lock", b"wrong", str(int(first) + 1)) == 412
+    assert bucket.get(BUCKET, "x/lock") == b"dead"
+    assert bucket.put_if_generation(BUCKET, "x/lock", b"mine", first) == 200
+    assert bucket.get(BUCKET, "x/lock") == b"mine" and bucket.generation(BUCKET, "x/lock") != first
+    assert bucket.put_if_generation(BUCKET, "x/lock", b"late", first) == 412
+    assert bucket.get(BUCKET, "x/lock") == b"mine"
+    bucket.delete(BUCKET, "x/lock")
+    assert bucket.put_if_generation(BUCKET, "x/lock", b"late", first) == 412
+    assert not bucket.exists(BUCKET, "x/lock")
+
+
+def test_of_two_runs_taking_over_one_dead_lock_only_one_wins(bucket: GcsServer) -> None:
+    """Both judge the holder dead; the take-over is a write conditional on the generation each read with the
+    holder's bytes, so the store lets the first replace the object and refuses the second (412): it never
+    overwrites the new holder. (A delete and a create, as before, let the second delete the first's object.)"""
+    from goldfish_prep.format.folder import open_folder
+    from goldfish_prep.format.lock import LockHeldError
+    from goldfish_prep.format.object_lock import machine_id
+
+    here = machine_id()
+    if here is None:
+        pytest.skip("needs Linux's boot id and pid namespace")
+    folder, key = open_folder(f"gs://{BUCKET}/race"), f"race/{LOCK}"
+    bucket.put(BUCKET, key, lock_object(dead_pid(), here))
+    dead = bucket.generation(BUCKET, key)
+    late, first = folder.lock(LOCK), folder.lock(LOCK)
+    judged = late._stale()  # the late run has read the dead holder's object and judged it ...
+    assert judged is not None
+    first.acquire()  # ... when the first run takes it over
+    assert first.taken_over is not None
+    won = bucket.get(BUCKET, key)
+    assert json.loads(won)["pid"] == os.getpid()
+    with pytest.raises(LockHeldError) as refused:
+        late._take_over(b'{"late": true}\n', *judged)
+    assert bucket.get(BUCKET, key) == won  # the first run's object stays
+    assert refused.value.holder is not None and refused.value.holder.pid == os.getpid()
+    assert judged[1] == dead  # the generation of the bytes that were judged
+    first.release()
+    assert bucket.objects(BUCKET, "race") == {}
+
+
+def test_of_two_mask_runs_taking_over_one_dead_lock_exactly_one_runs(gcs_env: GcsServer, big_corpus: Path, tmp_path: Path) -> None:
+    """Two real ``mask`` processes find the lock object of a dead run of this machine. Run B judges it first and
+    its take-over write is held by a proxy; run A takes the lock over meanwhile and is held by its own proxy
+    once it holds it. B's write, let go, reaches the store: B must refuse in one line naming A, and A must finish
+    (with a delete and a create, as before, B deleted A's object and both ran)."""
+    from goldfish_prep.format.object_lock import machine_id
+
+    here = machine_id()
+    if here is None:
+        pytest.skip("needs Linux's boot id and pid namespace")
+    gcs_env.make_bucket(BUCKET)
+    gcs_env.empty(BUCKET)
+    url, key = f"gs://{BUCKET}/takeover", f"takeover/{LOCK}"
+    gcs_env.put(BUCKET, key, lock_object(dead_pid(), here))
+    b_writes, let_b_go, a_holds, let_a_go = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+    runs: dict[str, subprocess.Popen[str]] = {}
+
+    def holder_pid() -> int | None:
+        try:
+            return int(json.loads(gcs_env.get(BUCKET, key))["pid"])
+        except (OSError, ValueError, KeyError):  # urllib's 404 is an OSError: no object
+            return None
+
+    def hold_b(method: str, path: str, attempt: int) -> str | None:
+        path = urllib.parse.unquote(path)
+        # B's take-over write: the conditional upload, or (before) the delete of the dead holder's object
+        if (method == "POST" and re.search(r"ifGenerationMatch=[1-9]", path)) or (method == "DELETE" and path.endswith(key)):
+            b_writes.set()
+            let_b_go.wait(120)
+        return None
+
+    def hold_a(method: str, path: str, attempt: int) -> str | None:
+        # A has taken the lock and read it back (the requests about the lock object pass): A holds it
+        if not let_a_go.is_set() and key not in urllib.parse.unquote(path) and "a" in runs and holder_pid() == runs["a"].pid:
+            a_holds.set()
+            let_a_go.wait(120)
+        return None
+
+    proxies = [FaultyProxy(gcs_env.endpoint, hold_b), FaultyProxy(gcs_env.endpoint, hold_a)]
+    try:
+        runs["b"] = start(big_corpus, "-o", url, *KILL_OPTIONS[1:], env=gcs_env.env(endpoint=proxies[0].endpoint))
+        assert b_writes.wait(120), runs["b"].communicate()
+        runs["a"] = start(big_corpus, "-o", url, *KILL_OPTIONS[1:], env=gcs_env.env(endpoint=proxies[1].endpoint))
+        assert a_holds.wait(120), runs["a"].communicate()
+        let_b_go.set()
+        b_out, b_err = runs["b"].communicate(timeout=120)
+        let_a_go.set()
+        a_out, a_err = runs["a"].communicate(timeout=300)
+    finally:
+        let_b_go.set()
+        let_a_go.set()
+        for process in runs.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        for proxy in proxies:
+            proxy.close()
+    assert (runs["b"].returncode, runs["a"].returncode) == (1, 0), (b_err, a_err)
+    line = b_err.strip().splitlines()
+    assert len(line) == 1 and line[0].startswith(f"Error: output folder {url} is being written by another run (pid {runs['a'].pid} on "), (
+        line
+    )
+    reference = tmp_path / "reference"
+    assert run("mask", big_corpus, "-o", reference, *KILL_OPTIONS).exit_code == 0
+    assert gcs_env.objects(BUCKET, "takeover") == files(reference)
+
+
 # --- a shard sent in chunks (a resumable upload session) -------------------------------------------
 
 CHUNKED = ("--shard-size", "1MB", "--storage-options", json.dumps({"block_size": 256 << 10}))  # 256 KiB: gcsfs's smallest chunk
@@ -454,6 +570,90 @@ def test_a_lost_answer_to_the_lock_s_create_is_not_taken_for_another_writer(
     assert result.exit_code == 0, result.output
     assert proxy.faults == 1
     assert server.objects(BUCKET, "lost") == files(reference)  # the lock object deleted at the end, as always
+
+
+def test_a_slow_store_still_gives_the_bytes_of_a_local_run(
+    behind_a_proxy: tuple[GcsServer, WatchingProxy], big_corpus: Path, chunked_reference: dict[str, bytes]
+) -> None:
+    """Every request (the lock's, listings, each chunk of each shard's upload session) answered late, and the
+    first chunk of shard 0 and the lock's create very late: shard 1 is built while shard 0 is still on its way."""
+    server, proxy = behind_a_proxy
+    delays: list[float] = []
+
+    def slow(method: str, path: str, attempt: int) -> str | None:
+        path = urllib.parse.unquote(path)
+        very = attempt == 0 and ("ifGenerationMatch=0" in path or ("name=slow/data-00000.arrow" in path and "upload_id=" in path))
+        delays.append(2.0 if very else 0.1)
+        time.sleep(delays[-1])
+        return None
+
+    proxy.fail = slow
+    result = run("mask", big_corpus, "-o", f"gs://{BUCKET}/slow", "-q", *CHUNKED, env=server.env(endpoint=proxy.endpoint))
+    assert result.exit_code == 0, result.output
+    assert delays.count(2.0) == 2 and len(delays) > 20, delays  # the lock's create and one chunk; every request late
+    assert server.objects(BUCKET, "slow") == chunked_reference
+
+
+class RefusingProxy(FaultyProxy):
+    """A proxy that answers every request as GCS answers credentials it refuses: ``status`` with its JSON error."""
+
+    def __init__(self, target: str, status: int, message: str, reason: str) -> None:
+        super().__init__(target, lambda method, path, attempt: None)
+        error = {"code": status, "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}]}
+        self.payload, self.status, self.refused = json.dumps({"error": error}).encode(), status, list[str]()
+
+    def _forward(self, handler: Any) -> None:
+        self.refused.append(f"{handler.command} {urllib.parse.unquote(handler.path)}")
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        handler.send_response(self.status)
+        handler.send_header("Content-Type", "application/json; charset=UTF-8")
+        handler.send_header("Content-Length", str(len(self.payload)))
+        handler.end_headers()
+        handler.wfile.write(self.payload if handler.command != "HEAD" else b"")
+
+
+#: what GCS answers a service account without the permission (403), and a request with no credentials (401)
+_REFUSALS = {
+    "403-no-permission": (
+        403,
+        "runner@project.iam.gserviceaccount.com does not have storage.objects.list access to the Google Cloud Storage "
+        "bucket. Permission 'storage.objects.list' denied on resource (or it may not exist).",
+        "forbidden",
+    ),
+    "401-anonymous": (
+        401,
+        "Anonymous caller does not have storage.objects.get access to the Google Cloud Storage object. "
+        "Permission 'storage.objects.get' denied on resource (or it may not exist).",
+        "required",
+    ),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(_REFUSALS))
+def test_credentials_the_store_refuses_are_one_line(gcs_env: GcsServer, corpus: Path, refusal: str) -> None:
+    """A real process, as a user runs it: gcsfs logs a refusal it gives up on with its traceback, which only a
+    process without logging handlers prints (pytest's own handlers would swallow it in this one)."""
+    proxy = RefusingProxy(gcs_env.endpoint, *_REFUSALS[refusal])
+    url = f"gs://{BUCKET}/denied"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "goldfish_prep_cli", "mask", str(corpus), "-o", url, *OPTIONS],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**os.environ, **gcs_env.env(endpoint=proxy.endpoint)},
+        )
+    finally:
+        proxy.close()
+    assert result.returncode == 1 and result.stdout == "", result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    line = lines[0]
+    assert line.startswith(f"Error: {url}: the store refused access ("), line
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in line and "gcloud auth application-default login" in line, line
+    assert proxy.refused and len(set(proxy.refused)) == len(proxy.refused), proxy.refused  # no request retried
+    assert not gcs_env.exists(BUCKET, f"denied/{LOCK}")
 
 
 # --- a bucket that does not exist ------------------------------------------------------------------

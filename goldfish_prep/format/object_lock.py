@@ -8,7 +8,8 @@ multipart upload, tested on fake-gcs-server; docs/remote.md says what holds wher
 which records the machine its holder ran on (``machine_id``: host, boot and pid
 namespace) and, for Ray, the job (``ray_job_ended``); a run on that machine, or
 on a cluster whose job table says the job ended, takes a dead holder's object
-over with a PUT conditional on its ETag.
+over with a PUT conditional on its ETag (on GCS: an upload conditional on its
+generation, ``ifGenerationMatch``).
 
 On Azure (adlfs) both hold as on S3: the exclusive create is a ``Put Block List``
 with ``If-None-Match: *``, refused ``409 BlobAlreadyExists`` (adlfs raises
@@ -27,6 +28,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.store_errors import NoCreateOnce, store_answer, translated
@@ -87,7 +89,8 @@ class ObjectLock:
                 raise
 
     def _stale(self) -> tuple[Holder, str | None] | None:
-        """(holder, the object's ETag) when the lock object was left by a process known to be dead, else None.
+        """(holder, the version read: the object's ETag, or on GCS its generation) when the lock object was left by a
+        process known to be dead, else None.
 
         Known dead: an earlier attempt of this lock's ``owner`` (a Ray task Ray retried), or a process of this very
         machine (same host name, boot and pid namespace: ``machine_id``) whose pid is gone or was reused (``Holder.
@@ -96,11 +99,17 @@ class ObjectLock:
             invalidate = getattr(self._fs, "invalidate_cache", None)
             if invalidate is not None:
                 invalidate(self._path)  # an ETag cached from a listing would be stale
+            data: bytes | None
             try:
-                etag = etag_of(self._fs.info(self._path)) if self._conditional else None  # first: see _take_over
+                if is_gcs(self._fs):
+                    data, etag = gcs_read(self._fs, self._path)
+                    if etag is None:
+                        return None  # no generation to make the take-over conditional on: never take over blind
+                else:
+                    etag = etag_of(self._fs.info(self._path)) if self._conditional else None  # first: see _take_over
+                    data = self._content()
             except FileNotFoundError:
                 return None  # let go meanwhile: the caller's refusal stands, a rerun finds the folder free
-        data = self._content()
         holder = Holder.parse(data) if data is not None else None
         if data is None or holder is None:
             return None
@@ -119,8 +128,9 @@ class ObjectLock:
 
     @property
     def _conditional(self) -> bool:
-        """Whether the driver can replace an object only if it is still the one read (s3fs, adlfs: ``If-Match``)."""
-        return "s3" in getattr(self._fs, "protocol", ()) or is_azure(self._fs)
+        """Whether the driver can replace an object only if it is still the one read (s3fs, adlfs: ``If-Match``;
+        gcsfs: ``ifGenerationMatch``, sent by ``gcs_replace``)."""
+        return "s3" in getattr(self._fs, "protocol", ()) or is_azure(self._fs) or is_gcs(self._fs)
 
     @property
     def _one_request_create(self) -> bool:
@@ -131,21 +141,26 @@ class ObjectLock:
         return "gs" in getattr(self._fs, "protocol", ())
 
     def _take_over(self, mine: bytes, holder: Holder, etag: str | None) -> None:
-        """Replace the dead holder's object with ``mine``: on S3 and Azure by a PUT with ``If-Match`` on the ETag read
-        before the holder was judged, so of two runs taking over at once exactly one succeeds (the store refuses
-        the other's PUT, 412), and a live holder that took the object meanwhile is never overwritten. Elsewhere
-        (GCS included: gcsfs's ``pipe_file`` takes no ``ifGenerationMatch`` of a generation) a delete and a
-        create-once, where two runs taking over in the same instant could both delete."""
+        """Replace the dead holder's object with ``mine`` by a write conditional on the version read with the holder's
+        bytes: on S3 and Azure a PUT with ``If-Match`` on the ETag read before the holder was judged, on GCS an
+        upload with ``ifGenerationMatch`` on the generation of the very answer that held its bytes (``gcs_read``).
+        So of two runs taking over at once exactly one succeeds (the store refuses the other's write, 412), and a
+        live holder that took the object meanwhile is never overwritten. Elsewhere a delete and a create-once,
+        where two runs taking over in the same instant could both delete."""
         with translated(self._where):
             if etag is None:
                 self._fs.rm_file(self._path)
                 self._create(mine)
                 return
             try:
-                self._fs.pipe_file(self._path, mine, **if_match(self._fs, etag))
+                if is_gcs(self._fs):
+                    gcs_replace(self._fs, self._path, mine, etag)
+                else:
+                    self._fs.pipe_file(self._path, mine, **if_match(self._fs, etag))
             except Exception as exc:  # s3fs raises OSError subclasses; adlfs lets Azure's own errors through
                 code, status = store_answer(exc)
-                if isinstance(exc, FileNotFoundError) or code in ("PreconditionFailed", "ConditionNotMet") or status == 412:
+                refused = isinstance(exc, (FileNotFoundError, FileExistsError))  # gcsfs: 412 is FileExistsError
+                if refused or code in ("PreconditionFailed", "ConditionNotMet") or status == 412:
                     if self._landed(mine):
                         return
                     raise LockHeldError(self._where, self._holder()) from None  # another run took it over first
@@ -198,8 +213,50 @@ class ObjectLock:
     def release(self) -> None:
         if self._held:
             self._held = False
-            with translated(self._where):
-                self._fs.rm_file(self._path)
+            try:
+                with translated(self._where):
+                    self._fs.rm_file(self._path)
+            except FileNotFoundError:
+                pass  # deleted by hand meanwhile (the refusal tells a user how): nothing is left to let go of
+
+
+def is_gcs(fs: Any) -> bool:
+    """Whether ``fs`` is gcsfs's Google Cloud Storage file system (``gs://``, ``gcs://``)."""
+    return "gs" in getattr(fs, "protocol", ())
+
+
+def gcs_read(fs: Any, path: str) -> tuple[bytes, str | None]:
+    """The object's bytes and their generation, from ONE GET through gcsfs's own request machinery (``call``, with
+    its credentials and retries): GCS sends the generation of the bytes it serves in ``X-Goog-Generation`` (what
+    google-cloud-storage reads after a download; fake-gcs-server sends it too). Two requests, the metadata and then
+    the bytes, could pair one version's generation with another's bytes; fake-gcs-server also ignores
+    ``ifGenerationMatch`` on a download, so a read made conditional that way could not be tested. None: no header."""
+    headers, data = fs.call("GET", fs.url(path))
+    generation = headers.get("X-Goog-Generation")
+    return bytes(data), str(generation) if generation else None
+
+
+def gcs_replace(fs: Any, path: str, data: bytes, generation: str) -> None:
+    """Write ``data`` over ``path`` only if the object is still at ``generation``: one multipart upload (the request
+    gcsfs's ``simple_upload`` sends for ``pipe_file``, whose only precondition is ``ifGenerationMatch=0``, for
+    ``mode="create"``) with ``ifGenerationMatch=generation``. GCS answers 412 when the object is at another
+    generation or gone, which gcsfs raises as ``FileExistsError``."""
+    bucket, key, _ = fs.split_path(path)
+    boundary = f"goldfish-{secrets.token_hex(12)}"  # random: never a line of the JSON it frames
+    body = b"\r\n".join(
+        [f"--{boundary}".encode(), b"Content-Type: application/json; charset=UTF-8", b"", json.dumps({"name": key}).encode()]
+        + [f"--{boundary}".encode(), b"Content-Type: application/octet-stream", b"", data, f"--{boundary}--".encode()]
+    )
+    fs.call(
+        "POST",
+        f"{fs._location}/upload/storage/v1/b/{quote(bucket, safe='')}/o",  # gcsfs's own base (STORAGE_EMULATOR_HOST too)
+        uploadType="multipart",
+        ifGenerationMatch=generation,
+        headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
+        data=body,
+        json_out=True,
+    )
+    fs.invalidate_cache(path)
 
 
 def is_azure(fs: Any) -> bool:

@@ -11,6 +11,7 @@ are: callers act on them.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,12 @@ from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.readers.redact import scrub
 
 _MAX_CAUSE = 240
+
+# gcsfs logs each request it gives up on (``logger.exception``: its traceback) before raising the error that
+# becomes the one line; in a process that set up no logging, Python's last-resort handler printed that traceback
+# above the line (a 401, tests/test_gcs_urls.py). A handler of the library's own keeps it quiet there, and a
+# program that configures logging still gets the record through its own handlers.
+logging.getLogger("gcsfs").addHandler(logging.NullHandler())
 
 
 class StoreError(GoldfishError, RuntimeError):
@@ -40,6 +47,9 @@ def short_cause(exc: BaseException) -> str:
 _FULL_CODES = frozenset(
     {"quotaexceeded", "insufficientstorage", "xminiostoragefull", "xminioadminbucketquotaexceeded", "storagequotaexceeded"}
 )
+#: where gcsfs's default chain (google.auth's) finds credentials: the key file the variable names, then the file
+#: `gcloud auth application-default login` writes (`gcloud auth login` alone writes none it reads), then a VM's account
+GCS_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`, or the VM's service account"
 _FULL_WORDS = ("quota", "insufficient storage", "storage full", "no space left", "minimum free drive")
 
 
@@ -50,7 +60,7 @@ def store_answer(exc: BaseException) -> tuple[str, int | None]:
     for _ in range(5):
         if seen is None:
             break
-        if (answer := azure_answer(seen)) is not None:
+        if (answer := azure_answer(seen) or gcs_answer(seen)) is not None:
             return answer
         response = getattr(seen, "response", None)
         if isinstance(response, dict):
@@ -68,6 +78,21 @@ def azure_answer(exc: BaseException) -> tuple[str, int | None] | None:
         return None
     code, status = getattr(exc, "error_code", None), getattr(exc, "status_code", None)
     return str(getattr(code, "value", code) or ""), status if isinstance(status, int) else None
+
+
+def gcs_answer(exc: BaseException) -> tuple[str, int | None] | None:
+    """("", HTTP status) of what gcsfs raises for a refusal it does not map to a built-in exception (its
+    ``HttpError``: a 401 among others), or of its plain ``OSError("Forbidden: ...")`` for a 403; None otherwise.
+
+    >>> gcs_answer(OSError("Forbidden: b/outputs/o\\nno storage.objects.list access")), gcs_answer(OSError("Forbidden"))
+    (('', 403), None)
+    """
+    if type(exc).__name__ == "HttpError" and type(exc).__module__.startswith("gcsfs"):
+        code = getattr(exc, "code", None)
+        return "", code if isinstance(code, int) else None
+    if type(exc) is OSError and str(exc).startswith("Forbidden: "):  # gcsfs.retry.validate_response's 403
+        return "", 403
+    return None
 
 
 def azure_cause(exc: BaseException) -> str | None:
@@ -103,7 +128,9 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
             f"{where}: the store refused the object as too large ({cause}). Rerun with --overwrite and a smaller "
             "--shard-size, or raise the store's limit on an object's size"
         )
-    if missing_bucket(exc, where) or ("bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)):
+    # a refusal is never a missing bucket, whatever its words: GCS's 403 ends "denied on resource (or it may not exist)"
+    said_missing = "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)
+    if missing_bucket(exc, where) or (said_missing and status not in (401, 403)):
         return StoreError(f"{where}: the bucket does not exist ({bucket_cause(exc, where, cause)}). {bucket_fix(where)}")
     if code == "ContainerNotFound":  # Azure
         return StoreError(
@@ -112,11 +139,12 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
         )
     if (
         isinstance(exc, PermissionError)
-        or status == 403
+        or status in (401, 403)  # 401: no credentials, or ones the store does not know (GCS's anonymous caller)
         or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials"))
     ):
+        credentials = GCS_CREDENTIALS if where.lower().startswith(("gs://", "gcs://")) else credentials_for(where)
         return StoreError(
-            f"{where}: the store refused access ({cause}). Check the credentials ({credentials_for(where)}; or --storage-options) "
+            f"{where}: the store refused access ({cause}). Check the credentials ({credentials}; or --storage-options) "
             "and their permission to list, read, write and delete under the prefix"
         )
     return StoreError(
