@@ -159,14 +159,24 @@ def urlpath(url: str) -> str:
     return shown_url(url).split("://", 1)[1]
 
 
-def open_binary(path: str) -> io.BufferedIOBase:
-    """A local file, or a shown URL's object streamed in blocks, open for binary reading."""
+def open_binary(path: str, whole: bool = False) -> io.BufferedIOBase:
+    """A local file, or a shown URL's object streamed in blocks, open for binary reading.
+
+    ``whole``: the caller reads the object from start to end (the masking pass,
+    an input's hash). Then the next block is fetched in the background while this
+    one is parsed (fsspec's ``background`` cache, at most two blocks held), which
+    hides a GET's latency behind the parsing: 100 MB read with 3 ms of work per
+    MiB took 0.96 to 1.08 s against 1.23 to 1.94 s block after block, on the
+    tests' moto server. A reader that stops early (a look at the first record,
+    a Parquet file read by ranges) gets no prefetch: it would fetch a block it
+    never reads."""
     if not is_url(path):
         return open(path, "rb")
     # a URL this process resolved (a signed one keeps its query here), or one read back from a manifest
     scheme, fs_path = _urls.get(path) or _split(path)
     fs = _filesystem(scheme, path)
-    handle = _call(path, lambda: fs.open(fs_path, "rb", block_size=_BLOCK, cache_type="readahead"))
+    cache: dict[str, Any] = {"cache_type": "background", "cache_options": {"maxblocks": 2}} if whole else {"cache_type": "readahead"}
+    handle = _call(path, lambda: fs.open(fs_path, "rb", block_size=_BLOCK, **cache))
     pinned, now = _versions.get(path), _version(getattr(handle, "details", None) or {})
     if pinned is not None and now is not None and now != pinned:  # replaced since the run resolved it
         handle.close()

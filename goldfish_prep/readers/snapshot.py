@@ -183,7 +183,7 @@ class InputSnapshot:
 
     def _hash_from(self, path: str, offset: int) -> None:
         try:
-            with open_binary(path) as handle:  # a local file or a URL's object
+            with open_binary(path, whole=True) as handle:  # a local file or a URL's object, read to its end
                 handle.seek(offset)
                 while block := handle.read(_BLOCK):
                     self.update(block)

@@ -63,7 +63,8 @@ def iter_chunks(path: str, tap: Tap | None = None) -> Generator[bytes, None, Non
     how the input's recorded hash comes from the very bytes parsed (``snapshot``).
     """
     codec = compression_of(path)
-    with open_binary(path) as handle:  # a local file, or a URL's object (``remote``)
+    # a local file, or a URL's object (``remote``); a tapped read is the masking pass, which reads the whole input
+    with open_binary(path, whole=tap is not None) as handle:
         raw = _Tapped(handle, tap) if tap is not None else handle
         if codec is None:
             while chunk := raw.read(_PLAIN_CHUNK):
