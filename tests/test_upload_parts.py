@@ -29,12 +29,7 @@ BUCKET = "upload-parts"
 PART = 5 << 20  # the smallest part S3 takes
 
 
-@pytest.fixture
-def bucket(s3_env: S3Server) -> Iterator[S3Server]:
-    s3 = s3_env.client()
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=BUCKET)
-    yield s3_env
+bucket = fixtures.bucket_fixture(BUCKET)
 
 
 @contextlib.contextmanager
