@@ -146,6 +146,35 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     return s3_server
 
 
+@contextlib.contextmanager
+def empty_bucket(server: S3Server, name: str) -> Iterator[str]:
+    """Bucket ``name`` on ``server`` for the block (created if new), then emptied: its objects deleted and its
+    unfinished multipart uploads aborted, so the next test that uses it starts from nothing. Yields the name."""
+    s3 = server.client()
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for entry in page.get("Contents", []):
+                s3.delete_object(Bucket=name, Key=entry["Key"])
+        for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
+def bucket_fixture(name: str) -> Any:
+    """A test module's ``bucket`` fixture: the server as a user reaches it (``s3_env``), with bucket ``name``
+    empty at the start of each test (``empty_bucket``). In the module: ``bucket = fixtures.bucket_fixture(BUCKET)``."""
+
+    @pytest.fixture
+    def bucket(s3_env: S3Server) -> Iterator[S3Server]:
+        with empty_bucket(s3_env, name):
+            yield s3_env
+
+    return bucket
+
+
 class FaultyProxy:
     """An HTTP proxy to ``target`` that fails some requests as told (``fail``), thread-safe.
 

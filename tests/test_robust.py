@@ -28,7 +28,8 @@ from goldfish_prep import MaskConfig, goldfish_mask
 from goldfish_prep.errors import ConfigError
 from goldfish_prep.strategies import robust_compiled
 from goldfish_prep.strategies.normalize import normalise
-from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_tokens
+from goldfish_prep.strategies.robust import TokenBytes, decide
+from goldfish_prep.strategies.robust_windows import normalised_tokens
 from goldfish_prep.tokenizers import load_tokenizer
 from goldfish_prep.tokenizers.token_bytes import token_bytes
 from goldfish_prep_cli.main import cli
@@ -173,7 +174,7 @@ def test_near_copies_drop_alike_wherever_their_tokens_end_alike(
 
 def test_rate_is_one_in_k_over_distinct_windows_of_real_text(cl100k: tuple[object, TokenBytes, list[bytes]], real_texts: list[str]) -> None:
     """Licences repeat across the Debian files, so the rate is checked over distinct windows (distinct H)."""
-    from goldfish_prep.strategies.robust import _window_hashes
+    from goldfish_prep.strategies.robust_windows import _window_hashes
 
     tokenizer, table, _ = cl100k
     docs = tokenizer.encode_batch(real_texts[:300])  # type: ignore[attr-defined]

@@ -32,11 +32,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goldfish_prep import MaskConfig
-from goldfish_prep.strategies import robust, robust_compiled, robust_llvm
+from goldfish_prep.strategies import robust, robust_compiled, robust_kernels, robust_llvm, robust_windows
 from goldfish_prep.strategies.id_rows import TokenTable, cached_rows, id_rows
 from goldfish_prep.strategies.normalised_pieces import NormalisedPieces
 from goldfish_prep.strategies.normalize import word_table
-from goldfish_prep.strategies.robust import TokenBytes, decide, normalised_tokens
+from goldfish_prep.strategies.robust import TokenBytes, decide
+from goldfish_prep.strategies.robust_windows import normalised_tokens
 from goldfish_prep.tokenizers import load_tokenizer
 from goldfish_prep.tokenizers.token_bytes import token_bytes
 from tests.near_copies import edit
@@ -75,11 +76,11 @@ def test_the_kernel_asked_for_runs(monkeypatch: pytest.MonkeyPatch, kernel: str)
     """Each compiled kernel really runs where installed (not a silent fallback), and numpy when asked."""
     assert robust_compiled.use_compiled(1) is (kernel == "compiled")
     ran: list[str] = []
-    for name in ("_decide_llvm", "_decide_compiled"):
-        original = getattr(robust, name)
-        monkeypatch.setattr(robust, name, lambda *args, _f=original, _n=name: ran.append(_n) or _f(*args))
+    for name in ("decide_llvm", "decide_compiled"):
+        original = getattr(robust_kernels, name)
+        monkeypatch.setattr(robust_kernels, name, lambda *args, _f=original, _n=name: ran.append(_n) or _f(*args))
     decide(np.array([0, 1, 3]), np.array([0]), TokenBytes.from_list(EDGES), 1, 2, 0)
-    assert ran == {"numpy": [], "compiled": ["_decide_compiled"], "llvm": ["_decide_llvm"]}[kernel]
+    assert ran == {"numpy": [], "compiled": ["decide_compiled"], "llvm": ["decide_llvm"]}[kernel]
 
 
 def test_auto_is_the_llvm_scan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,8 +88,8 @@ def test_auto_is_the_llvm_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("llvmlite")
     monkeypatch.setenv(robust_compiled.KERNEL_VARIABLE, "auto")
     ran: list[int] = []
-    original = robust._decide_llvm
-    monkeypatch.setattr(robust, "_decide_llvm", lambda *args: ran.append(1) or original(*args))
+    original = robust_kernels.decide_llvm
+    monkeypatch.setattr(robust_kernels, "decide_llvm", lambda *args: ran.append(1) or original(*args))
     decide(np.array([0, 1, 3]), np.array([0]), TokenBytes.from_list(EDGES), 1, 2, 0)
     assert ran == [1] and robust_llvm.compiled() is not None
 
@@ -100,7 +101,7 @@ def test_the_numpy_rows_are_the_numba_rows() -> None:
     table = token_bytes(load_tokenizer("cl100k_base"))
     pieces = table.normalised
     for seed in (0, 7):
-        offset, base, _ = robust.hash_constants(seed)
+        offset, base, _ = robust_windows.hash_constants(seed)
         inverse = pow(base, -1, 1 << 64)
         facts = TokenTable.build(pieces.flat, pieces.offsets, offset, inverse)
         constants = (np.uint64(offset), np.uint64(base), np.uint64(inverse))
@@ -260,8 +261,8 @@ def test_small_blocks_give_the_same_masks(
     ids = np.array([i for d in docs for i in d], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
     whole = [decide(ids, starts, table, h, 2, 5, spec_version=v) for v in (1, 2)]
-    monkeypatch.setattr(robust, "_BLOCK", block)
-    monkeypatch.setattr(robust, "_LOOKBACK", lookback)  # (0, 1): one token of context first, grown until it suffices
+    monkeypatch.setattr(robust_windows, "_BLOCK", block)
+    monkeypatch.setattr(robust_windows, "_LOOKBACK", lookback)  # (0, 1): one token of context first, grown until it suffices
     small = [decide(ids, starts, table, h, 2, 5, spec_version=v) for v in (1, 2)]
     assert all(np.array_equal(a, b) for w, s in zip(whole, small) for a, b in zip(w, s))
     check_against_reference(table, EDGES, docs, 2, h, 5)
@@ -273,8 +274,8 @@ def test_context_before_a_piece_never_starts_inside_a_character(monkeypatch: pyt
     token (" ", no unit of its own) would begin at the second of them."""
     index = {piece: i for i, piece in enumerate(EDGES)}
     doc = [index[p] for p in (b"Word", b"Word", b"\xe7", b"\xac", b"\x8a", b"", b"", b" ", b"a", b"  ", b"Word")]
-    monkeypatch.setattr(robust, "_BLOCK", 7)  # pieces [0, 7) and [7, 11)
-    monkeypatch.setattr(robust, "_LOOKBACK", (0, 1))  # context of 1, then 4 tokens: b"\xac" onwards
+    monkeypatch.setattr(robust_windows, "_BLOCK", 7)  # pieces [0, 7) and [7, 11)
+    monkeypatch.setattr(robust_windows, "_LOOKBACK", (0, 1))  # context of 1, then 4 tokens: b"\xac" onwards
     for seed in range(12):
         check_against_reference(TokenBytes.from_list(EDGES), EDGES, [doc], 2, 1, seed)
 
@@ -297,13 +298,13 @@ def real_text_batch(seed: int) -> list[str]:
 @pytest.mark.parametrize("h", [1, 13])
 def test_the_kernels_agree_on_real_text(monkeypatch: pytest.MonkeyPatch, kernel: str, seed: int, h: int, version: int) -> None:
     """The three kernels, in one process, on cl100k ids of real-looking text (a long document over several numpy blocks)."""
-    monkeypatch.setattr(robust, "_BLOCK", 4096)
+    monkeypatch.setattr(robust_windows, "_BLOCK", 4096)
     tokenizer = load_tokenizer("cl100k_base")
     table = token_bytes(tokenizer)
     docs = tokenizer.encode_batch(real_text_batch(seed))
     ids = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
     starts = np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64)
-    assert max(len(d) for d in docs) > 4 * robust._BLOCK
+    assert max(len(d) for d in docs) > 4 * robust_windows._BLOCK
     results = {}
     for name in ("numpy", "compiled", "llvm"):
         os.environ[robust_compiled.KERNEL_VARIABLE] = name
@@ -354,9 +355,9 @@ def test_a_v2_config_never_gets_v1_decisions(monkeypatch: pytest.MonkeyPatch, ke
     only) would return v1's mask for the default config, and fail here.
     """
     calls: list[int] = []
-    scan, llvm_scan = robust._decide_compiled, robust._decide_llvm
-    monkeypatch.setattr(robust, "_decide_compiled", lambda *args: calls.append(args[-1]) or scan(*args))
-    monkeypatch.setattr(robust, "_decide_llvm", lambda *args: calls.append(args[-1]) or llvm_scan(*args))
+    scan, llvm_scan = robust_kernels.decide_compiled, robust_kernels.decide_llvm
+    monkeypatch.setattr(robust_kernels, "decide_compiled", lambda *args: calls.append(args[-1]) or scan(*args))
+    monkeypatch.setattr(robust_kernels, "decide_llvm", lambda *args: calls.append(args[-1]) or llvm_scan(*args))
     tokenizer = load_tokenizer("cl100k_base")
     table = token_bytes(tokenizer)
     texts = ["Hello world", "GNU General Public License, version 3", "x", "", "  --  a", "中文字符，测试。"] * 20
@@ -476,7 +477,7 @@ def test_the_rows_are_cached_on_disk_and_rebuilt_when_damaged(tmp_path: Path, mo
     rng = random.Random(5)
     table = TokenBytes.from_list([bytes(rng.randrange(256) for _ in range(rng.randrange(6))) for _ in range(5000)] + EDGES)
     pieces = NormalisedPieces.from_bytes(table.flat, table.offsets)
-    offset, base, _ = robust.hash_constants(3)
+    offset, base, _ = robust_windows.hash_constants(3)
     inverse = pow(base, -1, 1 << 64)
     facts = TokenTable.build(pieces.flat, pieces.offsets, offset, inverse)
     expected = id_rows(facts, pieces.offsets, base, inverse)

@@ -12,11 +12,9 @@ CLI runs on real files; each case mixed two runs silently before.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,8 @@ from tests.s3_server import S3Server
 # moto's S3 server (one per session) and the environment a user sets to reach it (tests/s3_server.py)
 s3_server = fixtures.s3_server
 s3_env = fixtures.s3_env
+BUCKET = "mixing"
+bucket = fixtures.bucket_fixture(BUCKET)
 
 OPTIONS = ("-q", "--shard-size", "24KB")
 
@@ -221,21 +221,9 @@ def test_a_task_without_overwrite_redoes_shards_of_an_input_since_rewritten_to_t
     assert tree_bytes(out) == tree_bytes(reference)
 
 
-@pytest.fixture
-def bucket(s3_env: S3Server) -> Iterator[str]:
-    """An empty bucket on moto's S3 server (emptied after the test); its name."""
-    s3, name = s3_env.client(), "mixing"
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=name)
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for entry in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=entry["Key"])
-
-
-def test_on_a_url_output_a_task_without_overwrite_refuses_an_earlier_run_s_shards(bucket: str, corpus: Path) -> None:
+def test_on_a_url_output_a_task_without_overwrite_refuses_an_earlier_run_s_shards(bucket: S3Server, corpus: Path) -> None:
     """The same rule on object storage: the check is in the folder layer every output shares."""
-    url = f"s3://{bucket}/split"
+    url = f"s3://{BUCKET}/split"
     assert run("mask", corpus, "-o", url, *OPTIONS, "--k", "3").exit_code == 0
     assert run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 1, "--overwrite").exit_code == 0
     line = error_line(run("mask", corpus, "-o", url, *OPTIONS, "--num-tasks", 2, "--task-index", 0))

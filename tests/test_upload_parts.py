@@ -1,16 +1,22 @@
 """``format.upload.UploadFile`` against a real S3 server (moto's, ``tests/s3_server.py``): a shard's parts are sent
 by a thread while the caller writes on, the object appears only at ``commit``, and a part the store refuses is
-one line at the caller's next write, with nothing left behind. A proxy in front of the server holds a part's
-request until the test lets it go, so the order of events is forced rather than timed."""
+one line at the caller's next write, with nothing left behind, and Ctrl-C while the caller waits for the thread
+ends the run at once and aborts the upload. A proxy in front of the server holds a part's request until the test
+lets it go, so the order of events is forced rather than timed."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import signal
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +25,9 @@ from goldfish_prep.format.upload import part_size_of
 from goldfish_prep.format.url_folder import UrlFolder
 from goldfish_prep.readers.remote import use_storage_options
 from tests import s3_server as fixtures
-from tests.s3_server import FaultyProxy, S3Server
+from tests.faults_support import start
+from tests.s3_server import FaultyProxy, S3Server, run
+from tests.test_url_outputs import files, objects
 
 # the server (one per session) and the environment a user sets to reach it (see tests/s3_server.py)
 s3_server = fixtures.s3_server
@@ -29,12 +37,7 @@ BUCKET = "upload-parts"
 PART = 5 << 20  # the smallest part S3 takes
 
 
-@pytest.fixture
-def bucket(s3_env: S3Server) -> Iterator[S3Server]:
-    s3 = s3_env.client()
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=BUCKET)
-    yield s3_env
+bucket = fixtures.bucket_fixture(BUCKET)
 
 
 @contextlib.contextmanager
@@ -58,25 +61,33 @@ def uploads(server: S3Server) -> list[str]:
     return [upload["Key"] for upload in server.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])]
 
 
+class HeldPart:
+    """A ``FaultyProxy`` rule: hold the request of part ``number`` of ``name``'s upload (its first attempt) until
+    ``release`` is set, for at most ``hold_s``: below the client's read timeout (60 s), so that a caller that waits
+    for the part fails its test instead of the client retrying a held request for minutes. ``arrived`` is set when
+    the request reaches the proxy, ``sent`` when it is let go."""
+
+    def __init__(self, hold_s: float, number: int = 1, name: str = "data-00000.arrow") -> None:
+        self.arrived, self.release, self.sent = threading.Event(), threading.Event(), threading.Event()
+        self._hold_s, self._part, self._name = hold_s, f"partNumber={number}&", f"/{name}?"
+
+    def __call__(self, method: str, path: str, attempt: int) -> None:
+        if method == "PUT" and self._name in path and self._part in path + "&" and attempt == 0:
+            self.arrived.set()
+            self.release.wait(self._hold_s)
+            self.sent.set()
+
+
 def test_the_caller_writes_on_while_a_part_is_sent_and_the_object_appears_at_commit(bucket: S3Server) -> None:
-    arrived, release, sent = threading.Event(), threading.Event(), threading.Event()
-
-    def hold_the_first_part(method: str, path: str, attempt: int) -> None:
-        if method == "PUT" and "partNumber=1&" in path + "&" and attempt == 0:
-            arrived.set()
-            # bounded below the client's read timeout (60 s): a caller that waits for the part fails the assert
-            # below after 20 s, instead of the client retrying a held request for minutes
-            release.wait(20)
-            sent.set()
-
+    part = HeldPart(hold_s=20)  # a caller that waits for the part fails the assert below after 20 s
     data = os.urandom(3 * PART + 12345)
-    with through(FaultyProxy(bucket.endpoint, hold_the_first_part), default_block_size=PART) as folder:
+    with through(FaultyProxy(bucket.endpoint, part), default_block_size=PART) as folder:
         upload = folder.pending("data-00000.arrow")
         upload.write(data[:PART])  # a whole part: handed to the sending thread
-        assert arrived.wait(60), "the first part was never sent"
+        assert part.arrived.wait(60), "the first part was never sent"
         upload.write(data[PART : 2 * PART])  # queued behind it: the caller does not wait for the request
-        held = not sent.is_set()
-        release.set()
+        held = not part.sent.is_set()
+        part.release.set()
         upload.write(data[2 * PART :])
         assert held, "the caller's write waited for the part's request"
         assert "data-00000.arrow" not in keys(bucket, folder)  # nothing visible before the commit
@@ -136,3 +147,83 @@ def test_an_abandoned_upload_leaves_nothing(bucket: S3Server) -> None:
         upload.write(os.urandom(2 * PART + 1))  # two parts on their way, and some bytes buffered
         upload.abort()
         assert keys(bucket, folder) == [] and uploads(bucket) == []
+
+
+# --- Ctrl-C while the caller waits for the sending thread -----------------------------------------------
+
+
+#: one shard of about 21 MB (four parts of 5 MiB and a rest) from ``four_parts_corpus``
+ONE_SHARD = ("--shard-size", "64MB")
+INTERRUPTED = "Error: interrupted; completed shards are kept, rerun with --resume to continue"
+
+
+@pytest.fixture(scope="module")
+def four_parts_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """About 11 MB of real texts as JSON lines: one shard of more than four parts of ``PART``."""
+    path = tmp_path_factory.mktemp("four-parts") / "corpus.jsonl"
+    texts = [text for text in real_texts if 0 < len(text) < 20_000]
+    with path.open("w", encoding="utf-8") as out:
+        number = 0
+        while out.tell() < 11_000_000:
+            out.write(json.dumps({"text": f"{number}\n{texts[number % len(texts)]}"}) + "\n")
+            number += 1
+    return path
+
+
+def wait_until_its_main_thread_waits(process: subprocess.Popen[str], looks: int = 25) -> None:
+    """Until the process's main thread sleeps on a lock (a futex) without using CPU for ``looks`` looks in a row.
+
+    With part 1 held at the proxy and part 2 queued, that is the caller's hand-over of part 3 waiting for the
+    queue: nothing else would hold the main thread of a one-process run that long (it reads, tokenizes and
+    writes; the sending thread holds the GIL for a moment at most)."""
+    task = Path(f"/proc/{process.pid}/task/{process.pid}")
+    deadline, last, still = time.monotonic() + 120, -1, 0
+    while still < looks:
+        assert process.poll() is None, f"the run ended before it waited: {process.communicate()}"
+        assert time.monotonic() < deadline, "the main thread never waited for the sending thread"
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        cpu = int(fields[11]) + int(fields[12])  # utime and stime, the stat file's fields 14 and 15
+        wchan = (task / "wchan").read_text()  # "0" where the kernel does not say
+        still = still + 1 if fields[0] == "S" and ("futex" in wchan or wchan == "0") and cpu == last else 0
+        last = cpu
+        time.sleep(0.02)
+
+
+def test_ctrl_c_while_the_caller_waits_on_a_full_queue_aborts_the_upload_and_resume_finishes(
+    bucket: S3Server, four_parts_corpus: Path, tmp_path: Path
+) -> None:
+    """Part 1 of the shard is held at the proxy, part 2 queued behind it, and the run's write of part 3 waits for
+    the queue. Ctrl-C then ends the run at once with the usual line (the held request is not waited for), the
+    multipart upload is aborted (nothing of it left on the store), and --resume writes the bytes of a clean run."""
+    url = f"s3://{BUCKET}/interrupted"
+    options = (*ONE_SHARD, "--storage-options", json.dumps({"default_block_size": PART}))
+    part = HeldPart(hold_s=50)  # longer than the run may take to end below, shorter than the client's read timeout
+    proxy = FaultyProxy(bucket.endpoint, part)
+    try:
+        process = start(four_parts_corpus, "-o", url, *options, env=bucket.env(endpoint=proxy.endpoint))
+        try:
+            assert part.arrived.wait(120), process.communicate()
+            wait_until_its_main_thread_waits(process)
+            assert not [request for request in proxy.counts if "partNumber=2&" in request + "&"]  # queued, not sent
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                _, stderr = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("mask hung after Ctrl-C (waiting for the held part?)")
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    finally:
+        part.release.set()
+        proxy.close()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert stderr.strip().splitlines() == [INTERRUPTED], stderr
+    assert uploads(bucket) == []  # aborted: no part of the shard left on the store
+    left = objects(bucket, "interrupted", bucket=BUCKET)
+    assert "data-00000.arrow" not in left and ".goldfish/writer.lock" not in left and "state.json" not in left, sorted(left)
+    resumed = run("mask", four_parts_corpus, "-o", url, "-q", *options, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    clean = run("mask", four_parts_corpus, "-o", tmp_path / "clean", "-q", *ONE_SHARD)
+    assert clean.exit_code == 0, clean.output
+    assert objects(bucket, "interrupted", bucket=BUCKET) == files(tmp_path / "clean")

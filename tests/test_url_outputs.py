@@ -12,7 +12,6 @@ checked with real processes and signals.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -20,7 +19,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +85,7 @@ def big_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) 
     return path
 
 
-@pytest.fixture
-def bucket(s3_env: S3Server) -> Iterator[S3Server]:
-    """An empty bucket for the test (emptied after it)."""
-    s3 = s3_env.client()
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket=BUCKET)
-    yield s3_env
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for entry in page.get("Contents", []):
-            s3.delete_object(Bucket=BUCKET, Key=entry["Key"])
+bucket = fixtures.bucket_fixture(BUCKET)
 
 
 @pytest.fixture(scope="module")
@@ -479,13 +468,9 @@ def test_a_bucket_that_does_not_exist(s3_env: S3Server, corpus: Path) -> None:
 def test_a_bucket_named_bucket_takes_an_output(s3_env: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
     """docs/remote.md's own example, `-o s3://bucket/shards`: s3fs says a missing key by its path alone
     ("bucket/shards"), which was once taken for a missing bucket, and the run refused the new prefix."""
-    s3 = s3_env.client()
-    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-        s3.create_bucket(Bucket="bucket")
-    result = run("mask", corpus, "-o", "s3://bucket/shards", *OPTIONS)
-    written = objects(s3_env, "shards", bucket="bucket")
-    for name in written:
-        s3.delete_object(Bucket="bucket", Key=f"shards/{name}")
+    with fixtures.empty_bucket(s3_env, "bucket"):
+        result = run("mask", corpus, "-o", "s3://bucket/shards", *OPTIONS)
+        written = objects(s3_env, "shards", bucket="bucket")
     assert result.exit_code == 0, result.output
     assert written == reference
 

@@ -23,7 +23,7 @@ from goldfish_prep.format.ownership import (
     inputs_seen,
     is_output_entry,
     progress_path,
-    run_difference,
+    refuse_another_run,
     shard_run,
     stale_entries,
     stale_progress,
@@ -213,7 +213,7 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
             record = folder.read_json(progress_path(name))
         except (OSError, ValueError):
             continue
-        refuse_another_run(folder, record, run)
+        refuse_another_run(folder.where(), record, run, "resume")
         shard = record["filename"]
         if not folder.has_file(shard) or not same_inputs_seen(folder, record):
             continue
@@ -226,29 +226,10 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
     return completed
 
 
-def refuse_another_run(folder: OutputFolder, record: dict[str, Any], run: dict[str, Any]) -> None:
-    """Refuse to keep a completed shard that another run made.
-
-    ``run.json`` is the latest task's run: when one task started a new run with
-    ``--overwrite`` and this one did not, the settings match run.json while the
-    shards this task owns are still those of the run before. Redoing them
-    silently would hide that the tasks were not all given ``--overwrite``; the
-    record names the run that made it (``ownership.shard_run``), so say which
-    setting differs and how to go on."""
-    difference = run_difference(record.get("run"), run)
-    if difference:
-        raise OutputError(
-            f"cannot resume {folder.where()}: shard {record.get('index')} ({record.get('filename')}) was made by "
-            f"another run ({difference}), which this run would keep: a task of a new run got --overwrite and this one "
-            "did not. Rerun every task of the new run with --overwrite (a plain run: --overwrite), or rerun with the "
-            "inputs and options of the run that made the shard"
-        )
-
-
 def same_inputs_seen(folder: OutputFolder, record: dict[str, Any]) -> bool:
     """Whether the run that made a shard saw the inputs as this one does (a record from before it was recorded: yes).
 
-    Not, and the run is still the same (``refuse_another_run`` passed): an input
+    Not, and the run is still the same (``ownership.refuse_another_run`` passed): an input
     was touched, copied or rewritten to its size since. The end-of-run hash check
     covers only the hashes in run.json, which may be another task's new run, so
     the shard is redone rather than kept."""

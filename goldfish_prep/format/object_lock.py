@@ -303,7 +303,17 @@ def ray_job_ended(owner: object) -> bool:
     Ray cluster this process is connected to: Ray ends every task of a job whose driver died, on every node.
 
     The owner names the job by its id and its start time in the cluster's job table; ids restart at 1 in a
-    new cluster, so both must match: a job of a cluster started since (its head lost) is never taken for it."""
+    new cluster, so both must match: a job of a cluster started since (its head lost) is never taken for it.
+
+    Why Ray's private ``ray._private.state.jobs()`` (the job table, read from the cluster's GCS through this
+    process's own connection): no public API answers without a dashboard. ``JobSubmissionClient.get_job_info``
+    (stable) and ``ray.util.state.list_jobs`` (a developer API) do list a driver started by ``ray.init(address=...)``
+    (in Ray's source: type DRIVER, SUCCEEDED once it died, the same start time), but only through the dashboard's
+    HTTP server, which a minimal ``pip install ray`` (``goldfish-prep[ray]``) cannot start and
+    ``ray start --include-dashboard=false`` (tests/test_ray_cluster.py) does not: on Ray 2.60 both then fail,
+    after asking ``127.0.0.1:8265`` (another cluster's dashboard, if one listens there).
+    ``ray.get_runtime_context()`` knows only this process's own job. If Ray moves the call, nothing is judged
+    here (False): the lock stays refused, naming its holder."""
     ray = sys.modules.get("ray")
     match = _RAY_OWNER.fullmatch(owner) if isinstance(owner, str) else None
     if match is None or ray is None or not ray.is_initialized():

@@ -18,13 +18,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
+from goldfish_prep.errors import OutputError
 from goldfish_prep.format.commit import text_sha256
 from goldfish_prep.format.names import (
     DATASET_INFO,
     MANIFEST,
     PROGRESS_DIR,
+    RUN_FILE,
     STATE,
     final_name,
     is_temporary,
@@ -231,6 +233,43 @@ def run_difference(made: Any, run: dict[str, Any]) -> str:
     return difference
 
 
+#: how a refusal of another run's shard reads, by who meets it: a resumed task (it would keep the shard, so the
+#: tasks were not all given --overwrite) or ``finalize`` (the folder would list two runs' shards under one manifest)
+_ANOTHER_RUN = {
+    "resume": (
+        "cannot resume {where}: shard {index} ({filename}) was made by another run ({difference}), which this run "
+        "would keep: a task of a new run got --overwrite and this one did not. Rerun every task of the new run with "
+        "--overwrite (a plain run: --overwrite), or rerun with the inputs and options of the run that made the shard"
+    ),
+    "finalize": (
+        f"{{where}}: shard {{index}} ({{filename}}) was made by another run than the one in {PROGRESS_DIR}/{RUN_FILE} "
+        "({difference}); rerun every task with --overwrite (a plain run: mask --overwrite), then finalize again"
+    ),
+}
+
+
+def refuse_another_run(where: str, record: dict[str, Any], run: dict[str, Any], when: Literal["resume", "finalize"]) -> None:
+    """Raise ``OutputError`` if a shard record names another run than ``run`` (``run_difference``), worded for
+    ``when`` it is met; a record that names no run predates the check and passes.
+
+    Tasks keep their own completed shards, so a task that did not get
+    ``--overwrite`` after another started a new run would keep the old run's
+    shards, and ``finalize`` would list them beside the new run's (as would a
+    shard copied in by hand). Both places ask the same question of the same
+    record; only the way on differs.
+
+    >>> record = {"index": 0, "filename": "data-00000.arrow", "run": shard_run({"mask": {"k": 3}})}
+    >>> refuse_another_run("out", record, {"mask": {"k": 4}}, "finalize")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    goldfish_prep.errors.OutputError: out: shard 0 (data-00000.arrow) was made by another run than ... (mask.k: 3 then, 4 now); ...
+    """
+    difference = run_difference(record.get("run"), run)
+    if difference:
+        raise OutputError(
+            _ANOTHER_RUN[when].format(where=where, index=record.get("index"), filename=record.get("filename"), difference=difference)
+        )
+
+
 def run_digest(run: dict[str, Any]) -> str:
     """sha256 of a run description, independent of key order and layout.
 
@@ -254,6 +293,7 @@ __all__ = [
     "inputs_seen",
     "is_output_entry",
     "progress_path",
+    "refuse_another_run",
     "run_difference",
     "run_digest",
     "shard_run",

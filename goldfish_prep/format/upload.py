@@ -14,9 +14,10 @@ the buffer grow.
 
 Visibility is unchanged: the object appears only when ``commit`` closes the
 store file (the last part, then ``CompleteMultipartUpload``, or one PUT for a
-shard smaller than a part); an upload that failed or was abandoned is aborted,
-and one cut off by SIGKILL stays an invisible incomplete upload
-(``url_folder``'s docstring: the commit protocol). The checksums are computed
+shard smaller than a part); an upload that failed or was abandoned is aborted
+(at once: ``abort`` does not wait for a part's request, so Ctrl-C ends a run
+promptly however slow the store), and one cut off by SIGKILL stays an invisible
+incomplete upload (``url_folder``'s docstring: the commit protocol). The checksums are computed
 in the caller's thread, from the bytes in the order they were written, so the
 record (``ShardWriter.finish``) does not wait for any upload.
 
@@ -26,6 +27,7 @@ as the one-line ``StoreError``, at the caller's next ``write`` or at ``commit``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import queue
 import threading
@@ -100,6 +102,8 @@ class UploadFile:
                 self._failed = exc
             except BaseException as exc:  # kept, and raised in the caller's thread as one line
                 self._failed = store_failure(self.temporary, exc)
+            if self._abandoned and _can_discard(self._raw):  # aborted while this part was on its way: drop what
+                self._discard()  # its requests made meanwhile (``abort``)
 
     def _sent(self) -> None:
         """Wait until every handed-over part has been written to the store file."""
@@ -148,28 +152,57 @@ class UploadFile:
     def abort(self) -> None:
         """Abort the upload (its parts are dropped, nothing appears); never raises over the error being handled.
 
-        The part being sent, if any, ends first (its request is not cut off)."""
+        It does not wait for the part being sent: Ctrl-C while a part's request
+        is slow (a loaded store, a long way) must end the run now, not after
+        the request, and the parts queued behind it are dropped unsent. The
+        upload is aborted at once, so the request in flight fails against it;
+        what that request made meanwhile (the upload itself, if it was the
+        first part's ``CreateMultipartUpload``; on S3, a part that lands after
+        the abort, which AWS allows) the sending thread aborts in turn once it
+        ends, if the process still runs; else it stays an invisible incomplete
+        upload, as after SIGKILL."""
         self._abandoned = True
         self._buffer = io.BytesIO()
-        try:
-            self._sent()
-        except BaseException:  # an interrupt while waiting: the daemon thread ends with the process
-            pass
         self._closed = True
         if self._raw is None:  # nothing was sent
             return
-        try:
-            discard = getattr(self._raw, "discard", None)
-            if discard is not None:
-                discard()
-                # fsspec's __del__ closes a file not closed yet, which would try to send what is left: never
-                # (s3fs's discard drops the buffer, so that close fails; a shard's upload is abandoned here for good)
-                self._raw.closed = True
-            elif not self._raw.closed:
-                self._raw.close()
-                self._fs.rm_file(self._path)
-        except Exception:  # the store is failing already: the incomplete upload stays invisible
-            pass
+        if _can_discard(self._raw):
+            self._stop_sending()
+            self._discard()
+            return
+        # a file that can only be closed (fsspec's memory://): closing completes it, so only once the thread has
+        # ended, and the file is removed then
+        with contextlib.suppress(BaseException):  # an interrupt while waiting: the daemon thread ends with the process
+            self._sent()
+        with contextlib.suppress(Exception):
+            self._raw.close()
+            self._fs.rm_file(self._path)
+
+    def _stop_sending(self) -> None:
+        """Let the sending thread end after the part it is sending, without waiting for it: the parts queued
+        behind it are taken back (only this thread puts, so the queue then has room for the end)."""
+        if self._sender is None:
+            return
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._parts.get_nowait()
+        self._parts.put_nowait(_END)
+        self._sender = None
+
+    def _discard(self) -> None:
+        """Drop the upload the store file began (s3fs: ``AbortMultipartUpload``; gcsfs: the resumable upload
+        deleted; adlfs: nothing, uncommitted blocks expire); both threads may call it, and it never raises: a store
+        that fails now leaves an invisible incomplete upload."""
+        with contextlib.suppress(Exception):
+            self._raw.discard()
+            # fsspec's __del__ closes a file not closed yet, which would try to send what is left: never
+            # (s3fs's discard drops the buffer, so that close fails; a shard's upload is abandoned here for good)
+            self._raw.closed = True
+
+
+def _can_discard(raw: Any) -> bool:
+    """Whether a store file can drop its upload unfinished (fsspec's buffered files can; a memory:// file cannot)."""
+    return callable(getattr(raw, "discard", None))
 
 
 __all__ = ["PART_SIZE", "UploadFile", "part_size_of"]

@@ -30,7 +30,7 @@ from goldfish_prep.format.columns import Int64s
 from goldfish_prep.inspect.corpus import Corpus, load_corpus
 from goldfish_prep.inspect.passages import Passages, merge_windows, passages_hold
 from goldfish_prep.inspect.windows import candidate_windows, confirm
-from goldfish_prep.strategies.robust import NormalisedTokens, normalised_tokens
+from goldfish_prep.strategies.robust_windows import NormalisedTokens, normalised_tokens
 from goldfish_prep.tokenizers.token_bytes import recorded_token_bytes
 
 PREVIEW_CHARS = 90

@@ -151,7 +151,7 @@ def mask_agreement(corpus: Corpus, passages: Passages, context: Int64s | None = 
 
 def _robust_context(corpus: Corpus) -> Int64s | None:
     """For masks decided on normalised text (robust): the first token of each token's window of h units (else None)."""
-    from goldfish_prep.strategies.robust import normalised_tokens
+    from goldfish_prep.strategies.robust_windows import normalised_tokens
     from goldfish_prep.tokenizers.token_bytes import recorded_table
 
     table = recorded_table(corpus.config, corpus.manifest.tokenizer)

@@ -17,8 +17,7 @@ import xxhash
 from goldfish_prep.errors import OutputError
 from goldfish_prep.format.folder import OutputFolder, as_folder
 from goldfish_prep.format.manifest import MAX_LISTED_SKIPS, Manifest
-from goldfish_prep.format.names import PROGRESS_DIR, RUN_FILE
-from goldfish_prep.format.ownership import run_difference
+from goldfish_prep.format.ownership import refuse_another_run
 from goldfish_prep.format.schema import features_dict
 
 __all__ = ["MAX_LISTED_SKIPS", "build_manifest", "finalize_output"]
@@ -36,7 +35,8 @@ def finalize_output(output: OutputFolder | Path, num_shards: int) -> dict[str, A
             f"{folder.where()} is missing {len(missing)} of {num_shards} shards (first: {missing[0]}); "
             "run the unfinished tasks (or rerun with --resume) before finalizing"
         )
-    _check_one_run(folder, run, records)
+    for record in records:  # one run's shards only: tasks that did not all get --overwrite leave two runs' shards
+        refuse_another_run(folder.where(), record, run, "finalize")
     manifest = Manifest.build(run, records, folder.where()).to_dict()
     packed = run["layout"]["pack"] is not None
     chat = run.get("chat") is not None
@@ -46,20 +46,6 @@ def finalize_output(output: OutputFolder | Path, num_shards: int) -> dict[str, A
     # state.json last: without it datasets.load_from_disk refuses the folder, so a folder it opens is complete
     folder.write_finished(dataset_info, manifest, _state(filenames, manifest))
     return manifest
-
-
-def _check_one_run(folder: OutputFolder, run: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    """Every shard must have been made by the run in ``run.json``: tasks keep their own shards, so a folder
-    whose tasks did not all get ``--overwrite`` (or a shard copied in, or left by a version that did not
-    check) could otherwise hold two runs' shards under one manifest. Records that name no run predate the check."""
-    for record in records:
-        difference = run_difference(record.get("run"), run)
-        if difference:
-            raise OutputError(
-                f"{folder.where()}: shard {record['index']} ({record['filename']}) was made by another run than the one "
-                f"in {PROGRESS_DIR}/{RUN_FILE} ({difference}); rerun every task with --overwrite (a plain run: "
-                "mask --overwrite), then finalize again"
-            )
 
 
 def build_manifest(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:

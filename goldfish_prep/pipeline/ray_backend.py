@@ -233,7 +233,10 @@ def _attempt_owner() -> str:
 
 def _of_job() -> str:
     """`` of job ID started MS``: the job in the cluster's job table, so that a later run on the same cluster can
-    tell that this job ended (its driver died) and take its lock objects over (``object_lock.ray_job_ended``)."""
+    tell that this job ended (its driver died) and take its lock objects over (``object_lock.ray_job_ended``).
+
+    The job table is read with Ray's private ``ray._private.state.jobs()``, as there: its public equivalents
+    need the dashboard, which a minimal Ray install or ``--include-dashboard=false`` has not (that docstring)."""
     import ray
 
     job = ray.get_runtime_context().get_job_id()
