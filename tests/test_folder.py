@@ -14,12 +14,13 @@ import pytest
 
 from goldfish_prep.errors import ConfigError, InputError, OutputError
 from goldfish_prep.format.commit import PendingFile, committed_file, file_sha256, json_bytes
-from goldfish_prep.format.folder import ChecksumError, OutputFolder, Task, open_folder, run_digest
+from goldfish_prep.format.folder import OutputFolder, Task, open_folder, run_digest
 from goldfish_prep.format.local_folder import LocalFolder
 from goldfish_prep.format.names import shard_filename, shard_record_name
 from goldfish_prep.format.ownership import is_output_entry, stale_entries, stale_progress
 from goldfish_prep.format.reader import open_shards
 from goldfish_prep.format.schema import shard_schema
+from goldfish_prep.format.shard_bytes import ChecksumError
 from goldfish_prep.format.url_folder import UrlFolder
 from goldfish_prep.pipeline._finish import finalize_output
 from goldfish_prep.pipeline._writer import ShardWriter, int32_array, list_array, string_array
