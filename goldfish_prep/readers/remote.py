@@ -50,10 +50,10 @@ _NO_LISTING = ("http", "https")
 _BLOCK = 8 << 20
 _MAX_CAUSE = 240
 _FIX_NETWORK = "Check the network and the store{endpoint} and run again; --resume keeps finished shards"
-#: where each provider's credentials usually come from, for the message that says they were refused
+#: where each provider's credentials usually come from, for the message that says they were refused (GCS's:
+#: ``format.store_errors.GCS_CREDENTIALS``, which outputs' refusals name too)
 _CREDENTIALS = {
     "s3": "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role",
-    "gs": "GOOGLE_APPLICATION_CREDENTIALS or gcloud's login",
     # what adlfs reads: a connection string, or an account name with its key or a SAS token; else Azure's default chain
     "az": "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or az login",
     "hf": "HF_TOKEN or hf auth login",
@@ -254,6 +254,9 @@ def _filesystem(scheme: str, shown: str) -> Any:
     """This run's fsspec file system for ``scheme`` (created once per run, with the run's storage options)."""
     if scheme in _filesystems:
         return _filesystems[scheme]
+    from goldfish_prep.format.store_errors import quiet_gcsfs
+
+    quiet_gcsfs()  # before the first request: gcsfs would print its traceback of a refused one above the line
     package, extra = PROVIDERS[scheme]
     try:
         import fsspec
@@ -285,7 +288,7 @@ def _call(shown: str, operation: Callable[[], Any]) -> Any:
 
 def store_error(shown: str, exc: BaseException) -> InputError:
     """The one line for a failed request to a store: what it said (scrubbed of secrets) and what to check."""
-    from goldfish_prep.format.store_errors import bucket_cause, missing_bucket
+    from goldfish_prep.format.store_errors import bucket_cause, missing_bucket, store_answer
 
     cause = _short(exc)
     lowered = cause.lower()
@@ -294,7 +297,10 @@ def store_error(shown: str, exc: BaseException) -> InputError:
     credentials = credentials_for(shown)
     if family == "hf" and (refused := hub_error(shown, exc)) is not None:  # a repository, a revision, offline
         return refused
-    if missing_bucket(exc, shown) or ("bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)):
+    denied = store_answer(exc)[1] in (401, 403)
+    # a refusal is never a missing bucket, whatever its words: GCS's 401 and 403 end "(or it may not exist)"
+    said_missing = "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)
+    if missing_bucket(exc, shown) or (said_missing and not denied):
         where = "STORAGE_EMULATOR_HOST for an emulator" if family == "gs" else "AWS_ENDPOINT_URL for an S3-compatible store"
         return InputError(
             shown, f"the bucket does not exist ({bucket_cause(exc, shown, cause)})", f"Check the bucket name, and {where}", "missing-input"
@@ -305,7 +311,7 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         return InputError(shown, "no such object or prefix", "Check the URL; a prefix must hold at least one object", "missing-input")
     if (
         isinstance(exc, PermissionError)
-        or refused_by_status(exc)
+        or denied  # 401: no credentials, or ones the store does not know (GCS's anonymous caller)
         or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials"))
     ):
         return InputError(
@@ -318,22 +324,21 @@ def store_error(shown: str, exc: BaseException) -> InputError:
     return InputError(shown, f"the request failed after retries ({cause})", _FIX_NETWORK.format(endpoint=endpoint), "remote-unavailable")
 
 
-def refused_by_status(exc: BaseException) -> bool:
-    """Whether the store answered 403 (Azure's ``AuthorizationPermissionMismatch``, a SAS without the permission,
-    says neither "forbidden" nor "denied")."""
-    from goldfish_prep.format.store_errors import store_answer
-
-    return store_answer(exc)[1] == 403
-
-
 def credentials_for(url: str) -> str:
     """Where the credentials for ``url``'s store usually come from, for a message that says they were refused.
 
     >>> credentials_for("abfs://container/prefix")
     'AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or az login'
+    >>> credentials_for("gs://bucket/corpus/")
+    "GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`, or the VM's service account"
     """
     scheme = url.split("://", 1)[0].lower()
-    return _CREDENTIALS.get(_FAMILY.get(scheme, scheme), "the credentials in the URL")
+    family = _FAMILY.get(scheme, scheme)
+    if family == "gs":  # one wording for inputs and outputs, kept with the outputs' refusals
+        from goldfish_prep.format.store_errors import GCS_CREDENTIALS
+
+        return GCS_CREDENTIALS
+    return _CREDENTIALS.get(family, "the credentials in the URL")
 
 
 def _changed(shown: str) -> InputError:
