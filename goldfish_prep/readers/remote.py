@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from goldfish_prep.errors import ConfigError, InputError
-from goldfish_prep.readers.hub_urls import hub_error
+from goldfish_prep.readers.hub_urls import changed_on_the_hub, hub_error, no_match
 from goldfish_prep.readers.redact import remember_options, scrub, shown_url
 
 #: URL scheme -> (the package fsspec needs for it, the goldfish-prep extra that installs it).
@@ -133,6 +133,8 @@ def expand_url(spec: str) -> tuple[list[str], list[str], bool]:
     if any(char in fs_path for char in "*?["):
         matches = _call(shown, lambda: fs.glob(fs_path, detail=True))
         if not matches:
+            if scheme == "hf":  # a repository, not a bucket
+                raise no_match(shown)
             raise InputError(shown, "the pattern matches no object", "Check the pattern and the bucket", "missing-input")
         files: list[str] = []
         hidden: list[str] = []
@@ -342,6 +344,9 @@ def credentials_for(url: str) -> str:
 
 
 def _changed(shown: str) -> InputError:
+    """The one line for an object that is no longer the version the run listed (for a hub file: its blob id)."""
+    if shown.lower().startswith("hf://"):
+        return changed_on_the_hub(shown)
     return InputError(
         shown,
         "the object changed while mask read it (its ETag is not the one listed at the start of the run)",
