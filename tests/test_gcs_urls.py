@@ -710,6 +710,47 @@ def test_credentials_the_store_refuses_for_an_input_are_one_line(gcs_env: GcsSer
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("given", ["storage-options", "FSSPEC_GS_TOKEN"])
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_a_raw_token_gcsfs_cannot_check_is_one_line_without_the_token(
+    gcs_env: GcsServer, corpus: Path, tmp_path: Path, where: str, given: str
+) -> None:
+    """An access token passed as it is (``--storage-options '{"token": "ya29..."}'``, or fsspec's own variable
+    ``FSSPEC_GS_TOKEN``, which goldfish-prep does not know to be a secret): gcsfs first asks Google's
+    tokeninfo about it, with the token in the query. Here that request fails as it does on a machine without a
+    way out (HTTPS_PROXY names a closed port: nothing leaves this machine), which gcsfs raises while the file
+    system starts, before any request to the store: one line, with neither a traceback nor the token."""
+    gcs_env.make_bucket(BUCKET)
+    gcs_env.put(BUCKET, "in/a.jsonl", b'{"text": "a document"}\n')
+    token = "ya29.a-raw-access-token-never-shown"
+    url = f"gs://{BUCKET}/in/a.jsonl" if where == "input" else f"gs://{BUCKET}/raw"
+    args = [url, "-o", str(tmp_path / "out")] if where == "input" else [str(corpus), "-o", url]
+    env = {**os.environ, **gcs_env.env(), "HTTPS_PROXY": f"http://127.0.0.1:{free_port()}", "NO_PROXY": "127.0.0.1,localhost"}
+    if given == "FSSPEC_GS_TOKEN":
+        env["FSSPEC_GS_TOKEN"] = token
+    else:
+        env.pop("FSSPEC_GS_TOKEN")
+        args += ["--storage-options", json.dumps({"token": token})]
+    result = subprocess.run(
+        [sys.executable, "-m", "goldfish_prep_cli", "mask", *args, *OPTIONS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 1 and result.stdout == "", result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    assert lines[0].startswith(f"Error: {url}: the gs:// file system could not start ("), lines[0]
+    assert lines[0].endswith(
+        "Check the credentials (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`, or the VM's "
+        "service account; or --storage-options) and the network"
+    ), lines[0]
+    assert "tokeninfo?access_token=<redacted>" in lines[0] and token not in result.stderr, lines[0]
+    assert not (tmp_path / "out").exists() and gcs_env.objects(BUCKET, "raw") == {}
+
+
 # --- a bucket that does not exist ------------------------------------------------------------------
 
 

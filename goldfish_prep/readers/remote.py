@@ -270,6 +270,11 @@ def _filesystem(scheme: str, shown: str) -> Any:
         ) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"--storage-options do not fit the {scheme}:// file system: {_short(exc)}") from None
+    except Exception as exc:  # a provider that checks its credentials as it starts: gcsfs asks Google about a raw token
+        raise ConfigError(
+            f"{shown}: the {scheme}:// file system could not start ({_short(exc)}). "
+            f"Check the credentials ({credentials_for(shown)}; or --storage-options) and the network"
+        ) from None
     _filesystems[scheme] = fs
     return fs
 
