@@ -601,9 +601,11 @@ class RefusingProxy(FaultyProxy):
         super().__init__(target, lambda method, path, attempt: None)
         error = {"code": status, "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}]}
         self.payload, self.status, self.refused = json.dumps({"error": error}).encode(), status, list[str]()
+        self.authorizations = set[str]()  # the Authorization headers the requests carried
 
     def _forward(self, handler: Any) -> None:
         self.refused.append(f"{handler.command} {urllib.parse.unquote(handler.path)}")
+        self.authorizations.add(handler.headers.get("Authorization") or "")
         handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         handler.send_response(self.status)
         handler.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -654,6 +656,99 @@ def test_credentials_the_store_refuses_are_one_line(gcs_env: GcsServer, corpus: 
     assert "GOOGLE_APPLICATION_CREDENTIALS" in line and "gcloud auth application-default login" in line, line
     assert proxy.refused and len(set(proxy.refused)) == len(proxy.refused), proxy.refused  # no request retried
     assert not gcs_env.exists(BUCKET, f"denied/{LOCK}")
+
+
+#: what `gcloud auth application-default login` writes (google.auth reads it through GOOGLE_APPLICATION_CREDENTIALS),
+#: with an access token good until 2099: sent as it is, so no request goes to Google to refresh it
+_LOGIN = {
+    "type": "authorized_user",
+    "client_id": "764086051850-test.apps.googleusercontent.com",
+    "client_secret": "d-FL95Q19q7MQmFpd7hHD0Ty",
+    "refresh_token": "1//0g-refresh-token-never-shown",
+    "token": "ya29.access-token-never-shown",
+    "expiry": "2099-01-01T00:00:00Z",
+}
+
+
+@pytest.mark.parametrize("spec", ["in/a.jsonl", "in/", "in/*.jsonl"], ids=["object", "prefix", "glob"])
+@pytest.mark.parametrize("refusal", sorted(_REFUSALS))
+def test_credentials_the_store_refuses_for_an_input_are_one_line(gcs_env: GcsServer, tmp_path: Path, refusal: str, spec: str) -> None:
+    """The same refusals for a gs:// input (resolved, listed, then opened: another path through gcsfs than an
+    output's), in a real process with the user's own credentials: one line naming the input, GCS's credentials
+    fix, never a missing bucket (GCS's message ends "(or it may not exist)") nor a network failure, no traceback
+    (gcsfs logs a 401 before the run's first output request), and no token, though the requests carried one."""
+    gcs_env.make_bucket(BUCKET)
+    gcs_env.put(BUCKET, "in/a.jsonl", b'{"text": "a document the store will not show"}\n')
+    login = tmp_path / "application_default_credentials.json"
+    login.write_text(json.dumps(_LOGIN))
+    env = {**os.environ, **gcs_env.env(), "GOOGLE_APPLICATION_CREDENTIALS": str(login)}
+    env.pop("FSSPEC_GS_TOKEN")  # gcsfs's default chain, as a user's
+    proxy = RefusingProxy(gcs_env.endpoint, *_REFUSALS[refusal])
+    url = f"gs://{BUCKET}/{spec}"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "goldfish_prep_cli", "mask", url, "-o", str(tmp_path / "out"), *OPTIONS],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**env, "STORAGE_EMULATOR_HOST": proxy.endpoint},
+        )
+    finally:
+        proxy.close()
+    assert proxy.authorizations == {f"Bearer {_LOGIN['token']}"}, proxy.authorizations  # the login's token was sent
+    assert result.returncode == 1 and result.stdout == "", result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    line = lines[0]
+    assert line.startswith(f"Error: {url}: the store refused access ("), line
+    assert line.endswith(
+        "Check the credentials (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`, or the VM's "
+        "service account; or --storage-options) and their permission to read it"
+    ), line
+    assert not any(secret in result.stderr for name, secret in _LOGIN.items() if name != "type"), line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given", ["storage-options", "FSSPEC_GS_TOKEN"])
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_a_raw_token_gcsfs_cannot_check_is_one_line_without_the_token(
+    gcs_env: GcsServer, corpus: Path, tmp_path: Path, where: str, given: str
+) -> None:
+    """An access token passed as it is (``--storage-options '{"token": "ya29..."}'``, or fsspec's own variable
+    ``FSSPEC_GS_TOKEN``, which goldfish-prep does not know to be a secret): gcsfs first asks Google's
+    tokeninfo about it, with the token in the query. Here that request fails as it does on a machine without a
+    way out (HTTPS_PROXY names a closed port: nothing leaves this machine), which gcsfs raises while the file
+    system starts, before any request to the store: one line, with neither a traceback nor the token."""
+    gcs_env.make_bucket(BUCKET)
+    gcs_env.put(BUCKET, "in/a.jsonl", b'{"text": "a document"}\n')
+    token = "ya29.a-raw-access-token-never-shown"
+    url = f"gs://{BUCKET}/in/a.jsonl" if where == "input" else f"gs://{BUCKET}/raw"
+    args = [url, "-o", str(tmp_path / "out")] if where == "input" else [str(corpus), "-o", url]
+    env = {**os.environ, **gcs_env.env(), "HTTPS_PROXY": f"http://127.0.0.1:{free_port()}", "NO_PROXY": "127.0.0.1,localhost"}
+    if given == "FSSPEC_GS_TOKEN":
+        env["FSSPEC_GS_TOKEN"] = token
+    else:
+        env.pop("FSSPEC_GS_TOKEN")
+        args += ["--storage-options", json.dumps({"token": token})]
+    result = subprocess.run(
+        [sys.executable, "-m", "goldfish_prep_cli", "mask", *args, *OPTIONS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 1 and result.stdout == "", result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    assert lines[0].startswith(f"Error: {url}: the gs:// file system could not start ("), lines[0]
+    assert lines[0].endswith(
+        "Check the credentials (GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`, or the VM's "
+        "service account; or --storage-options) and the network"
+    ), lines[0]
+    assert "tokeninfo?access_token=<redacted>" in lines[0] and token not in result.stderr, lines[0]
+    assert not (tmp_path / "out").exists() and gcs_env.objects(BUCKET, "raw") == {}
 
 
 # --- a bucket that does not exist ------------------------------------------------------------------

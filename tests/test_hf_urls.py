@@ -285,6 +285,18 @@ def test_a_file_that_does_not_exist_is_one_line(hub: HubServer, tmp_path: Path) 
     )
 
 
+def test_a_pattern_that_matches_nothing_names_the_repository(hub: HubServer, tmp_path: Path) -> None:
+    """A hub repository has no bucket: the line names the repository and revision the pattern was matched in."""
+    for url, where in (
+        (f"{REPO}/data/*.csv", "goldfish/corpus at revision 'main'"),
+        (f"{REPO}@v1/**/*.csv", "goldfish/corpus at revision 'v1'"),
+    ):
+        assert error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS)) == (
+            f"Error: {url}: the pattern matches no file. Check the pattern and the path in the dataset repository {where}"
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def test_hub_access_switched_off_is_one_line_that_names_the_switch(hub: HubServer, tmp_path: Path) -> None:
     hub.forget()
     url = f"{REPO}/data/"
@@ -299,7 +311,12 @@ def test_a_commit_that_replaces_a_file_while_a_run_reads_it_stops_the_run(hub: H
     first read. A run must not mask a mix of two versions: one line, no manifest."""
     url = "hf://datasets/goldfish/moving/moving.jsonl"
     line = error_line(mask(hub, url, "-o", tmp_path / "out", *OPTIONS))
-    assert line.startswith(f"Error: {url}: the ") and "changed while mask read it" in line, line
+    assert line == (
+        f"Error: {url}: the file changed on the hub while mask read it (a commit gave it another blob id than the one "
+        "listed at the start of the run). Name a commit after @ to read one version "
+        "(hf://datasets/goldfish/moving@COMMIT/moving.jsonl), or rerun once the branch holds still; "
+        "--resume keeps the shards made from it only if its bytes are as they were"
+    )
     assert not (tmp_path / "out" / "goldfish_manifest.json").exists()
     assert (moving / "repo" / "moving.jsonl").stat().st_size == len((moving / "repo" / "moving.jsonl").read_bytes())
 

@@ -195,6 +195,8 @@ def test_a_pattern_that_matches_nothing(bucket: S3Server, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("who", ["wrong-secret", "unknown-key", "no-permission"])
 def test_credentials_the_store_refuses(bucket: S3Server, tmp_path: Path, who: str) -> None:
+    """An object (HEAD, then GET), a prefix and a glob (listings), and a bucket that does not exist (which a
+    refused caller is not told): each one line naming the URL and where S3 credentials come from, no secret."""
     url = f"s3://{BUCKET}/corpus/a.jsonl"
     with bucket.checking_credentials() as (allowed, denied):
         key = {
@@ -203,11 +205,16 @@ def test_credentials_the_store_refuses(bucket: S3Server, tmp_path: Path, who: st
             "no-permission": denied,
         }[who]
         assert run("mask", url, "-o", tmp_path / "ok", *OPTIONS, env=bucket.env(key=allowed)).exit_code == 0
-        result = run("mask", url, "-o", tmp_path / "out", *OPTIONS, env=bucket.env(key=key))
-    line = error_line(result)
-    assert line.startswith(f"Error: {url}: the store refused access ("), line
-    assert "AWS_ACCESS_KEY_ID" in line
-    assert key[1] not in result.output
+        for spec in (url, f"s3://{BUCKET}/corpus/", f"s3://{BUCKET}/corpus/*.jsonl", "s3://no-such-bucket-here/corpus/"):
+            result = run("mask", spec, "-o", tmp_path / "out", *OPTIONS, env=bucket.env(key=key))
+            line = error_line(result)
+            assert line.startswith(f"Error: {spec}: the store refused access ("), line
+            assert line.endswith(
+                "Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role; or --storage-options) "
+                "and their permission to read it"
+            ), line
+            assert key[1] not in result.output
+            assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

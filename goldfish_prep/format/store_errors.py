@@ -21,11 +21,22 @@ from goldfish_prep.readers.redact import scrub
 
 _MAX_CAUSE = 240
 
-# gcsfs logs each request it gives up on (``logger.exception``: its traceback) before raising the error that
-# becomes the one line; in a process that set up no logging, Python's last-resort handler printed that traceback
-# above the line (a 401, tests/test_gcs_urls.py). A handler of the library's own keeps it quiet there, and a
-# program that configures logging still gets the record through its own handlers.
-logging.getLogger("gcsfs").addHandler(logging.NullHandler())
+
+def quiet_gcsfs() -> None:
+    """Keep gcsfs's logged traceback of a refused request off the terminal (idempotent).
+
+    gcsfs logs each request it gives up on (``logger.exception``: its traceback) before raising the error that
+    becomes the one line; in a process that set up no logging, Python's last-resort handler printed that traceback
+    above the line (a 401, tests/test_gcs_urls.py). A handler of the library's own keeps it quiet there, and a
+    program that configures logging still gets the record through its own handlers. Called here for outputs, and
+    by ``readers.remote`` before its first request (an input's refusal comes before this module is imported).
+    """
+    logger = logging.getLogger("gcsfs")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+quiet_gcsfs()
 
 
 class StoreError(GoldfishError, RuntimeError):

@@ -66,6 +66,47 @@ def hub_error(shown: str, exc: BaseException) -> InputError | None:
     return None
 
 
+def changed_on_the_hub(shown: str) -> InputError:
+    """The one line for a hub file whose git blob id is no longer the one the run listed: a commit replaced it.
+
+    A hub file has no ETag in its listing (``remote._version`` compares the blob id), and the URL names a branch
+    unless a commit follows ``@``: the fix that holds is to pin one.
+
+    >>> print(changed_on_the_hub("hf://datasets/o/n@main/data/a.jsonl").fix.split("), ")[0])
+    Name a commit after @ to read one version (hf://datasets/o/n@COMMIT/data/a.jsonl
+    """
+    return InputError(
+        shown,
+        "the file changed on the hub while mask read it (a commit gave it another blob id than the one listed at the start of the run)",
+        f"Name a commit after @ to read one version ({_pinned(shown)}), or rerun once the branch holds still; "
+        "--resume keeps the shards made from it only if its bytes are as they were",
+        "remote-changed",
+    )
+
+
+def no_match(shown: str) -> InputError:
+    """The one line for a pattern that matches no file of a hub repository (which has no bucket to check).
+
+    >>> print(no_match("hf://o/n@v1/*.csv"))
+    hf://o/n@v1/*.csv: the pattern matches no file. Check the pattern and the path in the model repository o/n at revision 'v1'
+    """
+    kind, repo_id, revision = _repository(shown)
+    return InputError(
+        shown,
+        "the pattern matches no file",
+        f"Check the pattern and the path in the {kind} repository {repo_id} at revision {revision!r}",
+        "missing-input",
+    )
+
+
+def _pinned(shown: str) -> str:
+    """``shown`` with ``@COMMIT`` for its revision: the form that reads one version of the repository."""
+    match = _URL.match(shown)
+    if match is None:
+        return _DATASET_URL.replace("/PATH", "@COMMIT/PATH")
+    return f"{shown[: match.end('id')]}@COMMIT{shown[match.end() :]}"
+
+
 def _closed_or_missing(shown: str, exc: BaseException) -> InputError:
     """A repository the hub will not show: it does not exist, or this caller may not read it (the hub does not say which)."""
     kind, repo_id, _ = _repository(shown)

@@ -33,6 +33,9 @@ SECRET_VARIABLES = (
 # Option names that hold secrets (s3fs: key/secret/token; adlfs: account_key/sas_token/connection_string; gcsfs: token).
 _SECRET_NAMES = re.compile(r"^sig$|secret|token|password|passwd|key|credential|sas|signature|connection_string", re.IGNORECASE)
 _URL_QUERY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]+)\?[^\s'\"]*")
+# A secret-named parameter of a query whose URL is quoted without its scheme and host (urllib3's "Max retries
+# exceeded with url: /tokeninfo?access_token=..." when gcsfs checks a raw token from FSSPEC_GS_TOKEN).
+_SECRET_PARAMETER = re.compile(r"([?&][A-Za-z0-9_.-]*(?:token|sig|secret|key|password|credential)[A-Za-z0-9_.-]*=)[^\s&#'\"()]+", re.I)
 # Values shorter than this are not scrubbed one by one (replacing "1" everywhere would garble messages).
 _SHORTEST_SECRET = 6
 
@@ -80,14 +83,18 @@ def remember_secret(value: str) -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every known secret and every URL query string replaced by ``<redacted>``.
+    """``text`` with every known secret, every URL query string, and every secret-named query parameter replaced
+    by ``<redacted>``.
 
     >>> remember_secret("hunter22")
     >>> scrub("denied for key hunter22 at https://h/x?sig=1")
     'denied for key <redacted> at https://h/x?<redacted>'
+    >>> scrub("Max retries exceeded with url: /tokeninfo?access_token=ya29.x1 (Caused by ...)")
+    'Max retries exceeded with url: /tokeninfo?access_token=<redacted> (Caused by ...)'
     """
     secrets = set(_secrets)
     secrets.update(value for name in SECRET_VARIABLES if len(value := os.environ.get(name, "")) >= _SHORTEST_SECRET)
     for secret in sorted(secrets, key=len, reverse=True):  # longest first: a query string before its values
         text = text.replace(secret, REDACTED)
-    return _URL_QUERY.sub(lambda match: f"{match.group(1)}?{REDACTED}", text)
+    text = _URL_QUERY.sub(lambda match: f"{match.group(1)}?{REDACTED}", text)
+    return _SECRET_PARAMETER.sub(lambda match: f"{match.group(1)}{REDACTED}", text)

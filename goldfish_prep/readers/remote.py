@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from goldfish_prep.errors import ConfigError, InputError
-from goldfish_prep.readers.hub_urls import hub_error
+from goldfish_prep.readers.hub_urls import changed_on_the_hub, hub_error, no_match
 from goldfish_prep.readers.redact import remember_options, scrub, shown_url
 
 #: URL scheme -> (the package fsspec needs for it, the goldfish-prep extra that installs it).
@@ -50,10 +50,10 @@ _NO_LISTING = ("http", "https")
 _BLOCK = 8 << 20
 _MAX_CAUSE = 240
 _FIX_NETWORK = "Check the network and the store{endpoint} and run again; --resume keeps finished shards"
-#: where each provider's credentials usually come from, for the message that says they were refused
+#: where each provider's credentials usually come from, for the message that says they were refused (GCS's:
+#: ``format.store_errors.GCS_CREDENTIALS``, which outputs' refusals name too)
 _CREDENTIALS = {
     "s3": "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role",
-    "gs": "GOOGLE_APPLICATION_CREDENTIALS or gcloud's login",
     # what adlfs reads: a connection string, or an account name with its key or a SAS token; else Azure's default chain
     "az": "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or az login",
     "hf": "HF_TOKEN or hf auth login",
@@ -133,6 +133,8 @@ def expand_url(spec: str) -> tuple[list[str], list[str], bool]:
     if any(char in fs_path for char in "*?["):
         matches = _call(shown, lambda: fs.glob(fs_path, detail=True))
         if not matches:
+            if scheme == "hf":  # a repository, not a bucket
+                raise no_match(shown)
             raise InputError(shown, "the pattern matches no object", "Check the pattern and the bucket", "missing-input")
         files: list[str] = []
         hidden: list[str] = []
@@ -264,6 +266,9 @@ def _filesystem(scheme: str, shown: str) -> Any:
     """This run's fsspec file system for ``scheme`` (created once per run, with the run's storage options)."""
     if scheme in _filesystems:
         return _filesystems[scheme]
+    from goldfish_prep.format.store_errors import quiet_gcsfs
+
+    quiet_gcsfs()  # before the first request: gcsfs would print its traceback of a refused one above the line
     package, extra = PROVIDERS[scheme]
     try:
         import fsspec
@@ -275,6 +280,11 @@ def _filesystem(scheme: str, shown: str) -> Any:
         ) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"--storage-options do not fit the {scheme}:// file system: {_short(exc)}") from None
+    except Exception as exc:  # a provider that checks its credentials as it starts: gcsfs asks Google about a raw token
+        raise ConfigError(
+            f"{shown}: the {scheme}:// file system could not start ({_short(exc)}). "
+            f"Check the credentials ({credentials_for(shown)}; or --storage-options) and the network"
+        ) from None
     _filesystems[scheme] = fs
     return fs
 
@@ -295,7 +305,7 @@ def _call(shown: str, operation: Callable[[], Any]) -> Any:
 
 def store_error(shown: str, exc: BaseException) -> InputError:
     """The one line for a failed request to a store: what it said (scrubbed of secrets) and what to check."""
-    from goldfish_prep.format.store_errors import bucket_cause, missing_bucket
+    from goldfish_prep.format.store_errors import bucket_cause, missing_bucket, store_answer
 
     cause = _short(exc)
     lowered = cause.lower()
@@ -304,7 +314,10 @@ def store_error(shown: str, exc: BaseException) -> InputError:
     credentials = credentials_for(shown)
     if family == "hf" and (refused := hub_error(shown, exc)) is not None:  # a repository, a revision, offline
         return refused
-    if missing_bucket(exc, shown) or ("bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)):
+    denied = store_answer(exc)[1] in (401, 403)
+    # a refusal is never a missing bucket, whatever its words: GCS's 401 and 403 end "(or it may not exist)"
+    said_missing = "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)
+    if missing_bucket(exc, shown) or (said_missing and not denied):
         where = "STORAGE_EMULATOR_HOST for an emulator" if family == "gs" else "AWS_ENDPOINT_URL for an S3-compatible store"
         return InputError(
             shown, f"the bucket does not exist ({bucket_cause(exc, shown, cause)})", f"Check the bucket name, and {where}", "missing-input"
@@ -315,7 +328,7 @@ def store_error(shown: str, exc: BaseException) -> InputError:
         return InputError(shown, "no such object or prefix", "Check the URL; a prefix must hold at least one object", "missing-input")
     if (
         isinstance(exc, PermissionError)
-        or refused_by_status(exc)
+        or denied  # 401: no credentials, or ones the store does not know (GCS's anonymous caller)
         or any(word in lowered for word in ("forbidden", "access denied", "signature", "credentials"))
     ):
         return InputError(
@@ -328,25 +341,27 @@ def store_error(shown: str, exc: BaseException) -> InputError:
     return InputError(shown, f"the request failed after retries ({cause})", _FIX_NETWORK.format(endpoint=endpoint), "remote-unavailable")
 
 
-def refused_by_status(exc: BaseException) -> bool:
-    """Whether the store answered 403 (Azure's ``AuthorizationPermissionMismatch``, a SAS without the permission,
-    says neither "forbidden" nor "denied")."""
-    from goldfish_prep.format.store_errors import store_answer
-
-    return store_answer(exc)[1] == 403
-
-
 def credentials_for(url: str) -> str:
     """Where the credentials for ``url``'s store usually come from, for a message that says they were refused.
 
     >>> credentials_for("abfs://container/prefix")
     'AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN, or az login'
+    >>> credentials_for("gs://bucket/corpus/")
+    "GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`, or the VM's service account"
     """
     scheme = url.split("://", 1)[0].lower()
-    return _CREDENTIALS.get(_FAMILY.get(scheme, scheme), "the credentials in the URL")
+    family = _FAMILY.get(scheme, scheme)
+    if family == "gs":  # one wording for inputs and outputs, kept with the outputs' refusals
+        from goldfish_prep.format.store_errors import GCS_CREDENTIALS
+
+        return GCS_CREDENTIALS
+    return _CREDENTIALS.get(family, "the credentials in the URL")
 
 
 def _changed(shown: str) -> InputError:
+    """The one line for an object that is no longer the version the run listed (for a hub file: its blob id)."""
+    if shown.lower().startswith("hf://"):
+        return changed_on_the_hub(shown)
     return InputError(
         shown,
         "the object changed while mask read it (its ETag is not the one listed at the start of the run)",
