@@ -360,6 +360,26 @@ def test_a_plain_resume_of_a_finished_output_after_a_chmod_redoes_it_whole_and_i
     assert all(shard_files(out)[name] != before[name] for name in before)
 
 
+@pytest.mark.parametrize("time", ["set-back", "later"])
+def test_a_plain_resume_of_a_finished_output_over_a_rewritten_input_fails_and_puts_it_back(tmp_path: Path, corpus: Path, time: str) -> None:
+    """The same size, other bytes: the redone shards' bytes meet the finished run's hashes only at the end, and
+    the run fails there. Before, with a later modification time, the finished output's shards were already
+    replaced under its old manifest (verify failed); now it is set aside first and put back whole."""
+    path, out = tmp_path / "c.jsonl", tmp_path / "out"
+    path.write_bytes(corpus.read_bytes())
+    assert run("mask", path, "-o", out, *OPTIONS).exit_code == 0
+    finished = tree_bytes(out)
+    rewrite_with_its_time_set_back(path)
+    if time == "later":
+        later = path.stat().st_mtime_ns + 2_000_000_000
+        os.utime(path, ns=(later, later))
+    line = error_line(run("mask", path, "-o", out, *OPTIONS, "--resume"))
+    assert line.startswith(f"Error: {path}: the file is not the one the completed shards were made from"), line
+    assert tree_bytes(out) == finished
+    verified = run("verify", out)
+    assert verified.exit_code == 0, verified.output
+
+
 @pytest.mark.parametrize("change", ["chmod", "restored-copy", "moved-away-and-back"])
 def test_a_change_of_metadata_alone_between_tasks_redoes_shards_and_the_output_is_the_same(
     tmp_path: Path, corpus: Path, change: str
