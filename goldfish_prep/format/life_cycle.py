@@ -126,11 +126,19 @@ def prepare(
                 else:
                     folder.remove(name)
         else:
-            if existing == "overwrite":
+            inputs_changed = False
+            if existing == "resume":
+                completed, inputs_changed = completed_shards(folder, run, task, folder.previous_run() if previous is ... else previous)
+            if inputs_changed and task.alone and folder.is_finished():
+                # shards are redone from inputs seen otherwise, and the bytes are compared with the finished run's
+                # hashes only at the end: set the finished output aside, so that a run that fails then puts it back
+                try:
+                    set_aside(folder, entries)
+                except OSError as exc:
+                    raise folder.unwritable(exc) from exc
                 completed = {}
-            else:
-                completed = completed_shards(folder, run, task, folder.previous_run() if previous is ... else previous)
-            remove_stale(folder, completed, task, keep_finished=existing == "resume")
+            else:  # inputs seen otherwise: the finished files go too (a task may not set aside what is not its own)
+                remove_stale(folder, completed, task, keep_finished=existing == "resume" and not inputs_changed)
     try:
         folder.make_progress_folder()
         folder.write_json(progress_path(RUN_FILE), run)
@@ -196,9 +204,13 @@ def meaningful_entries(folder: OutputFolder) -> list[str]:
     return entries
 
 
-def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, previous: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+def completed_shards(
+    folder: OutputFolder, run: dict[str, Any], task: Task, previous: dict[str, Any] | None
+) -> tuple[dict[int, dict[str, Any]], bool]:
+    """This task's completed shards a resume keeps, by index, and whether it redoes any because the run that
+    made it saw the inputs otherwise (``same_inputs_seen``)."""
     if previous is None:
-        return {}
+        return {}, False
     difference = first_difference(without_engine(previous), without_engine(run))
     if difference:
         raise OutputError(
@@ -206,6 +218,7 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
             "rerun with the original options, or pass --overwrite to start again"
         )
     completed: dict[int, dict[str, Any]] = {}
+    inputs_changed = False
     for name in folder.shard_record_names():
         if not task.owns(name):
             continue
@@ -215,7 +228,10 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
             continue
         refuse_another_run(folder.where(), record, run, "resume")
         shard = record["filename"]
-        if not folder.has_file(shard) or not same_inputs_seen(folder, record):
+        if not same_inputs_seen(folder, record):
+            inputs_changed = True
+            continue
+        if not folder.has_file(shard):
             continue
         if "xxh3_128" not in record:  # completed by a version that recorded sha256 alone: add the other
             upgraded = with_xxh3(folder, record)
@@ -223,7 +239,7 @@ def completed_shards(folder: OutputFolder, run: dict[str, Any], task: Task, prev
                 completed[int(record["index"])] = upgraded
         elif folder.sha256(shard) == record["sha256"]:
             completed[int(record["index"])] = record
-    return completed
+    return completed, inputs_changed
 
 
 def same_inputs_seen(folder: OutputFolder, record: dict[str, Any]) -> bool:

@@ -171,7 +171,7 @@ def without_engine(run: Any) -> Any:
 
 #: what an input entry of a run description holds besides its identity: the size and modification time are
 #: recorded when the run starts, the size read and xxh3-128 once it has been read, or ``unreadable`` instead
-#: (``pipeline._inputs``), so none of them ties a shard to a run; ``inputs_seen`` covers size and time
+#: (``pipeline._inputs``), so none of them ties a shard to a run; ``inputs_seen`` covers size and time (and more)
 _INPUT_STATE = frozenset({"mtime_ns", "xxh3_128", "size", "unreadable"})
 
 
@@ -202,16 +202,26 @@ def shard_run(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def inputs_seen(inputs: list[dict[str, Any]]) -> str:
-    """A digest of the inputs as a run saw them when it started (path, kind, size and modification time of each).
+    """A digest of the inputs as a run saw them when it started: path, kind, size and modification time of
+    each, and for local files each file's inode number and inode change time (``InputSnapshot.seen``).
 
     ``shard_run`` leaves sizes and times out, so an input rewritten (or grown)
     between two runs leaves the run the same: a record also holds this, and a
     resumed task keeps a shard only if it sees its inputs as the run that made
     the shard did (else it redoes it). The hash could not serve: a shard is
-    recorded before its run has read every input to the end.
+    recorded before its run has read every input to the end. Size and
+    modification time alone could: a rewrite to the same size whose time is
+    put back (``os.utime``) left them as they were, but not its inode change
+    time, which no call sets back. A difference only ever redoes shards, so
+    what moves these without changing the bytes (a chmod, a copy restored from
+    a backup) costs time, never a refusal. They are the same seen from every
+    machine that mounts one shared file system (NFS, Lustre, GPFS serve the
+    inode number and times), which the tasks of a split run read; the device
+    number is not, and is left out.
 
-    >>> inputs_seen([{"path": "a", "size": 3, "mtime_ns": 7}]) == inputs_seen([{"path": "a", "size": 3, "mtime_ns": 8}])
-    False
+    >>> seen = {"path": "a", "size": 3, "mtime_ns": 7, "inodes": [[12, 9]]}
+    >>> inputs_seen([seen]) == inputs_seen([{**seen, "mtime_ns": 8}]), inputs_seen([seen]) == inputs_seen([{**seen, "inodes": [[12, 10]]}])
+    (False, False)
     """
     return text_sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
 

@@ -201,7 +201,7 @@ def _write(
     """Prepare the folder, write this task's shards, then the manifest (or the task's summary)."""
     expected: dict[int, str] = {}
     previous = None
-    seen = list(run["inputs"])  # sizes and times now: a resume keeps only shards made from inputs seen the same
+    seen = [snapshot.seen() for snapshot in snapshots]  # a resume keeps only shards made from inputs seen the same
     if existing == "resume":
         previous = folder.previous_run()  # read once: other tasks rewrite run.json as they go
         run["inputs"], expected = resumed_inputs(previous.get("inputs") if previous else None, run["inputs"])

@@ -50,6 +50,13 @@ class FileState:
     mtime_ns: int
     #: an object's ETag (URL inputs): a rewrite of the same size within the same second still shows
     version: str | None = None
+    #: a local file's inode number and inode change time (``st_ino``, ``st_ctime_ns``; 0 for a URL's object).
+    #: No call sets the change time back (``utime`` moves it too), so a rewrite whose size and modification
+    #: time were put back still shows; a file replaced by a rename is another inode. They go into what a
+    #: shard record saw (``seen``) only: the check during the run compares size and time as before, so a
+    #: chmod while the run reads a file does not fail it.
+    ino: int = dataclasses.field(default=0, compare=False)
+    ctime_ns: int = dataclasses.field(default=0, compare=False)
 
 
 class InputSnapshot:
@@ -91,6 +98,24 @@ class InputSnapshot:
             return {**entry, "unreadable": self.unreadable}
         states = self.before.values()
         return {**entry, "size": sum(s.size for s in states), "mtime_ns": max((s.mtime_ns for s in states), default=0)}
+
+    def seen(self) -> dict[str, Any]:
+        """The input as a shard record saw it (``ownership.inputs_seen``): ``recorded`` and, for local files,
+        each file's inode number and inode change time, in ``files`` order.
+
+        Not in ``recorded``, so neither ``run.json`` nor the manifest holds them
+        (they differ between two copies of one corpus, and outputs stay
+        identical). Whatever moves them without changing the bytes (a chmod, a
+        copy restored from a backup, a corpus copied to another disk) only makes
+        a resumed task redo its shards.
+
+        >>> InputSnapshot(InputSource("user/data", "hub", local=False)).seen()
+        {'path': 'user/data', 'kind': 'hub'}
+        """
+        entry = self.recorded()
+        if not self.source.local or "size" not in entry:  # hub datasets, URL objects, unreadable inputs
+            return entry
+        return {**entry, "inodes": [[state.ino, state.ctime_ns] for state in self.before.values()]}
 
     def result(self) -> dict[str, Any]:
         """The input as the manifest records it: the size and xxh3-128 of the bytes read (after ``finish``)."""
@@ -291,4 +316,4 @@ def _state(path: str) -> FileState:
     info = os.stat(path)
     if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
         raise OSError(0, "not a regular file")
-    return FileState(info.st_size, info.st_mtime_ns)
+    return FileState(info.st_size, info.st_mtime_ns, ino=info.st_ino, ctime_ns=info.st_ctime_ns)
