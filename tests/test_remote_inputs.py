@@ -153,6 +153,33 @@ def test_resume_with_url_inputs_keeps_finished_shards(bucket: S3Server, tmp_path
     assert {p.name: p.read_bytes() for p in out.glob("data-*.arrow")} == before
 
 
+def test_a_shard_record_sees_an_object_by_its_etag(bucket: S3Server, corpus: Path) -> None:
+    """S3's LastModified has whole seconds: an object rewritten to the same size within the second it was written
+    differs from the one a shard was made from only by its ETag. So the ETag is part of what a shard record saw
+    (``InputSnapshot.seen``, digested into ``"inputs_seen"``), and a resumed task redoes such a shard. Which second
+    a write lands in cannot be chosen here: the rewrite is staged by giving the object the same time."""
+    import dataclasses
+
+    from goldfish_prep.format.ownership import inputs_seen
+    from goldfish_prep.readers.options import InputSource
+    from goldfish_prep.readers.snapshot import InputSnapshot
+
+    url = f"s3://{BUCKET}/corpus/a.jsonl"
+    first = InputSnapshot(InputSource(url, "jsonl"))
+    data = (corpus / "a.jsonl").read_bytes()
+    bucket.client().put_object(Bucket=BUCKET, Key="corpus/a.jsonl", Body=data.replace(b"Copyright", b"COPYRIGHT"))
+    second = InputSnapshot(InputSource(url, "jsonl"))
+    (state,) = first.before.values()
+    (rewritten,) = second.before.values()
+    assert rewritten.size == state.size and rewritten.version != state.version
+    second.before[url] = dataclasses.replace(rewritten, mtime_ns=state.mtime_ns)  # as within the same second
+    assert second.recorded() == first.recorded()  # size and time alone cannot tell them apart
+    assert inputs_seen([second.seen()]) != inputs_seen([first.seen()])
+    again = [InputSnapshot(InputSource(url, "jsonl")).seen() for _ in range(2)]
+    assert inputs_seen(again[:1]) == inputs_seen(again[1:])  # an object left alone is seen the same
+    bucket.client().put_object(Bucket=BUCKET, Key="corpus/a.jsonl", Body=data)
+
+
 def test_resume_refuses_when_an_object_changed(bucket: S3Server, corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     url = f"s3://{BUCKET}/changing/"

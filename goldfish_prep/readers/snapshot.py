@@ -101,7 +101,9 @@ class InputSnapshot:
 
     def seen(self) -> dict[str, Any]:
         """The input as a shard record saw it (``ownership.inputs_seen``): ``recorded`` and, for local files,
-        each file's inode number and inode change time, in ``files`` order.
+        each file's inode number and inode change time, in ``files`` order; for URL objects, each one's ETag
+        (a store's modification time has whole seconds, S3's at least: an object rewritten to the same size
+        within the second it was written would pass for unchanged).
 
         Not in ``recorded``, so neither ``run.json`` nor the manifest holds them
         (they differ between two copies of one corpus, and outputs stay
@@ -113,8 +115,11 @@ class InputSnapshot:
         {'path': 'user/data', 'kind': 'hub'}
         """
         entry = self.recorded()
-        if not self.source.local or "size" not in entry:  # hub datasets, URL objects, unreadable inputs
+        if "size" not in entry:  # hub datasets, unreadable inputs
             return entry
+        if is_url(self.source.path):  # an object on a store (``local`` is False only for hub datasets)
+            versions = [state.version for state in self.before.values()]
+            return {**entry, "versions": versions} if any(versions) else entry
         return {**entry, "inodes": [[state.ino, state.ctime_ns] for state in self.before.values()]}
 
     def result(self) -> dict[str, Any]:
