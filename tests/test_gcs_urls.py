@@ -26,12 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from tests import gcs_server as fixtures
 from tests.faults_support import ROOT, start
 from tests.gcs_server import GcsServer
+from tests.output_tables import shard_tables
 from tests.s3_server import FaultyProxy, error_line, free_port, run
 from tests.test_url_faults import dead_pid, lock_object
 
@@ -163,20 +163,6 @@ def test_datasets_loads_the_output_from_gcs(bucket: GcsServer, corpus: Path, ref
 
 
 # --- inputs: the shards of the same local files ------------------------------------------------------
-
-
-def shard_tables(folder: Path, prefix: str = "") -> list[pa.Table]:
-    """The shards as tables, ``prefix`` taken off the input paths in their ``id`` and ``source`` columns."""
-    tables = []
-    for shard in sorted(folder.glob("data-*.arrow")):
-        with pa.memory_map(str(shard)) as source:
-            table = pa.ipc.open_stream(source).read_all()
-        for name in ("id", "source"):
-            if name in table.column_names:
-                values = [value.removeprefix(prefix) for value in table.column(name).to_pylist()]
-                table = table.set_column(table.column_names.index(name), name, pa.array(values, table.column(name).type))
-        tables.append(table)
-    return tables
 
 
 @pytest.fixture(scope="module")

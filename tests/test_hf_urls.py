@@ -19,7 +19,6 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +27,7 @@ from click.testing import CliRunner
 
 from goldfish_prep_cli.main import cli
 from tests.hub_server import HubServer
+from tests.output_tables import manifest, shard_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ("-q", "--shard-size", "40KB")
@@ -132,25 +132,6 @@ def mask_locally(spec: str, cwd: Path, out: Path) -> None:
         patch.chdir(cwd)
         result = CliRunner().invoke(cli, ["mask", spec, "-o", str(out), *OPTIONS], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-
-
-def shard_tables(folder: Path, prefix: str = "") -> list[pa.Table]:
-    """The shards as tables, ``prefix`` taken off the input paths in their ``id`` and ``source`` columns."""
-    tables = []
-    for shard in sorted(folder.glob("data-*.arrow")):
-        with pa.memory_map(str(shard)) as source:
-            table = pa.ipc.open_stream(source).read_all()
-        for name in ("id", "source"):
-            if name in table.column_names:
-                values = [value.removeprefix(prefix) for value in table.column(name).to_pylist()]
-                table = table.set_column(table.column_names.index(name), name, pa.array(values, table.column(name).type))
-        tables.append(table)
-    return tables
-
-
-def manifest(folder: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((folder / "goldfish_manifest.json").read_text(encoding="utf-8"))
-    return loaded
 
 
 def assert_same_output(local: Path, remote: Path, prefix: str) -> None:

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +27,7 @@ import xxhash
 from goldfish_prep.readers import remote
 from goldfish_prep.readers.redact import scrub
 from tests import s3_server as fixtures
+from tests.output_tables import manifest, shard_tables
 from tests.s3_server import FaultyProxy, S3Server, error_line, run
 
 # the server (one per session) and the environment a user sets to reach it (see tests/s3_server.py)
@@ -64,25 +64,6 @@ def bucket(s3_env: S3Server, corpus: Path) -> S3Server:
     """The corpus uploaded as s3://corpora/corpus/..."""
     s3_env.upload(BUCKET, corpus, "corpus/")
     return s3_env
-
-
-def shard_tables(folder: Path, prefix: str = "") -> list[pa.Table]:
-    """The shards as tables, ``prefix`` taken off the paths in their ``id`` and ``source`` columns."""
-    tables = []
-    for shard in sorted(folder.glob("data-*.arrow")):
-        with pa.memory_map(str(shard)) as source:
-            table = pa.ipc.open_stream(source).read_all()
-        for name in ("id", "source"):
-            if name in table.column_names:
-                values = [value.removeprefix(prefix) for value in table.column(name).to_pylist()]
-                table = table.set_column(table.column_names.index(name), name, pa.array(values, table.column(name).type))
-        tables.append(table)
-    return tables
-
-
-def manifest(folder: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((folder / "goldfish_manifest.json").read_text(encoding="utf-8"))
-    return loaded
 
 
 def mask_both(corpus: Path, tmp_path: Path, local_spec: str, url: str, *extra: str) -> tuple[Path, Path]:
