@@ -8,7 +8,9 @@ parts). For each, an uninterrupted run through the proxy numbers its requests;
 the points are then ``--spread`` requests evenly spaced over that run (SIGKILL
 after the store saw it), the first and the last request of each kind (SIGKILL
 before and after), SIGINT at evenly spaced requests, and the held-shard
-scenario (a later shard complete while the one before it is still in flight).
+scenario (a later shard complete while the one before it is still in flight);
+then a run killed with a shard whole but unrecorded, whose ``--resume`` is
+stopped in turn at each kind of request a resume makes (``resume_points``).
 Every point is checked as ``check_point`` says; a table is printed, one line
 per point, and the exit status is 1 if any point failed.
 
@@ -67,6 +69,20 @@ def points_for(seen: list[str], spread: int, interrupts: int) -> list[KillPoint]
     return list(dict.fromkeys(chosen))
 
 
+def resume_points(seen: list[str]) -> list[tuple[KillPoint, KillPoint]]:
+    """A run killed once a shard is whole without its record, then its ``--resume`` stopped at each kind of request
+    a resume makes: the lock's take-over, the deletion of that shard, a shard and a record of its own, the end."""
+    if "complete" in seen:  # shards in parts
+        first = KillPoint(signal.SIGKILL, 1, "complete", "after")
+        kinds = [("lock-put", "after"), ("delete", "after"), ("create-upload", "after"), ("part", "after"), ("complete", "before")]
+    else:
+        first = KillPoint(signal.SIGKILL, 4, "shard-put", "after")
+        kinds = [("lock-put", "after"), ("delete", "before"), ("delete", "after"), ("shard-put", "after"), ("record", "before")]
+    kinds += [("record", "after"), ("manifest", "after"), ("state", "after")]
+    pairs = [(first, KillPoint(signal.SIGKILL, 1, kind, when)) for kind, when in kinds]
+    return pairs + [(first, KillPoint(signal.SIGINT, 1, kind)) for kind in ("delete", "record")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layouts", default="small,multipart")
@@ -89,8 +105,9 @@ def main() -> int:
                 print(f"\n== {layout}: {shards} shards, {len(seen)} requests uninterrupted: {kinds}", flush=True)
                 findings: list[Finding] = []
                 started = time.monotonic()
-                for number, point in enumerate(points_for(seen, args.spread, args.interrupts)):
-                    findings.append(check_point(server, BUCKET, f"{layout}-{number:03d}", corpus, options, reference, point))
+                planned = [(point, None) for point in points_for(seen, args.spread, args.interrupts)] + resume_points(seen)
+                for number, (point, then) in enumerate(planned):
+                    findings.append(check_point(server, BUCKET, f"{layout}-{number:03d}", corpus, options, reference, point, then))
                     print(table(findings[-1:]).splitlines()[1], flush=True)
                 print(f"\n{layout}: {len(findings)} points in {time.monotonic() - started:.0f} s\n{table(findings)}")
                 failed += sum(1 for found in findings if found.failures)

@@ -78,6 +78,7 @@ KINDS = (
     ("manifest", r"^PUT .*/goldfish_manifest\.json"),
     ("state", r"^PUT .*/state\.json"),
     ("delete", r"^DELETE "),
+    ("delete-many", r"^POST .*\?delete"),
     ("list", r"^GET [^?]*\?(.*&)?(list-type|prefix|delimiter)="),
     ("read", r"^(GET|HEAD) "),
 )
@@ -171,7 +172,7 @@ class KillingProxy(FaultyProxy):
         if number == point.nth + 1 and finishing and not self.stopped.is_set():
             self.killed_at = f"shard {number} whole, shard {point.nth}'s finish held"
             if point.signal == signal.SIGKILL:
-                self._forward_then(handler, lambda: (self._stop(point.signal), self._release.set()))
+                self._forward_then(handler, lambda: self._stop(point.signal, release=True))
             else:  # Ctrl-C once the answer is back: the run cleans up, and the held upload goes on
                 super()._forward(handler)
                 self._stop(point.signal)
@@ -201,13 +202,16 @@ class KillingProxy(FaultyProxy):
             handler.rfile.read(length)
         handler.close_connection = True
 
-    def _stop(self, number: int) -> None:
+    def _stop(self, number: int, release: bool = False) -> None:
+        """Send signal ``number`` to the run's process group (``release``: then let a held upload go on)."""
         assert self.pid is not None
         try:
             os.killpg(self.pid, number)
         except ProcessLookupError:
             pass
         self.stopped.set()
+        if release:
+            self._release.set()
 
     def settle(self, timeout: float = 30) -> None:
         """Wait until no request is being handled (the ones the dead process had sent are in or dropped)."""
@@ -222,6 +226,7 @@ class Finding:
     """What one kill point left, and whether each promise held."""
 
     point: KillPoint
+    then: KillPoint | None = None  # the resume's own stop, if any
     killed_at: str | None = None
     exit_code: int | None = None
     left: list[str] = field(default_factory=list)  # object names after the kill (shards, records, ...)
@@ -333,58 +338,22 @@ def _readers(server: S3Server, url: str, complete: bool, finding: Finding, when:
 
 
 def check_point(
-    server: S3Server, bucket: str, prefix: str, corpus: Path, options: tuple[str, ...], reference: dict[str, bytes], point: KillPoint
+    server: S3Server,
+    bucket: str,
+    prefix: str,
+    corpus: Path,
+    options: tuple[str, ...],
+    reference: dict[str, bytes],
+    point: KillPoint,
+    then: KillPoint | None = None,
 ) -> Finding:
-    """Run ``mask`` through a ``KillingProxy`` stopped at ``point``, then check the folder, its readers and --resume."""
+    """Run ``mask`` through a ``KillingProxy`` stopped at ``point``, then check the folder, its readers and --resume
+    (``then``: the first ``--resume`` is stopped too, at that point of its own requests, and checked the same way)."""
     url = f"s3://{bucket}/{prefix}"
-    finding = Finding(point)
-    proxy = KillingProxy(server.endpoint, point)
-    try:
-        process = start_mask(server, proxy.endpoint, corpus, "-o", url, "-q", *options)
-        proxy.pid = process.pid
-        try:
-            _, stderr = process.communicate(timeout=300)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate(timeout=60)
-        proxy.settle()
-    finally:
-        proxy.close()
-    finding.killed_at = proxy.killed_at
-    finding.exit_code = process.returncode
-    if proxy.killed_at is None:
-        finding.failures.append(f"the run never reached the point (exit {process.returncode}): {stderr.strip()[-300:]}")
-    left = objects(server, bucket, prefix)
-    finding.left = sorted(left)
-    finding.uploads_after_kill = len(uploads(server, bucket, prefix))
-    complete = without_locks(left) == reference
-    locks = [name for name in left if name.endswith(".lock")]
-    if point.signal == signal.SIGINT:
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-        if process.returncode != 128 + signal.SIGINT and not (process.returncode == 0 and complete):
-            finding.failures.append(f"SIGINT: exit {process.returncode}, not 130: {last}")
-        if locks:
-            finding.failures.append(f"SIGINT: lock object(s) left: {locks}")
-        if finding.uploads_after_kill:
-            finding.failures.append(f"SIGINT: {finding.uploads_after_kill} multipart upload(s) left open")
-    elif process.returncode != -signal.SIGKILL:
-        finding.failures.append(f"SIGKILL: exit {process.returncode}")
-    # a shard counts only with its record, and then it must be whole
-    for name, data in left.items():
-        if re.fullmatch(r"\.goldfish/shard-\d{5}\.json", name):
-            shard = json.loads(data)["filename"]
-            if left.get(shard) != reference.get(shard):
-                finding.failures.append(f"record {name} names {shard}, which is not the uninterrupted run's bytes")
-    said = [_readers(server, url, complete and not locks, finding, "with the lock")]
-    if locks:  # the user deletes the lock object, as told on another machine; then it is put back
-        s3 = server.client()
-        for name in locks:
-            s3.delete_object(Bucket=bucket, Key=f"{prefix}/{name}")
-        said.append("no lock: " + _readers(server, url, complete, finding, "lock deleted"))
-        for name in locks:
-            s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=left[name])
-    finding.readers = "; ".join(said)
+    finding = Finding(point, then)
+    _stop_and_look(server, bucket, prefix, corpus, options, reference, point, finding, ())
+    if then is not None:
+        _stop_and_look(server, bucket, prefix, corpus, options, reference, then, finding, ("--resume",))
     resumed = goldfish(server, "mask", corpus, "-o", url, "-q", *options, "--resume")
     finding.resume_exit = resumed.returncode
     if resumed.returncode != 0:
@@ -401,6 +370,75 @@ def check_point(
     return finding
 
 
+def _stop_and_look(
+    server: S3Server,
+    bucket: str,
+    prefix: str,
+    corpus: Path,
+    options: tuple[str, ...],
+    reference: dict[str, bytes],
+    point: KillPoint,
+    finding: Finding,
+    extra: tuple[str, ...],
+) -> None:
+    """One run stopped at ``point``, and what it left checked; what is found is added to ``finding``."""
+    url = f"s3://{bucket}/{prefix}"
+    second = finding.killed_at is not None
+    earlier = {upload["UploadId"] for upload in uploads(server, bucket, prefix)}  # left by a run before this one
+    proxy = KillingProxy(server.endpoint, point)
+    try:
+        process = start_mask(server, proxy.endpoint, corpus, "-o", url, "-q", *options, *extra)
+        proxy.pid = process.pid
+        try:
+            _, stderr = process.communicate(timeout=300)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate(timeout=60)
+        proxy.settle()
+    finally:
+        proxy.close()
+    if second:  # the resume, stopped in turn: the table shows both
+        finding.killed_at = f"{finding.killed_at}; resume: {proxy.killed_at}"
+    else:
+        finding.killed_at = proxy.killed_at
+        finding.exit_code = process.returncode
+    if proxy.killed_at is None:
+        finding.failures.append(f"the run never reached the point (exit {process.returncode}): {stderr.strip()[-300:]}")
+    left = objects(server, bucket, prefix)
+    if not second:
+        finding.left = sorted(left)
+        finding.uploads_after_kill = len(uploads(server, bucket, prefix))
+    opened = len([upload for upload in uploads(server, bucket, prefix) if upload["UploadId"] not in earlier])
+    complete = without_locks(left) == reference
+    locks = [name for name in left if name.endswith(".lock")]
+    if point.signal == signal.SIGINT:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        if process.returncode != 128 + signal.SIGINT and not (process.returncode == 0 and complete):
+            finding.failures.append(f"SIGINT: exit {process.returncode}, not 130: {last}")
+        if locks:
+            finding.failures.append(f"SIGINT: lock object(s) left: {locks}")
+        if opened:
+            finding.failures.append(f"SIGINT: {opened} multipart upload(s) left open")
+    elif process.returncode != -signal.SIGKILL:
+        finding.failures.append(f"SIGKILL: exit {process.returncode}")
+    # a shard counts only with its record, and then it must be whole
+    for name, data in left.items():
+        if re.fullmatch(r"\.goldfish/shard-\d{5}\.json", name):
+            shard = json.loads(data)["filename"]
+            if left.get(shard) != reference.get(shard):
+                finding.failures.append(f"record {name} names {shard}, which is not the uninterrupted run's bytes")
+    said = [_readers(server, url, complete and not locks, finding, "with the lock")]
+    if locks:  # the user deletes the lock object, as told on another machine; then it is put back
+        s3 = server.client()
+        for name in locks:
+            s3.delete_object(Bucket=bucket, Key=f"{prefix}/{name}")
+        said.append("no lock: " + _readers(server, url, complete, finding, "lock deleted"))
+        for name in locks:
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=left[name])
+    finding.readers = (finding.readers + " / resume stopped: " if second else "") + "; ".join(said)
+
+
 def table(findings: list[Finding]) -> str:
     """One line per point: where it stopped, what was left, what the readers said, and the verdict."""
     lines = [
@@ -411,7 +449,7 @@ def table(findings: list[Finding]) -> str:
         records = sum(1 for name in found.left if name.startswith(".goldfish/shard-"))
         verdict = "ok" if not found.failures else "FAIL: " + " | ".join(found.failures)
         lines.append(
-            f"{found.point.label:<34} {found.killed_at or '-':<42} {found.exit_code!s:>4} {f'{shards}/{records}':>14} "
+            f"{found.point.label + (f' > resume {found.then.label}' if found.then else ''):<34} {found.killed_at or '-':<42} {found.exit_code!s:>4} {f'{shards}/{records}':>14} "
             f"{found.uploads_after_kill:>3} {found.readers:<62} {found.resume_exit!s:>6} {len(found.uploads_after_resume):>3}  {verdict}"
         )
     return "\n".join(lines)
