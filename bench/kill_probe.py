@@ -64,8 +64,8 @@ def points_for(seen: list[str], spread: int, interrupts: int) -> list[KillPoint]
             for when in ("before", "after"):
                 chosen.append(KillPoint(signal.SIGKILL, nth, kind, when))
     chosen += [KillPoint(signal.SIGINT, max(1, round(total * (i + 1) / (interrupts + 1)))) for i in range(interrupts)]
-    chosen.append(KillPoint(signal.SIGKILL, 1, out_of_order=True))
-    chosen.append(KillPoint(signal.SIGINT, 1, out_of_order=True))
+    chosen.append(KillPoint(signal.SIGKILL, 0, out_of_order=True))
+    chosen.append(KillPoint(signal.SIGINT, 0, out_of_order=True))
     return list(dict.fromkeys(chosen))
 
 

@@ -62,6 +62,9 @@ from typing import Any
 from tests.s3_server import FaultyProxy, S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
+#: out of order: how long a run that makes no request is left before it is stopped (it waits for the held upload,
+#: so it makes none; the bound only ends the wait, what is checked does not depend on it)
+QUIET_S = 1.0
 
 #: request kinds, by the first pattern (on "METHOD path") that matches
 KINDS = (
@@ -125,7 +128,8 @@ class KillingProxy(FaultyProxy):
         self.stopped = threading.Event()  # the signal was sent
         self._active = 0
         self._release = threading.Event()  # out_of_order: the held upload may go on (to a dead process)
-        self._shard_put_done: set[int] = set()
+        self._armed = threading.Event()  # out_of_order: the later shard is whole
+        self._fired = False
 
     def _forward(self, handler: http.server.BaseHTTPRequestHandler) -> None:
         method, path = handler.command, handler.path
@@ -169,16 +173,33 @@ class KillingProxy(FaultyProxy):
             self._release.wait(120)  # until the later shard is whole and the run stopped
             if self.stopped.is_set() and point.signal == signal.SIGKILL:
                 return self._drop(handler)
-        if number == point.nth + 1 and finishing and not self.stopped.is_set():
+        if number == point.nth + 1 and finishing and not self._armed.is_set():
+            # the later shard whole, and the run hears it; it is stopped at its next request (forwarded first: a
+            # record of that shard, written before the earlier shard is whole, would land), or once it makes none
+            super()._forward(handler)
             self.killed_at = f"shard {number} whole, shard {point.nth}'s finish held"
-            if point.signal == signal.SIGKILL:
-                self._forward_then(handler, lambda: self._stop(point.signal, release=True))
-            else:  # Ctrl-C once the answer is back: the run cleans up, and the held upload goes on
-                super()._forward(handler)
-                self._stop(point.signal)
-                self._release.set()
+            self._armed.set()
+            threading.Timer(QUIET_S, self._fire, (point, None)).start()
             return None
+        if self._armed.is_set():
+            return self._fire(point, handler)
         return super()._forward(handler)
+
+    def _fire(self, point: KillPoint, handler: http.server.BaseHTTPRequestHandler | None) -> None:
+        """Out of order: stop the run at the first request after the later shard's (``handler``), or once it has
+        made none for ``QUIET_S`` (``handler`` None: the run waits for the held upload, as it must)."""
+        with self._lock:
+            first, self._fired = not self._fired, True
+        if not first:
+            return super()._forward(handler) if handler is not None else None
+        if handler is None:
+            self.killed_at = f"{self.killed_at}, then no request"
+            return self._stop(point.signal, release=True)
+        self.killed_at = f"{self.killed_at}, then {kind_of(handler.command, handler.path)}"
+        if point.signal == signal.SIGKILL:
+            return self._forward_then(handler, lambda: self._stop(point.signal, release=True))
+        super()._forward(handler)
+        return self._stop(point.signal, release=True)
 
     def _forward_then(self, handler: http.server.BaseHTTPRequestHandler, then: Any) -> None:
         """Forward the request to the store, then (before its answer reaches the run) call ``then``."""
@@ -422,6 +443,12 @@ def _stop_and_look(
             finding.failures.append(f"SIGINT: {opened} multipart upload(s) left open")
     elif process.returncode != -signal.SIGKILL:
         finding.failures.append(f"SIGKILL: exit {process.returncode}")
+    # the records name a prefix of the shards (pipeline/_commits.py writes them in order, each after the one before)
+    numbers = sorted(
+        int(name[len(".goldfish/shard-") : -len(".json")]) for name in left if re.fullmatch(r"\.goldfish/shard-\d{5}\.json", name)
+    )
+    if numbers != list(range(len(numbers))):
+        finding.failures.append(f"the records are not a prefix of the shards: {numbers}")
     # a shard counts only with its record, and then it must be whole
     for name, data in left.items():
         if re.fullmatch(r"\.goldfish/shard-\d{5}\.json", name):
