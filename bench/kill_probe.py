@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from tests.conftest import COPYRIGHT_FILES, LICENSE_FILES  # noqa: E402
-from tests.kill_probe import Finding, KillPoint, calibrate, check_point, local_reference, table  # noqa: E402
+from tests.kill_probe import Finding, KillPoint, calibrate, check_point, jsonl_corpus, local_reference, table  # noqa: E402
 from tests.s3_server import S3Server  # noqa: E402
 
 BUCKET = "kill-probe"
@@ -45,13 +45,7 @@ LAYOUTS = {
 
 def build_corpus(path: Path, size: int) -> Path:
     texts = [Path(p).read_text(encoding="utf-8", errors="replace") for p in COPYRIGHT_FILES + LICENSE_FILES]
-    texts = [text for text in texts if 0 < len(text) < 20_000]
-    with path.open("w", encoding="utf-8") as out:
-        number = 0
-        while out.tell() < size:
-            out.write(json.dumps({"text": f"{number}\n{texts[number % len(texts)]}"}) + "\n")
-            number += 1
-    return path
+    return jsonl_corpus(path, texts, size)
 
 
 def points_for(seen: list[str], spread: int, interrupts: int) -> list[KillPoint]:

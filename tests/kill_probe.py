@@ -87,6 +87,17 @@ KINDS = (
 )
 
 
+def jsonl_corpus(path: Path, texts: list[str], size: int) -> Path:
+    """JSON lines of ``texts`` (each numbered, so no two lines are equal) until ``path`` holds ``size`` bytes."""
+    texts = [text for text in texts if 0 < len(text) < 20_000]
+    with path.open("w", encoding="utf-8") as out:
+        number = 0
+        while out.tell() < size:
+            out.write(json.dumps({"text": f"{number}\n{texts[number % len(texts)]}"}) + "\n")
+            number += 1
+    return path
+
+
 def kind_of(method: str, path: str) -> str:
     request = f"{method} {path}"
     for name, pattern in KINDS:

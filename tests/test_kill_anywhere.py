@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import s3_server as fixtures
-from tests.kill_probe import KillPoint, check_point, local_reference
+from tests.kill_probe import KillPoint, check_point, jsonl_corpus, local_reference
 from tests.s3_server import S3Server
 
 s3_server = fixtures.s3_server
@@ -36,24 +36,14 @@ SMALL = ("--shard-size", "80KB")
 PARTS = ("--shard-size", "8MB", "--storage-options", json.dumps({"default_block_size": 5 << 20}))
 
 
-def jsonl(path: Path, texts: list[str], size: int) -> Path:
-    texts = [text for text in texts if 0 < len(text) < 20_000]
-    with path.open("w", encoding="utf-8") as out:
-        number = 0
-        while out.tell() < size:
-            out.write(json.dumps({"text": f"{number}\n{texts[number % len(texts)]}"}) + "\n")
-            number += 1
-    return path
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
-    return jsonl(tmp_path_factory.mktemp("kill-corpus") / "corpus.jsonl", real_texts, 600_000)
+    return jsonl_corpus(tmp_path_factory.mktemp("kill-corpus") / "corpus.jsonl", real_texts, 600_000)
 
 
 @pytest.fixture(scope="module")
 def big_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
-    return jsonl(tmp_path_factory.mktemp("kill-big") / "big.jsonl", real_texts, 3_000_000)
+    return jsonl_corpus(tmp_path_factory.mktemp("kill-big") / "big.jsonl", real_texts, 3_000_000)
 
 
 @pytest.fixture(scope="module")
