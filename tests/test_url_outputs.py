@@ -309,12 +309,30 @@ def test_sigkill_in_the_middle_of_a_multipart_upload_leaves_no_shard(
         proxy.close()
     assert sorted(objects(bucket, "cut")) == [".goldfish/run.json", ".goldfish/writer.lock"]  # no shard, no record
     uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
-    assert [upload["Key"] for upload in uploads] == ["cut/data-00000.arrow"]  # invisible; a lifecycle rule reclaims it
-    s3.abort_multipart_upload(Bucket=BUCKET, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"])
+    assert [upload["Key"] for upload in uploads] == ["cut/data-00000.arrow"]  # invisible, and billed for its part
     s3.delete_object(Bucket=BUCKET, Key="cut/.goldfish/writer.lock")
     result = run("mask", big_corpus, "-o", url, "-q", *MULTIPART, "--resume")
     assert result.exit_code == 0, result.output
     assert objects(bucket, "cut") == one_shard_reference
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []  # the resume aborted the one left open
+
+
+def test_a_run_aborts_only_its_own_shards_uploads_a_dead_run_left_open(bucket: S3Server, corpus: Path) -> None:
+    """A task holding its lock aborts the open multipart uploads of the shards it owns under its prefix: not another
+    task's (which may be sending them), not another object's, not another prefix's."""
+    s3, prefix = bucket.client(), "open-uploads"
+    for key in (
+        f"{prefix}/data-00000.arrow",
+        f"{prefix}/data-00001.arrow",
+        f"{prefix}/data-00003.arrow",
+        f"{prefix}/notes.bin",
+        "elsewhere/data-00001.arrow",
+    ):
+        s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+    result = run("mask", corpus, "-o", f"s3://{BUCKET}/{prefix}", *OPTIONS, "--num-tasks", "2", "--task-index", "1")
+    assert result.exit_code == 0, result.output
+    left = sorted(upload["Key"] for upload in s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+    assert left == ["elsewhere/data-00001.arrow", f"{prefix}/data-00000.arrow", f"{prefix}/notes.bin"]
 
 
 def test_the_lock_is_a_conditional_write_the_store_enforces(bucket: S3Server) -> None:

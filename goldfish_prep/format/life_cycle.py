@@ -139,6 +139,8 @@ def prepare(
                 completed = {}
             else:  # inputs seen otherwise: the finished files go too (a task may not set aside what is not its own)
                 remove_stale(folder, completed, task, keep_finished=existing == "resume" and not inputs_changed)
+    # a dead run's shard uploads still open (invisible, billed) on a store: this run holds the lock now
+    folder.abort_open_uploads(task.owns)
     try:
         folder.make_progress_folder()
         folder.write_json(progress_path(RUN_FILE), run)

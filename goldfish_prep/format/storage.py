@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import io
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -89,6 +90,14 @@ class FolderStorage(abc.ABC):
 
     @abc.abstractmethod
     def make_progress_folder(self) -> None: ...
+
+    def abort_open_uploads(self, owns: Callable[[str], bool]) -> int:
+        """Abort the uploads a dead run left open under the names ``owns`` accepts; return how many.
+
+        Nothing to do on a local disk (a killed run's temporaries are files, which
+        ``remove`` deletes); an object store's multipart upload is invisible and
+        billed until aborted (``UrlFolder``)."""
+        return 0
 
     @abc.abstractmethod
     def shard_buffer(self, name: str) -> pa.Buffer:

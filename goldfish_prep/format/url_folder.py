@@ -90,7 +90,7 @@ from goldfish_prep.errors import ConfigError, GoldfishError
 from goldfish_prep.format.commit import HashingReader
 from goldfish_prep.format.folder import OutputFolder
 from goldfish_prep.format.lock import Holder, LockHeldError
-from goldfish_prep.format.names import PROGRESS_DIR, WRITER_LOCK, is_lock_name, shard_record_name
+from goldfish_prep.format.names import PROGRESS_DIR, WRITER_LOCK, is_lock_name, is_shard_filename, shard_record_name
 from goldfish_prep.format.object_lock import ObjectLock
 from goldfish_prep.format.ownership import progress_path
 from goldfish_prep.format.store_errors import StoreError, short_cause, speaks_of_a_bucket, store_failure, translated
@@ -218,6 +218,39 @@ class UrlFolder(OutputFolder):
     def move(self, name: str, to: str) -> None:
         """A copy and a delete on an object store (no rename there): server-side, so no byte travels through here."""
         self._write(name, lambda: self.fs.mv(self._path(name), self._path(to), recursive=True))
+
+    def abort_open_uploads(self, owns: Callable[[str], bool]) -> int:
+        """On S3, abort the multipart uploads of shards left open under this prefix by a run that died (SIGKILL, a
+        lost machine), for the shards ``owns`` accepts (a task's own); return how many.
+
+        Called once this run holds the folder's lock (``life_cycle.prepare``), when no
+        live run can be sending those shards: the plain run's lock excludes every
+        other writer, and a task aborts only its own shards' uploads. Without it
+        they stay invisible and billed until a lifecycle rule reclaims them (their
+        upload ids died with the run). Best effort: a store or a key that may not
+        list or abort uploads (``s3:ListBucketMultipartUploads``,
+        ``s3:AbortMultipartUpload``) leaves them to that rule, and the run goes on.
+        GCS's resumable sessions and Azure's uncommitted blocks expire by
+        themselves (a week), and neither can be listed here."""
+        if self.url.split("://", 1)[0].lower() not in ("s3", "s3a") or not hasattr(self.fs, "call_s3"):
+            return 0
+        bucket, _, key = self.root.partition("/")
+        prefix = f"{key}/" if key else ""
+        aborted = 0
+        try:
+            markers: dict[str, str] = {}
+            while True:
+                page = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
+                for upload in page.get("Uploads", []):
+                    name = upload["Key"][len(prefix) :]
+                    if "/" not in name and is_shard_filename(name) and owns(name):
+                        self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                        aborted += 1
+                if not page.get("IsTruncated"):
+                    return aborted
+                markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+        except Exception:  # refused or failing: the lifecycle rule's work (docs/remote.md), never this run's error
+            return aborted
 
     def make_progress_folder(self) -> None:
         """Nothing on an object store, whose folders are key prefixes (fsspec's ``makedirs`` would even create a
