@@ -139,9 +139,7 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
             f"{where}: the store refused the object as too large ({cause}). Rerun with --overwrite and a smaller "
             "--shard-size, or raise the store's limit on an object's size"
         )
-    # a refusal is never a missing bucket, whatever its words: GCS's 403 ends "denied on resource (or it may not exist)"
-    said_missing = "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)
-    if missing_bucket(exc, where) or (said_missing and status not in (401, 403)):
+    if bucket_is_missing(exc, where, cause, status):
         return StoreError(f"{where}: the bucket does not exist ({bucket_cause(exc, where, cause)}). {bucket_fix(where)}")
     if code == "ContainerNotFound":  # Azure
         return StoreError(
@@ -167,6 +165,22 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
 #: gcsfs's "not found" names the request's path alone; a 404 for a bucket's object collection (``b/NAME/o``: a
 #: listing, or an upload, with its query) can only mean that the bucket does not exist
 _GCS_COLLECTION = re.compile(r"(?:^|/)b/([^/?\s]+)/o(?:\?\S*)?$")
+
+
+def bucket_is_missing(exc: BaseException, where: str, cause: str, status: int | None) -> bool:
+    """Whether a failed request (``cause``: what it said; ``status``: ``store_answer``'s) means the bucket does not
+    exist: gcsfs's "not found" about a bucket (``missing_bucket``), or words that say so (S3's ``NoSuchBucket``).
+    A refusal (401, 403) never is, whatever its words: GCS's end "(or it may not exist)". For outputs
+    (``store_failure``) and inputs (``readers.remote.store_error``) alike.
+
+    >>> bucket_is_missing(OSError(), "s3://b/x", "NoSuchBucket: The specified bucket does not exist", 404)
+    True
+    >>> bucket_is_missing(OSError(), "gs://b/x", "denied on resource (or it may not exist): bucket b", 403)
+    False
+    """
+    lowered = cause.lower()
+    said_missing = "bucket" in lowered and ("not exist" in lowered or "nosuchbucket" in lowered)
+    return missing_bucket(exc, where) is not None or (said_missing and status not in (401, 403))
 
 
 def missing_bucket(exc: BaseException, where: str) -> str | None:

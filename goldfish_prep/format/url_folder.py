@@ -232,9 +232,9 @@ class UrlFolder(OutputFolder):
         ``s3:AbortMultipartUpload``) leaves them to that rule, and the run goes on.
         GCS's resumable sessions and Azure's uncommitted blocks expire by
         themselves (a week), and neither can be listed here."""
-        if self.url.split("://", 1)[0].lower() not in ("s3", "s3a") or not hasattr(self.fs, "call_s3"):
+        if not hasattr(self.fs, "call_s3"):  # s3fs's: the drivers of other stores list no open uploads
             return 0
-        bucket, _, key = self.root.partition("/")
+        bucket, key, _ = self.fs.split_path(self.root)
         prefix = f"{key}/" if key else ""
         aborted = 0
         try:
