@@ -130,6 +130,25 @@ def test_a_full_store_refusing_a_small_shard_keeps_the_shards_before_it(
     assert objects(bucket, "quota") == reference
 
 
+def test_a_key_that_may_not_list_open_uploads_still_runs_and_leaves_them_to_the_lifecycle_rule(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    """Aborting a dead run's open uploads is best effort (``UrlFolder.abort_open_uploads``): a key without
+    ``s3:ListBucketMultipartUploads`` (the listing answered 403) costs the run nothing, and the upload stays for the
+    bucket's lifecycle rule."""
+    s3 = bucket.client()
+    s3.create_multipart_upload(Bucket=BUCKET, Key="no-listing/data-00000.arrow")
+    proxy = FullStore(bucket.endpoint, lambda method, path: (403, "AccessDenied") if method == "GET" and "uploads" in path else None)
+    try:
+        result = run("mask", corpus, "-o", f"s3://{BUCKET}/no-listing", *OPTIONS, env=bucket.env(endpoint=proxy.endpoint))
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert len(proxy.refused) == 1 and "uploads" in proxy.refused[0]  # asked once, refused, not retried
+    assert objects(bucket, "no-listing") == reference
+    assert [upload["Key"] for upload in s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])] == ["no-listing/data-00000.arrow"]
+
+
 # --- a lock object left by a dead run: who may take it over -----------------------------------------
 
 
