@@ -100,8 +100,8 @@ def _field_kb(path: str, key: str) -> int:
     return 0
 
 
-def measure(command: list[str], cores: int, log: Path, env: dict[str, str] | None = None) -> Measured:
-    """Run ``command`` on the first ``cores`` CPUs; wall time, peak tree PSS, max RSS, CPU time."""
+def measure(command: list[str], cores: int, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Measured:
+    """Run ``command`` on the first ``cores`` CPUs (in ``cwd``); wall time, peak tree PSS, max RSS, CPU time."""
     cpus = sorted(os.sched_getaffinity(0))[:cores]
     with open(log, "wb") as sink:
         started = time.perf_counter()
@@ -110,6 +110,7 @@ def measure(command: list[str], cores: int, log: Path, env: dict[str, str] | Non
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=cwd,
             preexec_fn=lambda: os.sched_setaffinity(0, cpus),
         )
         sampler = _TreeSampler(process.pid)

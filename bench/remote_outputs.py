@@ -16,6 +16,7 @@ taken off. The corpus is ``peers.py``'s, as in ``remote_inputs.py``.
     python bench/remote_outputs.py --scales 1,10 --rounds 2
     python bench/remote_outputs.py --scales 10 --rounds 4 --store-apart
     python bench/remote_outputs.py --scales 10 --rounds 4 --python-b OTHER/.venv/bin/python
+    python bench/remote_outputs.py --scales 10 --rounds 4 --store-apart --shard-size 256MB
 
 ``--python-b`` adds ``out-s3@b`` and ``s3@b``: the same runs by another
 interpreter (another checkout's venv: the code before a change), in the same
@@ -101,7 +102,11 @@ def one_run(kind: str, scale: int, spec: str, args: argparse.Namespace, env: dic
     if kind.endswith("@b"):
         command[0] = args.python_b
     command[command.index("OUT")] = str(out)
-    measured = measure(command, args.cores, args.work / f"remote-out-{name}.log", env)
+    command[command.index("--shard-size") + 1] = args.shard_size
+    # not in a checkout: ``python -m`` puts the working folder first on sys.path, so every interpreter started in
+    # this repository would run this checkout's code, ``--python-b``'s too (the paired figures before 2026-12-06
+    # 14:00 UTC compared this code with itself)
+    measured = measure(command, args.cores, args.work / f"remote-out-{name}.log", env, cwd=args.work)
     served = cpu_seconds(server.pid) - before
     if measured.returncode != 0:
         raise SystemExit(f"mask failed ({name}, exit {measured.returncode}); see {args.work / f'remote-out-{name}.log'}")
@@ -182,8 +187,14 @@ def main() -> None:
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--store-apart", action="store_true", help="the server on the last CPU, the runs on the others")
+    parser.add_argument(
+        "--shard-size",
+        default="16MB",
+        help="mask's --shard-size: 16MB (outputs of about 30 MB, one PUT each) or 256MB (mask's default: multipart uploads)",
+    )
     parser.add_argument("--python-b", help="another interpreter (another checkout's venv) for the out-s3@b and s3@b runs")
     args = parser.parse_args()
+    args.work = args.work.resolve()  # the runs start there (``one_run``): every path they are given is absolute
     args.work.mkdir(parents=True, exist_ok=True)
     server = S3Server()
     if args.store_apart:
@@ -198,7 +209,7 @@ def main() -> None:
     finally:
         server.stop()
     where = f", server on CPU {sorted(os.sched_getaffinity(0))[-1]}, runs on {args.cores} other(s)" if args.store_apart else ""
-    print(report(results, args.num_proc) + where)
+    print(report(results, args.num_proc) + where + f", --shard-size {args.shard_size}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ under load, for the retry tests.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import http.server
 import json
@@ -181,6 +182,8 @@ class FaultyProxy:
     ``fail(method, path, attempt)`` returns None to forward the request, ``"503"``
     to answer 503 SlowDown, ``"stall"`` to wait ``stall_s`` before forwarding, or
     ``"cut"`` to forward and then close the connection halfway through the body.
+    ``requests`` keeps each request's method, path, headers (names in lower case) and the sha256 of its body, in the
+    order they came.
     """
 
     def __init__(self, target: str, fail: Any, stall_s: float = 0.0) -> None:
@@ -188,6 +191,7 @@ class FaultyProxy:
         self.fail = fail
         self.stall_s = stall_s
         self.counts: dict[str, int] = {}
+        self.requests: list[tuple[str, str, dict[str, str], str]] = []
         self.faults = 0
         self._lock = threading.Lock()
         proxy = self
@@ -224,6 +228,9 @@ class FaultyProxy:
                 self.faults += 1
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        with self._lock:
+            self.requests.append((handler.command, handler.path, headers, hashlib.sha256(body).hexdigest()))
         if fault == "503":
             payload = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
             handler.send_response(503)

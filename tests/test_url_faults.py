@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from goldfish_prep.format.store_errors import CHECKSUMS_WHEN_REQUIRED
 from tests import s3_server as fixtures
 from tests import test_url_outputs as outputs
 from tests.faults_support import start
@@ -32,7 +33,8 @@ reference, big_reference, one_shard_reference = outputs.reference, outputs.big_r
 
 
 class FullStore(FaultyProxy):
-    """A proxy that answers the requests ``refuse(method, path)`` picks as a full store does: ``(status, code)``."""
+    """A proxy that answers the requests ``refuse(method, path)`` picks as a full store does: ``(status, code)``, or
+    ``(status, code, message)`` for another answer."""
 
     def __init__(self, target: str, refuse: Any) -> None:
         super().__init__(target, lambda method, path, attempt: None)
@@ -44,10 +46,19 @@ class FullStore(FaultyProxy):
         if answer is None:
             super()._forward(handler)
             return
-        status, code = answer
+        status, code, *words = answer
+        message = (
+            words[0]
+            if words
+            else "The bucket has reached its storage limit."
+            if code
+            else "Storage backend has reached its minimum free drive threshold."
+        )
+        self._answer(handler, status, code, message)
+
+    def _answer(self, handler: Any, status: int, code: str, message: str) -> None:
         self.refused.append(f"{handler.command} {handler.path}")
         handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        message = "The bucket has reached its storage limit." if code else "Storage backend has reached its minimum free drive threshold."
         payload = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/xml")
@@ -301,3 +312,78 @@ def test_a_whole_shard_read_by_url_is_mapped_from_a_temporary_file_not_held_in_m
     assert shard.buffer.to_pybytes() == one_shard_reference["data-00000.arrow"]
     assert shard.checksums["sha256"] == json.loads(one_shard_reference[".goldfish/shard-00000.json"])["sha256"]
     assert shard.table().num_rows > 0
+
+
+# --- a store that does not take the checksum headers, or finds a body damaged ----------------------------
+
+
+class NoChecksums(FullStore):
+    """An S3-compatible store that refuses a request carrying a checksum (``x-amz-checksum-crc32``, ``-sha256`` ...), as
+    some did when botocore began to send one by default (1.36, January 2025)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target, lambda method, path: None)
+
+    def _forward(self, handler: Any) -> None:
+        sent = [name for name in handler.headers if name.lower().startswith("x-amz-checksum-") and name.lower() != "x-amz-checksum-mode"]
+        if sent:
+            self._answer(handler, 400, "InvalidArgument", f"Unsupported header '{sent[0].lower()}' received for this API call.")
+        else:
+            super()._forward(handler)
+
+
+def test_a_store_that_refuses_checksum_headers_names_the_setting_that_turns_them_off(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    url = f"s3://{BUCKET}/no-checksums"
+    proxy = NoChecksums(bucket.endpoint)
+    try:
+        line = error_line(run("mask", corpus, "-o", url, *OPTIONS, env=bucket.env(endpoint=proxy.endpoint)))
+        assert ": the store does not take the checksum sent with each request (InvalidArgument: " in line, line
+        assert "Unsupported header 'x-amz-checksum-" in line, line  # the store's own words
+        assert line.endswith(f"Set {CHECKSUMS_WHEN_REQUIRED} and rerun with --resume"), line
+        # the setting it names works against the same store
+        env = {**bucket.env(endpoint=proxy.endpoint), "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"}
+        result = run("mask", corpus, "-o", url, *OPTIONS, "--resume", env=env)
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "no-checksums") == reference
+
+
+def test_a_shard_the_store_finds_damaged_on_the_way_is_sent_again_or_one_line(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    """A store that finds a body other than its checksum says (``BadDigest``): the client sends it again; a store
+    that keeps finding it so stops the run in one line, and ``--resume`` finishes."""
+    message = "The SHA256 you specified did not match the calculated checksum."
+    damaged: list[str] = []
+
+    def damage(times: float) -> Any:
+        def refuse(method: str, path: str) -> tuple[int, str, str] | None:
+            if len(damaged) >= times or method != "PUT" or "/data-00002.arrow" not in path:
+                return None
+            damaged.append(path)
+            return 400, "BadDigest", message
+
+        return refuse
+
+    proxy = FullStore(bucket.endpoint, damage(1))
+    try:
+        result = run("mask", corpus, "-o", f"s3://{BUCKET}/resent", *OPTIONS, env=bucket.env(endpoint=proxy.endpoint))
+        assert result.exit_code == 0, result.output
+        assert len(damaged) == 1
+        assert objects(bucket, "resent") == reference
+        url = f"s3://{BUCKET}/damaged"
+        proxy.refuse = damage(float("inf"))
+        line = error_line(run("mask", corpus, "-o", url, *OPTIONS, env=bucket.env(endpoint=proxy.endpoint)))
+    finally:
+        proxy.close()
+    assert line == (
+        f"Error: {url}/data-00002.arrow: the store received bytes that differ from their checksum (BadDigest: [Errno 22] {message}): "
+        "they were damaged on the way. Rerun with --resume, which keeps finished shards"
+    ), line
+    assert "data-00002.arrow" not in objects(bucket, "damaged")
+    result = run("mask", corpus, "-o", url, *OPTIONS, "--resume")
+    assert result.exit_code == 0, result.output
+    assert objects(bucket, "damaged") == reference

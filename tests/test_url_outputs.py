@@ -12,6 +12,8 @@ checked with real processes and signals.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -552,6 +554,100 @@ def test_a_store_that_keeps_failing_stops_in_one_line_and_resume_finishes(
     result = run("mask", corpus, "-o", url, *OPTIONS, "--resume")
     assert result.exit_code == 0, result.output
     assert objects(bucket, "failing") == reference
+
+
+def test_the_client_own_retries_resend_a_whole_shard(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    """botocore not retrying (``max_attempts`` 1), s3fs retries a refused PUT by calling again with the same
+    arguments: a shard whose body were a stream would go out from where the refused attempt left it (empty)."""
+
+    def fail(method: str, path: str, attempt: int) -> str | None:
+        return "503" if method == "PUT" and attempt < 2 and path.endswith(("/data-00000.arrow", "/data-00005.arrow")) else None
+
+    proxy = FaultyProxy(bucket.endpoint, fail)
+    options = json.dumps({"config_kwargs": {"retries": {"max_attempts": 1}}})
+    try:
+        result = run(
+            "mask", corpus, "-o", f"s3://{BUCKET}/again", *OPTIONS, "--storage-options", options, env=bucket.env(endpoint=proxy.endpoint)
+        )
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert proxy.faults == 4
+    assert objects(bucket, "again") == reference
+
+
+# --- each shard's PUT carries the sha256 its record names ------------------------------------------
+
+
+def _shard_puts(proxy: FaultyProxy) -> dict[str, tuple[dict[str, str], str]]:
+    """The headers and body sha256 of the (last) PUT of each shard, by the shard's name."""
+    return {
+        path.rsplit("/", 1)[-1]: (headers, body) for method, path, headers, body in proxy.requests if method == "PUT" and "/data-" in path
+    }
+
+
+def _checked_by_its_sha256(headers: dict[str, str], body_sha256: str) -> bool:
+    """Whether a request carries its body's SHA-256 in a signed header, and its payload is not hashed again to be signed."""
+    signed = re.search(r"SignedHeaders=([^,]+)", headers["authorization"]).group(1).split(";")  # type: ignore[union-attr]
+    return (
+        base64.b64decode(headers.get("x-amz-checksum-sha256", "")).hex() == body_sha256
+        and "x-amz-checksum-sha256" in signed
+        and headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        and not any(name.startswith("x-amz-checksum-") and name != "x-amz-checksum-sha256" for name in headers)  # no CRC32 of botocore's
+    )
+
+
+def _recorded_run(bucket: S3Server, corpus: Path, prefix: str, *options: str, **env: str) -> tuple[FaultyProxy, dict[str, bytes]]:
+    """``mask`` into ``prefix`` through a proxy that records every request (``env``: variables added); the proxy and
+    the objects written."""
+    proxy = FaultyProxy(bucket.endpoint, lambda *_: None)
+    try:
+        result = run("mask", corpus, "-o", f"s3://{BUCKET}/{prefix}", *options, env={**bucket.env(endpoint=proxy.endpoint), **env})
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    return proxy, objects(bucket, prefix)
+
+
+def test_each_shard_is_put_with_its_record_sha256_and_the_body_bound_by_it(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    """The store can check the bytes against the record's hash (``format/s3_upload.py``); over plain HTTP the payload
+    is not hashed a second time to be signed, since the signed checksum header binds it."""
+    proxy, written = _recorded_run(bucket, corpus, "checked", *OPTIONS)
+    assert written == reference
+    puts = _shard_puts(proxy)
+    assert sorted(puts) == sorted(name for name in written if name.startswith("data-"))
+    for name, (headers, body_sha256) in puts.items():
+        record = json.loads(written[f".goldfish/shard-{name[5:10]}.json"])
+        assert body_sha256 == record["sha256"] == hashlib.sha256(written[name]).hexdigest()
+        assert _checked_by_its_sha256(headers, body_sha256), headers
+    # what carries no sha256 of ours (records, manifest) is signed as botocore signs it over HTTP
+    others = [(headers, body) for method, path, headers, body in proxy.requests if method == "PUT" and "/data-" not in path]
+    assert others and all(headers["x-amz-content-sha256"] == body for headers, body in others)
+
+
+def test_each_part_of_a_multipart_shard_is_checked_by_its_own_sha256(
+    bucket: S3Server, big_corpus: Path, one_shard_reference: dict[str, bytes]
+) -> None:
+    proxy, written = _recorded_run(bucket, big_corpus, "parts", "-q", *MULTIPART)
+    assert written == one_shard_reference
+    created = [headers for method, path, headers, _ in proxy.requests if method == "POST" and "/data-00000.arrow?uploads" in path]
+    assert len(created) == 1 and created[0]["x-amz-checksum-algorithm"] == "SHA256"
+    parts = [(headers, body) for method, path, headers, body in proxy.requests if method == "PUT" and "/data-00000.arrow?" in path]
+    assert len(parts) == 2  # 5.7 MB in parts of 5 MiB
+    assert all(_checked_by_its_sha256(headers, body) for headers, body in parts)
+
+
+def test_a_client_told_to_send_checksums_only_when_required_sends_none(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    """``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``: the fix for stores that refuse checksum headers."""
+    proxy, written = _recorded_run(bucket, corpus, "plain", *OPTIONS, AWS_REQUEST_CHECKSUM_CALCULATION="when_required")
+    assert written == reference
+    puts = _shard_puts(proxy)
+    assert puts
+    for headers, body_sha256 in puts.values():
+        assert not any(header.startswith("x-amz-checksum-") for header in headers)
+        assert headers["x-amz-content-sha256"] == body_sha256  # signed as botocore signs over HTTP
 
 
 # --- Ray tasks writing to the store ----------------------------------------------------------------

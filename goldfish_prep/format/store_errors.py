@@ -62,6 +62,13 @@ _FULL_CODES = frozenset(
 #: `gcloud auth application-default login` writes (`gcloud auth login` alone writes none it reads), then a VM's account
 GCS_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`, or the VM's service account"
 _FULL_WORDS = ("quota", "insufficient storage", "storage full", "no space left", "minimum free drive")
+#: a body that arrived other than its checksum says (S3's codes): damaged on the way
+_MISMATCH_CODES = frozenset({"baddigest", "invaliddigest", "xamzcontentchecksummismatch", "xamzcontentsha256mismatch"})
+#: what to set for a store that refuses the checksum headers botocore (and ``s3_upload``) send
+CHECKSUMS_WHEN_REQUIRED = (
+    "AWS_REQUEST_CHECKSUM_CALCULATION=when_required "
+    """(or --storage-options '{"config_kwargs": {"request_checksum_calculation": "when_required"}}')"""
+)
 
 
 def store_answer(exc: BaseException) -> tuple[str, int | None]:
@@ -133,6 +140,16 @@ def store_failure(where: str, exc: BaseException) -> StoreError:
         return StoreError(
             f"{where}: the store is full or over its quota ({cause}). Free space under the bucket or raise its quota, "
             "then rerun with --resume, which keeps finished shards"
+        )
+    if code.lower() in _MISMATCH_CODES or ("checksum" in lowered and ("did not match" in lowered or "mismatch" in lowered)):
+        return StoreError(
+            f"{where}: the store received bytes that differ from their checksum ({cause}): they were damaged on the way. "
+            "Rerun with --resume, which keeps finished shards"
+        )
+    if "checksum" in lowered and status in (400, 501):  # an S3-compatible store that does not take checksum headers
+        return StoreError(
+            f"{where}: the store does not take the checksum sent with each request ({cause}). "
+            f"Set {CHECKSUMS_WHEN_REQUIRED} and rerun with --resume"
         )
     if code == "EntityTooLarge":
         return StoreError(

@@ -7,14 +7,15 @@ workers idle once they have finished the batches they hold. ``UploadFile``
 writes behind instead: the main process hashes and copies each chunk the Arrow
 writer hands it into a buffer, and once the buffer holds a part (the driver's
 own block size: ``part_size_of``) hands it to its own thread, which writes it to the store file (the part's
-request runs there). At most one part waits for that thread while it sends
+request runs there; on S3 the store file is ``s3_upload.S3Parts``, which sends the
+part as it is, checked by its SHA-256). At most one part waits for that thread while it sends
 another, so memory is bounded by about three parts, whatever the shard's size;
 a thread that falls behind makes the next hand-over wait (backpressure), never
 the buffer grow.
 
 Visibility is unchanged: the object appears only when ``commit`` closes the
 store file (the last part, then ``CompleteMultipartUpload``, or one PUT for a
-shard smaller than a part); an upload that failed or was abandoned is aborted
+shard smaller than a part, on S3 checked by the sha256 its record names); an upload that failed or was abandoned is aborted
 (at once: ``abort`` does not wait for a part's request, so Ctrl-C ends a run
 promptly however slow the store), and one cut off by SIGKILL stays an invisible
 incomplete upload (``url_folder``'s docstring: the commit protocol). The checksums are computed
@@ -35,6 +36,7 @@ from typing import Any
 
 from goldfish_prep.errors import GoldfishError
 from goldfish_prep.format.commit import Checksums
+from goldfish_prep.format.s3_upload import S3Parts, is_s3, put_whole
 from goldfish_prep.format.store_errors import store_failure, translated
 
 #: bytes per part for a driver that names no block size of its own
@@ -85,7 +87,9 @@ class UploadFile:
         if self._sender is None:
             if self._raw is None:
                 with translated(self.temporary):
-                    self._raw = self._fs.open(self._path, "wb", block_size=self._part_size)
+                    self._raw = (
+                        S3Parts(self._fs, self._path) if is_s3(self._fs) else self._fs.open(self._path, "wb", block_size=self._part_size)
+                    )
             self._sender = threading.Thread(target=self._send, name="goldfish-prep-parts", daemon=True)
             self._sender.start()
         self._parts.put(part)
@@ -133,7 +137,10 @@ class UploadFile:
             with translated(self.temporary):
                 rest = self._buffer.getvalue()
                 if self._raw is None:  # smaller than a part: one PUT, without a store file's copies
-                    self._fs.pipe_file(self._path, rest)
+                    if is_s3(self._fs):  # with the sha256 computed for the record, checked by the store
+                        put_whole(self._fs, self._path, rest, bytes.fromhex(self.checksums()["sha256"]))
+                    else:
+                        self._fs.pipe_file(self._path, rest)
                 else:
                     if rest:
                         self._raw.write(rest)

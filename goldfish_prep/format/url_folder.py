@@ -16,7 +16,9 @@ The commit protocol on an object store, which has no rename:
    lost machine stays an invisible incomplete multipart upload (a bucket
    lifecycle rule ``AbortIncompleteMultipartUpload`` reclaims its parts). No
    byte is staged on local disk: parts (the driver's block size) are held in
-   memory and sent by a thread while the next ones are built (``UploadFile``).
+   memory and sent by a thread while the next ones are built (``UploadFile``);
+   on S3 each request carries its body's SHA-256, which the store checks
+   (``s3_upload``: a single PUT carries the sha256 the record will name).
 2. The shard's completion record (``.goldfish/shard-NNNNN.json``, its sha256)
    is PUT only after that upload completed; ``--resume`` keeps exactly the
    shards whose record exists and whose object hashes to it, and deletes any
