@@ -17,6 +17,7 @@ taken off. The corpus is ``peers.py``'s, as in ``remote_inputs.py``.
     python bench/remote_outputs.py --scales 10 --rounds 4 --store-apart
     python bench/remote_outputs.py --scales 10 --rounds 4 --python-b OTHER/.venv/bin/python
     python bench/remote_outputs.py --scales 10 --rounds 4 --store-apart --shard-size 256MB
+    python bench/remote_outputs.py --scales 10 --rounds 2 --store-apart --shard-size 256MB --latency-ms 50
 
 ``--python-b`` adds ``out-s3@b`` and ``s3@b``: the same runs by another
 interpreter (another checkout's venv: the code before a change), in the same
@@ -49,7 +50,7 @@ from measure import Measured, measure  # noqa: E402
 from peers import WORK, build_corpus  # noqa: E402
 from remote_inputs import cpu_seconds, mask_command, rows  # noqa: E402
 
-from tests.s3_server import S3Server  # noqa: E402
+from tests.s3_server import FaultyProxy, S3Server  # noqa: E402
 
 BUCKET = "bench-out"
 KINDS = ("local", "out-s3", "s3")
@@ -123,7 +124,7 @@ def run_scale(scale: int, server: S3Server, args: argparse.Namespace) -> dict[st
     corpus = build_corpus(args.work, scale)
     server.upload(BUCKET, corpus, f"{corpus.name}/")
     size_mb = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / 1e6
-    env = {**os.environ, **server.env()}
+    env = {**os.environ, **server.env(endpoint=args.endpoint)}  # the runs reach the server through the proxy, if any
     local_spec, url = str(corpus) + "/", f"s3://{BUCKET}/{corpus.name}/"
     specs = {"local": local_spec, "out-s3": local_spec, "s3": url, "out-s3@b": local_spec, "s3@b": url}
     kinds = KINDS + (B_KINDS if args.python_b else ())
@@ -192,6 +193,12 @@ def main() -> None:
         default="16MB",
         help="mask's --shard-size: 16MB (outputs of about 30 MB, one PUT each) or 256MB (mask's default: multipart uploads)",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="a store far away: every request waits this long in a proxy (tests/s3_server.FaultyProxy) before the server",
+    )
     parser.add_argument("--python-b", help="another interpreter (another checkout's venv) for the out-s3@b and s3@b runs")
     args = parser.parse_args()
     args.work = args.work.resolve()  # the runs start there (``one_run``): every path they are given is absolute
@@ -203,13 +210,18 @@ def main() -> None:
             raise SystemExit("--store-apart needs two CPUs or more")
         args.cores = min(args.cores, len(cpus) - 1)
         pin_process(server.pid, {cpus[-1]})
+    proxy = FaultyProxy(server.endpoint, lambda *_: "stall", stall_s=args.latency_ms / 1000) if args.latency_ms else None
+    args.endpoint = proxy.endpoint if proxy else None
     try:
         server.client().create_bucket(Bucket=BUCKET)
         results = [run_scale(int(scale), server, args) for scale in args.scales.split(",")]
     finally:
+        if proxy is not None:
+            proxy.close()
         server.stop()
     where = f", server on CPU {sorted(os.sched_getaffinity(0))[-1]}, runs on {args.cores} other(s)" if args.store_apart else ""
-    print(report(results, args.num_proc) + where + f", --shard-size {args.shard_size}")
+    latency = f", {args.latency_ms:g} ms per request" if args.latency_ms else ""
+    print(report(results, args.num_proc) + where + f", --shard-size {args.shard_size}{latency}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT
 from goldfish_prep.format.store_errors import StoreError
 from goldfish_prep.format.upload import part_size_of
 from goldfish_prep.format.url_folder import UrlFolder
@@ -62,18 +63,22 @@ def uploads(server: S3Server) -> list[str]:
 
 
 class HeldPart:
-    """A ``FaultyProxy`` rule: hold the request of part ``number`` of ``name``'s upload (its first attempt) until
-    ``release`` is set, for at most ``hold_s``: below the client's read timeout (60 s), so that a caller that waits
-    for the part fails its test instead of the client retrying a held request for minutes. ``arrived`` is set when
-    the request reaches the proxy, ``sent`` when it is let go."""
+    """A ``FaultyProxy`` rule: hold the requests of parts ``numbers`` of ``name``'s upload (their first attempts)
+    until ``release`` is set, for at most ``hold_s``: below the client's read timeout (60 s), so that a caller that
+    waits for a part fails its test instead of the client retrying a held request for minutes. ``arrived`` is set
+    when all of them have reached the proxy, ``sent`` when one is let go."""
 
-    def __init__(self, hold_s: float, number: int = 1, name: str = "data-00000.arrow") -> None:
+    def __init__(self, hold_s: float, numbers: tuple[int, ...] = (1,), name: str = "data-00000.arrow") -> None:
         self.arrived, self.release, self.sent = threading.Event(), threading.Event(), threading.Event()
-        self._hold_s, self._part, self._name = hold_s, f"partNumber={number}&", f"/{name}?"
+        self._hold_s, self._parts, self._name = hold_s, {f"partNumber={number}&" for number in numbers}, f"/{name}?"
+        self._waiting: set[str] = set()
 
     def __call__(self, method: str, path: str, attempt: int) -> None:
-        if method == "PUT" and self._name in path and self._part in path + "&" and attempt == 0:
-            self.arrived.set()
+        part = next((part for part in self._parts if part in path + "&"), None)
+        if method == "PUT" and self._name in path and part is not None and attempt == 0:
+            self._waiting.add(part)
+            if self._waiting == self._parts:
+                self.arrived.set()
             self.release.wait(self._hold_s)
             self.sent.set()
 
@@ -106,7 +111,7 @@ def test_a_shard_smaller_than_a_part_is_one_put(bucket: S3Server) -> None:
             seen.append(f"{method} {path.split('?', 1)[1] if '?' in path else ''}".strip())
 
     with through(FaultyProxy(bucket.endpoint, watch)) as folder:
-        assert part_size_of(folder.fs) == 50 << 20  # s3fs's own block size
+        assert part_size_of(folder.fs) == S3_PART_SIZE  # not s3fs's 50 MiB: several parts are sent at once
         data = os.urandom(5 << 20)
         upload = folder.pending("data-00000.arrow")
         for start in range(0, len(data), 1 << 20):
@@ -114,6 +119,32 @@ def test_a_shard_smaller_than_a_part_is_one_put(bucket: S3Server) -> None:
         assert seen == []  # held in memory until the commit
         upload.commit()
     assert seen == ["PUT"]
+
+
+def test_parts_are_sent_at_once_and_the_object_has_them_in_order(bucket: S3Server) -> None:
+    """Part 1 held until parts 2 and 3 have reached the store: they were sent while it was on its way."""
+    arrived: set[int] = set()
+    later_parts = threading.Event()
+
+    def hold_the_first(method: str, path: str, attempt: int) -> None:
+        number = int(path.split("partNumber=", 1)[1].split("&", 1)[0]) if method == "PUT" and "partNumber=" in path else 0
+        arrived.add(number)
+        if {2, 3} <= arrived:
+            later_parts.set()
+        if number == 1 and attempt == 0:
+            later_parts.wait(20)  # a sender that waits for part 1 before sending the next fails the assert below
+
+    data = os.urandom(4 * PART + 12345)
+    with through(FaultyProxy(bucket.endpoint, hold_the_first), default_block_size=PART) as folder:
+        assert part_size_of(folder.fs) == PART  # the options' part size
+        upload = folder.pending("data-00000.arrow")
+        for start in range(0, len(data), 1 << 20):
+            upload.write(data[start : start + (1 << 20)])
+        assert upload.commit() == hashlib.sha256(data).hexdigest()
+        key = f"{folder.url.removeprefix(f's3://{BUCKET}/')}/data-00000.arrow"
+        assert bucket.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+    assert later_parts.is_set(), "parts 2 and 3 were sent only after part 1"
+    assert {1, 2, 3, 4, 5} <= arrived and uploads(bucket) == []
 
 
 def test_a_refused_part_is_one_line_at_the_next_write_and_nothing_is_left(bucket: S3Server) -> None:
@@ -129,9 +160,10 @@ def test_a_refused_part_is_one_line_at_the_next_write_and_nothing_is_left(bucket
     with through(FaultyProxy(bucket.endpoint, refuse_the_second_part), **retries) as folder:
         upload = folder.pending("data-00000.arrow")
         chunk = os.urandom(PART)
-        with pytest.raises(StoreError) as failed:
-            for _ in range(50):  # a later write meets it: the queue holds one part, so the caller cannot run ahead
+        with pytest.raises(StoreError) as failed:  # met by a later write, or by the commit (parts are sent at once)
+            for _ in range(50):
                 upload.write(chunk)
+            upload.commit()
         assert refused.is_set()
         line = str(failed.value)
         assert "\n" not in line and folder.where("data-00000.arrow") in line and "SlowDown" in line
@@ -152,19 +184,20 @@ def test_an_abandoned_upload_leaves_nothing(bucket: S3Server) -> None:
 # --- Ctrl-C while the caller waits for the sending thread -----------------------------------------------
 
 
-#: one shard of about 21 MB (four parts of 5 MiB and a rest) from ``four_parts_corpus``
+#: one shard of about 42 MB (parts of 5 MiB or a little more, and a rest) from ``six_parts_corpus``
 ONE_SHARD = ("--shard-size", "64MB")
 INTERRUPTED = "Error: interrupted; completed shards are kept, rerun with --resume to continue"
 
 
 @pytest.fixture(scope="module")
-def four_parts_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
-    """About 11 MB of real texts as JSON lines: one shard of more than four parts of ``PART``."""
-    path = tmp_path_factory.mktemp("four-parts") / "corpus.jsonl"
+def six_parts_corpus(tmp_path_factory: pytest.TempPathFactory, real_texts: list[str]) -> Path:
+    """About 22 MB of real texts as JSON lines: one shard of more than six parts of ``PART`` (the writer overshoots a
+    part by up to a record batch)."""
+    path = tmp_path_factory.mktemp("six-parts") / "corpus.jsonl"
     texts = [text for text in real_texts if 0 < len(text) < 20_000]
     with path.open("w", encoding="utf-8") as out:
         number = 0
-        while out.tell() < 11_000_000:
+        while out.tell() < 22_000_000:
             out.write(json.dumps({"text": f"{number}\n{texts[number % len(texts)]}"}) + "\n")
             number += 1
     return path
@@ -190,21 +223,23 @@ def wait_until_its_main_thread_waits(process: subprocess.Popen[str], looks: int 
 
 
 def test_ctrl_c_while_the_caller_waits_on_a_full_queue_aborts_the_upload_and_resume_finishes(
-    bucket: S3Server, four_parts_corpus: Path, tmp_path: Path
+    bucket: S3Server, six_parts_corpus: Path, tmp_path: Path
 ) -> None:
-    """Part 1 of the shard is held at the proxy, part 2 queued behind it, and the run's write of part 3 waits for
-    the queue. Ctrl-C then ends the run at once with the usual line (the held request is not waited for), the
+    """Parts 1 to 4 of the shard are held at the proxy (every sending thread waits), part 5 is queued behind them,
+    and the run's write of part 6 waits for the queue. Ctrl-C then ends the run at once with the usual line (the held request is not waited for), the
     multipart upload is aborted (nothing of it left on the store), and --resume writes the bytes of a clean run."""
     url = f"s3://{BUCKET}/interrupted"
     options = (*ONE_SHARD, "--storage-options", json.dumps({"default_block_size": PART}))
-    part = HeldPart(hold_s=50)  # longer than the run may take to end below, shorter than the client's read timeout
+    part = HeldPart(hold_s=50, numbers=tuple(range(1, S3_PARTS_IN_FLIGHT + 1)))  # longer than the run may take to end
+    # below, shorter than the client's read timeout
     proxy = FaultyProxy(bucket.endpoint, part)
     try:
-        process = start(four_parts_corpus, "-o", url, *options, env=bucket.env(endpoint=proxy.endpoint))
+        process = start(six_parts_corpus, "-o", url, *options, env=bucket.env(endpoint=proxy.endpoint))
         try:
             assert part.arrived.wait(120), process.communicate()
             wait_until_its_main_thread_waits(process)
-            assert not [request for request in proxy.counts if "partNumber=2&" in request + "&"]  # queued, not sent
+            queued = f"partNumber={S3_PARTS_IN_FLIGHT + 1}&"
+            assert not [request for request in proxy.counts if queued in request + "&"]  # queued, not sent
             os.killpg(process.pid, signal.SIGINT)
             try:
                 _, stderr = process.communicate(timeout=30)
@@ -222,8 +257,8 @@ def test_ctrl_c_while_the_caller_waits_on_a_full_queue_aborts_the_upload_and_res
     assert uploads(bucket) == []  # aborted: no part of the shard left on the store
     left = objects(bucket, "interrupted", bucket=BUCKET)
     assert "data-00000.arrow" not in left and ".goldfish/writer.lock" not in left and "state.json" not in left, sorted(left)
-    resumed = run("mask", four_parts_corpus, "-o", url, "-q", *options, "--resume")
+    resumed = run("mask", six_parts_corpus, "-o", url, "-q", *options, "--resume")
     assert resumed.exit_code == 0, resumed.output
-    clean = run("mask", four_parts_corpus, "-o", tmp_path / "clean", "-q", *ONE_SHARD)
+    clean = run("mask", six_parts_corpus, "-o", tmp_path / "clean", "-q", *ONE_SHARD)
     assert clean.exit_code == 0, clean.output
     assert objects(bucket, "interrupted", bucket=BUCKET) == files(tmp_path / "clean")

@@ -8,7 +8,7 @@ its buffer and out again, aiohttp copies the body once more (botocore's
 CRC32 of it (its default since 1.36) and, on an ``http://`` endpoint (MinIO or
 Ceph inside a cluster, the test server), a SHA-256 to sign the payload. All of
 it ran in the process that writes the shards, the run's narrowest point: on the
-benchmark's 332 MB output about 1 s of its CPU (docs/remote.md).
+benchmark's 332 MB output 0.4 to 0.5 s of the run's CPU, measured (docs/remote.md).
 
 Here a shard smaller than a part is one ``PutObject`` carrying the sha256
 ``UploadFile`` already computed for the record as ``ChecksumSHA256``; a larger
@@ -46,6 +46,11 @@ import threading
 from typing import Any
 
 _HANDLER_ID = "goldfish-prep-unsigned-when-checksummed"
+#: bytes per part on S3 (unless ``--storage-options`` set ``default_block_size``): a shard's last part, sent after
+#: the run has built it, is at most this; 10,000 parts make shards of up to 160 GiB
+S3_PART_SIZE = 16 << 20
+#: parts of one shard sent at once: a store far away is a round trip per part, which parts in flight overlap
+S3_PARTS_IN_FLIGHT = 4
 
 
 def is_s3(fs: Any) -> bool:
@@ -62,8 +67,8 @@ def put_whole(fs: Any, path: str, body: bytes, sha256: bytes) -> None:
 
 
 class S3Parts:
-    """The store file ``UploadFile`` writes parts to on S3: ``write`` sends one part, ``close`` completes the upload,
-    ``discard`` aborts it. The upload is created with the first part, in the thread that sends it."""
+    """The store file ``UploadFile`` sends parts to on S3: ``write_part`` sends one, from any thread and in any order,
+    ``close`` completes the upload, ``discard`` aborts it. The first part to be sent creates the upload."""
 
     def __init__(self, fs: Any, path: str) -> None:
         self._fs = fs
@@ -71,41 +76,42 @@ class S3Parts:
         self._bucket, self._key, _ = fs.split_path(path)
         self._checked = _checksums_on(fs)
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._lock = threading.Lock()  # ``discard`` may come from either thread
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._creating = threading.Lock()  # one thread creates the upload, the others wait for its id
+        self._lock = threading.Lock()  # ``discard`` may come from any thread
         self.closed = False
 
-    def write(self, part: bytes) -> int:
-        """Upload ``part`` as the next part (one ``UploadPart``; the first creates the upload)."""
-        if self.closed:
-            raise ValueError("the upload was completed or aborted")
-        if self._upload_id is None:
-            created = self._fs.call_s3(
-                "create_multipart_upload", Bucket=self._bucket, Key=self._key, **({"ChecksumAlgorithm": "SHA256"} if self._checked else {})
-            )
-            with self._lock:
-                if self.closed:  # discarded while the upload was being created: it is aborted here
-                    self._abort(created["UploadId"])
-                    raise ValueError("the upload was aborted")
-                self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
+    def write_part(self, number: int, part: bytes) -> None:
+        """Upload ``part`` as part ``number`` (one ``UploadPart``, with its own SHA-256)."""
+        upload_id = self._created()
         checksum = _checksum(self._fs, hashlib.sha256(part).digest()) if self._checked else {}
         sent = self._fs.call_s3(
-            "upload_part", Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=part, **checksum
+            "upload_part", Bucket=self._bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=part, **checksum
         )
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"], **checksum})
-        return len(part)
+        self._parts[number] = {"PartNumber": number, "ETag": sent["ETag"], **checksum}
+
+    def _created(self) -> str:
+        """The upload's id; the first caller creates the upload (``CreateMultipartUpload``)."""
+        with self._creating:
+            if self.closed:
+                raise ValueError("the upload was completed or aborted")
+            if self._upload_id is None:
+                algorithm = {"ChecksumAlgorithm": "SHA256"} if self._checked else {}
+                created = self._fs.call_s3("create_multipart_upload", Bucket=self._bucket, Key=self._key, **algorithm)
+                with self._lock:
+                    if self.closed:  # discarded while the upload was being created: it is aborted here
+                        self._abort(created["UploadId"])
+                        raise ValueError("the upload was aborted")
+                    self._upload_id = created["UploadId"]
+            return self._upload_id
 
     def close(self) -> None:
-        """Complete the upload: the object appears whole now."""
+        """Complete the upload with its parts in order: the object appears whole now."""
         if self.closed:
             return
+        parts = [self._parts[number] for number in sorted(self._parts)]
         self._fs.call_s3(
-            "complete_multipart_upload",
-            Bucket=self._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},
+            "complete_multipart_upload", Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
         )
         self.closed = True
         self._fs.invalidate_cache(self._path)

@@ -1,26 +1,32 @@
-"""A shard being uploaded to an object store: its parts are sent by a thread while the next ones are built.
+"""A shard being uploaded to an object store: its parts are sent by threads while the next ones are built.
 
 A store file from fsspec (s3fs, gcsfs, adlfs) sends a part from inside the
 ``write`` that fills its buffer, and the caller waits for the request. Written
 from the main process, that is every part of every shard but the last, with the
 workers idle once they have finished the batches they hold. ``UploadFile``
 writes behind instead: the main process hashes and copies each chunk the Arrow
-writer hands it into a buffer, and once the buffer holds a part (the driver's
-own block size: ``part_size_of``) hands it to its own thread, which writes it to the store file (the part's
-request runs there; on S3 the store file is ``s3_upload.S3Parts``, which sends the
-part as it is, checked by its SHA-256). At most one part waits for that thread while it sends
-another, so memory is bounded by about three parts, whatever the shard's size;
-a thread that falls behind makes the next hand-over wait (backpressure), never
-the buffer grow.
+writer hands it into a buffer, and once the buffer holds a part
+(``part_size_of``) hands it over to a sending thread. Other drivers' store
+files take parts in order, so one thread writes them there. On S3 the store
+file is ``s3_upload.S3Parts``, which takes numbered parts in any order, each
+sent as it is with its own SHA-256: ``S3_PARTS_IN_FLIGHT`` threads send parts
+of ``S3_PART_SIZE`` at once, so a store far away costs a round trip per part
+once, not once per part in turn. At most one part waits for the threads while
+they send others, so memory is bounded by the parts being sent plus two (about
+three parts elsewhere, six of 16 MiB on S3), whatever the shard's size; threads
+that fall behind make the next hand-over wait (backpressure), never the buffer
+grow.
 
 Visibility is unchanged: the object appears only when ``commit`` closes the
-store file (the last part, then ``CompleteMultipartUpload``, or one PUT for a
-shard smaller than a part, on S3 checked by the sha256 its record names); an upload that failed or was abandoned is aborted
-(at once: ``abort`` does not wait for a part's request, so Ctrl-C ends a run
-promptly however slow the store), and one cut off by SIGKILL stays an invisible
-incomplete upload (``url_folder``'s docstring: the commit protocol). The checksums are computed
-in the caller's thread, from the bytes in the order they were written, so the
-record (``ShardWriter.finish``) does not wait for any upload.
+store file (the last part, then ``CompleteMultipartUpload`` with the parts in
+order, or one PUT for a shard smaller than a part, on S3 checked by the sha256
+its record names); an upload that failed or was abandoned is aborted (at once:
+``abort`` does not wait for a part's request, so Ctrl-C ends a run promptly
+however slow the store), and one cut off by SIGKILL stays an invisible
+incomplete upload (``url_folder``'s docstring: the commit protocol). The
+checksums are computed in the caller's thread, from the bytes in the order
+they were written, so the record (``ShardWriter.finish``) does not wait for
+any upload.
 
 A failed part (after the provider's retries) is kept by the thread and raised,
 as the one-line ``StoreError``, at the caller's next ``write`` or at ``commit``.
@@ -36,7 +42,7 @@ from typing import Any
 
 from goldfish_prep.errors import GoldfishError
 from goldfish_prep.format.commit import Checksums
-from goldfish_prep.format.s3_upload import S3Parts, is_s3, put_whole
+from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT, S3Parts, is_s3, put_whole
 from goldfish_prep.format.store_errors import store_failure, translated
 
 #: bytes per part for a driver that names no block size of its own
@@ -45,9 +51,11 @@ _END = None
 
 
 def part_size_of(fs: Any) -> int:
-    """The driver's own part size: its ``default_block_size`` (s3fs: 50 MiB, gcsfs: 5 MiB; what
-    ``--storage-options`` set, if they did), else its ``blocksize`` (adlfs: 4 MiB), else ``PART_SIZE``. The
-    requests a shard makes are those the driver's own file would make; only who waits for them changes."""
+    """The driver's own part size: its ``default_block_size`` (gcsfs: 5 MiB; what ``--storage-options`` set, if they
+    did), else its ``blocksize`` (adlfs: 4 MiB), else ``PART_SIZE``; on S3, ``S3_PART_SIZE`` unless the options set
+    one (s3fs's own 50 MiB, sent one part at a time, suits its file; ``s3_upload`` sends several at once)."""
+    if is_s3(fs) and getattr(fs, "default_block_size", None) == getattr(type(fs), "default_block_size", None):
+        return S3_PART_SIZE
     for name in ("default_block_size", "blocksize"):
         size = getattr(fs, name, None)
         if isinstance(size, int) and size > 0:
@@ -66,8 +74,10 @@ class UploadFile:
         self._raw: Any = None  # the store file, opened with the first part: a shard of one part is one PUT
         self._hashes = Checksums()
         self._buffer = io.BytesIO()  # its getvalue() hands over the bytes without a copy
-        self._parts: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
-        self._sender: threading.Thread | None = None
+        self._parts: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
+        self._numbered = is_s3(fs)  # S3 takes parts by number, in any order: several may be sent at once
+        self._senders: list[threading.Thread] = []
+        self._next_part = 1
         self._failed: GoldfishError | None = None
         self._abandoned = False
         self._closed = False
@@ -82,39 +92,51 @@ class UploadFile:
         return len(data)
 
     def _hand_over(self) -> None:
-        """Give the buffered part to the sending thread (started on the first part); waits while one is queued."""
+        """Give the buffered part to the sending threads (started on the first part); waits while one is queued."""
         part, self._buffer = self._buffer.getvalue(), io.BytesIO()
-        if self._sender is None:
+        if not self._senders:
             if self._raw is None:
                 with translated(self.temporary):
                     self._raw = (
-                        S3Parts(self._fs, self._path) if is_s3(self._fs) else self._fs.open(self._path, "wb", block_size=self._part_size)
+                        S3Parts(self._fs, self._path) if self._numbered else self._fs.open(self._path, "wb", block_size=self._part_size)
                     )
-            self._sender = threading.Thread(target=self._send, name="goldfish-prep-parts", daemon=True)
-            self._sender.start()
-        self._parts.put(part)
+            for _ in range(S3_PARTS_IN_FLIGHT if self._numbered else 1):
+                sender = threading.Thread(target=self._send, name="goldfish-prep-parts", daemon=True)
+                sender.start()
+                self._senders.append(sender)
+        self._parts.put((self._next_part, part))
+        self._next_part += 1
 
     def _send(self) -> None:
-        """The sending thread: write each part to the store file (a full part is uploaded from inside ``write``)."""
-        while (part := self._parts.get()) is not _END:
+        """A sending thread: send each part it takes (a store file uploads a full part from inside ``write``).
+
+        The end (``_END``) is put back for the next thread before this one ends, so one end ends them all."""
+        while (item := self._parts.get()) is not _END:
             if self._failed is not None or self._abandoned:
                 continue  # keep taking parts, so that the caller never waits on a queue nobody empties
+            number, part = item
             try:
                 with translated(self.temporary):
-                    self._raw.write(part)
+                    if self._numbered:
+                        self._raw.write_part(number, part)
+                    else:
+                        self._raw.write(part)
             except GoldfishError as exc:
                 self._failed = exc
             except BaseException as exc:  # kept, and raised in the caller's thread as one line
                 self._failed = store_failure(self.temporary, exc)
             if self._abandoned and _can_discard(self._raw):  # aborted while this part was on its way: drop what
                 self._discard()  # its requests made meanwhile (``abort``)
+        self._parts.put_nowait(_END)  # the queue is empty: only the caller puts parts, and it put the end last
 
     def _sent(self) -> None:
-        """Wait until every handed-over part has been written to the store file."""
-        if self._sender is not None:
+        """Wait until every handed-over part has been sent."""
+        if self._senders:
             self._parts.put(_END)
-            self._sender.join()
-            self._sender = None
+            for sender in self._senders:
+                sender.join()
+            self._senders = []
+            self._parts.get_nowait()  # the end the last thread put back
 
     def flush(self) -> None:
         """Buffered here and by the upload; the bytes are sent by parts, and the rest on ``commit``."""
@@ -142,7 +164,9 @@ class UploadFile:
                     else:
                         self._fs.pipe_file(self._path, rest)
                 else:
-                    if rest:
+                    if rest and self._numbered:
+                        self._raw.write_part(self._next_part, rest)
+                    elif rest:
                         self._raw.write(rest)
                     self._raw.close()
             self._buffer = io.BytesIO()
@@ -186,15 +210,15 @@ class UploadFile:
             self._fs.rm_file(self._path)
 
     def _stop_sending(self) -> None:
-        """Let the sending thread end after the part it is sending, without waiting for it: the parts queued
-        behind it are taken back (only this thread puts, so the queue then has room for the end)."""
-        if self._sender is None:
+        """Let the sending threads end after the parts they are sending, without waiting for them: the part queued
+        behind them is taken back (only this thread puts parts, so the queue then has room for the end)."""
+        if not self._senders:
             return
         with contextlib.suppress(queue.Empty):
             while True:
                 self._parts.get_nowait()
         self._parts.put_nowait(_END)
-        self._sender = None
+        self._senders = []
 
     def _discard(self) -> None:
         """Drop the upload the store file began (s3fs: ``AbortMultipartUpload``; gcsfs: the resumable upload

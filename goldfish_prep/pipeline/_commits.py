@@ -16,7 +16,7 @@ own shard's upload completed *and* the record before it was written
 store always name a prefix of the shards, as ``--resume`` and ``finalize``
 expect; the protocol is unchanged (``format.folder``). Memory grows by at most
 ``IN_FLIGHT`` shards' unsent bytes: a shard smaller than one part is held whole
-until its PUT, a larger one a part or two (s3fs's part: 50 MiB).
+until its PUT, a larger one the parts being sent plus two (on S3 six of 16 MiB: ``format.upload``).
 
 Failures and interrupts: an upload that fails after the provider's retries
 aborts itself (``UploadFile.commit``), and its error is raised in the main
