@@ -127,7 +127,8 @@ class UploadFile:
                 self._failed = store_failure(self.temporary, exc)
             if self._abandoned and _can_discard(self._raw):  # aborted while this part was on its way: drop what
                 self._discard()  # its requests made meanwhile (``abort``)
-        self._parts.put_nowait(_END)  # the queue is empty: only the caller puts parts, and it put the end last
+        with contextlib.suppress(queue.Full):  # else an end is there already (``_stop_sending`` after an interrupted
+            self._parts.put_nowait(_END)  # ``_sent``); the caller puts no part after the end
 
     def _sent(self) -> None:
         """Wait until every handed-over part has been sent."""
@@ -136,7 +137,8 @@ class UploadFile:
             for sender in self._senders:
                 sender.join()
             self._senders = []
-            self._parts.get_nowait()  # the end the last thread put back
+            with contextlib.suppress(queue.Empty):
+                self._parts.get_nowait()  # the end the last thread put back
 
     def flush(self) -> None:
         """Buffered here and by the upload; the bytes are sent by parts, and the rest on ``commit``."""
