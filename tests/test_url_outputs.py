@@ -639,6 +639,19 @@ def test_each_part_of_a_multipart_shard_is_checked_by_its_own_sha256(
     assert all(_checked_by_its_sha256(headers, body) for headers, body in parts)
 
 
+def test_a_payload_signing_the_user_asked_for_is_kept(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
+    """``s3.payload_signing_enabled`` set in ``--storage-options``: shards still carry their sha256, and the payload is
+    signed as configured (the hook that sends it unsigned steps aside)."""
+    signing = json.dumps({"config_kwargs": {"s3": {"payload_signing_enabled": True}}})
+    proxy, written = _recorded_run(bucket, corpus, "signed", *OPTIONS, "--storage-options", signing)
+    assert written == reference
+    puts = _shard_puts(proxy)
+    assert puts
+    for headers, body_sha256 in puts.values():
+        assert base64.b64decode(headers["x-amz-checksum-sha256"]).hex() == body_sha256
+        assert headers["x-amz-content-sha256"] == body_sha256
+
+
 def test_a_client_told_to_send_checksums_only_when_required_sends_none(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
     """``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``: the fix for stores that refuse checksum headers."""
     proxy, written = _recorded_run(bucket, corpus, "plain", *OPTIONS, AWS_REQUEST_CHECKSUM_CALCULATION="when_required")

@@ -62,7 +62,8 @@ def put_whole(fs: Any, path: str, body: bytes, sha256: bytes) -> None:
     """PUT ``body``, whose SHA-256 is ``sha256``, as the object at ``path``; failures are raised as s3fs raises them
     (the caller's ``translated`` makes them one line)."""
     bucket, key, _ = fs.split_path(path)
-    fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body, **_checksum(fs, sha256))
+    checksum = _checksum(fs, sha256) if _checksums_on(fs) else {}
+    fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body, **checksum)
     fs.invalidate_cache(path)  # as pipe_file does: a listing cached before must show the new object
 
 
@@ -134,10 +135,8 @@ def _checksums_on(fs: Any) -> bool:
 
 
 def _checksum(fs: Any, sha256: bytes) -> dict[str, str]:
-    """``ChecksumSHA256`` for a request (none if the client sends checksums only when required), the hook that
-    sends its payload unsigned registered on the client."""
-    if not _checksums_on(fs):
-        return {}
+    """``ChecksumSHA256`` for a request (``_checksums_on`` first), with the hook that sends its payload unsigned
+    registered on the client."""
     fs.s3.meta.events.register("before-sign.s3", _unsigned_when_checksummed, unique_id=_HANDLER_ID)
     return {"ChecksumSHA256": base64.b64encode(sha256).decode("ascii")}
 

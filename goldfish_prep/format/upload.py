@@ -75,7 +75,7 @@ class UploadFile:
         self._hashes = Checksums()
         self._buffer = io.BytesIO()  # its getvalue() hands over the bytes without a copy
         self._parts: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
-        self._numbered = is_s3(fs)  # S3 takes parts by number, in any order: several may be sent at once
+        self._on_s3 = is_s3(fs)  # S3 takes parts by number, in any order: several may be sent at once
         self._senders: list[threading.Thread] = []
         self._next_part = 1
         self._failed: GoldfishError | None = None
@@ -98,9 +98,9 @@ class UploadFile:
             if self._raw is None:
                 with translated(self.temporary):
                     self._raw = (
-                        S3Parts(self._fs, self._path) if self._numbered else self._fs.open(self._path, "wb", block_size=self._part_size)
+                        S3Parts(self._fs, self._path) if self._on_s3 else self._fs.open(self._path, "wb", block_size=self._part_size)
                     )
-            for _ in range(S3_PARTS_IN_FLIGHT if self._numbered else 1):
+            for _ in range(S3_PARTS_IN_FLIGHT if self._on_s3 else 1):
                 sender = threading.Thread(target=self._send, name="goldfish-prep-parts", daemon=True)
                 sender.start()
                 self._senders.append(sender)
@@ -117,7 +117,7 @@ class UploadFile:
             number, part = item
             try:
                 with translated(self.temporary):
-                    if self._numbered:
+                    if self._on_s3:
                         self._raw.write_part(number, part)
                     else:
                         self._raw.write(part)
@@ -161,12 +161,12 @@ class UploadFile:
             with translated(self.temporary):
                 rest = self._buffer.getvalue()
                 if self._raw is None:  # smaller than a part: one PUT, without a store file's copies
-                    if is_s3(self._fs):  # with the sha256 computed for the record, checked by the store
+                    if self._on_s3:  # with the sha256 computed for the record, checked by the store
                         put_whole(self._fs, self._path, rest, bytes.fromhex(self.checksums()["sha256"]))
                     else:
                         self._fs.pipe_file(self._path, rest)
                 else:
-                    if rest and self._numbered:
+                    if rest and self._on_s3:
                         self._raw.write_part(self._next_part, rest)
                     elif rest:
                         self._raw.write(rest)

@@ -95,6 +95,7 @@ from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.names import PROGRESS_DIR, WRITER_LOCK, is_lock_name, is_shard_filename, shard_record_name
 from goldfish_prep.format.object_lock import ObjectLock
 from goldfish_prep.format.ownership import progress_path
+from goldfish_prep.format.s3_upload import is_s3
 from goldfish_prep.format.store_errors import StoreError, short_cause, speaks_of_a_bucket, store_failure, translated
 from goldfish_prep.format.upload import UploadFile, part_size_of
 
@@ -234,7 +235,7 @@ class UrlFolder(OutputFolder):
         ``s3:AbortMultipartUpload``) leaves them to that rule, and the run goes on.
         GCS's resumable sessions and Azure's uncommitted blocks expire by
         themselves (a week), and neither can be listed here."""
-        if not hasattr(self.fs, "call_s3"):  # s3fs's: the drivers of other stores list no open uploads
+        if not is_s3(self.fs):  # the drivers of other stores list no open uploads
             return 0
         bucket, key, _ = self.fs.split_path(self.root)
         prefix = f"{key}/" if key else ""
