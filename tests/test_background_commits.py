@@ -1,6 +1,6 @@
 """``pipeline._commits.ShardCommits`` on a URL folder: two shards' uploads run while the next shard is built, and the
 commit protocol holds (a record only once its shard is whole, records in order even when a later upload completes
-first, a failed upload raised with no record after it, nothing written after an abandon). The folder is a real ``UrlFolder`` on fsspec's in-memory file system; the shards are
+first, a failed upload raised with no record after it, nothing written after an abandon, which cancels the uploads in flight). The folder is a real ``UrlFolder`` on fsspec's in-memory file system; the shards are
 stand-ins whose commit the test holds back, so the order of events is forced rather than timed.
 ``tests/test_url_outputs.py`` runs whole ``mask -o s3://`` runs through the same code against a real S3 server."""
 
@@ -19,12 +19,14 @@ from goldfish_prep.pipeline._shard import ShardBuilder
 
 
 class HeldShard:
-    """Writes a tiny shard object when committed, once the test lets it (``release``)."""
+    """Writes a tiny shard object when committed, once the test lets it (``release``). ``cancel`` (an upload aborted
+    from the main thread) lets it go at once and makes it fail, as ``UploadFile.cancel`` does to parts on their way;
+    ``cancellable=False`` is a commit in a request of its own (a PUT, a completion), which a cancel cannot stop."""
 
-    def __init__(self, folder: UrlFolder, index: int, fail: bool = False) -> None:
-        self.folder, self.index, self.fail = folder, index, fail
+    def __init__(self, folder: UrlFolder, index: int, fail: bool = False, cancellable: bool = True) -> None:
+        self.folder, self.index, self.fail, self.cancellable = folder, index, fail, cancellable
         self.started, self.released = threading.Event(), threading.Event()
-        self.finished = False
+        self.finished = self.cancelled = False
 
     def finish(self) -> dict[str, Any]:
         self.finished = True
@@ -35,10 +37,17 @@ class HeldShard:
         assert self.released.wait(30), "the test never let the upload go"
         if self.fail:
             raise OSError(f"the upload of shard {self.index} failed")
+        if self.cancelled and self.cancellable:
+            raise OSError(f"the upload of shard {self.index} was abandoned")
         self.folder.write_bytes(f"data-{self.index:05d}.arrow", b"shard %d" % self.index)
 
     def release(self) -> None:
         self.released.set()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.cancellable:
+            self.released.set()
 
 
 def folder() -> UrlFolder:
@@ -87,6 +96,10 @@ def test_a_failed_upload_is_raised_and_no_record_follows_it() -> None:
     commits.commit(cast(ShardBuilder, failing))
     commits.commit(cast(ShardBuilder, nxt))
     nxt.release()  # shard 1 uploads whole ...
+    deadline = time.monotonic() + 30
+    while not out.has_file("data-00001.arrow"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     failing.release()
     with pytest.raises(OSError, match="upload of shard 0 failed"):
         commits.commit(cast(ShardBuilder, last))
@@ -96,17 +109,41 @@ def test_a_failed_upload_is_raised_and_no_record_follows_it() -> None:
     assert records(out) == [] and not out.has_file("data-00000.arrow") and out.has_file("data-00001.arrow")
 
 
-def test_abandon_waits_for_every_upload_in_flight_before_the_run_lets_go() -> None:
+def test_abandon_cancels_the_uploads_in_flight_at_once_and_writes_no_record() -> None:
+    """Ctrl-C while two uploads wait on a store that has stalled: both are cancelled, so ``abandon`` returns without
+    waiting for the store (the test never lets them go), and no shard or record appears."""
     out = folder()
     commits = ShardCommits(out)
     shards = [HeldShard(out, 0), HeldShard(out, 1)]
     for shard in shards:
         commits.commit(cast(ShardBuilder, shard))
     assert all(shard.started.wait(30) for shard in shards)
-    threading.Timer(0.2, shards[0].release).start()
-    threading.Timer(0.4, shards[1].release).start()
-    commits.abandon()  # an interrupt in the main process: returns only once the commits in flight have ended
-    assert all(shard.released.is_set() for shard in shards) and records(out) == [0, 1]  # whole shards with records
+    started = time.monotonic()
+    commits.abandon()
+    assert time.monotonic() - started < 10  # HeldShard waits 30 s for a release that only the cancel gives
+    assert all(shard.cancelled for shard in shards)
+    assert records(out) == [] and not out.has_file("data-00000.arrow") and not out.has_file("data-00001.arrow")
+
+
+def test_abandon_waits_for_a_request_it_cannot_cancel_and_no_record_follows_it() -> None:
+    """A commit inside a request of its own (a completion already sent) cannot be cancelled: ``abandon`` returns only
+    once it has ended, so nothing lands after the run lets go of its lock; its shard, whole, gets no record (the
+    run's clean-up deletes it), and the record of the shard before it, whose commit had ended, stays."""
+    out = folder()
+    commits = ShardCommits(out)
+    done, completing = HeldShard(out, 0), HeldShard(out, 1, cancellable=False)
+    done.release()
+    commits.commit(cast(ShardBuilder, done))
+    commits.commit(cast(ShardBuilder, completing))
+    assert completing.started.wait(30)
+    deadline = time.monotonic() + 30
+    while records(out) != [0]:  # shard 0's record is written by its thread
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    threading.Timer(0.3, completing.release).start()
+    commits.abandon()
+    assert completing.released.is_set() and completing.cancelled  # waited for, though cancelled
+    assert out.has_file("data-00001.arrow") and records(out) == [0]
 
 
 def test_a_local_folder_commits_in_place(tmp_path: Any) -> None:

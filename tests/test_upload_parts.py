@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT
+from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT, S3Parts
 from goldfish_prep.format.store_errors import StoreError
 from goldfish_prep.format.upload import part_size_of
 from goldfish_prep.format.url_folder import UrlFolder
@@ -181,6 +181,33 @@ def test_an_abandoned_upload_leaves_nothing(bucket: S3Server) -> None:
         assert keys(bucket, folder) == [] and uploads(bucket) == []
 
 
+def test_a_cancelled_upload_fails_its_commit_and_leaves_nothing(bucket: S3Server) -> None:
+    """``cancel`` (from the main thread, while a background commit may wait on the upload) aborts the upload: the
+    commit then fails in one line instead of sending the rest and completing, and the store has nothing of it."""
+    with through(FaultyProxy(bucket.endpoint, lambda method, path, attempt: None), default_block_size=PART) as folder:
+        upload = folder.pending("data-00000.arrow")
+        upload.write(os.urandom(2 * PART + 1))  # two parts on their way, and some bytes buffered
+        upload.cancel()
+        with pytest.raises(StoreError, match="the upload was abandoned"):
+            upload.commit()
+        upload.abort()  # what the committing thread does after the failure: no error over the one being handled
+        assert keys(bucket, folder) == [] and uploads(bucket) == []
+
+
+def test_a_discarded_s3_upload_refuses_to_complete(bucket: S3Server) -> None:
+    """``S3Parts.close`` after ``discard`` (from another thread) fails: a completion that claimed success would let a
+    record follow a shard that is not on the store."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    parts = S3Parts(fs, f"{BUCKET}/discarded.arrow")
+    parts.write_part(1, os.urandom(PART))
+    parts.discard()
+    with pytest.raises(ValueError, match="aborted"):
+        parts.close()
+    assert uploads(bucket) == [] and not fs.exists(f"{BUCKET}/discarded.arrow")
+
+
 # --- Ctrl-C while the caller waits for the sending thread -----------------------------------------------
 
 
@@ -228,23 +255,48 @@ def test_ctrl_c_while_the_caller_waits_on_a_full_queue_aborts_the_upload_and_res
     """Parts 1 to 4 of the shard are held at the proxy (every sending thread waits), part 5 is queued behind them,
     and the run's write of part 6 waits for the queue. Ctrl-C then ends the run at once with the usual line (the held request is not waited for), the
     multipart upload is aborted (nothing of it left on the store), and --resume writes the bytes of a clean run."""
-    url = f"s3://{BUCKET}/interrupted"
-    options = (*ONE_SHARD, "--storage-options", json.dumps({"default_block_size": PART}))
-    part = HeldPart(hold_s=50, numbers=tuple(range(1, S3_PARTS_IN_FLIGHT + 1)))  # longer than the run may take to end
-    # below, shorter than the client's read timeout
+    held = tuple(range(1, S3_PARTS_IN_FLIGHT + 1))
+    proxy = interrupted_while_held(bucket, six_parts_corpus, PART, held, queued=S3_PARTS_IN_FLIGHT + 1)
+    assert proxy.counts  # the run went through the proxy
+    resumed_equals_a_clean_run(bucket, six_parts_corpus, PART, tmp_path)
+
+
+def test_ctrl_c_while_the_shard_commits_in_the_background_aborts_it_at_once(
+    bucket: S3Server, six_parts_corpus: Path, tmp_path: Path
+) -> None:
+    """The whole shard has been handed over: with parts of 12 MiB its first three parts are on their way (held at
+    the proxy), the rest waits for them in the background commit (``pipeline._commits``) and the main thread waits for
+    that commit. Ctrl-C then cancels the upload: the run ends at once (not after the held requests) with the usual
+    line, the upload is aborted, and --resume writes the bytes of a clean run."""
+    part_size = 12 << 20
+    clean = run("mask", six_parts_corpus, "-o", tmp_path / "clean", "-q", *ONE_SHARD)
+    assert clean.exit_code == 0, clean.output
+    size = (tmp_path / "clean" / "data-00000.arrow").stat().st_size
+    assert 3 * part_size < size < 4 * part_size, size  # three parts handed over, the rest sent at the commit
+    interrupted_while_held(bucket, six_parts_corpus, part_size, (1, 2, 3))
+    resumed_equals_a_clean_run(bucket, six_parts_corpus, part_size, tmp_path)
+
+
+def interrupted_while_held(bucket: S3Server, corpus: Path, part_size: int, held: tuple[int, ...], queued: int | None = None) -> FaultyProxy:
+    """Run mask into s3://BUCKET/interrupted through a proxy that holds parts ``held`` of the shard (for 50 s, longer
+    than the run may take to end, shorter than the client's read timeout); once they have all arrived and the run's
+    main thread waits, Ctrl-C: the run must end within 30 s with the interrupt's one line and leave no upload open.
+    ``queued``: a part that must still be queued, not sent, at that moment."""
+    options = (*ONE_SHARD, "--storage-options", json.dumps({"default_block_size": part_size}))
+    part = HeldPart(hold_s=50, numbers=held)
     proxy = FaultyProxy(bucket.endpoint, part)
     try:
-        process = start(six_parts_corpus, "-o", url, *options, env=bucket.env(endpoint=proxy.endpoint))
+        process = start(corpus, "-o", f"s3://{BUCKET}/interrupted", *options, env=bucket.env(endpoint=proxy.endpoint))
         try:
             assert part.arrived.wait(120), process.communicate()
             wait_until_its_main_thread_waits(process)
-            queued = f"partNumber={S3_PARTS_IN_FLIGHT + 1}&"
-            assert not [request for request in proxy.counts if queued in request + "&"]  # queued, not sent
+            if queued is not None:
+                assert not [request for request in proxy.counts if f"partNumber={queued}&" in request + "&"]  # not sent
             os.killpg(process.pid, signal.SIGINT)
             try:
                 _, stderr = process.communicate(timeout=30)
             except subprocess.TimeoutExpired:
-                pytest.fail("mask hung after Ctrl-C (waiting for the held part?)")
+                pytest.fail("mask hung after Ctrl-C (waiting for the held parts?)")
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -257,8 +309,14 @@ def test_ctrl_c_while_the_caller_waits_on_a_full_queue_aborts_the_upload_and_res
     assert uploads(bucket) == []  # aborted: no part of the shard left on the store
     left = objects(bucket, "interrupted", bucket=BUCKET)
     assert "data-00000.arrow" not in left and ".goldfish/writer.lock" not in left and "state.json" not in left, sorted(left)
-    resumed = run("mask", six_parts_corpus, "-o", url, "-q", *options, "--resume")
+    return proxy
+
+
+def resumed_equals_a_clean_run(bucket: S3Server, corpus: Path, part_size: int, tmp_path: Path) -> None:
+    options = (*ONE_SHARD, "--storage-options", json.dumps({"default_block_size": part_size}))
+    resumed = run("mask", corpus, "-o", f"s3://{BUCKET}/interrupted", "-q", *options, "--resume")
     assert resumed.exit_code == 0, resumed.output
-    clean = run("mask", six_parts_corpus, "-o", tmp_path / "clean", "-q", *ONE_SHARD)
-    assert clean.exit_code == 0, clean.output
+    if not (tmp_path / "clean").exists():
+        clean = run("mask", corpus, "-o", tmp_path / "clean", "-q", *ONE_SHARD)
+        assert clean.exit_code == 0, clean.output
     assert objects(bucket, "interrupted", bucket=BUCKET) == files(tmp_path / "clean")

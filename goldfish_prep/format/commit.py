@@ -223,6 +223,10 @@ class PendingFile:
         self._raw.close()
         self.temporary.unlink(missing_ok=True)
 
+    def cancel(self) -> None:
+        """Nothing to stop: a local commit (an fsync and a rename) runs in the thread that asks for it and waits on
+        no store (``upload.UploadFile.cancel`` stops an upload another thread waits on)."""
+
 
 @contextmanager
 def committed_file(path: Path, unique: bool = False, hashed: bool = False) -> Iterator[PendingFile]:

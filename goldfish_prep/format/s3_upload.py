@@ -81,6 +81,7 @@ class S3Parts:
         self._creating = threading.Lock()  # one thread creates the upload, the others wait for its id
         self._lock = threading.Lock()  # ``discard`` may come from any thread
         self.closed = False
+        self._discarded = False
 
     def write_part(self, number: int, part: bytes) -> None:
         """Upload ``part`` as part ``number`` (one ``UploadPart``, with its own SHA-256)."""
@@ -108,6 +109,8 @@ class S3Parts:
 
     def close(self) -> None:
         """Complete the upload with its parts in order: the object appears whole now."""
+        if self._discarded:  # from another thread (``UploadFile.cancel``): there is nothing left to complete
+            raise ValueError("the upload was aborted")
         if self.closed:
             return
         parts = [self._parts[number] for number in sorted(self._parts)]
@@ -120,7 +123,7 @@ class S3Parts:
     def discard(self) -> None:
         """Abort the upload (its parts are dropped); a part still being sent fails against the aborted upload."""
         with self._lock:
-            self.closed = True
+            self.closed = self._discarded = True
             upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             self._abort(upload_id)

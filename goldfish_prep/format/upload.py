@@ -43,11 +43,13 @@ from typing import Any
 from goldfish_prep.errors import GoldfishError
 from goldfish_prep.format.commit import Checksums
 from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT, S3Parts, is_s3, put_whole
-from goldfish_prep.format.store_errors import store_failure, translated
+from goldfish_prep.format.store_errors import StoreError, store_failure, translated
 
 #: bytes per part for a driver that names no block size of its own
 PART_SIZE = 32 << 20
 _END = None
+#: seconds between looks at ``cancel`` while ``commit`` waits for the sending threads or the queue
+_POLL = 0.05
 
 
 def part_size_of(fs: Any) -> int:
@@ -80,6 +82,7 @@ class UploadFile:
         self._next_part = 1
         self._failed: GoldfishError | None = None
         self._abandoned = False
+        self._cancelled = False  # by another thread (``cancel``): ``commit`` stops waiting and fails
         self._closed = False
 
     def write(self, data: bytes | memoryview) -> int:
@@ -104,15 +107,22 @@ class UploadFile:
                 sender = threading.Thread(target=self._send, name="goldfish-prep-parts", daemon=True)
                 sender.start()
                 self._senders.append(sender)
-        self._parts.put((self._next_part, part))
+        self._put((self._next_part, part))
         self._next_part += 1
+
+    def _put(self, item: tuple[int, bytes] | None) -> None:
+        """Queue a part or the end, waiting while a part is queued, until ``cancel`` (then the item is dropped)."""
+        while not self._cancelled:
+            with contextlib.suppress(queue.Full):  # a part is queued while every thread sends one
+                self._parts.put(item, timeout=_POLL)
+                return
 
     def _send(self) -> None:
         """A sending thread: send each part it takes (a store file uploads a full part from inside ``write``).
 
         The end (``_END``) is put back for the next thread before this one ends, so one end ends them all."""
         while (item := self._parts.get()) is not _END:
-            if self._failed is not None or self._abandoned:
+            if self._failed is not None or self._abandoned or self._cancelled:
                 continue  # keep taking parts, so that the caller never waits on a queue nobody empties
             number, part = item
             try:
@@ -125,20 +135,25 @@ class UploadFile:
                 self._failed = exc
             except BaseException as exc:  # kept, and raised in the caller's thread as one line
                 self._failed = store_failure(self.temporary, exc)
-            if self._abandoned and _can_discard(self._raw):  # aborted while this part was on its way: drop what
+            if (self._abandoned or self._cancelled) and _can_discard(self._raw):  # aborted while this part was on its way: drop what
                 self._discard()  # its requests made meanwhile (``abort``)
         with contextlib.suppress(queue.Full):  # else an end is there already (``_stop_sending`` after an interrupted
             self._parts.put_nowait(_END)  # ``_sent``); the caller puts no part after the end
 
     def _sent(self) -> None:
-        """Wait until every handed-over part has been sent."""
-        if self._senders:
-            self._parts.put(_END)
-            for sender in self._senders:
-                sender.join()
-            self._senders = []
-            with contextlib.suppress(queue.Empty):
-                self._parts.get_nowait()  # the end the last thread put back
+        """Wait until every handed-over part has been sent, or until ``cancel`` aborted the upload: its parts no
+        longer matter then, and the threads sending them end on their own (``abort`` puts the end for them)."""
+        if not self._senders:
+            return
+        self._put(_END)
+        for sender in self._senders:
+            while sender.is_alive() and not self._cancelled:
+                sender.join(_POLL)
+        if self._cancelled:
+            return
+        self._senders = []
+        with contextlib.suppress(queue.Empty):
+            self._parts.get_nowait()  # the end the last thread put back
 
     def flush(self) -> None:
         """Buffered here and by the upload; the bytes are sent by parts, and the rest on ``commit``."""
@@ -155,28 +170,51 @@ class UploadFile:
 
         A completion the store refuses aborts the upload, so its parts are not left behind."""
         try:
+            if self._raw is not None and self._buffer.tell():
+                self._hand_over()  # the last part, sent beside those still on their way (on S3), not after them
             self._sent()
             if self._failed is not None:
                 raise self._failed
+            self._refuse_if_cancelled()
             with translated(self.temporary):
-                rest = self._buffer.getvalue()
                 if self._raw is None:  # smaller than a part: one PUT, without a store file's copies
+                    rest = self._buffer.getvalue()
                     if self._on_s3:  # with the sha256 computed for the record, checked by the store
                         put_whole(self._fs, self._path, rest, bytes.fromhex(self.checksums()["sha256"]))
                     else:
                         self._fs.pipe_file(self._path, rest)
                 else:
-                    if rest and self._on_s3:
-                        self._raw.write_part(self._next_part, rest)
-                    elif rest:
-                        self._raw.write(rest)
                     self._raw.close()
+            # a store file that ``cancel`` discarded closes without a word (fsspec's files are marked closed): the
+            # object is not there, or is whole but its run was abandoned; either way no record may follow it
+            self._refuse_if_cancelled()
             self._buffer = io.BytesIO()
             self._closed = True
         except BaseException:
             self.abort()
             raise
         return self.checksums()["sha256"]
+
+    def _refuse_if_cancelled(self) -> None:
+        if self._cancelled:
+            raise StoreError(f"{self.temporary}: the upload was abandoned (the run was interrupted or failed)")
+
+    def cancel(self) -> None:
+        """Abandon the upload from another thread while ``commit`` may wait on it (an interrupt or an error in the
+        main process while the shard uploads in the background, ``pipeline._commits``).
+
+        The upload is aborted now, so the parts on their way no longer matter:
+        ``commit`` stops waiting for them and fails, and the cleaning up
+        (``abort``) stays with the thread that commits. A request ``commit``
+        makes itself (the shard's one PUT, or ``CompleteMultipartUpload``) ends
+        as the store answers it; the commit fails after it, so no record follows.
+        A store file that cannot drop an upload (fsspec's ``memory://``) never
+        waits on a store: there is nothing to cancel, and the commit runs its course."""
+        if self._closed or (self._raw is not None and not _can_discard(self._raw)):
+            return
+        self._cancelled = True  # before the discard: a commit that sees the discard's effect sees this too
+        if self._raw is not None:
+            self._discard()
 
     def checksums(self) -> dict[str, str]:
         """Every checksum of ``commit.CHECKSUMS`` of the bytes written so far."""
@@ -194,6 +232,8 @@ class UploadFile:
         the abort, which AWS allows) the sending thread aborts in turn once it
         ends, if the process still runs; else it stays an invisible incomplete
         upload, as after SIGKILL."""
+        if self._closed:  # committed, or aborted already (``commit`` aborts what failed; its caller may abort again)
+            return
         self._abandoned = True
         self._buffer = io.BytesIO()
         self._closed = True
@@ -219,7 +259,8 @@ class UploadFile:
         with contextlib.suppress(queue.Empty):
             while True:
                 self._parts.get_nowait()
-        self._parts.put_nowait(_END)
+        with contextlib.suppress(queue.Full):  # ``commit``, stopped by ``cancel``, may have put its end meanwhile
+            self._parts.put_nowait(_END)
         self._senders = []
 
     def _discard(self) -> None:

@@ -23,11 +23,17 @@ aborts itself (``UploadFile.commit``), and its error is raised in the main
 process at the next ``commit`` or at ``wait``; the shard after a failed one
 writes no record (its upload, if it completed, is a shard without a record,
 which the clean-up and ``--resume`` delete). ``abandon`` (an error or an
-interrupt in the main process) waits for every commit in flight to end before
-the run cleans up and lets go of its lock, so nothing is written into the
-folder once the run has let go of it. A SIGKILL ends the threads with the
-process: each shard's upload is then either complete without its record
-(``--resume`` deletes it) or invisible, as before.
+interrupt in the main process) first stops every commit in flight from writing
+a record and cancels its upload (``UploadFile.cancel``: aborted now, so the
+commit no longer waits for parts on their way to a store that may have
+stalled: Ctrl-C ends the run in moments, not after the store's timeouts), then
+waits for the commit threads to end before the run cleans up and lets go of
+its lock, so nothing is written into the folder once the run has let go of it.
+What it still waits for is a request a commit thread makes itself (a shard's
+one PUT, a ``CompleteMultipartUpload``), which a store cannot take back: it
+ends as the store answers or the client's timeout says. A SIGKILL ends the
+threads with the process: each shard's upload is then either complete without
+its record (``--resume`` deletes it) or invisible, as before.
 """
 
 from __future__ import annotations
@@ -50,40 +56,47 @@ class ShardCommits:
         self._output = output
         background = output.commits_in_background
         self._executor = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="goldfish-prep-upload") if background else None
-        self._pending: deque[Future[None]] = deque()  # oldest first
+        self._pending: deque[tuple[Future[None], ShardBuilder]] = deque()  # oldest first
+        self._abandoned = False
 
     def commit(self, builder: ShardBuilder) -> None:
         """Finish ``builder``'s shard, then commit it and write its record (in the background on a store)."""
         while len(self._pending) >= IN_FLIGHT:  # a failed commit is raised here
-            self._pending[0].result()
+            self._pending[0][0].result()
             self._pending.popleft()
         record = builder.finish()
         if self._executor is None:
             builder.commit()
             self._output.write_shard_record(record)
         else:
-            before = self._pending[-1] if self._pending else None
-            self._pending.append(self._executor.submit(self._commit, builder, record, before))
+            before = self._pending[-1][0] if self._pending else None
+            self._pending.append((self._executor.submit(self._commit, builder, record, before), builder))
 
     def _commit(self, builder: ShardBuilder, record: dict[str, Any], before: Future[None] | None) -> None:
         builder.commit()  # the shard is whole on the store before its record exists
         if before is not None:  # submitted, so started, before this one: no thread here waits on a queued task
             before.result()  # its failure is this shard's too: no record may follow a missing one
+        if self._abandoned:  # the run is ending: its clean-up deletes this shard, which has no record
+            return
         self._output.write_shard_record(record)
 
     def wait(self) -> None:
         """Wait for every commit in flight; the first failure is raised (it stays pending until it has ended)."""
         while self._pending:
-            self._pending[0].result()
+            self._pending[0][0].result()
             self._pending.popleft()
 
     def abandon(self) -> None:
-        """After an error or an interrupt: wait for the commits in flight to end (their errors are not news), then stop."""
+        """After an error or an interrupt: no record from now on, every upload in flight cancelled, then wait for the
+        commit threads to end (their errors are not news) and stop."""
+        self._abandoned = True  # first: a commit that ends after the cancel below writes no record
         pending, self._pending = self._pending, deque()
-        for future in pending:
+        for _, builder in pending:
+            builder.cancel()
+        for future, _ in pending:
             try:
                 future.result()
-            except Exception:  # a failed upload aborted itself; the error being handled is the one to report
+            except Exception:  # a failed or cancelled upload aborted itself; the error being handled is the one to report
                 pass
         self.close()
 

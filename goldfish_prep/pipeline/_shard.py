@@ -124,6 +124,10 @@ class ShardBuilder:
     def abort(self) -> None:
         self._writer.abort()
 
+    def cancel(self) -> None:
+        """Abandon the shard's commit running in another thread (``ShardWriter.cancel``)."""
+        self._writer.cancel()
+
     def _write_packed(self, rows: PackedRows | None) -> None:
         if rows is None:
             return

@@ -131,3 +131,8 @@ class ShardWriter:
             except Exception:
                 pass
         self._file.abort()
+
+    def cancel(self) -> None:
+        """From another thread while ``commit`` runs: abandon the upload so that the commit stops waiting on the
+        store and fails (``PendingWrite.cancel``); the commit's own thread cleans up."""
+        self._file.cancel()
