@@ -652,6 +652,17 @@ def test_a_payload_signing_the_user_asked_for_is_kept(bucket: S3Server, corpus: 
         assert headers["x-amz-content-sha256"] == body_sha256
 
 
+def test_with_a_client_per_bucket_region_the_payload_is_still_sent_once_hashed(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    """``cache_regions`` (s3fs makes a client for each bucket's region, apart from ``fs.s3``): the hook that sends a
+    checksummed payload unsigned must reach the client that sends the shard, or the body is hashed again to sign it."""
+    proxy, written = _recorded_run(bucket, corpus, "regions", *OPTIONS, "--storage-options", json.dumps({"cache_regions": True}))
+    assert written == reference
+    puts = _shard_puts(proxy)
+    assert puts and all(_checked_by_its_sha256(headers, body) for headers, body in puts.values())
+
+
 def test_a_client_told_to_send_checksums_only_when_required_sends_none(bucket: S3Server, corpus: Path, reference: dict[str, bytes]) -> None:
     """``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``: the fix for stores that refuse checksum headers."""
     proxy, written = _recorded_run(bucket, corpus, "plain", *OPTIONS, AWS_REQUEST_CHECKSUM_CALCULATION="when_required")

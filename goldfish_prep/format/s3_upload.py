@@ -45,6 +45,8 @@ import hashlib
 import threading
 from typing import Any
 
+from fsspec.asyn import sync
+
 _HANDLER_ID = "goldfish-prep-unsigned-when-checksummed"
 #: bytes per part on S3 (unless ``--storage-options`` set ``default_block_size``): a shard's last part, sent after
 #: the run has built it, is at most this; 10,000 parts make shards of up to 160 GiB
@@ -62,7 +64,7 @@ def put_whole(fs: Any, path: str, body: bytes, sha256: bytes) -> None:
     """PUT ``body``, whose SHA-256 is ``sha256``, as the object at ``path``; failures are raised as s3fs raises them
     (the caller's ``translated`` makes them one line)."""
     bucket, key, _ = fs.split_path(path)
-    checksum = _checksum(fs, sha256) if _checksums_on(fs) else {}
+    checksum = _checksum(fs, bucket, sha256) if _checksums_on(fs) else {}
     fs.call_s3("put_object", Bucket=bucket, Key=key, Body=body, **checksum)
     fs.invalidate_cache(path)  # as pipe_file does: a listing cached before must show the new object
 
@@ -86,7 +88,7 @@ class S3Parts:
     def write_part(self, number: int, part: bytes) -> None:
         """Upload ``part`` as part ``number`` (one ``UploadPart``, with its own SHA-256)."""
         upload_id = self._created()
-        checksum = _checksum(self._fs, hashlib.sha256(part).digest()) if self._checked else {}
+        checksum = _checksum(self._fs, self._bucket, hashlib.sha256(part).digest()) if self._checked else {}
         sent = self._fs.call_s3(
             "upload_part", Bucket=self._bucket, Key=self._key, UploadId=upload_id, PartNumber=number, Body=part, **checksum
         )
@@ -137,10 +139,12 @@ def _checksums_on(fs: Any) -> bool:
     return getattr(fs.s3.meta.config, "request_checksum_calculation", None) != "when_required"  # fs.s3 connects
 
 
-def _checksum(fs: Any, sha256: bytes) -> dict[str, str]:
-    """``ChecksumSHA256`` for a request (``_checksums_on`` first), with the hook that sends its payload unsigned
-    registered on the client."""
-    fs.s3.meta.events.register("before-sign.s3", _unsigned_when_checksummed, unique_id=_HANDLER_ID)
+def _checksum(fs: Any, bucket: str, sha256: bytes) -> dict[str, str]:
+    """``ChecksumSHA256`` for a request to ``bucket`` (``_checksums_on`` first), with the hook that sends its payload
+    unsigned registered on the client that sends it: ``fs.s3``, or with ``cache_regions`` the bucket's own client,
+    which s3fs makes apart (registering is idempotent: the hook has one id)."""
+    client = sync(fs.loop, fs.get_s3, bucket) if getattr(fs, "cache_regions", False) else fs.s3
+    client.meta.events.register("before-sign.s3", _unsigned_when_checksummed, unique_id=_HANDLER_ID)
     return {"ChecksumSHA256": base64.b64encode(sha256).decode("ascii")}
 
 
