@@ -62,6 +62,16 @@ def uploads(server: S3Server) -> list[str]:
     return [upload["Key"] for upload in server.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])]
 
 
+def write_and_commit(server: S3Server, folder: UrlFolder, data: bytes) -> None:
+    """Write ``data`` as shard 0 in 1 MiB writes (as the Arrow writer's), commit it, and check the object's bytes."""
+    upload = folder.pending("data-00000.arrow")
+    for offset in range(0, len(data), 1 << 20):
+        upload.write(data[offset : offset + (1 << 20)])
+    assert upload.commit() == hashlib.sha256(data).hexdigest()
+    key = f"{folder.url.removeprefix(f's3://{BUCKET}/')}/data-00000.arrow"
+    assert server.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+
+
 class HeldPart:
     """A ``FaultyProxy`` rule: hold the requests of parts ``numbers`` of ``name``'s upload (their first attempts)
     until ``release`` is set, for at most ``hold_s``: below the client's read timeout (60 s), so that a caller that
@@ -129,12 +139,7 @@ def test_a_shard_of_up_to_two_parts_is_one_put_and_a_larger_one_sends_its_first_
     proxy = FaultyProxy(bucket.endpoint, lambda method, path, attempt: None)
     data = os.urandom(size)
     with through(proxy) as folder:
-        upload = folder.pending("data-00000.arrow")
-        for start in range(0, len(data), 1 << 20):
-            upload.write(data[start : start + (1 << 20)])
-        assert upload.commit() == hashlib.sha256(data).hexdigest()
-        key = f"{folder.url.removeprefix(f's3://{BUCKET}/')}/data-00000.arrow"
-        assert bucket.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+        write_and_commit(bucket, folder, data)
     sent = [
         (method, path.split("?", 1)[1] if "?" in path else "", body) for method, path, _, body in proxy.requests if "data-00000" in path
     ]
@@ -165,12 +170,7 @@ def test_parts_are_sent_at_once_and_the_object_has_them_in_order(bucket: S3Serve
     data = os.urandom(4 * PART + 12345)
     with through(FaultyProxy(bucket.endpoint, hold_the_first), default_block_size=PART) as folder:
         assert part_size_of(folder.fs) == PART  # the options' part size
-        upload = folder.pending("data-00000.arrow")
-        for start in range(0, len(data), 1 << 20):
-            upload.write(data[start : start + (1 << 20)])
-        assert upload.commit() == hashlib.sha256(data).hexdigest()
-        key = f"{folder.url.removeprefix(f's3://{BUCKET}/')}/data-00000.arrow"
-        assert bucket.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == data
+        write_and_commit(bucket, folder, data)
     assert later_parts.is_set(), "parts 2 and 3 were sent only after part 1"
     assert {1, 2, 3, 4, 5} <= arrived and uploads(bucket) == []
 
