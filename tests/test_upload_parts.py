@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT, S3_WHOLE_UP_TO, S3Parts
+from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT, S3Parts
 from goldfish_prep.format.store_errors import StoreError
 from goldfish_prep.format.upload import part_size_of
 from goldfish_prep.format.url_folder import UrlFolder
@@ -129,29 +129,6 @@ def test_a_shard_smaller_than_a_part_is_one_put(bucket: S3Server) -> None:
         assert seen == []  # held in memory until the commit
         upload.commit()
     assert seen == ["PUT"]
-
-
-@pytest.mark.parametrize("size", [S3_WHOLE_UP_TO - 1, S3_WHOLE_UP_TO + (3 << 20)])
-def test_a_shard_of_up_to_two_parts_is_one_put_and_a_larger_one_sends_its_first_two_parts_as_one(bucket: S3Server, size: int) -> None:
-    """With S3's default parts, a shard of up to two parts (mask's --shard-size 16MB makes about 31 MB) is one PUT
-    checked by its record's sha256, not a multipart upload hashed again part by part; past that, the bytes held so far
-    go as part 1 and the rest in parts of ``S3_PART_SIZE``."""
-    proxy = FaultyProxy(bucket.endpoint, lambda method, path, attempt: None)
-    data = os.urandom(size)
-    with through(proxy) as folder:
-        write_and_commit(bucket, folder, data)
-    sent = [
-        (method, path.split("?", 1)[1] if "?" in path else "", body) for method, path, _, body in proxy.requests if "data-00000" in path
-    ]
-    if size < S3_WHOLE_UP_TO:
-        assert [(method, query) for method, query, _ in sent] == [("PUT", "")]
-        assert sent[0][2] == hashlib.sha256(data).hexdigest()
-        return
-    parts = sorted((query, body) for method, query, body in sent if method == "PUT")
-    assert [query.split("partNumber=")[1].split("&")[0] for query, _ in parts] == ["1", "2"]
-    assert parts[0][1] == hashlib.sha256(data[:S3_WHOLE_UP_TO]).hexdigest()  # the bytes held: the first part
-    assert parts[1][1] == hashlib.sha256(data[S3_WHOLE_UP_TO:]).hexdigest()
-    assert uploads(bucket) == []
 
 
 def test_parts_are_sent_at_once_and_the_object_has_them_in_order(bucket: S3Server) -> None:

@@ -10,7 +10,7 @@ Ceph inside a cluster, the test server), a SHA-256 to sign the payload. All of
 it ran in the process that writes the shards, the run's narrowest point: on the
 benchmark's 332 MB output 0.4 to 0.5 s of the run's CPU, measured (docs/remote.md).
 
-Here a shard of up to two parts (``S3_WHOLE_UP_TO``) is one ``PutObject`` carrying the sha256
+Here a shard smaller than a part is one ``PutObject`` carrying the sha256
 ``UploadFile`` already computed for the record as ``ChecksumSHA256``; a larger
 one is a multipart upload created with ``ChecksumAlgorithm=SHA256`` whose parts
 (the bytes ``UploadFile`` hands over, sent as they are) each carry their own
@@ -53,11 +53,6 @@ _HANDLER_ID = "goldfish-prep-unsigned-when-checksummed"
 S3_PART_SIZE = 16 << 20
 #: parts of one shard sent at once: a store far away is a round trip per part, which parts in flight overlap
 S3_PARTS_IN_FLIGHT = 4
-#: a shard up to this size (with the default parts) is sent whole, one PUT at its commit: checked by the sha256
-#: computed for its record, where parts would each be hashed again (0.3 s of the run's CPU per 332 MB, measured),
-#: and one request where a multipart upload makes four (with moto's completion copying it once more). Memory: held
-#: whole until its commit, as two parts in flight would be. A shard of mask's --shard-size 16MB (about 31 MB) is one PUT.
-S3_WHOLE_UP_TO = 2 * S3_PART_SIZE
 
 
 def is_s3(fs: Any) -> bool:

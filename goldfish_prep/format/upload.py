@@ -19,7 +19,7 @@ grow.
 
 Visibility is unchanged: the object appears only when ``commit`` closes the
 store file (the last part, then ``CompleteMultipartUpload`` with the parts in
-order, or one PUT for a shard sent whole (``whole_up_to_of``), on S3 checked by the sha256
+order, or one PUT for a shard smaller than a part, on S3 checked by the sha256
 its record names); an upload that failed or was abandoned is aborted (at once:
 ``abort`` does not wait for a part's request, so Ctrl-C ends a run promptly
 however slow the store), and one cut off by SIGKILL stays an invisible
@@ -42,7 +42,7 @@ from typing import Any
 
 from goldfish_prep.errors import GoldfishError
 from goldfish_prep.format.commit import Checksums
-from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT, S3_WHOLE_UP_TO, S3Parts, is_s3, put_whole
+from goldfish_prep.format.s3_upload import S3_PART_SIZE, S3_PARTS_IN_FLIGHT, S3Parts, is_s3, put_whole
 from goldfish_prep.format.store_errors import StoreError, store_failure, translated
 
 #: bytes per part for a driver that names no block size of its own
@@ -65,22 +65,14 @@ def part_size_of(fs: Any) -> int:
     return PART_SIZE
 
 
-def whole_up_to_of(fs: Any, part_size: int) -> int:
-    """The largest file sent whole, in one request at its commit: on S3 with its default parts ``S3_WHOLE_UP_TO``
-    (two parts), elsewhere, or with a part size the options set, one part (as the driver's own file would)."""
-    return S3_WHOLE_UP_TO if is_s3(fs) and part_size == S3_PART_SIZE else part_size
-
-
 class UploadFile:
     """A file being uploaded, hashed on the way; it appears on the store only when ``commit`` closes it."""
 
-    def __init__(self, fs: Any, path: str, where: str, part_size: int = PART_SIZE, whole_up_to: int | None = None) -> None:
+    def __init__(self, fs: Any, path: str, where: str, part_size: int = PART_SIZE) -> None:
         self._fs = fs
         self._path = path
         self.temporary = where  # object stores write to the final name: nothing is visible before the commit
         self._part_size = part_size
-        # below this the file is held and sent whole at the commit; past it, the buffer becomes the first part
-        self._whole_up_to = part_size if whole_up_to is None else whole_up_to
         self._raw: Any = None  # the store file, opened with the first part: a shard of one part is one PUT
         self._hashes = Checksums()
         self._buffer = io.BytesIO()  # its getvalue() hands over the bytes without a copy
@@ -98,7 +90,7 @@ class UploadFile:
             raise self._failed
         self._hashes.update(data)
         self._buffer.write(data)  # the one copy: the caller may reuse its buffer once this returns
-        if self._buffer.tell() >= (self._part_size if self._raw is not None else self._whole_up_to):
+        if self._buffer.tell() >= self._part_size:
             self._hand_over()
         return len(data)
 
@@ -185,7 +177,7 @@ class UploadFile:
                 raise self._failed
             self._refuse_if_cancelled()
             with translated(self.temporary):
-                if self._raw is None:  # small enough to go whole: one PUT, without a store file's copies
+                if self._raw is None:  # smaller than a part: one PUT, without a store file's copies
                     rest = self._buffer.getvalue()
                     if self._on_s3:  # with the sha256 computed for the record, checked by the store
                         put_whole(self._fs, self._path, rest, bytes.fromhex(self.checksums()["sha256"]))
@@ -287,4 +279,4 @@ def _can_discard(raw: Any) -> bool:
     return callable(getattr(raw, "discard", None))
 
 
-__all__ = ["PART_SIZE", "UploadFile", "part_size_of", "whole_up_to_of"]
+__all__ = ["PART_SIZE", "UploadFile", "part_size_of"]

@@ -97,7 +97,7 @@ from goldfish_prep.format.object_lock import ObjectLock
 from goldfish_prep.format.ownership import progress_path
 from goldfish_prep.format.s3_upload import is_s3
 from goldfish_prep.format.store_errors import StoreError, short_cause, speaks_of_a_bucket, store_failure, translated
-from goldfish_prep.format.upload import UploadFile, part_size_of, whole_up_to_of
+from goldfish_prep.format.upload import UploadFile, part_size_of
 
 #: bytes per ranged GET when a shard is streamed: memory held per open shard, and about 128 requests per GB
 READ_BLOCK = 8 << 20
@@ -202,8 +202,7 @@ class UrlFolder(OutputFolder):
             return operation()
 
     def pending(self, name: str) -> UploadFile:
-        part_size = part_size_of(self.fs)
-        return UploadFile(self.fs, self._path(name), self.where(name), part_size, whole_up_to_of(self.fs, part_size))
+        return UploadFile(self.fs, self._path(name), self.where(name), part_size_of(self.fs))
 
     def remove(self, name: str) -> None:
         path = self._path(name)

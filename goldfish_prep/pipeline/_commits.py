@@ -15,7 +15,7 @@ own shard's upload completed *and* the record before it was written
 (``_commit`` waits for the commit submitted before it), so the records on the
 store always name a prefix of the shards, as ``--resume`` and ``finalize``
 expect; the protocol is unchanged (``format.folder``). Memory grows by at most
-``IN_FLIGHT`` shards' unsent bytes: a shard sent whole (on S3 up to two parts) is held whole
+``IN_FLIGHT`` shards' unsent bytes: a shard smaller than one part is held whole
 until its PUT, a larger one the parts being sent plus two (on S3 six of 16 MiB: ``format.upload``).
 
 Failures and interrupts: an upload that fails after the provider's retries
