@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,43 @@ def test_only_a_dead_holder_of_this_machine_is_taken_over(bucket: S3Server) -> N
     assert json.loads(objects(bucket, "stale")[".goldfish/writer.lock"])["pid"] == os.getpid()
     lock.release()
     assert objects(bucket, "stale") == {}
+
+
+class _Stopped(BaseException):
+    """What this test's SIGINT handler raises: a stop as the CLI's is (not an ``Exception``, which ``translated`` turns
+    into a store error), but not a ``KeyboardInterrupt``, which would stop pytest itself if it escaped."""
+
+
+def test_a_stop_while_the_lock_object_is_created_leaves_no_lock_object(bucket: S3Server) -> None:
+    """SIGINT arrives while the lock's create-once PUT is on its way (the proxy sends it, then waits before it
+    forwards the PUT). ``acquire`` holds the stop until it knows the object is its own, deletes it, and only then
+    raises the stop: no lock object outlives the run. Before, the stop was raised at once and the PUT landed after
+    it, a lock naming a dead process that a run on another machine could not take over (``bench/kill_probe.py``)."""
+    from goldfish_prep.format.url_folder import UrlFolder
+    from goldfish_prep.readers.remote import use_storage_options
+
+    def stop_at_the_lock_put(method: str, path: str, attempt: int) -> None:
+        if method == "PUT" and path.split("?", 1)[0].endswith("/.goldfish/writer.lock") and attempt == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the main thread has the signal now, long before the store has the object
+
+    def stopped(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    proxy = FaultyProxy(bucket.endpoint, stop_at_the_lock_put)
+    previous = signal.signal(signal.SIGINT, stopped)
+    use_storage_options({"endpoint_url": proxy.endpoint})
+    try:
+        lock = UrlFolder(f"s3://{BUCKET}/stopped", writing=True).lock(".goldfish/writer.lock")
+        with pytest.raises(_Stopped):
+            lock.acquire()
+        time.sleep(1.5)  # a PUT still on its way would have landed by now
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        use_storage_options(None)
+        proxy.close()
+    assert any(method == "PUT" for method, *_ in proxy.requests)  # the stop came during the create, as meant
+    assert ".goldfish/writer.lock" not in objects(bucket, "stopped")
 
 
 def test_of_two_runs_taking_over_one_dead_lock_only_one_wins(bucket: S3Server) -> None:

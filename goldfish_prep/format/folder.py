@@ -104,9 +104,9 @@ class OutputFolder(ProgressFiles, ShardReads):
             raise OutputError(self.held_line(held, holder)) from None
         except OSError as exc:
             raise self.unwritable(exc) from exc
-        if lock.taken_over is not None and not quiet:
-            print(describe_takeover(where, lock.taken_over), file=sys.stderr)
-        try:
+        try:  # from the instruction after ``acquire``: a stop during the print below must let go of the lock too
+            if lock.taken_over is not None and not quiet:
+                print(describe_takeover(where, lock.taken_over), file=sys.stderr)
             yield
         finally:
             lock.release()

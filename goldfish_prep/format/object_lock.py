@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from goldfish_prep.format.held_stops import held_stops
 from goldfish_prep.format.lock import Holder, LockHeldError
 from goldfish_prep.format.store_errors import NoCreateOnce, store_answer, translated
 
@@ -70,17 +71,23 @@ class ObjectLock:
         if self._owner is not None:
             fields["owner"] = self._owner
         mine = json.dumps(fields, sort_keys=True).encode() + b"\n"
-        try:
-            self._create(mine)
-        except NoCreateOnce:
-            return  # nothing can be held (docs/remote.md)
-        except LockHeldError:
-            left = self._stale()
-            if left is None:
-                raise
-            self._take_over(mine, *left)
-            self.taken_over = left[0]
-        self._held = True
+        # a stop (Ctrl-C) between the create's request and its answer would end the run while the object lands
+        # after it: held until this process knows what it holds, then it lets go and stops (``held_stops``)
+        with held_stops() as stops:
+            try:
+                self._create(mine)
+            except NoCreateOnce:
+                return  # nothing can be held (docs/remote.md)
+            except LockHeldError:
+                left = self._stale()
+                if left is None:
+                    raise
+                self._take_over(mine, *left)
+                self.taken_over = left[0]
+            self._held = True
+            if stops:
+                self.release()
+                return  # the held stop is raised as the block ends
         if self._check is not None:
             try:
                 self._check()
