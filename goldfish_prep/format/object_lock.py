@@ -221,7 +221,9 @@ class ObjectLock:
         if self._held:
             self._held = False
             try:
-                with translated(self._where):
+                # a stop while the DELETE is on its way would end the process before it lands (fsspec's I/O thread
+                # dies with it): held until the answer, as while the object was created
+                with held_stops(), translated(self._where):
                     self._fs.rm_file(self._path)
             except FileNotFoundError:
                 pass  # deleted by hand meanwhile (the refusal tells a user how): nothing is left to let go of
