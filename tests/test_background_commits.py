@@ -128,7 +128,7 @@ def test_abandon_cancels_the_uploads_in_flight_at_once_and_writes_no_record() ->
 def test_abandon_waits_for_a_request_it_cannot_cancel_and_no_record_follows_it() -> None:
     """A commit inside a request of its own (a completion already sent) cannot be cancelled: ``abandon`` returns only
     once it has ended, so nothing lands after the run lets go of its lock; its shard, whole, gets no record (the
-    run's clean-up deletes it), and the record of the shard before it, whose commit had ended, stays."""
+    next --resume deletes it), and the record of the shard before it, whose commit had ended, stays."""
     out = folder()
     commits = ShardCommits(out)
     done, completing = HeldShard(out, 0), HeldShard(out, 1, cancellable=False)

@@ -76,7 +76,7 @@ class ShardCommits:
         builder.commit()  # the shard is whole on the store before its record exists
         if before is not None:  # submitted, so started, before this one: no thread here waits on a queued task
             before.result()  # its failure is this shard's too: no record may follow a missing one
-        if self._abandoned:  # the run is ending: its clean-up deletes this shard, which has no record
+        if self._abandoned:  # the run is ending: this shard stays without a record, which --resume deletes
             return
         self._output.write_shard_record(record)
 
