@@ -65,3 +65,23 @@ def test_an_ignored_signal_stays_ignored() -> None:
             os.kill(os.getpid(), signal.SIGTERM)  # ignored, as under nohup: nothing held, nothing raised
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_forced_stop_is_delivered_once() -> None:
+    """The second signal goes on at once; leaving the block must not send the first one again on top of it."""
+    calls: list[int] = []
+
+    def stopped(signum: int, frame: object) -> None:
+        calls.append(signum)
+        if len(calls) == 1:
+            raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGINT, stopped)
+    try:
+        with pytest.raises(Stopped):
+            with held_stops():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert calls == [signal.SIGINT]

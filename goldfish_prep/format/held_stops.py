@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-#: what a user or a scheduler sends to stop a run
+#: what a user or a scheduler sends to stop a run (SIGHUP does not exist on Windows); worker processes ignore them
 STOPS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -35,6 +35,7 @@ class HeldStops:
     def __init__(self) -> None:
         self.arrived: list[int] = []
         self._previous: dict[int, Any] = {}
+        self._forced = False  # a second signal was sent on at once: nothing is left to deliver
 
     def __bool__(self) -> bool:
         return bool(self.arrived)
@@ -50,6 +51,7 @@ class HeldStops:
     def _record(self, signum: int, frame: object) -> None:
         self.arrived.append(signum)
         if len(self.arrived) > 1:  # asked twice: stop now
+            self._forced = True
             self.restore()
             signal.raise_signal(signum)
 
@@ -61,7 +63,7 @@ class HeldStops:
     def deliver(self) -> None:
         """The first signal held, sent again to this process: its own handler acts on it now."""
         self.restore()
-        if self.arrived:
+        if self.arrived and not self._forced:
             signal.raise_signal(self.arrived[0])
 
 

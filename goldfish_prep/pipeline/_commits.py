@@ -22,7 +22,7 @@ Failures and interrupts: an upload that fails after the provider's retries
 aborts itself (``UploadFile.commit``), and its error is raised in the main
 process at the next ``commit`` or at ``wait``; the shard after a failed one
 writes no record (its upload, if it completed, is a shard without a record,
-which the clean-up and ``--resume`` delete). ``abandon`` (an error or an
+which ``--resume`` deletes; the run's clean-up deletes temporaries only). ``abandon`` (an error or an
 interrupt in the main process) first stops every commit in flight from writing
 a record and cancels its upload (``UploadFile.cancel``: aborted now, so the
 commit no longer waits for parts on their way to a store that may have

@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from goldfish_prep.errors import WorkerError
+from goldfish_prep.format.held_stops import STOPS
 from goldfish_prep.pipeline import _channel as channel
 from goldfish_prep.pipeline._channel import Slots
 
@@ -82,8 +83,6 @@ IN_FLIGHT = 2
 READ_AHEAD = 4
 #: slots each way per worker, one for each task in flight
 SLOTS_PER_WORKER = IN_FLIGHT
-#: signals a worker ignores, leaving them to the parent (names: SIGHUP does not exist on Windows)
-STOP_SIGNALS = tuple(name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 #: from linux/prctl.h
 _PR_SET_PDEATHSIG = 1
 #: seconds between two looks at the parent's pid
@@ -108,8 +107,8 @@ def _serve(
     # Ctrl-C, and a scheduler's SIGTERM or SIGHUP, may reach the whole process group; only the
     # parent reacts (and kills the workers), so workers print no tracebacks, cannot hang a
     # dying run, and cannot die first and make the parent report a lost worker.
-    for name in STOP_SIGNALS:
-        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    for number in STOPS:  # the signals a worker ignores, leaving them to the parent
+        signal.signal(number, signal.SIG_IGN)
     _die_with_parent(*parent)
     if warm_up is not None:
         try:
