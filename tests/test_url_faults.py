@@ -250,6 +250,60 @@ def test_a_stop_while_the_lock_object_is_created_leaves_no_lock_object(bucket: S
     assert ".goldfish/writer.lock" not in objects(bucket, "stopped")
 
 
+def test_a_stop_while_the_finished_run_deletes_its_lock_object_leaves_the_output_whole(
+    bucket: S3Server, corpus: Path, reference: dict[str, bytes]
+) -> None:
+    """SIGINT reaches a real ``mask`` process while the DELETE of its lock object, its very last request, is on its
+    way (the proxy sends the signal, then waits before it forwards the DELETE): the output is whole, without its lock
+    object, and the process ends as a stop does (130). The DELETE had left the process before the signal, so this
+    does not show the hold in ``release`` (the test below does); it shows that a stop at the very end costs nothing."""
+    process: list[subprocess.Popen[str]] = []
+
+    def stop_at_the_lock_delete(method: str, path: str, attempt: int) -> None:
+        if method == "DELETE" and path.split("?", 1)[0].endswith("/.goldfish/writer.lock") and attempt == 0:
+            os.kill(process[0].pid, signal.SIGINT)
+            time.sleep(0.5)  # the run's main thread has the signal now, long before the store has the DELETE
+
+    proxy = FaultyProxy(bucket.endpoint, stop_at_the_lock_delete)
+    try:
+        process.append(start(corpus, "-o", f"s3://{BUCKET}/late", *OPTIONS[1:], env=bucket.env(endpoint=proxy.endpoint)))
+        _, stderr = process[0].communicate(timeout=120)
+    finally:
+        proxy.close()
+    assert any(method == "DELETE" for method, *_ in proxy.requests)  # the stop came during the DELETE, as meant
+    assert objects(bucket, "late") == reference, stderr
+    assert process[0].returncode in (0, 128 + signal.SIGINT), stderr
+
+
+def test_a_stop_just_before_the_lock_object_is_deleted_is_held_until_it_is(bucket: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT arrives as ``release`` is about to send the DELETE (from inside the call that sends it, before it
+    sends): held until the store has answered, then raised. Without the hold the stop ends the run before the
+    request leaves, and the lock object stays, naming a dead process that a run on another machine cannot take over."""
+    from goldfish_prep.format.url_folder import UrlFolder
+
+    def stopped(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    lock = UrlFolder(f"s3://{BUCKET}/released", writing=True).lock(".goldfish/writer.lock")
+    lock.acquire()
+    assert ".goldfish/writer.lock" in objects(bucket, "released")
+    delete = lock._fs.rm_file
+
+    def stop_then_delete(path: str) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handler would run here, at the next instruction, were the stop not held
+        delete(path)
+
+    monkeypatch.setattr(lock._fs, "rm_file", stop_then_delete)
+    previous = signal.signal(signal.SIGINT, stopped)
+    try:
+        with pytest.raises(_Stopped):
+            lock.release()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert ".goldfish/writer.lock" not in objects(bucket, "released")
+
+
 def test_of_two_runs_taking_over_one_dead_lock_only_one_wins(bucket: S3Server) -> None:
     """Both judge the holder dead; the take-over is a PUT with If-Match on the ETag each read, so the store lets
     the first replace the object and refuses the second (412): it never overwrites the new holder."""
