@@ -8,7 +8,9 @@ inputs, local folder), ``out-s3`` (local inputs, ``-o s3://``: the cost of the
 output alone) and ``s3`` (inputs and output on the store). The server is
 moto's (``tests/s3_server.py``) on the same cores, reached only through
 ``AWS_ENDPOINT_URL`` and the credentials variables; its CPU time is reported
-apart. ``out-s3``'s objects are checked byte-identical to ``local``'s files (the
+apart. ``--server s3rver`` takes s3rver instead (``s3rver_server.py``): moto
+reads a whole object to answer each ranged GET, so on large inputs the ``s3``
+runs measure moto. ``out-s3``'s objects are checked byte-identical to ``local``'s files (the
 lock files aside), ``s3``'s shards equal to ``local``'s with the input paths
 taken off. The corpus is ``peers.py``'s, as in ``remote_inputs.py``.
 
@@ -18,6 +20,7 @@ taken off. The corpus is ``peers.py``'s, as in ``remote_inputs.py``.
     python bench/remote_outputs.py --scales 10 --rounds 4 --python-b OTHER/.venv/bin/python
     python bench/remote_outputs.py --scales 10 --rounds 4 --store-apart --shard-size 256MB
     python bench/remote_outputs.py --scales 10 --rounds 2 --store-apart --shard-size 256MB --latency-ms 50
+    python bench/remote_outputs.py --scales 10,100 --rounds 2 --store-apart --shard-size 256MB --server s3rver
 
 ``--python-b`` adds ``out-s3@b`` and ``s3@b``: the same runs by another
 interpreter (another checkout's venv: the code before a change), in the same
@@ -49,6 +52,7 @@ sys.path.insert(0, str(HERE))
 from measure import Measured, measure  # noqa: E402
 from peers import WORK, build_corpus  # noqa: E402
 from remote_inputs import cpu_seconds, mask_command, rows  # noqa: E402
+from s3rver_server import S3rver  # noqa: E402
 
 from tests.s3_server import FaultyProxy, S3Server  # noqa: E402
 
@@ -199,11 +203,18 @@ def main() -> None:
         default=0.0,
         help="a store far away: every request waits this long in a proxy (tests/s3_server.FaultyProxy) before the server",
     )
+    parser.add_argument(
+        "--server",
+        choices=("moto", "s3rver"),
+        default="moto",
+        help="the S3 server: moto (the tests' own) or s3rver (Node.js, installed with npm on first use; serves a ranged GET "
+        "without reading the whole object, as moto does: bench/s3rver_server.py)",
+    )
     parser.add_argument("--python-b", help="another interpreter (another checkout's venv) for the out-s3@b and s3@b runs")
     args = parser.parse_args()
     args.work = args.work.resolve()  # the runs start there (``one_run``): every path they are given is absolute
     args.work.mkdir(parents=True, exist_ok=True)
-    server = S3Server()
+    server = S3Server() if args.server == "moto" else S3rver()
     if args.store_apart:
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) < 2:
@@ -221,7 +232,7 @@ def main() -> None:
         server.stop()
     where = f", server on CPU {sorted(os.sched_getaffinity(0))[-1]}, runs on {args.cores} other(s)" if args.store_apart else ""
     latency = f", {args.latency_ms:g} ms per request" if args.latency_ms else ""
-    print(report(results, args.num_proc) + where + f", --shard-size {args.shard_size}{latency}")
+    print(report(results, args.num_proc) + where + f", --shard-size {args.shard_size}{latency}, server {args.server}")
 
 
 if __name__ == "__main__":
