@@ -4,7 +4,7 @@ Why a second server: moto, the tests' server (``tests/s3_server.py``), answers a
 ranged GET by reading the whole object and slicing it (moto 5.2's
 ``_handle_range_header`` is handed the full body), so an input of 225 MB read in
 8 MiB blocks costs it 28 reads of 225 MB. On the x100 corpus (eight such
-files) that made moto use 54 to 56 s of CPU, most of its core, in a 65 s run:
+files) that made moto use 54 to 56 s of CPU, most of its core, in runs of 65 to 68 s:
 the figure measured moto, not the client. s3rver streams a range from its file
 (``fs.createReadStream`` with start and end), as a real store serves only what
 is asked. What it does not do: conditional writes, checksums, credentials
