@@ -55,10 +55,7 @@ class S3rver(S3Server):
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._data = tempfile.mkdtemp(prefix="goldfish-s3rver-")
-        # its listing's continuation token uses a cipher OpenSSL 3 keeps in the legacy provider (Node 17 and newer)
         command = [
-            "env",
-            "NODE_OPTIONS=--openssl-legacy-provider",
             str(s3rver_bin()),
             "-d",
             self._data,
@@ -69,7 +66,9 @@ class S3rver(S3Server):
             "--silent",
             "--allow-mismatched-signatures",
         ]
-        self._server = ServerProcess(command, f"{self.endpoint}/", "s3rver")
+        # its listings' continuation tokens use a cipher that OpenSSL 3 keeps in its legacy provider (seen on Node 20)
+        env = {**os.environ, "NODE_OPTIONS": "--openssl-legacy-provider"}
+        self._server = ServerProcess(command, f"{self.endpoint}/", "s3rver", env=env)
 
     def env(self, endpoint: str | None = None, key: tuple[str, str] = KEY) -> dict[str, str]:
         return super().env(endpoint, key)
@@ -77,13 +76,9 @@ class S3rver(S3Server):
     def client(self, service: str = "s3", key: tuple[str, str] = KEY, config: Any = None) -> Any:
         return super().client(service, key, config)
 
-    def upload(self, bucket: str, folder: Path, prefix: str = "") -> None:
-        s3 = self.client()
+    def make_bucket(self, s3: Any, bucket: str) -> None:
         if bucket not in {entry["Name"] for entry in s3.list_buckets()["Buckets"]}:
             s3.create_bucket(Bucket=bucket)  # s3rver answers a second create with BucketAlreadyExists, not ...OwnedByYou
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
 
     def stop(self) -> None:
         super().stop()

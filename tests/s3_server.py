@@ -80,11 +80,15 @@ class S3Server:
     def upload(self, bucket: str, folder: Path, prefix: str = "") -> None:
         """Every file below ``folder`` as ``prefix`` + its relative path (the bucket is created if new)."""
         s3 = self.client()
-        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-            s3.create_bucket(Bucket=bucket)
+        self.make_bucket(s3, bucket)
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
+
+    def make_bucket(self, s3: Any, bucket: str) -> None:
+        """Create ``bucket`` through the client ``s3`` unless it exists."""
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
 
     @contextlib.contextmanager
     def checking_credentials(self) -> Iterator[tuple[tuple[str, str], tuple[str, str]]]:

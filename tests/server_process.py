@@ -23,10 +23,19 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``command`` in a child process, once ``probe`` (a URL) answers; ``stop`` ends it."""
+    """``command`` in a child process, once ``probe`` (a URL) answers; ``stop`` ends it. ``env``: the child's whole
+    environment (default: this process's)."""
 
-    def __init__(self, command: list[str], probe: str, name: str, timeout_s: float = 60, cwd: Path | str | None = None) -> None:
-        self._process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def __init__(
+        self,
+        command: list[str],
+        probe: str,
+        name: str,
+        timeout_s: float = 60,
+        cwd: Path | str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self._process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while True:
             try:

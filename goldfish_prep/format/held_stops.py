@@ -10,8 +10,8 @@ had to delete the object by hand (seen by ``bench/kill_probe.py``: SIGINT
 after the first read that follows the create).
 
 ``held_stops`` records such a signal instead of acting on it; the caller, once
-it knows what it holds, lets go of it and then ``deliver``s the signal, which
-the handler in force before runs as if it had just arrived (``KeyboardInterrupt``,
+it knows what it holds, lets go of it inside the block, and the block's end
+delivers the signal, which the handler in force before runs as if it had just arrived (``KeyboardInterrupt``,
 the CLI's ``Stopped``, or the default action). A second signal while one is held
 is not held: the user who presses Ctrl-C twice gets the stop at once. Outside
 the main thread (which alone may set handlers) nothing is held.
@@ -69,8 +69,8 @@ class HeldStops:
 
 @contextlib.contextmanager
 def held_stops() -> Iterator[HeldStops]:
-    """Hold stop signals inside the block; the caller ``deliver``s them when what it holds is in order (the handlers
-    are restored on leaving the block either way; a held signal the caller did not deliver is delivered then)."""
+    """Hold stop signals inside the block; leaving it restores the handlers and delivers the first signal held (the
+    caller reads ``bool(stops)`` to know one came, and lets go of what it holds before it leaves)."""
     stops = HeldStops()
     if threading.current_thread() is threading.main_thread():
         stops.hold()
